@@ -1,0 +1,106 @@
+import { z } from "zod";
+
+/**
+ * The wire shape of POST /v1/chat/completions. Every documented field is either honoured or
+ * refused with a 400 naming it; unknown fields are refused too, so nothing is silently ignored.
+ */
+
+const textPart = z.strictObject({ type: z.literal("text"), text: z.string() });
+/** Parts we recognise but this server cannot take yet; the service says why. */
+const imagePart = z.object({ type: z.literal("image_url"), image_url: z.unknown() });
+const audioPart = z.object({ type: z.literal("input_audio"), input_audio: z.unknown() });
+const filePart = z.object({ type: z.literal("file"), file: z.unknown() });
+const refusalPart = z.strictObject({ type: z.literal("refusal"), refusal: z.string() });
+
+const userContent = z.union([
+  z.string(),
+  z.array(z.discriminatedUnion("type", [textPart, imagePart, audioPart, filePart])).min(1),
+]);
+const textOnlyContent = z.union([z.string(), z.array(textPart).min(1)]);
+const name = z.string().min(1).max(256).optional();
+
+const systemMessage = z.strictObject({ role: z.literal("system"), content: textOnlyContent, name });
+const developerMessage = z.strictObject({ role: z.literal("developer"), content: textOnlyContent, name });
+const userMessage = z.strictObject({ role: z.literal("user"), content: userContent, name });
+const assistantMessage = z.strictObject({
+  role: z.literal("assistant"),
+  content: z
+    .union([z.string(), z.array(z.discriminatedUnion("type", [textPart, refusalPart])), z.null()])
+    .optional(),
+  refusal: z.string().nullable().optional(),
+  name,
+  tool_calls: z.array(z.unknown()).optional(),
+  function_call: z.unknown().optional(),
+  audio: z.unknown().optional(),
+});
+const toolMessage = z.strictObject({
+  role: z.literal("tool"),
+  content: textOnlyContent,
+  tool_call_id: z.string().min(1),
+});
+const functionMessage = z.strictObject({
+  role: z.literal("function"),
+  content: z.string().nullable(),
+  name: z.string(),
+});
+
+export const chatMessageSchema = z.discriminatedUnion("role", [
+  systemMessage,
+  developerMessage,
+  userMessage,
+  assistantMessage,
+  toolMessage,
+  functionMessage,
+]);
+export type WireChatMessage = z.infer<typeof chatMessageSchema>;
+
+const metadata = z
+  .record(z.string().max(64), z.string().max(512))
+  .refine((m) => Object.keys(m).length <= 16, "at most 16 keys");
+
+export const chatRequestSchema = z.strictObject({
+  model: z.string().min(1).max(256),
+  messages: z.array(chatMessageSchema).min(1, "messages must hold at least one message"),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  n: z.number().int().min(1).max(128).nullish(),
+  stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(4, "at most 4 stop sequences")]).nullish(),
+  max_tokens: z.number().int().min(1).nullish(),
+  max_completion_tokens: z.number().int().min(1).nullish(),
+  seed: z.number().int().nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  logit_bias: z
+    .record(z.string().regex(/^\d+$/, "keys are token ids"), z.number().min(-100).max(100))
+    .nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z
+    .strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
+    .nullish(),
+  user: z.string().max(512).optional(),
+  safety_identifier: z.string().max(512).optional(),
+  prompt_cache_key: z.string().max(1024).optional(),
+  metadata: metadata.nullish(),
+  store: z.boolean().nullish(),
+  service_tier: z.enum(["auto", "default", "flex", "scale", "priority"]).nullish(),
+  modalities: z.array(z.enum(["text", "audio"])).nullish(),
+  // Fields this server refuses with a reason (see service.ts), typed loosely so the reason wins.
+  tools: z.unknown().optional(),
+  tool_choice: z.unknown().optional(),
+  parallel_tool_calls: z.unknown().optional(),
+  functions: z.unknown().optional(),
+  function_call: z.unknown().optional(),
+  response_format: z.unknown().optional(),
+  audio: z.unknown().optional(),
+  prediction: z.unknown().optional(),
+  reasoning_effort: z.unknown().optional(),
+  verbosity: z.unknown().optional(),
+  web_search_options: z.unknown().optional(),
+  moderation: z.unknown().optional(),
+  prompt_cache_options: z.unknown().optional(),
+  prompt_cache_retention: z.unknown().optional(),
+});
+
+export type ChatRequest = z.infer<typeof chatRequestSchema>;

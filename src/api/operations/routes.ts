@@ -1,0 +1,28 @@
+import type { FastifyInstance } from "fastify";
+import type { Metrics } from "../../observability/metrics.js";
+import type { ModelRegistry } from "../../router/model-registry.js";
+
+/** Liveness, readiness and Prometheus metrics for operators and orchestrators. */
+export async function operationsRoutes(
+  app: FastifyInstance,
+  opts: { registry: ModelRegistry; metrics: Metrics; isShuttingDown: () => boolean },
+): Promise<void> {
+  app.get("/health", async () => ({ status: "ok" }));
+
+  app.get("/ready", async (_request, reply) => {
+    // Models loaded on first use do not hold readiness back: they load when asked for.
+    const models = opts.registry.all().map((d) => ({
+      id: d.id,
+      ready: d.backend.isReady(),
+      required: d.loadAtStart,
+      ...d.backend.stats(),
+    }));
+    const ready = !opts.isShuttingDown() && models.every((m) => m.ready || !m.required);
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not_ready", models });
+  });
+
+  app.get("/metrics", async (_request, reply) => {
+    const text = await opts.metrics.registry.metrics();
+    return reply.type(opts.metrics.registry.contentType).send(text);
+  });
+}

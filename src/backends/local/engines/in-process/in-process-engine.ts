@@ -1,0 +1,299 @@
+import {
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type SequenceEvaluateOptions,
+  type Token,
+  TokenBias,
+} from "node-llama-cpp";
+import type { Logger } from "pino";
+import type { SamplingParams } from "../../../../core/generation.js";
+import type {
+  EngineEvent,
+  EngineStats,
+  LocalEngine,
+  ModelMetadata,
+  TokenCandidate,
+  TokenGeneration,
+} from "../../engine.js";
+import { SlotScheduler } from "../../slot-scheduler.js";
+import { longestCommonPrefix } from "../../token-prefix.js";
+import { sharedLlama } from "./llama-instance.js";
+
+export interface InProcessEngineOptions {
+  /** Where the GGUF file is; resolved at load time (it may need a download first). */
+  modelPath: () => Promise<string>;
+  /** Tokens per sequence; undefined = the model's training context, capped. */
+  contextSize?: number;
+  slots: number;
+  threads: number;
+  gpuLayers: "auto" | "max" | number;
+  maxQueue: number;
+  logger: Logger;
+}
+
+/** Cap for the default context: a large trained context would allocate gigabytes of KV cache per slot. */
+const DEFAULT_CONTEXT_CAP = 8192;
+/** Tokens of already-emitted text kept as context so the next piece decodes with the right spacing. */
+const DETOKENIZE_CONTEXT = 8;
+/** A piece still ending in U+FFFD after this many tokens is emitted as is (the model produced invalid UTF-8). */
+const MAX_HELD_TOKENS = 4;
+
+/**
+ * node-llama-cpp in this process: one model, one context with `slots` sequences. Each request
+ * leases a sequence; the lease goes to the free sequence whose KV cache already holds the longest
+ * prefix of the new prompt, and only the rest of the prompt is evaluated (prompt caching).
+ */
+export class InProcessEngine implements LocalEngine {
+  private model: LlamaModel | undefined;
+  private context: LlamaContext | undefined;
+  private sequences: LlamaContextSequence[] = [];
+  private meta: ModelMetadata | undefined;
+  private loading: Promise<void> | undefined;
+  private readonly scheduler: SlotScheduler;
+  private readonly pieceCache = new Map<number, string>();
+
+  constructor(private readonly options: InProcessEngineOptions) {
+    this.scheduler = new SlotScheduler(options.slots, options.maxQueue);
+  }
+
+  load(): Promise<void> {
+    this.loading ??= this.doLoad().catch((err) => {
+      this.loading = undefined;
+      throw err;
+    });
+    return this.loading;
+  }
+
+  isLoaded(): boolean {
+    return this.meta !== undefined;
+  }
+
+  metadata(): ModelMetadata {
+    if (!this.meta) throw new Error("model is not loaded");
+    return this.meta;
+  }
+
+  async tokenize(text: string, options: { special: boolean }): Promise<number[]> {
+    return this.loadedModel().tokenize(text, options.special) as number[];
+  }
+
+  async detokenize(tokens: readonly number[]): Promise<string> {
+    return this.loadedModel().detokenize(tokens as Token[], false);
+  }
+
+  stats(): EngineStats {
+    return { slots: this.scheduler.slots, busySlots: this.scheduler.busy, queued: this.scheduler.queued };
+  }
+
+  async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
+    const model = this.loadedModel();
+    const prompt = req.promptTokens as Token[];
+    const lease = await this.scheduler.acquire(signal, (free) => this.pickSlotFor(prompt, free));
+    try {
+      const sequence = this.sequences[lease.slot] as LlamaContextSequence;
+      const reused = await this.reusePrefix(sequence, prompt);
+      yield { type: "prompt", promptTokens: prompt.length, cachedTokens: reused };
+      if (req.maxTokens <= 0) {
+        yield { type: "end", reason: "length" };
+        return;
+      }
+
+      const generated: Token[] = [];
+      const wantLogprobs = req.topLogprobs !== undefined;
+      const decoder = new PieceDecoder(model, prompt.slice(-DETOKENIZE_CONTEXT));
+      const evaluation = sequence.evaluateWithMetadata(
+        prompt.slice(reused),
+        { confidence: wantLogprobs, probabilities: wantLogprobs && (req.topLogprobs ?? 0) > 0 },
+        this.samplingOptions(req.sampling, generated, req.topLogprobs),
+      );
+      let reason: "stop" | "length" = "stop";
+      for await (const output of evaluation) {
+        if (signal.aborted) return;
+        generated.push(output.token);
+        const event: EngineEvent = { type: "token", token: output.token, text: decoder.push(output.token) };
+        if (wantLogprobs) {
+          const o = output as { confidence?: number; probabilities?: Map<Token, number> };
+          event.piece = this.pieceOf(output.token);
+          event.logprob = safeLog(o.confidence ?? 0);
+          if (o.probabilities) event.top = this.topCandidates(o.probabilities, req.topLogprobs ?? 0);
+        }
+        yield event;
+        if (generated.length >= req.maxTokens) {
+          reason = "length";
+          break;
+        }
+      }
+      const rest = decoder.flush();
+      if (rest) yield { type: "token", token: -1, text: rest };
+      if (!signal.aborted) yield { type: "end", reason };
+    } finally {
+      lease.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.scheduler.rejectAll(new Error("engine closed"));
+    const context = this.context;
+    const model = this.model;
+    this.context = undefined;
+    this.model = undefined;
+    this.meta = undefined;
+    this.loading = undefined;
+    this.sequences = [];
+    await context?.dispose();
+    await model?.dispose();
+  }
+
+  private async doLoad(): Promise<void> {
+    const { logger } = this.options;
+    const modelPath = await this.options.modelPath();
+    const llama = await sharedLlama(logger);
+    const model = await llama.loadModel({ modelPath, gpuLayers: this.options.gpuLayers });
+    try {
+      const contextSize = this.options.contextSize ?? Math.min(model.trainContextSize, DEFAULT_CONTEXT_CAP);
+      const context = await model.createContext({
+        sequences: this.options.slots,
+        contextSize,
+        threads: this.options.threads,
+      });
+      this.sequences = Array.from({ length: this.options.slots }, () => context.getSequence());
+      this.model = model;
+      this.context = context;
+      this.meta = readMetadata(model, context, this.options.slots);
+    } catch (err) {
+      await model.dispose();
+      throw err;
+    }
+  }
+
+  private loadedModel(): LlamaModel {
+    if (!this.model) throw new Error("model is not loaded");
+    return this.model;
+  }
+
+  private pickSlotFor(prompt: readonly Token[], free: readonly number[]): number {
+    let best = free[0] as number;
+    let bestLength = -1;
+    for (const slot of free) {
+      const cached = (this.sequences[slot] as LlamaContextSequence).contextTokens;
+      const length = longestCommonPrefix(cached, prompt);
+      if (length > bestLength) {
+        best = slot;
+        bestLength = length;
+      }
+    }
+    return best;
+  }
+
+  /** Keeps the cached prefix of the prompt in the sequence, erases the rest; returns tokens reused. */
+  private async reusePrefix(sequence: LlamaContextSequence, prompt: readonly Token[]): Promise<number> {
+    // At least one prompt token must be evaluated so there are logits to sample from.
+    const reused = Math.min(longestCommonPrefix(sequence.contextTokens, prompt), prompt.length - 1);
+    if (sequence.nextTokenIndex > reused) {
+      await sequence.eraseContextTokenRanges([{ start: reused, end: sequence.nextTokenIndex }]);
+    }
+    return Math.max(0, reused);
+  }
+
+  private samplingOptions(
+    sampling: SamplingParams,
+    generated: Token[],
+    topLogprobs: number | undefined,
+  ): SequenceEvaluateOptions {
+    const model = this.loadedModel();
+    const options: SequenceEvaluateOptions = {
+      temperature: sampling.temperature,
+      topP: sampling.topP,
+      // Enough candidates survive filtering to report the requested alternatives.
+      topK: Math.max(40, (topLogprobs ?? 0) + 1),
+      seed: sampling.seed ?? Math.floor(Math.random() * 2 ** 31),
+    };
+    if (sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0) {
+      options.repeatPenalty = {
+        punishTokens: () => generated,
+        penalty: 1,
+        presencePenalty: sampling.presencePenalty,
+        frequencyPenalty: sampling.frequencyPenalty,
+      };
+    }
+    if (sampling.logitBias && sampling.logitBias.size > 0) {
+      const bias = new TokenBias(model.tokenizer);
+      for (const [token, value] of sampling.logitBias)
+        bias.set(token as Token, value <= -100 ? "never" : { logit: value });
+      options.tokenBias = bias;
+    }
+    return options;
+  }
+
+  private topCandidates(probabilities: Map<Token, number>, count: number): TokenCandidate[] {
+    const top: TokenCandidate[] = [];
+    // The map is sorted from the most to the least likely token.
+    for (const [token, probability] of probabilities) {
+      if (top.length >= count) break;
+      top.push({ token, text: this.pieceOf(token), logprob: safeLog(probability) });
+    }
+    return top;
+  }
+
+  private pieceOf(token: Token): string {
+    let piece = this.pieceCache.get(token);
+    if (piece === undefined) {
+      piece = this.loadedModel().detokenize([token], false);
+      if (this.pieceCache.size < 65_536) this.pieceCache.set(token, piece);
+    }
+    return piece;
+  }
+}
+
+/**
+ * Turns sampled tokens into text without splitting a multi-byte character: byte-fallback tokens
+ * are held until they decode cleanly. Decoding with a few earlier tokens as context keeps the
+ * tokenizer's leading-space handling right.
+ */
+class PieceDecoder {
+  private pending: Token[] = [];
+
+  constructor(
+    private readonly model: LlamaModel,
+    private context: Token[],
+  ) {}
+
+  push(token: Token): string {
+    if (this.model.isEogToken(token)) return "";
+    this.pending.push(token);
+    const text = this.model.detokenize(this.pending, false, this.context);
+    if (text.endsWith("\uFFFD") && this.pending.length < MAX_HELD_TOKENS) return "";
+    this.context = [...this.context, ...this.pending].slice(-DETOKENIZE_CONTEXT);
+    this.pending = [];
+    return text;
+  }
+
+  flush(): string {
+    if (this.pending.length === 0) return "";
+    const text = this.model.detokenize(this.pending, false, this.context);
+    this.pending = [];
+    return text;
+  }
+}
+
+function readMetadata(model: LlamaModel, context: LlamaContext, slots: number): ModelMetadata {
+  const tokenizer = model.fileInfo.metadata.tokenizer as { chat_template?: unknown } | undefined;
+  const template = typeof tokenizer?.chat_template === "string" ? tokenizer.chat_template : undefined;
+  return {
+    contextSize: context.contextSize,
+    trainContextSize: model.trainContextSize,
+    chatTemplate: template,
+    bosToken: model.tokens.bosString ?? undefined,
+    eosToken: model.tokens.eosString ?? undefined,
+    bosTokenId: model.tokens.bos ?? undefined,
+    addBosToken: model.tokens.shouldPrependBosToken,
+    vocabSize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
+    embeddingSize: model.embeddingVectorSize,
+    slots,
+  };
+}
+
+function safeLog(probability: number): number {
+  return probability > 0 ? Math.log(probability) : -9999;
+}

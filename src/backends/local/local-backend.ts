@@ -1,0 +1,172 @@
+import type {
+  BackendCapabilities,
+  BackendStats,
+  GenerationPart,
+  GenerationRequest,
+  ModelBackend,
+  TokenLogprob,
+} from "../../core/generation.js";
+import { mergeStreams } from "../../core/merge-streams.js";
+import { contextLengthExceeded } from "../../http/errors.js";
+import { ChatTemplate } from "./chat-template.js";
+import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
+import { StopMatcher } from "./stop-matcher.js";
+
+export interface LocalBackendOptions {
+  /** Operator-configured template; the GGUF's own is used otherwise, then ChatML. */
+  chatTemplate?: string;
+}
+
+/**
+ * Everything OpenAI-shaped about a local model, written once over any LocalEngine: chat
+ * templates, context-length checks, n parallel choices, stop strings and log probabilities.
+ */
+export class LocalBackend implements ModelBackend {
+  readonly capabilities: BackendCapabilities = {
+    chat: true,
+    completions: true,
+    embeddings: false,
+    tools: false,
+    vision: false,
+    logprobs: true,
+  };
+  private template: ChatTemplate | undefined;
+
+  constructor(
+    readonly engine: LocalEngine,
+    private readonly options: LocalBackendOptions = {},
+  ) {}
+
+  async ready(): Promise<void> {
+    await this.engine.load();
+    const meta = this.engine.metadata();
+    this.template = new ChatTemplate(this.options.chatTemplate ?? meta.chatTemplate, {
+      bosToken: meta.bosToken,
+      eosToken: meta.eosToken,
+    });
+  }
+
+  isReady(): boolean {
+    return this.engine.isLoaded() && this.template !== undefined;
+  }
+
+  stats(): BackendStats {
+    return this.engine.stats();
+  }
+
+  close(): Promise<void> {
+    return this.engine.close();
+  }
+
+  async *generate(req: GenerationRequest, signal: AbortSignal): AsyncGenerator<GenerationPart> {
+    if (!this.isReady()) await this.ready();
+    const meta = this.engine.metadata();
+    const promptTokens = await this.promptTokens(req);
+    const param = req.input.kind === "chat" ? "messages" : "prompt";
+    if (promptTokens.length >= meta.contextSize) {
+      throw contextLengthExceeded(meta.contextSize, promptTokens.length + (req.maxTokens ?? 1), param);
+    }
+    const room = meta.contextSize - promptTokens.length;
+    if (req.maxTokens !== undefined && req.maxTokens > room) {
+      throw contextLengthExceeded(meta.contextSize, promptTokens.length + req.maxTokens, param);
+    }
+    const maxTokens = req.maxTokens ?? room;
+
+    const counters = { completionTokens: 0, cachedTokens: 0 };
+    const choices = Array.from({ length: req.n }, (_, choice) =>
+      this.runChoice(choice, req, promptTokens, maxTokens, counters, signal),
+    );
+    yield* mergeStreams(choices);
+    if (signal.aborted) return;
+    yield {
+      type: "usage",
+      promptTokens: promptTokens.length,
+      completionTokens: counters.completionTokens,
+      cachedTokens: counters.cachedTokens,
+    };
+  }
+
+  private async promptTokens(req: GenerationRequest): Promise<number[]> {
+    const meta = this.engine.metadata();
+    if (req.input.kind === "chat") {
+      const text = (this.template as ChatTemplate).render(req.input.messages);
+      const tokens = await this.engine.tokenize(text, { special: true });
+      return withBos(tokens, meta.addBosToken, meta.bosTokenId);
+    }
+    // Raw completions: the caller's text is data, never parsed for special tokens.
+    const tokens = await this.engine.tokenize(req.input.text, { special: false });
+    return withBos(tokens, meta.addBosToken, meta.bosTokenId);
+  }
+
+  private async *runChoice(
+    choice: number,
+    req: GenerationRequest,
+    promptTokens: number[],
+    maxTokens: number,
+    counters: { completionTokens: number; cachedTokens: number },
+    signal: AbortSignal,
+  ): AsyncGenerator<GenerationPart> {
+    const stop = new StopMatcher(req.stop);
+    const wantLogprobs = req.logprobs !== undefined;
+    let pendingLogprobs: TokenLogprob[] = [];
+    const stream = this.engine.generate(
+      { promptTokens, maxTokens, sampling: req.sampling, topLogprobs: req.logprobs?.top },
+      signal,
+    );
+    for await (const event of stream as AsyncIterable<EngineEvent>) {
+      if (event.type === "prompt") {
+        if (choice === 0) counters.cachedTokens = event.cachedTokens;
+        continue;
+      }
+      if (event.type === "end") {
+        const rest = stop.flush();
+        if (rest || pendingLogprobs.length)
+          yield textPart(choice, rest, wantLogprobs ? pendingLogprobs : undefined);
+        yield { type: "finish", choice, reason: event.reason };
+        return;
+      }
+      if (event.token >= 0) counters.completionTokens++;
+      if (wantLogprobs && event.token >= 0) pendingLogprobs.push(toTokenLogprob(event));
+      const { emit, stopped } = stop.push(event.text);
+      if (stopped) {
+        // Tokens that formed the stop string are not part of the output.
+        if (emit) yield textPart(choice, emit, wantLogprobs ? pendingLogprobs.slice(0, -1) : undefined);
+        yield { type: "finish", choice, reason: "stop" };
+        return;
+      }
+      if (emit) {
+        yield textPart(choice, emit, wantLogprobs ? pendingLogprobs : undefined);
+        pendingLogprobs = [];
+      }
+    }
+  }
+}
+
+function textPart(choice: number, text: string, logprobs: TokenLogprob[] | undefined): GenerationPart {
+  return logprobs ? { type: "text", choice, text, logprobs } : { type: "text", choice, text };
+}
+
+function withBos(tokens: number[], addBos: boolean, bosId: number | undefined): number[] {
+  if (!addBos || bosId === undefined || tokens[0] === bosId) return tokens;
+  return [bosId, ...tokens];
+}
+
+const utf8 = new TextEncoder();
+
+function toTokenLogprob(event: Extract<EngineEvent, { type: "token" }>): TokenLogprob {
+  const piece = event.piece ?? event.text;
+  return {
+    token: piece,
+    logprob: event.logprob ?? 0,
+    bytes: Array.from(utf8.encode(piece)),
+    top: (event.top ?? []).map(toCandidate),
+  };
+}
+
+function toCandidate(candidate: TokenCandidate) {
+  return {
+    token: candidate.text,
+    logprob: candidate.logprob,
+    bytes: Array.from(utf8.encode(candidate.text)),
+  };
+}

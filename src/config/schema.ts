@@ -1,0 +1,85 @@
+import { z } from "zod";
+
+/**
+ * The one source of truth for configuration. The YAML file, SWITCHBOARD_* environment variables
+ * and CLI flags are merged into this shape (file < env < flags) and validated once at start-up.
+ */
+
+const modelId = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, "model ids use letters, digits and . _ : / -");
+
+export const localModelSchema = z
+  .object({
+    id: modelId,
+    aliases: z.array(modelId).default([]),
+    /** A path to a .gguf file, or hf:owner/repo/file.gguf[@revision] (downloaded into the data dir). */
+    source: z.string().min(1),
+    /** Expected sha256 of the file; checked after a download. */
+    sha256: z
+      .string()
+      .regex(/^[a-f0-9]{64}$/i)
+      .optional(),
+    /** Tokens of context per sequence; default: the model's training context, capped at 8192. */
+    context_size: z.number().int().min(64).max(1_048_576).optional(),
+    /** Parallel sequences (slots) in the context. */
+    parallel: z.number().int().min(1).max(64).default(4),
+    /**
+     * Compute threads. In-process node-llama-cpp on this kind of machine is fastest with 1: its
+     * token loop hops across libuv's pool and ggml re-creates workers per token with more.
+     */
+    threads: z.number().int().min(1).max(256).default(1),
+    gpu_layers: z.union([z.literal("auto"), z.literal("max"), z.number().int().min(0)]).default("auto"),
+    load: z.enum(["start", "on_demand"]).default("start"),
+    /** Requests waiting for a slot beyond this are refused with 429 at once. */
+    max_queue: z.number().int().min(0).max(100_000).default(64),
+    /** Operator override of the GGUF's chat template (jinja). Never taken from a request. */
+    chat_template: z.string().optional(),
+    owned_by: z.string().default("switchboard"),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    host: z.string().min(1).default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535).default(8080),
+    data_dir: z.string().min(1).default("./data"),
+    log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** Largest request body accepted, in bytes; larger bodies get 413 before they are buffered. */
+    body_limit_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 ** 3)
+      .default(8 * 1024 * 1024),
+    /** Largest request header block, in bytes; larger get 431. */
+    header_limit_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024)
+      .default(16 * 1024),
+    /** How long SIGTERM waits for in-flight requests before cancelling them. */
+    shutdown_grace_ms: z.number().int().min(0).max(600_000).default(10_000),
+    /** Idle connections are closed after this; a slowloris client cannot hold sockets open. */
+    request_timeout_ms: z.number().int().min(1000).max(3_600_000).default(600_000),
+    headers_timeout_ms: z.number().int().min(1000).max(600_000).default(30_000),
+    /** Highest `n` accepted on chat completions (the API allows up to 128). */
+    max_n: z.number().int().min(1).max(128).default(128),
+    models: z.array(localModelSchema).default([]),
+    hf: z
+      .object({
+        base_url: z.url().default("https://huggingface.co"),
+        token: z.string().optional(),
+      })
+      .strict()
+      .default({ base_url: "https://huggingface.co" }),
+    /** Serve the built-in random-weight demo model when no model is configured. */
+    demo_model: z.boolean().default(true),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type LocalModelConfig = z.infer<typeof localModelSchema>;

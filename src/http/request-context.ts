@@ -1,0 +1,35 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+
+/** What a route learnt about a request, for the one log line and the metrics written at its end. */
+export interface RequestTelemetry {
+  model?: string;
+  promptTokens?: number;
+  completionTokens?: number;
+  cachedTokens?: number;
+  timeToFirstTokenMs?: number;
+  stream?: boolean;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    telemetry: RequestTelemetry;
+    startedAt: number;
+  }
+}
+
+/**
+ * An AbortSignal for the work a request starts: aborted when the client disconnects before the
+ * response is complete, or when shutdown gives up waiting.
+ */
+export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
+  const controller = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
+  };
+  reply.raw.once("close", onClose);
+  return AbortSignal.any([controller.signal, shutdown]);
+}
+
+export function processingMs(request: FastifyRequest): string {
+  return String(Math.max(0, Math.round(performance.now() - request.startedAt)));
+}

@@ -1,0 +1,137 @@
+import type { ServerResponse } from "node:http";
+import type { ErrorBody } from "./errors.js";
+
+export interface SseOptions {
+  /** Extra headers (request id, processing time, rate limits) sent with the 200. */
+  headers?: Record<string, string>;
+  /** A comment frame is sent after this much silence so proxies keep the connection open. */
+  keepAliveMs?: number;
+  /** A client that has not drained its socket buffer in this long is cut off, freeing its slot. */
+  drainTimeoutMs?: number;
+}
+
+const DONE_FRAME = "data: [DONE]\n\n";
+const KEEP_ALIVE_FRAME = ": keep-alive\n\n";
+
+/**
+ * The only place that writes server-sent events. It owns the headers, framing, keep-alive,
+ * backpressure (a write waits for 'drain', bounded by a timeout so a reader that stops reading
+ * cannot hold a model slot forever), disconnect detection, the error frame and `[DONE]`.
+ */
+export class SseWriter {
+  private readonly res: ServerResponse;
+  private readonly abortController = new AbortController();
+  private readonly keepAliveMs: number;
+  private readonly drainTimeoutMs: number;
+  private keepAliveTimer: NodeJS.Timeout | undefined;
+  private opened = false;
+  private ended = false;
+
+  constructor(
+    res: ServerResponse,
+    private readonly options: SseOptions = {},
+  ) {
+    this.res = res;
+    this.keepAliveMs = options.keepAliveMs ?? 15_000;
+    this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
+    res.on("close", () => {
+      if (!this.ended) this.abort("client disconnected");
+    });
+  }
+
+  /** Aborted when the client goes away or stops reading. */
+  get signal(): AbortSignal {
+    return this.abortController.signal;
+  }
+
+  get isOpen(): boolean {
+    return this.opened && !this.ended && !this.signal.aborted;
+  }
+
+  open(): void {
+    if (this.opened) return;
+    this.opened = true;
+    this.res.writeHead(200, {
+      ...this.options.headers,
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+      "x-accel-buffering": "no",
+    });
+    this.res.flushHeaders();
+    this.armKeepAlive();
+  }
+
+  /** Sends one JSON event; resolves once the socket can take more (or the client is gone). */
+  async send(payload: unknown): Promise<void> {
+    await this.write(`data: ${JSON.stringify(payload)}\n\n`);
+  }
+
+  /** Sends an event whose JSON the caller already serialised (hot path: no object round trip). */
+  async sendRaw(json: string): Promise<void> {
+    await this.write(`data: ${json}\n\n`);
+  }
+
+  /** An error after streaming began: an error frame and no [DONE], so no client mistakes it for success. */
+  async fail(body: ErrorBody): Promise<void> {
+    if (!this.isOpen) return this.end();
+    await this.write(`data: ${JSON.stringify(body)}\n\n`);
+    this.end();
+  }
+
+  async done(): Promise<void> {
+    if (this.isOpen) await this.write(DONE_FRAME);
+    this.end();
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.clearKeepAlive();
+    if (!this.res.writableEnded) this.res.end();
+  }
+
+  private async write(frame: string): Promise<void> {
+    if (!this.isOpen) return;
+    this.armKeepAlive();
+    if (this.res.write(frame)) return;
+    await this.waitForDrain();
+  }
+
+  private waitForDrain(): Promise<void> {
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.res.off("drain", finish);
+        this.signal.removeEventListener("abort", finish);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.abort("client stopped reading");
+        this.res.destroy();
+        finish();
+      }, this.drainTimeoutMs);
+      this.res.on("drain", finish);
+      this.signal.addEventListener("abort", finish, { once: true });
+    });
+  }
+
+  private abort(reason: string): void {
+    this.clearKeepAlive();
+    if (!this.signal.aborted) this.abortController.abort(new Error(reason));
+  }
+
+  private armKeepAlive(): void {
+    this.clearKeepAlive();
+    if (this.keepAliveMs <= 0) return;
+    this.keepAliveTimer = setTimeout(() => {
+      if (this.isOpen) void this.write(KEEP_ALIVE_FRAME);
+    }, this.keepAliveMs);
+    this.keepAliveTimer.unref();
+  }
+
+  private clearKeepAlive(): void {
+    if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
+    this.keepAliveTimer = undefined;
+  }
+}

@@ -1,0 +1,74 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { BackendStats } from "../core/generation.js";
+import type { ModelRegistry } from "../router/model-registry.js";
+
+/** Prometheus metrics for one app instance (a registry of its own, so tests can run many apps). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<"method" | "route" | "status">;
+  readonly latency: Histogram<"route">;
+  readonly tokens: Counter<"model" | "kind">;
+  readonly timeToFirstToken: Histogram<"model">;
+
+  constructor(models: ModelRegistry) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: "switchboard_" });
+    this.requests = new Counter({
+      name: "switchboard_http_requests_total",
+      help: "HTTP requests by route and status",
+      labelNames: ["method", "route", "status"],
+      registers,
+    });
+    this.latency = new Histogram({
+      name: "switchboard_http_request_duration_seconds",
+      help: "Time from request to the end of the response",
+      labelNames: ["route"],
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    });
+    this.tokens = new Counter({
+      name: "switchboard_tokens_total",
+      help: "Tokens processed, by model and kind (prompt, cached, completion)",
+      labelNames: ["model", "kind"],
+      registers,
+    });
+    this.timeToFirstToken = new Histogram({
+      name: "switchboard_time_to_first_token_seconds",
+      help: "Time from request to the first generated text",
+      labelNames: ["model"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    const perModel = (name: string, help: string, read: (stats: BackendStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["model"],
+        registers,
+        collect() {
+          for (const d of models.all()) this.set({ model: d.id }, read(d.backend.stats()));
+        },
+      });
+    perModel("switchboard_queue_depth", "Requests waiting for a model slot", (s) => s.queued);
+    perModel("switchboard_busy_slots", "Model slots generating now", (s) => s.busySlots);
+    perModel("switchboard_slots", "Model slots configured", (s) => s.slots);
+    new Gauge({
+      name: "switchboard_model_ready",
+      help: "1 when the model is loaded and can serve",
+      labelNames: ["model"],
+      registers,
+      collect() {
+        for (const d of models.all()) this.set({ model: d.id }, d.backend.isReady() ? 1 : 0);
+      },
+    });
+  }
+
+  recordUsage(
+    model: string,
+    usage: { promptTokens: number; completionTokens: number; cachedTokens: number },
+  ): void {
+    this.tokens.inc({ model, kind: "prompt" }, usage.promptTokens);
+    this.tokens.inc({ model, kind: "cached" }, usage.cachedTokens);
+    this.tokens.inc({ model, kind: "completion" }, usage.completionTokens);
+  }
+}

@@ -1,0 +1,89 @@
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { Logger } from "pino";
+import { InProcessEngine } from "../backends/local/engines/in-process/in-process-engine.js";
+import { LocalBackend } from "../backends/local/local-backend.js";
+import type { Config, LocalModelConfig } from "../config/schema.js";
+import { makeModel } from "../models/make-model.js";
+import { resolveModelFile } from "../models/resolve-model-file.js";
+import { ModelRegistry } from "./model-registry.js";
+
+export const DEMO_MODEL_ID = "switchboard-demo";
+
+/** Deployments for every configured model (or the demo model when none is configured). */
+export async function buildRegistry(config: Config, logger: Logger, now = Date.now): Promise<ModelRegistry> {
+  const models = config.models.length > 0 ? config.models : await demoModels(config, logger);
+  const registry = new ModelRegistry();
+  const created = Math.floor(now() / 1000);
+  for (const model of models) {
+    const engine = new InProcessEngine({
+      modelPath: () => resolveModelFile(model, config, logger),
+      contextSize: model.context_size,
+      slots: model.parallel,
+      threads: model.threads,
+      gpuLayers: model.gpu_layers,
+      maxQueue: model.max_queue,
+      logger: logger.child({ model: model.id }),
+    });
+    registry.add({
+      id: model.id,
+      aliases: model.aliases,
+      ownedBy: model.owned_by,
+      created,
+      systemFingerprint: fingerprint(model),
+      backend: new LocalBackend(engine, { chatTemplate: model.chat_template }),
+      loadAtStart: model.load === "start",
+    });
+  }
+  return registry;
+}
+
+/** Loads every model marked load: start; a failure names the model and stops start-up. */
+export async function loadStartupModels(registry: ModelRegistry, logger: Logger): Promise<void> {
+  for (const deployment of registry.all()) {
+    if (!deployment.loadAtStart) continue;
+    const started = performance.now();
+    try {
+      await deployment.backend.ready();
+    } catch (err) {
+      throw new Error(`Model '${deployment.id}' failed to load: ${(err as Error).message}`);
+    }
+    logger.info({ model: deployment.id, ms: Math.round(performance.now() - started) }, "model loaded");
+  }
+}
+
+function fingerprint(model: LocalModelConfig): string {
+  const hash = createHash("sha256")
+    .update(`${model.source}\0${model.sha256 ?? ""}\0in-process\0${model.context_size ?? ""}`)
+    .digest("hex");
+  return `fp_${hash.slice(0, 10)}`;
+}
+
+async function demoModels(config: Config, logger: Logger): Promise<LocalModelConfig[]> {
+  if (!config.demo_model) return [];
+  const dir = resolve(config.data_dir, "models");
+  const path = join(dir, `${DEMO_MODEL_ID}.gguf`);
+  if (!existsSync(path)) {
+    await mkdir(dir, { recursive: true });
+    await makeModel({ preset: "tiny", out: path, seed: 1 });
+  }
+  logger.warn(
+    { model: DEMO_MODEL_ID, path },
+    "No model is configured, so Switchboard serves the built-in demo model 'switchboard-demo'. Its weights are RANDOM: it produces gibberish. Configure a real model with --model ./path/to/model.gguf or a 'models:' entry in switchboard.yaml (see README).",
+  );
+  return [
+    {
+      id: DEMO_MODEL_ID,
+      aliases: [],
+      source: path,
+      parallel: 4,
+      threads: 1,
+      gpu_layers: 0,
+      load: "start",
+      max_queue: 64,
+      owned_by: "switchboard",
+    },
+  ];
+}
