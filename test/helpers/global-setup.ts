@@ -1,0 +1,20 @@
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { TestProject } from "vitest/node";
+import { makeModel } from "../../src/models/make-model.js";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    tinyModelPath: string;
+  }
+}
+
+/** The tiny random-weight model every server test loads, generated once per machine. */
+export default async function setup(project: TestProject): Promise<void> {
+  const dir = join(process.cwd(), "node_modules", ".cache", "switchboard-test");
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, "tiny-v1.gguf");
+  if (!existsSync(path)) await makeModel({ preset: "tiny", out: path, seed: 7 });
+  project.provide("tinyModelPath", path);
+}
