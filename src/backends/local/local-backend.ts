@@ -4,10 +4,11 @@ import type {
   GenerationPart,
   GenerationRequest,
   ModelBackend,
+  SamplingParams,
   TokenLogprob,
 } from "../../core/generation.js";
 import { mergeStreams } from "../../core/merge-streams.js";
-import { contextLengthExceeded } from "../../http/errors.js";
+import { contextLengthExceeded, invalidRequest } from "../../http/errors.js";
 import { ChatTemplate } from "./chat-template.js";
 import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
 import { StopMatcher } from "./stop-matcher.js";
@@ -61,6 +62,7 @@ export class LocalBackend implements ModelBackend {
   async *generate(req: GenerationRequest, signal: AbortSignal): AsyncGenerator<GenerationPart> {
     if (!this.isReady()) await this.ready();
     const meta = this.engine.metadata();
+    checkLogitBias(req, meta.vocabSize);
     const promptTokens = await this.promptTokens(req);
     const param = req.input.kind === "chat" ? "messages" : "prompt";
     if (promptTokens.length >= meta.contextSize) {
@@ -110,7 +112,12 @@ export class LocalBackend implements ModelBackend {
     const wantLogprobs = req.logprobs !== undefined;
     let pendingLogprobs: TokenLogprob[] = [];
     const stream = this.engine.generate(
-      { promptTokens, maxTokens, sampling: req.sampling, topLogprobs: req.logprobs?.top },
+      {
+        promptTokens,
+        maxTokens,
+        sampling: choiceSampling(req.sampling, choice),
+        topLogprobs: req.logprobs?.top,
+      },
       signal,
     );
     for await (const event of stream as AsyncIterable<EngineEvent>) {
@@ -138,6 +145,28 @@ export class LocalBackend implements ModelBackend {
         yield textPart(choice, emit, wantLogprobs ? pendingLogprobs : undefined);
         pendingLogprobs = [];
       }
+    }
+  }
+}
+
+/**
+ * Each choice gets its own seed (seed + index) so n choices differ from each other while the
+ * whole response stays reproducible for a given seed.
+ */
+function choiceSampling(sampling: SamplingParams, choice: number): SamplingParams {
+  if (choice === 0 || sampling.seed === undefined) return sampling;
+  return { ...sampling, seed: (sampling.seed + choice) % 2 ** 32 };
+}
+
+function checkLogitBias(req: GenerationRequest, vocabSize: number): void {
+  if (!req.sampling.logitBias || vocabSize <= 0) return;
+  for (const token of req.sampling.logitBias.keys()) {
+    if (token >= vocabSize) {
+      throw invalidRequest(
+        `logit_bias names token ${token}, but this model's vocabulary has ${vocabSize} tokens.`,
+        "logit_bias",
+        "invalid_value",
+      );
     }
   }
 }
