@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { Template } from "@huggingface/jinja";
 import type { ChatMessage } from "../../core/generation.js";
 import { invalidRequest } from "../../http/errors.js";
@@ -5,6 +6,15 @@ import { invalidRequest } from "../../http/errors.js";
 /** Used when a GGUF carries no template: ChatML is what most small instruction models speak. */
 export const CHATML_TEMPLATE =
   "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/** Random per process, so a caller cannot forge a placeholder. */
+const PLACEHOLDER_NONCE = randomBytes(8).toString("hex");
+
+export interface PromptSegment {
+  text: string;
+  /** Template text may contain special tokens; caller text is tokenized as plain text. */
+  trusted: boolean;
+}
 
 export interface ChatTemplateContext {
   bosToken: string | undefined;
@@ -23,6 +33,32 @@ export class ChatTemplate {
     private readonly context: ChatTemplateContext,
   ) {
     this.template = new Template(source ?? CHATML_TEMPLATE);
+  }
+
+  /**
+   * Renders the prompt as segments: the template's own text (which may hold special tokens) and
+   * the callers' message contents, kept apart so content is tokenized as plain text and cannot
+   * smuggle in control tokens such as `<|im_start|>system`. Falls back to one trusted segment
+   * when the template transforms content so that the placeholders cannot be found intact.
+   */
+  renderSegments(messages: readonly ChatMessage[]): PromptSegment[] {
+    const placeholders = messages.map((_, i) => `\u2063sb${PLACEHOLDER_NONCE}m${i}\u2063`);
+    const rendered = this.render(messages.map((m, i) => ({ ...m, content: placeholders[i] as string })));
+    const segments: PromptSegment[] = [];
+    let at = 0;
+    for (let i = 0; i < messages.length; i++) {
+      const placeholder = placeholders[i] as string;
+      const found = rendered.indexOf(placeholder, at);
+      if (found < 0 || rendered.indexOf(placeholder, found + 1) >= 0) {
+        return [{ text: this.render(messages), trusted: true }];
+      }
+      if (found > at) segments.push({ text: rendered.slice(at, found), trusted: true });
+      const content = (messages[i] as ChatMessage).content;
+      if (content) segments.push({ text: content, trusted: false });
+      at = found + placeholder.length;
+    }
+    if (at < rendered.length) segments.push({ text: rendered.slice(at), trusted: true });
+    return segments;
   }
 
   render(messages: readonly ChatMessage[]): string {

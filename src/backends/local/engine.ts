@@ -11,7 +11,11 @@ export interface LocalEngine {
   load(): Promise<void>;
   isLoaded(): boolean;
   metadata(): ModelMetadata;
-  tokenize(text: string, options: { special: boolean }): Promise<number[]>;
+  /**
+   * `special`: parse special-token text (template text only). `continuation`: the text continues
+   * a prompt, so no leading-space prefix is added (SPM tokenizers add one at the start of text).
+   */
+  tokenize(text: string, options: { special: boolean; continuation?: boolean }): Promise<number[]>;
   detokenize(tokens: readonly number[]): Promise<string>;
   /**
    * Streams one sequence's tokens. Waits for a free slot first (throws ApiError 429 at once when

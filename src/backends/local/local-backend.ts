@@ -91,8 +91,14 @@ export class LocalBackend implements ModelBackend {
   private async promptTokens(req: GenerationRequest): Promise<number[]> {
     const meta = this.engine.metadata();
     if (req.input.kind === "chat") {
-      const text = (this.template as ChatTemplate).render(req.input.messages);
-      const tokens = await this.engine.tokenize(text, { special: true });
+      const segments = (this.template as ChatTemplate).renderSegments(req.input.messages);
+      const tokens: number[] = [];
+      for (const segment of segments) {
+        const continuation = tokens.length > 0;
+        tokens.push(
+          ...(await this.engine.tokenize(segment.text, { special: segment.trusted, continuation })),
+        );
+      }
       return withBos(tokens, meta.addBosToken, meta.bosTokenId);
     }
     // Raw completions: the caller's text is data, never parsed for special tokens.

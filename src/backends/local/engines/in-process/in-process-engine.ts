@@ -74,8 +74,13 @@ export class InProcessEngine implements LocalEngine {
     return this.meta;
   }
 
-  async tokenize(text: string, options: { special: boolean }): Promise<number[]> {
-    return this.loadedModel().tokenize(text, options.special) as number[];
+  async tokenize(text: string, options: { special: boolean; continuation?: boolean }): Promise<number[]> {
+    const model = this.loadedModel();
+    return (
+      options.continuation
+        ? model.tokenize(text, options.special, "trimLeadingSpace")
+        : model.tokenize(text, options.special)
+    ) as number[];
   }
 
   async detokenize(tokens: readonly number[]): Promise<string> {
