@@ -74,5 +74,8 @@ export const overloaded = (retryAfterSeconds: number) =>
     },
   });
 
-export const serviceUnavailable = (message: string) =>
-  new ApiError(503, message, { type: "server_error", code: "service_unavailable" });
+export const serviceUnavailable = (message: string, cause?: unknown) => {
+  const error = new ApiError(503, message, { type: "server_error", code: "service_unavailable" });
+  if (cause !== undefined) error.cause = cause;
+  return error;
+};

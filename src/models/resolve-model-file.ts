@@ -20,7 +20,7 @@ export async function resolveModelFile(
   const dest = hfCachePath(resolve(config.data_dir), source);
   const name = describeHfSource(source);
   const progress = createProgressReporter(process.stderr, `${model.id} (${name})`);
-  logger.info({ model: model.id, source: name }, "fetching model weights");
+  let downloading = false;
   const result = await downloadModel({
     url: hfDownloadUrl(config.hf.base_url, source),
     dest,
@@ -28,9 +28,12 @@ export async function resolveModelFile(
     token: config.hf.token,
     displayName: name,
     signal,
-    onProgress: (p) => progress.update(p),
+    onProgress: (p) => {
+      downloading = true;
+      progress.update(p);
+    },
   });
-  progress.done();
+  if (downloading) progress.done();
   logger.info(
     { model: model.id, bytes: result.bytes, sha256: result.sha256, resumed: result.resumed },
     "model weights ready",

@@ -8,7 +8,7 @@ import type {
   TokenLogprob,
 } from "../../core/generation.js";
 import { mergeStreams } from "../../core/merge-streams.js";
-import { contextLengthExceeded, invalidRequest } from "../../http/errors.js";
+import { contextLengthExceeded, invalidRequest, serviceUnavailable } from "../../http/errors.js";
 import { ChatTemplate } from "./chat-template.js";
 import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
 import { StopMatcher } from "./stop-matcher.js";
@@ -60,7 +60,14 @@ export class LocalBackend implements ModelBackend {
   }
 
   async *generate(req: GenerationRequest, signal: AbortSignal): AsyncGenerator<GenerationPart> {
-    if (!this.isReady()) await this.ready();
+    if (!this.isReady()) {
+      try {
+        await this.ready();
+      } catch (err) {
+        // The cause (a path, a loader message) goes to the log, not to the client.
+        throw serviceUnavailable(`The model '${req.model}' could not be loaded.`, err);
+      }
+    }
     const meta = this.engine.metadata();
     checkLogitBias(req, meta.vocabSize);
     const promptTokens = await this.promptTokens(req);
