@@ -105,7 +105,7 @@ describe("where model weights come from", () => {
     const config = configWith(dataDir, { source: inject("tinyModelPath"), load: "on_demand" });
     const server = await startServer(config, { logger: silent });
     try {
-      const before = await (await fetch(`${server.url}/ready`)).json();
+      const before = (await (await fetch(`${server.url}/ready`)).json()) as ReadyBody;
       expect(before.status).toBe("ready");
       expect(before.models[0]).toMatchObject({ id: "m", ready: false, required: false });
       const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "x", maxRetries: 0 });
@@ -115,7 +115,7 @@ describe("where model weights come from", () => {
         max_tokens: 2,
       });
       expect(completion.choices[0]?.finish_reason).toBe("length");
-      const after = await (await fetch(`${server.url}/ready`)).json();
+      const after = (await (await fetch(`${server.url}/ready`)).json()) as ReadyBody;
       expect(after.models[0].ready).toBe(true);
     } finally {
       await server.stop();
@@ -143,3 +143,8 @@ describe("where model weights come from", () => {
     }
   });
 });
+
+interface ReadyBody {
+  status: string;
+  models: { id: string; ready: boolean; required: boolean }[];
+}
