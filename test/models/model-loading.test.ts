@@ -116,7 +116,7 @@ describe("where model weights come from", () => {
       });
       expect(completion.choices[0]?.finish_reason).toBe("length");
       const after = (await (await fetch(`${server.url}/ready`)).json()) as ReadyBody;
-      expect(after.models[0].ready).toBe(true);
+      expect(after.models[0]?.ready).toBe(true);
     } finally {
       await server.stop();
     }
