@@ -32,6 +32,9 @@ const ENV_KEYS = [
   "demo_model",
 ] as const;
 
+/** Settings that are strings even when they look like numbers (a data dir named `2024`). */
+const STRING_KEYS: ReadonlySet<string> = new Set(["host", "data_dir", "log_level"]);
+
 /** Loads file < env < flags into one validated Config, or throws a ConfigError naming the field. */
 export function loadConfig(sources: ConfigSources = {}): Config {
   const env = sources.env ?? process.env;
@@ -40,13 +43,17 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     : {};
   for (const key of ENV_KEYS) {
     const value = env[`SWITCHBOARD_${key.toUpperCase()}`];
-    if (value !== undefined && value !== "") raw[key] = coerceScalar(value);
+    if (value !== undefined && value !== "") raw[key] = STRING_KEYS.has(key) ? value : coerceScalar(value);
   }
-  const hfToken = env.SWITCHBOARD_HF_TOKEN ?? env.HF_TOKEN;
+  // SWITCHBOARD_HF_TOKEN overrides the file like every SWITCHBOARD_* setting; the ambient
+  // HF_TOKEN only fills in a token the file does not set.
+  const hfToken = env.SWITCHBOARD_HF_TOKEN;
+  const ambientToken = env.HF_TOKEN;
   const hfBase = env.SWITCHBOARD_HF_BASE_URL;
-  if (hfToken || hfBase) {
+  if (hfToken || ambientToken || hfBase) {
     const hf = { ...(raw.hf as Record<string, unknown> | undefined) };
-    if (hfToken && hf.token === undefined) hf.token = hfToken;
+    if (hfToken) hf.token = hfToken;
+    else if (ambientToken && hf.token === undefined) hf.token = ambientToken;
     if (hfBase) hf.base_url = hfBase;
     raw.hf = hf;
   }

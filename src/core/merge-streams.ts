@@ -11,10 +11,11 @@ export async function* mergeStreams<T>(sources: AsyncIterable<T>[]): AsyncGenera
   const pending = new Map<number, Promise<{ index: number; result: IteratorResult<T> }>>();
   const pull = (index: number) => {
     const iterator = iterators[index] as AsyncIterator<T>;
-    pending.set(
-      index,
-      iterator.next().then((result) => ({ index, result })),
-    );
+    const promise = iterator.next().then((result) => ({ index, result }));
+    // While the consumer holds a yielded item nobody awaits this promise; mark its rejection as
+    // handled so it cannot surface as an unhandled rejection. The next race still sees it.
+    promise.catch(() => {});
+    pending.set(index, promise);
   };
   for (let i = 0; i < iterators.length; i++) pull(i);
   try {
@@ -28,8 +29,6 @@ export async function* mergeStreams<T>(sources: AsyncIterable<T>[]): AsyncGenera
       yield result.value;
     }
   } finally {
-    // Results still in flight are no longer wanted; a late rejection must not go unhandled.
-    for (const promise of pending.values()) promise.catch(() => {});
     // Close whatever is still running (early exit by the consumer, or a failure in one source).
     await Promise.allSettled([...pending.keys()].map((i) => (iterators[i] as AsyncIterator<T>).return?.()));
   }

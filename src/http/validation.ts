@@ -8,10 +8,14 @@ export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.outp
   }
   const result = schema.safeParse(body);
   if (result.success) return result.data;
-  throw toApiError(result.error);
+  throw toApiError(result.error, body);
 }
 
-export function toApiError(error: z.ZodError): ApiError {
+/**
+ * The first zod issue as a 400. `body` (the parsed input) tells a missing field from a wrong one:
+ * zod 4 leaves `input` out of issues unless asked, so the issue alone cannot say.
+ */
+export function toApiError(error: z.ZodError, body?: unknown): ApiError {
   const issue = error.issues[0];
   if (!issue) return invalidRequest("Invalid request body.");
   if (issue.code === "unrecognized_keys") {
@@ -20,11 +24,26 @@ export function toApiError(error: z.ZodError): ApiError {
     return invalidRequest(`Unrecognized request argument supplied: ${param}`, param, "unknown_parameter");
   }
   const param = formatPath(issue.path);
-  if (issue.code === "invalid_type" && issue.input === undefined) {
+  if (isMissing(issue, body)) {
     return invalidRequest(`Missing required parameter: '${param}'.`, param, "missing_required_parameter");
   }
   const where = param ? `Invalid value for '${param}': ` : "";
   return invalidRequest(`${where}${issue.message}`, param || null, "invalid_value");
+}
+
+function isMissing(issue: z.core.$ZodIssue, body: unknown): boolean {
+  if (issue.code !== "invalid_type" && issue.code !== "invalid_union") return false;
+  if (body !== undefined) return valueAt(body, issue.path) === undefined;
+  return issue.code === "invalid_type" && / received undefined$/.test(issue.message);
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let at = value;
+  for (const key of path) {
+    if (at === null || typeof at !== "object") return undefined;
+    at = (at as Record<PropertyKey, unknown>)[key];
+  }
+  return at;
 }
 
 /** messages[0].content style, as clients print it. */
