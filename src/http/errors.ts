@@ -53,6 +53,7 @@ export const invalidRequest = (message: string, param: string | null = null, cod
 
 export const modelNotFound = (model: string) =>
   new ApiError(404, `The model '${model}' does not exist or you do not have access to it.`, {
+    type: "invalid_request_error",
     code: "model_not_found",
     param: "model",
   });

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { FastifyReply, FastifyRequest } from "fastify";
 
 /** What a route learnt about a request, for the one log line and the metrics written at its end. */
@@ -27,7 +28,10 @@ export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): 
     if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
   };
   reply.raw.once("close", onClose);
-  return AbortSignal.any([controller.signal, shutdown]);
+  const signal = AbortSignal.any([controller.signal, shutdown]);
+  // Each of up to n=128 parallel choices listens on the same signal; that is expected, not a leak.
+  setMaxListeners(256, signal);
+  return signal;
 }
 
 export function processingMs(request: FastifyRequest): string {

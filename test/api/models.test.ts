@@ -59,9 +59,8 @@ describe("GET /v1/models and /v1/models/{id} through the official SDK", () => {
     expectMatchesSchema({ error: notFound.error }, "ErrorResponse");
   });
 
-  // OpenAI answers model_not_found with type invalid_request_error; src/http/errors.ts
-  // (modelNotFound) leaves the type to defaultType(404) = "not_found_error". Flip to `it` once fixed.
-  it.fails("types model_not_found as invalid_request_error, as OpenAI does", async () => {
+  // OpenAI answers model_not_found with type invalid_request_error.
+  it("types model_not_found as invalid_request_error, as OpenAI does", async () => {
     const err = (await t.client.models.retrieve("no-such-model").catch((e: unknown) => e)) as NotFoundError;
     expect(err.type).toBe("invalid_request_error");
   });

@@ -85,7 +85,9 @@ export class LocalBackend implements ModelBackend {
     const choices = Array.from({ length: req.n }, (_, choice) =>
       this.runChoice(choice, req, promptTokens, maxTokens, counters, signal),
     );
-    yield* mergeStreams(choices);
+    // A request runs at most as many choices at once as the model has slots, so a large n is
+    // served in waves instead of flooding the queue (and being refused) on its own.
+    yield* mergeStreams(choices, meta.slots);
     if (signal.aborted) return;
     yield {
       type: "usage",

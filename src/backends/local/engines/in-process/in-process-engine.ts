@@ -18,6 +18,7 @@ import type {
 } from "../../engine.js";
 import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
+import { TokenSampler } from "../../token-sampler.js";
 import { sharedLlama } from "./llama-instance.js";
 
 export interface InProcessEngineOptions {
@@ -104,27 +105,18 @@ export class InProcessEngine implements LocalEngine {
         return;
       }
 
-      const generated: Token[] = [];
-      const wantLogprobs = req.topLogprobs !== undefined;
       const decoder = new PieceDecoder(model, prompt.slice(-DETOKENIZE_CONTEXT));
-      const evaluation = sequence.evaluateWithMetadata(
-        prompt.slice(reused),
-        { confidence: wantLogprobs, probabilities: wantLogprobs && (req.topLogprobs ?? 0) > 0 },
-        this.samplingOptions(req.sampling, generated, req.topLogprobs),
-      );
+      const tokens =
+        req.topLogprobs === undefined
+          ? this.nativeSampling(sequence, prompt.slice(reused), req)
+          : this.sampleWithLogprobs(sequence, prompt.slice(reused), req);
+      let count = 0;
       let reason: "stop" | "length" = "stop";
-      for await (const output of evaluation) {
+      for await (const sampled of tokens) {
         if (signal.aborted) return;
-        generated.push(output.token);
-        const event: EngineEvent = { type: "token", token: output.token, text: decoder.push(output.token) };
-        if (wantLogprobs) {
-          const o = output as { confidence?: number; probabilities?: Map<Token, number> };
-          event.piece = this.pieceOf(output.token);
-          event.logprob = safeLog(o.confidence ?? 0);
-          if (o.probabilities) event.top = this.topCandidates(o.probabilities, req.topLogprobs ?? 0);
-        }
-        yield event;
-        if (generated.length >= req.maxTokens) {
+        count++;
+        yield { type: "token", ...sampled, text: decoder.push(sampled.token as Token) };
+        if (count >= req.maxTokens) {
           reason = "length";
           break;
         }
@@ -134,6 +126,56 @@ export class InProcessEngine implements LocalEngine {
       if (!signal.aborted) yield { type: "end", reason };
     } finally {
       lease.release();
+    }
+  }
+
+  /** The fast path: llama.cpp's own sampler picks every token. Ends on an end-of-generation token. */
+  private async *nativeSampling(
+    sequence: LlamaContextSequence,
+    tokens: Token[],
+    req: TokenGeneration,
+  ): AsyncGenerator<SampledToken> {
+    const generated: Token[] = [];
+    for await (const token of sequence.evaluate(tokens, this.samplingOptions(req.sampling, generated))) {
+      generated.push(token);
+      yield { token };
+    }
+  }
+
+  /**
+   * With log probabilities: llama.cpp returns the model's full, unfiltered next-token
+   * distribution (temperature 1, no truncation), which is what gets reported; the request's own
+   * settings are applied by TokenSampler, and its choice is fed back as the next token.
+   */
+  private async *sampleWithLogprobs(
+    sequence: LlamaContextSequence,
+    tokens: Token[],
+    req: TokenGeneration,
+  ): AsyncGenerator<SampledToken> {
+    const model = this.loadedModel();
+    const sampler = new TokenSampler(req.sampling);
+    const top = req.topLogprobs ?? 0;
+    const evaluation = sequence.evaluateWithMetadata(
+      tokens,
+      { probabilities: true },
+      { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 0, yieldEogToken: true },
+    );
+    try {
+      let next = await evaluation.next();
+      while (!next.done) {
+        const distribution = next.value.probabilities;
+        const token = sampler.pick(distribution) as Token;
+        if (model.isEogToken(token)) return;
+        yield {
+          token,
+          piece: this.pieceOf(token),
+          logprob: safeLog(distribution.get(token) ?? 0),
+          top: this.topCandidates(distribution, top),
+        };
+        next = await evaluation.next(token);
+      }
+    } finally {
+      await evaluation.return();
     }
   }
 
@@ -201,17 +243,11 @@ export class InProcessEngine implements LocalEngine {
     return Math.max(0, reused);
   }
 
-  private samplingOptions(
-    sampling: SamplingParams,
-    generated: Token[],
-    topLogprobs: number | undefined,
-  ): SequenceEvaluateOptions {
+  private samplingOptions(sampling: SamplingParams, generated: Token[]): SequenceEvaluateOptions {
     const model = this.loadedModel();
     const options: SequenceEvaluateOptions = {
       temperature: sampling.temperature,
       topP: sampling.topP,
-      // Enough candidates survive filtering to report the requested alternatives.
-      topK: Math.max(40, (topLogprobs ?? 0) + 1),
       seed: sampling.seed ?? Math.floor(Math.random() * 2 ** 31),
     };
     if (sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0) {
@@ -250,6 +286,8 @@ export class InProcessEngine implements LocalEngine {
     return piece;
   }
 }
+
+type SampledToken = Omit<Extract<EngineEvent, { type: "token" }>, "type" | "text">;
 
 /**
  * Turns sampled tokens into text without splitting a multi-byte character: byte-fallback tokens
