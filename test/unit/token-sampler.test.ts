@@ -1,0 +1,61 @@
+import { describe, expect, it } from "vitest";
+import { mulberry32, TokenSampler } from "../../src/backends/local/token-sampler.js";
+import type { SamplingParams } from "../../src/core/generation.js";
+
+const base: SamplingParams = { temperature: 1, topP: 1, seed: 42, presencePenalty: 0, frequencyPenalty: 0 };
+/** token → probability, most likely first. */
+const distribution = new Map([
+  [10, 0.5],
+  [11, 0.3],
+  [12, 0.15],
+  [13, 0.05],
+]);
+
+function draws(params: SamplingParams, count: number): number[] {
+  const sampler = new TokenSampler(params);
+  return Array.from({ length: count }, () => sampler.pick(distribution));
+}
+
+describe("sampling a token from the model's distribution", () => {
+  it("picks the most likely token at temperature 0", () => {
+    expect(draws({ ...base, temperature: 0 }, 5)).toEqual([10, 10, 10, 10, 10]);
+  });
+
+  it("repeats itself for the same seed and differs across seeds", () => {
+    expect(draws(base, 30)).toEqual(draws(base, 30));
+    expect(draws(base, 30)).not.toEqual(draws({ ...base, seed: 43 }, 30));
+  });
+
+  it("follows the distribution's proportions", () => {
+    const counts = new Map<number, number>();
+    for (const token of draws(base, 4000)) counts.set(token, (counts.get(token) ?? 0) + 1);
+    expect((counts.get(10) ?? 0) / 4000).toBeGreaterThan(0.45);
+    expect((counts.get(10) ?? 0) / 4000).toBeLessThan(0.55);
+    expect((counts.get(13) ?? 0) / 4000).toBeLessThan(0.08);
+  });
+
+  it("keeps to the nucleus with top_p", () => {
+    const picked = new Set(draws({ ...base, topP: 0.75 }, 500));
+    expect([...picked].sort()).toEqual([10, 11]);
+  });
+
+  it("never picks a token biased by -100 and favours one biased up", () => {
+    const banned = draws({ ...base, temperature: 0, logitBias: new Map([[10, -100]]) }, 3);
+    expect(banned).toEqual([11, 11, 11]);
+    const favoured = draws({ ...base, logitBias: new Map([[13, 20]]) }, 50);
+    expect(favoured.every((t) => t === 13)).toBe(true);
+  });
+
+  it("penalises tokens it already produced", () => {
+    // Greedy with a strong frequency penalty walks down the list instead of repeating.
+    expect(draws({ ...base, temperature: 0, frequencyPenalty: 2 }, 3)).toEqual([10, 11, 12]);
+    expect(draws({ ...base, temperature: 0, presencePenalty: 2 }, 4)).toEqual([10, 11, 12, 13]);
+  });
+
+  it("has a seeded generator in [0, 1)", () => {
+    const random = mulberry32(7);
+    const values = Array.from({ length: 1000 }, random);
+    expect(values.every((v) => v >= 0 && v < 1)).toBe(true);
+    expect(mulberry32(7)()).toBe(values[0]);
+  });
+});
