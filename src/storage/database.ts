@@ -1,0 +1,98 @@
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import SQLite from "better-sqlite3";
+import { Kysely, PostgresDialect, SqliteDialect } from "kysely";
+import { Migrator } from "kysely/migration";
+import pg from "pg";
+import { MIGRATIONS } from "./migrations/all.js";
+import type { DatabaseSchema } from "./schema.js";
+
+export type Dialect = "sqlite" | "postgres";
+
+export interface Database {
+  db: Kysely<DatabaseSchema>;
+  dialect: Dialect;
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions {
+  /** postgres://… or postgresql://… for Postgres; anything else is a SQLite file path. */
+  url: string;
+  /** Postgres pool size. */
+  poolSize?: number;
+  /** Postgres schema to use (tests isolate runs this way); created when missing. */
+  schema?: string;
+}
+
+// bigint (20) and numeric (1700: SUM over bigint) arrive as strings from pg; our values fit in a
+// double (token counts, unix ms), so read them as numbers.
+const NUMERIC_TYPES = new Set([20, 1700]);
+const pgTypes = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    NUMERIC_TYPES.has(oid)
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+};
+
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(url);
+}
+
+/** Opens the database; call migrate() before use. */
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  if (isPostgresUrl(options.url)) return openPostgres(options);
+  return openSqlite(options.url);
+}
+
+function openSqlite(path: string): Database {
+  const file = path === ":memory:" ? path : resolve(path);
+  if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
+  const sqlite = new SQLite(file);
+  // WAL: readers never block the writer; NORMAL sync is durable across process crashes in WAL
+  // mode (only an OS crash can lose the last commits); a busy timeout instead of SQLITE_BUSY.
+  sqlite.pragma("journal_mode = WAL");
+  sqlite.pragma("synchronous = NORMAL");
+  sqlite.pragma("busy_timeout = 5000");
+  sqlite.pragma("foreign_keys = ON");
+  const db = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return { db, dialect: "sqlite", close: () => db.destroy() };
+}
+
+async function openPostgres(options: OpenDatabaseOptions): Promise<Database> {
+  const schema = options.schema;
+  if (schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema))
+    throw new Error(`invalid schema name ${schema}`);
+  if (schema) {
+    const admin = new pg.Client({ connectionString: options.url });
+    await admin.connect();
+    try {
+      await admin.query(`create schema if not exists ${schema}`);
+    } finally {
+      await admin.end();
+    }
+  }
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize ?? 10,
+    types: pgTypes,
+    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+  });
+  const db = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
+  return { db, dialect: "postgres", close: () => db.destroy() };
+}
+
+/**
+ * Applies pending migrations. On Postgres kysely holds an advisory lock meanwhile, so several
+ * instances starting together apply each migration exactly once.
+ */
+export async function migrate(database: Database): Promise<void> {
+  const migrator = new Migrator({
+    db: database.db,
+    provider: { getMigrations: async () => MIGRATIONS },
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === "Error")?.migrationName;
+    throw new Error(`Database migration ${failed ?? ""} failed: ${(error as Error).message}`);
+  }
+}

@@ -1,0 +1,7 @@
+import type { Migration } from "kysely/migration";
+import * as initial from "./001-initial.js";
+
+/** Every migration, in order. A static list (no directory scan) works from source and build alike. */
+export const MIGRATIONS: Record<string, Migration> = {
+  "001-initial": initial,
+};

@@ -1,0 +1,92 @@
+import { type Kysely, sql } from "kysely";
+import { randomId } from "../../core/ids.js";
+import type { DatabaseSchema } from "../schema.js";
+import type { UsageGroup, UsageQuery, UsageRecord, UsageRepository, UsageSummaryRow } from "./types.js";
+
+const GROUP_COLUMNS = { project: "project_id", key: "key_id", model: "model", day: "day" } as const;
+/** Rows per INSERT statement: well under SQLite's and Postgres' parameter limits. */
+const INSERT_CHUNK = 200;
+
+export class KyselyUsageRepository implements UsageRepository {
+  constructor(private readonly db: Kysely<DatabaseSchema>) {}
+
+  async insertMany(records: readonly UsageRecord[]) {
+    if (records.length === 0) return;
+    await this.db.transaction().execute(async (trx) => {
+      for (let i = 0; i < records.length; i += INSERT_CHUNK) {
+        const chunk = records.slice(i, i + INSERT_CHUNK).map((r) => {
+          const iso = new Date(r.createdAt).toISOString();
+          return {
+            id: `usage_${randomId(20)}`,
+            project_id: r.projectId,
+            key_id: r.keyId,
+            model: r.model,
+            deployment: r.deployment,
+            endpoint: r.endpoint,
+            prompt_tokens: r.promptTokens,
+            completion_tokens: r.completionTokens,
+            cached_tokens: r.cachedTokens,
+            cost_usd: r.costUsd,
+            latency_ms: Math.round(r.latencyMs),
+            status: r.status,
+            created_at: r.createdAt,
+            day: iso.slice(0, 10),
+            month: iso.slice(0, 7),
+          };
+        });
+        await trx.insertInto("usage_records").values(chunk).execute();
+      }
+    });
+  }
+
+  async summarize(query: UsageQuery): Promise<UsageSummaryRow[]> {
+    const groups = [...new Set(query.groupBy)];
+    const columns = groups.map((g) => GROUP_COLUMNS[g]);
+    let q = this.db
+      .selectFrom("usage_records")
+      .select(columns)
+      .select((eb) => [
+        eb.fn.countAll<number>().as("requests"),
+        sql<number>`coalesce(sum(prompt_tokens), 0)`.as("prompt_tokens"),
+        sql<number>`coalesce(sum(completion_tokens), 0)`.as("completion_tokens"),
+        sql<number>`coalesce(sum(cached_tokens), 0)`.as("cached_tokens"),
+        sql<number>`coalesce(sum(cost_usd), 0)`.as("cost_usd"),
+      ]);
+    if (query.projectId !== undefined) q = q.where("project_id", "=", query.projectId);
+    if (query.keyId !== undefined) q = q.where("key_id", "=", query.keyId);
+    if (query.fromDay) q = q.where("day", ">=", query.fromDay);
+    if (query.toDay) q = q.where("day", "<=", query.toDay);
+    if (columns.length > 0) q = q.groupBy(columns).orderBy(columns);
+    const rows = await q.execute();
+    return rows.map((row) => toSummary(row as unknown as Record<string, unknown>, groups));
+  }
+
+  async monthTotals(scope: { projectId: string; keyId?: string }, month: string) {
+    let q = this.db
+      .selectFrom("usage_records")
+      .select([
+        sql<number>`coalesce(sum(prompt_tokens + completion_tokens), 0)`.as("tokens"),
+        sql<number>`coalesce(sum(cost_usd), 0)`.as("cost"),
+      ])
+      .where("project_id", "=", scope.projectId)
+      .where("month", "=", month);
+    if (scope.keyId !== undefined) q = q.where("key_id", "=", scope.keyId);
+    const row = await q.executeTakeFirstOrThrow();
+    return { tokens: Number(row.tokens), costUsd: Number(row.cost) };
+  }
+}
+
+function toSummary(row: Record<string, unknown>, groups: UsageGroup[]): UsageSummaryRow {
+  const out: UsageSummaryRow = {
+    requests: Number(row.requests),
+    promptTokens: Number(row.prompt_tokens),
+    completionTokens: Number(row.completion_tokens),
+    cachedTokens: Number(row.cached_tokens),
+    costUsd: Number(row.cost_usd),
+  };
+  if (groups.includes("project")) out.projectId = row.project_id as string;
+  if (groups.includes("key")) out.keyId = (row.key_id as string | null) ?? null;
+  if (groups.includes("model")) out.model = row.model as string;
+  if (groups.includes("day")) out.day = row.day as string;
+  return out;
+}

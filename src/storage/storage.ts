@@ -1,0 +1,28 @@
+import { type Database, migrate, type OpenDatabaseOptions, openDatabase } from "./database.js";
+import { KyselyApiKeyRepository } from "./repositories/api-key-repository.js";
+import { KyselyProjectRepository } from "./repositories/project-repository.js";
+import type { Repositories } from "./repositories/types.js";
+import { KyselyUsageRepository } from "./repositories/usage-repository.js";
+
+export interface Storage extends Repositories {
+  database: Database;
+  close(): Promise<void>;
+}
+
+/** Opens the database, applies migrations, and returns the repositories over it. */
+export async function openStorage(options: OpenDatabaseOptions): Promise<Storage> {
+  const database = await openDatabase(options);
+  try {
+    await migrate(database);
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  return {
+    database,
+    projects: new KyselyProjectRepository(database.db),
+    apiKeys: new KyselyApiKeyRepository(database.db),
+    usage: new KyselyUsageRepository(database.db),
+    close: () => database.close(),
+  };
+}

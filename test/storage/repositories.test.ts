@@ -1,0 +1,197 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openStorage, type Storage } from "../../src/storage/storage.js";
+import { type TestDatabase, testDatabases } from "../helpers/databases.js";
+
+const databases = await testDatabases();
+const DAY = 86_400_000;
+const T0 = Date.UTC(2026, 10, 20, 12, 0, 0);
+
+describe.each(databases)("storage on $name", (database: TestDatabase) => {
+  let storage: Storage;
+  beforeAll(async () => {
+    storage = await database.open();
+  });
+  afterAll(async () => {
+    await storage?.close();
+    await database.drop();
+  });
+
+  it("applies migrations once, also when opened again, and has a default project", async () => {
+    const again = await (database.schema
+      ? openStorage({ url: database.url, schema: database.schema })
+      : openStorage({ url: database.url }));
+    await again.close();
+    const projects = await storage.projects.list();
+    expect(projects.map((p) => p.id)).toContain("proj_default");
+  });
+
+  it("creates, reads, updates and archives projects with their limits", async () => {
+    const created = await storage.projects.create({
+      id: "proj_a",
+      name: "A",
+      limits: { requestsPerMinute: 60, monthlyCostBudgetUsd: 12.5 },
+      now: T0,
+    });
+    expect(created).toMatchObject({
+      id: "proj_a",
+      name: "A",
+      createdAt: T0,
+      archivedAt: null,
+      limits: { requestsPerMinute: 60, tokensPerMinute: null, monthlyCostBudgetUsd: 12.5 },
+    });
+    const updated = await storage.projects.update("proj_a", {
+      name: "A2",
+      limits: { tokensPerMinute: 1000, requestsPerMinute: null },
+    });
+    expect(updated?.name).toBe("A2");
+    expect(updated?.limits).toMatchObject({
+      requestsPerMinute: null,
+      tokensPerMinute: 1000,
+      monthlyCostBudgetUsd: 12.5,
+    });
+    expect(await storage.projects.update("proj_missing", { name: "x" })).toBeUndefined();
+
+    expect(await storage.projects.archive("proj_a", T0 + 1)).toBe(true);
+    expect(await storage.projects.archive("proj_a", T0 + 2)).toBe(false);
+    expect((await storage.projects.list()).map((p) => p.id)).not.toContain("proj_a");
+    expect((await storage.projects.list({ includeArchived: true })).map((p) => p.id)).toContain("proj_a");
+    expect((await storage.projects.get("proj_a"))?.archivedAt).toBe(T0 + 1);
+  });
+
+  it("keeps API keys per project: another project can neither read, list, change nor revoke them", async () => {
+    await storage.projects.create({ id: "proj_b", name: "B", now: T0 });
+    await storage.projects.create({ id: "proj_c", name: "C", now: T0 });
+    const key = await storage.apiKeys.create({
+      id: "key_b1",
+      projectId: "proj_b",
+      name: "ci",
+      keyHash: "a".repeat(64),
+      keyHint: "sk-sb-ab…wxyz",
+      role: "member",
+      allowedModels: ["tiny"],
+      expiresAt: T0 + DAY,
+      limits: { maxConcurrent: 2 },
+      now: T0,
+    });
+    expect(key).toMatchObject({
+      id: "key_b1",
+      projectId: "proj_b",
+      allowedModels: ["tiny"],
+      limits: { maxConcurrent: 2 },
+    });
+    expect(await storage.apiKeys.get("proj_c", "key_b1")).toBeUndefined();
+    expect(await storage.apiKeys.list("proj_c")).toEqual([]);
+    expect(await storage.apiKeys.update("proj_c", "key_b1", { name: "stolen" })).toBeUndefined();
+    expect(await storage.apiKeys.revoke("proj_c", "key_b1", T0)).toBe(false);
+    expect((await storage.apiKeys.get("proj_b", "key_b1"))?.name).toBe("ci");
+  });
+
+  it("finds a key by the hash of its secret and never stores the secret", async () => {
+    const found = await storage.apiKeys.findByHash("a".repeat(64));
+    expect(found?.id).toBe("key_b1");
+    expect(await storage.apiKeys.findByHash("b".repeat(64))).toBeUndefined();
+    expect(JSON.stringify(found)).not.toContain("sk-sb-ab12");
+  });
+
+  it("refuses two keys with the same hash", async () => {
+    await expect(
+      storage.apiKeys.create({
+        id: "key_dup",
+        projectId: "proj_b",
+        name: "dup",
+        keyHash: "a".repeat(64),
+        keyHint: "x",
+        role: "member",
+        allowedModels: null,
+        expiresAt: null,
+        now: T0,
+      }),
+    ).rejects.toThrow();
+  });
+
+  it("updates, touches and revokes keys, and counts only active ones", async () => {
+    await storage.apiKeys.create({
+      id: "key_b2",
+      projectId: "proj_b",
+      name: "admin",
+      keyHash: "c".repeat(64),
+      keyHint: "x",
+      role: "admin",
+      allowedModels: null,
+      expiresAt: null,
+      now: T0,
+    });
+    const activeBefore = await storage.apiKeys.countActive(T0);
+    expect(
+      await storage.apiKeys.update("proj_b", "key_b2", { allowedModels: ["a", "b"], expiresAt: T0 + 5 }),
+    ).toMatchObject({
+      allowedModels: ["a", "b"],
+      expiresAt: T0 + 5,
+    });
+    expect(await storage.apiKeys.countActive(T0 + 10)).toBe(activeBefore - 1);
+    await storage.apiKeys.touch(["key_b2"], T0 + 7);
+    expect((await storage.apiKeys.get("proj_b", "key_b2"))?.lastUsedAt).toBe(T0 + 7);
+    expect(await storage.apiKeys.revoke("proj_b", "key_b1", T0 + 8)).toBe(true);
+    expect(await storage.apiKeys.revoke("proj_b", "key_b1", T0 + 9)).toBe(false);
+    expect((await storage.apiKeys.get("proj_b", "key_b1"))?.revokedAt).toBe(T0 + 8);
+    expect((await storage.apiKeys.list("proj_b")).map((k) => k.id)).toEqual(["key_b1", "key_b2"]);
+  });
+
+  it("records usage in bulk and reports it by project, key, model and day", async () => {
+    const record = (over: Partial<Parameters<Storage["usage"]["insertMany"]>[0][number]>) => ({
+      projectId: "proj_b",
+      keyId: "key_b1",
+      model: "tiny",
+      deployment: "tiny",
+      endpoint: "chat.completions",
+      promptTokens: 10,
+      completionTokens: 5,
+      cachedTokens: 2,
+      costUsd: 0.001,
+      latencyMs: 12.4,
+      status: 200,
+      createdAt: T0,
+      ...over,
+    });
+    const many = Array.from({ length: 450 }, (_, i) => record({ createdAt: T0 + (i % 3) * DAY }));
+    await storage.usage.insertMany([...many, record({ projectId: "proj_c", keyId: null, model: "other" })]);
+
+    const byDay = await storage.usage.summarize({ projectId: "proj_b", groupBy: ["day"] });
+    expect(byDay.map((r) => r.day)).toEqual(["2026-11-20", "2026-11-21", "2026-11-22"]);
+    expect(byDay[0]).toMatchObject({
+      requests: 150,
+      promptTokens: 1500,
+      completionTokens: 750,
+      cachedTokens: 300,
+    });
+    expect(byDay[0]?.costUsd).toBeCloseTo(0.15, 6);
+
+    const all = await storage.usage.summarize({ groupBy: ["project", "model"] });
+    expect(all).toEqual([
+      expect.objectContaining({ projectId: "proj_b", model: "tiny", requests: 450 }),
+      expect.objectContaining({ projectId: "proj_c", model: "other", requests: 1 }),
+    ]);
+    const window = await storage.usage.summarize({
+      projectId: "proj_b",
+      fromDay: "2026-11-21",
+      toDay: "2026-11-21",
+      groupBy: [],
+    });
+    expect(window).toEqual([expect.objectContaining({ requests: 150 })]);
+    const byKey = await storage.usage.summarize({ projectId: "proj_c", groupBy: ["key"] });
+    expect(byKey).toEqual([expect.objectContaining({ keyId: null, requests: 1 })]);
+  });
+
+  it("totals a month's tokens and cost for a project and for a key", async () => {
+    const project = await storage.usage.monthTotals({ projectId: "proj_b" }, "2026-11");
+    expect(project.tokens).toBe(450 * 15);
+    expect(project.costUsd).toBeCloseTo(0.45, 6);
+    expect(
+      (await storage.usage.monthTotals({ projectId: "proj_b", keyId: "key_b1" }, "2026-11")).tokens,
+    ).toBe(450 * 15);
+    expect(
+      (await storage.usage.monthTotals({ projectId: "proj_b", keyId: "key_b2" }, "2026-11")).tokens,
+    ).toBe(0);
+    expect((await storage.usage.monthTotals({ projectId: "proj_b" }, "2026-10")).tokens).toBe(0);
+  });
+});
