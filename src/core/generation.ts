@@ -63,13 +63,26 @@ export interface BackendCapabilities {
   logprobs: boolean;
 }
 
+/**
+ * A request a backend has checked and measured (for a local model: rendered and tokenized), so
+ * its cost is known before any generation starts: limits reserve tokens from these numbers.
+ */
+export interface PreparedGeneration {
+  readonly request: GenerationRequest;
+  readonly promptTokens: number;
+  /** The most tokens any one choice may generate (max_tokens, or what the context leaves). */
+  readonly maxTokensPerChoice: number;
+}
+
 export interface ModelBackend {
   readonly capabilities: BackendCapabilities;
+  /** Validates and measures a request (400 context_length_exceeded and the like are thrown here). */
+  prepare(req: GenerationRequest): Promise<PreparedGeneration>;
   /**
-   * Yields parts for every choice interleaved. Admission failures (overload, context length)
-   * are thrown before the first part so the edge can still answer with a JSON error.
+   * Yields parts for every choice interleaved. Admission failures (overload) are thrown before
+   * the first part so the edge can still answer with a JSON error.
    */
-  generate(req: GenerationRequest, signal: AbortSignal): AsyncIterable<GenerationPart>;
+  generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterable<GenerationPart>;
   /** Resolves once the backend can serve (model loaded). */
   ready(): Promise<void>;
   isReady(): boolean;

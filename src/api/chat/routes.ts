@@ -48,7 +48,8 @@ export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): 
       model: body.model,
       systemFingerprint: deployment.systemFingerprint,
     };
-    const parts = withFirstTokenTiming(backend.generate(genReq, signal), request.startedAt, telemetry);
+    const prepared = await backend.prepare(genReq);
+    const parts = withFirstTokenTiming(backend.generate(prepared, signal), request.startedAt, telemetry);
 
     let usage: UsageCounts | undefined;
     if (!body.stream) {

@@ -4,6 +4,7 @@ import type {
   GenerationPart,
   GenerationRequest,
   ModelBackend,
+  PreparedGeneration,
   SamplingParams,
   TokenLogprob,
 } from "../../core/generation.js";
@@ -12,6 +13,19 @@ import { contextLengthExceeded, invalidRequest, serviceUnavailable } from "../..
 import { ChatTemplate } from "./chat-template.js";
 import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
 import { StopMatcher } from "./stop-matcher.js";
+
+/** A request rendered and tokenized by this backend, ready to generate. */
+class LocalPreparedGeneration implements PreparedGeneration {
+  readonly promptTokens: number;
+
+  constructor(
+    readonly request: GenerationRequest,
+    readonly tokens: number[],
+    readonly maxTokensPerChoice: number,
+  ) {
+    this.promptTokens = tokens.length;
+  }
+}
 
 export interface LocalBackendOptions {
   /** Operator-configured template; the GGUF's own is used otherwise, then ChatML. */
@@ -59,7 +73,7 @@ export class LocalBackend implements ModelBackend {
     return this.engine.close();
   }
 
-  async *generate(req: GenerationRequest, signal: AbortSignal): AsyncGenerator<GenerationPart> {
+  async prepare(req: GenerationRequest): Promise<PreparedGeneration> {
     if (!this.isReady()) {
       try {
         await this.ready();
@@ -79,8 +93,13 @@ export class LocalBackend implements ModelBackend {
     if (req.maxTokens !== undefined && req.maxTokens > room) {
       throw contextLengthExceeded(meta.contextSize, promptTokens.length + req.maxTokens, param);
     }
-    const maxTokens = req.maxTokens ?? room;
+    return new LocalPreparedGeneration(req, promptTokens, req.maxTokens ?? room);
+  }
 
+  async *generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
+    if (!(prepared instanceof LocalPreparedGeneration)) throw new Error("prepared by another backend");
+    const { request: req, tokens: promptTokens, maxTokensPerChoice: maxTokens } = prepared;
+    const meta = this.engine.metadata();
     const counters = { completionTokens: 0, cachedTokens: 0 };
     const choices = Array.from({ length: req.n }, (_, choice) =>
       this.runChoice(choice, req, promptTokens, maxTokens, counters, signal),
