@@ -10,8 +10,10 @@ import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
 import type { Config } from "./config/schema.js";
 import { defaultIds, type IdGenerator } from "./core/ids.js";
-import { clientErrorHandler, installErrorHandling } from "./http/error-handler.js";
+import { createClientErrorHandler, installErrorHandling } from "./http/error-handler.js";
+import { serviceUnavailable } from "./http/errors.js";
 import { processingMs } from "./http/request-context.js";
+import { applyStreamPolicy, type StreamPolicy } from "./http/sse.js";
 import { createLogger } from "./observability/logger.js";
 import { Metrics } from "./observability/metrics.js";
 import type { ModelRegistry } from "./router/model-registry.js";
@@ -24,6 +26,8 @@ export interface AppDeps {
   now?: () => number;
   /** Aborted when shutdown stops waiting for in-flight work. */
   shutdown?: AbortSignal;
+  /** Settings for every event stream (keep-alive interval, how long a client may stop reading). */
+  streams?: Omit<StreamPolicy, "cancel">;
 }
 
 export interface App {
@@ -40,7 +44,11 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const logger = deps.logger ?? createLogger(config.log_level);
   const ids = deps.ids ?? defaultIds;
   const metrics = new Metrics(deps.registry);
+  const shutdown = deps.shutdown ?? new AbortController().signal;
+  const streamPolicy: StreamPolicy = { ...deps.streams, cancel: shutdown };
   let shuttingDown = false;
+  /** Set once close() begins: requests still arriving on open connections are turned away. */
+  let closing = false;
 
   const fastify: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -50,9 +58,16 @@ export function buildApp(config: Config, deps: AppDeps): App {
     requestTimeout: config.request_timeout_ms,
     connectionTimeout: 0,
     keepAliveTimeout: 5_000,
-    http: { maxHeaderSize: config.header_limit_bytes, headersTimeout: config.headers_timeout_ms },
-    clientErrorHandler,
-    return503OnClosing: true,
+    http: {
+      maxHeaderSize: config.header_limit_bytes,
+      headersTimeout: config.headers_timeout_ms,
+      // Node checks header and request timeouts only this often (30 s by default), so a slowloris
+      // client would outlive headers_timeout_ms by up to that much.
+      connectionsCheckingInterval: 1_000,
+    },
+    clientErrorHandler: createClientErrorHandler(() => ids.request()),
+    // Fastify's own 503 is not our envelope; the onRequest hook below answers instead.
+    return503OnClosing: false,
     forceCloseConnections: "idle",
     requestIdHeader: false,
     genReqId: (req) => {
@@ -64,17 +79,33 @@ export function buildApp(config: Config, deps: AppDeps): App {
 
   fastify.decorateRequest("telemetry", null as never);
   fastify.decorateRequest("startedAt", 0);
+  /** Requests whose one log line is written (a response that never finishes is logged on close). */
+  const logged = new WeakSet<FastifyRequest>();
   fastify.addHook("onRequest", async (request, reply) => {
     request.startedAt = performance.now();
     request.telemetry = {};
     reply.header("x-request-id", request.id);
+    applyStreamPolicy(reply.raw, streamPolicy);
+    // A client that goes away (or is cut off) before the response ends gets no 'finish', so
+    // Fastify's onResponse never runs: the request is still logged and counted, as 499.
+    reply.raw.once("close", () => {
+      if (!logged.has(request)) finish(request, 499, true);
+    });
+    if (closing) {
+      const error = serviceUnavailable("The server is shutting down; retry the request.");
+      return reply.code(503).header("connection", "close").type("application/json").send(error.toBody());
+    }
+  });
+  fastify.addHook("preClose", async () => {
+    closing = true;
   });
   fastify.addHook("onSend", async (request, reply, payload) => {
     reply.header("openai-processing-ms", processingMs(request));
     return payload;
   });
 
-  const finish = (request: FastifyRequest, status: number) => {
+  const finish = (request: FastifyRequest, status: number, clientGone = false) => {
+    logged.add(request);
     const route = request.routeOptions.url ?? "unknown";
     const seconds = (performance.now() - request.startedAt) / 1000;
     metrics.requests.inc({ method: request.method, route, status: String(status) });
@@ -89,16 +120,21 @@ export function buildApp(config: Config, deps: AppDeps): App {
         route,
         status,
         ms: Math.round(seconds * 1000),
+        clientGone: clientGone || undefined,
         ...t,
         timeToFirstTokenMs: t.timeToFirstTokenMs === undefined ? undefined : Math.round(t.timeToFirstTokenMs),
       },
       "request",
     );
   };
-  fastify.addHook("onResponse", async (request, reply) => finish(request, reply.statusCode));
+  fastify.addHook("onResponse", async (request, reply) => {
+    finish(request, reply.statusCode);
+    // close() only reaps connections idle when it is called; one that finishes its response later
+    // would hold the process for the whole keep-alive timeout.
+    if (closing) setImmediate(() => fastify.server.closeIdleConnections());
+  });
 
   installErrorHandling(fastify);
-  const shutdown = deps.shutdown ?? new AbortController().signal;
   void fastify.register(operationsRoutes, {
     registry: deps.registry,
     metrics,

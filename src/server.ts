@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { type App, buildApp } from "./app.js";
+import { type App, type AppDeps, buildApp } from "./app.js";
 import type { Config } from "./config/schema.js";
 import { createLogger } from "./observability/logger.js";
 import { buildRegistry, loadStartupModels } from "./router/build-registry.js";
@@ -16,12 +16,12 @@ export interface RunningServer {
 /** Builds, loads and listens: the whole `serve` command without the process signal wiring. */
 export async function startServer(
   config: Config,
-  options: { logger?: Logger; registry?: ModelRegistry } = {},
+  options: { logger?: Logger; registry?: ModelRegistry; streams?: AppDeps["streams"] } = {},
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.log_level);
   const registry = options.registry ?? (await buildRegistry(config, logger));
   const shutdown = new AbortController();
-  const app = buildApp(config, { registry, logger, shutdown: shutdown.signal });
+  const app = buildApp(config, { registry, logger, shutdown: shutdown.signal, streams: options.streams });
   await loadStartupModels(registry, logger);
   const address = await app.fastify.listen({ host: config.host, port: config.port });
   logger.info({ address }, "switchboard is listening");

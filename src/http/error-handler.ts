@@ -9,7 +9,7 @@ const FASTIFY_CLIENT_ERRORS: Record<string, { status: number; message: string; c
     message: "The request body is too large.",
     code: "request_too_large",
   },
-  FST_ERR_CTP_INVALID_JSON: {
+  FST_ERR_CTP_INVALID_JSON_BODY: {
     status: 400,
     message: "The request body is not valid JSON.",
     code: "invalid_json",
@@ -90,9 +90,15 @@ export function installErrorHandling(app: FastifyInstance): void {
 
 /**
  * Errors Node's HTTP parser raises before Fastify sees a request (oversized headers, garbage,
- * timeouts) still answer with the JSON envelope.
+ * timeouts) still answer with the JSON envelope, and with a request id like every other response.
  */
-export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+export function createClientErrorHandler(
+  newRequestId: () => string,
+): (err: NodeJS.ErrnoException, socket: Socket) => void {
+  return (err, socket) => answerClientError(err, socket, newRequestId);
+}
+
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket, newRequestId: () => string): void {
   if (err.code === "ECONNRESET" || socket.destroyed) return;
   let status = 400;
   let body: ErrorBody = envelope("The request could not be parsed.", "invalid_request");
@@ -108,7 +114,7 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
     const reason =
       status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request";
     socket.write(
-      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`,
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nX-Request-Id: ${newRequestId()}\r\nConnection: close\r\n\r\n${json}`,
     );
   }
   socket.destroy();

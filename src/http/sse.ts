@@ -8,7 +8,31 @@ export interface SseOptions {
   keepAliveMs?: number;
   /** A client that has not drained its socket buffer in this long is cut off, freeing its slot. */
   drainTimeoutMs?: number;
+  /**
+   * Aborted when the server stops waiting for in-flight work (shutdown grace over): an open stream
+   * then ends with an error event, so a cut-short answer never ends in a `[DONE]` that reads as success.
+   */
+  cancel?: AbortSignal;
 }
+
+/** Server-wide stream settings: the app attaches them to every response, so each route's writer follows them. */
+export type StreamPolicy = Omit<SseOptions, "headers">;
+
+const policies = new WeakMap<ServerResponse, StreamPolicy>();
+
+/** Called by the app for each response; options given to the writer itself still win. */
+export function applyStreamPolicy(res: ServerResponse, policy: StreamPolicy): void {
+  policies.set(res, policy);
+}
+
+const CANCELLED_FRAME = `data: ${JSON.stringify({
+  error: {
+    message: "The server is shutting down and stopped this response before it was complete.",
+    type: "server_error",
+    param: null,
+    code: "service_unavailable",
+  },
+} satisfies ErrorBody)}\n\n`;
 
 const DONE_FRAME = "data: [DONE]\n\n";
 const KEEP_ALIVE_FRAME = ": keep-alive\n\n";
@@ -23,6 +47,7 @@ export class SseWriter {
   private readonly abortController = new AbortController();
   private readonly keepAliveMs: number;
   private readonly drainTimeoutMs: number;
+  private readonly cancelSignal: AbortSignal | undefined;
   private keepAliveTimer: NodeJS.Timeout | undefined;
   private opened = false;
   private ended = false;
@@ -32,9 +57,14 @@ export class SseWriter {
     private readonly options: SseOptions = {},
   ) {
     this.res = res;
-    this.keepAliveMs = options.keepAliveMs ?? 15_000;
-    this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
+    const policy = policies.get(res);
+    this.keepAliveMs = options.keepAliveMs ?? policy?.keepAliveMs ?? 15_000;
+    this.drainTimeoutMs = options.drainTimeoutMs ?? policy?.drainTimeoutMs ?? 30_000;
+    this.cancelSignal = options.cancel ?? policy?.cancel;
+    const onCancel = () => this.cancel();
+    this.cancelSignal?.addEventListener("abort", onCancel, { once: true });
     res.on("close", () => {
+      this.cancelSignal?.removeEventListener("abort", onCancel);
       if (!this.ended) this.abort("client disconnected");
     });
   }
@@ -60,6 +90,7 @@ export class SseWriter {
     });
     this.res.flushHeaders();
     this.armKeepAlive();
+    if (this.cancelSignal?.aborted) this.cancel();
   }
 
   /** Sends one JSON event; resolves once the socket can take more (or the client is gone). */
@@ -96,6 +127,16 @@ export class SseWriter {
     this.armKeepAlive();
     if (this.res.write(frame)) return;
     await this.waitForDrain();
+  }
+
+  /** Shutdown stopped waiting: end with an error event (a client that is not reading is just cut off). */
+  private cancel(): void {
+    if (!this.opened || this.ended) return;
+    this.ended = true;
+    this.clearKeepAlive();
+    if (this.res.writableNeedDrain) this.res.destroy();
+    else this.res.end(CANCELLED_FRAME);
+    this.abort("server shutting down");
   }
 
   private waitForDrain(): Promise<void> {
