@@ -5,9 +5,13 @@ import Fastify, {
   LogController,
 } from "fastify";
 import type { Logger } from "pino";
+import { adminRoutes } from "./api/admin/routes.js";
+import type { AdminService } from "./api/admin/service.js";
 import { chatRoutes } from "./api/chat/routes.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
+import type { Authenticator } from "./auth/authenticator.js";
+import { OPEN_PRINCIPAL } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
 import { defaultIds, type IdGenerator } from "./core/ids.js";
 import { createClientErrorHandler, installErrorHandling } from "./http/error-handler.js";
@@ -17,6 +21,8 @@ import { applyStreamPolicy, type StreamPolicy } from "./http/sse.js";
 import { createLogger } from "./observability/logger.js";
 import { Metrics } from "./observability/metrics.js";
 import type { ModelRegistry } from "./router/model-registry.js";
+import type { UsageRepository } from "./storage/repositories/types.js";
+import { Metering } from "./usage/metering.js";
 
 export interface AppDeps {
   registry: ModelRegistry;
@@ -28,7 +34,19 @@ export interface AppDeps {
   shutdown?: AbortSignal;
   /** Settings for every event stream (keep-alive interval, how long a client may stop reading). */
   streams?: Omit<StreamPolicy, "cancel">;
+  /** Keys, limits, usage and the admin API. Without it every caller is the default project, unlimited. */
+  access?: AccessDeps;
 }
+
+export interface AccessDeps {
+  authenticator: Authenticator;
+  metering: Metering;
+  admin: AdminService;
+  usage: UsageRepository;
+}
+
+/** Routes anyone may call: liveness must work for orchestrators that hold no key. */
+const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/health"]);
 
 export interface App {
   fastify: FastifyInstance;
@@ -79,6 +97,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
 
   fastify.decorateRequest("telemetry", null as never);
   fastify.decorateRequest("startedAt", 0);
+  fastify.decorateRequest("principal", null as never);
   /** Requests whose one log line is written (a response that never finishes is logged on close). */
   const logged = new WeakSet<FastifyRequest>();
   fastify.addHook("onRequest", async (request, reply) => {
@@ -95,6 +114,11 @@ export function buildApp(config: Config, deps: AppDeps): App {
       const error = serviceUnavailable("The server is shutting down; retry the request.");
       return reply.code(503).header("connection", "close").type("application/json").send(error.toBody());
     }
+    // Authenticate before the body is read: a caller without a key costs no parsing.
+    if (PUBLIC_ROUTES.has(request.routeOptions.url ?? "")) return;
+    request.principal = deps.access
+      ? await deps.access.authenticator.authenticate(request.headers)
+      : OPEN_PRINCIPAL;
   });
   fastify.addHook("preClose", async () => {
     closing = true;
@@ -144,11 +168,13 @@ export function buildApp(config: Config, deps: AppDeps): App {
   void fastify.register(chatRoutes, {
     registry: deps.registry,
     metrics,
+    metering: deps.access?.metering ?? new Metering(undefined, undefined),
     ids,
     now: deps.now ?? Date.now,
     shutdown,
     maxN: config.max_n,
   });
+  if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
 
   return {
     fastify,

@@ -30,10 +30,20 @@ const ENV_KEYS = [
   "headers_timeout_ms",
   "max_n",
   "demo_model",
+  "database",
+  "redis",
+  "admin_key",
 ] as const;
 
 /** Settings that are strings even when they look like numbers (a data dir named `2024`). */
-const STRING_KEYS: ReadonlySet<string> = new Set(["host", "data_dir", "log_level"]);
+const STRING_KEYS: ReadonlySet<string> = new Set([
+  "host",
+  "data_dir",
+  "log_level",
+  "database",
+  "redis",
+  "admin_key",
+]);
 
 /** Loads file < env < flags into one validated Config, or throws a ConfigError naming the field. */
 export function loadConfig(sources: ConfigSources = {}): Config {

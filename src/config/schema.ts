@@ -38,6 +38,16 @@ export const localModelSchema = z
     /** Operator override of the GGUF's chat template (jinja). Never taken from a request. */
     chat_template: z.string().optional(),
     owned_by: z.string().default("switchboard"),
+    /** Prices for usage costs and cost budgets (USD per million tokens). */
+    pricing: z
+      .object({
+        input_per_million_usd: z.number().min(0),
+        output_per_million_usd: z.number().min(0),
+        /** Defaults to the input price. */
+        cached_input_per_million_usd: z.number().min(0).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -78,6 +88,20 @@ export const configSchema = z
       .default({ base_url: "https://huggingface.co" }),
     /** Serve the built-in random-weight demo model when no model is configured. */
     demo_model: z.boolean().default(true),
+    /** postgres://… for Postgres; otherwise a SQLite file (default: <data_dir>/switchboard.db). */
+    database: z.string().min(1).optional(),
+    /** redis://… to share rate limits, concurrency and budgets between instances. */
+    redis: z
+      .string()
+      .regex(/^rediss?:\/\//, "use a redis:// or rediss:// URL")
+      .optional(),
+    /**
+     * A bootstrap admin key (use SWITCHBOARD_ADMIN_KEY). With it, or with any key in the database,
+     * or when listening beyond loopback, every route but /health needs a key.
+     */
+    admin_key: z.string().min(20, "use at least 20 characters").optional(),
+    /** How long a verified key is trusted before storage is asked again (revocation delay). */
+    auth_cache_ttl_ms: z.number().int().min(0).max(600_000).default(5_000),
   })
   .strict();
 

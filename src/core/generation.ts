@@ -72,6 +72,17 @@ export interface PreparedGeneration {
   readonly promptTokens: number;
   /** The most tokens any one choice may generate (max_tokens, or what the context leaves). */
   readonly maxTokensPerChoice: number;
+  /**
+   * Usage so far, kept current by the backend while it generates: what a request cut short
+   * (client gone) still consumed, for limits and accounting.
+   */
+  readonly progress: UsageCounts;
+}
+
+export interface UsageCounts {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
 }
 
 export interface ModelBackend {

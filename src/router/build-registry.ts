@@ -35,6 +35,12 @@ export async function buildRegistry(config: Config, logger: Logger, now = Date.n
       systemFingerprint: fingerprint(model),
       backend: new LocalBackend(engine, { chatTemplate: model.chat_template }),
       loadAtStart: model.load === "start",
+      pricing: model.pricing && {
+        inputPerMillionUsd: model.pricing.input_per_million_usd,
+        outputPerMillionUsd: model.pricing.output_per_million_usd,
+        cachedInputPerMillionUsd:
+          model.pricing.cached_input_per_million_usd ?? model.pricing.input_per_million_usd,
+      },
     });
   }
   return registry;

@@ -1,5 +1,6 @@
 import type { ModelBackend } from "../core/generation.js";
 import { modelNotFound } from "../http/errors.js";
+import type { ModelPricing } from "../usage/metering.js";
 
 export interface Deployment {
   /** Public model id. */
@@ -13,6 +14,8 @@ export interface Deployment {
   backend: ModelBackend;
   /** Load at start-up rather than on first use. */
   loadAtStart: boolean;
+  /** Prices for usage cost and cost budgets; undefined = free. */
+  pricing?: ModelPricing;
 }
 
 /** Maps public model names (ids and aliases) to deployments. Names are configuration, never code. */

@@ -1,12 +1,14 @@
 import type { FastifyInstance } from "fastify";
+import { assertMayUseModel } from "../../auth/model-access.js";
 import type { GenerationPart } from "../../core/generation.js";
 import type { IdGenerator } from "../../core/ids.js";
-import { invalidRequest } from "../../http/errors.js";
+import { ApiError, invalidRequest, serviceUnavailable } from "../../http/errors.js";
 import { processingMs, requestAbortSignal } from "../../http/request-context.js";
 import { SseWriter } from "../../http/sse.js";
 import { parseBody } from "../../http/validation.js";
 import type { Metrics } from "../../observability/metrics.js";
 import type { ModelRegistry } from "../../router/model-registry.js";
+import type { Metering } from "../../usage/metering.js";
 import {
   ChatChunkEncoder,
   type ChatResponseMeta,
@@ -20,16 +22,27 @@ import { toGenerationRequest } from "./service.js";
 export interface ChatRouteOptions {
   registry: ModelRegistry;
   metrics: Metrics;
+  metering: Metering;
   ids: IdGenerator;
   now: () => number;
   shutdown: AbortSignal;
   maxN: number;
 }
 
+const GENERIC_STREAM_ERROR = {
+  error: {
+    message: "The server had an error while generating this response.",
+    type: "server_error",
+    param: null,
+    code: null,
+  },
+};
+
 export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): Promise<void> {
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = parseBody(chatRequestSchema, request.body);
     const deployment = opts.registry.resolve(body.model);
+    assertMayUseModel(request.principal, deployment, body.model);
     const backend = deployment.backend;
     if (!backend.capabilities.chat)
       throw invalidRequest(`The model '${body.model}' does not support chat completions.`, "model");
@@ -41,55 +54,82 @@ export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): 
     telemetry.model = deployment.id;
     telemetry.stream = body.stream === true;
 
-    const signal = requestAbortSignal(reply, opts.shutdown);
-    const meta: ChatResponseMeta = {
-      id: opts.ids.chatCompletion(),
-      created: Math.floor(opts.now() / 1000),
-      model: body.model,
-      systemFingerprint: deployment.systemFingerprint,
-    };
     const prepared = await backend.prepare(genReq);
-    const parts = withFirstTokenTiming(backend.generate(prepared, signal), request.startedAt, telemetry);
-
+    const metered = await opts.metering.start(
+      request.principal,
+      deployment,
+      prepared,
+      "chat.completions",
+      request.id,
+    );
+    reply.headers(metered.headers);
     let usage: UsageCounts | undefined;
-    if (!body.stream) {
-      const result = await collectChatCompletion(parts, meta, genReq.n, genReq.logprobs !== undefined);
-      usage = result.usage;
-      recordUsage(opts.metrics, telemetry, deployment.id, usage);
-      return reply.send(result.body);
-    }
-
-    // Admission errors (overload, context length, bad input found by the backend) surface on the
-    // first part, before any byte is written, so they still get a JSON error with their status.
-    const iterator = parts[Symbol.asyncIterator]();
-    const first = await iterator.next();
-    const sse = new SseWriter(reply.raw, {
-      headers: { "x-request-id": String(request.id), "openai-processing-ms": processingMs(request) },
-    });
-    reply.hijack();
-    sse.open();
-    const includeUsage = body.stream_options?.include_usage === true;
+    let status = 500;
     try {
-      usage = await streamChatCompletion(
-        iterator,
-        first.done ? undefined : first.value,
-        sse,
-        new ChatChunkEncoder(meta, includeUsage),
-        { n: genReq.n, includeUsage },
-      );
-      recordUsage(opts.metrics, telemetry, deployment.id, usage);
-      await sse.done();
+      const signal = requestAbortSignal(reply, opts.shutdown);
+      const meta: ChatResponseMeta = {
+        id: opts.ids.chatCompletion(),
+        created: Math.floor(opts.now() / 1000),
+        model: body.model,
+        systemFingerprint: deployment.systemFingerprint,
+      };
+      const parts = withFirstTokenTiming(backend.generate(prepared, signal), request.startedAt, telemetry);
+
+      if (!body.stream) {
+        const result = await collectChatCompletion(parts, meta, genReq.n, genReq.logprobs !== undefined);
+        // A cut generation (client gone, or shutdown out of patience) must not pass for a success.
+        if (signal.aborted) throw serviceUnavailable("The request was cancelled before it completed.");
+        usage = result.usage;
+        status = 200;
+        recordUsage(opts.metrics, telemetry, deployment.id, usage);
+        return reply.send(result.body);
+      }
+
+      // Admission errors (overload) surface on the first part, before any byte is written, so
+      // they still get a JSON error with their status.
+      const iterator = parts[Symbol.asyncIterator]();
+      try {
+        const first = await iterator.next();
+        const sse = new SseWriter(reply.raw, {
+          headers: {
+            ...metered.headers,
+            "x-request-id": String(request.id),
+            "openai-processing-ms": processingMs(request),
+          },
+        });
+        reply.hijack();
+        sse.open();
+        status = 200;
+        const includeUsage = body.stream_options?.include_usage === true;
+        try {
+          usage = await streamChatCompletion(
+            iterator,
+            first.done ? undefined : first.value,
+            sse,
+            new ChatChunkEncoder(meta, includeUsage),
+            { n: genReq.n, includeUsage },
+          );
+          recordUsage(opts.metrics, telemetry, deployment.id, usage);
+          if (!signal.aborted) await sse.done();
+          else sse.end();
+        } catch (err) {
+          request.log.error({ err, requestId: request.id }, "stream failed after it began");
+          await sse.fail(GENERIC_STREAM_ERROR);
+        }
+      } finally {
+        // Whatever ended the stream (client gone, writer cut off, error), the generation stops.
+        await iterator.return?.(undefined);
+      }
     } catch (err) {
-      request.log.error({ err, requestId: request.id }, "stream failed after it began");
-      await sse.fail({
-        error: {
-          message: "The server had an error while generating this response.",
-          type: "server_error",
-          param: null,
-          code: null,
-        },
+      status = err instanceof ApiError ? err.status : 500;
+      throw err;
+    } finally {
+      // A request cut short is still charged for what it consumed.
+      await metered.finish({
+        status,
+        usage: usage ?? prepared.progress,
+        latencyMs: performance.now() - request.startedAt,
       });
-      await iterator.return?.(undefined);
     }
   });
 }

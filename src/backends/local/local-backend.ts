@@ -7,6 +7,7 @@ import type {
   PreparedGeneration,
   SamplingParams,
   TokenLogprob,
+  UsageCounts,
 } from "../../core/generation.js";
 import { mergeStreams } from "../../core/merge-streams.js";
 import { contextLengthExceeded, invalidRequest, serviceUnavailable } from "../../http/errors.js";
@@ -17,6 +18,7 @@ import { StopMatcher } from "./stop-matcher.js";
 /** A request rendered and tokenized by this backend, ready to generate. */
 class LocalPreparedGeneration implements PreparedGeneration {
   readonly promptTokens: number;
+  readonly progress: UsageCounts;
 
   constructor(
     readonly request: GenerationRequest,
@@ -24,6 +26,7 @@ class LocalPreparedGeneration implements PreparedGeneration {
     readonly maxTokensPerChoice: number,
   ) {
     this.promptTokens = tokens.length;
+    this.progress = { promptTokens: tokens.length, completionTokens: 0, cachedTokens: 0 };
   }
 }
 
@@ -100,7 +103,7 @@ export class LocalBackend implements ModelBackend {
     if (!(prepared instanceof LocalPreparedGeneration)) throw new Error("prepared by another backend");
     const { request: req, tokens: promptTokens, maxTokensPerChoice: maxTokens } = prepared;
     const meta = this.engine.metadata();
-    const counters = { completionTokens: 0, cachedTokens: 0 };
+    const counters = prepared.progress;
     const choices = Array.from({ length: req.n }, (_, choice) =>
       this.runChoice(choice, req, promptTokens, maxTokens, counters, signal),
     );
@@ -139,7 +142,7 @@ export class LocalBackend implements ModelBackend {
     req: GenerationRequest,
     promptTokens: number[],
     maxTokens: number,
-    counters: { completionTokens: number; cachedTokens: number },
+    counters: UsageCounts,
     signal: AbortSignal,
   ): AsyncGenerator<GenerationPart> {
     const stop = new StopMatcher(req.stop);

@@ -1,0 +1,78 @@
+import type { FastifyInstance } from "fastify";
+import { ApiError } from "../../http/errors.js";
+import { parseBody } from "../../http/validation.js";
+import type { UsageRepository } from "../../storage/repositories/types.js";
+import { encodeApiKey, encodeProject, encodeUsageRow, list } from "./encode.js";
+import {
+  createKeySchema,
+  createProjectSchema,
+  updateKeySchema,
+  updateProjectSchema,
+  usageQuerySchema,
+} from "./schema.js";
+import type { AdminService } from "./service.js";
+
+type ProjectParams = { Params: { project_id: string } };
+type KeyParams = { Params: { project_id: string; key_id: string } };
+
+/** /admin/…: projects, keys and usage reports. Only admin keys get here (see the auth hook). */
+export async function adminRoutes(
+  app: FastifyInstance,
+  opts: { admin: AdminService; usage: UsageRepository },
+): Promise<void> {
+  const { admin } = opts;
+  app.addHook("preHandler", async (request) => {
+    if (request.principal?.role !== "admin") {
+      throw new ApiError(403, "This endpoint needs an admin API key.", { code: "admin_key_required" });
+    }
+  });
+
+  app.post("/admin/projects", async (request, reply) => {
+    const body = parseBody(createProjectSchema, request.body);
+    return reply.code(201).send(encodeProject(await admin.createProject(body)));
+  });
+  app.get<{ Querystring: { include_archived?: string } }>("/admin/projects", async (request) =>
+    list((await admin.listProjects(request.query.include_archived === "true")).map(encodeProject)),
+  );
+  app.get<ProjectParams>("/admin/projects/:project_id", async (request) =>
+    encodeProject(await admin.getProject(request.params.project_id)),
+  );
+  app.patch<ProjectParams>("/admin/projects/:project_id", async (request) => {
+    const body = parseBody(updateProjectSchema, request.body);
+    return encodeProject(await admin.updateProject(request.params.project_id, body));
+  });
+  app.delete<ProjectParams>("/admin/projects/:project_id", async (request) =>
+    encodeProject(await admin.archiveProject(request.params.project_id)),
+  );
+
+  app.post<ProjectParams>("/admin/projects/:project_id/keys", async (request, reply) => {
+    const body = parseBody(createKeySchema, request.body);
+    const { key, secret } = await admin.createKey(request.params.project_id, body);
+    return reply.code(201).send(encodeApiKey(key, secret));
+  });
+  app.get<ProjectParams>("/admin/projects/:project_id/keys", async (request) =>
+    list((await admin.listKeys(request.params.project_id)).map((k) => encodeApiKey(k))),
+  );
+  app.get<KeyParams>("/admin/projects/:project_id/keys/:key_id", async (request) =>
+    encodeApiKey(await admin.getKey(request.params.project_id, request.params.key_id)),
+  );
+  app.patch<KeyParams>("/admin/projects/:project_id/keys/:key_id", async (request) => {
+    const body = parseBody(updateKeySchema, request.body);
+    return encodeApiKey(await admin.updateKey(request.params.project_id, request.params.key_id, body));
+  });
+  app.delete<KeyParams>("/admin/projects/:project_id/keys/:key_id", async (request) =>
+    encodeApiKey(await admin.revokeKey(request.params.project_id, request.params.key_id)),
+  );
+
+  app.get("/admin/usage", async (request) => {
+    const query = parseBody(usageQuerySchema, request.query ?? {});
+    const rows = await opts.usage.summarize({
+      projectId: query.project_id,
+      keyId: query.key_id,
+      fromDay: query.from,
+      toDay: query.to,
+      groupBy: query.group_by,
+    });
+    return list(rows.map(encodeUsageRow));
+  });
+}

@@ -1,0 +1,150 @@
+import { generateKeySecret, hashKeySecret, keyHint } from "../../auth/api-key-secret.js";
+import { DEFAULT_PROJECT_ID } from "../../auth/principal.js";
+import { randomId } from "../../core/ids.js";
+import { ApiError, invalidRequest } from "../../http/errors.js";
+import type { ApiKey, KeyRole, Limits, Project, Repositories } from "../../storage/repositories/types.js";
+import type { LimitsInput } from "./schema.js";
+
+export const projectNotFound = (id: string) =>
+  new ApiError(404, `No project with id '${id}'.`, { code: "project_not_found", param: "project_id" });
+export const keyNotFound = (id: string) =>
+  new ApiError(404, `No API key with id '${id}' in this project.`, {
+    code: "api_key_not_found",
+    param: "key_id",
+  });
+
+/** Projects and keys: shared by the admin API and the CLI, so both enforce the same rules. */
+export class AdminService {
+  constructor(
+    private readonly repos: Repositories,
+    private readonly now: () => number = Date.now,
+    /** Called after a key or project changes, so cached auth verdicts are dropped. */
+    private readonly onChange: () => void = () => {},
+  ) {}
+
+  createProject(input: { name: string; limits?: LimitsInput }): Promise<Project> {
+    return this.repos.projects.create({
+      id: `proj_${randomId(20)}`,
+      name: input.name,
+      limits: toLimits(input.limits),
+      now: this.now(),
+    });
+  }
+
+  listProjects(includeArchived: boolean): Promise<Project[]> {
+    return this.repos.projects.list({ includeArchived });
+  }
+
+  async getProject(id: string): Promise<Project> {
+    const project = await this.repos.projects.get(id);
+    if (!project) throw projectNotFound(id);
+    return project;
+  }
+
+  async updateProject(id: string, patch: { name?: string; limits?: LimitsInput }): Promise<Project> {
+    const project = await this.repos.projects.update(id, {
+      name: patch.name,
+      limits: toLimits(patch.limits),
+    });
+    if (!project) throw projectNotFound(id);
+    this.onChange();
+    return project;
+  }
+
+  async archiveProject(id: string): Promise<Project> {
+    if (id === DEFAULT_PROJECT_ID)
+      throw invalidRequest("The default project cannot be archived.", "project_id");
+    const project = await this.getProject(id);
+    if (project.archivedAt === null) await this.repos.projects.archive(id, this.now());
+    this.onChange();
+    return this.getProject(id);
+  }
+
+  /** Creates a key and returns its secret — the only time the secret exists outside the caller. */
+  async createKey(
+    projectId: string,
+    input: {
+      name: string;
+      role: KeyRole;
+      allowed_models?: string[] | null;
+      expires_at?: number | null;
+      limits?: LimitsInput;
+    },
+  ): Promise<{ key: ApiKey; secret: string }> {
+    const project = await this.getProject(projectId);
+    if (project.archivedAt !== null) throw invalidRequest("This project is archived.", "project_id");
+    const expiresAt = input.expires_at == null ? null : input.expires_at * 1000;
+    if (expiresAt !== null && expiresAt <= this.now())
+      throw invalidRequest("expires_at is in the past.", "expires_at");
+    const secret = generateKeySecret();
+    const key = await this.repos.apiKeys.create({
+      id: `key_${randomId(20)}`,
+      projectId,
+      name: input.name,
+      keyHash: hashKeySecret(secret),
+      keyHint: keyHint(secret),
+      role: input.role,
+      allowedModels: input.allowed_models ?? null,
+      expiresAt,
+      limits: toLimits(input.limits),
+      now: this.now(),
+    });
+    this.onChange();
+    return { key, secret };
+  }
+
+  async listKeys(projectId: string): Promise<ApiKey[]> {
+    await this.getProject(projectId);
+    return this.repos.apiKeys.list(projectId);
+  }
+
+  async getKey(projectId: string, keyId: string): Promise<ApiKey> {
+    const key = await this.repos.apiKeys.get(projectId, keyId);
+    if (!key) throw keyNotFound(keyId);
+    return key;
+  }
+
+  async updateKey(
+    projectId: string,
+    keyId: string,
+    patch: {
+      name?: string;
+      allowed_models?: string[] | null;
+      expires_at?: number | null;
+      limits?: LimitsInput;
+    },
+  ): Promise<ApiKey> {
+    const key = await this.repos.apiKeys.update(projectId, keyId, {
+      name: patch.name,
+      allowedModels: patch.allowed_models,
+      expiresAt:
+        patch.expires_at === undefined
+          ? undefined
+          : patch.expires_at === null
+            ? null
+            : patch.expires_at * 1000,
+      limits: toLimits(patch.limits),
+    });
+    if (!key) throw keyNotFound(keyId);
+    this.onChange();
+    return key;
+  }
+
+  async revokeKey(projectId: string, keyId: string): Promise<ApiKey> {
+    await this.getKey(projectId, keyId);
+    await this.repos.apiKeys.revoke(projectId, keyId, this.now());
+    this.onChange();
+    return this.getKey(projectId, keyId);
+  }
+}
+
+function toLimits(input: LimitsInput | undefined): Partial<Limits> | undefined {
+  if (!input) return undefined;
+  return {
+    requestsPerMinute: input.requests_per_minute,
+    tokensPerMinute: input.tokens_per_minute,
+    maxConcurrent: input.max_concurrent,
+    monthlyTokenBudget: input.monthly_token_budget,
+    monthlyCostBudgetUsd: input.monthly_cost_budget_usd,
+  };
+}

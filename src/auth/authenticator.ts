@@ -1,0 +1,114 @@
+import { ApiError } from "../http/errors.js";
+import type { Repositories } from "../storage/repositories/types.js";
+import { hashKeySecret, presentedSecret, sameHash } from "./api-key-secret.js";
+import { OPEN_PRINCIPAL, type Principal } from "./principal.js";
+
+export interface AuthenticatorOptions {
+  repositories: Pick<Repositories, "apiKeys" | "projects">;
+  /** Auth may be off only when the server listens on loopback and no key exists anywhere. */
+  loopbackOnly: boolean;
+  /** A bootstrap admin key from the environment (kept only as its hash). */
+  bootstrapAdminKey?: string;
+  now?: () => number;
+  /** How long a verified key (or a miss) is trusted before storage is asked again. */
+  cacheTtlMs?: number;
+}
+
+interface CacheEntry {
+  /** The caller, or why the key is refused. */
+  verdict: Principal | { refused: string };
+  expires: number;
+}
+
+const CACHE_LIMIT = 10_000;
+
+export const unauthorized = (message: string) =>
+  new ApiError(401, message, { type: "invalid_request_error", code: "invalid_api_key" });
+
+/**
+ * Turns request headers into a Principal or a 401. Verified keys are cached briefly so the hot
+ * path costs a hash and a map lookup; revocation and expiry take effect within the cache TTL
+ * (and at once on the instance that revoked).
+ */
+export class Authenticator {
+  private readonly cache = new Map<string, CacheEntry>();
+  private readonly now: () => number;
+  private readonly ttl: number;
+  private readonly bootstrapHash: string | undefined;
+  private keyCount: { value: number; expires: number } | undefined;
+
+  constructor(private readonly options: AuthenticatorOptions) {
+    this.now = options.now ?? Date.now;
+    this.ttl = options.cacheTtlMs ?? 5_000;
+    this.bootstrapHash = options.bootstrapAdminKey ? hashKeySecret(options.bootstrapAdminKey) : undefined;
+  }
+
+  /** Whether requests must present a key right now. */
+  async required(): Promise<boolean> {
+    if (!this.options.loopbackOnly || this.bootstrapHash) return true;
+    const now = this.now();
+    if (!this.keyCount || this.keyCount.expires <= now) {
+      const value = await this.options.repositories.apiKeys.countActive(now);
+      this.keyCount = { value, expires: now + this.ttl };
+    }
+    return this.keyCount.value > 0;
+  }
+
+  async authenticate(headers: Record<string, string | string[] | undefined>): Promise<Principal> {
+    const secret = presentedSecret(headers);
+    if (!(await this.required())) return secret ? this.verify(secret) : openAccess();
+    if (!secret) {
+      throw unauthorized(
+        "You didn't provide an API key. Provide it in the Authorization header (Authorization: Bearer YOUR_KEY).",
+      );
+    }
+    return this.verify(secret);
+  }
+
+  /** Forget cached verdicts, e.g. after a key was revoked or changed on this instance. */
+  invalidate(): void {
+    this.cache.clear();
+    this.keyCount = undefined;
+  }
+
+  private async verify(secret: string): Promise<Principal> {
+    const hash = hashKeySecret(secret);
+    if (this.bootstrapHash && sameHash(hash, this.bootstrapHash)) return bootstrapAdmin();
+    const now = this.now();
+    let entry = this.cache.get(hash);
+    if (!entry || entry.expires <= now) {
+      entry = { verdict: await this.lookup(hash, now), expires: now + this.ttl };
+      if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+      this.cache.set(hash, entry);
+    }
+    // Never echo the presented key: clients log error messages.
+    if ("refused" in entry.verdict) throw unauthorized(entry.verdict.refused);
+    return entry.verdict;
+  }
+
+  private async lookup(hash: string, now: number): Promise<Principal | { refused: string }> {
+    const key = await this.options.repositories.apiKeys.findByHash(hash);
+    if (!key || !sameHash(key.keyHash, hash)) return { refused: "Incorrect API key provided." };
+    if (key.revokedAt !== null) return { refused: "This API key has been revoked." };
+    if (key.expiresAt !== null && key.expiresAt <= now) return { refused: "This API key has expired." };
+    const project = await this.options.repositories.projects.get(key.projectId);
+    if (!project || project.archivedAt !== null)
+      return { refused: "This API key's project has been archived." };
+    return {
+      projectId: key.projectId,
+      keyId: key.id,
+      role: key.role,
+      allowedModels: key.allowedModels,
+      keyLimits: key.limits,
+      projectLimits: project.limits,
+    };
+  }
+}
+
+function openAccess(): Principal {
+  return OPEN_PRINCIPAL;
+}
+
+function bootstrapAdmin(): Principal {
+  return { ...OPEN_PRINCIPAL, keyId: "bootstrap" };
+}

@@ -1,0 +1,188 @@
+import type { Principal } from "../auth/principal.js";
+import { ApiError } from "../http/errors.js";
+import type { Limits, UsageRepository } from "../storage/repositories/types.js";
+import type { BucketResult, LimitStore } from "./limit-store.js";
+import { rateLimitHeaders, retryHeaders } from "./rate-limit-headers.js";
+
+const MINUTE = 60_000;
+/** A lease outlives the longest request; a crashed instance's places free themselves after it. */
+const CONCURRENCY_LEASE_MS = 15 * MINUTE;
+
+export interface Reservation {
+  /** x-ratelimit-* headers for the response. */
+  headers: Record<string, string>;
+  /**
+   * Settles the reservation with what the request really used (refunding unused tokens, adding
+   * to monthly totals) and frees its concurrency places. Safe to call once; later calls do nothing.
+   */
+  settle(used: { tokens: number; costUsd: number }): Promise<void>;
+}
+
+interface Scope {
+  id: string;
+  limits: Limits;
+}
+
+/**
+ * Applies a principal's key and project limits: monthly budgets, requests and tokens per
+ * minute, and concurrent requests. Tokens are reserved up front (prompt + the completion bound)
+ * and settled with the real usage afterwards.
+ */
+export class LimitEnforcer {
+  constructor(
+    private readonly store: LimitStore,
+    private readonly usage: UsageRepository,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async reserve(principal: Principal, estimatedTokens: number, leaseId: string): Promise<Reservation> {
+    const scopes = this.scopesOf(principal);
+    const month = new Date(this.now()).toISOString().slice(0, 7);
+    await this.checkBudgets(principal, scopes, month);
+
+    const rollback: (() => Promise<void>)[] = [];
+    const undo = () => Promise.allSettled(rollback.map((f) => f()));
+    let requests: { limit: number; result: BucketResult } | undefined;
+    let tokens: { limit: number; result: BucketResult } | undefined;
+    try {
+      for (const scope of scopes) {
+        const rpm = scope.limits.requestsPerMinute;
+        if (rpm !== null) {
+          const result = await this.store.take(`${scope.id}:rpm`, rpm, MINUTE, 1);
+          if (!result.allowed) throw tooMany("requests", rpm, result);
+          rollback.push(() => this.store.adjust(`${scope.id}:rpm`, rpm, MINUTE, 1));
+          requests ??= { limit: rpm, result };
+        }
+        const tpm = scope.limits.tokensPerMinute;
+        if (tpm !== null) {
+          const result = await this.store.take(`${scope.id}:tpm`, tpm, MINUTE, estimatedTokens);
+          if (!result.allowed) throw tooMany("tokens", tpm, result, estimatedTokens);
+          rollback.push(() => this.store.adjust(`${scope.id}:tpm`, tpm, MINUTE, estimatedTokens));
+          tokens ??= { limit: tpm, result };
+        }
+        const concurrent = scope.limits.maxConcurrent;
+        if (concurrent !== null) {
+          const ok = await this.store.acquireConcurrency(
+            `${scope.id}:conc`,
+            concurrent,
+            leaseId,
+            CONCURRENCY_LEASE_MS,
+          );
+          if (!ok) {
+            throw new ApiError(429, `Too many concurrent requests: the limit is ${concurrent} at a time.`, {
+              type: "rate_limit_error",
+              code: "rate_limit_exceeded",
+              headers: retryHeaders(1000),
+            });
+          }
+          rollback.push(() => this.store.releaseConcurrency(`${scope.id}:conc`, leaseId));
+        }
+      }
+    } catch (err) {
+      await undo();
+      throw err;
+    }
+
+    const headers = rateLimitHeaders({
+      requests: requests && {
+        limit: requests.limit,
+        remaining: requests.result.remaining,
+        resetMs: requests.result.resetMs,
+      },
+      tokens: tokens && {
+        limit: tokens.limit,
+        remaining: tokens.result.remaining,
+        resetMs: tokens.result.resetMs,
+      },
+    });
+    let settled = false;
+    return {
+      headers,
+      settle: async (used) => {
+        if (settled) return;
+        settled = true;
+        const work: Promise<unknown>[] = [];
+        for (const scope of scopes) {
+          const tpm = scope.limits.tokensPerMinute;
+          if (tpm !== null && used.tokens !== estimatedTokens) {
+            work.push(this.store.adjust(`${scope.id}:tpm`, tpm, MINUTE, estimatedTokens - used.tokens));
+          }
+          if (scope.limits.maxConcurrent !== null)
+            work.push(this.store.releaseConcurrency(`${scope.id}:conc`, leaseId));
+          if (scope.limits.monthlyTokenBudget !== null && used.tokens > 0) {
+            work.push(this.store.addToTotal(`${scope.id}:month-tokens`, month, used.tokens));
+          }
+          if (scope.limits.monthlyCostBudgetUsd !== null && used.costUsd > 0) {
+            work.push(this.store.addToTotal(`${scope.id}:month-cost`, month, used.costUsd));
+          }
+        }
+        await Promise.allSettled(work);
+      },
+    };
+  }
+
+  private scopesOf(principal: Principal): Scope[] {
+    const scopes: Scope[] = [];
+    if (principal.keyId) scopes.push({ id: `key:${principal.keyId}`, limits: principal.keyLimits });
+    scopes.push({ id: `project:${principal.projectId}`, limits: principal.projectLimits });
+    return scopes;
+  }
+
+  private async checkBudgets(principal: Principal, scopes: Scope[], month: string): Promise<void> {
+    for (const scope of scopes) {
+      const { monthlyTokenBudget, monthlyCostBudgetUsd } = scope.limits;
+      if (monthlyTokenBudget === null && monthlyCostBudgetUsd === null) continue;
+      const isKey = scope.id.startsWith("key:");
+      const storageScope = isKey
+        ? { projectId: principal.projectId, keyId: principal.keyId ?? undefined }
+        : { projectId: principal.projectId };
+      const spent = await this.monthTotals(scope.id, month, storageScope);
+      const over =
+        (monthlyTokenBudget !== null && spent.tokens >= monthlyTokenBudget) ||
+        (monthlyCostBudgetUsd !== null && spent.costUsd >= monthlyCostBudgetUsd);
+      if (over) {
+        throw new ApiError(
+          429,
+          `You exceeded the current monthly quota of this ${isKey ? "API key" : "project"}. Ask an administrator to raise its budget.`,
+          { type: "insufficient_quota", code: "insufficient_quota" },
+        );
+      }
+    }
+  }
+
+  /** Monthly totals live in the limit store; the first look in a period seeds them from storage. */
+  private async monthTotals(
+    scopeId: string,
+    month: string,
+    storageScope: { projectId: string; keyId?: string },
+  ): Promise<{ tokens: number; costUsd: number }> {
+    let tokens = await this.store.getTotal(`${scopeId}:month-tokens`, month);
+    let costUsd = await this.store.getTotal(`${scopeId}:month-cost`, month);
+    if (tokens === undefined || costUsd === undefined) {
+      const stored = await this.usage.monthTotals(storageScope, month);
+      tokens = await this.store.seedTotal(`${scopeId}:month-tokens`, month, stored.tokens);
+      costUsd = await this.store.seedTotal(`${scopeId}:month-cost`, month, stored.costUsd);
+    }
+    return { tokens, costUsd };
+  }
+}
+
+function tooMany(
+  kind: "requests" | "tokens",
+  limit: number,
+  result: BucketResult,
+  requested?: number,
+): ApiError {
+  const never = !Number.isFinite(result.retryAfterMs);
+  const message = never
+    ? `Request too large: it needs ${requested} tokens but the limit is ${limit} tokens per minute. Reduce the prompt or max_tokens.`
+    : `Rate limit reached: ${limit} ${kind} per minute. Please try again in ${Math.ceil(result.retryAfterMs / 1000)}s.`;
+  return new ApiError(429, message, {
+    type: "rate_limit_error",
+    code: "rate_limit_exceeded",
+    headers: {
+      ...(never ? {} : retryHeaders(result.retryAfterMs)),
+      ...rateLimitHeaders({ [kind]: { limit, remaining: 0, resetMs: result.resetMs } }),
+    },
+  });
+}

@@ -1,0 +1,84 @@
+import type { Principal } from "../auth/principal.js";
+import type { PreparedGeneration } from "../core/generation.js";
+import type { LimitEnforcer, Reservation } from "../limits/limit-enforcer.js";
+import type { Deployment } from "../router/model-registry.js";
+import type { UsageRecorder } from "./usage-recorder.js";
+
+export interface ModelPricing {
+  inputPerMillionUsd: number;
+  outputPerMillionUsd: number;
+  cachedInputPerMillionUsd: number;
+}
+
+export interface MeteredUsage {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+}
+
+export interface Metered {
+  headers: Record<string, string>;
+  /** Settles limits and records usage; call exactly once when the request ends, success or not. */
+  finish(outcome: { status: number; usage?: MeteredUsage; latencyMs: number }): Promise<void>;
+}
+
+export function costUsd(pricing: ModelPricing | undefined, usage: MeteredUsage): number {
+  if (!pricing) return 0;
+  const uncached = Math.max(0, usage.promptTokens - usage.cachedTokens);
+  return (
+    (uncached * pricing.inputPerMillionUsd +
+      usage.cachedTokens * pricing.cachedInputPerMillionUsd +
+      usage.completionTokens * pricing.outputPerMillionUsd) /
+    1e6
+  );
+}
+
+/**
+ * Limits and usage for generation requests: reserves the prepared request's worst-case tokens
+ * against the caller's limits, and afterwards settles with what was really used and records it.
+ */
+export class Metering {
+  constructor(
+    private readonly enforcer: LimitEnforcer | undefined,
+    private readonly recorder: UsageRecorder | undefined,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async start(
+    principal: Principal,
+    deployment: Deployment,
+    prepared: PreparedGeneration,
+    endpoint: string,
+    leaseId: string,
+  ): Promise<Metered> {
+    const estimated = prepared.promptTokens + prepared.maxTokensPerChoice * prepared.request.n;
+    const reservation: Reservation | undefined = this.enforcer
+      ? await this.enforcer.reserve(principal, estimated, leaseId)
+      : undefined;
+    let done = false;
+    return {
+      headers: reservation?.headers ?? {},
+      finish: async ({ status, usage, latencyMs }) => {
+        if (done) return;
+        done = true;
+        const used = usage ?? { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
+        const cost = costUsd(deployment.pricing, used);
+        await reservation?.settle({ tokens: used.promptTokens + used.completionTokens, costUsd: cost });
+        this.recorder?.record({
+          projectId: principal.projectId,
+          keyId: principal.keyId,
+          model: prepared.request.model,
+          deployment: deployment.id,
+          endpoint,
+          promptTokens: used.promptTokens,
+          completionTokens: used.completionTokens,
+          cachedTokens: used.cachedTokens,
+          costUsd: cost,
+          latencyMs,
+          status,
+          createdAt: this.now(),
+        });
+      },
+    };
+  }
+}
