@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { type App, type AppDeps, buildApp } from "./app.js";
+import { type Access, buildAccess } from "./auth/build-access.js";
 import type { Config } from "./config/schema.js";
 import { createLogger } from "./observability/logger.js";
 import { buildRegistry, loadStartupModels } from "./router/build-registry.js";
@@ -8,6 +9,7 @@ import type { ModelRegistry } from "./router/model-registry.js";
 export interface RunningServer {
   app: App;
   registry: ModelRegistry;
+  access: Access;
   url: string;
   /** Stops accepting, lets in-flight requests finish within the grace period, then cancels them. */
   stop(): Promise<void>;
@@ -20,10 +22,23 @@ export async function startServer(
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.log_level);
   const registry = options.registry ?? (await buildRegistry(config, logger));
+  const access = await buildAccess(config, logger);
   const shutdown = new AbortController();
-  const app = buildApp(config, { registry, logger, shutdown: shutdown.signal, streams: options.streams });
-  await loadStartupModels(registry, logger);
-  const address = await app.fastify.listen({ host: config.host, port: config.port });
+  const app = buildApp(config, {
+    registry,
+    logger,
+    shutdown: shutdown.signal,
+    streams: options.streams,
+    access,
+  });
+  let address: string;
+  try {
+    await loadStartupModels(registry, logger);
+    address = await app.fastify.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await access.close();
+    throw err;
+  }
   logger.info({ address }, "switchboard is listening");
 
   let stopping: Promise<void> | undefined;
@@ -37,9 +52,10 @@ export async function startServer(
       grace.unref();
       await app.fastify.close();
       clearTimeout(grace);
+      await access.close();
       if (!options.registry) await Promise.allSettled(registry.all().map((d) => d.backend.close()));
     })();
     return stopping;
   };
-  return { app, registry, url: address, stop };
+  return { app, registry, access, url: address, stop };
 }

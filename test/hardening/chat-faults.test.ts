@@ -1,5 +1,8 @@
+import { mkdtempSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import OpenAI, { APIUserAbortError } from "openai";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -68,6 +71,7 @@ async function startHarness(
     port: 0,
     log_level: "info",
     demo_model: false,
+    data_dir: mkdtempSync(join(tmpdir(), "sb-faults-")),
     models: [
       {
         id: TINY,

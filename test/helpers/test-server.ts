@@ -1,3 +1,6 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import OpenAI from "openai";
 import { inject } from "vitest";
@@ -31,6 +34,8 @@ export async function startTestServer(
     port: 0,
     log_level: "info",
     demo_model: false,
+    // Each server its own data dir (and so its own SQLite database).
+    data_dir: mkdtempSync(join(tmpdir(), "sb-test-")),
     ...options.config,
     models: [
       {

@@ -1,0 +1,76 @@
+import { isIP } from "node:net";
+import { join, resolve } from "node:path";
+import type { Logger } from "pino";
+import { AdminService } from "../api/admin/service.js";
+import type { AccessDeps } from "../app.js";
+import type { Config } from "../config/schema.js";
+import { LimitEnforcer } from "../limits/limit-enforcer.js";
+import type { LimitStore } from "../limits/limit-store.js";
+import { MemoryLimitStore } from "../limits/memory-limit-store.js";
+import { RedisLimitStore } from "../limits/redis-limit-store.js";
+import { openStorage, type Storage } from "../storage/storage.js";
+import { Metering } from "../usage/metering.js";
+import { UsageRecorder } from "../usage/usage-recorder.js";
+import { Authenticator } from "./authenticator.js";
+
+export interface Access extends AccessDeps {
+  storage: Storage;
+  limitStore: LimitStore;
+  recorder: UsageRecorder;
+  /** Flushes usage and closes storage and Redis. */
+  close(): Promise<void>;
+}
+
+/** Where the database is: the configured URL, or a SQLite file in the data dir. */
+export function databaseUrl(config: Pick<Config, "database" | "data_dir">): string {
+  return config.database ?? join(resolve(config.data_dir), "switchboard.db");
+}
+
+export function isLoopbackHost(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return host === "::1";
+}
+
+/** Storage, keys, limits and usage recording for a server built from config. */
+export async function buildAccess(
+  config: Config,
+  logger: Logger,
+  now: () => number = Date.now,
+): Promise<Access> {
+  const storage = await openStorage({ url: databaseUrl(config) });
+  const limitStore: LimitStore = config.redis
+    ? new RedisLimitStore(config.redis, { prefix: "sb:" })
+    : new MemoryLimitStore(now);
+  const authenticator = new Authenticator({
+    repositories: storage,
+    loopbackOnly: isLoopbackHost(config.host),
+    bootstrapAdminKey: config.admin_key,
+    cacheTtlMs: config.auth_cache_ttl_ms,
+    now,
+  });
+  const recorder = new UsageRecorder({ usage: storage.usage, apiKeys: storage.apiKeys, logger, now });
+  const enforcer = new LimitEnforcer(limitStore, storage.usage, now);
+  const admin = new AdminService(storage, now, () => authenticator.invalidate());
+  logger.info(
+    {
+      database: storage.database.dialect,
+      limits: config.redis ? "redis" : "memory",
+      auth: (await authenticator.required()) ? "required" : "off (loopback, no keys)",
+    },
+    "access control ready",
+  );
+  return {
+    storage,
+    limitStore,
+    recorder,
+    authenticator,
+    metering: new Metering(enforcer, recorder, now),
+    admin,
+    usage: storage.usage,
+    close: async () => {
+      await recorder.close();
+      await Promise.allSettled([limitStore.close(), storage.close()]);
+    },
+  };
+}
