@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { databaseUrl } from "./auth/build-access.js";
+import { runAdminCommand, UsageError } from "./cli/admin-commands.js";
 import { ConfigError, loadConfig, modelFromSource } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { type ModelPreset, makeModel, type WeightType } from "./models/make-model.js";
 import { resolveModelFile } from "./models/resolve-model-file.js";
 import { createLogger } from "./observability/logger.js";
 import { startServer } from "./server.js";
+import { openStorage } from "./storage/storage.js";
 
 const USAGE = `switchboard — a self-hosted OpenAI-compatible API server
 
@@ -14,6 +17,12 @@ Usage:
   switchboard serve [options]            start the API server
   switchboard models list [options]      list configured models and where their weights are
   switchboard models pull [options]      download every configured hf: model now
+  switchboard projects create --name NAME | list | archive ID
+  switchboard keys create [--project ID] [--name N] [--admin] [--models a,b] [--expires-days D]
+                          [--rpm N] [--tpm N] [--concurrency N]
+  switchboard keys list [--project ID] | keys revoke [--project ID] KEY_ID
+                                         manage projects and API keys (secrets are shown once)
+  switchboard migrate [options]          apply database migrations and exit
   switchboard make-model --preset tiny|smollm2-135m --out FILE.gguf [--weights f16|q8_0] [--seed N]
                                          write a random-weight GGUF model (for tests and benchmarks)
 
@@ -24,6 +33,8 @@ Options (serve, models):
       --data-dir DIR    where downloads and generated files live (default ./data)
       --log-level LEVEL fatal|error|warn|info|debug|trace|silent
   -m, --model SOURCE    serve a model: a .gguf path or hf:owner/repo/file.gguf (repeatable)
+      --database URL    postgres://… or a SQLite file (default: DATA_DIR/switchboard.db)
+      --redis URL       redis://… to share limits between instances
   -h, --help            this text
   -v, --version         print the version
 `;
@@ -35,6 +46,8 @@ const SERVE_OPTIONS = {
   "data-dir": { type: "string" },
   "log-level": { type: "string" },
   model: { type: "string", short: "m", multiple: true },
+  database: { type: "string" },
+  redis: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -55,6 +68,16 @@ async function main(argv: string[]): Promise<number> {
       return models(rest);
     case "make-model":
       return makeModelCommand(rest);
+    case "keys":
+    case "projects":
+      return runAdminCommand(command, rest, configFromArgs, (line) => process.stdout.write(`${line}\n`));
+    case "migrate": {
+      const config = configFromArgs(rest);
+      const storage = await openStorage({ url: databaseUrl(config) });
+      await storage.close();
+      process.stdout.write(`migrations applied (${storage.database.dialect})\n`);
+      return 0;
+    }
     default:
       process.stderr.write(`Unknown command '${command}'.\n\n${USAGE}`);
       return 2;
@@ -74,6 +97,8 @@ function configFromArgs(args: string[]): Config {
     data_dir: values["data-dir"],
     log_level: values["log-level"],
     models: values.model?.map(modelFromSource),
+    database: values.database,
+    redis: values.redis,
   };
   return loadConfig({
     file: file ?? (existsSync("switchboard.yaml") ? "switchboard.yaml" : undefined),
@@ -151,8 +176,6 @@ async function makeModelCommand(args: string[]): Promise<number> {
   );
   return 0;
 }
-
-class UsageError extends Error {}
 
 function readVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
