@@ -40,7 +40,7 @@ export async function buildAccess(
 ): Promise<Access> {
   const storage = await openStorage({ url: databaseUrl(config) });
   const limitStore: LimitStore = config.redis
-    ? new RedisLimitStore(config.redis, { prefix: "sb:" })
+    ? new RedisLimitStore(config.redis, { prefix: config.redis_prefix })
     : new MemoryLimitStore(now);
   const authenticator = new Authenticator({
     repositories: storage,

@@ -32,6 +32,7 @@ const ENV_KEYS = [
   "demo_model",
   "database",
   "redis",
+  "redis_prefix",
   "admin_key",
 ] as const;
 

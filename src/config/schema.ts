@@ -95,6 +95,11 @@ export const configSchema = z
       .string()
       .regex(/^rediss?:\/\//, "use a redis:// or rediss:// URL")
       .optional(),
+    /** Prefix of every Redis key, so several deployments can share one Redis. */
+    redis_prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9:_-]{1,64}$/)
+      .default("sb:"),
     /**
      * A bootstrap admin key (use SWITCHBOARD_ADMIN_KEY). With it, or with any key in the database,
      * or when listening beyond loopback, every route but /health needs a key.
