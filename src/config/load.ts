@@ -43,6 +43,7 @@ const STRING_KEYS: ReadonlySet<string> = new Set([
   "log_level",
   "database",
   "redis",
+  "redis_prefix",
   "admin_key",
 ]);
 
