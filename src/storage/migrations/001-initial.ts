@@ -1,21 +1,27 @@
-import { type Kysely, sql } from "kysely";
+import { type CreateTableBuilder, type Kysely, sql } from "kysely";
 
 // Migrations are frozen once released: later changes go in new files.
-export async function up(db: Kysely<unknown>): Promise<void> {
-  await db.schema
-    .createTable("projects")
-    .addColumn("id", "varchar(64)", (c) => c.primaryKey())
-    .addColumn("name", "varchar(256)", (c) => c.notNull())
-    .addColumn("created_at", "bigint", (c) => c.notNull())
-    .addColumn("archived_at", "bigint")
+
+/** Projects and keys carry the same optional limits (null = no limit at that level). */
+function withLimitColumns(table: CreateTableBuilder<string, never>): CreateTableBuilder<string, never> {
+  return table
     .addColumn("requests_per_minute", "integer")
     .addColumn("tokens_per_minute", "bigint")
     .addColumn("max_concurrent", "integer")
     .addColumn("monthly_token_budget", "bigint")
-    .addColumn("monthly_cost_budget_usd", sql`double precision`)
-    .execute();
+    .addColumn("monthly_cost_budget_usd", sql`double precision`);
+}
 
-  await db.schema
+export async function up(db: Kysely<unknown>): Promise<void> {
+  const projects = db.schema
+    .createTable("projects")
+    .addColumn("id", "varchar(64)", (c) => c.primaryKey())
+    .addColumn("name", "varchar(256)", (c) => c.notNull())
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .addColumn("archived_at", "bigint");
+  await withLimitColumns(projects).execute();
+
+  const apiKeys = db.schema
     .createTable("api_keys")
     .addColumn("id", "varchar(64)", (c) => c.primaryKey())
     .addColumn("project_id", "varchar(64)", (c) => c.notNull().references("projects.id"))
@@ -27,13 +33,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn("created_at", "bigint", (c) => c.notNull())
     .addColumn("expires_at", "bigint")
     .addColumn("revoked_at", "bigint")
-    .addColumn("last_used_at", "bigint")
-    .addColumn("requests_per_minute", "integer")
-    .addColumn("tokens_per_minute", "bigint")
-    .addColumn("max_concurrent", "integer")
-    .addColumn("monthly_token_budget", "bigint")
-    .addColumn("monthly_cost_budget_usd", sql`double precision`)
-    .execute();
+    .addColumn("last_used_at", "bigint");
+  await withLimitColumns(apiKeys).execute();
   await db.schema
     .createIndex("api_keys_project_idx")
     .on("api_keys")

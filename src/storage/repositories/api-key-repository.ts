@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from "kysely";
 import type { ApiKeysTable, DatabaseSchema } from "../schema.js";
-import { limitColumns, limitsFromRow } from "./limit-columns.js";
+import { limitColumns, limitsFromRow, NO_LIMIT_COLUMNS } from "./limit-columns.js";
 import type { ApiKey, ApiKeyRepository, Limits, NewApiKey } from "./types.js";
 
 export class KyselyApiKeyRepository implements ApiKeyRepository {
@@ -21,11 +21,7 @@ export class KyselyApiKeyRepository implements ApiKeyRepository {
         expires_at: input.expiresAt,
         revoked_at: null,
         last_used_at: null,
-        requests_per_minute: null,
-        tokens_per_minute: null,
-        max_concurrent: null,
-        monthly_token_budget: null,
-        monthly_cost_budget_usd: null,
+        ...NO_LIMIT_COLUMNS,
         ...limitColumns(input.limits),
       })
       .returningAll()

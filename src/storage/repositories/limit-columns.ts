@@ -22,3 +22,12 @@ export function limitColumns(limits: Partial<Limits> | undefined): Partial<Limit
   if (limits.monthlyCostBudgetUsd !== undefined) out.monthly_cost_budget_usd = limits.monthlyCostBudgetUsd;
   return out;
 }
+
+/** Every limit column unset: the starting point of a new row. */
+export const NO_LIMIT_COLUMNS: LimitColumns = {
+  requests_per_minute: null,
+  tokens_per_minute: null,
+  max_concurrent: null,
+  monthly_token_budget: null,
+  monthly_cost_budget_usd: null,
+};

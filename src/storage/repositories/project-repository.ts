@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from "kysely";
 import type { DatabaseSchema, ProjectsTable } from "../schema.js";
-import { limitColumns, limitsFromRow } from "./limit-columns.js";
+import { limitColumns, limitsFromRow, NO_LIMIT_COLUMNS } from "./limit-columns.js";
 import type { Limits, Project, ProjectRepository } from "./types.js";
 
 export class KyselyProjectRepository implements ProjectRepository {
@@ -14,11 +14,7 @@ export class KyselyProjectRepository implements ProjectRepository {
         name: input.name,
         created_at: input.now,
         archived_at: null,
-        requests_per_minute: null,
-        tokens_per_minute: null,
-        max_concurrent: null,
-        monthly_token_budget: null,
-        monthly_cost_budget_usd: null,
+        ...NO_LIMIT_COLUMNS,
         ...limitColumns(input.limits),
       })
       .returningAll()
