@@ -82,7 +82,9 @@ export class Authenticator {
     const now = this.now();
     let entry = this.cache.get(hash);
     if (!entry || entry.expires <= now) {
-      entry = { verdict: await this.lookup(hash, now), expires: now + this.ttl };
+      const { verdict, expiresAt } = await this.lookup(hash, now);
+      // A key that expires sooner than the cache entry would is not trusted past its expiry.
+      entry = { verdict, expires: Math.min(now + this.ttl, expiresAt ?? Number.POSITIVE_INFINITY) };
       if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
       this.cache.set(hash, entry);
     }
@@ -91,21 +93,27 @@ export class Authenticator {
     return entry.verdict;
   }
 
-  private async lookup(hash: string, now: number): Promise<Principal | { refused: string }> {
+  private async lookup(
+    hash: string,
+    now: number,
+  ): Promise<{ verdict: CacheEntry["verdict"]; expiresAt?: number }> {
+    const refused = (reason: string) => ({ verdict: { refused: reason } });
     const key = await this.options.repositories.apiKeys.findByHash(hash);
-    if (!key || !sameHash(key.keyHash, hash)) return { refused: "Incorrect API key provided." };
-    if (key.revokedAt !== null) return { refused: "This API key has been revoked." };
-    if (key.expiresAt !== null && key.expiresAt <= now) return { refused: "This API key has expired." };
+    if (!key || !sameHash(key.keyHash, hash)) return refused("Incorrect API key provided.");
+    if (key.revokedAt !== null) return refused("This API key has been revoked.");
+    if (key.expiresAt !== null && key.expiresAt <= now) return refused("This API key has expired.");
     const project = await this.options.repositories.projects.get(key.projectId);
-    if (!project || project.archivedAt !== null)
-      return { refused: "This API key's project has been archived." };
+    if (!project || project.archivedAt !== null) return refused("This API key's project has been archived.");
     return {
-      projectId: key.projectId,
-      keyId: key.id,
-      role: key.role,
-      allowedModels: key.allowedModels,
-      keyLimits: key.limits,
-      projectLimits: project.limits,
+      verdict: {
+        projectId: key.projectId,
+        keyId: key.id,
+        role: key.role,
+        allowedModels: key.allowedModels,
+        keyLimits: key.limits,
+        projectLimits: project.limits,
+      },
+      expiresAt: key.expiresAt ?? undefined,
     };
   }
 }

@@ -5,6 +5,8 @@ import type { BucketResult, LimitStore } from "./limit-store.js";
 import { rateLimitHeaders, retryHeaders } from "./rate-limit-headers.js";
 
 const MINUTE = 60_000;
+/** Honoured by the official OpenAI SDKs, which otherwise retry every 429 with backoff. */
+const DO_NOT_RETRY: Readonly<Record<string, string>> = Object.freeze({ "x-should-retry": "false" });
 /** A lease outlives the longest request; a crashed instance's places free themselves after it. */
 const CONCURRENCY_LEASE_MS = 15 * MINUTE;
 
@@ -36,6 +38,31 @@ export class LimitEnforcer {
   ) {}
 
   async reserve(principal: Principal, estimatedTokens: number, leaseId: string): Promise<Reservation> {
+    try {
+      return await this.tryReserve(principal, estimatedTokens, leaseId);
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      // The limit store (Redis) or storage is unreachable: fail closed, with a clear 503 rather
+      // than a 500, since limits and budgets cannot be checked.
+      const unavailable = new ApiError(
+        503,
+        "Usage limits cannot be checked right now. Please retry shortly.",
+        {
+          type: "server_error",
+          code: "service_unavailable",
+          headers: retryHeaders(1000),
+        },
+      );
+      unavailable.cause = err;
+      throw unavailable;
+    }
+  }
+
+  private async tryReserve(
+    principal: Principal,
+    estimatedTokens: number,
+    leaseId: string,
+  ): Promise<Reservation> {
     const scopes = this.scopesOf(principal);
     const month = new Date(this.now()).toISOString().slice(0, 7);
     await this.checkBudgets(principal, scopes, month);
@@ -144,7 +171,8 @@ export class LimitEnforcer {
         throw new ApiError(
           429,
           `You exceeded the current monthly quota of this ${isKey ? "API key" : "project"}. Ask an administrator to raise its budget.`,
-          { type: "insufficient_quota", code: "insufficient_quota" },
+          // The budget comes back next month: the SDKs' automatic retries would only add load.
+          { type: "insufficient_quota", code: "insufficient_quota", headers: DO_NOT_RETRY },
         );
       }
     }
@@ -181,7 +209,8 @@ function tooMany(
     type: "rate_limit_error",
     code: "rate_limit_exceeded",
     headers: {
-      ...(never ? {} : retryHeaders(result.retryAfterMs)),
+      // No wait makes a request larger than the limit pass: tell clients not to retry it.
+      ...(never ? DO_NOT_RETRY : retryHeaders(result.retryAfterMs)),
       ...rateLimitHeaders({ [kind]: { limit, remaining: 0, resetMs: result.resetMs } }),
     },
   });

@@ -61,7 +61,10 @@ export class Metering {
       finish: async ({ status, usage, latencyMs }) => {
         if (done) return;
         done = true;
-        const used = usage ?? { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
+        // A 429 at this point (the model's queue is full) turned the request away before any work:
+        // it is not charged, even though the prepared request already counted its prompt.
+        const used =
+          status === 429 || !usage ? { promptTokens: 0, completionTokens: 0, cachedTokens: 0 } : usage;
         const cost = costUsd(deployment.pricing, used);
         await reservation?.settle({ tokens: used.promptTokens + used.completionTokens, costUsd: cost });
         this.recorder?.record({

@@ -57,13 +57,22 @@ export class UsageRecorder {
     this.usedKeys = new Set();
     this.flushing = (async () => {
       try {
-        await this.options.usage.insertMany(batch);
-        await this.options.apiKeys.touch(keys, this.now());
-      } catch (err) {
-        // Storage is down: keep the records for the next attempt (bounded by maxBuffered).
-        this.buffer = batch.concat(this.buffer);
-        for (const key of keys) this.usedKeys.add(key);
-        this.options.logger.error({ err, pending: this.buffer.length }, "could not write usage records");
+        try {
+          await this.options.usage.insertMany(batch);
+        } catch (err) {
+          // Storage is down: keep the records for the next attempt (bounded by maxBuffered).
+          this.buffer = batch.concat(this.buffer);
+          for (const key of keys) this.usedKeys.add(key);
+          this.options.logger.error({ err, pending: this.buffer.length }, "could not write usage records");
+          return;
+        }
+        // The records are written: a failure from here on must not queue them a second time.
+        try {
+          await this.options.apiKeys.touch(keys, this.now());
+        } catch (err) {
+          for (const key of keys) this.usedKeys.add(key);
+          this.options.logger.error({ err, keys: keys.length }, "could not record when keys were last used");
+        }
       } finally {
         this.flushing = undefined;
       }

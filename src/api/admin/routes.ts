@@ -21,7 +21,8 @@ export async function adminRoutes(
   opts: { admin: AdminService; usage: UsageRepository },
 ): Promise<void> {
   const { admin } = opts;
-  app.addHook("preHandler", async (request) => {
+  // onRequest (after the app's auth hook): a non-admin caller is refused before its body is read.
+  app.addHook("onRequest", async (request) => {
     if (request.principal?.role !== "admin") {
       throw new ApiError(403, "This endpoint needs an admin API key.", { code: "admin_key_required" });
     }

@@ -1,0 +1,109 @@
+import { NotFoundError, PermissionDeniedError } from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type AccessServer,
+  type CreatedKey,
+  call,
+  chat,
+  expectError,
+  sdkClient,
+  startAccessServer,
+} from "../helpers/access.js";
+import { TINY_ALIAS, TINY_MODEL } from "../helpers/test-server.js";
+
+/**
+ * Model allow-lists: a key may use the models its list names (by id or alias); other models are
+ * 403 model_not_allowed on chat and do not exist for it in /v1/models.
+ */
+describe("per-key model allow-lists", () => {
+  let t: AccessServer;
+  let tinyOnly: CreatedKey;
+  let aliasOnly: CreatedKey;
+  let otherOnly: CreatedKey;
+  let nothing: CreatedKey;
+  let everything: CreatedKey;
+
+  beforeAll(async () => {
+    t = await startAccessServer();
+    const { project } = await t.admin.projectWithKey();
+    tinyOnly = await t.admin.createKey(project.id, { allowed_models: [TINY_MODEL] });
+    aliasOnly = await t.admin.createKey(project.id, { allowed_models: [TINY_ALIAS] });
+    otherOnly = await t.admin.createKey(project.id, { allowed_models: ["some-other-model"] });
+    nothing = await t.admin.createKey(project.id, { allowed_models: [] });
+    everything = await t.admin.createKey(project.id, { allowed_models: null });
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it("lets a key chat with an allowed model by its id and by its alias", async () => {
+    for (const key of [tinyOnly, aliasOnly, everything]) {
+      for (const model of [TINY_MODEL, TINY_ALIAS]) {
+        const completion = await sdkClient(t.url, key.secret).chat.completions.create({
+          model,
+          messages: [{ role: "user", content: "Hi" }],
+          max_tokens: 2,
+        });
+        expect(completion.model).toBe(model);
+      }
+      const stream = await call(t.url, "POST", "/v1/chat/completions", {
+        key: key.secret,
+        body: { model: TINY_MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 2, stream: true },
+      });
+      expect(stream.status).toBe(200);
+      expect(stream.text).toContain("data: [DONE]");
+    }
+  });
+
+  it("refuses other models with 403 model_not_allowed, streaming or not", async () => {
+    for (const key of [otherOnly, nothing]) {
+      for (const model of [TINY_MODEL, TINY_ALIAS]) {
+        for (const stream of [false, true]) {
+          const res = await chat(t.url, key.secret, { model, stream });
+          expectError(res, 403, { code: "model_not_allowed", type: "permission_error", param: "model" });
+          expect(res.body.error.message).toContain(model);
+        }
+      }
+      const err = await sdkClient(t.url, key.secret)
+        .chat.completions.create({ model: TINY_MODEL, messages: [{ role: "user", content: "Hi" }] })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PermissionDeniedError);
+      expect((err as PermissionDeniedError).code).toBe("model_not_allowed");
+    }
+  });
+
+  it("shows a key only the models it may use", async () => {
+    for (const key of [tinyOnly, aliasOnly, everything]) {
+      const page = await sdkClient(t.url, key.secret).models.list();
+      expect(page.data.map((m) => m.id)).toEqual([TINY_MODEL]);
+      expect((await sdkClient(t.url, key.secret).models.retrieve(TINY_ALIAS)).id).toBe(TINY_MODEL);
+    }
+    for (const key of [otherOnly, nothing]) {
+      const page = await sdkClient(t.url, key.secret).models.list();
+      expect(page.data.map((m) => m.id)).not.toContain(TINY_MODEL);
+      for (const model of [TINY_MODEL, TINY_ALIAS]) {
+        const res = await call(t.url, "GET", `/v1/models/${model}`, { key: key.secret });
+        expectError(res, 404, { code: "model_not_found", param: "model" });
+        // Exactly what an unknown model gets: the key cannot tell the model exists.
+        const unknown = await call(t.url, "GET", "/v1/models/no-such-model", { key: key.secret });
+        expect(res.body.error.message.replace(model, "X")).toBe(
+          unknown.body.error.message.replace("no-such-model", "X"),
+        );
+      }
+      const err = await sdkClient(t.url, key.secret)
+        .models.retrieve(TINY_MODEL)
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NotFoundError);
+    }
+  });
+
+  it("applies an allow-list change at once", async () => {
+    const key = await t.admin.createKey(tinyOnly.project_id, { allowed_models: [TINY_MODEL] });
+    expect((await chat(t.url, key.secret)).status).toBe(200);
+    const patched = await t.admin.request("PATCH", `/admin/projects/${key.project_id}/keys/${key.id}`, {
+      allowed_models: ["some-other-model"],
+    });
+    expect(patched.status).toBe(200);
+    expectError(await chat(t.url, key.secret), 403, { code: "model_not_allowed" });
+  });
+});

@@ -1,0 +1,287 @@
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import OpenAI from "openai";
+import { expect } from "vitest";
+import { randomId } from "../../src/core/ids.js";
+import { startTestServer, type TestServer, TINY_MODEL } from "./test-server.js";
+
+/**
+ * Helpers for the keys / projects / limits / usage suite: a server started with a bootstrap
+ * admin key, an admin API client that creates projects and keys, raw HTTP calls that keep the
+ * status, headers and body, and bounded polling.
+ */
+
+/** A fresh bootstrap admin key (the config wants at least 20 characters). */
+export function newAdminKey(): string {
+  return `sb-bootstrap-${randomId(32)}`;
+}
+
+export const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
+
+export interface HttpResult {
+  status: number;
+  headers: Headers;
+  text: string;
+  body: any;
+}
+
+export interface CallOptions {
+  /** Sent as `Authorization: Bearer <key>`. */
+  key?: string;
+  /** A raw Authorization header (wins over `key`). */
+  authorization?: string;
+  /** A JSON body (objects are serialised; strings are sent as they are). */
+  body?: unknown;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+/** One HTTP request; the whole body is read. */
+export async function call(
+  baseUrl: string,
+  method: string,
+  path: string,
+  options: CallOptions = {},
+): Promise<HttpResult> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.authorization !== undefined) headers.authorization = options.authorization;
+  else if (options.key !== undefined) headers.authorization = `Bearer ${options.key}`;
+  let body: string | undefined;
+  if (options.body !== undefined) {
+    body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
+    headers["content-type"] ??= "application/json";
+  }
+  const res = await fetch(`${baseUrl}${path}`, { method, headers, body, signal: options.signal });
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, body: parsed };
+}
+
+/** Asserts the OpenAI error envelope with its status (and code/type/param when given). */
+export function expectError(
+  res: HttpResult,
+  status: number,
+  expected: { code?: string | null; type?: string; param?: string | null } = {},
+): void {
+  const where = `${res.status} ${res.text}`;
+  expect(res.status, where).toBe(status);
+  expect(res.headers.get("content-type"), where).toMatch(/^application\/json/);
+  expect(Object.keys(res.body ?? {}), where).toEqual(["error"]);
+  const error = res.body.error;
+  expect(Object.keys(error).sort(), where).toEqual(["code", "message", "param", "type"]);
+  expect(typeof error.message, where).toBe("string");
+  expect(error.message, where).not.toMatch(/\n\s+at |\/work\/|node_modules|\.ts:\d+/);
+  if (expected.code !== undefined) expect(error.code, where).toBe(expected.code);
+  if (expected.type !== undefined) expect(error.type, where).toBe(expected.type);
+  if (expected.param !== undefined) expect(error.param, where).toBe(expected.param);
+}
+
+export const expectUnauthorized = (res: HttpResult) =>
+  expectError(res, 401, { code: "invalid_api_key", type: "invalid_request_error", param: null });
+
+/** A small chat request body for the tiny model. */
+export function chatBody(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    model: TINY_MODEL,
+    messages: [{ role: "user", content: "Hi" }],
+    max_tokens: 2,
+    ...overrides,
+  };
+}
+
+export function chat(baseUrl: string, key: string | undefined, overrides: Record<string, unknown> = {}) {
+  return call(baseUrl, "POST", "/v1/chat/completions", { key, body: chatBody(overrides) });
+}
+
+/** Total tokens a successful chat response reports. */
+export function totalTokens(res: HttpResult): number {
+  expect(res.status, res.text).toBe(200);
+  return res.body.usage.total_tokens as number;
+}
+
+/** Polls `check` until it returns something other than undefined/false, or fails after `ms`. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  ms: number,
+  intervalMs = 25,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** An official SDK client for a key; `fetch` may wrap the real one (to count attempts). */
+export function sdkClient(
+  baseUrl: string,
+  key: string,
+  options: { maxRetries?: number; fetch?: typeof fetch } = {},
+): OpenAI {
+  return new OpenAI({
+    baseURL: `${baseUrl}/v1`,
+    apiKey: key,
+    maxRetries: options.maxRetries ?? 0,
+    timeout: 30_000,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+}
+
+export interface CreatedKey {
+  id: string;
+  project_id: string;
+  secret: string;
+  role: string;
+  [field: string]: any;
+}
+
+/** The admin API through raw fetch with an admin key; remembers every secret it was shown. */
+export class AdminClient {
+  /** Every secret a create response returned (to search logs and bodies for leaks). */
+  readonly secrets: string[] = [];
+
+  constructor(
+    readonly baseUrl: string,
+    readonly key: string | undefined,
+  ) {}
+
+  request(method: string, path: string, body?: unknown): Promise<HttpResult> {
+    return call(this.baseUrl, method, path, { key: this.key, body });
+  }
+
+  async createProject(name: string, limits?: Record<string, unknown>): Promise<any> {
+    const res = await this.request("POST", "/admin/projects", limits ? { name, limits } : { name });
+    expect(res.status, res.text).toBe(201);
+    return res.body;
+  }
+
+  async createKey(projectId: string, body: Record<string, unknown> = {}): Promise<CreatedKey> {
+    const res = await this.request("POST", `/admin/projects/${projectId}/keys`, {
+      name: `key-${randomId(6)}`,
+      ...body,
+    });
+    expect(res.status, res.text).toBe(201);
+    this.secrets.push(res.body.secret);
+    return res.body as CreatedKey;
+  }
+
+  /** A new project with one key (member unless `key.role` says otherwise). */
+  async projectWithKey(
+    projectLimits?: Record<string, unknown>,
+    key: Record<string, unknown> = {},
+  ): Promise<{ project: any; key: CreatedKey }> {
+    const project = await this.createProject(`project-${randomId(6)}`, projectLimits);
+    return { project, key: await this.createKey(project.id, key) };
+  }
+
+  async revokeKey(projectId: string, keyId: string): Promise<void> {
+    const res = await this.request("DELETE", `/admin/projects/${projectId}/keys/${keyId}`);
+    expect(res.status, res.text).toBe(200);
+  }
+
+  async archiveProject(projectId: string): Promise<void> {
+    const res = await this.request("DELETE", `/admin/projects/${projectId}`);
+    expect(res.status, res.text).toBe(200);
+  }
+
+  async usage(query: string): Promise<any[]> {
+    const res = await this.request("GET", `/admin/usage${query ? `?${query}` : ""}`);
+    expect(res.status, res.text).toBe(200);
+    return res.body.data;
+  }
+}
+
+export interface AccessServer extends TestServer {
+  /** The bootstrap admin key, when the server has one. */
+  adminKey: string | undefined;
+  admin: AdminClient;
+}
+
+/**
+ * A test server with access control: by default a bootstrap admin key (so auth is on);
+ * `adminKey: null` starts one without (auth then depends on the host and on existing keys).
+ */
+export async function startAccessServer(
+  options: {
+    config?: Record<string, unknown>;
+    model?: Record<string, unknown>;
+    adminKey?: string | null;
+  } = {},
+): Promise<AccessServer> {
+  const adminKey = options.adminKey === null ? undefined : (options.adminKey ?? newAdminKey());
+  const t = await startTestServer({
+    config: { ...(adminKey ? { admin_key: adminKey } : {}), ...options.config },
+    model: options.model,
+  });
+  return { ...t, adminKey, admin: new AdminClient(t.url, adminKey) };
+}
+
+/**
+ * The CLI compiled from the current sources into a cache of its own (rebuilt when a source is
+ * newer), so the test never races anyone else's `npm run build` into build/. The same cache and
+ * approach as test/hardening/shutdown.test.ts.
+ */
+export async function compiledCli(): Promise<string> {
+  const root = process.cwd();
+  const out = join(root, "node_modules", ".cache", "switchboard-test", "cli");
+  const main = join(out, "src", "main.js");
+  const newestSource = Math.max(
+    ...listFiles(join(root, "src")).map((f) => statSync(f).mtimeMs),
+    statSync(join(root, "package.json")).mtimeMs,
+  );
+  if (!existsSync(main) || statSync(main).mtimeMs < newestSource) {
+    mkdirSync(out, { recursive: true });
+    const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
+    // Emits even if a work-in-progress file elsewhere does not typecheck; main.js is what matters.
+    await promisify(execFile)(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out], {
+      cwd: root,
+    }).catch(() => {});
+    if (!existsSync(main)) throw new Error("could not compile the CLI");
+  }
+  return main;
+}
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? listFiles(join(dir, entry.name)) : [join(dir, entry.name)],
+  );
+}
+
+/** Runs the compiled CLI to completion. */
+export async function runCli(
+  main: string,
+  args: string[],
+  cwd: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [main, ...args],
+      // A SWITCHBOARD_* variable of the caller must not steer the CLI under test.
+      { cwd, env: cliEnv(), timeout: 30_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+function cliEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!name.startsWith("SWITCHBOARD_")) env[name] = value;
+  }
+  return env;
+}
