@@ -5,6 +5,7 @@ import { databaseUrl } from "./auth/build-access.js";
 import { runAdminCommand, UsageError } from "./cli/admin-commands.js";
 import { ConfigError, loadConfig, modelFromSource } from "./config/load.js";
 import type { Config } from "./config/schema.js";
+import { ENGINE_USAGE, runEngineCommand } from "./engine-build/engine-command.js";
 import { type ModelPreset, makeModel, type WeightType } from "./models/make-model.js";
 import { resolveModelFile } from "./models/resolve-model-file.js";
 import { createLogger } from "./observability/logger.js";
@@ -23,6 +24,7 @@ Usage:
   switchboard keys list [--project ID] | keys revoke [--project ID] KEY_ID
                                          manage projects and API keys (secrets are shown once)
   switchboard migrate [options]          apply database migrations and exit
+${ENGINE_USAGE}
   switchboard make-model --preset tiny|smollm2-135m --out FILE.gguf [--weights f16|q8_0] [--seed N]
                                          write a random-weight GGUF model (for tests and benchmarks)
 
@@ -68,6 +70,8 @@ async function main(argv: string[]): Promise<number> {
       return models(rest);
     case "make-model":
       return makeModelCommand(rest);
+    case "engine":
+      return runEngineCommand(rest, configFromArgs, (line) => process.stdout.write(`${line}\n`));
     case "keys":
     case "projects":
       return runAdminCommand(command, rest, configFromArgs, (line) => process.stdout.write(`${line}\n`));

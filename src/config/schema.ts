@@ -11,6 +11,10 @@ const modelId = z
   .max(256)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, "model ids use letters, digits and . _ : / -");
 
+/** Local engines a model may name; `auto` picks the fastest available. */
+export const LOCAL_ENGINES = ["auto", "llama-server", "in-process"] as const;
+export type LocalEngineName = (typeof LOCAL_ENGINES)[number];
+
 export const localModelSchema = z
   .object({
     id: modelId,
@@ -32,6 +36,29 @@ export const localModelSchema = z
      */
     threads: z.number().int().min(1).max(256).default(1),
     gpu_layers: z.union([z.literal("auto"), z.literal("max"), z.number().int().min(0)]).default("auto"),
+    /**
+     * Which engine runs the model (default auto): llama-server (llama.cpp's own server as a
+     * supervised child process, the fastest) when its binary is available, else in-process
+     * (node-llama-cpp in this process). A node-llama-cpp `runner` child process is planned.
+     */
+    engine: z.enum(LOCAL_ENGINES).optional(),
+    /** Threads for prompt processing (batches); default: `threads`. Engine processes only. */
+    batch_threads: z.number().int().min(1).max(256).optional(),
+    /** Flash attention (engine processes only); default: the engine's own (auto). */
+    flash_attention: z.enum(["auto", "on", "off"]).optional(),
+    /** KV cache element type for keys and values (engine processes only); default f16. */
+    kv_cache_type: z
+      .enum(["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"])
+      .optional(),
+    /** More command-line flags for the engine process, passed as they are (llama-server only). */
+    extra_args: z.array(z.string()).optional(),
+    /** Stop an engine process after this long unused (it starts again on the next request); default: never. */
+    idle_ttl_ms: z
+      .number()
+      .int()
+      .min(1000)
+      .max(7 * 24 * 3_600_000)
+      .optional(),
     load: z.enum(["start", "on_demand"]).default("start"),
     /** Requests waiting for a slot beyond this are refused with 429 at once. */
     max_queue: z.number().int().min(0).max(100_000).default(64),
@@ -79,6 +106,21 @@ export const configSchema = z
     /** Highest `n` accepted on chat completions (the API allows up to 128). */
     max_n: z.number().int().min(1).max(128).default(128),
     models: z.array(localModelSchema).default([]),
+    /** Engine processes: where their binaries and builds are. */
+    engines: z
+      .object({
+        llama_server: z
+          .object({
+            /** Path of a llama-server binary; default: `llama-server` on PATH, else a `switchboard engine build`. */
+            binary: z.string().min(1).optional(),
+            /** Where `switchboard engine build` keeps builds; default ~/.cache/switchboard/llama-server. */
+            cache_dir: z.string().min(1).optional(),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .default({ llama_server: {} }),
     hf: z
       .object({
         base_url: z.url().default("https://huggingface.co"),

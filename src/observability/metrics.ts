@@ -1,6 +1,17 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { engineStatusOf, residentBytes } from "../backends/local/engines/engine-status.js";
+import type { EngineProcessState } from "../backends/local/engines/process-supervisor.js";
 import type { BackendStats } from "../core/generation.js";
 import type { ModelRegistry } from "../router/model-registry.js";
+
+const ENGINE_STATES: readonly EngineProcessState[] = [
+  "stopped",
+  "starting",
+  "ready",
+  "restarting",
+  "failed",
+  "closed",
+];
 
 /** Prometheus metrics for one app instance (a registry of its own, so tests can run many apps). */
 export class Metrics {
@@ -59,6 +70,48 @@ export class Metrics {
       registers,
       collect() {
         for (const d of models.all()) this.set({ model: d.id }, d.backend.isReady() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "switchboard_engine_state",
+      help: "State of each model's engine: 1 for the current state (engine processes: stopped, starting, ready, restarting, failed, closed)",
+      labelNames: ["model", "engine", "state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const d of models.all()) {
+          const status = engineStatusOf(d.backend);
+          if (!status) continue;
+          for (const state of ENGINE_STATES)
+            this.set({ model: d.id, engine: status.engine, state }, status.state === state ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: "switchboard_engine_restarts",
+      help: "Times a model's engine process was restarted after it died",
+      labelNames: ["model", "engine"],
+      registers,
+      collect() {
+        this.reset();
+        for (const d of models.all()) {
+          const status = engineStatusOf(d.backend);
+          if (status) this.set({ model: d.id, engine: status.engine }, status.restarts);
+        }
+      },
+    });
+    new Gauge({
+      name: "switchboard_engine_resident_memory_bytes",
+      help: "Resident memory of a model's engine process",
+      labelNames: ["model", "engine"],
+      registers,
+      collect() {
+        this.reset();
+        for (const d of models.all()) {
+          const status = engineStatusOf(d.backend);
+          const bytes = residentBytes(status?.pid);
+          if (status && bytes !== undefined) this.set({ model: d.id, engine: status.engine }, bytes);
+        }
       },
     });
   }

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
-import { InProcessEngine } from "../backends/local/engines/in-process/in-process-engine.js";
+import { LocalEngineFactory } from "../backends/local/engines/engine-factory.js";
 import { LocalBackend } from "../backends/local/local-backend.js";
 import type { Config, LocalModelConfig } from "../config/schema.js";
 import { makeModel } from "../models/make-model.js";
@@ -17,22 +17,15 @@ export async function buildRegistry(config: Config, logger: Logger, now = Date.n
   const models = config.models.length > 0 ? config.models : await demoModels(config, logger);
   const registry = new ModelRegistry();
   const created = Math.floor(now() / 1000);
+  const engines = new LocalEngineFactory(config, logger);
   for (const model of models) {
-    const engine = new InProcessEngine({
-      modelPath: () => resolveModelFile(model, config, logger),
-      contextSize: model.context_size,
-      slots: model.parallel,
-      threads: model.threads,
-      gpuLayers: model.gpu_layers,
-      maxQueue: model.max_queue,
-      logger: logger.child({ model: model.id }),
-    });
+    const { engine, name } = await engines.create(model, () => resolveModelFile(model, config, logger));
     registry.add({
       id: model.id,
       aliases: model.aliases,
       ownedBy: model.owned_by,
       created,
-      systemFingerprint: fingerprint(model),
+      systemFingerprint: fingerprint(model, name),
       backend: new LocalBackend(engine, { chatTemplate: model.chat_template }),
       loadAtStart: model.load === "start",
       pricing: model.pricing && {
@@ -60,9 +53,9 @@ export async function loadStartupModels(registry: ModelRegistry, logger: Logger)
   }
 }
 
-function fingerprint(model: LocalModelConfig): string {
+function fingerprint(model: LocalModelConfig, engine: string): string {
   const hash = createHash("sha256")
-    .update(`${model.source}\0${model.sha256 ?? ""}\0in-process\0${model.context_size ?? ""}`)
+    .update(`${model.source}\0${model.sha256 ?? ""}\0${engine}\0${model.context_size ?? ""}`)
     .digest("hex");
   return `fp_${hash.slice(0, 10)}`;
 }

@@ -24,8 +24,15 @@ export interface TestServer {
 }
 
 /**
+ * The engine test servers run on unless a test names one (`model: { engine }`): in-process by
+ * default, so the suite does not change with what is installed; SWITCHBOARD_TEST_ENGINE=llama-server
+ * runs every server test on llama-server instead.
+ */
+export const TEST_ENGINE = process.env.SWITCHBOARD_TEST_ENGINE ?? "in-process";
+
+/**
  * A real listening server on the tiny generated model. `config` overrides defaults;
- * `model` overrides fields of the tiny model's entry.
+ * `model` overrides fields of the tiny model's entry (`engine` among them).
  */
 export async function startTestServer(
   options: { config?: Record<string, unknown>; model?: Record<string, unknown> } = {},
@@ -46,6 +53,7 @@ export async function startTestServer(
         parallel: 2,
         threads: 1,
         gpu_layers: 0,
+        engine: TEST_ENGINE,
         ...options.model,
       },
     ],

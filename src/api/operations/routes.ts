@@ -1,4 +1,5 @@
 import type { FastifyInstance } from "fastify";
+import { engineServing, engineStatusOf } from "../../backends/local/engines/engine-status.js";
 import type { Metrics } from "../../observability/metrics.js";
 import type { ModelRegistry } from "../../router/model-registry.js";
 
@@ -11,12 +12,17 @@ export async function operationsRoutes(
 
   app.get("/ready", async (_request, reply) => {
     // Models loaded on first use do not hold readiness back: they load when asked for.
-    const models = opts.registry.all().map((d) => ({
-      id: d.id,
-      ready: d.backend.isReady(),
-      required: d.loadAtStart,
-      ...d.backend.stats(),
-    }));
+    const models = opts.registry.all().map((d) => {
+      const engine = engineStatusOf(d.backend);
+      return {
+        id: d.id,
+        // A model whose engine process crashed is not ready until it is back.
+        ready: d.backend.isReady() && engineServing(engine),
+        required: d.loadAtStart,
+        ...d.backend.stats(),
+        ...(engine && { engine }),
+      };
+    });
     const ready = !opts.isShuttingDown() && models.every((m) => m.ready || !m.required);
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not_ready", models });
   });

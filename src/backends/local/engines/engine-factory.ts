@@ -1,0 +1,93 @@
+import type { Logger } from "pino";
+import type { Config, LocalModelConfig } from "../../../config/schema.js";
+import { findLlamaServer, type LlamaServerBinary } from "../../../engine-build/find-llama-server.js";
+import type { LocalEngine } from "../engine.js";
+import { InProcessEngine } from "./in-process/in-process-engine.js";
+import { LlamaServerEngine } from "./llama-server/llama-server-engine.js";
+
+export type EngineName = "llama-server" | "in-process";
+
+/**
+ * What `auto` gives up without llama-server, measured on a 2-core x64 machine with the same GGUF
+ * files (bench/RESULTS.md): llama-server's output tokens/s relative to in-process node-llama-cpp.
+ */
+export const LLAMA_SERVER_SPEEDUP = "1.2-2.5x";
+
+/**
+ * Picks and creates the engine of each local model: `auto` takes llama-server when a binary is
+ * available (config, PATH, or a `switchboard engine build`), else in-process, and says once how
+ * much faster llama-server would be and how to get it.
+ */
+export class LocalEngineFactory {
+  private binary: Promise<LlamaServerBinary | undefined> | undefined;
+  private hinted = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {}
+
+  async create(
+    model: LocalModelConfig,
+    modelPath: () => Promise<string>,
+  ): Promise<{ engine: LocalEngine; name: EngineName }> {
+    const logger = this.logger.child({ model: model.id });
+    const wanted = model.engine ?? "auto";
+    if (wanted !== "in-process") {
+      const binary = await this.llamaServer();
+      if (binary) {
+        const engine = new LlamaServerEngine({
+          binary: binary.path,
+          modelId: model.id,
+          modelPath,
+          contextSize: model.context_size,
+          slots: model.parallel,
+          threads: model.threads,
+          batchThreads: model.batch_threads,
+          gpuLayers: model.gpu_layers,
+          flashAttention: model.flash_attention,
+          kvCacheType: model.kv_cache_type,
+          extraArgs: model.extra_args,
+          maxQueue: model.max_queue,
+          idleTtlMs: model.idle_ttl_ms,
+          dataDir: this.config.data_dir,
+          logger,
+        });
+        return { engine, name: "llama-server" };
+      }
+      if (wanted === "llama-server") {
+        throw new Error(
+          `Model '${model.id}' has engine: llama-server, but no llama-server binary was found. Build one with \`switchboard engine build\`, put llama-server on PATH, or set engines.llama_server.binary.`,
+        );
+      }
+      this.hint();
+    }
+    const engine = new InProcessEngine({
+      modelPath,
+      contextSize: model.context_size,
+      slots: model.parallel,
+      threads: model.threads,
+      gpuLayers: model.gpu_layers,
+      maxQueue: model.max_queue,
+      logger,
+    });
+    return { engine, name: "in-process" };
+  }
+
+  private llamaServer(): Promise<LlamaServerBinary | undefined> {
+    this.binary ??= findLlamaServer(this.config.engines.llama_server).then((found) => {
+      if (found)
+        this.logger.info({ binary: found.path, origin: found.origin }, "local models run on llama-server");
+      return found;
+    });
+    return this.binary;
+  }
+
+  private hint(): void {
+    if (this.hinted) return;
+    this.hinted = true;
+    this.logger.info(
+      `No llama-server binary found, so local models run in-process (node-llama-cpp). llama-server generates ${LLAMA_SERVER_SPEEDUP} more tokens/s on CPU: run \`switchboard engine build\` once (about 5 minutes, needs cmake and a C++ compiler), put llama-server on PATH, or set engines.llama_server.binary.`,
+    );
+  }
+}
