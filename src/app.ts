@@ -15,7 +15,7 @@ import { OPEN_PRINCIPAL } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
 import { defaultIds, type IdGenerator } from "./core/ids.js";
 import { createClientErrorHandler, installErrorHandling } from "./http/error-handler.js";
-import { serviceUnavailable } from "./http/errors.js";
+import { ApiError, serviceUnavailable } from "./http/errors.js";
 import { processingMs } from "./http/request-context.js";
 import { applyStreamPolicy, type StreamPolicy } from "./http/sse.js";
 import { createLogger } from "./observability/logger.js";
@@ -93,6 +93,22 @@ export function buildApp(config: Config, deps: AppDeps): App {
       return typeof sent === "string" && SANE_REQUEST_ID.test(sent) ? sent : ids.request();
     },
     routerOptions: { maxParamLength: 512, ignoreTrailingSlash: true },
+    // Paths the router rejects before any hook runs (broken percent-encoding, absurdly long ids)
+    // still get the envelope; an id that long cannot exist, so it is a 404.
+    frameworkErrors: (error, request, reply) => {
+      const tooLong = error.code === "FST_ERR_MAX_PARAM_LENGTH";
+      const apiError = tooLong
+        ? new ApiError(404, "No such object: the id in the path is too long.", { code: "not_found" })
+        : new ApiError(400, "The request path is not a valid URL.", { code: "invalid_url" });
+      const raw = reply.raw;
+      const body = JSON.stringify(apiError.toBody());
+      raw.writeHead(apiError.status, {
+        "content-type": "application/json; charset=utf-8",
+        "content-length": Buffer.byteLength(body),
+        "x-request-id": String(request.id),
+      });
+      raw.end(body);
+    },
   });
 
   fastify.decorateRequest("telemetry", null as never);

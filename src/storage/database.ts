@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import SQLite from "better-sqlite3";
-import { Kysely, PostgresDialect, SqliteDialect } from "kysely";
+import { Kysely, PostgresDialect, SqliteDialect, sql } from "kysely";
 import { Migrator } from "kysely/migration";
 import pg from "pg";
 import { MIGRATIONS } from "./migrations/all.js";
@@ -81,6 +81,13 @@ async function openPostgres(options: OpenDatabaseOptions): Promise<Database> {
   return { db, dialect: "postgres", close: () => db.destroy() };
 }
 
+async function currentSchema(database: Database): Promise<string> {
+  const result = await sql<{ schema: string }>`select current_schema() as schema`.execute(database.db);
+  const schema = result.rows[0]?.schema;
+  if (!schema) throw new Error("Postgres has no current schema: check search_path");
+  return schema;
+}
+
 /**
  * Applies pending migrations. On Postgres kysely holds an advisory lock meanwhile, so several
  * instances starting together apply each migration exactly once.
@@ -89,6 +96,9 @@ export async function migrate(database: Database): Promise<void> {
   const migrator = new Migrator({
     db: database.db,
     provider: { getMigrations: async () => MIGRATIONS },
+    // Kysely looks its bookkeeping tables up by name; pinning the schema keeps another schema's
+    // tables in the same database (another deployment, a test run) from being mistaken for ours.
+    ...(database.dialect === "postgres" ? { migrationTableSchema: await currentSchema(database) } : {}),
   });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {

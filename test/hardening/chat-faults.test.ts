@@ -12,6 +12,7 @@ import { createLogger } from "../../src/observability/logger.js";
 import { buildRegistry } from "../../src/router/build-registry.js";
 import type { Deployment, ModelRegistry } from "../../src/router/model-registry.js";
 import { type RunningServer, startServer } from "../../src/server.js";
+import { TEST_ENGINE } from "../helpers/test-server.js";
 
 /**
  * Faults around /v1/chat/completions on a real listening server: clients that leave or stop
@@ -80,6 +81,7 @@ async function startHarness(
         parallel: 2,
         threads: 1,
         gpu_layers: 0,
+        engine: TEST_ENGINE,
         ...options.model,
       },
     ],

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startTestServer, TINY_MODEL } from "../helpers/test-server.js";
+import { startTestServer, TEST_ENGINE, TINY_MODEL } from "../helpers/test-server.js";
 
 /**
  * Graceful shutdown: SIGTERM to the real CLI lets in-flight streams finish within the grace
@@ -170,6 +170,7 @@ describe("SIGTERM to the CLI", () => {
         parallel: 2,
         threads: 1,
         gpu_layers: 0,
+        engine: TEST_ENGINE,
       },
     ],
   });

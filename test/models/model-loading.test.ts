@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { validateConfig } from "../../src/config/load.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { startServer } from "../../src/server.js";
+import { TEST_ENGINE } from "../helpers/test-server.js";
 
 const silent = createLogger("silent");
 
@@ -18,7 +19,7 @@ function configWith(dataDir: string, model: Record<string, unknown>, extra: Reco
     log_level: "silent",
     data_dir: dataDir,
     demo_model: false,
-    models: [{ id: "m", context_size: 256, parallel: 1, gpu_layers: 0, ...model }],
+    models: [{ id: "m", context_size: 256, parallel: 1, gpu_layers: 0, engine: TEST_ENGINE, ...model }],
     ...extra,
   });
 }

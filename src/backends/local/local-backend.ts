@@ -26,7 +26,8 @@ class LocalPreparedGeneration implements PreparedGeneration {
     readonly maxTokensPerChoice: number,
   ) {
     this.promptTokens = tokens.length;
-    this.progress = { promptTokens: tokens.length, completionTokens: 0, cachedTokens: 0 };
+    // The prompt counts as consumed once an engine has taken it (its first "prompt" event).
+    this.progress = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
   }
 }
 
@@ -159,7 +160,10 @@ export class LocalBackend implements ModelBackend {
     );
     for await (const event of stream as AsyncIterable<EngineEvent>) {
       if (event.type === "prompt") {
-        if (choice === 0) counters.cachedTokens = event.cachedTokens;
+        if (choice === 0) {
+          counters.promptTokens = event.promptTokens;
+          counters.cachedTokens = event.cachedTokens;
+        }
         continue;
       }
       if (event.type === "end") {

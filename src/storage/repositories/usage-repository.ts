@@ -56,7 +56,8 @@ export class KyselyUsageRepository implements UsageRepository {
     if (query.keyId !== undefined) q = q.where("key_id", "=", query.keyId);
     if (query.fromDay) q = q.where("day", ">=", query.fromDay);
     if (query.toDay) q = q.where("day", "<=", query.toDay);
-    if (columns.length > 0) q = q.groupBy(columns).orderBy(columns);
+    if (columns.length > 0) q = q.groupBy(columns);
+    for (const column of columns) q = q.orderBy(column);
     const rows = await q.execute();
     return rows.map((row) => toSummary(row as unknown as Record<string, unknown>, groups));
   }
