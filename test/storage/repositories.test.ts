@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStorage, type Storage } from "../../src/storage/storage.js";
-import { type TestDatabase, testDatabases } from "../helpers/databases.js";
+import { postgresDatabase, type TestDatabase, testDatabases } from "../helpers/databases.js";
 
 const databases = await testDatabases();
 const DAY = 86_400_000;
@@ -195,3 +195,23 @@ describe.each(databases)("storage on $name", (database: TestDatabase) => {
     expect((await storage.usage.monthTotals({ projectId: "proj_b" }, "2026-10")).tokens).toBe(0);
   });
 });
+
+describe.skipIf(!databases.some((d) => d.name === "postgres"))(
+  "several schemas in one Postgres database",
+  () => {
+    it("migrates each schema on its own, whatever the others hold", async () => {
+      const [first, second] = [postgresDatabase(), postgresDatabase()];
+      try {
+        const a = await first.open();
+        await a.close();
+        // kysely's bookkeeping tables now exist in the first schema; the second must still migrate.
+        const b = await second.open();
+        expect((await b.projects.list()).map((p) => p.id)).toContain("proj_default");
+        await b.close();
+      } finally {
+        await first.drop();
+        await second.drop();
+      }
+    });
+  },
+);
