@@ -52,7 +52,7 @@ export const invalidRequest = (message: string, param: string | null = null, cod
   new ApiError(400, message, { param, code });
 
 export const modelNotFound = (model: string) =>
-  new ApiError(404, `The model '${model}' does not exist or you do not have access to it.`, {
+  new ApiError(404, `The model '${clip(model)}' does not exist or you do not have access to it.`, {
     type: "invalid_request_error",
     code: "model_not_found",
     param: "model",
@@ -80,3 +80,8 @@ export const serviceUnavailable = (message: string, cause?: unknown) => {
   if (cause !== undefined) error.cause = cause;
   return error;
 };
+
+/** Caller-supplied text quoted in a message is clipped: errors are logged and shown to people. */
+function clip(text: string, max = 128): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}

@@ -219,7 +219,7 @@ describe("the HTTP edge refuses bad input with the JSON error envelope", () => {
   });
 
   it("answers paths the router rejects (broken percent-encoding, over-long ids) with the envelope", async () => {
-    const long = await send(t.url, `/v1/models/${"a".repeat(600)}`, { method: "GET" });
+    const long = await send(t.url, `/admin/projects/${"a".repeat(600)}`, { method: "GET" });
     expectEnvelope(long, 404, "not_found");
     expect(long.text).not.toContain("a".repeat(100));
     expectEnvelope(await send(t.url, "/v1/models/%E0%A4%A", { method: "GET" }), 400, "invalid_url");
