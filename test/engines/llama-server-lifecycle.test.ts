@@ -100,8 +100,10 @@ describe.skipIf(!binary)("the llama-server process under supervision", () => {
         begun = true;
       });
     while (!begun) {
+      // A run of about a millisecond (a busy wait: a timer could fire much later on a loaded machine).
       process.kill(pid, "SIGCONT");
-      await sleep(2);
+      const until = performance.now() + 1;
+      while (performance.now() < until) {}
       process.kill(pid, "SIGSTOP");
       await sleep(30);
     }

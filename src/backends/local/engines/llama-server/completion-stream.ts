@@ -38,8 +38,10 @@ export class CompletionStream {
       events.push({ type: "end", reason: eos ? "stop" : "length" });
       return events;
     }
+    // Prompt progress and the like carry no generated token (or the null token, -1).
+    if (message.prompt_progress !== undefined) return events;
     const token = (message.tokens as number[] | undefined)?.[0];
-    if (token === undefined) return events;
+    if (token === undefined || token < 0) return events;
     const total = numberOr(message.tokens_predicted, this.decoded + 1);
     if (this.held) {
       events.push(this.held);

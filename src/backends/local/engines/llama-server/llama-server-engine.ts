@@ -17,6 +17,7 @@ import { CompletionStream } from "./completion-stream.js";
 import { llamaServerArgs, llamaServerEnv } from "./llama-server-args.js";
 import { LlamaServerClient } from "./llama-server-client.js";
 import { TokenizeCache } from "./tokenize-cache.js";
+import { VocabTokenizer } from "./vocab-tokenizer.js";
 
 export interface LlamaServerEngineOptions {
   /** The llama-server executable. */
@@ -39,6 +40,8 @@ export interface LlamaServerEngineOptions {
   /** Where pid records of engine processes live. */
   dataDir: string;
   logger: Logger;
+  /** Tokenize in this process from the model's vocabulary (default); false = always ask llama-server. */
+  localTokenizer?: boolean;
   /** Supervisor timing overrides (tests). */
   supervisor?: { startTimeoutMs?: number; backoffMs?: number; stopGraceMs?: number };
 }
@@ -67,6 +70,8 @@ export class LlamaServerEngine implements LocalEngine, SupervisedEngine {
   private slotTokens: number[][];
   private readonly tokenizeCache = new TokenizeCache(4096);
   private newlineTokens: number[] | undefined;
+  /** The tokenizer in this process, when the vocabulary loads here (else /tokenize is asked). */
+  private vocab: VocabTokenizer | undefined;
 
   constructor(private readonly options: LlamaServerEngineOptions) {
     this.scheduler = new SlotScheduler(options.slots, options.maxQueue);
@@ -120,6 +125,7 @@ export class LlamaServerEngine implements LocalEngine, SupervisedEngine {
 
   async tokenize(text: string, options: { special: boolean; continuation?: boolean }): Promise<number[]> {
     if (text === "") return [];
+    if (this.vocab) return this.vocab.tokenize(text, options);
     const key = `${options.special ? 1 : 0}${options.continuation ? 1 : 0}${text}`;
     const cached = this.tokenizeCache.get(key);
     if (cached) return cached;
@@ -132,6 +138,7 @@ export class LlamaServerEngine implements LocalEngine, SupervisedEngine {
 
   async detokenize(tokens: readonly number[]): Promise<string> {
     if (tokens.length === 0) return "";
+    if (this.vocab) return this.vocab.detokenize(tokens);
     const { content } = await this.withClient((client, signal) =>
       client.json<{ content: string }>("POST", "/detokenize", { tokens }, signal),
     );
@@ -194,6 +201,8 @@ export class LlamaServerEngine implements LocalEngine, SupervisedEngine {
     this.meta = undefined;
     this.loading = undefined;
     await this.supervisor.close();
+    await this.vocab?.dispose();
+    this.vocab = undefined;
     await this.client?.close();
     this.client = undefined;
   }
@@ -227,7 +236,13 @@ export class LlamaServerEngine implements LocalEngine, SupervisedEngine {
     this.modelPath = await this.options.modelPath();
     const facts = await readGgufFacts(this.modelPath);
     this.contextSize = this.options.contextSize ?? Math.min(facts.trainContextSize, DEFAULT_CONTEXT_CAP);
-    await this.supervisor.start();
+    const [vocab] = await Promise.all([
+      this.options.localTokenizer === false
+        ? undefined
+        : VocabTokenizer.open(this.modelPath, this.options.logger),
+      this.supervisor.start(),
+    ]);
+    this.vocab = vocab;
     const props = await this.withClient((client, signal) =>
       client.json<LlamaServerProps>("GET", "/props", undefined, signal),
     );
@@ -241,12 +256,18 @@ export class LlamaServerEngine implements LocalEngine, SupervisedEngine {
     );
     const modelMeta = models.data?.[0]?.meta ?? {};
     const bosToken = props.bos_token || undefined;
-    const bosTokenId = bosToken ? await this.singleToken(bosToken) : undefined;
-    // Whether llama.cpp itself would put BOS in front: tokenize with and without special tokens.
-    const withSpecial = await this.withClient((client, signal) =>
-      client.json<{ tokens: number[] }>("POST", "/tokenize", { content: "a", add_special: true }, signal),
-    );
-    const addBosToken = bosTokenId !== undefined && withSpecial.tokens[0] === bosTokenId;
+    let bosTokenId: number | undefined;
+    let addBosToken: boolean;
+    if (this.vocab) {
+      ({ id: bosTokenId, prepend: addBosToken } = this.vocab.bos());
+    } else {
+      bosTokenId = bosToken ? await this.singleToken(bosToken) : undefined;
+      // Whether llama.cpp itself would put BOS in front: tokenize with special tokens added.
+      const withSpecial = await this.withClient((client, signal) =>
+        client.json<{ tokens: number[] }>("POST", "/tokenize", { content: "a", add_special: true }, signal),
+      );
+      addBosToken = bosTokenId !== undefined && withSpecial.tokens[0] === bosTokenId;
+    }
     this.meta = {
       contextSize: props.default_generation_settings?.n_ctx ?? this.contextSize,
       trainContextSize: modelMeta.n_ctx_train ?? facts.trainContextSize,
@@ -340,8 +361,8 @@ export class LlamaServerEngine implements LocalEngine, SupervisedEngine {
       stream: true,
       cache_prompt: true,
       id_slot: slot,
-      // timings (and with them cache_n, the prompt tokens reused) on every message.
-      timings_per_token: true,
+      // A first message as the prompt starts, saying how much of it the slot's cache held.
+      return_progress: true,
       ...samplingFields(req.sampling, this.meta?.contextSize ?? this.contextSize),
     };
     if (req.topLogprobs !== undefined) {
@@ -424,7 +445,10 @@ function samplingFields(sampling: SamplingParams, contextSize: number): Record<s
   return fields;
 }
 
+/** Prompt tokens reused from the slot's cache: from the first progress message (or final timings). */
 function cachedFrom(message: Record<string, unknown>): number | undefined {
+  const progress = message.prompt_progress as { cache?: unknown } | undefined;
+  if (typeof progress?.cache === "number") return progress.cache;
   const timings = message.timings as { cache_n?: unknown } | undefined;
   return typeof timings?.cache_n === "number" ? timings.cache_n : undefined;
 }

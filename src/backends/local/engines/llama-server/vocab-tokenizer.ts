@@ -1,0 +1,49 @@
+import type { LlamaModel, Token } from "node-llama-cpp";
+import type { Logger } from "pino";
+import { sharedLlama } from "../in-process/llama-instance.js";
+
+/**
+ * The model's tokenizer in this process: its vocabulary only (no weights, no context, no
+ * threads), loaded with the llama.cpp revision the llama-server build comes from. A prompt is
+ * tokenized in microseconds instead of one HTTP round trip to llama-server per chat-template
+ * segment, and exactly as the in-process engine tokenizes it.
+ */
+export class VocabTokenizer {
+  private constructor(private readonly model: LlamaModel) {}
+
+  /** undefined when the vocabulary cannot be loaded here (the engine then asks llama-server). */
+  static async open(modelPath: string, logger: Logger): Promise<VocabTokenizer | undefined> {
+    try {
+      const llama = await sharedLlama(logger);
+      const model = await llama.loadModel({ modelPath, vocabOnly: true, gpuLayers: 0 });
+      return new VocabTokenizer(model);
+    } catch (err) {
+      logger.warn(
+        { err },
+        "could not load the model's vocabulary in-process; tokenizing through llama-server",
+      );
+      return undefined;
+    }
+  }
+
+  tokenize(text: string, options: { special: boolean; continuation?: boolean }): number[] {
+    return (
+      options.continuation
+        ? this.model.tokenize(text, options.special, "trimLeadingSpace")
+        : this.model.tokenize(text, options.special)
+    ) as number[];
+  }
+
+  detokenize(tokens: readonly number[]): string {
+    return this.model.detokenize(tokens as Token[], false);
+  }
+
+  /** The BOS token and whether the tokenizer wants it in front of a prompt. */
+  bos(): { id: number | undefined; prepend: boolean } {
+    return { id: this.model.tokens.bos ?? undefined, prepend: this.model.tokens.shouldPrependBosToken };
+  }
+
+  dispose(): Promise<void> {
+    return this.model.dispose();
+  }
+}
