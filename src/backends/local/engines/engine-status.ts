@@ -10,7 +10,6 @@ export interface EngineStatusReport {
   state: EngineProcessState;
   pid?: number;
   restarts: number;
-  lastError?: string;
 }
 
 /** An engine that runs in a supervised process. */
@@ -34,7 +33,7 @@ export function engineStatusOf(backend: ModelBackend): EngineStatusReport | unde
       state: status.state,
       pid: status.pid,
       restarts: status.restarts,
-      lastError: status.lastError,
+      // The last error (paths, the engine's own output) goes to the log, not to clients.
     };
   }
   return { engine: "in-process", state: backend.isReady() ? "ready" : "stopped", restarts: 0 };
