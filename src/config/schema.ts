@@ -12,7 +12,7 @@ const modelId = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, "model ids use letters, digits and . _ : / -");
 
 /** Local engines a model may name; `auto` picks the fastest available. */
-export const LOCAL_ENGINES = ["auto", "llama-server", "in-process"] as const;
+export const LOCAL_ENGINES = ["auto", "llama-server", "runner", "in-process"] as const;
 export type LocalEngineName = (typeof LOCAL_ENGINES)[number];
 
 export const localModelSchema = z

@@ -4,8 +4,9 @@ import { findLlamaServer, type LlamaServerBinary } from "../../../engine-build/f
 import type { LocalEngine } from "../engine.js";
 import { InProcessEngine } from "./in-process/in-process-engine.js";
 import { LlamaServerEngine } from "./llama-server/llama-server-engine.js";
+import { RunnerEngine } from "./runner/runner-engine.js";
 
-export type EngineName = "llama-server" | "in-process";
+export type EngineName = "llama-server" | "runner" | "in-process";
 
 /**
  * What `auto` gives up without llama-server, measured on a 2-core x64 machine with the same GGUF
@@ -33,6 +34,21 @@ export class LocalEngineFactory {
   ): Promise<{ engine: LocalEngine; name: EngineName }> {
     const logger = this.logger.child({ model: model.id });
     const wanted = model.engine ?? "auto";
+    if (wanted === "runner") {
+      const engine = new RunnerEngine({
+        modelId: model.id,
+        modelPath,
+        contextSize: model.context_size,
+        slots: model.parallel,
+        threads: model.threads,
+        gpuLayers: model.gpu_layers,
+        maxQueue: model.max_queue,
+        idleTtlMs: model.idle_ttl_ms,
+        dataDir: this.config.data_dir,
+        logger,
+      });
+      return { engine, name: "runner" };
+    }
     if (wanted !== "in-process") {
       const binary = await this.llamaServer();
       if (binary) {

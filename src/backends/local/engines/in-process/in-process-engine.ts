@@ -93,40 +93,59 @@ export class InProcessEngine implements LocalEngine {
   }
 
   async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
-    const model = this.loadedModel();
     const prompt = req.promptTokens as Token[];
     const lease = await this.scheduler.acquire(signal, (free) => this.pickSlotFor(prompt, free));
     try {
-      const sequence = this.sequences[lease.slot] as LlamaContextSequence;
-      const reused = await this.reusePrefix(sequence, prompt);
-      yield { type: "prompt", promptTokens: prompt.length, cachedTokens: reused };
-      if (req.maxTokens <= 0) {
-        yield { type: "end", reason: "length" };
-        return;
-      }
-
-      const decoder = new PieceDecoder(model, prompt.slice(-DETOKENIZE_CONTEXT));
-      const tokens =
-        req.topLogprobs === undefined
-          ? this.nativeSampling(sequence, prompt.slice(reused), req)
-          : this.sampleWithLogprobs(sequence, prompt.slice(reused), req);
-      let count = 0;
-      let reason: "stop" | "length" = "stop";
-      for await (const sampled of tokens) {
-        if (signal.aborted) return;
-        count++;
-        yield { type: "token", ...sampled, text: decoder.push(sampled.token as Token) };
-        if (count >= req.maxTokens) {
-          reason = "length";
-          break;
-        }
-      }
-      const rest = decoder.flush();
-      if (rest) yield { type: "token", token: -1, text: rest };
-      if (!signal.aborted) yield { type: "end", reason };
+      yield* this.generateOnSlot(lease.slot, req, signal);
     } finally {
       lease.release();
     }
+  }
+
+  /**
+   * generate() on a slot the caller already holds, bypassing this engine's scheduler (a runner
+   * process: admission and slot choice happen in the server process). One generation per slot
+   * at a time is the caller's to guarantee.
+   */
+  async *generateOnSlot(
+    slot: number,
+    req: TokenGeneration,
+    signal: AbortSignal,
+  ): AsyncGenerator<EngineEvent> {
+    const model = this.loadedModel();
+    const prompt = req.promptTokens as Token[];
+    const sequence = this.sequences[slot] as LlamaContextSequence;
+    const reused = await this.reusePrefix(sequence, prompt);
+    yield { type: "prompt", promptTokens: prompt.length, cachedTokens: reused };
+    if (req.maxTokens <= 0) {
+      yield { type: "end", reason: "length" };
+      return;
+    }
+
+    const decoder = new PieceDecoder(model, prompt.slice(-DETOKENIZE_CONTEXT));
+    const tokens =
+      req.topLogprobs === undefined
+        ? this.nativeSampling(sequence, prompt.slice(reused), req)
+        : this.sampleWithLogprobs(sequence, prompt.slice(reused), req);
+    let count = 0;
+    let reason: "stop" | "length" = "stop";
+    for await (const sampled of tokens) {
+      if (signal.aborted) return;
+      count++;
+      yield { type: "token", ...sampled, text: decoder.push(sampled.token as Token) };
+      if (count >= req.maxTokens) {
+        reason = "length";
+        break;
+      }
+    }
+    const rest = decoder.flush();
+    if (rest) yield { type: "token", token: -1, text: rest };
+    if (!signal.aborted) yield { type: "end", reason };
+  }
+
+  /** The tokens a slot's KV cache holds now. */
+  slotTokens(slot: number): readonly number[] {
+    return (this.sequences[slot] as LlamaContextSequence | undefined)?.contextTokens ?? [];
   }
 
   /** The fast path: llama.cpp's own sampler picks every token. Ends on an end-of-generation token. */

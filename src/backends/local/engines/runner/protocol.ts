@@ -1,0 +1,129 @@
+import type { SamplingParams } from "../../../../core/generation.js";
+import type { EngineEvent, ModelMetadata, TokenCandidate, TokenGeneration } from "../../engine.js";
+
+/**
+ * The messages between the server process and a runner process, over Node's IPC channel (JSON
+ * serialization: measured cheaper per message than "advanced" for these small messages). Requests
+ * and replies are objects; the stream of one generation is compact arrays, one message per event,
+ * sent the moment the event exists (nothing is batched).
+ */
+
+/** What the runner loads: the in-process engine's options, minus what only this process knows. */
+export interface RunnerLoadOptions {
+  modelPath: string;
+  contextSize?: number;
+  slots: number;
+  threads: number;
+  gpuLayers: "auto" | "max" | number;
+}
+
+/** A generation as it crosses the channel (a Map does not survive JSON). */
+export interface WireGeneration {
+  promptTokens: readonly number[];
+  maxTokens: number;
+  sampling: Omit<SamplingParams, "logitBias"> & { logitBias?: [number, number][] };
+  topLogprobs?: number;
+}
+
+export type ParentMessage =
+  | { op: "load"; options: RunnerLoadOptions }
+  | { op: "call"; id: number; method: "tokenize"; text: string; special: boolean; continuation?: boolean }
+  | { op: "call"; id: number; method: "detokenize"; tokens: readonly number[] }
+  /** Replies { running }: generations in progress in the runner. */
+  | { op: "call"; id: number; method: "status" }
+  /** Runs on `slot`, after whatever that slot is still finishing. */
+  | { op: "generate"; id: number; slot: number; req: WireGeneration }
+  | { op: "abort"; id: number };
+
+export type ChildMessage =
+  /** The channel is listening. */
+  | { op: "hello"; pid: number }
+  | { op: "loaded"; meta: ModelMetadata }
+  | { op: "load-failed"; message: string }
+  | { op: "result"; id: number; value: unknown }
+  | { op: "error"; id: number; message: string }
+  | StreamMessage;
+
+/** Kinds of stream messages: [id, kind, ...fields]. */
+export const S_PROMPT = 0;
+export const S_TOKEN = 1;
+export const S_END = 2;
+/** The generation stopped without an end event (it was aborted); the slot is free in the runner. */
+export const S_DONE = 3;
+export const S_ERROR = 4;
+
+export type StreamMessage =
+  | [id: number, kind: typeof S_PROMPT, promptTokens: number, cachedTokens: number]
+  /** top: flat [token, text, logprob, token, text, logprob, ...]. */
+  | [id: number, kind: typeof S_TOKEN, token: number, text: string]
+  | [
+      id: number,
+      kind: typeof S_TOKEN,
+      token: number,
+      text: string,
+      piece: string | null,
+      logprob: number | null,
+      top: (number | string)[] | null,
+    ]
+  /** slotTokens: how many tokens the slot's KV cache holds now. */
+  | [id: number, kind: typeof S_END, reason: "stop" | "length", slotTokens: number]
+  | [id: number, kind: typeof S_DONE, slotTokens: number]
+  | [id: number, kind: typeof S_ERROR, message: string];
+
+export function toWireGeneration(req: TokenGeneration): WireGeneration {
+  const { logitBias, ...sampling } = req.sampling;
+  const wire: WireGeneration = {
+    promptTokens: req.promptTokens,
+    maxTokens: req.maxTokens,
+    sampling: logitBias && logitBias.size > 0 ? { ...sampling, logitBias: [...logitBias] } : sampling,
+  };
+  if (req.topLogprobs !== undefined) wire.topLogprobs = req.topLogprobs;
+  return wire;
+}
+
+export function fromWireGeneration(wire: WireGeneration): TokenGeneration {
+  const { logitBias, ...sampling } = wire.sampling;
+  const req: TokenGeneration = {
+    promptTokens: wire.promptTokens,
+    maxTokens: wire.maxTokens,
+    sampling: logitBias ? { ...sampling, logitBias: new Map(logitBias) } : sampling,
+  };
+  if (wire.topLogprobs !== undefined) req.topLogprobs = wire.topLogprobs;
+  return req;
+}
+
+/** A token event as a stream message (runner side). */
+export function encodeToken(id: number, event: Extract<EngineEvent, { type: "token" }>): StreamMessage {
+  if (event.piece === undefined && event.logprob === undefined && event.top === undefined)
+    return [id, S_TOKEN, event.token, event.text];
+  let top: (number | string)[] | null = null;
+  if (event.top) {
+    top = [];
+    for (const candidate of event.top) top.push(candidate.token, candidate.text, candidate.logprob);
+  }
+  return [id, S_TOKEN, event.token, event.text, event.piece ?? null, event.logprob ?? null, top];
+}
+
+/** A token stream message as an engine event (server side). */
+export function decodeToken(
+  message: Extract<StreamMessage, { 1: typeof S_TOKEN }>,
+): Extract<EngineEvent, { type: "token" }> {
+  const event: Extract<EngineEvent, { type: "token" }> = {
+    type: "token",
+    token: message[2],
+    text: message[3],
+  };
+  if (message.length === 4) return event;
+  const piece = message[4];
+  const logprob = message[5];
+  const top = message[6];
+  if (piece !== null) event.piece = piece;
+  if (logprob !== null) event.logprob = logprob;
+  if (top !== null) {
+    const candidates: TokenCandidate[] = [];
+    for (let i = 0; i + 2 < top.length; i += 3)
+      candidates.push({ token: top[i] as number, text: top[i + 1] as string, logprob: top[i + 2] as number });
+    event.top = candidates;
+  }
+  return event;
+}
