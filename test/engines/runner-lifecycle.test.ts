@@ -79,6 +79,25 @@ async function stepUntil(pid: number, until: () => boolean): Promise<void> {
   }
 }
 
+describe("a runner that cannot load its model", () => {
+  it("answers with a JSON 503 naming the model, logs the runner's own words, and the server stays up", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sb-runner-bad-"));
+    const bad = join(dir, "bad.gguf");
+    // A GGUF v3 header without any metadata: no architecture, no tensors.
+    writeFileSync(bad, Buffer.concat([Buffer.from("GGUF"), Buffer.from([3, 0, 0, 0]), Buffer.alloc(16)]));
+    const t = await startTestServer({ model: { engine: "runner", source: bad, load: "on_demand" } });
+    servers.push(t);
+    const err = await t.client.chat.completions
+      .create({ model: TINY_MODEL, messages: hello, max_tokens: 2 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+    expect((err as InstanceType<typeof OpenAI.APIError>).message).toContain(TINY_MODEL);
+    expect(t.logs.join("")).toContain("error: could not load the model");
+    expect((await fetch(`${t.url}/health`)).status).toBe(200);
+  });
+});
+
 describe("the runner process under supervision", () => {
   it("ends a stream cut by a runner crash with an SSE error event, restarts the runner and serves again", async () => {
     const t = await start();

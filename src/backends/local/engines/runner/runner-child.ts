@@ -33,9 +33,17 @@ if (!process.send) {
   process.exit(2);
 }
 
+/** Plain lines on stderr ("error: could not load the model: ..."): the server logs them with its own fields. */
 const logger = pino(
   { level: process.env.SWITCHBOARD_RUNNER_LOG_LEVEL ?? "info", base: undefined, timestamp: false },
-  pino.destination(2),
+  {
+    write(line: string) {
+      const entry = JSON.parse(line) as { level: number; msg?: string; err?: { message?: string } };
+      const level = pino.levels.labels[entry.level] ?? "info";
+      const cause = entry.err?.message ? `: ${entry.err.message}` : "";
+      process.stderr.write(`${level}: ${entry.msg ?? ""}${cause}\n`);
+    },
+  },
 );
 
 let engine: InProcessEngine | undefined;
