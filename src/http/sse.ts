@@ -119,7 +119,9 @@ export class SseWriter {
     if (this.ended) return;
     this.ended = true;
     this.clearKeepAlive();
-    if (!this.res.writableEnded) this.res.end();
+    // Ending a destroyed response would mark it finished, and a cut-off stream would then look
+    // like one that completed (to the request's abort signal, the logs and the metrics).
+    if (!this.res.writableEnded && !this.res.destroyed) this.res.end();
   }
 
   private async write(frame: string): Promise<void> {
@@ -162,10 +164,15 @@ export class SseWriter {
     if (!this.signal.aborted) this.abortController.abort(new Error(reason));
   }
 
+  /** Pushes the keep-alive back by a full interval; called on every write, so it reuses one timer. */
   private armKeepAlive(): void {
-    this.clearKeepAlive();
     if (this.keepAliveMs <= 0) return;
+    if (this.keepAliveTimer) {
+      this.keepAliveTimer.refresh();
+      return;
+    }
     this.keepAliveTimer = setTimeout(() => {
+      this.keepAliveTimer = undefined;
       if (this.isOpen) void this.write(KEEP_ALIVE_FRAME);
     }, this.keepAliveMs);
     this.keepAliveTimer.unref();

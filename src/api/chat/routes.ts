@@ -110,7 +110,8 @@ export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): 
             { n: genReq.n, includeUsage },
           );
           recordUsage(opts.metrics, telemetry, deployment.id, usage);
-          if (!signal.aborted) await sse.done();
+          // A stream cut short (client gone, or cut off for not reading) never ends with [DONE].
+          if (!signal.aborted && !sse.signal.aborted) await sse.done();
           else sse.end();
         } catch (err) {
           request.log.error({ err, requestId: request.id }, "stream failed after it began");

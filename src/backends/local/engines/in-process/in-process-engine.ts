@@ -8,6 +8,7 @@ import {
 } from "node-llama-cpp";
 import type { Logger } from "pino";
 import type { SamplingParams } from "../../../../core/generation.js";
+import { readAhead } from "../../../../core/read-ahead.js";
 import type {
   EngineEvent,
   EngineStats,
@@ -123,10 +124,12 @@ export class InProcessEngine implements LocalEngine {
     }
 
     const decoder = new PieceDecoder(model, prompt.slice(-DETOKENIZE_CONTEXT));
-    const tokens =
+    // The next token decodes (off the main thread) while this one is handed on and written out.
+    const tokens = readAhead(
       req.topLogprobs === undefined
         ? this.nativeSampling(sequence, prompt.slice(reused), req)
-        : this.sampleWithLogprobs(sequence, prompt.slice(reused), req);
+        : this.sampleWithLogprobs(sequence, prompt.slice(reused), req),
+    );
     let count = 0;
     let reason: "stop" | "length" = "stop";
     for await (const sampled of tokens) {
