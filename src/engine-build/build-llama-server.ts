@@ -12,6 +12,7 @@ import {
   readCachedBuild,
   resolveCacheDir,
 } from "./binary-cache.js";
+import { nativeWouldUseAmx, x86FeatureFlags } from "./cpu-features.js";
 import { readSourceBundle } from "./source-bundle.js";
 import { findToolchain, type Toolchain, toolVersion } from "./toolchain.js";
 
@@ -47,11 +48,17 @@ export class BuildError extends Error {
  * web UI (and without fetching it), tests, examples, TLS or curl: nothing is downloaded.
  * Options the source does not know are dropped at configure time.
  */
-export function buildFlags(cuda: boolean, native: boolean): Record<string, string> {
+export function buildFlags(
+  cuda: boolean,
+  native: boolean,
+  cpuFeatures?: Record<string, string>,
+): Record<string, string> {
   return {
     CMAKE_BUILD_TYPE: "Release",
     BUILD_SHARED_LIBS: "OFF",
-    GGML_NATIVE: native ? "ON" : "OFF",
+    // Explicit CPU features replace -march=native where native would include an unusable AMX.
+    GGML_NATIVE: native && !cpuFeatures ? "ON" : "OFF",
+    ...(native ? cpuFeatures : undefined),
     GGML_CUDA: cuda ? "ON" : "OFF",
     ...(cuda ? { CMAKE_CUDA_ARCHITECTURES: "native" } : {}),
     LLAMA_BUILD_TESTS: "OFF",
@@ -89,7 +96,14 @@ export async function buildLlamaServer(options: BuildOptions = {}): Promise<Buil
   const cacheDir = resolveCacheDir(options.cacheDir, env);
   const toolchain = findToolchain(env);
   const cuda = wantsCuda(options.cuda ?? "auto", toolchain);
-  const flags = buildFlags(cuda, options.native ?? true);
+  const native = options.native ?? true;
+  const avoidAmx = native && nativeWouldUseAmx();
+  if (avoidAmx) {
+    out.write(
+      "This CPU has AMX, whose ggml kernels crash llama-server in this llama.cpp revision: building with the CPU's other features (AVX-512 and so on) instead of -march=native.\n",
+    );
+  }
+  const flags = buildFlags(cuda, native, avoidAmx ? x86FeatureFlags() : undefined);
   const key = buildKey(bundle.revision, flags);
   const dir = join(cacheDir, key);
 

@@ -11,6 +11,7 @@ import {
 import { validateConfig } from "../../src/config/load.js";
 import { buildKey, listCachedBuilds, MANIFEST } from "../../src/engine-build/binary-cache.js";
 import { buildFlags, buildLlamaServer } from "../../src/engine-build/build-llama-server.js";
+import { nativeWouldUseAmx, x86FeatureFlags } from "../../src/engine-build/cpu-features.js";
 import { findLlamaServer } from "../../src/engine-build/find-llama-server.js";
 import { nodeLlamaCppLlamaDir, readSourceBundle } from "../../src/engine-build/source-bundle.js";
 import { findToolchain, ToolchainError } from "../../src/engine-build/toolchain.js";
@@ -77,6 +78,15 @@ describe("engine build", () => {
     expect(buildKey("a".repeat(40), buildFlags(false, false))).not.toBe(a);
   });
 
+  it("builds without -march=native, with the CPU's features but AMX, where native would use AMX", () => {
+    const features = x86FeatureFlags();
+    const flags = buildFlags(false, true, features);
+    expect(flags.GGML_NATIVE).toBe("OFF");
+    expect(flags).toMatchObject({ GGML_AMX_TILE: "OFF", GGML_AMX_INT8: "OFF", GGML_AMX_BF16: "OFF" });
+    // A portable build (--no-native) stays portable: no CPU features are added.
+    expect(buildFlags(false, false, features).GGML_AVX2).toBeUndefined();
+  });
+
   it("says which tools are missing and how to install them", () => {
     const err = (() => {
       try {
@@ -96,7 +106,10 @@ describe("engine build", () => {
     const bundle = await readSourceBundle();
     const toolchain = findToolchain();
     const cuda = toolchain.nvcc !== undefined && toolchain.nvidiaDriver;
-    const key = buildKey(bundle?.revision as string, buildFlags(cuda, true));
+    const key = buildKey(
+      bundle?.revision as string,
+      buildFlags(cuda, true, nativeWouldUseAmx() ? x86FeatureFlags() : undefined),
+    );
     const binary = fakeBuild(cacheDir, key, bundle?.revision as string, new Date().toISOString());
     const started = performance.now();
     const result = await buildLlamaServer({

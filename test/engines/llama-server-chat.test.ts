@@ -1,3 +1,6 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -6,6 +9,7 @@ import type {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LlamaServerEngine } from "../../src/backends/local/engines/llama-server/llama-server-engine.js";
 import type { LocalBackend } from "../../src/backends/local/local-backend.js";
+import { makeModel } from "../../src/models/make-model.js";
 import { expectMatchesSchema } from "../helpers/openapi.js";
 import { startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
 import { llamaServerForTests } from "./llama-server-binary.js";
@@ -247,6 +251,29 @@ describe.skipIf(!binary)("chat completions on the llama-server engine", () => {
       expect(a.usage?.prompt_tokens).toBe(b.usage?.prompt_tokens);
     } finally {
       await inProcess.stop();
+    }
+  });
+});
+
+describe.skipIf(!binary)("quantized models on the llama-server engine", () => {
+  // A Q8_0 model crashed a -march=native build on AMX CPUs (ggml's AMX kernels): engine build
+  // leaves AMX out, and this keeps it that way.
+  it("serves a Q8_0 model", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "sb-q8-")), "tiny-q8_0.gguf");
+    await makeModel({ preset: "tiny", out: path, weightType: "q8_0", seed: 7 });
+    const t = await startTestServer({
+      config: { engines: { llama_server: { binary } } },
+      model: { engine: "llama-server", source: path },
+    });
+    try {
+      const completion = await t.client.chat.completions.create({
+        model: TINY_MODEL,
+        messages: hello,
+        max_tokens: 8,
+      });
+      expect(completion.usage?.completion_tokens).toBe(8);
+    } finally {
+      await t.stop();
     }
   });
 });
