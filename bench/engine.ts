@@ -28,6 +28,7 @@ import {
 } from "./harness.js";
 import { singlePrompt } from "./prompts.js";
 import { directLlamaGpu, directNodeLlamaCpp } from "./target-direct.js";
+import { llamaServerDirect } from "./target-llama-server.js";
 import { type HttpMode, switchboardHttp } from "./target-switchboard-http.js";
 
 const USAGE = `npm run bench:engine -- [options]
@@ -41,7 +42,9 @@ const USAGE = `npm run bench:engine -- [options]
   --only NAME[,NAME]          only these targets: direct-node-llama-cpp, switchboard-http, and the opt-in
                               switchboard-http-llama-server (the server on its llama-server engine),
                               switchboard-http-runner (the server on its runner engine: node-llama-cpp in
-                              a child process with a one-thread libuv pool)
+                              a child process with a one-thread libuv pool) and
+                              llama-server-direct (the same llama-server process driven directly; the
+                              baseline of the llama-server rows, so leave direct-node-llama-cpp out then)
   --http-mode child|in-process
                               child (default): the server runs as \`node build/src/main.js serve\` in its
                               own process, as deployed; in-process: SDK, server and engine share this process
@@ -103,7 +106,9 @@ async function main(): Promise<void> {
   const http = { mode: opts.httpMode, nodeArgs: opts.serverNodeArgs };
   const defaults = [directNodeLlamaCpp, switchboardHttp(http)];
   // Opt-in rows (--only NAME): the server on another engine of its own.
+  // llama-server-direct is the baseline of the llama-server rows: run it with --only, not with direct-node-llama-cpp.
   const optional = [
+    llamaServerDirect,
     switchboardHttp({ ...http, engine: "llama-server" }),
     switchboardHttp({ ...http, engine: "runner" }),
   ];

@@ -1,0 +1,172 @@
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { request } from "undici";
+import { readGgufFacts } from "../src/backends/local/engines/gguf-facts.js";
+import {
+  llamaServerArgs,
+  llamaServerEnv,
+} from "../src/backends/local/engines/llama-server/llama-server-args.js";
+import { type EngineProcess, ProcessSupervisor } from "../src/backends/local/engines/process-supervisor.js";
+import { findLlamaServer } from "../src/engine-build/find-llama-server.js";
+import { createLogger } from "../src/observability/logger.js";
+import type {
+  BenchRequest,
+  BenchSession,
+  BenchTarget,
+  EngineSettings,
+  RequestResult,
+  ResourceUsage,
+} from "./harness.js";
+import { renderChatMl } from "./prompts.js";
+
+/** What the server does when a model has no context_size: the training context, capped. */
+const SERVER_DEFAULT_CONTEXT_CAP = 8192;
+
+/**
+ * llama.cpp's llama-server driven directly, as a client of its own would: the ChatML prompt text
+ * to its native /completion endpoint, streamed, one fresh connection per request. The process
+ * is the one Switchboard's llama-server engine starts (same binary, same flags: slots = streams,
+ * threads, context per slot), so `switchboard-http-llama-server` is measured against exactly
+ * what it wraps. A baseline: with `--only llama-server-direct,switchboard-http-llama-server` the
+ * ratio column is Switchboard's share of llama-server's own speed.
+ */
+export const llamaServerDirect: BenchTarget = {
+  name: "llama-server-direct",
+  description:
+    "llama-server (the binary and flags of Switchboard's llama-server engine) driven over loopback HTTP: prompt text to /completion, streamed",
+  baseline: true,
+  promptCache: false,
+  async open(settings: EngineSettings): Promise<BenchSession> {
+    const binary = await findLlamaServer({});
+    if (!binary) throw new Error("no llama-server binary: run `node build/src/main.js engine build` first");
+    const facts = await readGgufFacts(settings.modelPath);
+    const contextSize = settings.contextSize ?? Math.min(facts.trainContextSize, SERVER_DEFAULT_CONTEXT_CAP);
+    const dataDir = await mkdtemp(join(tmpdir(), "bench-llama-server-"));
+    const supervisor = new ProcessSupervisor(
+      {
+        kind: "llama-server",
+        model: settings.modelLabel,
+        command: binary.path,
+        args: ({ port }) =>
+          llamaServerArgs(
+            {
+              modelPath: settings.modelPath,
+              contextSize,
+              slots: settings.streams,
+              threads: settings.threads,
+              gpuLayers: "auto",
+            },
+            port,
+          ),
+        env: ({ apiKey }) => llamaServerEnv(apiKey),
+        waitReady: async (p, signal) => {
+          for (;;) {
+            signal.throwIfAborted();
+            const ok = await fetch(`${p.baseUrl}/health`, { signal }).then(
+              (r) => r.status === 200,
+              () => false,
+            );
+            if (ok) return;
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        },
+      },
+      { logger: createLogger("warn"), dataDir },
+    );
+    const process = await supervisor.start();
+    return new LlamaServerSession(supervisor, process, dataDir);
+  },
+};
+
+class LlamaServerSession implements BenchSession {
+  constructor(
+    private readonly supervisor: ProcessSupervisor,
+    private readonly process: EngineProcess,
+    private readonly dataDir: string,
+  ) {}
+
+  run(requests: BenchRequest[]): Promise<RequestResult[]> {
+    return Promise.all(requests.map((r) => this.stream(r)));
+  }
+
+  resources(): ResourceUsage {
+    const status = readProcStatus(this.process.pid);
+    return {
+      "llama-server RSS": status.VmRSS ?? "?",
+      "llama-server peak RSS": status.VmHWM ?? "?",
+    };
+  }
+
+  pids(): number[] {
+    return [this.process.pid];
+  }
+
+  async close(): Promise<void> {
+    await this.supervisor.close();
+    await rm(this.dataDir, { recursive: true, force: true });
+  }
+
+  private async stream(req: BenchRequest): Promise<RequestResult> {
+    const started = performance.now();
+    const response = await request(`${this.process.baseUrl}/completion`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${this.process.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        prompt: renderChatMl(req.messages),
+        n_predict: req.maxTokens,
+        stream: true,
+        cache_prompt: true,
+        // The sampling Switchboard asks for on a temperature/seed request.
+        temperature: req.temperature,
+        top_p: 1,
+        top_k: 0,
+        min_p: 0,
+        samplers: ["penalties", "temperature", "top_p"],
+        seed: req.seed,
+      }),
+      reset: true,
+    });
+    if (response.statusCode !== 200)
+      throw new Error(`llama-server: ${response.statusCode} ${await response.body.text()}`);
+    let ttftMs = Number.NaN;
+    let final: Record<string, unknown> | undefined;
+    let buffered = "";
+    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      buffered += chunk.toString("utf8");
+      let end = buffered.indexOf("\n");
+      while (end >= 0) {
+        const line = buffered.slice(0, end);
+        buffered = buffered.slice(end + 1);
+        end = buffered.indexOf("\n");
+        if (!line.startsWith("data: ")) continue;
+        const message = JSON.parse(line.slice(6)) as Record<string, unknown>;
+        if (Number.isNaN(ttftMs) && typeof message.content === "string" && message.content !== "")
+          ttftMs = performance.now() - started;
+        if (message.stop === true) final = message;
+      }
+    }
+    if (!final) throw new Error("llama-server's stream had no final message");
+    const timings = final.timings as { cache_n?: number } | undefined;
+    return {
+      ttftMs,
+      completionTokens: Number(final.tokens_predicted),
+      promptTokens: Number(final.tokens_evaluated),
+      cachedTokens: timings?.cache_n,
+    };
+  }
+}
+
+function readProcStatus(pid: number): Record<string, string> {
+  try {
+    const out: Record<string, string> = {};
+    for (const line of readFileSync(`/proc/${pid}/status`, "utf8").split("\n")) {
+      const match = /^(\w+):\s+(\d+) kB$/.exec(line);
+      if (match) out[match[1] as string] = `${Math.round(Number(match[2]) / 1024)} MiB`;
+    }
+    return out;
+  } catch {
+    return {};
+  }
+}
