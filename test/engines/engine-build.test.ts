@@ -194,7 +194,7 @@ describe("choosing a model's engine", () => {
       expect((await engines.create(model({ id: "n" }), async () => "")).name).toBe("in-process");
       const hints = lines.filter((l) => l.includes("switchboard engine build"));
       expect(hints).toHaveLength(1);
-      expect(hints[0]).toMatch(/\d(\.\d)?-\d(\.\d)?x more tokens\/s/);
+      expect(hints[0]).toMatch(/\d(\.\d)?-\d(\.\d)?x the tokens\/s/);
       await expect(engines.create(model({ engine: "llama-server" }), async () => "")).rejects.toThrow(
         /engine: llama-server, but no llama-server binary/,
       );

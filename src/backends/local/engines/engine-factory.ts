@@ -10,9 +10,10 @@ export type EngineName = "llama-server" | "runner" | "in-process";
 
 /**
  * What `auto` gives up without llama-server, measured on a 2-core x64 machine with the same GGUF
- * files (bench/RESULTS.md): llama-server's output tokens/s relative to in-process node-llama-cpp.
+ * file (bench/RESULTS.md, 2026-11-26, smollm2-135m F16): llama-server's output tokens/s relative
+ * to Switchboard's in-process engine, 1.1-1.2x for one stream and 1.9-2.1x for four.
  */
-export const LLAMA_SERVER_SPEEDUP = "1.2-2.5x";
+export const LLAMA_SERVER_SPEEDUP = "1.1-2.1x";
 
 /**
  * Picks and creates the engine of each local model: `auto` takes llama-server when a binary is
@@ -103,7 +104,7 @@ export class LocalEngineFactory {
     if (this.hinted) return;
     this.hinted = true;
     this.logger.info(
-      `No llama-server binary found, so local models run in-process (node-llama-cpp). llama-server generates ${LLAMA_SERVER_SPEEDUP} more tokens/s on CPU: run \`switchboard engine build\` once (about 5 minutes, needs cmake and a C++ compiler), put llama-server on PATH, or set engines.llama_server.binary.`,
+      `No llama-server binary found, so local models run in-process (node-llama-cpp). llama-server generates ${LLAMA_SERVER_SPEEDUP} the tokens/s on CPU (the most with parallel requests): run \`switchboard engine build\` once (about 5 minutes, needs cmake and a C++ compiler), put llama-server on PATH, or set engines.llama_server.binary.`,
     );
   }
 }
