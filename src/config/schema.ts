@@ -31,15 +31,18 @@ export const localModelSchema = z
     /** Parallel sequences (slots) in the context. */
     parallel: z.number().int().min(1).max(64).default(4),
     /**
-     * Compute threads. In-process node-llama-cpp on this kind of machine is fastest with 1: its
-     * token loop hops across libuv's pool and ggml re-creates workers per token with more.
+     * Compute threads; default 1, and 2 for the runner (1 on a one-core machine). In-process
+     * node-llama-cpp on this kind of machine is fastest with 1: its token loop hops across libuv's
+     * pool and ggml re-creates workers per token with more. The runner keeps that pool at one
+     * thread, and 2 threads measured faster there (README, Engines).
      */
-    threads: z.number().int().min(1).max(256).default(1),
+    threads: z.number().int().min(1).max(256).optional(),
     gpu_layers: z.union([z.literal("auto"), z.literal("max"), z.number().int().min(0)]).default("auto"),
     /**
      * Which engine runs the model (default auto): llama-server (llama.cpp's own server as a
-     * supervised child process, the fastest) when its binary is available, else in-process
-     * (node-llama-cpp in this process). A node-llama-cpp `runner` child process is planned.
+     * supervised child process, the fastest) when its binary is available, else the runner
+     * (node-llama-cpp in a supervised child Node process); in-process (node-llama-cpp in this
+     * process) only when named.
      */
     engine: z.enum(LOCAL_ENGINES).optional(),
     /** Threads for prompt processing (batches); default: `threads`. Engine processes only. */

@@ -181,17 +181,19 @@ describe("choosing a model's engine", () => {
     expect(name).toBe("llama-server");
     const pinned = await engines.create(model({ engine: "in-process" }), async () => "");
     expect(pinned.name).toBe("in-process");
+    expect((await engines.create(model({ engine: "runner" }), async () => "")).name).toBe("runner");
   });
 
-  it("auto falls back to in-process and says once how much faster llama-server is and how to get it", async () => {
+  it("auto falls back to the runner and says once how much faster llama-server is and how to get it", async () => {
     const previous = process.env.PATH;
     const previousCache = process.env.SWITCHBOARD_LLAMA_SERVER_CACHE_DIR;
     process.env.PATH = tempDir("sb-path-");
     process.env.SWITCHBOARD_LLAMA_SERVER_CACHE_DIR = tempDir("sb-cache-");
     try {
       const { engines, lines } = factory({});
-      expect((await engines.create(model(), async () => "")).name).toBe("in-process");
-      expect((await engines.create(model({ id: "n" }), async () => "")).name).toBe("in-process");
+      expect((await engines.create(model(), async () => "")).name).toBe("runner");
+      expect((await engines.create(model({ id: "n" }), async () => "")).name).toBe("runner");
+      expect((await engines.create(model({ engine: "in-process" }), async () => "")).name).toBe("in-process");
       const hints = lines.filter((l) => l.includes("switchboard engine build"));
       expect(hints).toHaveLength(1);
       expect(hints[0]).toMatch(/\d(\.\d)?-\d(\.\d)?x the tokens\/s/);

@@ -48,7 +48,6 @@ describe("config defaults", () => {
       source: "./tiny.gguf",
       aliases: [],
       parallel: 4,
-      threads: 1,
       gpu_layers: "auto",
       load: "start",
       max_queue: 64,

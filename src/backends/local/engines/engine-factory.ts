@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
 import type { Config, LocalModelConfig } from "../../../config/schema.js";
 import { findLlamaServer, type LlamaServerBinary } from "../../../engine-build/find-llama-server.js";
@@ -11,14 +12,22 @@ export type EngineName = "llama-server" | "runner" | "in-process";
 /**
  * What `auto` gives up without llama-server, measured on a 2-core x64 machine with the same GGUF
  * file (bench/RESULTS.md, 2026-11-26, smollm2-135m F16): llama-server's output tokens/s relative
- * to Switchboard's in-process engine, 1.1-1.2x for one stream and 1.9-2.1x for four.
+ * to Switchboard's runner engine at the same threads, 1.1x for one stream and 1.4-1.5x for four.
  */
-export const LLAMA_SERVER_SPEEDUP = "1.1-2.1x";
+export const LLAMA_SERVER_SPEEDUP = "1.1-1.5x";
+
+/**
+ * The runner's default compute threads: with its libuv pool at one thread, 2 threads gave 1.8x
+ * the tokens/s of 1 on a 135M-shaped model on 2 cores (1 and 4 streams); never more than the
+ * machine has. (A 64-dim toy model is the exception: it wants 1.)
+ */
+export const RUNNER_DEFAULT_THREADS = Math.min(2, availableParallelism());
 
 /**
  * Picks and creates the engine of each local model: `auto` takes llama-server when a binary is
- * available (config, PATH, or a `switchboard engine build`), else in-process, and says once how
- * much faster llama-server would be and how to get it.
+ * available (config, PATH, or a `switchboard engine build`), else the runner (node-llama-cpp in a
+ * child process, faster than in-process by measurement), and says once how much faster
+ * llama-server would be and how to get it.
  */
 export class LocalEngineFactory {
   private binary: Promise<LlamaServerBinary | undefined> | undefined;
@@ -35,22 +44,7 @@ export class LocalEngineFactory {
   ): Promise<{ engine: LocalEngine; name: EngineName }> {
     const logger = this.logger.child({ model: model.id });
     const wanted = model.engine ?? "auto";
-    if (wanted === "runner") {
-      const engine = new RunnerEngine({
-        modelId: model.id,
-        modelPath,
-        contextSize: model.context_size,
-        slots: model.parallel,
-        threads: model.threads,
-        gpuLayers: model.gpu_layers,
-        maxQueue: model.max_queue,
-        idleTtlMs: model.idle_ttl_ms,
-        dataDir: this.config.data_dir,
-        logger,
-      });
-      return { engine, name: "runner" };
-    }
-    if (wanted !== "in-process") {
+    if (wanted === "llama-server" || wanted === "auto") {
       const binary = await this.llamaServer();
       if (binary) {
         const engine = new LlamaServerEngine({
@@ -59,7 +53,7 @@ export class LocalEngineFactory {
           modelPath,
           contextSize: model.context_size,
           slots: model.parallel,
-          threads: model.threads,
+          threads: model.threads ?? 1,
           batchThreads: model.batch_threads,
           gpuLayers: model.gpu_layers,
           flashAttention: model.flash_attention,
@@ -79,16 +73,31 @@ export class LocalEngineFactory {
       }
       this.hint();
     }
-    const engine = new InProcessEngine({
+    if (wanted === "in-process") {
+      const engine = new InProcessEngine({
+        modelPath,
+        contextSize: model.context_size,
+        slots: model.parallel,
+        threads: model.threads ?? 1,
+        gpuLayers: model.gpu_layers,
+        maxQueue: model.max_queue,
+        logger,
+      });
+      return { engine, name: "in-process" };
+    }
+    const engine = new RunnerEngine({
+      modelId: model.id,
       modelPath,
       contextSize: model.context_size,
       slots: model.parallel,
-      threads: model.threads,
+      threads: model.threads ?? RUNNER_DEFAULT_THREADS,
       gpuLayers: model.gpu_layers,
       maxQueue: model.max_queue,
+      idleTtlMs: model.idle_ttl_ms,
+      dataDir: this.config.data_dir,
       logger,
     });
-    return { engine, name: "in-process" };
+    return { engine, name: "runner" };
   }
 
   private llamaServer(): Promise<LlamaServerBinary | undefined> {
@@ -104,7 +113,7 @@ export class LocalEngineFactory {
     if (this.hinted) return;
     this.hinted = true;
     this.logger.info(
-      `No llama-server binary found, so local models run in-process (node-llama-cpp). llama-server generates ${LLAMA_SERVER_SPEEDUP} the tokens/s on CPU (the most with parallel requests): run \`switchboard engine build\` once (about 5 minutes, needs cmake and a C++ compiler), put llama-server on PATH, or set engines.llama_server.binary.`,
+      `No llama-server binary found, so local models run in a node-llama-cpp runner process. llama-server generates ${LLAMA_SERVER_SPEEDUP} the tokens/s on CPU (the most with parallel requests): run \`switchboard engine build\` once (about 5 minutes, needs cmake and a C++ compiler), put llama-server on PATH, or set engines.llama_server.binary.`,
     );
   }
 }
