@@ -1,4 +1,4 @@
-import type { Migration } from "kysely/migration";
+import type { Migration } from "kysely";
 import * as initial from "./001-initial.js";
 
 /** Every migration, in order. A static list (no directory scan) works from source and build alike. */
