@@ -1,3 +1,4 @@
+import fastifyCors from "@fastify/cors";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -14,8 +15,10 @@ import type { Authenticator } from "./auth/authenticator.js";
 import { OPEN_PRINCIPAL } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
 import { defaultIds, type IdGenerator } from "./core/ids.js";
+import { corsOptions } from "./http/cors.js";
 import { createClientErrorHandler, installErrorHandling } from "./http/error-handler.js";
-import { ApiError, serviceUnavailable } from "./http/errors.js";
+import { ApiError, hostNotAllowed, serviceUnavailable } from "./http/errors.js";
+import { HostGuard } from "./http/host-guard.js";
 import { processingMs } from "./http/request-context.js";
 import { applyStreamPolicy, type StreamPolicy } from "./http/sse.js";
 import { createLogger } from "./observability/logger.js";
@@ -64,6 +67,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const metrics = new Metrics(deps.registry);
   const shutdown = deps.shutdown ?? new AbortController().signal;
   const streamPolicy: StreamPolicy = { ...deps.streams, cancel: shutdown };
+  const hostGuard = new HostGuard(config.allowed_hosts);
   let shuttingDown = false;
   /** Set once close() begins: requests still arriving on open connections are turned away. */
   let closing = false;
@@ -130,11 +134,15 @@ export function buildApp(config: Config, deps: AppDeps): App {
       const error = serviceUnavailable("The server is shutting down; retry the request.");
       return reply.code(503).header("connection", "close").type("application/json").send(error.toBody());
     }
-    // Authenticate before the body is read: a caller without a key costs no parsing.
     if (PUBLIC_ROUTES.has(request.routeOptions.url ?? "")) return;
-    request.principal = deps.access
-      ? await deps.access.authenticator.authenticate(request.headers)
-      : OPEN_PRINCIPAL;
+    const authenticator = deps.access?.authenticator;
+    // Without keys, the Host header is the guard against DNS rebinding (auth off means loopback).
+    const authOn = authenticator ? await authenticator.required() : false;
+    if (!authOn && !hostGuard.allows(request.headers.host)) throw hostNotAllowed();
+    // A CORS preflight carries no credentials; the CORS plugin answers it (or 404s it), no work done.
+    if (request.method === "OPTIONS") return;
+    // Authenticate before the body is read: a caller without a key costs no parsing.
+    request.principal = authenticator ? await authenticator.authenticate(request.headers) : OPEN_PRINCIPAL;
   });
   fastify.addHook("preClose", async () => {
     closing = true;
@@ -175,6 +183,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   });
 
   installErrorHandling(fastify);
+  if (config.cors_origins.length > 0) void fastify.register(fastifyCors, corsOptions(config.cors_origins));
   void fastify.register(operationsRoutes, {
     registry: deps.registry,
     metrics,

@@ -123,5 +123,5 @@ function openAccess(): Principal {
 }
 
 function bootstrapAdmin(): Principal {
-  return { ...OPEN_PRINCIPAL, keyId: "bootstrap" };
+  return { ...OPEN_PRINCIPAL, keyId: "bootstrap", role: "admin" };
 }

@@ -1,4 +1,4 @@
-import { ApiError } from "../http/errors.js";
+import { modelNotFound } from "../http/errors.js";
 import type { Deployment } from "../router/model-registry.js";
 import type { Principal } from "./principal.js";
 
@@ -9,12 +9,10 @@ export function mayUseModel(principal: Principal, deployment: Deployment): boole
   return allowed.includes(deployment.id) || deployment.aliases.some((alias) => allowed.includes(alias));
 }
 
+/**
+ * A model outside the key's allow-list answers exactly as a model that does not exist (404
+ * model_not_found, as OpenAI does), so a key cannot probe which models are configured.
+ */
 export function assertMayUseModel(principal: Principal, deployment: Deployment, requested: string): void {
-  if (!mayUseModel(principal, deployment)) {
-    throw new ApiError(403, `This API key is not allowed to use the model '${requested}'.`, {
-      type: "permission_error",
-      code: "model_not_allowed",
-      param: "model",
-    });
-  }
+  if (!mayUseModel(principal, deployment)) throw modelNotFound(requested);
 }

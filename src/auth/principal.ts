@@ -14,11 +14,15 @@ export interface Principal {
 
 export const DEFAULT_PROJECT_ID = "proj_default";
 
-/** The caller when auth is off: the default project, no limits. */
+/**
+ * The caller when auth is off: the default project, no limits. Not an admin: the admin API needs
+ * an admin key in every mode, or any local process (or a page through DNS rebinding) could mint
+ * one and lock the owner out.
+ */
 export const OPEN_PRINCIPAL: Principal = Object.freeze({
   projectId: DEFAULT_PROJECT_ID,
   keyId: null,
-  role: "admin",
+  role: "member",
   allowedModels: null,
   keyLimits: NO_LIMITS,
   projectLimits: NO_LIMITS,

@@ -34,7 +34,12 @@ const ENV_KEYS = [
   "redis",
   "redis_prefix",
   "admin_key",
+  "allowed_hosts",
+  "cors_origins",
 ] as const;
+
+/** Lists, given in the environment as comma-separated values. */
+const LIST_KEYS: ReadonlySet<string> = new Set(["allowed_hosts", "cors_origins"]);
 
 /** Settings that are strings even when they look like numbers (a data dir named `2024`). */
 const STRING_KEYS: ReadonlySet<string> = new Set([
@@ -55,7 +60,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     : {};
   for (const key of ENV_KEYS) {
     const value = env[`SWITCHBOARD_${key.toUpperCase()}`];
-    if (value !== undefined && value !== "") raw[key] = STRING_KEYS.has(key) ? value : coerceScalar(value);
+    if (value === undefined || value === "") continue;
+    if (LIST_KEYS.has(key)) raw[key] = splitList(value);
+    else raw[key] = STRING_KEYS.has(key) ? value : coerceScalar(value);
   }
   // SWITCHBOARD_HF_TOKEN overrides the file like every SWITCHBOARD_* setting; the ambient
   // HF_TOKEN only fills in a token the file does not set.
@@ -132,6 +139,13 @@ function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path: string): u
     );
   }
   return value;
+}
+
+function splitList(value: string): string[] {
+  return value
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item !== "");
 }
 
 function coerceScalar(value: string): unknown {

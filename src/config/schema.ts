@@ -150,10 +150,40 @@ export const configSchema = z
      * or when listening beyond loopback, every route but /health needs a key.
      */
     admin_key: z.string().min(20, "use at least 20 characters").optional(),
+    /**
+     * Host names (besides localhost, 127.0.0.0/8 and [::1]) that requests may be addressed to
+     * while auth is off, e.g. the name a local reverse proxy forwards. Anything else gets 403:
+     * this is what stops DNS rebinding.
+     */
+    allowed_hosts: z
+      .array(
+        z
+          .string()
+          .max(255)
+          .regex(/^([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])$/, "use a host name or IP address, without a port"),
+      )
+      .default([]),
+    /**
+     * Web origins (scheme://host[:port]) whose pages may call the API from a browser; default none.
+     * Other origins get no CORS headers (their preflights a 405).
+     */
+    cors_origins: z
+      .array(
+        z.string().refine(isOrigin, "use an origin: scheme://host[:port], with no path or trailing slash"),
+      )
+      .default([]),
     /** How long a verified key is trusted before storage is asked again (revocation delay). */
     auth_cache_ttl_ms: z.number().int().min(0).max(600_000).default(5_000),
   })
   .strict();
 
 export type Config = z.infer<typeof configSchema>;
+
+function isOrigin(value: string): boolean {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}
 export type LocalModelConfig = z.infer<typeof localModelSchema>;

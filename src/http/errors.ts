@@ -58,10 +58,16 @@ export const modelNotFound = (model: string) =>
     param: "model",
   });
 
-export const contextLengthExceeded = (limit: number, requested: number, param = "messages") =>
+/** `atLeast`: `requested` is a lower bound (the prompt was refused before it was tokenized). */
+export const contextLengthExceeded = (
+  limit: number,
+  requested: number,
+  param = "messages",
+  atLeast = false,
+) =>
   new ApiError(
     400,
-    `This model's maximum context length is ${limit} tokens. However, your request needs ${requested} tokens. Please reduce the length of the ${param} or the completion.`,
+    `This model's maximum context length is ${limit} tokens. However, your request needs ${atLeast ? "at least " : ""}${requested} tokens. Please reduce the length of the ${param} or the completion.`,
     { code: "context_length_exceeded", param },
   );
 
@@ -80,6 +86,13 @@ export const serviceUnavailable = (message: string, cause?: unknown) => {
   if (cause !== undefined) error.cause = cause;
   return error;
 };
+
+export const hostNotAllowed = () =>
+  new ApiError(
+    403,
+    "This server runs without API keys and answers only requests addressed to localhost, 127.0.0.1 or [::1]. To serve it under another name, add the name to allowed_hosts (or create an API key).",
+    { code: "host_not_allowed" },
+  );
 
 /** Caller-supplied text quoted in a message is clipped: errors are logged and shown to people. */
 function clip(text: string, max = 128): string {

@@ -37,3 +37,17 @@ export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): 
 export function processingMs(request: FastifyRequest): string {
   return String(Math.max(0, Math.round(performance.now() - request.startedAt)));
 }
+
+/**
+ * The headers a reply holds so far (request id, rate limits, CORS), for a route that takes over
+ * the socket to stream: hijacking skips Fastify's own header writing, and a browser drops a
+ * stream that lacks its CORS headers.
+ */
+export function pendingHeaders(request: FastifyRequest, reply: FastifyReply): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(reply.getHeaders())) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : String(value);
+  }
+  headers["openai-processing-ms"] = processingMs(request);
+  return headers;
+}

@@ -69,8 +69,8 @@ export class LimitEnforcer {
 
     const rollback: (() => Promise<void>)[] = [];
     const undo = () => Promise.allSettled(rollback.map((f) => f()));
-    let requests: { limit: number; result: BucketResult } | undefined;
-    let tokens: { limit: number; result: BucketResult } | undefined;
+    let requests: WindowState | undefined;
+    let tokens: WindowState | undefined;
     try {
       for (const scope of scopes) {
         const rpm = scope.limits.requestsPerMinute;
@@ -78,14 +78,14 @@ export class LimitEnforcer {
           const result = await this.store.take(`${scope.id}:rpm`, rpm, MINUTE, 1);
           if (!result.allowed) throw tooMany("requests", rpm, result);
           rollback.push(() => this.store.adjust(`${scope.id}:rpm`, rpm, MINUTE, 1));
-          requests ??= { limit: rpm, result };
+          requests = tighter(requests, { limit: rpm, result });
         }
         const tpm = scope.limits.tokensPerMinute;
         if (tpm !== null) {
           const result = await this.store.take(`${scope.id}:tpm`, tpm, MINUTE, estimatedTokens);
           if (!result.allowed) throw tooMany("tokens", tpm, result, estimatedTokens);
           rollback.push(() => this.store.adjust(`${scope.id}:tpm`, tpm, MINUTE, estimatedTokens));
-          tokens ??= { limit: tpm, result };
+          tokens = tighter(tokens, { limit: tpm, result });
         }
         const concurrent = scope.limits.maxConcurrent;
         if (concurrent !== null) {
@@ -99,7 +99,8 @@ export class LimitEnforcer {
             throw new ApiError(429, `Too many concurrent requests: the limit is ${concurrent} at a time.`, {
               type: "rate_limit_error",
               code: "rate_limit_exceeded",
-              headers: retryHeaders(1000),
+              // The per-minute limits checked so far still describe the caller's standing.
+              headers: { ...retryHeaders(1000), ...windowHeaders(requests, tokens) },
             });
           }
           rollback.push(() => this.store.releaseConcurrency(`${scope.id}:conc`, leaseId));
@@ -110,18 +111,7 @@ export class LimitEnforcer {
       throw err;
     }
 
-    const headers = rateLimitHeaders({
-      requests: requests && {
-        limit: requests.limit,
-        remaining: requests.result.remaining,
-        resetMs: requests.result.resetMs,
-      },
-      tokens: tokens && {
-        limit: tokens.limit,
-        remaining: tokens.result.remaining,
-        resetMs: tokens.result.resetMs,
-      },
-    });
+    const headers = windowHeaders(requests, tokens);
     let settled = false;
     return {
       headers,
@@ -193,6 +183,27 @@ export class LimitEnforcer {
     }
     return { tokens, costUsd };
   }
+}
+
+/** A per-minute limit that applies to a request, and where its bucket stands after taking it. */
+interface WindowState {
+  limit: number;
+  result: BucketResult;
+}
+
+/** With both a key and a project limit, the headers report the one closer to running out. */
+function tighter(current: WindowState | undefined, next: WindowState): WindowState {
+  return current && current.result.remaining <= next.result.remaining ? current : next;
+}
+
+/** x-ratelimit-* for every per-minute limit that applies; none when neither key nor project has one. */
+function windowHeaders(
+  requests: WindowState | undefined,
+  tokens: WindowState | undefined,
+): Record<string, string> {
+  const state = (w: WindowState | undefined) =>
+    w && { limit: w.limit, remaining: w.result.remaining, resetMs: w.result.resetMs };
+  return rateLimitHeaders({ requests: state(requests), tokens: state(tokens) });
 }
 
 function tooMany(

@@ -1,5 +1,6 @@
 import type { Principal } from "../auth/principal.js";
 import type { PreparedGeneration } from "../core/generation.js";
+import { randomId } from "../core/ids.js";
 import type { LimitEnforcer, Reservation } from "../limits/limit-enforcer.js";
 import type { Deployment } from "../router/model-registry.js";
 import type { UsageRecorder } from "./usage-recorder.js";
@@ -49,11 +50,12 @@ export class Metering {
     deployment: Deployment,
     prepared: PreparedGeneration,
     endpoint: string,
-    leaseId: string,
   ): Promise<Metered> {
     const estimated = prepared.promptTokens + prepared.maxTokensPerChoice * prepared.request.n;
+    // The concurrency lease is minted here, never taken from the client (its x-request-id): two
+    // requests sending one id would otherwise share one place.
     const reservation: Reservation | undefined = this.enforcer
-      ? await this.enforcer.reserve(principal, estimated, leaseId)
+      ? await this.enforcer.reserve(principal, estimated, `lease_${randomId()}`)
       : undefined;
     let done = false;
     return {

@@ -7,6 +7,7 @@ import {
   call,
   chat,
   chatBody,
+  expectError,
   expectUnauthorized,
   type HttpResult,
   sdkClient,
@@ -274,9 +275,18 @@ describe("auth off on loopback with no admin key and no keys", () => {
     expect(completion.choices).toHaveLength(1);
   });
 
-  it("turns auth on as soon as the first key is created through the admin API", async () => {
-    // Auth is off, so the admin API is open: this is how the first key is made without the CLI.
-    const created = await t.admin.createKey("proj_default", { role: "admin" });
+  it("turns auth on as soon as the first key is created", async () => {
+    // The admin API stays closed while auth is off; the first key comes from the CLI, which
+    // writes to the database directly (the same service call as here).
+    expectError(
+      await call(t.url, "POST", "/admin/projects/proj_default/keys", { body: { name: "x" } }),
+      403,
+      {
+        code: "admin_key_required",
+      },
+    );
+    const { secret } = await t.server.access.admin.createKey("proj_default", { name: "ops", role: "admin" });
+    const created = { secret };
     expect(created.secret).toMatch(/^sk-sb-/);
 
     expectUnauthorized(await call(t.url, "GET", "/v1/models"));

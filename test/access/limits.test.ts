@@ -47,11 +47,12 @@ async function openStream(
   url: string,
   key: string,
   maxTokens: number,
+  extraHeaders: Record<string, string> = {},
 ): Promise<{ status: number; headers: Headers; abort: () => void; finished: Promise<string> }> {
   const controller = new AbortController();
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: "POST",
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...extraHeaders },
     body: JSON.stringify(chatBody({ max_tokens: maxTokens, stream: true })),
     signal: controller.signal,
   });
@@ -227,6 +228,52 @@ describe("limits on one instance", () => {
       3_000,
       50,
     );
+  });
+
+  it("keeps max_concurrent when both streams send the same x-request-id", async () => {
+    const key = await newKey({ max_concurrent: 1 });
+    const same = { "x-request-id": "same-id-twice" };
+    const streams = await Promise.all([
+      openStream(t.url, key.secret, 1_500, same),
+      openStream(t.url, key.secret, 1_500, same),
+    ]);
+    expect(streams.map((s) => s.status).sort()).toEqual([200, 429]);
+    for (const s of streams) {
+      // The id is still the request's own id in the response; it just is not the lease.
+      expect(s.headers.get("x-request-id")).toBe("same-id-twice");
+      s.abort();
+      await s.finished;
+    }
+  });
+
+  it("sends x-ratelimit headers for project limits too, reporting the tighter of key and project", async () => {
+    const { project, key: unlimited } = await t.admin.projectWithKey({
+      requests_per_minute: 5,
+      tokens_per_minute: 100_000,
+    });
+    const first = await chat(t.url, unlimited.secret);
+    expect(first.status).toBe(200);
+    expect(first.headers.get("x-ratelimit-limit-requests")).toBe("5");
+    expect(first.headers.get("x-ratelimit-remaining-requests")).toBe("4");
+    expect(first.headers.get("x-ratelimit-limit-tokens")).toBe("100000");
+
+    // A key allowing more than its project: the project's count is the one that binds.
+    const loose = await t.admin.createKey(project.id, { limits: { requests_per_minute: 50 } });
+    const second = await chat(t.url, loose.secret);
+    expect(second.headers.get("x-ratelimit-limit-requests")).toBe("5");
+    expect(second.headers.get("x-ratelimit-remaining-requests")).toBe("3");
+    // A key tighter than its project: the key's.
+    const tight = await t.admin.createKey(project.id, { limits: { requests_per_minute: 1 } });
+    const third = await chat(t.url, tight.secret);
+    expect(third.headers.get("x-ratelimit-limit-requests")).toBe("1");
+    expect(third.headers.get("x-ratelimit-remaining-requests")).toBe("0");
+  });
+
+  it("sends no x-ratelimit headers when no per-minute limit applies", async () => {
+    const key = await newKey({ max_concurrent: 5 });
+    const res = await chat(t.url, key.secret);
+    expect(res.status).toBe(200);
+    expect([...res.headers.keys()].filter((name) => name.startsWith("x-ratelimit-"))).toEqual([]);
   });
 
   it("applies project limits across the project's keys", async () => {

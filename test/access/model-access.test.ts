@@ -1,4 +1,4 @@
-import { NotFoundError, PermissionDeniedError } from "openai";
+import { NotFoundError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type AccessServer,
@@ -13,7 +13,8 @@ import { TINY_ALIAS, TINY_MODEL } from "../helpers/test-server.js";
 
 /**
  * Model allow-lists: a key may use the models its list names (by id or alias); other models are
- * 403 model_not_allowed on chat and do not exist for it in /v1/models.
+ * hidden from it: 404 model_not_found on chat and in /v1/models, exactly as a model that does not
+ * exist, so a key cannot confirm which models are configured.
  */
 describe("per-key model allow-lists", () => {
   let t: AccessServer;
@@ -55,20 +56,24 @@ describe("per-key model allow-lists", () => {
     }
   });
 
-  it("refuses other models with 403 model_not_allowed, streaming or not", async () => {
+  it("answers other models with 404 model_not_found, as for a model that does not exist, streaming or not", async () => {
     for (const key of [otherOnly, nothing]) {
       for (const model of [TINY_MODEL, TINY_ALIAS]) {
         for (const stream of [false, true]) {
           const res = await chat(t.url, key.secret, { model, stream });
-          expectError(res, 403, { code: "model_not_allowed", type: "permission_error", param: "model" });
-          expect(res.body.error.message).toContain(model);
+          expectError(res, 404, { code: "model_not_found", type: "invalid_request_error", param: "model" });
+          const unknown = await chat(t.url, key.secret, { model: "no-such-model", stream });
+          expectError(unknown, 404, { code: "model_not_found", param: "model" });
+          expect(res.body.error.message.replace(model, "X")).toBe(
+            unknown.body.error.message.replace("no-such-model", "X"),
+          );
         }
       }
       const err = await sdkClient(t.url, key.secret)
         .chat.completions.create({ model: TINY_MODEL, messages: [{ role: "user", content: "Hi" }] })
         .catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(PermissionDeniedError);
-      expect((err as PermissionDeniedError).code).toBe("model_not_allowed");
+      expect(err).toBeInstanceOf(NotFoundError);
+      expect((err as NotFoundError).code).toBe("model_not_found");
     }
   });
 
@@ -104,6 +109,6 @@ describe("per-key model allow-lists", () => {
       allowed_models: ["some-other-model"],
     });
     expect(patched.status).toBe(200);
-    expectError(await chat(t.url, key.secret), 403, { code: "model_not_allowed" });
+    expectError(await chat(t.url, key.secret), 404, { code: "model_not_found" });
   });
 });

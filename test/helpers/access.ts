@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import http from "node:http";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import OpenAI from "openai";
@@ -63,6 +64,49 @@ export async function call(
     parsed = undefined;
   }
   return { status: res.status, headers: res.headers, text, body: parsed };
+}
+
+/**
+ * One request through node:http, which (unlike fetch) lets a test send any Host header, as a
+ * DNS-rebinding page or a proxy would.
+ */
+export function callWithHost(
+  baseUrl: string,
+  method: string,
+  path: string,
+  host: string,
+  options: CallOptions = {},
+): Promise<HttpResult> {
+  const headers: Record<string, string> = { ...options.headers, host };
+  if (options.key !== undefined) headers.authorization = `Bearer ${options.key}`;
+  let body: string | undefined;
+  if (options.body !== undefined) {
+    body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
+    headers["content-type"] ??= "application/json";
+  }
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${baseUrl}${path}`, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("error", reject);
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString();
+        const responseHeaders = new Headers();
+        for (const [name, value] of Object.entries(res.headers)) {
+          if (value !== undefined) responseHeaders.set(name, Array.isArray(value) ? value.join(", ") : value);
+        }
+        let parsed: unknown;
+        try {
+          parsed = text ? JSON.parse(text) : undefined;
+        } catch {
+          parsed = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, headers: responseHeaders, text, body: parsed });
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
 }
 
 /** Asserts the OpenAI error envelope with its status (and code/type/param when given). */

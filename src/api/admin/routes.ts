@@ -22,10 +22,9 @@ export async function adminRoutes(
 ): Promise<void> {
   const { admin } = opts;
   // onRequest (after the app's auth hook): a non-admin caller is refused before its body is read.
+  // This holds while auth is off too: the open caller of a laptop server is not an admin.
   app.addHook("onRequest", async (request) => {
-    if (request.principal?.role !== "admin") {
-      throw new ApiError(403, "This endpoint needs an admin API key.", { code: "admin_key_required" });
-    }
+    if (request.principal?.role !== "admin") throw adminKeyRequired();
   });
 
   app.post("/admin/projects", async (request, reply) => {
@@ -76,4 +75,12 @@ export async function adminRoutes(
     });
     return list(rows.map(encodeUsageRow));
   });
+}
+
+function adminKeyRequired(): ApiError {
+  return new ApiError(
+    403,
+    "The admin API needs an admin API key (Authorization: Bearer sk-sb-…). Create one on the server's machine with `switchboard keys create --admin` (it writes to the database directly), or set SWITCHBOARD_ADMIN_KEY.",
+    { code: "admin_key_required" },
+  );
 }

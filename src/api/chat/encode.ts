@@ -56,7 +56,10 @@ export async function collectChatCompletion(
   for await (const part of parts) {
     if (part.type === "text") {
       texts[part.choice] += part.text;
-      if (part.logprobs) (logprobs[part.choice] as TokenLogprob[]).push(...part.logprobs);
+      if (part.logprobs) {
+        const collected = logprobs[part.choice] as TokenLogprob[];
+        for (const entry of part.logprobs) collected.push(entry);
+      }
     } else if (part.type === "finish") finish[part.choice] = part.reason;
     else usage = part;
   }

@@ -3,7 +3,7 @@ import { assertMayUseModel } from "../../auth/model-access.js";
 import type { GenerationPart } from "../../core/generation.js";
 import type { IdGenerator } from "../../core/ids.js";
 import { ApiError, invalidRequest, serviceUnavailable } from "../../http/errors.js";
-import { processingMs, requestAbortSignal } from "../../http/request-context.js";
+import { pendingHeaders, requestAbortSignal } from "../../http/request-context.js";
 import { SseWriter } from "../../http/sse.js";
 import { parseBody } from "../../http/validation.js";
 import type { Metrics } from "../../observability/metrics.js";
@@ -55,13 +55,7 @@ export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): 
     telemetry.stream = body.stream === true;
 
     const prepared = await backend.prepare(genReq);
-    const metered = await opts.metering.start(
-      request.principal,
-      deployment,
-      prepared,
-      "chat.completions",
-      request.id,
-    );
+    const metered = await opts.metering.start(request.principal, deployment, prepared, "chat.completions");
     reply.headers(metered.headers);
     let usage: UsageCounts | undefined;
     let status = 500;
@@ -90,13 +84,7 @@ export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): 
       const iterator = parts[Symbol.asyncIterator]();
       try {
         const first = await iterator.next();
-        const sse = new SseWriter(reply.raw, {
-          headers: {
-            ...metered.headers,
-            "x-request-id": String(request.id),
-            "openai-processing-ms": processingMs(request),
-          },
-        });
+        const sse = new SseWriter(reply.raw, { headers: pendingHeaders(request, reply) });
         reply.hijack();
         sse.open();
         status = 200;

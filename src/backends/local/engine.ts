@@ -37,6 +37,11 @@ export interface ModelMetadata {
   addBosToken: boolean;
   bosTokenId: number | undefined;
   vocabSize: number;
+  /**
+   * UTF-8 bytes of the vocabulary's longest token; 0 = unknown. Lets a prompt that cannot fit be
+   * refused from its length alone, before tokenizing it.
+   */
+  longestTokenBytes: number;
   embeddingSize: number;
   slots: number;
 }

@@ -11,7 +11,7 @@ import type {
 } from "../../core/generation.js";
 import { mergeStreams } from "../../core/merge-streams.js";
 import { contextLengthExceeded, invalidRequest, serviceUnavailable } from "../../http/errors.js";
-import { ChatTemplate } from "./chat-template.js";
+import { ChatTemplate, type PromptSegment } from "./chat-template.js";
 import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
 import { StopMatcher } from "./stop-matcher.js";
 
@@ -88,8 +88,15 @@ export class LocalBackend implements ModelBackend {
     }
     const meta = this.engine.metadata();
     checkLogitBias(req, meta.vocabSize);
-    const promptTokens = await this.promptTokens(req);
     const param = req.input.kind === "chat" ? "messages" : "prompt";
+    const segments = this.promptSegments(req);
+    // A prompt that cannot fit whatever its tokens is refused from its length alone: an 8 MiB
+    // body then costs no more than a small one.
+    const fewestTokens = minimumTokens(segments, meta.longestTokenBytes);
+    if (fewestTokens >= meta.contextSize) {
+      throw contextLengthExceeded(meta.contextSize, fewestTokens + (req.maxTokens ?? 1), param, true);
+    }
+    const promptTokens = await this.tokenizeSegments(segments);
     if (promptTokens.length >= meta.contextSize) {
       throw contextLengthExceeded(meta.contextSize, promptTokens.length + (req.maxTokens ?? 1), param);
     }
@@ -120,21 +127,24 @@ export class LocalBackend implements ModelBackend {
     };
   }
 
-  private async promptTokens(req: GenerationRequest): Promise<number[]> {
+  /** The prompt as text segments: template text may spell special tokens, caller text never does. */
+  private promptSegments(req: GenerationRequest): readonly PromptSegment[] {
+    if (req.input.kind === "chat") return (this.template as ChatTemplate).renderSegments(req.input.messages);
+    return [{ text: req.input.text, trusted: false }];
+  }
+
+  private async tokenizeSegments(segments: readonly PromptSegment[]): Promise<number[]> {
     const meta = this.engine.metadata();
-    if (req.input.kind === "chat") {
-      const segments = (this.template as ChatTemplate).renderSegments(req.input.messages);
-      const tokens: number[] = [];
-      for (const segment of segments) {
-        const continuation = tokens.length > 0;
-        tokens.push(
-          ...(await this.engine.tokenize(segment.text, { special: segment.trusted, continuation })),
-        );
-      }
-      return withBos(tokens, meta.addBosToken, meta.bosTokenId);
+    const tokens: number[] = [];
+    for (const segment of segments) {
+      const continuation = tokens.length > 0;
+      const segmentTokens = await this.engine.tokenize(segment.text, {
+        special: segment.trusted,
+        continuation,
+      });
+      // A loop, not push(...segmentTokens): spreading a long array into a call overflows the stack.
+      for (const token of segmentTokens) tokens.push(token);
     }
-    // Raw completions: the caller's text is data, never parsed for special tokens.
-    const tokens = await this.engine.tokenize(req.input.text, { special: false });
     return withBos(tokens, meta.addBosToken, meta.bosTokenId);
   }
 
@@ -214,6 +224,14 @@ function checkLogitBias(req: GenerationRequest, vocabSize: number): void {
 
 function textPart(choice: number, text: string, logprobs: TokenLogprob[] | undefined): GenerationPart {
   return logprobs ? { type: "text", choice, text, logprobs } : { type: "text", choice, text };
+}
+
+/** The fewest tokens the segments can tokenize to (0 when the vocabulary is unknown). */
+function minimumTokens(segments: readonly PromptSegment[], longestTokenBytes: number): number {
+  if (longestTokenBytes <= 0) return 0;
+  let total = 0;
+  for (const segment of segments) total += Math.ceil(segment.text.length / longestTokenBytes);
+  return total;
 }
 
 function withBos(tokens: number[], addBos: boolean, bosId: number | undefined): number[] {

@@ -5,6 +5,8 @@ export interface GgufFacts {
   trainContextSize: number;
   embeddingSize: number;
   vocabSize: number;
+  /** UTF-8 bytes of the vocabulary's longest token (0 when the GGUF lists no tokens). */
+  longestTokenBytes: number;
   /** The model's own chat template, if it carries one. */
   chatTemplate: string | undefined;
 }
@@ -27,6 +29,24 @@ export async function readGgufFacts(path: string): Promise<GgufFacts> {
     trainContextSize: arch.context_length ?? 4096,
     embeddingSize: arch.embedding_length ?? 0,
     vocabSize: tokenizer?.ggml?.tokens?.length ?? 0,
+    longestTokenBytes: longestTokenBytes(tokenizer?.ggml?.tokens),
     chatTemplate: typeof tokenizer?.chat_template === "string" ? tokenizer.chat_template : undefined,
   };
+}
+
+/**
+ * The most UTF-8 bytes any one vocabulary entry spells. A token never stands for more text than
+ * its entry's bytes (byte-level BPE spells each byte with one or two bytes, SentencePiece spells a
+ * space as three, byte tokens as six), so a text of N UTF-16 units needs at least
+ * N / longestTokenBytes tokens: a lower bound that costs nothing to check before tokenizing.
+ */
+export function longestTokenBytes(tokens: readonly unknown[] | undefined): number {
+  let longest = 0;
+  for (const token of tokens ?? []) {
+    if (typeof token !== "string") continue;
+    // UTF-8 is at most 3 bytes per UTF-16 unit: only entries that could be longer are measured.
+    if (token.length * 3 <= longest) continue;
+    longest = Math.max(longest, Buffer.byteLength(token, "utf8"));
+  }
+  return longest;
 }

@@ -20,6 +20,7 @@ import type {
 import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
 import { TokenSampler } from "../../token-sampler.js";
+import { longestTokenBytes } from "../gguf-facts.js";
 import { sharedLlama } from "./llama-instance.js";
 
 export interface InProcessEngineOptions {
@@ -354,6 +355,7 @@ function readMetadata(model: LlamaModel, context: LlamaContext, slots: number): 
     bosTokenId: model.tokens.bos ?? undefined,
     addBosToken: model.tokens.shouldPrependBosToken,
     vocabSize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
+    longestTokenBytes: longestTokenBytes(model.fileInfo.metadata.tokenizer?.ggml?.tokens),
     embeddingSize: model.embeddingVectorSize,
     slots,
   };

@@ -44,7 +44,7 @@ export function llamaServerArgs(settings: LlamaServerSettings, port: number): st
   if (settings.flashAttention) args.push("--flash-attn", settings.flashAttention);
   if (settings.kvCacheType)
     args.push("--cache-type-k", settings.kvCacheType, "--cache-type-v", settings.kvCacheType);
-  if (settings.extraArgs) args.push(...settings.extraArgs);
+  if (settings.extraArgs) for (const arg of settings.extraArgs) args.push(arg);
   return args;
 }
 

@@ -278,6 +278,7 @@ export class LlamaServerEngine implements LocalEngine, SupervisedEngine {
       addBosToken,
       bosTokenId,
       vocabSize: modelMeta.n_vocab ?? facts.vocabSize,
+      longestTokenBytes: facts.longestTokenBytes,
       embeddingSize: modelMeta.n_embd ?? facts.embeddingSize,
       slots: this.options.slots,
     };
