@@ -385,7 +385,7 @@ describe("a client that stops reading", () => {
     stalled.pause();
     stalled.on("error", () => {});
     stalled.write(
-      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
     await waitFor(
       "the stalled stream to hold a slot",

@@ -198,7 +198,7 @@ describe("the HTTP edge refuses bad input with the JSON error envelope", () => {
   it("answers oversized headers with 431 and the envelope", async () => {
     // The default limit is 16 KiB.
     const res = await rawExchange(t.url, (socket) => {
-      socket.write(`GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(40_000)}\r\n\r\n`);
+      socket.write(`GET /v1/models HTTP/1.1\r\nHost: localhost\r\nX-Big: ${"a".repeat(40_000)}\r\n\r\n`);
     });
     expectEnvelope(res, 431);
     await expectHealthy(t.url);
@@ -437,7 +437,7 @@ describe("a server with small limits", () => {
     // Claims 100 MiB but sends none of it: only a server that trusts the header can answer.
     const res = await rawExchange(t.url, (socket) => {
       socket.write(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{",
       );
     });
     expectEnvelope(res, 413, "request_too_large");
@@ -447,7 +447,7 @@ describe("a server with small limits", () => {
   it("refuses a chunked body as soon as it passes the limit, without waiting for its end", async () => {
     const res = await rawExchange(t.url, (socket) => {
       socket.write(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
       );
       const chunk = "a".repeat(16 * 1024);
       // Twice the limit, and never the terminating chunk.
@@ -459,7 +459,7 @@ describe("a server with small limits", () => {
 
   it("answers headers over header_limit_bytes with 431", async () => {
     const res = await rawExchange(t.url, (socket) => {
-      socket.write(`GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(4096)}\r\n\r\n`);
+      socket.write(`GET /v1/models HTTP/1.1\r\nHost: localhost\r\nX-Big: ${"a".repeat(4096)}\r\n\r\n`);
     });
     expectEnvelope(res, 431);
     await expectHealthy(t.url);
@@ -479,7 +479,7 @@ describe("a server with small limits", () => {
           socket.on("error", () => {});
           socket.on("close", () => resolve(received));
           socket.on("connect", () => {
-            socket.write("GET /health HTTP/1.1\r\nHost: x\r\n");
+            socket.write("GET /health HTTP/1.1\r\nHost: localhost\r\n");
             timers.push(setInterval(() => socket.writable && socket.write("X-Slow: 1\r\n"), 100));
           });
         }),

@@ -246,14 +246,14 @@ describe("requests that reach a server while it shuts down", () => {
       stream: true,
     });
     socket.write(
-      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
     await waitFor("the stream to start", () => received.includes("data: "), 5_000);
 
     const stopped = t.stop();
     await waitFor("the listener to close", () => connectionRefused(Number(port)), 3_000);
     // A second request on the connection that is still busy streaming.
-    socket.write("GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+    socket.write("GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n");
     await closed;
     await stopped;
 
