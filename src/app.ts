@@ -14,10 +14,11 @@ import { operationsRoutes } from "./api/operations/routes.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import { OPEN_PRINCIPAL } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
+import { invalidRequest, notFound, serviceUnavailable } from "./core/errors.js";
 import { defaultIds, type IdGenerator } from "./core/ids.js";
 import { corsOptions } from "./http/cors.js";
 import { createClientErrorHandler, installErrorHandling } from "./http/error-handler.js";
-import { ApiError, hostNotAllowed, serviceUnavailable } from "./http/errors.js";
+import { hostNotAllowed, toErrorResponse } from "./http/errors.js";
 import { HostGuard } from "./http/host-guard.js";
 import { processingMs } from "./http/request-context.js";
 import { applyStreamPolicy, type StreamPolicy } from "./http/sse.js";
@@ -101,12 +102,14 @@ export function buildApp(config: Config, deps: AppDeps): App {
     // still get the envelope; an id that long cannot exist, so it is a 404.
     frameworkErrors: (error, request, reply) => {
       const tooLong = error.code === "FST_ERR_MAX_PARAM_LENGTH";
-      const apiError = tooLong
-        ? new ApiError(404, "No such object: the id in the path is too long.", { code: "not_found" })
-        : new ApiError(400, "The request path is not a valid URL.", { code: "invalid_url" });
+      const response = toErrorResponse(
+        tooLong
+          ? notFound("No such object: the id in the path is too long.", "not_found")
+          : invalidRequest("The request path is not a valid URL.", null, "invalid_url"),
+      );
       const raw = reply.raw;
-      const body = JSON.stringify(apiError.toBody());
-      raw.writeHead(apiError.status, {
+      const body = JSON.stringify(response.body);
+      raw.writeHead(response.status, {
         "content-type": "application/json; charset=utf-8",
         "content-length": Buffer.byteLength(body),
         "x-request-id": String(request.id),
@@ -131,8 +134,12 @@ export function buildApp(config: Config, deps: AppDeps): App {
       if (!logged.has(request)) finish(request, 499, true);
     });
     if (closing) {
-      const error = serviceUnavailable("The server is shutting down; retry the request.");
-      return reply.code(503).header("connection", "close").type("application/json").send(error.toBody());
+      const response = toErrorResponse(serviceUnavailable("The server is shutting down; retry the request."));
+      return reply
+        .code(response.status)
+        .header("connection", "close")
+        .type("application/json")
+        .send(response.body);
     }
     if (PUBLIC_ROUTES.has(request.routeOptions.url ?? "")) return;
     const authenticator = deps.access?.authenticator;

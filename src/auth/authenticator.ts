@@ -1,4 +1,4 @@
-import { ApiError } from "../http/errors.js";
+import { unauthenticated } from "../core/errors.js";
 import type { Repositories } from "../storage/repositories/types.js";
 import { hashKeySecret, presentedSecret, sameHash } from "./api-key-secret.js";
 import { OPEN_PRINCIPAL, type Principal } from "./principal.js";
@@ -21,9 +21,6 @@ interface CacheEntry {
 }
 
 const CACHE_LIMIT = 10_000;
-
-export const unauthorized = (message: string) =>
-  new ApiError(401, message, { type: "invalid_request_error", code: "invalid_api_key" });
 
 /**
  * Turns request headers into a Principal or a 401. Verified keys are cached briefly so the hot
@@ -63,7 +60,7 @@ export class Authenticator {
       return this.verify(secret).catch(() => openAccess());
     }
     if (!secret) {
-      throw unauthorized(
+      throw unauthenticated(
         "You didn't provide an API key. Provide it in the Authorization header (Authorization: Bearer YOUR_KEY).",
       );
     }
@@ -89,7 +86,7 @@ export class Authenticator {
       this.cache.set(hash, entry);
     }
     // Never echo the presented key: clients log error messages.
-    if ("refused" in entry.verdict) throw unauthorized(entry.verdict.refused);
+    if ("refused" in entry.verdict) throw unauthenticated(entry.verdict.refused);
     return entry.verdict;
   }
 

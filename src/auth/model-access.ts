@@ -1,4 +1,4 @@
-import { modelNotFound } from "../http/errors.js";
+import { modelNotFound } from "../core/errors.js";
 import type { Deployment } from "../router/model-registry.js";
 import type { Principal } from "./principal.js";
 

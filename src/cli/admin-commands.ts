@@ -3,7 +3,7 @@ import { AdminService } from "../api/admin/service.js";
 import { databaseUrl } from "../auth/build-access.js";
 import { DEFAULT_PROJECT_ID } from "../auth/principal.js";
 import type { Config } from "../config/schema.js";
-import { ApiError } from "../http/errors.js";
+import { ServiceError } from "../core/errors.js";
 import { openStorage } from "../storage/storage.js";
 
 export class UsageError extends Error {}
@@ -60,7 +60,7 @@ export async function runAdminCommand(
     if (area === "projects") return await projects(admin, sub, values, positionals, out);
     return await keys(admin, sub, values, positionals, out);
   } catch (err) {
-    if (err instanceof ApiError) throw new UsageError(err.message);
+    if (err instanceof ServiceError) throw new UsageError(err.message);
     throw err;
   } finally {
     await storage.close();

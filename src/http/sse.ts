@@ -1,5 +1,5 @@
 import type { ServerResponse } from "node:http";
-import type { ErrorBody } from "./errors.js";
+import { type ErrorBody, SHUTDOWN_STREAM_ERROR } from "./errors.js";
 
 export interface SseOptions {
   /** Extra headers (request id, processing time, rate limits) sent with the 200. */
@@ -25,14 +25,7 @@ export function applyStreamPolicy(res: ServerResponse, policy: StreamPolicy): vo
   policies.set(res, policy);
 }
 
-const CANCELLED_FRAME = `data: ${JSON.stringify({
-  error: {
-    message: "The server is shutting down and stopped this response before it was complete.",
-    type: "server_error",
-    param: null,
-    code: "service_unavailable",
-  },
-} satisfies ErrorBody)}\n\n`;
+const CANCELLED_FRAME = `data: ${JSON.stringify(SHUTDOWN_STREAM_ERROR)}\n\n`;
 
 const DONE_FRAME = "data: [DONE]\n\n";
 const KEEP_ALIVE_FRAME = ": keep-alive\n\n";

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { type ApiError, invalidRequest } from "./errors.js";
+import { invalidRequest, type ServiceError } from "../core/errors.js";
 
 /** Parses a request body with a zod schema; the first problem becomes a 400 naming the field. */
 export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
@@ -8,14 +8,14 @@ export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.outp
   }
   const result = schema.safeParse(body);
   if (result.success) return result.data;
-  throw toApiError(result.error, body);
+  throw toInvalidRequest(result.error, body);
 }
 
 /**
  * The first zod issue as a 400. `body` (the parsed input) tells a missing field from a wrong one:
  * zod 4 leaves `input` out of issues unless asked, so the issue alone cannot say.
  */
-export function toApiError(error: z.ZodError, body?: unknown): ApiError {
+export function toInvalidRequest(error: z.ZodError, body?: unknown): ServiceError {
   const issue = error.issues[0];
   if (!issue) return invalidRequest("Invalid request body.");
   if (issue.code === "unrecognized_keys") {

@@ -1,5 +1,5 @@
 import type { Principal } from "../auth/principal.js";
-import { ApiError } from "../http/errors.js";
+import { ServiceError } from "../core/errors.js";
 import type { Limits, UsageRepository } from "../storage/repositories/types.js";
 import type { BucketResult, LimitStore } from "./limit-store.js";
 import { rateLimitHeaders, retryHeaders } from "./rate-limit-headers.js";
@@ -41,20 +41,18 @@ export class LimitEnforcer {
     try {
       return await this.tryReserve(principal, estimatedTokens, leaseId);
     } catch (err) {
-      if (err instanceof ApiError) throw err;
+      if (err instanceof ServiceError) throw err;
       // The limit store (Redis) or storage is unreachable: fail closed, with a clear 503 rather
       // than a 500, since limits and budgets cannot be checked.
-      const unavailable = new ApiError(
-        503,
+      throw new ServiceError(
+        "unavailable",
         "Usage limits cannot be checked right now. Please retry shortly.",
         {
-          type: "server_error",
           code: "service_unavailable",
-          headers: retryHeaders(1000),
+          hints: retryHeaders(1000),
+          cause: err,
         },
       );
-      unavailable.cause = err;
-      throw unavailable;
     }
   }
 
@@ -96,12 +94,15 @@ export class LimitEnforcer {
             CONCURRENCY_LEASE_MS,
           );
           if (!ok) {
-            throw new ApiError(429, `Too many concurrent requests: the limit is ${concurrent} at a time.`, {
-              type: "rate_limit_error",
-              code: "rate_limit_exceeded",
-              // The per-minute limits checked so far still describe the caller's standing.
-              headers: { ...retryHeaders(1000), ...windowHeaders(requests, tokens) },
-            });
+            throw new ServiceError(
+              "rate_limited",
+              `Too many concurrent requests: the limit is ${concurrent} at a time.`,
+              {
+                code: "rate_limit_exceeded",
+                // The per-minute limits checked so far still describe the caller's standing.
+                hints: { ...retryHeaders(1000), ...windowHeaders(requests, tokens) },
+              },
+            );
           }
           rollback.push(() => this.store.releaseConcurrency(`${scope.id}:conc`, leaseId));
         }
@@ -158,11 +159,11 @@ export class LimitEnforcer {
         (monthlyTokenBudget !== null && spent.tokens >= monthlyTokenBudget) ||
         (monthlyCostBudgetUsd !== null && spent.costUsd >= monthlyCostBudgetUsd);
       if (over) {
-        throw new ApiError(
-          429,
+        throw new ServiceError(
+          "quota_exceeded",
           `You exceeded the current monthly quota of this ${isKey ? "API key" : "project"}. Ask an administrator to raise its budget.`,
           // The budget comes back next month: the SDKs' automatic retries would only add load.
-          { type: "insufficient_quota", code: "insufficient_quota", headers: DO_NOT_RETRY },
+          { code: "insufficient_quota", hints: DO_NOT_RETRY },
         );
       }
     }
@@ -211,15 +212,14 @@ function tooMany(
   limit: number,
   result: BucketResult,
   requested?: number,
-): ApiError {
+): ServiceError {
   const never = !Number.isFinite(result.retryAfterMs);
   const message = never
     ? `Request too large: it needs ${requested} tokens but the limit is ${limit} tokens per minute. Reduce the prompt or max_tokens.`
     : `Rate limit reached: ${limit} ${kind} per minute. Please try again in ${Math.ceil(result.retryAfterMs / 1000)}s.`;
-  return new ApiError(429, message, {
-    type: "rate_limit_error",
+  return new ServiceError("rate_limited", message, {
     code: "rate_limit_exceeded",
-    headers: {
+    hints: {
       // No wait makes a request larger than the limit pass: tell clients not to retry it.
       ...(never ? DO_NOT_RETRY : retryHeaders(result.retryAfterMs)),
       ...rateLimitHeaders({ [kind]: { limit, remaining: 0, resetMs: result.resetMs } }),

@@ -1,5 +1,5 @@
+import { modelNotFound } from "../core/errors.js";
 import type { ModelBackend } from "../core/generation.js";
-import { modelNotFound } from "../http/errors.js";
 import type { ModelPricing } from "../usage/metering.js";
 
 export interface Deployment {

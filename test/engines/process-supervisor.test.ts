@@ -18,7 +18,7 @@ import {
   type SupervisorOptions,
 } from "../../src/backends/local/engines/process-supervisor.js";
 import { WATCHDOG_SCRIPT } from "../../src/backends/local/engines/spawn-with-watchdog.js";
-import { ApiError } from "../../src/http/errors.js";
+import { ServiceError } from "../../src/core/errors.js";
 import { createLogger } from "../../src/observability/logger.js";
 
 const FAKE_ENGINE = fileURLToPath(new URL("./fixtures/fake-engine.mjs", import.meta.url));
@@ -171,31 +171,31 @@ describe("ProcessSupervisor", () => {
     lease.release();
   });
 
-  it("refuses work with a 503 ApiError while a crash-looping process waits for its next start", async () => {
+  it("refuses work with a 503 ServiceError while a crash-looping process waits for its next start", async () => {
     const { supervisor, logs } = fakeSupervisor(
       { FAKE_EXIT_AT_START: "7" },
       { backoffMs: 10_000, maxBackoffMs: 10_000 },
     );
     const err = await supervisor.start().catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ApiError);
-    expect((err as ApiError).status).toBe(503);
-    expect(((err as ApiError).cause as Error).message).toMatch(/exit code 7/);
-    expect(((err as ApiError).cause as Error).message).toMatch(/refusing to start/);
+    expect(err).toBeInstanceOf(ServiceError);
+    expect((err as ServiceError).status).toBe(503);
+    expect(((err as ServiceError).cause as Error).message).toMatch(/exit code 7/);
+    expect(((err as ServiceError).cause as Error).message).toMatch(/refusing to start/);
     expect(supervisor.status().state).toBe("failed");
     // The retry is 10 s away: a request is refused at once, with retry-after.
     const started = performance.now();
     const again = await supervisor.acquire(new AbortController().signal).catch((e: unknown) => e);
     expect(performance.now() - started).toBeLessThan(100);
-    expect((again as ApiError).status).toBe(503);
-    expect((again as ApiError).headers["retry-after"]).toMatch(/^\d+$/);
+    expect((again as ServiceError).status).toBe(503);
+    expect((again as ServiceError).hints["retry-after"]).toMatch(/^\d+$/);
     expect(logs.some((l) => l.includes("engine process failed to start"))).toBe(true);
   });
 
   it("times out a start that never becomes healthy and kills that process", async () => {
     const { supervisor } = fakeSupervisor({ FAKE_READY_DELAY_MS: "60000" }, { startTimeoutMs: 400 });
     const err = await supervisor.start().catch((e: unknown) => e);
-    expect((err as ApiError).status).toBe(503);
-    expect(((err as ApiError).cause as Error).message).toMatch(/not ready after 400 ms/);
+    expect((err as ServiceError).status).toBe(503);
+    expect(((err as ServiceError).cause as Error).message).toMatch(/not ready after 400 ms/);
     await waitFor(() => supervisor.status().pid === undefined);
   });
 
@@ -226,7 +226,7 @@ describe("ProcessSupervisor", () => {
     expect(readdirSync(pidDir(dataDir))).toEqual([]);
     expect(supervisor.status().state).toBe("closed");
     const err = await supervisor.start().catch((e: unknown) => e);
-    expect((err as ApiError).status).toBe(503);
+    expect((err as ServiceError).status).toBe(503);
   });
 
   it("close() kills a process that ignores SIGTERM after the grace period", async () => {
@@ -243,7 +243,7 @@ describe("ProcessSupervisor", () => {
     const starting = supervisor.start().catch((e: unknown) => e);
     await sleep(100);
     await supervisor.close();
-    expect((await starting) as ApiError).toBeInstanceOf(ApiError);
+    expect((await starting) as ServiceError).toBeInstanceOf(ServiceError);
     expect(supervisor.status().pid).toBeUndefined();
     expect(readdirSync(pidDir(dataDir))).toEqual([]);
   });

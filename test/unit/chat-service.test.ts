@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { type ChatRequest, chatRequestSchema } from "../../src/api/chat/schema.js";
 import { type ChatLimits, toGenerationRequest } from "../../src/api/chat/service.js";
-import { ApiError } from "../../src/http/errors.js";
+import { ServiceError } from "../../src/core/errors.js";
 
 const limits: ChatLimits = { maxN: 8, supportsVision: false };
 
@@ -14,15 +14,15 @@ function map(extra: Record<string, unknown> = {}, chatLimits: ChatLimits = limit
   return toGenerationRequest(chat(extra), "tiny-resolved", chatLimits);
 }
 
-/** The ApiError thrown for the request; checks it is a 400. */
-function refusal(extra: Record<string, unknown>, chatLimits: ChatLimits = limits): ApiError {
+/** The ServiceError thrown for the request; checks it is a 400. */
+function refusal(extra: Record<string, unknown>, chatLimits: ChatLimits = limits): ServiceError {
   try {
     map(extra, chatLimits);
   } catch (err) {
-    expect(err).toBeInstanceOf(ApiError);
-    expect((err as ApiError).status).toBe(400);
-    expect((err as ApiError).type).toBe("invalid_request_error");
-    return err as ApiError;
+    expect(err).toBeInstanceOf(ServiceError);
+    expect((err as ServiceError).status).toBe(400);
+    expect((err as ServiceError).kind).toBe("invalid_request");
+    return err as ServiceError;
   }
   throw new Error(`expected a refusal for ${JSON.stringify(extra)}`);
 }

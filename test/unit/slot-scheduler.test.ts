@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type SlotLease, SlotScheduler } from "../../src/backends/local/slot-scheduler.js";
-import { ApiError } from "../../src/http/errors.js";
+import { ServiceError } from "../../src/core/errors.js";
 
 const never = () => new AbortController().signal;
 
@@ -83,12 +83,12 @@ describe("SlotScheduler", () => {
       () => undefined,
       (err: unknown) => err,
     );
-    expect(refused).toBeInstanceOf(ApiError);
-    const error = refused as ApiError;
+    expect(refused).toBeInstanceOf(ServiceError);
+    const error = refused as ServiceError;
     expect(error.status).toBe(429);
     expect(error.code).toBe("server_overloaded");
-    expect(error.type).toBe("rate_limit_error");
-    expect(error.headers).toEqual({ "retry-after": "3", "retry-after-ms": "3000" });
+    expect(error.kind).toBe("rate_limited");
+    expect(error.hints).toEqual({ "retry-after": "3", "retry-after-ms": "3000" });
     expect(scheduler.queued).toBe(2);
   });
 

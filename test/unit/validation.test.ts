@@ -1,17 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { chatRequestSchema } from "../../src/api/chat/schema.js";
-import { ApiError } from "../../src/http/errors.js";
+import { ServiceError } from "../../src/core/errors.js";
 import { formatPath, parseBody } from "../../src/http/validation.js";
 
-/** The ApiError parseBody throws for the body. */
-function rejection(schema: z.ZodType, body: unknown): ApiError {
+/** The ServiceError parseBody throws for the body. */
+function rejection(schema: z.ZodType, body: unknown): ServiceError {
   try {
     parseBody(schema, body);
   } catch (err) {
-    expect(err).toBeInstanceOf(ApiError);
-    expect((err as ApiError).status).toBe(400);
-    return err as ApiError;
+    expect(err).toBeInstanceOf(ServiceError);
+    expect((err as ServiceError).status).toBe(400);
+    return err as ServiceError;
   }
   throw new Error(`expected ${JSON.stringify(body)} to be rejected`);
 }

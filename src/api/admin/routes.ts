@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import { ApiError } from "../../http/errors.js";
+import { permissionDenied } from "../../core/errors.js";
 import { parseBody } from "../../http/validation.js";
 import type { UsageRepository } from "../../storage/repositories/types.js";
 import { encodeApiKey, encodeProject, encodeUsageRow, list } from "./encode.js";
@@ -77,10 +77,9 @@ export async function adminRoutes(
   });
 }
 
-function adminKeyRequired(): ApiError {
-  return new ApiError(
-    403,
+function adminKeyRequired() {
+  return permissionDenied(
     "The admin API needs an admin API key (Authorization: Bearer sk-sb-…). Create one on the server's machine with `switchboard keys create --admin` (it writes to the database directly), or set SWITCHBOARD_ADMIN_KEY.",
-    { code: "admin_key_required" },
+    "admin_key_required",
   );
 }

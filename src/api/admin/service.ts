@@ -1,17 +1,14 @@
 import { generateKeySecret, hashKeySecret, keyHint } from "../../auth/api-key-secret.js";
 import { DEFAULT_PROJECT_ID } from "../../auth/principal.js";
+import { clip, invalidRequest, notFound } from "../../core/errors.js";
 import { randomId } from "../../core/ids.js";
-import { ApiError, invalidRequest } from "../../http/errors.js";
 import type { ApiKey, KeyRole, Limits, Project, Repositories } from "../../storage/repositories/types.js";
 import type { LimitsInput } from "./schema.js";
 
 export const projectNotFound = (id: string) =>
-  new ApiError(404, `No project with id '${id}'.`, { code: "project_not_found", param: "project_id" });
+  notFound(`No project with id '${clip(id)}'.`, "project_not_found", "project_id");
 export const keyNotFound = (id: string) =>
-  new ApiError(404, `No API key with id '${id}' in this project.`, {
-    code: "api_key_not_found",
-    param: "key_id",
-  });
+  notFound(`No API key with id '${clip(id)}' in this project.`, "api_key_not_found", "key_id");
 
 /** Projects and keys: shared by the admin API and the CLI, so both enforce the same rules. */
 export class AdminService {

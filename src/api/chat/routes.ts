@@ -1,8 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import { assertMayUseModel } from "../../auth/model-access.js";
+import { invalidRequest, ServiceError, serviceUnavailable } from "../../core/errors.js";
 import type { GenerationPart } from "../../core/generation.js";
 import type { IdGenerator } from "../../core/ids.js";
-import { ApiError, invalidRequest, serviceUnavailable } from "../../http/errors.js";
+import { streamErrorBody } from "../../http/errors.js";
 import { pendingHeaders, requestAbortSignal } from "../../http/request-context.js";
 import { SseWriter } from "../../http/sse.js";
 import { parseBody } from "../../http/validation.js";
@@ -28,15 +29,6 @@ export interface ChatRouteOptions {
   shutdown: AbortSignal;
   maxN: number;
 }
-
-const GENERIC_STREAM_ERROR = {
-  error: {
-    message: "The server had an error while generating this response.",
-    type: "server_error",
-    param: null,
-    code: null,
-  },
-};
 
 export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): Promise<void> {
   app.post("/v1/chat/completions", async (request, reply) => {
@@ -103,14 +95,14 @@ export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): 
           else sse.end();
         } catch (err) {
           request.log.error({ err, requestId: request.id }, "stream failed after it began");
-          await sse.fail(GENERIC_STREAM_ERROR);
+          await sse.fail(streamErrorBody(err));
         }
       } finally {
         // Whatever ended the stream (client gone, writer cut off, error), the generation stops.
         await iterator.return?.(undefined);
       }
     } catch (err) {
-      status = err instanceof ApiError ? err.status : 500;
+      status = err instanceof ServiceError ? err.status : 500;
       throw err;
     } finally {
       // A request cut short is still charged for what it consumed.

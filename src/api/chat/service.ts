@@ -1,5 +1,5 @@
+import { invalidRequest } from "../../core/errors.js";
 import type { ChatMessage, GenerationRequest } from "../../core/generation.js";
-import { invalidRequest } from "../../http/errors.js";
 import type { ChatRequest, WireChatMessage } from "./schema.js";
 
 /** Features of the API that later work adds; until then they are refused, never ignored. */

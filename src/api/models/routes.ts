@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { mayUseModel } from "../../auth/model-access.js";
-import { modelNotFound } from "../../http/errors.js";
+import { modelNotFound } from "../../core/errors.js";
 import type { ModelRegistry } from "../../router/model-registry.js";
 import { encodeModel, encodeModelList } from "./encode.js";
 

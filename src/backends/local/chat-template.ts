@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Template } from "@huggingface/jinja";
+import { invalidRequest } from "../../core/errors.js";
 import type { ChatMessage } from "../../core/generation.js";
-import { invalidRequest } from "../../http/errors.js";
 
 /** Used when a GGUF carries no template: ChatML is what most small instruction models speak. */
 export const CHATML_TEMPLATE =

@@ -1,3 +1,4 @@
+import { contextLengthExceeded, invalidRequest, serviceUnavailable } from "../../core/errors.js";
 import type {
   BackendCapabilities,
   BackendStats,
@@ -10,7 +11,6 @@ import type {
   UsageCounts,
 } from "../../core/generation.js";
 import { mergeStreams } from "../../core/merge-streams.js";
-import { contextLengthExceeded, invalidRequest, serviceUnavailable } from "../../http/errors.js";
 import { ChatTemplate, type PromptSegment } from "./chat-template.js";
 import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
 import { StopMatcher } from "./stop-matcher.js";

@@ -1,4 +1,4 @@
-import { overloaded } from "../../http/errors.js";
+import { overloaded } from "../../core/errors.js";
 
 export interface SlotLease {
   readonly slot: number;

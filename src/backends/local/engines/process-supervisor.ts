@@ -2,7 +2,7 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
-import { serviceUnavailable } from "../../../http/errors.js";
+import { ServiceError, serviceUnavailable } from "../../../core/errors.js";
 import { freeLoopbackPort } from "./free-port.js";
 import {
   killGroup,
@@ -232,12 +232,15 @@ export class ProcessSupervisor {
   }
 
   private unavailable(retryAfterSeconds: number) {
-    const error = serviceUnavailable(
+    return new ServiceError(
+      "unavailable",
       `The ${this.spec.kind} engine of model '${this.spec.model}' is restarting after a failure; retry shortly.`,
-      this.lastError,
+      {
+        code: "service_unavailable",
+        cause: this.lastError,
+        hints: { "retry-after": String(retryAfterSeconds) },
+      },
     );
-    error.headers["retry-after"] = String(retryAfterSeconds);
-    return error;
   }
 
   /** Starts a process; the returned promise is shared by everyone waiting for it. */

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
+import { ServiceError, serviceUnavailable } from "../../../../core/errors.js";
 import type { SamplingParams } from "../../../../core/generation.js";
-import { ApiError, serviceUnavailable } from "../../../../http/errors.js";
 import type { EngineEvent, EngineStats, LocalEngine, ModelMetadata, TokenGeneration } from "../../engine.js";
 import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
@@ -375,8 +375,8 @@ export class LlamaServerEngine implements LocalEngine, SupervisedEngine {
   }
 
   /** Every failure reaching a client is a 503 (the cause goes to the log). */
-  private failure(err: unknown, started: boolean): ApiError {
-    if (err instanceof ApiError) return err;
+  private failure(err: unknown, started: boolean): ServiceError {
+    if (err instanceof ServiceError) return err;
     const status = this.supervisor.status();
     const gone = status.state !== "ready";
     this.options.logger.warn(

@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
-import { ApiError, serviceUnavailable } from "../../../../http/errors.js";
+import { ServiceError, serviceUnavailable } from "../../../../core/errors.js";
 import type { EngineEvent, EngineStats, LocalEngine, ModelMetadata, TokenGeneration } from "../../engine.js";
 import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
@@ -264,8 +264,8 @@ export class RunnerEngine implements LocalEngine, SupervisedEngine {
   }
 
   /** Every failure reaching a client is a 503 (the cause goes to the log). */
-  private failure(err: unknown, started: boolean): ApiError {
-    if (err instanceof ApiError) return err;
+  private failure(err: unknown, started: boolean): ServiceError {
+    if (err instanceof ServiceError) return err;
     const state = this.supervisor.status().state;
     this.options.logger.warn(
       { err, engine: "runner", started, processState: state },
