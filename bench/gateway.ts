@@ -42,14 +42,16 @@ class InstantBackend implements ModelBackend {
     completions: true,
     embeddings: false,
     tools: false,
+    structuredOutputs: false,
     vision: false,
+    audioInput: false,
+    fileInput: false,
     logprobs: false,
   };
   async prepare(req: GenerationRequest): Promise<PreparedGeneration> {
     return {
       request: req,
-      promptTokens: 12,
-      maxTokensPerChoice: req.maxTokens ?? 16,
+      estimate: { promptTokens: 12, maxTokensPerChoice: req.maxTokens ?? 16, exact: true },
       progress: { promptTokens: 12, completionTokens: 1, cachedTokens: 0 },
     };
   }
@@ -61,6 +63,9 @@ class InstantBackend implements ModelBackend {
   async ready() {}
   isReady() {
     return true;
+  }
+  health() {
+    return { state: "ready" as const, queued: 0 };
   }
   stats() {
     return { slots: 1, busySlots: 0, queued: 0 };

@@ -16,6 +16,7 @@ import { OPEN_PRINCIPAL } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
 import { invalidRequest, notFound, serviceUnavailable } from "./core/errors.js";
 import { defaultIds, type IdGenerator } from "./core/ids.js";
+import { GenerationService } from "./generation/service.js";
 import { corsOptions } from "./http/cors.js";
 import { createClientErrorHandler, installErrorHandling } from "./http/error-handler.js";
 import { hostNotAllowed, toErrorResponse } from "./http/errors.js";
@@ -197,10 +198,13 @@ export function buildApp(config: Config, deps: AppDeps): App {
     isShuttingDown: () => shuttingDown,
   });
   void fastify.register(modelRoutes, { registry: deps.registry });
-  void fastify.register(chatRoutes, {
+  const generation = new GenerationService({
     registry: deps.registry,
-    metrics,
     metering: deps.access?.metering ?? new Metering(undefined, undefined),
+    observer: metrics,
+  });
+  void fastify.register(chatRoutes, {
+    generation,
     ids,
     now: deps.now ?? Date.now,
     shutdown,

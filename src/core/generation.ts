@@ -4,15 +4,9 @@
  * so chat completions, completions, responses and assistant runs share one generation core.
  */
 
-export type Role = "system" | "developer" | "user" | "assistant" | "tool";
+import type { ChatMessage, OutputConstraint } from "./messages.js";
 
-export interface ChatMessage {
-  role: Role;
-  /** Plain text; content parts are flattened at the edge once their types are checked. */
-  content: string;
-  name?: string;
-  toolCallId?: string;
-}
+export type { ChatMessage, ContentPart, Role, ToolCall } from "./messages.js";
 
 export interface SamplingParams {
   temperature: number;
@@ -38,6 +32,8 @@ export interface GenerationRequest {
   n: number;
   /** Number of top alternatives per token when log probabilities are wanted; undefined = none. */
   logprobs?: { top: number };
+  /** Tools and output format the answer must keep to; absent = free text. */
+  constraint?: OutputConstraint;
 }
 
 export interface TokenLogprob {
@@ -49,29 +45,57 @@ export interface TokenLogprob {
 
 export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter";
 
+/**
+ * What a backend streams. Parts of different choices interleave; within a choice they come in
+ * order. Non-streaming responses are the same parts collected.
+ */
 export type GenerationPart =
   | { type: "text"; choice: number; text: string; logprobs?: TokenLogprob[] }
+  /** Reasoning ("thinking") text, kept apart from the answer. */
+  | { type: "reasoning"; choice: number; text: string }
+  /** The model declined; the text says why. */
+  | { type: "refusal"; choice: number; text: string }
+  /**
+   * A piece of a tool call: the first piece of call `index` carries its id and name, later ones
+   * only more argument text, so a client can accumulate them as the OpenAI SDKs do.
+   */
+  | { type: "tool-call"; choice: number; index: number; id?: string; name?: string; argumentsDelta: string }
   | { type: "finish"; choice: number; reason: FinishReason }
-  | { type: "usage"; promptTokens: number; completionTokens: number; cachedTokens: number };
+  | ({ type: "usage" } & UsageCounts);
 
 export interface BackendCapabilities {
   chat: boolean;
   completions: boolean;
   embeddings: boolean;
+  /** Tool definitions and assistant tool calls. */
   tools: boolean;
+  /** json_object and json_schema response formats. */
+  structuredOutputs: boolean;
+  /** Image parts in messages. */
   vision: boolean;
+  /** Audio parts in messages. */
+  audioInput: boolean;
+  /** File parts in messages. */
+  fileInput: boolean;
   logprobs: boolean;
 }
 
 /**
- * A request a backend has checked and measured (for a local model: rendered and tokenized), so
- * its cost is known before any generation starts: limits reserve tokens from these numbers.
+ * What a request will cost at most, known before generation starts: limits reserve from it. A
+ * local model counts its prompt exactly (it tokenized it); an upstream provider estimates.
  */
+export interface CostEstimate {
+  promptTokens: number;
+  /** The most tokens any one choice may generate (max_tokens, or what the context leaves). */
+  maxTokensPerChoice: number;
+  /** false: promptTokens is an estimate, settled from the provider's reported usage. */
+  exact: boolean;
+}
+
+/** A request a backend has checked and measured, ready to generate. */
 export interface PreparedGeneration {
   readonly request: GenerationRequest;
-  readonly promptTokens: number;
-  /** The most tokens any one choice may generate (max_tokens, or what the context leaves). */
-  readonly maxTokensPerChoice: number;
+  readonly estimate: CostEstimate;
   /**
    * Usage so far, kept current by the backend while it generates: what a request cut short
    * (client gone) still consumed, for limits and accounting.
@@ -83,6 +107,29 @@ export interface UsageCounts {
   promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
+  /** Of completionTokens, those spent reasoning. */
+  reasoningTokens?: number;
+}
+
+export type EmbeddingInput = { kind: "text"; texts: string[] } | { kind: "tokens"; tokens: number[][] };
+
+export interface EmbeddingRequest {
+  model: string;
+  input: EmbeddingInput;
+  /** Truncate (and renormalise) to this many dimensions, where the model allows it. */
+  dimensions?: number;
+}
+
+export interface EmbeddingResult {
+  vectors: Float32Array[];
+  promptTokens: number;
+}
+
+/** What the router reads to decide whether to send work to a backend. */
+export interface BackendHealth {
+  state: "ready" | "loading" | "restarting" | "idle" | "failed";
+  /** Requests now waiting for a slot. */
+  queued: number;
 }
 
 export interface ModelBackend {
@@ -94,9 +141,12 @@ export interface ModelBackend {
    * the first part so the edge can still answer with a JSON error.
    */
   generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterable<GenerationPart>;
+  /** Embeddings, for backends whose capabilities say so. */
+  embed?(req: EmbeddingRequest, signal: AbortSignal): Promise<EmbeddingResult>;
   /** Resolves once the backend can serve (model loaded). */
   ready(): Promise<void>;
   isReady(): boolean;
+  health(): BackendHealth;
   stats(): BackendStats;
   close(): Promise<void>;
 }

@@ -96,6 +96,18 @@ export class SseWriter {
     await this.write(`data: ${json}\n\n`);
   }
 
+  /**
+   * A typed event (`event:` and optional `id:` lines before `data:`), as the Responses and
+   * Assistants streams are: the official SDKs dispatch on the event name. `json` is already
+   * serialised; names and ids never hold line breaks.
+   */
+  async sendEvent(event: string, json: string, id?: string): Promise<void> {
+    if (/[\r\n]/.test(event) || (id !== undefined && /[\r\n]/.test(id))) {
+      throw new Error("SSE event names and ids cannot hold line breaks");
+    }
+    await this.write(`${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${json}\n\n`);
+  }
+
   /** An error after streaming began: an error frame and no [DONE], so no client mistakes it for success. */
   async fail(body: ErrorBody): Promise<void> {
     if (!this.isOpen) return this.end();

@@ -1,6 +1,6 @@
 import { modelNotFound } from "../core/errors.js";
 import type { ModelBackend } from "../core/generation.js";
-import type { ModelPricing } from "../usage/metering.js";
+import type { ModelPricing } from "../core/pricing.js";
 
 export interface Deployment {
   /** Public model id. */

@@ -1,37 +1,15 @@
 import type { Principal } from "../auth/principal.js";
-import type { PreparedGeneration } from "../core/generation.js";
+import type { PreparedGeneration, UsageCounts } from "../core/generation.js";
 import { randomId } from "../core/ids.js";
+import { costUsd, type ModelPricing } from "../core/pricing.js";
 import type { LimitEnforcer, Reservation } from "../limits/limit-enforcer.js";
-import type { Deployment } from "../router/model-registry.js";
 import type { UsageRecorder } from "./usage-recorder.js";
 
-export interface ModelPricing {
-  inputPerMillionUsd: number;
-  outputPerMillionUsd: number;
-  cachedInputPerMillionUsd: number;
-}
-
-export interface MeteredUsage {
-  promptTokens: number;
-  completionTokens: number;
-  cachedTokens: number;
-}
-
 export interface Metered {
-  headers: Record<string, string>;
+  /** x-ratelimit-* hints for the client. */
+  hints: Readonly<Record<string, string>>;
   /** Settles limits and records usage; call exactly once when the request ends, success or not. */
-  finish(outcome: { status: number; usage?: MeteredUsage; latencyMs: number }): Promise<void>;
-}
-
-export function costUsd(pricing: ModelPricing | undefined, usage: MeteredUsage): number {
-  if (!pricing) return 0;
-  const uncached = Math.max(0, usage.promptTokens - usage.cachedTokens);
-  return (
-    (uncached * pricing.inputPerMillionUsd +
-      usage.cachedTokens * pricing.cachedInputPerMillionUsd +
-      usage.completionTokens * pricing.outputPerMillionUsd) /
-    1e6
-  );
+  finish(outcome: { status: number; usage?: UsageCounts; latencyMs: number }): Promise<void>;
 }
 
 /**
@@ -41,17 +19,18 @@ export function costUsd(pricing: ModelPricing | undefined, usage: MeteredUsage):
 export class Metering {
   constructor(
     private readonly enforcer: LimitEnforcer | undefined,
-    private readonly recorder: UsageRecorder | undefined,
+    private readonly recorder: Pick<UsageRecorder, "record"> | undefined,
     private readonly now: () => number = Date.now,
   ) {}
 
   async start(
     principal: Principal,
-    deployment: Deployment,
+    deployment: { id: string; pricing?: ModelPricing },
     prepared: PreparedGeneration,
     endpoint: string,
   ): Promise<Metered> {
-    const estimated = prepared.promptTokens + prepared.maxTokensPerChoice * prepared.request.n;
+    const { promptTokens, maxTokensPerChoice } = prepared.estimate;
+    const estimated = promptTokens + maxTokensPerChoice * prepared.request.n;
     // The concurrency lease is minted here, never taken from the client (its x-request-id): two
     // requests sending one id would otherwise share one place.
     const reservation: Reservation | undefined = this.enforcer
@@ -59,7 +38,7 @@ export class Metering {
       : undefined;
     let done = false;
     return {
-      headers: reservation?.headers ?? {},
+      hints: reservation?.headers ?? {},
       finish: async ({ status, usage, latencyMs }) => {
         if (done) return;
         done = true;

@@ -2,8 +2,23 @@ import { describe, expect, it } from "vitest";
 import { type ChatRequest, chatRequestSchema } from "../../src/api/chat/schema.js";
 import { type ChatLimits, toGenerationRequest } from "../../src/api/chat/service.js";
 import { ServiceError } from "../../src/core/errors.js";
+import type { BackendCapabilities } from "../../src/core/generation.js";
+import { assertSupported } from "../../src/generation/support.js";
 
-const limits: ChatLimits = { maxN: 8, supportsVision: false };
+const limits: ChatLimits = { maxN: 8 };
+
+/** What today's local models can do: no tools, no structured outputs, text only. */
+const LOCAL: BackendCapabilities = {
+  chat: true,
+  completions: true,
+  embeddings: false,
+  tools: false,
+  structuredOutputs: false,
+  vision: false,
+  audioInput: false,
+  fileInput: false,
+  logprobs: true,
+};
 
 /** A wire request as the route sees it after validation. */
 function chat(extra: Record<string, unknown> = {}): ChatRequest {
@@ -14,10 +29,17 @@ function map(extra: Record<string, unknown> = {}, chatLimits: ChatLimits = limit
   return toGenerationRequest(chat(extra), "tiny-resolved", chatLimits);
 }
 
-/** The ServiceError thrown for the request; checks it is a 400. */
-function refusal(extra: Record<string, unknown>, chatLimits: ChatLimits = limits): ServiceError {
+/**
+ * The ServiceError thrown for the request, by the mapping or by the support check for a backend
+ * with `caps`; checks it is a 400.
+ */
+function refusal(
+  extra: Record<string, unknown>,
+  chatLimits: ChatLimits = limits,
+  caps = LOCAL,
+): ServiceError {
   try {
-    map(extra, chatLimits);
+    assertSupported(map(extra, chatLimits), caps, "tiny");
   } catch (err) {
     expect(err).toBeInstanceOf(ServiceError);
     expect((err as ServiceError).status).toBe(400);
@@ -27,11 +49,13 @@ function refusal(extra: Record<string, unknown>, chatLimits: ChatLimits = limits
   throw new Error(`expected a refusal for ${JSON.stringify(extra)}`);
 }
 
+const text = (value: string) => ({ type: "text", text: value });
+
 describe("toGenerationRequest mapping", () => {
   it("fills the defaults", () => {
     expect(map()).toEqual({
       model: "tiny-resolved",
-      input: { kind: "chat", messages: [{ role: "user", content: "Hi" }] },
+      input: { kind: "chat", messages: [{ role: "user", content: [{ type: "text", text: "Hi" }] }] },
       sampling: {
         temperature: 1,
         topP: 1,
@@ -44,6 +68,7 @@ describe("toGenerationRequest mapping", () => {
       stop: [],
       n: 1,
       logprobs: undefined,
+      constraint: undefined,
     });
   });
 
@@ -113,7 +138,7 @@ describe("toGenerationRequest mapping", () => {
     expect(map({ n: 8 }).n).toBe(8);
   });
 
-  it("maps every message role, flattening text parts and keeping names", () => {
+  it("maps every message role, keeping text parts, refusals and names", () => {
     const req = map({
       messages: [
         { role: "system", content: "Be brief.", name: "sys" },
@@ -147,13 +172,13 @@ describe("toGenerationRequest mapping", () => {
     expect(req.input).toEqual({
       kind: "chat",
       messages: [
-        { role: "system", content: "Be brief.", name: "sys" },
-        { role: "developer", content: "Dev rules" },
-        { role: "user", content: "Hello there", name: "ann" },
-        { role: "assistant", content: "" },
-        { role: "assistant", content: "Sure; no" },
-        { role: "assistant", content: "Hi" },
-        { role: "tool", content: "42", toolCallId: "call_1" },
+        { role: "system", content: [text("Be brief.")], name: "sys" },
+        { role: "developer", content: [text("Dev "), text("rules")] },
+        { role: "user", content: [text("Hello "), text("there")], name: "ann" },
+        { role: "assistant", content: [] },
+        { role: "assistant", content: [text("Sure")], refusal: "; no" },
+        { role: "assistant", content: [text("Hi")] },
+        { role: "tool", content: [text("42")], toolCallId: "call_1" },
       ],
     });
   });
@@ -168,18 +193,50 @@ describe("toGenerationRequest mapping", () => {
 });
 
 describe("toGenerationRequest refusals", () => {
-  it("refuses tools and their relatives, naming the field", () => {
+  it("refuses tools and their relatives on a backend without tools, naming the field", () => {
     const tools = refusal({
       tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
     });
     expect(tools.param).toBe("tools");
     expect(tools.code).toBe("unsupported_parameter");
-    expect(refusal({ tool_choice: "auto" }).param).toBe("tool_choice");
+    expect(refusal({ tool_choice: "required" }).param).toBe("tool_choice");
     expect(refusal({ functions: [{ name: "f" }] }).param).toBe("functions");
-    expect(refusal({ parallel_tool_calls: true }).param).toBe("parallel_tool_calls");
+    const named = { type: "function", function: { name: "g" } };
+    const oneTool = [{ type: "function", function: { name: "f" } }];
+    expect(refusal({ tools: oneTool, tool_choice: named }, limits, { ...LOCAL, tools: true }).param).toBe(
+      "tool_choice",
+    );
   });
 
-  it("refuses response_format json_object and json_schema", () => {
+  it("maps tools, tool_choice and response_format to the output constraint", () => {
+    const request = map({
+      tools: [
+        { type: "function", function: { name: "get_weather", parameters: { type: "object" }, strict: true } },
+      ],
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+      parallel_tool_calls: false,
+      response_format: { type: "json_schema", json_schema: { name: "w", schema: { type: "object" } } },
+    });
+    expect(request.constraint).toEqual({
+      tools: {
+        definitions: [
+          { name: "get_weather", description: undefined, parameters: { type: "object" }, strict: true },
+        ],
+        choice: { mode: "named", name: "get_weather" },
+        parallel: false,
+        param: "tools",
+      },
+      format: {
+        param: "response_format",
+        value: { type: "json_schema", name: "w", schema: { type: "object" }, strict: false },
+      },
+    });
+    expect(() =>
+      assertSupported(request, { ...LOCAL, tools: true, structuredOutputs: true }, "m"),
+    ).not.toThrow();
+  });
+
+  it("refuses response_format json_object and json_schema on a backend without them", () => {
     const jsonObject = refusal({ response_format: { type: "json_object" } });
     expect(jsonObject.param).toBe("response_format");
     expect(jsonObject.code).toBe("unsupported_parameter");
@@ -209,7 +266,15 @@ describe("toGenerationRequest refusals", () => {
     const noVision = refusal({ messages });
     expect(noVision.param).toBe("messages[0].content[1]");
     expect(noVision.code).toBe("unsupported_content");
-    expect(refusal({ messages }, { maxN: 8, supportsVision: true }).param).toBe("messages[0].content[1]");
+    // A backend that takes images gets them as an image part, by URL.
+    const request = map({ messages });
+    expect(() => assertSupported(request, { ...LOCAL, vision: true }, "m")).not.toThrow();
+    const [message] = request.input.kind === "chat" ? request.input.messages : [];
+    expect(message?.content[1]).toEqual({
+      type: "image",
+      source: { kind: "url", url: "https://example.com/a.png" },
+      detail: undefined,
+    });
   });
 
   it("refuses audio and file parts", () => {
@@ -229,7 +294,7 @@ describe("toGenerationRequest refusals", () => {
     expect(refusal({ messages }).param).toBe("messages[1].role");
   });
 
-  it("refuses assistant tool calls", () => {
+  it("refuses assistant tool calls on a backend without tools", () => {
     const toolCalls = [
       { role: "user", content: "Hi" },
       {

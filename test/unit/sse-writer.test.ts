@@ -186,6 +186,21 @@ describe("SseWriter", () => {
     );
   });
 
+  it("frames typed events with event: and id: lines, and refuses names that would break framing", async () => {
+    const { sse, client } = await start();
+    sse.open();
+    await sse.sendEvent("response.created", '{"type":"response.created"}');
+    await sse.sendEvent("thread.message.delta", '{"delta":1}', "evt_7");
+    await expect(sse.sendEvent("bad\nevent", "{}")).rejects.toThrow(/line breaks/);
+    await expect(sse.sendEvent("ok", "{}", "id\r\nx")).rejects.toThrow(/line breaks/);
+    sse.end();
+    await client.waitFor(() => client.ended, "the end of the response");
+    expect(client.body).toBe(
+      'event: response.created\ndata: {"type":"response.created"}\n\n' +
+        'id: evt_7\nevent: thread.message.delta\ndata: {"delta":1}\n\n',
+    );
+  });
+
   it("done() twice writes one [DONE]; sends after the end are dropped", async () => {
     const { sse, client } = await start();
     sse.open();

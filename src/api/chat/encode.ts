@@ -1,4 +1,4 @@
-import type { FinishReason, GenerationPart, TokenLogprob } from "../../core/generation.js";
+import type { FinishReason, GenerationPart, TokenLogprob, UsageCounts } from "../../core/generation.js";
 import type { SseWriter } from "../../http/sse.js";
 
 export interface ChatResponseMeta {
@@ -9,11 +9,7 @@ export interface ChatResponseMeta {
   systemFingerprint: string;
 }
 
-export interface UsageCounts {
-  promptTokens: number;
-  completionTokens: number;
-  cachedTokens: number;
-}
+export type { UsageCounts };
 
 export function encodeUsage(usage: UsageCounts) {
   return {
@@ -22,7 +18,7 @@ export function encodeUsage(usage: UsageCounts) {
     total_tokens: usage.promptTokens + usage.completionTokens,
     prompt_tokens_details: { cached_tokens: usage.cachedTokens, audio_tokens: 0 },
     completion_tokens_details: {
-      reasoning_tokens: 0,
+      reasoning_tokens: usage.reasoningTokens ?? 0,
       audio_tokens: 0,
       accepted_prediction_tokens: 0,
       rejected_prediction_tokens: 0,
@@ -42,6 +38,61 @@ export function encodeLogprobs(entries: readonly TokenLogprob[]) {
   };
 }
 
+/** One choice's answer as the parts arrive. */
+class ChoiceAccumulator {
+  content = "";
+  reasoning = "";
+  refusal = "";
+  readonly logprobs: TokenLogprob[] = [];
+  readonly toolCalls: { id: string; name: string; arguments: string }[] = [];
+  finish: FinishReason | null = null;
+
+  add(part: Exclude<GenerationPart, { type: "usage" }>): void {
+    switch (part.type) {
+      case "text":
+        this.content += part.text;
+        if (part.logprobs) for (const entry of part.logprobs) this.logprobs.push(entry);
+        return;
+      case "reasoning":
+        this.reasoning += part.text;
+        return;
+      case "refusal":
+        this.refusal += part.text;
+        return;
+      case "tool-call": {
+        const call = (this.toolCalls[part.index] ??= { id: "", name: "", arguments: "" });
+        if (part.id) call.id = part.id;
+        if (part.name) call.name = part.name;
+        call.arguments += part.argumentsDelta;
+        return;
+      }
+      case "finish":
+        this.finish = part.reason;
+    }
+  }
+
+  message() {
+    const toolCalls = this.toolCalls.filter(Boolean);
+    return {
+      role: "assistant",
+      // A message that only calls tools has no content, as OpenAI answers.
+      content: this.content === "" && toolCalls.length > 0 ? null : this.content,
+      refusal: this.refusal || null,
+      annotations: [],
+      ...(this.reasoning ? { reasoning_content: this.reasoning } : {}),
+      ...(toolCalls.length > 0
+        ? {
+            tool_calls: toolCalls.map((call) => ({
+              id: call.id,
+              type: "function",
+              function: { name: call.name, arguments: call.arguments },
+            })),
+          }
+        : {}),
+    };
+  }
+}
+
 /** Non-streaming: the same parts the stream would carry, collected into one chat.completion. */
 export async function collectChatCompletion(
   parts: AsyncIterable<GenerationPart>,
@@ -49,30 +100,22 @@ export async function collectChatCompletion(
   n: number,
   wantLogprobs: boolean,
 ): Promise<{ body: object; usage: UsageCounts | undefined }> {
-  const texts: string[] = Array.from({ length: n }, () => "");
-  const logprobs: TokenLogprob[][] = Array.from({ length: n }, () => []);
-  const finish: (FinishReason | null)[] = Array.from({ length: n }, () => null);
+  const choices = Array.from({ length: n }, () => new ChoiceAccumulator());
   let usage: UsageCounts | undefined;
   for await (const part of parts) {
-    if (part.type === "text") {
-      texts[part.choice] += part.text;
-      if (part.logprobs) {
-        const collected = logprobs[part.choice] as TokenLogprob[];
-        for (const entry of part.logprobs) collected.push(entry);
-      }
-    } else if (part.type === "finish") finish[part.choice] = part.reason;
-    else usage = part;
+    if (part.type === "usage") usage = part;
+    else choices[part.choice]?.add(part);
   }
   const body = {
     id: meta.id,
     object: "chat.completion",
     created: meta.created,
     model: meta.model,
-    choices: texts.map((content, index) => ({
+    choices: choices.map((choice, index) => ({
       index,
-      message: { role: "assistant", content, refusal: null, annotations: [] },
-      logprobs: wantLogprobs ? encodeLogprobs(logprobs[index] as TokenLogprob[]) : null,
-      finish_reason: finish[index] ?? "stop",
+      message: choice.message(),
+      logprobs: wantLogprobs ? encodeLogprobs(choice.logprobs) : null,
+      finish_reason: choice.finish ?? "stop",
     })),
     usage: usage ? encodeUsage(usage) : undefined,
     service_tier: "default",
@@ -103,6 +146,24 @@ export class ChatChunkEncoder {
     return `${this.head}[{"index":${choice},"delta":{"content":${JSON.stringify(text)}},"logprobs":${lp},"finish_reason":null}]${this.tail}`;
   }
 
+  deltaChunk(choice: number, field: "reasoning_content" | "refusal", text: string): string {
+    return `${this.head}[{"index":${choice},"delta":{"${field}":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null}]${this.tail}`;
+  }
+
+  /** The first piece of a call carries its id, type and name; later ones only argument text. */
+  toolCallChunk(part: Extract<GenerationPart, { type: "tool-call" }>): string {
+    const call =
+      part.id !== undefined || part.name !== undefined
+        ? {
+            index: part.index,
+            id: part.id,
+            type: "function",
+            function: { name: part.name, arguments: part.argumentsDelta },
+          }
+        : { index: part.index, function: { arguments: part.argumentsDelta } };
+    return `${this.head}[{"index":${part.choice},"delta":{"tool_calls":[${JSON.stringify(call)}]},"logprobs":null,"finish_reason":null}]${this.tail}`;
+  }
+
   finishChunk(choice: number, reason: FinishReason): string {
     return `${this.head}[{"index":${choice},"delta":{},"logprobs":null,"finish_reason":"${reason}"}]${this.tail}`;
   }
@@ -124,11 +185,25 @@ export async function streamChatCompletion(
   let usage: UsageCounts | undefined;
   let part = first;
   while (part && sse.isOpen) {
-    if (part.type === "text") await sse.sendRaw(encoder.textChunk(part.choice, part.text, part.logprobs));
-    else if (part.type === "finish") await sse.sendRaw(encoder.finishChunk(part.choice, part.reason));
-    else {
-      usage = part;
-      if (opts.includeUsage) await sse.sendRaw(encoder.usageChunk(part));
+    switch (part.type) {
+      case "text":
+        await sse.sendRaw(encoder.textChunk(part.choice, part.text, part.logprobs));
+        break;
+      case "reasoning":
+        await sse.sendRaw(encoder.deltaChunk(part.choice, "reasoning_content", part.text));
+        break;
+      case "refusal":
+        await sse.sendRaw(encoder.deltaChunk(part.choice, "refusal", part.text));
+        break;
+      case "tool-call":
+        await sse.sendRaw(encoder.toolCallChunk(part));
+        break;
+      case "finish":
+        await sse.sendRaw(encoder.finishChunk(part.choice, part.reason));
+        break;
+      case "usage":
+        usage = part;
+        if (opts.includeUsage) await sse.sendRaw(encoder.usageChunk(part));
     }
     const next = await parts.next();
     part = next.done ? undefined : next.value;

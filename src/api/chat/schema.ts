@@ -6,10 +6,22 @@ import { z } from "zod";
  */
 
 const textPart = z.strictObject({ type: z.literal("text"), text: z.string() });
-/** Parts we recognise but this server cannot take yet; the service says why. */
-const imagePart = z.object({ type: z.literal("image_url"), image_url: z.unknown() });
-const audioPart = z.object({ type: z.literal("input_audio"), input_audio: z.unknown() });
-const filePart = z.object({ type: z.literal("file"), file: z.unknown() });
+const imagePart = z.strictObject({
+  type: z.literal("image_url"),
+  image_url: z.strictObject({ url: z.string().min(1), detail: z.enum(["auto", "low", "high"]).optional() }),
+});
+const audioPart = z.strictObject({
+  type: z.literal("input_audio"),
+  input_audio: z.strictObject({ data: z.string(), format: z.enum(["wav", "mp3"]) }),
+});
+const filePart = z.strictObject({
+  type: z.literal("file"),
+  file: z.strictObject({
+    file_id: z.string().min(1).optional(),
+    filename: z.string().max(1024).optional(),
+    file_data: z.string().optional(),
+  }),
+});
 const refusalPart = z.strictObject({ type: z.literal("refusal"), refusal: z.string() });
 
 const userContent = z.union([
@@ -18,6 +30,47 @@ const userContent = z.union([
 ]);
 const textOnlyContent = z.union([z.string(), z.array(textPart).min(1)]);
 const name = z.string().min(1).max(256).optional();
+
+/** A function name as OpenAI allows it. */
+const functionName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "use 1-64 letters, digits, _ or -");
+
+const toolCall = z.strictObject({
+  id: z.string().min(1).max(256),
+  type: z.literal("function"),
+  function: z.strictObject({ name: functionName, arguments: z.string() }),
+});
+export type WireToolCall = z.infer<typeof toolCall>;
+
+const jsonSchemaObject = z.record(z.string(), z.unknown());
+
+const tool = z.strictObject({
+  type: z.literal("function"),
+  function: z.strictObject({
+    name: functionName,
+    description: z.string().max(65_536).optional(),
+    parameters: jsonSchemaObject.optional(),
+    strict: z.boolean().nullish(),
+  }),
+});
+
+const toolChoice = z.union([
+  z.enum(["none", "auto", "required"]),
+  z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: functionName }) }),
+]);
+
+const responseFormat = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("text") }),
+  z.strictObject({ type: z.literal("json_object") }),
+  z.strictObject({
+    type: z.literal("json_schema"),
+    json_schema: z.strictObject({
+      name: functionName,
+      description: z.string().optional(),
+      schema: jsonSchemaObject.optional(),
+      strict: z.boolean().nullish(),
+    }),
+  }),
+]);
 
 const systemMessage = z.strictObject({ role: z.literal("system"), content: textOnlyContent, name });
 const developerMessage = z.strictObject({ role: z.literal("developer"), content: textOnlyContent, name });
@@ -29,8 +82,8 @@ const assistantMessage = z.strictObject({
     .optional(),
   refusal: z.string().nullable().optional(),
   name,
-  tool_calls: z.array(z.unknown()).optional(),
-  function_call: z.unknown().optional(),
+  tool_calls: z.array(toolCall).optional(),
+  function_call: z.strictObject({ name: z.string(), arguments: z.string() }).nullish(),
   audio: z.unknown().optional(),
 });
 const toolMessage = z.strictObject({
@@ -86,13 +139,13 @@ export const chatRequestSchema = z.strictObject({
   store: z.boolean().nullish(),
   service_tier: z.enum(["auto", "default", "flex", "scale", "priority"]).nullish(),
   modalities: z.array(z.enum(["text", "audio"])).nullish(),
+  tools: z.array(tool).max(128, "at most 128 tools").nullish(),
+  tool_choice: toolChoice.nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  response_format: responseFormat.nullish(),
   // Fields this server refuses with a reason (see service.ts), typed loosely so the reason wins.
-  tools: z.unknown().optional(),
-  tool_choice: z.unknown().optional(),
-  parallel_tool_calls: z.unknown().optional(),
   functions: z.unknown().optional(),
   function_call: z.unknown().optional(),
-  response_format: z.unknown().optional(),
   audio: z.unknown().optional(),
   prediction: z.unknown().optional(),
   reasoning_effort: z.unknown().optional(),

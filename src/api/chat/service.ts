@@ -1,12 +1,18 @@
 import { invalidRequest } from "../../core/errors.js";
 import type { ChatMessage, GenerationRequest } from "../../core/generation.js";
-import type { ChatRequest, WireChatMessage } from "./schema.js";
+import {
+  type ContentPart,
+  type ImageSource,
+  type OutputConstraint,
+  type ToolCall,
+  type ToolChoice,
+  type ToolDefinition,
+  textContent,
+} from "../../core/messages.js";
+import type { ChatRequest, WireChatMessage, WireToolCall } from "./schema.js";
 
 /** Features of the API that later work adds; until then they are refused, never ignored. */
 const NOT_YET_SUPPORTED: ReadonlyArray<keyof ChatRequest> = [
-  "tools",
-  "tool_choice",
-  "parallel_tool_calls",
   "functions",
   "function_call",
   "audio",
@@ -20,7 +26,6 @@ const NOT_YET_SUPPORTED: ReadonlyArray<keyof ChatRequest> = [
 
 export interface ChatLimits {
   maxN: number;
-  supportsVision: boolean;
 }
 
 /** Wire request → internal request. Throws 400s that name the offending field. */
@@ -47,7 +52,7 @@ export function toGenerationRequest(req: ChatRequest, model: string, limits: Cha
 
   return {
     model,
-    input: { kind: "chat", messages: req.messages.map((m, i) => toChatMessage(m, i, limits)) },
+    input: { kind: "chat", messages: req.messages.map((m, i) => toChatMessage(m, i)) },
     sampling: {
       temperature: req.temperature ?? 1,
       topP: req.top_p ?? 1,
@@ -60,6 +65,7 @@ export function toGenerationRequest(req: ChatRequest, model: string, limits: Cha
     stop,
     n,
     logprobs: req.logprobs ? { top: req.top_logprobs ?? 0 } : undefined,
+    constraint: toConstraint(req),
   };
 }
 
@@ -68,16 +74,7 @@ function rejectUnsupported(req: ChatRequest): void {
     const value = req[field];
     if (value === undefined || value === null) continue;
     if (Array.isArray(value) && value.length === 0) continue;
-    if (field === "tool_choice" && value === "none") continue;
     throw invalidRequest(`'${field}' is not supported by this server yet.`, field, "unsupported_parameter");
-  }
-  const format = req.response_format as { type?: unknown } | null | undefined;
-  if (format != null && format.type !== "text") {
-    throw invalidRequest(
-      "response_format other than 'text' is not supported by this server yet.",
-      "response_format",
-      "unsupported_parameter",
-    );
   }
   if (req.modalities?.includes("audio")) {
     throw invalidRequest(
@@ -102,76 +99,148 @@ function rejectUnsupported(req: ChatRequest): void {
   }
 }
 
-function toChatMessage(message: WireChatMessage, index: number, limits: ChatLimits): ChatMessage {
+function toChatMessage(message: WireChatMessage, index: number): ChatMessage {
   const at = `messages[${index}]`;
   switch (message.role) {
     case "function":
       throw invalidRequest("The deprecated 'function' role is not supported; use 'tool'.", `${at}.role`);
     case "assistant": {
-      if (message.tool_calls?.length || message.function_call) {
-        throw invalidRequest(
-          "Assistant tool calls are not supported by this server yet.",
-          `${at}.tool_calls`,
-          "unsupported_parameter",
-        );
-      }
       if (message.audio) throw invalidRequest("Audio is not supported by this server.", `${at}.audio`);
       const content = message.content ?? "";
-      const text =
-        typeof content === "string"
-          ? content
-          : content.map((p) => (p.type === "text" ? p.text : p.refusal)).join("");
-      return withName({ role: "assistant", content: text }, message.name);
+      const parts: ContentPart[] = [];
+      let refusal = message.refusal ?? undefined;
+      if (typeof content === "string") parts.push(...textContent(content));
+      else {
+        for (const part of content) {
+          if (part.type === "text") parts.push({ type: "text", text: part.text });
+          else refusal = (refusal ?? "") + part.refusal;
+        }
+      }
+      const toolCalls = toToolCalls(message.tool_calls, message.function_call ?? undefined);
+      return {
+        role: "assistant",
+        content: parts,
+        ...(message.name ? { name: message.name } : {}),
+        ...(toolCalls ? { toolCalls } : {}),
+        ...(refusal ? { refusal } : {}),
+      };
     }
     case "tool":
-      return { role: "tool", content: flattenText(message.content), toolCallId: message.tool_call_id };
+      return { role: "tool", content: toTextParts(message.content), toolCallId: message.tool_call_id };
     case "user":
-      return withName(
-        { role: "user", content: flattenUserContent(message.content, at, limits) },
-        message.name,
-      );
+      return withName({ role: "user", content: toUserParts(message.content, at) }, message.name);
     default:
-      return withName({ role: message.role, content: flattenText(message.content) }, message.name);
+      return withName({ role: message.role, content: toTextParts(message.content) }, message.name);
   }
 }
 
-function withName(message: ChatMessage, name: string | undefined): ChatMessage {
+function withName<M extends ChatMessage>(message: M, name: string | undefined): M {
   return name ? { ...message, name } : message;
 }
 
-function flattenText(content: string | { text: string }[]): string {
-  return typeof content === "string" ? content : content.map((p) => p.text).join("");
+function toTextParts(content: string | { text: string }[]): ContentPart[] {
+  return typeof content === "string"
+    ? textContent(content)
+    : content.map((p) => ({ type: "text", text: p.text }));
 }
 
-function flattenUserContent(
+function toUserParts(
   content: Extract<WireChatMessage, { role: "user" }>["content"],
   at: string,
-  limits: ChatLimits,
-): string {
-  if (typeof content === "string") return content;
-  let text = "";
-  content.forEach((part, i) => {
+): ContentPart[] {
+  if (typeof content === "string") return textContent(content);
+  return content.map((part, i): ContentPart => {
     const param = `${at}.content[${i}]`;
-    if (part.type === "text") text += part.text;
-    else if (part.type === "image_url") {
-      if (!limits.supportsVision)
-        throw invalidRequest("This model does not support image inputs.", param, "unsupported_content");
-      throw invalidRequest(
-        "Image inputs are not supported by this server yet.",
-        param,
-        "unsupported_content",
-      );
-    } else if (part.type === "input_audio") {
-      throw invalidRequest("This model does not support audio inputs.", param, "unsupported_content");
-    } else {
-      throw invalidRequest(
-        "File inputs are not supported in chat completions by this server.",
-        param,
-        "unsupported_content",
-      );
+    switch (part.type) {
+      case "text":
+        return { type: "text", text: part.text };
+      case "image_url":
+        return {
+          type: "image",
+          source: toImageSource(part.image_url.url, param),
+          detail: part.image_url.detail,
+        };
+      case "input_audio":
+        return { type: "audio", format: part.input_audio.format, base64: part.input_audio.data };
+      case "file":
+        return {
+          type: "file",
+          fileId: part.file.file_id,
+          filename: part.file.filename,
+          base64: part.file.file_data,
+        };
     }
   });
-  return text;
+}
+
+/** `data:image/png;base64,…` inline, or an http(s) URL that a backend may fetch. */
+function toImageSource(url: string, param: string): ImageSource {
+  const data = /^data:([a-z]+\/[a-z0-9.+-]+);base64,(.*)$/is.exec(url);
+  if (data) return { kind: "data", mediaType: (data[1] as string).toLowerCase(), base64: data[2] as string };
+  if (/^https?:\/\//i.test(url)) return { kind: "url", url };
+  throw invalidRequest("An image URL must be an http(s) URL or a base64 data URL.", `${param}.image_url.url`);
+}
+
+function toToolCalls(
+  calls: WireToolCall[] | undefined,
+  legacy: { name: string; arguments: string } | undefined,
+): ToolCall[] | undefined {
+  if (calls?.length) {
+    return calls.map((call) => ({
+      id: call.id,
+      name: call.function.name,
+      arguments: call.function.arguments,
+    }));
+  }
+  if (legacy) return [{ id: "", name: legacy.name, arguments: legacy.arguments }];
+  return undefined;
+}
+
+/** tools, tool_choice, parallel_tool_calls and response_format as one constraint on the output. */
+function toConstraint(req: ChatRequest): OutputConstraint | undefined {
+  const constraint: OutputConstraint = {};
+  const definitions = (req.tools ?? []).map(
+    (tool): ToolDefinition => ({
+      name: tool.function.name,
+      description: tool.function.description,
+      parameters: tool.function.parameters,
+      strict: tool.function.strict ?? false,
+    }),
+  );
+  const choice = toToolChoice(req.tool_choice, definitions);
+  if (definitions.length > 0) {
+    constraint.tools = { definitions, choice, parallel: req.parallel_tool_calls ?? true, param: "tools" };
+  }
+  const format = req.response_format;
+  if (format && format.type !== "text") {
+    constraint.format = {
+      param: "response_format",
+      value:
+        format.type === "json_object"
+          ? { type: "json_object" }
+          : {
+              type: "json_schema",
+              name: format.json_schema.name,
+              schema: format.json_schema.schema ?? {},
+              strict: format.json_schema.strict ?? false,
+            },
+    };
+  }
+  return constraint.tools || constraint.format ? constraint : undefined;
+}
+
+function toToolChoice(choice: ChatRequest["tool_choice"], tools: readonly ToolDefinition[]): ToolChoice {
+  if (choice == null || choice === "auto") return { mode: "auto" };
+  if (choice === "none") return { mode: "none" };
+  if (tools.length === 0) {
+    throw invalidRequest("tool_choice requires tools: name the tools the model may call.", "tool_choice");
+  }
+  if (choice === "required") return { mode: "required" };
+  const name = choice.function.name;
+  if (!tools.some((tool) => tool.name === name)) {
+    throw invalidRequest(`tool_choice names '${name}', which is not among the tools.`, "tool_choice");
+  }
+  return { mode: "named", name };
 }
 
 /** The engine's seed is 32-bit; larger seeds fold into that range deterministically. */

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Template } from "@huggingface/jinja";
 import { invalidRequest } from "../../core/errors.js";
 import type { ChatMessage } from "../../core/generation.js";
+import { textOf } from "../../core/messages.js";
 
 /** Used when a GGUF carries no template: ChatML is what most small instruction models speak. */
 export const CHATML_TEMPLATE =
@@ -41,19 +42,22 @@ export class ChatTemplate {
    * smuggle in control tokens such as `<|im_start|>system`. Falls back to one trusted segment
    * when the template transforms content so that the placeholders cannot be found intact.
    */
-  renderSegments(messages: readonly ChatMessage[]): PromptSegment[] {
+  renderSegments(chat: readonly ChatMessage[]): PromptSegment[] {
+    const messages = chat.map(toTemplateMessage);
     const placeholders = messages.map((_, i) => `\u2063sb${PLACEHOLDER_NONCE}m${i}\u2063`);
-    const rendered = this.render(messages.map((m, i) => ({ ...m, content: placeholders[i] as string })));
+    const rendered = this.renderTemplate(
+      messages.map((m, i) => ({ ...m, content: placeholders[i] as string })),
+    );
     const segments: PromptSegment[] = [];
     let at = 0;
     for (let i = 0; i < messages.length; i++) {
       const placeholder = placeholders[i] as string;
       const found = rendered.indexOf(placeholder, at);
       if (found < 0 || rendered.indexOf(placeholder, found + 1) >= 0) {
-        return [{ text: this.render(messages), trusted: true }];
+        return [{ text: this.renderTemplate(messages), trusted: true }];
       }
       if (found > at) segments.push({ text: rendered.slice(at, found), trusted: true });
-      const content = (messages[i] as ChatMessage).content;
+      const content = (messages[i] as TemplateMessage).content;
       if (content) segments.push({ text: content, trusted: false });
       at = found + placeholder.length;
     }
@@ -61,10 +65,14 @@ export class ChatTemplate {
     return segments;
   }
 
-  render(messages: readonly ChatMessage[]): string {
+  render(chat: readonly ChatMessage[]): string {
+    return this.renderTemplate(chat.map(toTemplateMessage));
+  }
+
+  private renderTemplate(messages: readonly TemplateMessage[]): string {
     try {
       return this.template.render({
-        messages: messages.map(toTemplateMessage),
+        messages: messages.map(toTemplateObject),
         add_generation_prompt: true,
         bos_token: this.context.bosToken ?? "",
         eos_token: this.context.eosToken ?? "",
@@ -79,10 +87,25 @@ export class ChatTemplate {
   }
 }
 
-function toTemplateMessage(message: ChatMessage): Record<string, unknown> {
+/** A message as chat templates know it: its text, and the fields templates read. */
+interface TemplateMessage {
+  role: string;
+  content: string;
+  name?: string;
+  toolCallId?: string;
+}
+
+function toTemplateMessage(message: ChatMessage): TemplateMessage {
   // Few templates know the newer "developer" role; it carries the same weight as "system".
   const role = message.role === "developer" ? "system" : message.role;
-  const out: Record<string, unknown> = { role, content: message.content };
+  const out: TemplateMessage = { role, content: textOf(message.content) };
+  if (message.role !== "tool" && message.name) out.name = message.name;
+  if (message.role === "tool") out.toolCallId = message.toolCallId;
+  return out;
+}
+
+function toTemplateObject(message: TemplateMessage): Record<string, unknown> {
+  const out: Record<string, unknown> = { role: message.role, content: message.content };
   if (message.name) out.name = message.name;
   if (message.toolCallId) out.tool_call_id = message.toolCallId;
   return out;

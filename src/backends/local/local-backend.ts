@@ -1,7 +1,9 @@
 import { contextLengthExceeded, invalidRequest, serviceUnavailable } from "../../core/errors.js";
 import type {
   BackendCapabilities,
+  BackendHealth,
   BackendStats,
+  CostEstimate,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
@@ -17,7 +19,7 @@ import { StopMatcher } from "./stop-matcher.js";
 
 /** A request rendered and tokenized by this backend, ready to generate. */
 class LocalPreparedGeneration implements PreparedGeneration {
-  readonly promptTokens: number;
+  readonly estimate: CostEstimate;
   readonly progress: UsageCounts;
 
   constructor(
@@ -25,7 +27,8 @@ class LocalPreparedGeneration implements PreparedGeneration {
     readonly tokens: number[],
     readonly maxTokensPerChoice: number,
   ) {
-    this.promptTokens = tokens.length;
+    // Tokenized here, so the prompt's count is exact.
+    this.estimate = { promptTokens: tokens.length, maxTokensPerChoice, exact: true };
     // The prompt counts as consumed once an engine has taken it (its first "prompt" event).
     this.progress = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
   }
@@ -46,7 +49,10 @@ export class LocalBackend implements ModelBackend {
     completions: true,
     embeddings: false,
     tools: false,
+    structuredOutputs: false,
     vision: false,
+    audioInput: false,
+    fileInput: false,
     logprobs: true,
   };
   private template: ChatTemplate | undefined;
@@ -71,6 +77,11 @@ export class LocalBackend implements ModelBackend {
 
   stats(): BackendStats {
     return this.engine.stats();
+  }
+
+  health(): BackendHealth {
+    const { queued } = this.engine.stats();
+    return { state: this.isReady() ? "ready" : "loading", queued };
   }
 
   close(): Promise<void> {

@@ -1,0 +1,157 @@
+import { assertMayUseModel } from "../auth/model-access.js";
+import type { Principal } from "../auth/principal.js";
+import { invalidRequest, ServiceError, serviceUnavailable, statusOf } from "../core/errors.js";
+import type { GenerationPart, GenerationRequest, UsageCounts } from "../core/generation.js";
+import type { Deployment, ModelRegistry } from "../router/model-registry.js";
+import type { Metering } from "../usage/metering.js";
+import { assertSupported } from "./support.js";
+
+/** What the service learnt about a call, for the caller's log line and metrics. */
+export interface GenerationTelemetry {
+  model?: string;
+  promptTokens?: number;
+  completionTokens?: number;
+  cachedTokens?: number;
+  timeToFirstTokenMs?: number;
+}
+
+/** Where finished generations' token counts go (the Prometheus metrics). */
+export interface UsageObserver {
+  recordUsage(model: string, usage: UsageCounts): void;
+}
+
+export type GenerationCapability = "chat" | "completions";
+
+/** One generation as any caller asks for it: an HTTP route, a batch line, an assistants run. */
+export interface GenerationCall {
+  principal: Principal;
+  /** The API it came through, for usage records ("chat.completions", "batch", …). */
+  endpoint: string;
+  capability: GenerationCapability;
+  /** The model name as the caller sent it (an id or an alias). */
+  model: string;
+  /** Builds the internal request once the deployment is known (its id names the model). */
+  toRequest(deployment: Deployment): GenerationRequest;
+  /** Aborted when the caller goes away or the server stops waiting. */
+  signal: AbortSignal;
+  /** performance.now() when the call arrived; time to first token counts from it. */
+  startedAt?: number;
+  telemetry?: GenerationTelemetry;
+}
+
+/** A generation admitted and reserved: its parts, and the one way to end it. */
+export interface Generation {
+  readonly deployment: Deployment;
+  readonly request: GenerationRequest;
+  /** x-ratelimit-* and the like, for the caller's client. */
+  readonly hints: Readonly<Record<string, string>>;
+  /** The backend's parts; iterate once. The signal stops them. */
+  readonly parts: AsyncIterable<GenerationPart>;
+  /**
+   * Settles limits and records usage (what was really used, or what a cut-short call consumed).
+   * Call exactly once, whatever happened; `error` is what ended the call, if anything did.
+   */
+  end(outcome?: { error?: unknown }): Promise<void>;
+}
+
+const CAPABILITY_NAMES: Readonly<Record<GenerationCapability, string>> = {
+  chat: "chat completions",
+  completions: "text completions",
+};
+
+/**
+ * The request lifecycle every generating endpoint shares, with no HTTP in it: resolve the model,
+ * check access and capabilities, prepare (validate and measure), reserve limits, generate with
+ * telemetry, then settle limits and record usage.
+ */
+export class GenerationService {
+  constructor(
+    private readonly deps: {
+      registry: ModelRegistry;
+      metering: Metering;
+      observer?: UsageObserver;
+    },
+  ) {}
+
+  async start(call: GenerationCall): Promise<Generation> {
+    const deployment = this.deps.registry.resolve(call.model);
+    assertMayUseModel(call.principal, deployment, call.model);
+    const backend = deployment.backend;
+    if (!backend.capabilities[call.capability]) {
+      throw invalidRequest(
+        `The model '${call.model}' does not support ${CAPABILITY_NAMES[call.capability]}.`,
+        "model",
+      );
+    }
+    const request = call.toRequest(deployment);
+    assertSupported(request, backend.capabilities, call.model);
+    const telemetry = call.telemetry ?? {};
+    telemetry.model = deployment.id;
+
+    const prepared = await backend.prepare(request);
+    const metered = await this.deps.metering.start(call.principal, deployment, prepared, call.endpoint);
+    const startedAt = call.startedAt ?? performance.now();
+    let usage: UsageCounts | undefined;
+    let ended = false;
+    const observer = this.deps.observer;
+
+    async function* observed(): AsyncGenerator<GenerationPart> {
+      for await (const part of backend.generate(prepared, call.signal)) {
+        if (telemetry.timeToFirstTokenMs === undefined && part.type !== "usage") {
+          telemetry.timeToFirstTokenMs = performance.now() - startedAt;
+        }
+        if (part.type === "usage") usage = part;
+        yield part;
+      }
+    }
+
+    return {
+      deployment,
+      request,
+      hints: metered.hints,
+      parts: observed(),
+      end: async (outcome = {}) => {
+        if (ended) return;
+        ended = true;
+        if (usage) {
+          telemetry.promptTokens = usage.promptTokens;
+          telemetry.completionTokens = usage.completionTokens;
+          telemetry.cachedTokens = usage.cachedTokens;
+          observer?.recordUsage(deployment.id, usage);
+        }
+        const status = outcome.error === undefined ? 200 : statusFor(outcome.error);
+        // A call cut short is still charged for what it consumed.
+        await metered.finish({
+          status,
+          usage: usage ?? prepared.progress,
+          latencyMs: performance.now() - startedAt,
+        });
+      },
+    };
+  }
+}
+
+function statusFor(error: unknown): number {
+  return error instanceof ServiceError ? statusOf(error.kind) : 500;
+}
+
+/**
+ * Runs a generation to its end and collects it with `collect` (an encoder's accumulator), for
+ * callers with no stream to write: non-streaming responses, batch lines, assistants runs.
+ */
+export async function collectGeneration<T>(
+  generation: Generation,
+  signal: AbortSignal,
+  collect: (parts: AsyncIterable<GenerationPart>) => Promise<T>,
+): Promise<T> {
+  try {
+    const result = await collect(generation.parts);
+    // A cut generation (caller gone, or shutdown out of patience) must not pass for a success.
+    if (signal.aborted) throw serviceUnavailable("The request was cancelled before it completed.");
+    await generation.end();
+    return result;
+  } catch (err) {
+    await generation.end({ error: err });
+    throw err;
+  }
+}

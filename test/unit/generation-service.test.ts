@@ -1,0 +1,120 @@
+import { describe, expect, it } from "vitest";
+import type { Principal } from "../../src/auth/principal.js";
+import { ServiceError } from "../../src/core/errors.js";
+import type { GenerationPart } from "../../src/core/generation.js";
+import { textContent } from "../../src/core/messages.js";
+import { collectGeneration, type GenerationCall, GenerationService } from "../../src/generation/service.js";
+import { LimitEnforcer } from "../../src/limits/limit-enforcer.js";
+import { MemoryLimitStore } from "../../src/limits/memory-limit-store.js";
+import { NO_LIMITS, type UsageRecord, type UsageRepository } from "../../src/storage/repositories/types.js";
+import { Metering } from "../../src/usage/metering.js";
+import { ScriptedBackend, scriptedRegistry } from "../helpers/scripted-backend.js";
+
+/**
+ * The generation service with no socket at all, as a batch worker or an assistants run calls it:
+ * access, limits, usage records and cancellation all hold without HTTP.
+ */
+
+const SCRIPT: GenerationPart[] = [
+  { type: "text", choice: 0, text: "Hello" },
+  { type: "finish", choice: 0, reason: "stop" },
+  { type: "usage", promptTokens: 10, completionTokens: 3, cachedTokens: 2 },
+];
+
+function harness() {
+  const backend = new ScriptedBackend(SCRIPT);
+  const records: UsageRecord[] = [];
+  // Budgets are off in these principals, so the usage repository is never asked.
+  const enforcer = new LimitEnforcer(new MemoryLimitStore(), {} as UsageRepository);
+  const metering = new Metering(enforcer, { record: (r) => records.push(r) });
+  const service = new GenerationService({ registry: scriptedRegistry(backend), metering });
+  return { backend, records, service };
+}
+
+const principal: Principal = {
+  projectId: "proj_batch",
+  keyId: "key_batch",
+  role: "member",
+  allowedModels: null,
+  keyLimits: { ...NO_LIMITS, maxConcurrent: 1, tokensPerMinute: 10_000 },
+  projectLimits: NO_LIMITS,
+};
+
+function call(signal: AbortSignal, overrides: Partial<GenerationCall> = {}): GenerationCall {
+  return {
+    principal,
+    endpoint: "batch",
+    capability: "chat",
+    model: "scripted",
+    toRequest: (deployment) => ({
+      model: deployment.id,
+      input: { kind: "chat", messages: [{ role: "user", content: textContent("Hi") }] },
+      sampling: { temperature: 1, topP: 1, presencePenalty: 0, frequencyPenalty: 0 },
+      maxTokens: 16,
+      stop: [],
+      n: 1,
+    }),
+    signal,
+    ...overrides,
+  };
+}
+
+const textOf = async (parts: AsyncIterable<GenerationPart>) => {
+  let text = "";
+  for await (const part of parts) if (part.type === "text") text += part.text;
+  return text;
+};
+
+describe("the generation service without a socket", () => {
+  it("generates, reports rate-limit hints and records usage under the caller's endpoint", async () => {
+    const { service, records } = harness();
+    const signal = new AbortController().signal;
+    const telemetry = {};
+    const generation = await service.start(call(signal, { telemetry }));
+    expect(generation.hints["x-ratelimit-limit-tokens"]).toBe("10000");
+    expect(await collectGeneration(generation, signal, textOf)).toBe("Hello");
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({
+      projectId: "proj_batch",
+      keyId: "key_batch",
+      endpoint: "batch",
+      model: "scripted",
+      promptTokens: 10,
+      completionTokens: 3,
+      cachedTokens: 2,
+      status: 200,
+    });
+    expect(telemetry).toMatchObject({ model: "scripted", promptTokens: 10, completionTokens: 3 });
+  });
+
+  it("holds a concurrency place until the generation ends, then frees it", async () => {
+    const { service } = harness();
+    const signal = new AbortController().signal;
+    const first = await service.start(call(signal));
+    const refused = await service.start(call(signal)).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(ServiceError);
+    expect((refused as ServiceError).kind).toBe("rate_limited");
+    await first.end();
+    const again = await service.start(call(signal));
+    await again.end();
+  });
+
+  it("refuses a model the principal may not use exactly as an unknown one", async () => {
+    const { service } = harness();
+    const signal = new AbortController().signal;
+    const hidden = { ...principal, allowedModels: ["other"] };
+    const err = await service.start(call(signal, { principal: hidden })).catch((e: unknown) => e);
+    expect((err as ServiceError).kind).toBe("unknown_model");
+    expect((err as ServiceError).code).toBe("model_not_found");
+  });
+
+  it("does not pass a cancelled generation off as a success, and records it as such", async () => {
+    const { service, records } = harness();
+    const controller = new AbortController();
+    const generation = await service.start(call(controller.signal));
+    controller.abort();
+    const err = await collectGeneration(generation, controller.signal, textOf).catch((e: unknown) => e);
+    expect((err as ServiceError).kind).toBe("unavailable");
+    expect(records.at(-1)?.status).toBe(503);
+  });
+});
