@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
 import { buildApp } from "../src/app.js";
-import { buildAccess } from "../src/auth/build-access.js";
+import { buildAccess } from "../src/composition/build-access.js";
 import { validateConfig } from "../src/config/load.js";
 import type {
   BackendCapabilities,
@@ -65,7 +65,7 @@ class InstantBackend implements ModelBackend {
     return true;
   }
   health() {
-    return { state: "ready" as const, queued: 0 };
+    return { loaded: true, serving: true };
   }
   stats() {
     return { slots: 1, busySlots: 0, queued: 0 };

@@ -6,8 +6,8 @@ import Fastify, {
   LogController,
 } from "fastify";
 import type { Logger } from "pino";
+import type { AdminService } from "./admin/admin-service.js";
 import { adminRoutes } from "./api/admin/routes.js";
-import type { AdminService } from "./api/admin/service.js";
 import { chatRoutes } from "./api/chat/routes.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { databaseUrl } from "./auth/build-access.js";
 import { runAdminCommand, UsageError } from "./cli/admin-commands.js";
+import { ENGINE_USAGE, runEngineCommand } from "./cli/engine-command.js";
+import { databaseUrl } from "./composition/build-access.js";
 import { ConfigError, loadConfig, modelFromSource } from "./config/load.js";
 import type { Config } from "./config/schema.js";
-import { ENGINE_USAGE, runEngineCommand } from "./engine-build/engine-command.js";
 import { type ModelPreset, makeModel, type WeightType } from "./models/make-model.js";
 import { resolveModelFile } from "./models/resolve-model-file.js";
 import { createLogger } from "./observability/logger.js";

@@ -1,9 +1,9 @@
 import type { Logger } from "pino";
 import { type App, type AppDeps, buildApp } from "./app.js";
-import { type Access, buildAccess } from "./auth/build-access.js";
+import { type Access, buildAccess } from "./composition/build-access.js";
+import { buildRegistry, loadStartupModels } from "./composition/build-registry.js";
 import type { Config } from "./config/schema.js";
 import { createLogger } from "./observability/logger.js";
-import { buildRegistry, loadStartupModels } from "./router/build-registry.js";
 import type { ModelRegistry } from "./router/model-registry.js";
 
 export interface RunningServer {

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
-import { AdminService } from "../api/admin/service.js";
-import { databaseUrl } from "../auth/build-access.js";
+import { AdminService } from "../admin/admin-service.js";
 import { DEFAULT_PROJECT_ID } from "../auth/principal.js";
+import { databaseUrl } from "../composition/build-access.js";
 import type { Config } from "../config/schema.js";
 import { ServiceError } from "../core/errors.js";
 import { openStorage } from "../storage/storage.js";

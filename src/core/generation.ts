@@ -125,11 +125,27 @@ export interface EmbeddingResult {
   promptTokens: number;
 }
 
-/** What the router reads to decide whether to send work to a backend. */
+/** States of a model's engine (for an engine process, its supervisor's). */
+export const ENGINE_STATES = ["stopped", "starting", "ready", "restarting", "failed", "closed"] as const;
+export type EngineState = (typeof ENGINE_STATES)[number];
+
+/** The engine running a local model, as operators see it (/ready, /metrics). */
+export interface EngineReport {
+  /** "in-process", "runner", "llama-server". */
+  engine: string;
+  state: EngineState;
+  pid?: number;
+  restarts: number;
+}
+
+/** What the router, /ready and /metrics read to decide whether to send work to a backend. */
 export interface BackendHealth {
-  state: "ready" | "loading" | "restarting" | "idle" | "failed";
-  /** Requests now waiting for a slot. */
-  queued: number;
+  /** Loaded and able to take work now (an engine process restarting after a crash is not). */
+  serving: boolean;
+  /** Loaded (a model that has not loaded yet, or failed to, is not). */
+  loaded: boolean;
+  /** Local models: their engine. */
+  engine?: EngineReport;
 }
 
 export interface ModelBackend {

@@ -1,17 +1,11 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { engineStatusOf, residentBytes } from "../backends/local/engines/engine-status.js";
-import type { EngineProcessState } from "../backends/local/engines/process-supervisor.js";
-import type { BackendStats } from "../core/generation.js";
-import type { ModelRegistry } from "../router/model-registry.js";
+import { type BackendStats, ENGINE_STATES, type ModelBackend } from "../core/generation.js";
+import { residentBytes } from "./process-memory.js";
 
-const ENGINE_STATES: readonly EngineProcessState[] = [
-  "stopped",
-  "starting",
-  "ready",
-  "restarting",
-  "failed",
-  "closed",
-];
+/** The models whose state the metrics report (the model registry). */
+export interface ServedModels {
+  all(): readonly { id: string; backend: Pick<ModelBackend, "stats" | "health"> }[];
+}
 
 /** Prometheus metrics for one app instance (a registry of its own, so tests can run many apps). */
 export class Metrics {
@@ -21,7 +15,7 @@ export class Metrics {
   readonly tokens: Counter<"model" | "kind">;
   readonly timeToFirstToken: Histogram<"model">;
 
-  constructor(models: ModelRegistry) {
+  constructor(models: ServedModels) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "switchboard_" });
     this.requests = new Counter({
@@ -69,7 +63,7 @@ export class Metrics {
       labelNames: ["model"],
       registers,
       collect() {
-        for (const d of models.all()) this.set({ model: d.id }, d.backend.isReady() ? 1 : 0);
+        for (const d of models.all()) this.set({ model: d.id }, d.backend.health().loaded ? 1 : 0);
       },
     });
     new Gauge({
@@ -80,7 +74,7 @@ export class Metrics {
       collect() {
         this.reset();
         for (const d of models.all()) {
-          const status = engineStatusOf(d.backend);
+          const status = d.backend.health().engine;
           if (!status) continue;
           for (const state of ENGINE_STATES)
             this.set({ model: d.id, engine: status.engine, state }, status.state === state ? 1 : 0);
@@ -95,7 +89,7 @@ export class Metrics {
       collect() {
         this.reset();
         for (const d of models.all()) {
-          const status = engineStatusOf(d.backend);
+          const status = d.backend.health().engine;
           if (status) this.set({ model: d.id, engine: status.engine }, status.restarts);
         }
       },
@@ -108,7 +102,7 @@ export class Metrics {
       collect() {
         this.reset();
         for (const d of models.all()) {
-          const status = engineStatusOf(d.backend);
+          const status = d.backend.health().engine;
           const bytes = residentBytes(status?.pid);
           if (status && bytes !== undefined) this.set({ model: d.id, engine: status.engine }, bytes);
         }

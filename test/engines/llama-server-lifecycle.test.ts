@@ -118,7 +118,9 @@ describe.skipIf(!binary)("the llama-server process under supervision", () => {
     // The SDK surfaces the SSE error event as an APIError; the stream never hangs.
     expect(outcome).toBeInstanceOf(OpenAI.APIError);
     // The frame keeps the engine's own message: the model is restarting and a retry will work.
-    expect(String((outcome as Error).message)).toMatch(/stopped unexpectedly.*Retry the request|failed to process/);
+    expect(String((outcome as Error).message)).toMatch(
+      /stopped unexpectedly.*Retry the request|failed to process/,
+    );
     await waitFor(() => engine.processStatus().state === "ready" && engine.processStatus().pid !== firstPid);
     expect(engine.processStatus().restarts).toBe(1);
     const next = await t.client.chat.completions.create({

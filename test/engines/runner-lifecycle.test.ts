@@ -121,7 +121,9 @@ describe("the runner process under supervision", () => {
     // The SDK surfaces the SSE error event as an APIError; the stream never hangs.
     expect(outcome).toBeInstanceOf(OpenAI.APIError);
     // The frame keeps the engine's own message: the model is restarting and a retry will work.
-    expect(String((outcome as Error).message)).toMatch(/stopped unexpectedly.*Retry the request|failed to process/);
+    expect(String((outcome as Error).message)).toMatch(
+      /stopped unexpectedly.*Retry the request|failed to process/,
+    );
     expect(engine.stats().busySlots).toBe(0);
     await waitFor(() => engine.processStatus().state === "ready" && engine.processStatus().pid !== pid);
     expect(engine.processStatus().restarts).toBe(1);

@@ -57,7 +57,7 @@ export class ScriptedBackend implements ModelBackend {
     return true;
   }
   health() {
-    return { state: "ready" as const, queued: 0 };
+    return { loaded: true, serving: true };
   }
   stats() {
     return { slots: 1, busySlots: 0, queued: 0 };

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from "fastify";
+import type { AdminService } from "../../admin/admin-service.js";
 import { permissionDenied } from "../../core/errors.js";
 import { parseBody } from "../../http/validation.js";
 import type { UsageRepository } from "../../storage/repositories/types.js";
@@ -10,7 +11,6 @@ import {
   updateProjectSchema,
   usageQuerySchema,
 } from "./schema.js";
-import type { AdminService } from "./service.js";
 
 type ProjectParams = { Params: { project_id: string } };
 type KeyParams = { Params: { project_id: string; key_id: string } };

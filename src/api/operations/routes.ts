@@ -1,5 +1,4 @@
 import type { FastifyInstance } from "fastify";
-import { engineServing, engineStatusOf } from "../../backends/local/engines/engine-status.js";
 import type { Metrics } from "../../observability/metrics.js";
 import type { ModelRegistry } from "../../router/model-registry.js";
 
@@ -13,14 +12,14 @@ export async function operationsRoutes(
   app.get("/ready", async (_request, reply) => {
     // Models loaded on first use do not hold readiness back: they load when asked for.
     const models = opts.registry.all().map((d) => {
-      const engine = engineStatusOf(d.backend);
+      const health = d.backend.health();
       return {
         id: d.id,
         // A model whose engine process crashed is not ready until it is back.
-        ready: d.backend.isReady() && engineServing(engine),
+        ready: health.serving,
         required: d.loadAtStart,
         ...d.backend.stats(),
-        ...(engine && { engine }),
+        ...(health.engine && { engine: health.engine }),
       };
     });
     const ready = !opts.isShuttingDown() && models.every((m) => m.ready || !m.required);

@@ -15,6 +15,7 @@ import type {
 import { mergeStreams } from "../../core/merge-streams.js";
 import { ChatTemplate, type PromptSegment } from "./chat-template.js";
 import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
+import { engineReportOf, engineServing } from "./engines/engine-status.js";
 import { StopMatcher } from "./stop-matcher.js";
 
 /** A request rendered and tokenized by this backend, ready to generate. */
@@ -80,8 +81,9 @@ export class LocalBackend implements ModelBackend {
   }
 
   health(): BackendHealth {
-    const { queued } = this.engine.stats();
-    return { state: this.isReady() ? "ready" : "loading", queued };
+    const loaded = this.isReady();
+    const engine = engineReportOf(this.engine, loaded);
+    return { loaded, serving: loaded && engineServing(engine), engine };
   }
 
   close(): Promise<void> {

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { ServiceError, serviceUnavailable } from "../../../core/errors.js";
+import type { EngineState } from "../../../core/generation.js";
 import { freeLoopbackPort } from "./free-port.js";
 import {
   killGroup,
@@ -23,7 +24,7 @@ import { spawnWithWatchdog } from "./spawn-with-watchdog.js";
  * away, so no request waits on a dead process.
  */
 
-export type EngineProcessState = "stopped" | "starting" | "ready" | "restarting" | "failed" | "closed";
+export type EngineProcessState = EngineState;
 
 /** One running process, as a lease hands it out. */
 export interface EngineProcess {

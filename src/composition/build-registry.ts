@@ -8,7 +8,7 @@ import { LocalBackend } from "../backends/local/local-backend.js";
 import type { Config, LocalModelConfig } from "../config/schema.js";
 import { makeModel } from "../models/make-model.js";
 import { resolveModelFile } from "../models/resolve-model-file.js";
-import { ModelRegistry } from "./model-registry.js";
+import { ModelRegistry } from "../router/model-registry.js";
 
 export const DEMO_MODEL_ID = "switchboard-demo";
 

@@ -1,8 +1,8 @@
 import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
-import { AdminService } from "../api/admin/service.js";
-import type { AccessDeps } from "../app.js";
+import { AdminService } from "../admin/admin-service.js";
+import { Authenticator } from "../auth/authenticator.js";
 import type { Config } from "../config/schema.js";
 import { LimitEnforcer } from "../limits/limit-enforcer.js";
 import type { LimitStore } from "../limits/limit-store.js";
@@ -11,9 +11,13 @@ import { RedisLimitStore } from "../limits/redis-limit-store.js";
 import { openStorage, type Storage } from "../storage/storage.js";
 import { Metering } from "../usage/metering.js";
 import { UsageRecorder } from "../usage/usage-recorder.js";
-import { Authenticator } from "./authenticator.js";
 
-export interface Access extends AccessDeps {
+/** Everything the access layer is made of; the app takes its authenticator, metering, admin and usage. */
+export interface Access {
+  authenticator: Authenticator;
+  metering: Metering;
+  admin: AdminService;
+  usage: Storage["usage"];
   storage: Storage;
   limitStore: LimitStore;
   recorder: UsageRecorder;

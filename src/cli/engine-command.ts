@@ -1,10 +1,10 @@
 import { parseArgs } from "node:util";
-import { UsageError } from "../cli/admin-commands.js";
 import type { Config } from "../config/schema.js";
-import { listCachedBuilds, resolveCacheDir } from "./binary-cache.js";
-import { BuildError, buildLlamaServer } from "./build-llama-server.js";
-import { findLlamaServer } from "./find-llama-server.js";
-import { ToolchainError } from "./toolchain.js";
+import { listCachedBuilds, resolveCacheDir } from "../engine-build/binary-cache.js";
+import { BuildError, buildLlamaServer } from "../engine-build/build-llama-server.js";
+import { findLlamaServer } from "../engine-build/find-llama-server.js";
+import { ToolchainError } from "../engine-build/toolchain.js";
+import { UsageError } from "./admin-commands.js";
 
 export const ENGINE_USAGE = `  switchboard engine build [--cuda auto|on|off] [--no-native] [--jobs N] [--force] [--cache-dir DIR]
                                          compile llama-server (the fastest local engine) from the llama.cpp

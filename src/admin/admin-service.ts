@@ -1,9 +1,17 @@
-import { generateKeySecret, hashKeySecret, keyHint } from "../../auth/api-key-secret.js";
-import { DEFAULT_PROJECT_ID } from "../../auth/principal.js";
-import { clip, invalidRequest, notFound } from "../../core/errors.js";
-import { randomId } from "../../core/ids.js";
-import type { ApiKey, KeyRole, Limits, Project, Repositories } from "../../storage/repositories/types.js";
-import type { LimitsInput } from "./schema.js";
+import { generateKeySecret, hashKeySecret, keyHint } from "../auth/api-key-secret.js";
+import { DEFAULT_PROJECT_ID } from "../auth/principal.js";
+import { clip, invalidRequest, notFound } from "../core/errors.js";
+import { randomId } from "../core/ids.js";
+import type { ApiKey, KeyRole, Limits, Project, Repositories } from "../storage/repositories/types.js";
+
+/** Limits as the admin API and the CLI take them: a field left out is unchanged, null lifts the limit. */
+export interface LimitsInput {
+  requests_per_minute?: number | null;
+  tokens_per_minute?: number | null;
+  max_concurrent?: number | null;
+  monthly_token_budget?: number | null;
+  monthly_cost_budget_usd?: number | null;
+}
 
 export const projectNotFound = (id: string) =>
   notFound(`No project with id '${clip(id)}'.`, "project_not_found", "project_id");
