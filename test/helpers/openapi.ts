@@ -8,7 +8,8 @@ import { parse } from "yaml";
 /**
  * Validation of response bodies against the official OpenAI OpenAPI spec, kept beside the repo at
  * ../shared/spec/openapi.yaml (override with SWITCHBOARD_OPENAPI_SPEC). Without the file the
- * checks are skipped with one warning, never failed: the spec is a reference, not a dependency.
+ * checks are skipped with one warning — unless SWITCHBOARD_REQUIRE_SPEC=1 (as CI sets), when a
+ * missing spec fails every check that would have used it instead of passing vacuously.
  */
 export const SPEC_PATH =
   process.env.SWITCHBOARD_OPENAPI_SPEC ??
@@ -84,6 +85,9 @@ function validatorFor(name: string): ValidateFunction {
  */
 export function expectMatchesSchema(value: unknown, schemaName: SpecSchemaName): void {
   if (!specAvailable) {
+    if (process.env.SWITCHBOARD_REQUIRE_SPEC === "1") {
+      expect.fail(`The OpenAPI spec is required (SWITCHBOARD_REQUIRE_SPEC=1) but missing at ${SPEC_PATH}.`);
+    }
     if (!warned) {
       warned = true;
       console.warn(`OpenAPI spec not found at ${SPEC_PATH}; skipping response validation against it.`);
