@@ -25,7 +25,6 @@ export async function streamGeneration(
   generation: Generation,
   signal: AbortSignal,
   write: PartWriter,
-  options: { done?: boolean } = {},
 ): Promise<void> {
   const iterator = generation.parts[Symbol.asyncIterator]();
   let first: IteratorResult<GenerationPart>;
@@ -43,7 +42,6 @@ export async function streamGeneration(
   try {
     await write(first.done ? undefined : first.value, iterator, sse);
     if (signal.aborted || sse.signal.aborted) sse.end();
-    else if (options.done === false) sse.end();
     else await sse.done();
   } catch (err) {
     failure = err;
