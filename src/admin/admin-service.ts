@@ -98,6 +98,11 @@ export class AdminService {
     return { key, secret };
   }
 
+  /** Keys that authenticate right now (not revoked, not expired); any at all turns auth on. */
+  countActiveKeys(): Promise<number> {
+    return this.repos.apiKeys.countActive(this.now());
+  }
+
   async listKeys(projectId: string): Promise<ApiKey[]> {
     await this.getProject(projectId);
     return this.repos.apiKeys.list(projectId);

@@ -12,6 +12,14 @@ export interface AuthenticatorOptions {
   now?: () => number;
   /** How long a verified key (or a miss) is trusted before storage is asked again. */
   cacheTtlMs?: number;
+  /** Told when auth turns on or off as keys appear or disappear. */
+  onModeChange?: (change: AuthModeChange) => void;
+}
+
+/** Auth switched on (the first key exists) or off (the last active key is gone). */
+export interface AuthModeChange {
+  required: boolean;
+  activeKeys: number;
 }
 
 interface CacheEntry {
@@ -33,6 +41,8 @@ export class Authenticator {
   private readonly ttl: number;
   private readonly bootstrapHash: string | undefined;
   private keyCount: { value: number; expires: number } | undefined;
+  /** Whether keys were required when last counted (undefined until the first count). */
+  private lastMode: boolean | undefined;
 
   constructor(private readonly options: AuthenticatorOptions) {
     this.now = options.now ?? Date.now;
@@ -46,6 +56,11 @@ export class Authenticator {
     const now = this.now();
     if (!this.keyCount || this.keyCount.expires <= now) {
       const value = await this.options.repositories.apiKeys.countActive(now);
+      const before = this.lastMode;
+      this.lastMode = value > 0;
+      if (before !== undefined && before !== this.lastMode) {
+        this.options.onModeChange?.({ required: this.lastMode, activeKeys: value });
+      }
       this.keyCount = { value, expires: now + this.ttl };
     }
     return this.keyCount.value > 0;

@@ -98,6 +98,7 @@ async function keys(admin: AdminService, sub: string | undefined, v: Values, pos
     case "create": {
       const days =
         v["expires-days"] === undefined ? undefined : positiveInt(v["expires-days"], "--expires-days");
+      const firstKey = (await admin.countActiveKeys()) === 0;
       const { key, secret } = await admin.createKey(project, {
         name: v.name ?? (v.admin ? "admin" : "key"),
         role: v.admin ? "admin" : "member",
@@ -110,11 +111,16 @@ async function keys(admin: AdminService, sub: string | undefined, v: Values, pos
         expires_at: days === undefined ? null : Math.floor(Date.now() / 1000) + days * 86_400,
         limits: limitsFrom(v),
       });
-      if (v.json) out(JSON.stringify({ ...key, secret }));
+      if (v.json) out(JSON.stringify({ ...key, secret, auth_turned_on: firstKey }));
       else {
         out(`created ${key.id} in ${key.projectId} (${key.role})`);
         out(`secret: ${secret}`);
         out("Store the secret now: it is not shown again.");
+        if (firstKey) {
+          out(
+            "This is the first API key: auth is now ON for every server using this database (within a few seconds). Requests without a key get 401; send Authorization: Bearer <key>.",
+          );
+        }
       }
       return 0;
     }

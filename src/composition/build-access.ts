@@ -52,6 +52,14 @@ export async function buildAccess(
     bootstrapAdminKey: config.admin_key,
     cacheTtlMs: config.auth_cache_ttl_ms,
     now,
+    // Keys created by the CLI on a laptop server's database switch auth on: say so, loudly.
+    onModeChange: ({ required, activeKeys }) =>
+      logger.warn(
+        { auth: required ? "required" : "off", activeKeys },
+        required
+          ? "AUTH IS NOW ON: an API key exists in the database; requests without a key get 401"
+          : "AUTH IS NOW OFF: no active API key remains; loopback requests need no key",
+      ),
   });
   const recorder = new UsageRecorder({ usage: storage.usage, apiKeys: storage.apiKeys, logger, now });
   const enforcer = new LimitEnforcer(limitStore, storage.usage, now);

@@ -33,7 +33,11 @@ describe("the keys CLI against a running server", () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("creates an admin key that works, and revokes it", async () => {
+  it("creates an admin key that works (saying, and logging, that auth is now on), and revokes it", async () => {
+    // A laptop server: no keys yet, so no auth.
+    t = await startAccessServer({ adminKey: null, config: { data_dir: dataDir, auth_cache_ttl_ms: 200 } });
+    expect((await call(t.url, "GET", "/v1/models")).status).toBe(200);
+
     const created = await runCli(
       main,
       ["keys", "create", "--admin", "--name", "ops", "--data-dir", dataDir],
@@ -44,10 +48,17 @@ describe("the keys CLI against a running server", () => {
     const keyId = /^created (key_[A-Za-z0-9]+) in proj_default \(admin\)$/m.exec(created.stdout)?.[1];
     expect(secret, created.stdout).toBeDefined();
     expect(keyId, created.stdout).toBeDefined();
+    expect(created.stdout).toContain("This is the first API key: auth is now ON");
 
-    // No bootstrap admin key: auth is on because a key exists in the database.
-    t = await startAccessServer({ adminKey: null, config: { data_dir: dataDir, auth_cache_ttl_ms: 200 } });
+    // No bootstrap admin key: auth is on because a key exists in the database, and the server
+    // says so in its log the moment it notices.
+    await waitFor(
+      "auth to switch on",
+      async () => (await call(t.url, "GET", "/v1/models")).status === 401,
+      3_000,
+    );
     expectUnauthorized(await call(t.url, "GET", "/v1/models"));
+    expect(t.logs.join("")).toContain("AUTH IS NOW ON");
     expect((await call(t.url, "GET", "/v1/models", { key: secret })).status).toBe(200);
     expect((await chat(t.url, secret)).status).toBe(200);
     const keys = await call(t.url, "GET", "/admin/projects/proj_default/keys", { key: secret });
@@ -58,6 +69,7 @@ describe("the keys CLI against a running server", () => {
     // A member key made by the CLI while the server runs works at once (a lookup, not a cache).
     const member = await runCli(main, ["keys", "create", "--data-dir", dataDir, "--rpm", "5"], dir);
     expect(member.code, member.stderr).toBe(0);
+    expect(member.stdout).not.toContain("first API key");
     const memberSecret = /^secret: (sk-sb-\S+)$/m.exec(member.stdout)?.[1] as string;
     const memberChat = await chat(t.url, memberSecret);
     expect(memberChat.status).toBe(200);
