@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { ENV_SETTINGS } from "../../src/config/env-settings.js";
 import { ConfigError, loadConfig, modelFromSource, validateConfig } from "../../src/config/load.js";
 
 const dir = mkdtempSync(join(tmpdir(), "switchboard-config-test-"));
@@ -144,6 +145,184 @@ describe("config sources", () => {
     );
     expect(configError(() => loadConfig({ file: yamlFile("- a\n- b\n"), env: {} })).message).toMatch(
       /mapping/,
+    );
+  });
+});
+
+describe("environment variables come from the schema", () => {
+  const names = () => Object.fromEntries(ENV_SETTINGS.map((s) => [s.path.join("."), s.name]));
+
+  it("names every scalar and list setting SWITCHBOARD_ + its path, nested ones too", () => {
+    expect(names()).toMatchObject({
+      port: "SWITCHBOARD_PORT",
+      auth_cache_ttl_ms: "SWITCHBOARD_AUTH_CACHE_TTL_MS",
+      allowed_hosts: "SWITCHBOARD_ALLOWED_HOSTS",
+      "engines.llama_server.cache_dir": "SWITCHBOARD_ENGINES_LLAMA_SERVER_CACHE_DIR",
+      "engines.runner.log_level": "SWITCHBOARD_ENGINES_RUNNER_LOG_LEVEL",
+      "hf.token": "SWITCHBOARD_HF_TOKEN",
+      "hf.base_url": "SWITCHBOARD_HF_BASE_URL",
+    });
+  });
+
+  it("leaves the models to the file and flags", () => {
+    expect(ENV_SETTINGS.some((s) => s.path[0] === "models")).toBe(false);
+    expect(loadConfig({ env: { SWITCHBOARD_MODELS: "./a.gguf" } }).models).toEqual([]);
+  });
+
+  it("sets a setting the hand-written list had missed: SWITCHBOARD_AUTH_CACHE_TTL_MS", () => {
+    expect(loadConfig({ env: {} }).auth_cache_ttl_ms).toBe(5_000);
+    expect(loadConfig({ env: { SWITCHBOARD_AUTH_CACHE_TTL_MS: "250" } }).auth_cache_ttl_ms).toBe(250);
+  });
+
+  it("sets nested settings and keeps the file's other keys of that object", () => {
+    const file = yamlFile("engines:\n  llama_server:\n    binary: /opt/llama-server\n");
+    const config = loadConfig({
+      file,
+      env: {
+        SWITCHBOARD_ENGINES_LLAMA_SERVER_CACHE_DIR: "/cache",
+        SWITCHBOARD_ENGINES_RESTART_BACKOFF_MS: "250",
+      },
+    });
+    expect(config.engines.llama_server).toEqual({ binary: "/opt/llama-server", cache_dir: "/cache" });
+    expect(config.engines.restart_backoff_ms).toBe(250);
+  });
+
+  it("still takes the names that worked before; the derived name wins over them", () => {
+    const legacy = loadConfig({
+      env: {
+        SWITCHBOARD_LLAMA_SERVER_CACHE_DIR: "/old-cache",
+        SWITCHBOARD_GPU: "off",
+        SWITCHBOARD_RUNNER_LOG_LEVEL: "debug",
+      },
+    });
+    expect(legacy.engines).toMatchObject({
+      gpu: "off",
+      runner: { log_level: "debug" },
+      llama_server: { cache_dir: "/old-cache" },
+    });
+    const both = loadConfig({
+      env: {
+        SWITCHBOARD_LLAMA_SERVER_CACHE_DIR: "/old-cache",
+        SWITCHBOARD_ENGINES_LLAMA_SERVER_CACHE_DIR: "/new-cache",
+      },
+    });
+    expect(both.engines.llama_server.cache_dir).toBe("/new-cache");
+  });
+
+  it("coerces by the setting's type, not by how the value looks", () => {
+    const config = loadConfig({
+      env: {
+        SWITCHBOARD_DATA_DIR: "2024",
+        SWITCHBOARD_REDIS_PREFIX: "1:",
+        SWITCHBOARD_ADMIN_KEY: "12345678901234567890",
+        SWITCHBOARD_PORT: " 9000 ",
+        SWITCHBOARD_DEMO_MODEL: "0",
+        SWITCHBOARD_LOG_LEVEL: "warn",
+        SWITCHBOARD_ALLOWED_HOSTS: "proxy.local, 10.0.0.1,,",
+        SWITCHBOARD_ENGINES_DEFAULT_CONTEXT_CAP: "4096",
+      },
+    });
+    expect(config).toMatchObject({
+      data_dir: "2024",
+      redis_prefix: "1:",
+      admin_key: "12345678901234567890",
+      port: 9000,
+      demo_model: false,
+      log_level: "warn",
+      allowed_hosts: ["proxy.local", "10.0.0.1"],
+      engines: { default_context_cap: 4096 },
+    });
+    expect(loadConfig({ env: { SWITCHBOARD_DEMO_MODEL: "TRUE" } }).demo_model).toBe(true);
+  });
+
+  it("refuses a value that does not fit, naming the field and the variable", () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ SWITCHBOARD_AUTH_CACHE_TTL_MS: "5s" }, /- auth_cache_ttl_ms: .*SWITCHBOARD_AUTH_CACHE_TTL_MS/],
+      [{ SWITCHBOARD_DEMO_MODEL: "maybe" }, /- demo_model: .*SWITCHBOARD_DEMO_MODEL/],
+      [{ SWITCHBOARD_ENGINES_GPU: "on" }, /- engines\.gpu: .*SWITCHBOARD_ENGINES_GPU/],
+      [{ SWITCHBOARD_GPU: "on" }, /- engines\.gpu: .*SWITCHBOARD_GPU\b/],
+      [
+        { SWITCHBOARD_SSE_DRAIN_TIMEOUT_MS: "0x10" },
+        /- sse_drain_timeout_ms: .*SWITCHBOARD_SSE_DRAIN_TIMEOUT_MS/,
+      ],
+      [{ SWITCHBOARD_ALLOWED_HOSTS: "ok.local,bad:80" }, /- allowed_hosts\.1: .*SWITCHBOARD_ALLOWED_HOSTS/],
+      [
+        {
+          SWITCHBOARD_ENGINES_RESTART_BACKOFF_MS: "2000",
+          SWITCHBOARD_ENGINES_RESTART_BACKOFF_MAX_MS: "1000",
+        },
+        /- engines\.restart_backoff_max_ms: /,
+      ],
+    ];
+    for (const [env, message] of cases)
+      expect(configError(() => loadConfig({ env })).message).toMatch(message);
+  });
+
+  it("never prints the value itself (it may be a secret)", () => {
+    const error = configError(() => loadConfig({ env: { SWITCHBOARD_ADMIN_KEY: "short-secret" } }));
+    expect(error.message).toMatch(/- admin_key: .*SWITCHBOARD_ADMIN_KEY/);
+    expect(error.message).not.toContain("short-secret");
+  });
+});
+
+describe("${VAR} in the file", () => {
+  it("works in numeric and boolean fields: the substituted string is read as the field's type", () => {
+    const file = yamlFile(
+      [
+        "port: ${PORT}",
+        "demo_model: ${DEMO}",
+        "engines:",
+        "  restart_backoff_ms: ${BACKOFF}",
+        "models:",
+        "  - id: m",
+        "    source: m.gguf",
+        "    parallel: ${PARALLEL}",
+        "    gpu_layers: ${GPU_LAYERS}",
+        "    context_size: ${CTX}",
+      ].join("\n"),
+    );
+    const config = loadConfig({
+      file,
+      env: { PORT: "8081", DEMO: "false", BACKOFF: "100", PARALLEL: "8", GPU_LAYERS: "20", CTX: "2048" },
+    });
+    expect(config).toMatchObject({ port: 8081, demo_model: false, engines: { restart_backoff_ms: 100 } });
+    expect(config.models[0]).toMatchObject({ parallel: 8, gpu_layers: 20, context_size: 2048 });
+    const named = loadConfig({
+      file,
+      env: { PORT: "8081", DEMO: "true", BACKOFF: "100", PARALLEL: "8", GPU_LAYERS: "max", CTX: "2048" },
+    });
+    expect(named.models[0]?.gpu_layers).toBe("max");
+    expect(named.demo_model).toBe(true);
+  });
+
+  it("keeps string fields strings, and a list stays one value (substitution cannot change the structure)", () => {
+    const file = yamlFile("data_dir: ${DIR}\nallowed_hosts:\n  - ${HOST}\ncors_origins: ${ORIGINS}\n");
+    const config = () =>
+      loadConfig({ file, env: { DIR: "2024", HOST: "a.local", ORIGINS: "https://a.example" } });
+    expect(configError(config).message).toMatch(/- cors_origins: .*\$\{ORIGINS\}/);
+    const ok = loadConfig({
+      file: yamlFile("data_dir: ${DIR}\nallowed_hosts:\n  - ${HOST}\n"),
+      env: { DIR: "2024", HOST: "a.local" },
+    });
+    expect(ok.data_dir).toBe("2024");
+    expect(ok.allowed_hosts).toEqual(["a.local"]);
+  });
+
+  it("refuses an invalid substituted value, naming the field and the variable", () => {
+    const file = yamlFile("models:\n  - id: m\n    source: m.gguf\n    parallel: ${PARALLEL}\n");
+    const many = configError(() => loadConfig({ file, env: { PARALLEL: "many" } }));
+    expect(many.message).toMatch(/- models\.0\.parallel: .*expected number.*\$\{PARALLEL\}/);
+    const zero = configError(() => loadConfig({ file, env: { PARALLEL: "0" } }));
+    expect(zero.message).toMatch(/- models\.0\.parallel: .*\$\{PARALLEL\}/);
+    const flag = configError(() =>
+      loadConfig({ file: yamlFile("demo_model: ${DEMO}\n"), env: { DEMO: "yes please" } }),
+    );
+    expect(flag.message).toMatch(/- demo_model: .*expected boolean.*\$\{DEMO\}/);
+  });
+
+  it("a quoted number written in the file is still a string (only substitutions are converted)", () => {
+    expect(configError(() => loadConfig({ file: yamlFile('port: "8080"\n'), env: {} })).message).toMatch(
+      /- port: .*expected number/,
     );
   });
 });
