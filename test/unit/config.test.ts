@@ -1,9 +1,18 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { Writable } from "node:stream";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { buildApp } from "../../src/app.js";
+import { LocalEngineFactory } from "../../src/backends/local/engines/engine-factory.js";
+import type { ProcessSupervisor } from "../../src/backends/local/engines/process-supervisor.js";
 import { ENV_SETTINGS } from "../../src/config/env-settings.js";
 import { ConfigError, loadConfig, modelFromSource, validateConfig } from "../../src/config/load.js";
+import type { Config } from "../../src/config/schema.js";
+import { SseWriter } from "../../src/http/sse.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { ModelRegistry } from "../../src/router/model-registry.js";
 
 const dir = mkdtempSync(join(tmpdir(), "switchboard-config-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -409,5 +418,149 @@ describe("modelFromSource", () => {
   it("yields a model the config accepts", () => {
     const config = validateConfig({ models: [modelFromSource("hf:owner/repo/file-Q4.gguf")] });
     expect(config.models[0]?.id).toBe("file-Q4");
+  });
+});
+
+describe("timings and limits come from the config", () => {
+  it("has today's values as defaults", () => {
+    expect(loadConfig({ env: {} })).toMatchObject({
+      keep_alive_timeout_ms: 5_000,
+      sse_keep_alive_ms: 15_000,
+      sse_drain_timeout_ms: 30_000,
+      engines: {
+        gpu: "auto",
+        default_context_cap: 8192,
+        restart_backoff_ms: 500,
+        restart_backoff_max_ms: 30_000,
+        runner: { log_level: "info" },
+        llama_server: {},
+      },
+    });
+  });
+
+  /**
+   * An app with one extra route that streams for `ms`: `quiet` sends nothing until [DONE] (room for
+   * keep-alive comments), `firehose` sends 256 KiB events as fast as the client takes them.
+   */
+  function streamingApp(config: Config, mode: "quiet" | "firehose", ms: number) {
+    const app = buildApp(config, { registry: new ModelRegistry(), logger: createLogger("silent") });
+    const writers: SseWriter[] = [];
+    app.fastify.get("/test-stream", async (_request, reply) => {
+      const sse = new SseWriter(reply.raw);
+      writers.push(sse);
+      reply.hijack();
+      sse.open();
+      const big = "x".repeat(256 * 1024);
+      const until = Date.now() + ms;
+      while (sse.isOpen && Date.now() < until) {
+        if (mode === "firehose") await sse.send({ big });
+        else await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await sse.done();
+    });
+    return { app, writers };
+  }
+
+  it("the SSE writer sends keep-alive comments at sse_keep_alive_ms", async () => {
+    const config = loadConfig({ env: { SWITCHBOARD_SSE_KEEP_ALIVE_MS: "40" } });
+    const { app } = streamingApp(config, "quiet", 300);
+    const response = await app.fastify.inject({ method: "GET", url: "/test-stream" });
+    await app.fastify.close();
+    expect(response.headers["content-type"]).toMatch(/^text\/event-stream/);
+    expect(response.body.match(/^: keep-alive$/gm)?.length ?? 0).toBeGreaterThanOrEqual(3);
+    expect(response.body).toMatch(/data: \[DONE\]\n\n$/);
+
+    // The default (15 s) sends none in that time.
+    const quiet = streamingApp(loadConfig({ env: {} }), "quiet", 300);
+    const plain = await quiet.app.fastify.inject({ method: "GET", url: "/test-stream" });
+    await quiet.app.fastify.close();
+    expect(plain.body).not.toContain("keep-alive");
+  });
+
+  it("the SSE writer cuts off a client that stops reading after sse_drain_timeout_ms", async () => {
+    const config = loadConfig({ env: { SWITCHBOARD_SSE_DRAIN_TIMEOUT_MS: "300", SWITCHBOARD_PORT: "0" } });
+    const { app, writers } = streamingApp(config, "firehose", 60_000);
+    const address = await app.fastify.listen({ host: "127.0.0.1", port: 0 });
+    const socket = connect(Number(new URL(address).port), "127.0.0.1");
+    try {
+      socket.write("GET /test-stream HTTP/1.1\r\nHost: localhost\r\n\r\n");
+      socket.pause(); // never read: the server's writes back up until the drain timeout
+      const started = Date.now();
+      while (writers.length === 0 || !writers[0]?.signal.aborted) {
+        // Well before the default drain timeout (30 s): only the configured one can have cut it off.
+        if (Date.now() - started > 20_000) throw new Error("the stream was never cut off");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect((writers[0]?.signal.reason as Error).message).toBe("client stopped reading");
+    } finally {
+      socket.destroy();
+      await app.fastify.close();
+    }
+  });
+
+  it("HTTP keep-alive follows keep_alive_timeout_ms", async () => {
+    const app = buildApp(loadConfig({ env: { SWITCHBOARD_KEEP_ALIVE_TIMEOUT_MS: "1234" } }), {
+      registry: new ModelRegistry(),
+      logger: createLogger("silent"),
+    });
+    expect(app.fastify.server.keepAliveTimeout).toBe(1234);
+    await app.fastify.close();
+  });
+
+  function factory(env: Record<string, string>) {
+    const config = loadConfig({ env: { SWITCHBOARD_DATA_DIR: mkdtempSync(join(dir, "data-")), ...env } });
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    return new LocalEngineFactory(config, createLogger("info", sink));
+  }
+  const model = (extra: Record<string, unknown>) =>
+    validateConfig({
+      models: [
+        { id: "m", source: inject("tinyModelPath"), parallel: 1, threads: 1, gpu_layers: 0, ...extra },
+      ],
+    }).models[0] as Config["models"][number];
+
+  it("engine processes restart with the configured backoff", async () => {
+    const engines = factory({
+      SWITCHBOARD_ENGINES_RESTART_BACKOFF_MS: "50",
+      SWITCHBOARD_ENGINES_RESTART_BACKOFF_MAX_MS: "400",
+      // Any existing file will do: nothing is started here.
+      SWITCHBOARD_ENGINES_LLAMA_SERVER_BINARY: process.execPath,
+    });
+    for (const engine of ["runner", "llama-server"]) {
+      const created = await engines.create(model({ engine }), async () => inject("tinyModelPath"));
+      expect(created.name).toBe(engine);
+      const { supervisor } = created.engine as unknown as { supervisor: ProcessSupervisor };
+      expect(supervisor.opts).toMatchObject({ backoffMs: 50, maxBackoffMs: 400 });
+      await created.engine.close();
+    }
+  });
+
+  it("a model without context_size gets its training context capped at engines.default_context_cap", async () => {
+    // The tiny model is trained for 2048 tokens: the default cap (8192) leaves that, 256 caps it.
+    const engines = factory({ SWITCHBOARD_ENGINES_DEFAULT_CONTEXT_CAP: "256" });
+    for (const engine of ["in-process", "runner"]) {
+      const { engine: local } = await engines.create(model({ engine }), async () => inject("tinyModelPath"));
+      try {
+        await local.load();
+        expect(local.metadata().contextSize).toBe(256);
+      } finally {
+        await local.close();
+      }
+    }
+    const uncapped = await factory({}).create(model({ engine: "in-process" }), async () =>
+      inject("tinyModelPath"),
+    );
+    try {
+      await uncapped.engine.load();
+      expect(uncapped.engine.metadata().contextSize).toBe(2048);
+    } finally {
+      await uncapped.engine.close();
+    }
   });
 });
