@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -171,6 +171,29 @@ describe("environment variables come from the schema", () => {
       "hf.token": "SWITCHBOARD_HF_TOKEN",
       "hf.base_url": "SWITCHBOARD_HF_BASE_URL",
     });
+  });
+
+  it("are the ones README's configuration table lists, and the table lists no others", () => {
+    const readme = readFileSync(join(import.meta.dirname, "../../README.md"), "utf8");
+    const table = readme.slice(readme.indexOf("| Setting | Env | Default | Meaning |"));
+    const rows = new Map<string, string>();
+    for (const line of table.split("\n").slice(2)) {
+      if (!line.startsWith("|")) break;
+      const [, setting, env] = line.split("|").map((cell) => cell.trim());
+      rows.set((setting ?? "").replaceAll("`", ""), env ?? "");
+    }
+    for (const setting of ENV_SETTINGS) {
+      const env = rows.get(setting.path.join("."));
+      expect(env, setting.path.join(".")).toBeDefined();
+      const documented = [...(env ?? "").matchAll(/`([A-Z0-9_]+)`/g)].map((m) => m[1]);
+      expect(documented, setting.path.join(".")).toEqual([
+        setting.name,
+        ...setting.legacyNames,
+        ...setting.ambientNames,
+      ]);
+    }
+    const settings = new Set(ENV_SETTINGS.map((s) => s.path.join(".")));
+    expect([...rows.keys()].filter((key) => !settings.has(key))).toEqual(["models[]"]);
   });
 
   it("leaves the models to the file and flags", () => {
