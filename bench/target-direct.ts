@@ -7,6 +7,7 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
+import { loadConfig } from "../src/config/load.js";
 import type {
   BenchRequest,
   BenchSession,
@@ -18,16 +19,16 @@ import type {
 import { mib } from "./harness.js";
 import { renderChatMl } from "./prompts.js";
 
-/** What the server does when a model has no context_size: the training context, capped. */
-const SERVER_DEFAULT_CONTEXT_CAP = 8192;
+/** The server's engine settings from the same environment (context cap, gpu), for a like-for-like run. */
+const SERVER_ENGINES = loadConfig({ env: process.env }).engines;
 
 let llama: Promise<Llama> | undefined;
 
 function sharedLlama(): Promise<Llama> {
   llama ??= getLlama({
     build: "never",
-    // As src/backends/local/engines/in-process/llama-instance.ts: GPU auto-detected.
-    gpu: process.env.SWITCHBOARD_GPU === "off" ? false : "auto",
+    // As src/backends/local/engines/in-process/llama-instance.ts: GPU auto-detected unless off.
+    gpu: SERVER_ENGINES.gpu === "off" ? false : "auto",
     logLevel: LlamaLogLevel.warn,
   });
   return llama;
@@ -50,7 +51,8 @@ export const directNodeLlamaCpp: BenchTarget = {
   promptCache: false,
   async open(settings: EngineSettings): Promise<BenchSession> {
     const model = await (await sharedLlama()).loadModel({ modelPath: settings.modelPath, gpuLayers: "auto" });
-    const contextSize = settings.contextSize ?? Math.min(model.trainContextSize, SERVER_DEFAULT_CONTEXT_CAP);
+    const contextSize =
+      settings.contextSize ?? Math.min(model.trainContextSize, SERVER_ENGINES.default_context_cap);
     const context = await model.createContext({
       sequences: settings.streams,
       contextSize,

@@ -9,6 +9,7 @@ import {
   llamaServerEnv,
 } from "../src/backends/local/engines/llama-server/llama-server-args.js";
 import { type EngineProcess, ProcessSupervisor } from "../src/backends/local/engines/process-supervisor.js";
+import { loadConfig } from "../src/config/load.js";
 import { findLlamaServer } from "../src/engine-build/find-llama-server.js";
 import { createLogger } from "../src/observability/logger.js";
 import type {
@@ -21,8 +22,8 @@ import type {
 } from "./harness.js";
 import { renderChatMl } from "./prompts.js";
 
-/** What the server does when a model has no context_size: the training context, capped. */
-const SERVER_DEFAULT_CONTEXT_CAP = 8192;
+/** The server's engine settings from the same environment (context cap, restart backoff). */
+const SERVER_ENGINES = loadConfig({ env: process.env }).engines;
 
 /**
  * llama.cpp's llama-server driven directly, as a client of its own would: the ChatML prompt text
@@ -42,7 +43,8 @@ export const llamaServerDirect: BenchTarget = {
     const binary = await findLlamaServer({});
     if (!binary) throw new Error("no llama-server binary: run `node build/src/main.js engine build` first");
     const facts = await readGgufFacts(settings.modelPath);
-    const contextSize = settings.contextSize ?? Math.min(facts.trainContextSize, SERVER_DEFAULT_CONTEXT_CAP);
+    const contextSize =
+      settings.contextSize ?? Math.min(facts.trainContextSize, SERVER_ENGINES.default_context_cap);
     const dataDir = await mkdtemp(join(tmpdir(), "bench-llama-server-"));
     const supervisor = new ProcessSupervisor(
       {
@@ -73,7 +75,12 @@ export const llamaServerDirect: BenchTarget = {
           }
         },
       },
-      { logger: createLogger("warn"), dataDir },
+      {
+        logger: createLogger("warn"),
+        dataDir,
+        backoffMs: SERVER_ENGINES.restart_backoff_ms,
+        maxBackoffMs: SERVER_ENGINES.restart_backoff_max_ms,
+      },
     );
     const process = await supervisor.start();
     return new LlamaServerSession(supervisor, process, dataDir);

@@ -37,8 +37,6 @@ export interface AppDeps {
   now?: () => number;
   /** Aborted when shutdown stops waiting for in-flight work. */
   shutdown?: AbortSignal;
-  /** Settings for every event stream (keep-alive interval, how long a client may stop reading). */
-  streams?: Omit<StreamPolicy, "cancel">;
   /** Keys, limits, usage and the admin API. Without it every caller is the default project, unlimited. */
   access?: AccessDeps;
 }
@@ -68,7 +66,11 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const ids = deps.ids ?? defaultIds;
   const metrics = new Metrics(deps.registry);
   const shutdown = deps.shutdown ?? new AbortController().signal;
-  const streamPolicy: StreamPolicy = { ...deps.streams, cancel: shutdown };
+  const streamPolicy: StreamPolicy = {
+    keepAliveMs: config.sse_keep_alive_ms,
+    drainTimeoutMs: config.sse_drain_timeout_ms,
+    cancel: shutdown,
+  };
   const hostGuard = new HostGuard(config.allowed_hosts);
   let shuttingDown = false;
   /** Set once close() begins: requests still arriving on open connections are turned away. */
@@ -81,7 +83,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     bodyLimit: config.body_limit_bytes,
     requestTimeout: config.request_timeout_ms,
     connectionTimeout: 0,
-    keepAliveTimeout: 5_000,
+    keepAliveTimeout: config.keep_alive_timeout_ms,
     http: {
       maxHeaderSize: config.header_limit_bytes,
       headersTimeout: config.headers_timeout_ms,

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { type App, type AppDeps, buildApp } from "./app.js";
+import { type App, buildApp } from "./app.js";
 import { type Access, buildAccess } from "./composition/build-access.js";
 import { buildRegistry, loadStartupModels } from "./composition/build-registry.js";
 import type { Config } from "./config/schema.js";
@@ -18,7 +18,7 @@ export interface RunningServer {
 /** Builds, loads and listens: the whole `serve` command without the process signal wiring. */
 export async function startServer(
   config: Config,
-  options: { logger?: Logger; registry?: ModelRegistry; streams?: AppDeps["streams"] } = {},
+  options: { logger?: Logger; registry?: ModelRegistry } = {},
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.log_level);
   const registry = options.registry ?? (await buildRegistry(config, logger));
@@ -28,7 +28,6 @@ export async function startServer(
     registry,
     logger,
     shutdown: shutdown.signal,
-    streams: options.streams,
     access,
   });
   let address: string;

@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
+import { coerceString, schemaAt } from "./coerce.js";
+import { readEnvSettings } from "./env-settings.js";
 import { type Config, configSchema } from "./schema.js";
 
 export class ConfigError extends Error {
@@ -17,77 +19,38 @@ export interface ConfigSources {
   flags?: Record<string, unknown>;
 }
 
-/** Top-level scalar settings that SWITCHBOARD_<NAME> may set. */
-const ENV_KEYS = [
-  "host",
-  "port",
-  "data_dir",
-  "log_level",
-  "body_limit_bytes",
-  "header_limit_bytes",
-  "shutdown_grace_ms",
-  "request_timeout_ms",
-  "headers_timeout_ms",
-  "max_n",
-  "demo_model",
-  "database",
-  "redis",
-  "redis_prefix",
-  "admin_key",
-  "allowed_hosts",
-  "cors_origins",
-] as const;
-
-/** Lists, given in the environment as comma-separated values. */
-const LIST_KEYS: ReadonlySet<string> = new Set(["allowed_hosts", "cors_origins"]);
-
-/** Settings that are strings even when they look like numbers (a data dir named `2024`). */
-const STRING_KEYS: ReadonlySet<string> = new Set([
-  "host",
-  "data_dir",
-  "log_level",
-  "database",
-  "redis",
-  "redis_prefix",
-  "admin_key",
-]);
+/** Where a value came from, by its dotted path (`models.0.parallel`): error messages name it. */
+export type Origins = Map<string, string>;
 
 /** Loads file < env < flags into one validated Config, or throws a ConfigError naming the field. */
 export function loadConfig(sources: ConfigSources = {}): Config {
   const env = sources.env ?? process.env;
+  const origins: Origins = new Map();
   const raw: Record<string, unknown> = sources.file
-    ? readConfigFile(sources.file, sources.fileRequired ?? true, env)
+    ? readConfigFile(sources.file, sources.fileRequired ?? true, env, origins)
     : {};
-  for (const key of ENV_KEYS) {
-    const value = env[`SWITCHBOARD_${key.toUpperCase()}`];
-    if (value === undefined || value === "") continue;
-    if (LIST_KEYS.has(key)) raw[key] = splitList(value);
-    else raw[key] = STRING_KEYS.has(key) ? value : coerceScalar(value);
-  }
-  // SWITCHBOARD_HF_TOKEN overrides the file like every SWITCHBOARD_* setting; the ambient
-  // HF_TOKEN only fills in a token the file does not set.
-  const hfToken = env.SWITCHBOARD_HF_TOKEN;
-  const ambientToken = env.HF_TOKEN;
-  const hfBase = env.SWITCHBOARD_HF_BASE_URL;
-  if (hfToken || ambientToken || hfBase) {
-    const hf = { ...(raw.hf as Record<string, unknown> | undefined) };
-    if (hfToken) hf.token = hfToken;
-    else if (ambientToken && hf.token === undefined) hf.token = ambientToken;
-    if (hfBase) hf.base_url = hfBase;
-    raw.hf = hf;
+  for (const { setting, variable, value, ambient } of readEnvSettings(env)) {
+    // Another program's variable (HF_TOKEN) only fills in what the file leaves unset.
+    if (ambient && getPath(raw, setting.path) !== undefined) continue;
+    setPath(raw, setting.path, value);
+    origins.set(setting.path.join("."), `environment variable ${variable}`);
   }
   const flags = sources.flags ?? {};
   for (const [key, value] of Object.entries(flags)) {
     if (value === undefined) continue;
     if (key === "models") raw.models = [...((raw.models as unknown[]) ?? []), ...(value as unknown[])];
-    else raw[key] = value;
+    else {
+      raw[key] = value;
+      origins.set(key, "the command line");
+    }
   }
-  return validateConfig(raw);
+  return validateConfig(raw, origins);
 }
 
-export function validateConfig(raw: unknown): Config {
+export function validateConfig(raw: unknown, origins: Origins = new Map()): Config {
   const result = configSchema.safeParse(raw);
-  if (!result.success) throw new ConfigError(`Invalid configuration:\n${formatIssues(result.error)}`);
+  if (!result.success)
+    throw new ConfigError(`Invalid configuration:\n${formatIssues(result.error, origins)}`);
   const config = result.data;
   checkModelIdsUnique(config);
   return config;
@@ -99,7 +62,12 @@ export function modelFromSource(source: string): Record<string, unknown> {
   return { id: file.replace(/\.gguf$/i, "") || "model", source };
 }
 
-function readConfigFile(path: string, required: boolean, env: NodeJS.ProcessEnv): Record<string, unknown> {
+function readConfigFile(
+  path: string,
+  required: boolean,
+  env: NodeJS.ProcessEnv,
+  origins: Origins,
+): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -117,51 +85,94 @@ function readConfigFile(path: string, required: boolean, env: NodeJS.ProcessEnv)
   if (typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new ConfigError(`Config file ${path} must hold a mapping of settings at the top level`);
   }
-  return interpolateEnv(parsed, env, "") as Record<string, unknown>;
+  return interpolateEnv(parsed, env, [], origins) as Record<string, unknown>;
 }
 
-/** Replaces ${VAR} in string values so secrets can stay out of the file. */
-function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path: string): unknown {
+/**
+ * Replaces ${VAR} in string values so secrets can stay out of the file. It runs on the parsed
+ * YAML, so a value can never change the file's structure; a string that had a substitution is
+ * then read as the type the schema wants there (`parallel: ${PARALLEL}` is a number).
+ */
+function interpolateEnv(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  path: (string | number)[],
+  origins: Origins,
+): unknown {
   if (typeof value === "string") {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+    const variables: string[] = [];
+    const text = value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
       const v = env[name];
       if (v === undefined)
         throw new ConfigError(
-          `Config field ${path || "(root)"} refers to unset environment variable ${name}`,
+          `Config field ${displayPath(path)} refers to unset environment variable ${name}`,
         );
+      variables.push(name);
       return v;
     });
+    if (variables.length === 0) return value;
+    origins.set(path.join("."), variables.map((name) => `\${${name}}`).join(", "));
+    const schema = schemaAt(path);
+    return schema ? coerceString(schema, text, { lists: false }) : text;
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, `${path}[${i}]`));
+  if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, [...path, i], origins));
   if (value && typeof value === "object") {
     return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, path ? `${path}.${k}` : k)]),
+      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, [...path, k], origins)]),
     );
   }
   return value;
 }
 
-function splitList(value: string): string[] {
-  return value
-    .split(",")
-    .map((item) => item.trim())
-    .filter((item) => item !== "");
+/** `models[0].source`, as a user reads the file. */
+function displayPath(path: readonly (string | number)[]): string {
+  if (path.length === 0) return "(root)";
+  return path
+    .map((step, i) => (typeof step === "number" ? `[${step}]` : i === 0 ? step : `.${step}`))
+    .join("");
 }
 
-function coerceScalar(value: string): unknown {
-  if (/^-?\d+(\.\d+)?$/.test(value)) return Number(value);
-  if (value === "true") return true;
-  if (value === "false") return false;
-  return value;
+function getPath(target: Record<string, unknown>, path: readonly string[]): unknown {
+  let current: unknown = target;
+  for (const key of path) {
+    if (!isPlainObject(current)) return undefined;
+    current = current[key];
+  }
+  return current;
 }
 
-function formatIssues(error: z.ZodError): string {
+/** Sets a nested value, copying the objects on the way (a file's `engines:` keeps its other keys). */
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let current = target;
+  for (const key of path.slice(0, -1)) {
+    const next = current[key];
+    const copy = isPlainObject(next) ? { ...next } : {};
+    current[key] = copy;
+    current = copy;
+  }
+  current[path[path.length - 1] as string] = value;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function formatIssues(error: z.ZodError, origins: Origins): string {
   return error.issues
     .map((issue) => {
       const field = issue.path.length ? issue.path.map(String).join(".") : "(root)";
-      return `  - ${field}: ${issue.message}`;
+      return `  - ${field}: ${issue.message}${originOf(issue.path, origins)}`;
     })
     .join("\n");
+}
+
+/** " (from SWITCHBOARD_PORT)" when the field (or the list or object it is in) came from outside the file. */
+function originOf(path: readonly PropertyKey[], origins: Origins): string {
+  for (let length = path.length; length > 0; length--) {
+    const origin = origins.get(path.slice(0, length).map(String).join("."));
+    if (origin) return ` (from ${origin})`;
+  }
+  return "";
 }
 
 function checkModelIdsUnique(config: Config): void {

@@ -15,6 +15,8 @@ const modelId = z
 export const LOCAL_ENGINES = ["auto", "llama-server", "runner", "in-process"] as const;
 export type LocalEngineName = (typeof LOCAL_ENGINES)[number];
 
+const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
+
 export const localModelSchema = z
   .object({
     id: modelId,
@@ -26,7 +28,7 @@ export const localModelSchema = z
       .string()
       .regex(/^[a-f0-9]{64}$/i)
       .optional(),
-    /** Tokens of context per sequence; default: the model's training context, capped at 8192. */
+    /** Tokens of context per sequence; default: the model's training context, capped at `engines.default_context_cap`. */
     context_size: z.number().int().min(64).max(1_048_576).optional(),
     /** Parallel sequences (slots) in the context. */
     parallel: z.number().int().min(1).max(64).default(4),
@@ -86,7 +88,7 @@ export const configSchema = z
     host: z.string().min(1).default("127.0.0.1"),
     port: z.number().int().min(0).max(65535).default(8080),
     data_dir: z.string().min(1).default("./data"),
-    log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    log_level: logLevel.default("info"),
     /** Largest request body accepted, in bytes; larger bodies get 413 before they are buffered. */
     body_limit_bytes: z
       .number()
@@ -106,12 +108,36 @@ export const configSchema = z
     /** Idle connections are closed after this; a slowloris client cannot hold sockets open. */
     request_timeout_ms: z.number().int().min(1000).max(3_600_000).default(600_000),
     headers_timeout_ms: z.number().int().min(1000).max(600_000).default(30_000),
+    /** An idle kept-alive HTTP connection is closed after this long without a new request. */
+    keep_alive_timeout_ms: z.number().int().min(1).max(600_000).default(5_000),
+    /** A comment frame is sent on an event stream after this much silence, so proxies keep it open; 0 = never. */
+    sse_keep_alive_ms: z.number().int().min(0).max(600_000).default(15_000),
+    /** A streaming client that has not read what was sent for this long is cut off, freeing its slot. */
+    sse_drain_timeout_ms: z.number().int().min(100).max(3_600_000).default(30_000),
     /** Highest `n` accepted on chat completions (the API allows up to 128). */
     max_n: z.number().int().min(1).max(128).default(128),
     models: z.array(localModelSchema).default([]),
-    /** Engine processes: where their binaries and builds are. */
+    /** Settings shared by every local engine, and where llama-server's binaries and builds are. */
     engines: z
       .object({
+        /** `off` keeps node-llama-cpp (in-process, runner, vocabularies) on the CPU; `auto` uses a GPU it finds. */
+        gpu: z.enum(["auto", "off"]).default("auto"),
+        /**
+         * A model without `context_size` gets its training context, capped at this: a large trained
+         * context would allocate gigabytes of KV cache per slot.
+         */
+        default_context_cap: z.number().int().min(64).max(1_048_576).default(8192),
+        /** First restart delay of a crashed engine process; it doubles per failure in a row. */
+        restart_backoff_ms: z.number().int().min(1).max(3_600_000).default(500),
+        /** The longest restart delay. */
+        restart_backoff_max_ms: z.number().int().min(1).max(3_600_000).default(30_000),
+        runner: z
+          .object({
+            /** Log level inside runner processes (their lines go into the server's log). */
+            log_level: logLevel.default("info"),
+          })
+          .strict()
+          .prefault({}),
         llama_server: z
           .object({
             /** Path of a llama-server binary; default: `llama-server` on PATH, else a `switchboard engine build`. */
@@ -123,14 +149,19 @@ export const configSchema = z
           .default({}),
       })
       .strict()
-      .default({ llama_server: {} }),
+      .refine((e) => e.restart_backoff_max_ms >= e.restart_backoff_ms, {
+        message: "restart_backoff_max_ms must be at least restart_backoff_ms",
+        path: ["restart_backoff_max_ms"],
+      })
+      // prefault: an absent `engines` is parsed as {}, so the defaults above are the only ones.
+      .prefault({}),
     hf: z
       .object({
         base_url: z.url().default("https://huggingface.co"),
         token: z.string().optional(),
       })
       .strict()
-      .default({ base_url: "https://huggingface.co" }),
+      .prefault({}),
     /** Serve the built-in random-weight demo model when no model is configured. */
     demo_model: z.boolean().default(true),
     /** postgres://… for Postgres; otherwise a SQLite file (default: <data_dir>/switchboard.db). */

@@ -15,8 +15,15 @@ export interface SseOptions {
   cancel?: AbortSignal;
 }
 
-/** Server-wide stream settings: the app attaches them to every response, so each route's writer follows them. */
-export type StreamPolicy = Omit<SseOptions, "headers">;
+/**
+ * Server-wide stream settings (from the config: sse_keep_alive_ms, sse_drain_timeout_ms): the app
+ * attaches them to every response, so each route's writer follows them.
+ */
+export interface StreamPolicy {
+  keepAliveMs: number;
+  drainTimeoutMs: number;
+  cancel?: AbortSignal;
+}
 
 const policies = new WeakMap<ServerResponse, StreamPolicy>();
 
@@ -51,8 +58,15 @@ export class SseWriter {
   ) {
     this.res = res;
     const policy = policies.get(res);
-    this.keepAliveMs = options.keepAliveMs ?? policy?.keepAliveMs ?? 15_000;
-    this.drainTimeoutMs = options.drainTimeoutMs ?? policy?.drainTimeoutMs ?? 30_000;
+    const keepAliveMs = options.keepAliveMs ?? policy?.keepAliveMs;
+    const drainTimeoutMs = options.drainTimeoutMs ?? policy?.drainTimeoutMs;
+    // The config is the one place these are set: a writer outside the app must be given them.
+    if (keepAliveMs === undefined || drainTimeoutMs === undefined)
+      throw new Error(
+        "SseWriter needs keepAliveMs and drainTimeoutMs: from its options or the app's stream policy",
+      );
+    this.keepAliveMs = keepAliveMs;
+    this.drainTimeoutMs = drainTimeoutMs;
     this.cancelSignal = options.cancel ?? policy?.cancel;
     const onCancel = () => this.cancel();
     this.cancelSignal?.addEventListener("abort", onCancel, { once: true });

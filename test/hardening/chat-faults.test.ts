@@ -64,7 +64,7 @@ function withGenerate(inner: ModelBackend, generate: ModelBackend["generate"]): 
 async function startHarness(
   options: {
     model?: Record<string, unknown>;
-    streams?: { drainTimeoutMs?: number };
+    config?: Record<string, unknown>;
     extra?: (registry: ModelRegistry, tiny: Deployment, seen: Harness["seen"]) => void;
   } = {},
 ): Promise<Harness> {
@@ -73,6 +73,7 @@ async function startHarness(
     log_level: "info",
     demo_model: false,
     data_dir: mkdtempSync(join(tmpdir(), "sb-faults-")),
+    ...options.config,
     models: [
       {
         id: TINY,
@@ -100,7 +101,7 @@ async function startHarness(
   const tiny = registry.resolve(TINY);
   const seen: Harness["seen"] = new Map();
   options.extra?.(registry, tiny, seen);
-  const server = await startServer(config, { logger, registry, streams: options.streams });
+  const server = await startServer(config, { logger, registry });
   const client = new OpenAI({
     baseURL: `${server.url}/v1`,
     apiKey: "test-key",
@@ -365,7 +366,7 @@ describe("a client that stops reading", () => {
   beforeAll(async () => {
     h = await startHarness({
       // A second is plenty for a reader that is merely slow on loopback.
-      streams: { drainTimeoutMs: 1_000 },
+      config: { sse_drain_timeout_ms: 1_000 },
       extra(registry, tiny, seen) {
         // 64 KiB per token: 450 tokens (~29 MB) are far more than loopback socket buffers hold
         // even after the kernel grows them, however fast the tokens come.

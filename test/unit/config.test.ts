@@ -1,8 +1,18 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { Writable } from "node:stream";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { buildApp } from "../../src/app.js";
+import { LocalEngineFactory } from "../../src/backends/local/engines/engine-factory.js";
+import type { ProcessSupervisor } from "../../src/backends/local/engines/process-supervisor.js";
+import { ENV_SETTINGS } from "../../src/config/env-settings.js";
 import { ConfigError, loadConfig, modelFromSource, validateConfig } from "../../src/config/load.js";
+import type { Config } from "../../src/config/schema.js";
+import { SseWriter } from "../../src/http/sse.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { ModelRegistry } from "../../src/router/model-registry.js";
 
 const dir = mkdtempSync(join(tmpdir(), "switchboard-config-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -148,6 +158,207 @@ describe("config sources", () => {
   });
 });
 
+describe("environment variables come from the schema", () => {
+  const names = () => Object.fromEntries(ENV_SETTINGS.map((s) => [s.path.join("."), s.name]));
+
+  it("names every scalar and list setting SWITCHBOARD_ + its path, nested ones too", () => {
+    expect(names()).toMatchObject({
+      port: "SWITCHBOARD_PORT",
+      auth_cache_ttl_ms: "SWITCHBOARD_AUTH_CACHE_TTL_MS",
+      allowed_hosts: "SWITCHBOARD_ALLOWED_HOSTS",
+      "engines.llama_server.cache_dir": "SWITCHBOARD_ENGINES_LLAMA_SERVER_CACHE_DIR",
+      "engines.runner.log_level": "SWITCHBOARD_ENGINES_RUNNER_LOG_LEVEL",
+      "hf.token": "SWITCHBOARD_HF_TOKEN",
+      "hf.base_url": "SWITCHBOARD_HF_BASE_URL",
+    });
+  });
+
+  it("are the ones README's configuration table lists, and the table lists no others", () => {
+    const readme = readFileSync(join(import.meta.dirname, "../../README.md"), "utf8");
+    const table = readme.slice(readme.indexOf("| Setting | Env | Default | Meaning |"));
+    const rows = new Map<string, string>();
+    for (const line of table.split("\n").slice(2)) {
+      if (!line.startsWith("|")) break;
+      const [, setting, env] = line.split("|").map((cell) => cell.trim());
+      rows.set((setting ?? "").replaceAll("`", ""), env ?? "");
+    }
+    for (const setting of ENV_SETTINGS) {
+      const env = rows.get(setting.path.join("."));
+      expect(env, setting.path.join(".")).toBeDefined();
+      const documented = [...(env ?? "").matchAll(/`([A-Z0-9_]+)`/g)].map((m) => m[1]);
+      expect(documented, setting.path.join(".")).toEqual([
+        setting.name,
+        ...setting.legacyNames,
+        ...setting.ambientNames,
+      ]);
+    }
+    const settings = new Set(ENV_SETTINGS.map((s) => s.path.join(".")));
+    expect([...rows.keys()].filter((key) => !settings.has(key))).toEqual(["models[]"]);
+  });
+
+  it("leaves the models to the file and flags", () => {
+    expect(ENV_SETTINGS.some((s) => s.path[0] === "models")).toBe(false);
+    expect(loadConfig({ env: { SWITCHBOARD_MODELS: "./a.gguf" } }).models).toEqual([]);
+  });
+
+  it("sets a setting the hand-written list had missed: SWITCHBOARD_AUTH_CACHE_TTL_MS", () => {
+    expect(loadConfig({ env: {} }).auth_cache_ttl_ms).toBe(5_000);
+    expect(loadConfig({ env: { SWITCHBOARD_AUTH_CACHE_TTL_MS: "250" } }).auth_cache_ttl_ms).toBe(250);
+  });
+
+  it("sets nested settings and keeps the file's other keys of that object", () => {
+    const file = yamlFile("engines:\n  llama_server:\n    binary: /opt/llama-server\n");
+    const config = loadConfig({
+      file,
+      env: {
+        SWITCHBOARD_ENGINES_LLAMA_SERVER_CACHE_DIR: "/cache",
+        SWITCHBOARD_ENGINES_RESTART_BACKOFF_MS: "250",
+      },
+    });
+    expect(config.engines.llama_server).toEqual({ binary: "/opt/llama-server", cache_dir: "/cache" });
+    expect(config.engines.restart_backoff_ms).toBe(250);
+  });
+
+  it("still takes the names that worked before; the derived name wins over them", () => {
+    const legacy = loadConfig({
+      env: {
+        SWITCHBOARD_LLAMA_SERVER_CACHE_DIR: "/old-cache",
+        SWITCHBOARD_GPU: "off",
+        SWITCHBOARD_RUNNER_LOG_LEVEL: "debug",
+      },
+    });
+    expect(legacy.engines).toMatchObject({
+      gpu: "off",
+      runner: { log_level: "debug" },
+      llama_server: { cache_dir: "/old-cache" },
+    });
+    const both = loadConfig({
+      env: {
+        SWITCHBOARD_LLAMA_SERVER_CACHE_DIR: "/old-cache",
+        SWITCHBOARD_ENGINES_LLAMA_SERVER_CACHE_DIR: "/new-cache",
+      },
+    });
+    expect(both.engines.llama_server.cache_dir).toBe("/new-cache");
+  });
+
+  it("coerces by the setting's type, not by how the value looks", () => {
+    const config = loadConfig({
+      env: {
+        SWITCHBOARD_DATA_DIR: "2024",
+        SWITCHBOARD_REDIS_PREFIX: "1:",
+        SWITCHBOARD_ADMIN_KEY: "12345678901234567890",
+        SWITCHBOARD_PORT: " 9000 ",
+        SWITCHBOARD_DEMO_MODEL: "0",
+        SWITCHBOARD_LOG_LEVEL: "warn",
+        SWITCHBOARD_ALLOWED_HOSTS: "proxy.local, 10.0.0.1,,",
+        SWITCHBOARD_ENGINES_DEFAULT_CONTEXT_CAP: "4096",
+      },
+    });
+    expect(config).toMatchObject({
+      data_dir: "2024",
+      redis_prefix: "1:",
+      admin_key: "12345678901234567890",
+      port: 9000,
+      demo_model: false,
+      log_level: "warn",
+      allowed_hosts: ["proxy.local", "10.0.0.1"],
+      engines: { default_context_cap: 4096 },
+    });
+    expect(loadConfig({ env: { SWITCHBOARD_DEMO_MODEL: "TRUE" } }).demo_model).toBe(true);
+  });
+
+  it("refuses a value that does not fit, naming the field and the variable", () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ SWITCHBOARD_AUTH_CACHE_TTL_MS: "5s" }, /- auth_cache_ttl_ms: .*SWITCHBOARD_AUTH_CACHE_TTL_MS/],
+      [{ SWITCHBOARD_DEMO_MODEL: "maybe" }, /- demo_model: .*SWITCHBOARD_DEMO_MODEL/],
+      [{ SWITCHBOARD_ENGINES_GPU: "on" }, /- engines\.gpu: .*SWITCHBOARD_ENGINES_GPU/],
+      [{ SWITCHBOARD_GPU: "on" }, /- engines\.gpu: .*SWITCHBOARD_GPU\b/],
+      [
+        { SWITCHBOARD_SSE_DRAIN_TIMEOUT_MS: "0x10" },
+        /- sse_drain_timeout_ms: .*SWITCHBOARD_SSE_DRAIN_TIMEOUT_MS/,
+      ],
+      [{ SWITCHBOARD_ALLOWED_HOSTS: "ok.local,bad:80" }, /- allowed_hosts\.1: .*SWITCHBOARD_ALLOWED_HOSTS/],
+      [
+        {
+          SWITCHBOARD_ENGINES_RESTART_BACKOFF_MS: "2000",
+          SWITCHBOARD_ENGINES_RESTART_BACKOFF_MAX_MS: "1000",
+        },
+        /- engines\.restart_backoff_max_ms: /,
+      ],
+    ];
+    for (const [env, message] of cases)
+      expect(configError(() => loadConfig({ env })).message).toMatch(message);
+  });
+
+  it("never prints the value itself (it may be a secret)", () => {
+    const error = configError(() => loadConfig({ env: { SWITCHBOARD_ADMIN_KEY: "short-secret" } }));
+    expect(error.message).toMatch(/- admin_key: .*SWITCHBOARD_ADMIN_KEY/);
+    expect(error.message).not.toContain("short-secret");
+  });
+});
+
+describe("${VAR} in the file", () => {
+  it("works in numeric and boolean fields: the substituted string is read as the field's type", () => {
+    const file = yamlFile(
+      [
+        "port: ${PORT}",
+        "demo_model: ${DEMO}",
+        "engines:",
+        "  restart_backoff_ms: ${BACKOFF}",
+        "models:",
+        "  - id: m",
+        "    source: m.gguf",
+        "    parallel: ${PARALLEL}",
+        "    gpu_layers: ${GPU_LAYERS}",
+        "    context_size: ${CTX}",
+      ].join("\n"),
+    );
+    const config = loadConfig({
+      file,
+      env: { PORT: "8081", DEMO: "false", BACKOFF: "100", PARALLEL: "8", GPU_LAYERS: "20", CTX: "2048" },
+    });
+    expect(config).toMatchObject({ port: 8081, demo_model: false, engines: { restart_backoff_ms: 100 } });
+    expect(config.models[0]).toMatchObject({ parallel: 8, gpu_layers: 20, context_size: 2048 });
+    const named = loadConfig({
+      file,
+      env: { PORT: "8081", DEMO: "true", BACKOFF: "100", PARALLEL: "8", GPU_LAYERS: "max", CTX: "2048" },
+    });
+    expect(named.models[0]?.gpu_layers).toBe("max");
+    expect(named.demo_model).toBe(true);
+  });
+
+  it("keeps string fields strings, and a list stays one value (substitution cannot change the structure)", () => {
+    const file = yamlFile("data_dir: ${DIR}\nallowed_hosts:\n  - ${HOST}\ncors_origins: ${ORIGINS}\n");
+    const config = () =>
+      loadConfig({ file, env: { DIR: "2024", HOST: "a.local", ORIGINS: "https://a.example" } });
+    expect(configError(config).message).toMatch(/- cors_origins: .*\$\{ORIGINS\}/);
+    const ok = loadConfig({
+      file: yamlFile("data_dir: ${DIR}\nallowed_hosts:\n  - ${HOST}\n"),
+      env: { DIR: "2024", HOST: "a.local" },
+    });
+    expect(ok.data_dir).toBe("2024");
+    expect(ok.allowed_hosts).toEqual(["a.local"]);
+  });
+
+  it("refuses an invalid substituted value, naming the field and the variable", () => {
+    const file = yamlFile("models:\n  - id: m\n    source: m.gguf\n    parallel: ${PARALLEL}\n");
+    const many = configError(() => loadConfig({ file, env: { PARALLEL: "many" } }));
+    expect(many.message).toMatch(/- models\.0\.parallel: .*expected number.*\$\{PARALLEL\}/);
+    const zero = configError(() => loadConfig({ file, env: { PARALLEL: "0" } }));
+    expect(zero.message).toMatch(/- models\.0\.parallel: .*\$\{PARALLEL\}/);
+    const flag = configError(() =>
+      loadConfig({ file: yamlFile("demo_model: ${DEMO}\n"), env: { DEMO: "yes please" } }),
+    );
+    expect(flag.message).toMatch(/- demo_model: .*expected boolean.*\$\{DEMO\}/);
+  });
+
+  it("a quoted number written in the file is still a string (only substitutions are converted)", () => {
+    expect(configError(() => loadConfig({ file: yamlFile('port: "8080"\n'), env: {} })).message).toMatch(
+      /- port: .*expected number/,
+    );
+  });
+});
+
 describe("config validation", () => {
   it("an invalid value names the field", () => {
     expect(configError(() => validateConfig({ port: 70000 })).message).toMatch(/^\s+- port: /m);
@@ -230,5 +441,149 @@ describe("modelFromSource", () => {
   it("yields a model the config accepts", () => {
     const config = validateConfig({ models: [modelFromSource("hf:owner/repo/file-Q4.gguf")] });
     expect(config.models[0]?.id).toBe("file-Q4");
+  });
+});
+
+describe("timings and limits come from the config", () => {
+  it("has today's values as defaults", () => {
+    expect(loadConfig({ env: {} })).toMatchObject({
+      keep_alive_timeout_ms: 5_000,
+      sse_keep_alive_ms: 15_000,
+      sse_drain_timeout_ms: 30_000,
+      engines: {
+        gpu: "auto",
+        default_context_cap: 8192,
+        restart_backoff_ms: 500,
+        restart_backoff_max_ms: 30_000,
+        runner: { log_level: "info" },
+        llama_server: {},
+      },
+    });
+  });
+
+  /**
+   * An app with one extra route that streams for `ms`: `quiet` sends nothing until [DONE] (room for
+   * keep-alive comments), `firehose` sends 256 KiB events as fast as the client takes them.
+   */
+  function streamingApp(config: Config, mode: "quiet" | "firehose", ms: number) {
+    const app = buildApp(config, { registry: new ModelRegistry(), logger: createLogger("silent") });
+    const writers: SseWriter[] = [];
+    app.fastify.get("/test-stream", async (_request, reply) => {
+      const sse = new SseWriter(reply.raw);
+      writers.push(sse);
+      reply.hijack();
+      sse.open();
+      const big = "x".repeat(256 * 1024);
+      const until = Date.now() + ms;
+      while (sse.isOpen && Date.now() < until) {
+        if (mode === "firehose") await sse.send({ big });
+        else await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await sse.done();
+    });
+    return { app, writers };
+  }
+
+  it("the SSE writer sends keep-alive comments at sse_keep_alive_ms", async () => {
+    const config = loadConfig({ env: { SWITCHBOARD_SSE_KEEP_ALIVE_MS: "40" } });
+    const { app } = streamingApp(config, "quiet", 300);
+    const response = await app.fastify.inject({ method: "GET", url: "/test-stream" });
+    await app.fastify.close();
+    expect(response.headers["content-type"]).toMatch(/^text\/event-stream/);
+    expect(response.body.match(/^: keep-alive$/gm)?.length ?? 0).toBeGreaterThanOrEqual(3);
+    expect(response.body).toMatch(/data: \[DONE\]\n\n$/);
+
+    // The default (15 s) sends none in that time.
+    const quiet = streamingApp(loadConfig({ env: {} }), "quiet", 300);
+    const plain = await quiet.app.fastify.inject({ method: "GET", url: "/test-stream" });
+    await quiet.app.fastify.close();
+    expect(plain.body).not.toContain("keep-alive");
+  });
+
+  it("the SSE writer cuts off a client that stops reading after sse_drain_timeout_ms", async () => {
+    const config = loadConfig({ env: { SWITCHBOARD_SSE_DRAIN_TIMEOUT_MS: "300", SWITCHBOARD_PORT: "0" } });
+    const { app, writers } = streamingApp(config, "firehose", 60_000);
+    const address = await app.fastify.listen({ host: "127.0.0.1", port: 0 });
+    const socket = connect(Number(new URL(address).port), "127.0.0.1");
+    try {
+      socket.write("GET /test-stream HTTP/1.1\r\nHost: localhost\r\n\r\n");
+      socket.pause(); // never read: the server's writes back up until the drain timeout
+      const started = Date.now();
+      while (writers.length === 0 || !writers[0]?.signal.aborted) {
+        // Well before the default drain timeout (30 s): only the configured one can have cut it off.
+        if (Date.now() - started > 20_000) throw new Error("the stream was never cut off");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect((writers[0]?.signal.reason as Error).message).toBe("client stopped reading");
+    } finally {
+      socket.destroy();
+      await app.fastify.close();
+    }
+  });
+
+  it("HTTP keep-alive follows keep_alive_timeout_ms", async () => {
+    const app = buildApp(loadConfig({ env: { SWITCHBOARD_KEEP_ALIVE_TIMEOUT_MS: "1234" } }), {
+      registry: new ModelRegistry(),
+      logger: createLogger("silent"),
+    });
+    expect(app.fastify.server.keepAliveTimeout).toBe(1234);
+    await app.fastify.close();
+  });
+
+  function factory(env: Record<string, string>) {
+    const config = loadConfig({ env: { SWITCHBOARD_DATA_DIR: mkdtempSync(join(dir, "data-")), ...env } });
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    return new LocalEngineFactory(config, createLogger("info", sink));
+  }
+  const model = (extra: Record<string, unknown>) =>
+    validateConfig({
+      models: [
+        { id: "m", source: inject("tinyModelPath"), parallel: 1, threads: 1, gpu_layers: 0, ...extra },
+      ],
+    }).models[0] as Config["models"][number];
+
+  it("engine processes restart with the configured backoff", async () => {
+    const engines = factory({
+      SWITCHBOARD_ENGINES_RESTART_BACKOFF_MS: "50",
+      SWITCHBOARD_ENGINES_RESTART_BACKOFF_MAX_MS: "400",
+      // Any existing file will do: nothing is started here.
+      SWITCHBOARD_ENGINES_LLAMA_SERVER_BINARY: process.execPath,
+    });
+    for (const engine of ["runner", "llama-server"]) {
+      const created = await engines.create(model({ engine }), async () => inject("tinyModelPath"));
+      expect(created.name).toBe(engine);
+      const { supervisor } = created.engine as unknown as { supervisor: ProcessSupervisor };
+      expect(supervisor.opts).toMatchObject({ backoffMs: 50, maxBackoffMs: 400 });
+      await created.engine.close();
+    }
+  });
+
+  it("a model without context_size gets its training context capped at engines.default_context_cap", async () => {
+    // The tiny model is trained for 2048 tokens: the default cap (8192) leaves that, 256 caps it.
+    const engines = factory({ SWITCHBOARD_ENGINES_DEFAULT_CONTEXT_CAP: "256" });
+    for (const engine of ["in-process", "runner"]) {
+      const { engine: local } = await engines.create(model({ engine }), async () => inject("tinyModelPath"));
+      try {
+        await local.load();
+        expect(local.metadata().contextSize).toBe(256);
+      } finally {
+        await local.close();
+      }
+    }
+    const uncapped = await factory({}).create(model({ engine: "in-process" }), async () =>
+      inject("tinyModelPath"),
+    );
+    try {
+      await uncapped.engine.load();
+      expect(uncapped.engine.metadata().contextSize).toBe(2048);
+    } finally {
+      await uncapped.engine.close();
+    }
   });
 });

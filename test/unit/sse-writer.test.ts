@@ -143,7 +143,7 @@ describe("SseWriter", () => {
     const client = await RawClient.connect(port);
     clients.push(client);
     const res = await server.nextResponse();
-    return { sse: new SseWriter(res, { keepAliveMs: 0, ...options }), res, client };
+    return { sse: new SseWriter(res, { keepAliveMs: 0, drainTimeoutMs: 30_000, ...options }), res, client };
   }
 
   it("sends the event-stream headers with the extra headers", async () => {

@@ -44,6 +44,12 @@ export class LocalEngineFactory {
   ): Promise<{ engine: LocalEngine; name: EngineName }> {
     const logger = this.logger.child({ model: model.id });
     const wanted = model.engine ?? "auto";
+    const { engines } = this.config;
+    const shared = { contextSizeCap: engines.default_context_cap, gpu: engines.gpu };
+    const supervisor = {
+      backoffMs: engines.restart_backoff_ms,
+      maxBackoffMs: engines.restart_backoff_max_ms,
+    };
     if (wanted === "llama-server" || wanted === "auto") {
       const binary = await this.llamaServer();
       if (binary) {
@@ -63,6 +69,8 @@ export class LocalEngineFactory {
           idleTtlMs: model.idle_ttl_ms,
           dataDir: this.config.data_dir,
           logger,
+          ...shared,
+          supervisor,
         });
         return { engine, name: "llama-server" };
       }
@@ -82,6 +90,7 @@ export class LocalEngineFactory {
         gpuLayers: model.gpu_layers,
         maxQueue: model.max_queue,
         logger,
+        ...shared,
       });
       return { engine, name: "in-process" };
     }
@@ -96,6 +105,9 @@ export class LocalEngineFactory {
       idleTtlMs: model.idle_ttl_ms,
       dataDir: this.config.data_dir,
       logger,
+      ...shared,
+      logLevel: engines.runner.log_level,
+      supervisor,
     });
     return { engine, name: "runner" };
   }

@@ -72,9 +72,10 @@ export interface SupervisorOptions {
   startTimeoutMs?: number;
   /** After SIGTERM, SIGKILL follows after this long. */
   stopGraceMs?: number;
-  /** First restart delay; doubles per consecutive failure up to maxBackoffMs. */
-  backoffMs?: number;
-  maxBackoffMs?: number;
+  /** First restart delay; doubles per consecutive failure up to maxBackoffMs (engines.restart_backoff_ms). */
+  backoffMs: number;
+  /** engines.restart_backoff_max_ms */
+  maxBackoffMs: number;
   /** A process up this long resets the backoff. */
   stableAfterMs?: number;
   /** A request waits for a restart due within this long; a later one is refused at once (503). */
@@ -93,6 +94,10 @@ export interface SupervisorStatus {
   lastExit: { code: number | null; signal: string | null; at: string } | undefined;
   lastError: string | undefined;
 }
+
+/** What an engine passes on to its supervisor: the restart backoff from the config, and overrides (tests). */
+export type SupervisorTimings = Pick<SupervisorOptions, "backoffMs" | "maxBackoffMs"> &
+  Partial<Pick<SupervisorOptions, "startTimeoutMs" | "stopGraceMs">>;
 
 const LOG_TAIL_LINES = 20;
 
@@ -115,7 +120,8 @@ export class ProcessSupervisor {
   /** Every process spawned and not yet exited. */
   private readonly alive = new Set<RunningProcess>();
   private readonly readyListeners = new Set<(process: EngineProcess) => void>();
-  private readonly opts: Required<Omit<SupervisorOptions, "idleTtlMs">> & { idleTtlMs?: number };
+  /** The options in effect (defaults filled in). */
+  readonly opts: Readonly<Required<Omit<SupervisorOptions, "idleTtlMs">> & { idleTtlMs?: number }>;
 
   constructor(
     private readonly spec: EngineProcessSpec,
@@ -124,8 +130,6 @@ export class ProcessSupervisor {
     this.opts = {
       startTimeoutMs: 120_000,
       stopGraceMs: 5_000,
-      backoffMs: 500,
-      maxBackoffMs: 30_000,
       stableAfterMs: 30_000,
       waitForRestartMs: 5_000,
       ...options,

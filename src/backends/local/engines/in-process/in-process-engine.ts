@@ -21,13 +21,17 @@ import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
 import { TokenSampler } from "../../token-sampler.js";
 import { longestTokenBytes } from "../gguf-facts.js";
-import { sharedLlama } from "./llama-instance.js";
+import { type GpuMode, sharedLlama } from "./llama-instance.js";
 
 export interface InProcessEngineOptions {
   /** Where the GGUF file is; resolved at load time (it may need a download first). */
   modelPath: () => Promise<string>;
-  /** Tokens per sequence; undefined = the model's training context, capped. */
+  /** Tokens per sequence; undefined = the model's training context, capped at contextSizeCap. */
   contextSize?: number;
+  /** engines.default_context_cap: a large trained context would allocate gigabytes of KV cache per slot. */
+  contextSizeCap: number;
+  /** engines.gpu */
+  gpu: GpuMode;
   slots: number;
   threads: number;
   gpuLayers: "auto" | "max" | number;
@@ -35,8 +39,6 @@ export interface InProcessEngineOptions {
   logger: Logger;
 }
 
-/** Cap for the default context: a large trained context would allocate gigabytes of KV cache per slot. */
-const DEFAULT_CONTEXT_CAP = 8192;
 /** Tokens of already-emitted text kept as context so the next piece decodes with the right spacing. */
 const DETOKENIZE_CONTEXT = 8;
 /** A piece still ending in U+FFFD after this many tokens is emitted as is (the model produced invalid UTF-8). */
@@ -218,10 +220,11 @@ export class InProcessEngine implements LocalEngine {
   private async doLoad(): Promise<void> {
     const { logger } = this.options;
     const modelPath = await this.options.modelPath();
-    const llama = await sharedLlama(logger);
+    const llama = await sharedLlama(logger, this.options.gpu);
     const model = await llama.loadModel({ modelPath, gpuLayers: this.options.gpuLayers });
     try {
-      const contextSize = this.options.contextSize ?? Math.min(model.trainContextSize, DEFAULT_CONTEXT_CAP);
+      const contextSize =
+        this.options.contextSize ?? Math.min(model.trainContextSize, this.options.contextSizeCap);
       const context = await model.createContext({
         sequences: this.options.slots,
         contextSize,

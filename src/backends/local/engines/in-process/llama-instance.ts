@@ -1,17 +1,26 @@
 import { getLlama, type Llama, LlamaLogLevel } from "node-llama-cpp";
 import type { Logger } from "pino";
 
-let shared: Promise<Llama> | undefined;
+/** engines.gpu: `off` keeps node-llama-cpp on the CPU. */
+export type GpuMode = "auto" | "off";
+
+let shared: { gpu: GpuMode; llama: Promise<Llama> } | undefined;
 
 /**
  * One llama.cpp binding per process, shared by every model. Prebuilt binaries only: a compile
  * at run time would need a toolchain the user may not have (and npm skips install scripts).
- * The GPU is auto-detected; CPU is the fallback.
+ * The GPU is auto-detected unless `gpu` is off; CPU is the fallback. Every caller passes the
+ * same config value; a binding cannot change its GPU mode once loaded, so a different one is an error.
  */
-export function sharedLlama(logger: Logger): Promise<Llama> {
-  shared ??= getLlama({
+export function sharedLlama(logger: Logger, gpu: GpuMode): Promise<Llama> {
+  if (shared) {
+    if (shared.gpu !== gpu)
+      return Promise.reject(new Error(`llama.cpp is already loaded with gpu: ${shared.gpu}, not ${gpu}`));
+    return shared.llama;
+  }
+  const llama = getLlama({
     build: "never",
-    gpu: process.env.SWITCHBOARD_GPU === "off" ? false : "auto",
+    gpu: gpu === "off" ? false : "auto",
     logLevel: LlamaLogLevel.warn,
     logger: (level, message) => {
       const text = message.trim();
@@ -24,5 +33,6 @@ export function sharedLlama(logger: Logger): Promise<Llama> {
     shared = undefined;
     throw err;
   });
-  return shared;
+  shared = { gpu, llama };
+  return llama;
 }

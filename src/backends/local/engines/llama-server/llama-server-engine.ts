@@ -7,11 +7,13 @@ import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
 import type { SupervisedEngine } from "../engine-status.js";
 import { readGgufFacts } from "../gguf-facts.js";
+import type { GpuMode } from "../in-process/llama-instance.js";
 import {
   type EngineProcess,
   type EngineProcessSpec,
   ProcessSupervisor,
   type SupervisorStatus,
+  type SupervisorTimings,
 } from "../process-supervisor.js";
 import { CompletionStream } from "./completion-stream.js";
 import { llamaServerArgs, llamaServerEnv } from "./llama-server-args.js";
@@ -25,8 +27,12 @@ export interface LlamaServerEngineOptions {
   modelId: string;
   /** Where the GGUF file is; resolved at load time (it may need a download first). */
   modelPath: () => Promise<string>;
-  /** Tokens per slot; undefined = the model's training context, capped. */
+  /** Tokens per slot; undefined = the model's training context, capped at contextSizeCap. */
   contextSize?: number;
+  /** engines.default_context_cap */
+  contextSizeCap: number;
+  /** engines.gpu, for the vocabulary loaded in this process. */
+  gpu: GpuMode;
   slots: number;
   threads: number;
   batchThreads?: number;
@@ -42,12 +48,10 @@ export interface LlamaServerEngineOptions {
   logger: Logger;
   /** Tokenize in this process from the model's vocabulary (default); false = always ask llama-server. */
   localTokenizer?: boolean;
-  /** Supervisor timing overrides (tests). */
-  supervisor?: { startTimeoutMs?: number; backoffMs?: number; stopGraceMs?: number };
+  /** Restart backoff (engines.restart_backoff_ms, restart_backoff_max_ms); tests override the rest. */
+  supervisor: SupervisorTimings;
 }
 
-/** Cap for the default context: a large trained context would allocate gigabytes of KV cache per slot. */
-const DEFAULT_CONTEXT_CAP = 8192;
 /** How often /health is polled while llama-server loads. */
 const HEALTH_POLL_MS = 25;
 
@@ -235,11 +239,12 @@ export class LlamaServerEngine implements LocalEngine, SupervisedEngine {
   private async doLoad(): Promise<void> {
     this.modelPath = await this.options.modelPath();
     const facts = await readGgufFacts(this.modelPath);
-    this.contextSize = this.options.contextSize ?? Math.min(facts.trainContextSize, DEFAULT_CONTEXT_CAP);
+    this.contextSize =
+      this.options.contextSize ?? Math.min(facts.trainContextSize, this.options.contextSizeCap);
     const [vocab] = await Promise.all([
       this.options.localTokenizer === false
         ? undefined
-        : VocabTokenizer.open(this.modelPath, this.options.logger),
+        : VocabTokenizer.open(this.modelPath, this.options.logger, this.options.gpu),
       this.supervisor.start(),
     ]);
     this.vocab = vocab;

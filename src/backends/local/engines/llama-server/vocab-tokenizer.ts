@@ -1,6 +1,6 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
 import type { Logger } from "pino";
-import { sharedLlama } from "../in-process/llama-instance.js";
+import { type GpuMode, sharedLlama } from "../in-process/llama-instance.js";
 
 /**
  * The model's tokenizer in this process: its vocabulary only (no weights, no context, no
@@ -12,9 +12,9 @@ export class VocabTokenizer {
   private constructor(private readonly model: LlamaModel) {}
 
   /** undefined when the vocabulary cannot be loaded here (the engine then asks llama-server). */
-  static async open(modelPath: string, logger: Logger): Promise<VocabTokenizer | undefined> {
+  static async open(modelPath: string, logger: Logger, gpu: GpuMode): Promise<VocabTokenizer | undefined> {
     try {
-      const llama = await sharedLlama(logger);
+      const llama = await sharedLlama(logger, gpu);
       const model = await llama.loadModel({ modelPath, vocabOnly: true, gpuLayers: 0 });
       return new VocabTokenizer(model);
     } catch (err) {

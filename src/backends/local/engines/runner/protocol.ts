@@ -1,5 +1,6 @@
 import type { SamplingParams } from "../../../../core/generation.js";
 import type { EngineEvent, ModelMetadata, TokenCandidate, TokenGeneration } from "../../engine.js";
+import type { GpuMode } from "../in-process/llama-instance.js";
 
 /**
  * The messages between the server process and a runner process, over Node's IPC channel (JSON
@@ -12,9 +13,13 @@ import type { EngineEvent, ModelMetadata, TokenCandidate, TokenGeneration } from
 export interface RunnerLoadOptions {
   modelPath: string;
   contextSize?: number;
+  contextSizeCap: number;
   slots: number;
   threads: number;
   gpuLayers: "auto" | "max" | number;
+  gpu: GpuMode;
+  /** The runner's own log level (its lines go to stderr, which the server logs). */
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }
 
 /** A generation as it crosses the channel (a Map does not survive JSON). */

@@ -33,9 +33,12 @@ if (!process.send) {
   process.exit(2);
 }
 
-/** Plain lines on stderr ("error: could not load the model: ..."): the server logs them with its own fields. */
+/**
+ * Plain lines on stderr ("error: could not load the model: ..."): the server logs them with its own
+ * fields. The level comes with `load` (engines.runner.log_level); until then, info.
+ */
 const logger = pino(
-  { level: process.env.SWITCHBOARD_RUNNER_LOG_LEVEL ?? "info", base: undefined, timestamp: false },
+  { level: "info", base: undefined, timestamp: false },
   {
     write(line: string) {
       const entry = JSON.parse(line) as { level: number; msg?: string; err?: { message?: string } };
@@ -54,9 +57,12 @@ const running = new Map<number, AbortController>();
 const slotTail: Promise<void>[] = [];
 
 async function load(options: RunnerLoadOptions): Promise<void> {
+  logger.level = options.logLevel;
   const instance = new InProcessEngine({
     modelPath: async () => options.modelPath,
     contextSize: options.contextSize,
+    contextSizeCap: options.contextSizeCap,
+    gpu: options.gpu,
     slots: options.slots,
     threads: options.threads,
     gpuLayers: options.gpuLayers,

@@ -5,22 +5,39 @@ import type { EngineEvent, EngineStats, LocalEngine, ModelMetadata, TokenGenerat
 import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
 import type { SupervisedEngine } from "../engine-status.js";
+import type { GpuMode } from "../in-process/llama-instance.js";
 import { VocabTokenizer } from "../llama-server/vocab-tokenizer.js";
 import {
   type EngineProcess,
   type EngineProcessSpec,
   ProcessSupervisor,
   type SupervisorStatus,
+  type SupervisorTimings,
 } from "../process-supervisor.js";
-import { decodeToken, S_DONE, S_END, S_ERROR, S_PROMPT, S_TOKEN, toWireGeneration } from "./protocol.js";
+import {
+  decodeToken,
+  type RunnerLoadOptions,
+  S_DONE,
+  S_END,
+  S_ERROR,
+  S_PROMPT,
+  S_TOKEN,
+  toWireGeneration,
+} from "./protocol.js";
 import { RunnerChannel, type RunnerStream } from "./runner-channel.js";
 
 export interface RunnerEngineOptions {
   modelId: string;
   /** Where the GGUF file is; resolved at load time (it may need a download first). */
   modelPath: () => Promise<string>;
-  /** Tokens per slot; undefined = the model's training context, capped (as in-process). */
+  /** Tokens per slot; undefined = the model's training context, capped at contextSizeCap (as in-process). */
   contextSize?: number;
+  /** engines.default_context_cap */
+  contextSizeCap: number;
+  /** engines.gpu, for the runner and the vocabulary loaded in this process. */
+  gpu: GpuMode;
+  /** engines.runner.log_level: the runner's own log level. */
+  logLevel: RunnerLoadOptions["logLevel"];
   slots: number;
   threads: number;
   gpuLayers: "auto" | "max" | number;
@@ -32,8 +49,8 @@ export interface RunnerEngineOptions {
   logger: Logger;
   /** Tokenize in this process from the model's vocabulary (default); false = ask the runner. */
   localTokenizer?: boolean;
-  /** Supervisor timing overrides (tests). */
-  supervisor?: { startTimeoutMs?: number; backoffMs?: number; stopGraceMs?: number };
+  /** Restart backoff (engines.restart_backoff_ms, restart_backoff_max_ms); tests override the rest. */
+  supervisor: SupervisorTimings;
 }
 
 /**
@@ -206,9 +223,12 @@ export class RunnerEngine implements LocalEngine, SupervisedEngine {
           {
             modelPath: this.modelPath as string,
             contextSize: this.options.contextSize,
+            contextSizeCap: this.options.contextSizeCap,
             slots: this.options.slots,
             threads: this.options.threads,
             gpuLayers: this.options.gpuLayers,
+            gpu: this.options.gpu,
+            logLevel: this.options.logLevel,
           },
           signal,
         );
@@ -222,7 +242,7 @@ export class RunnerEngine implements LocalEngine, SupervisedEngine {
     const [vocab] = await Promise.all([
       this.options.localTokenizer === false
         ? undefined
-        : VocabTokenizer.open(this.modelPath, this.options.logger),
+        : VocabTokenizer.open(this.modelPath, this.options.logger, this.options.gpu),
       this.supervisor.start(),
     ]);
     this.vocab = vocab;
