@@ -13,6 +13,7 @@ import { buildRegistry } from "../../src/router/build-registry.js";
 import type { Deployment, ModelRegistry } from "../../src/router/model-registry.js";
 import { type RunningServer, startServer } from "../../src/server.js";
 import { TEST_ENGINE } from "../helpers/test-server.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 /**
  * Faults around /v1/chat/completions on a real listening server: clients that leave or stop
@@ -24,18 +25,6 @@ import { TEST_ENGINE } from "../helpers/test-server.js";
  */
 
 const TINY = "tiny";
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` until it holds; fails naming `what` if it does not within `ms`. */
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms = 2_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 interface Harness {
   server: RunningServer;
   url: string;
@@ -245,11 +234,11 @@ describe("chat completions under client and backend faults", () => {
     const stream = await openStream(h.url, chatBody("tiny-observed", { stream: true, max_tokens: 400 }));
     expect(stream.res.statusCode).toBe(200);
     const requestId = String(stream.res.headers["x-request-id"]);
-    await waitFor("two streamed chunks", () => stream.frames.length >= 2);
+    await waitFor("two streamed chunks", () => stream.frames.length >= 2, 2_000);
     stream.req.destroy();
 
-    await waitFor("the generation signal to abort", () => record.signals.at(-1)?.aborted === true);
-    await waitFor("busy slots to return to 0", async () => (await h.busySlots()) === 0);
+    await waitFor("the generation signal to abort", () => record.signals.at(-1)?.aborted === true, 2_000);
+    await waitFor("busy slots to return to 0", async () => (await h.busySlots()) === 0, 2_000);
     // Far fewer parts than the 400 tokens asked for: generation stopped, it did not run on.
     expect(record.parts).toBeLessThan(100);
     expect(stream.text()).not.toContain("[DONE]");
@@ -262,7 +251,7 @@ describe("chat completions under client and backend faults", () => {
     expect(next.choices[0]?.finish_reason).toBe("length");
 
     // The request that was cut short is still logged once (as a client-closed 499).
-    await waitFor("the request log line", () => requestLines(h.logs, requestId).length > 0);
+    await waitFor("the request log line", () => requestLines(h.logs, requestId).length > 0, 2_000);
     expect(requestLines(h.logs, requestId)).toHaveLength(1);
     expect(requestLines(h.logs, requestId)[0]).toMatchObject({ status: 499, model: "tiny-observed" });
   });
@@ -272,9 +261,9 @@ describe("chat completions under client and backend faults", () => {
   it("closes the backend's part stream when a streaming client disconnects", async () => {
     endlessClosed = false;
     const stream = await openStream(h.url, chatBody("endless", { stream: true }));
-    await waitFor("two streamed chunks", () => stream.frames.length >= 2);
+    await waitFor("two streamed chunks", () => stream.frames.length >= 2, 2_000);
     stream.req.destroy();
-    await waitFor("the backend stream to be closed", () => endlessClosed);
+    await waitFor("the backend stream to be closed", () => endlessClosed, 2_000);
   });
 
   it("stops generating and frees the slot when a non-streaming client aborts", async () => {
@@ -286,12 +275,12 @@ describe("chat completions under client and backend faults", () => {
       { signal: controller.signal },
     );
     pending.catch(() => {});
-    await waitFor("generation to start", () => record.parts >= 2);
+    await waitFor("generation to start", () => record.parts >= 2, 2_000);
     controller.abort();
     await expect(pending).rejects.toBeInstanceOf(APIUserAbortError);
 
-    await waitFor("the generation signal to abort", () => record.signals.at(-1)?.aborted === true);
-    await waitFor("busy slots to return to 0", async () => (await h.busySlots()) === 0);
+    await waitFor("the generation signal to abort", () => record.signals.at(-1)?.aborted === true, 2_000);
+    await waitFor("busy slots to return to 0", async () => (await h.busySlots()) === 0, 2_000);
     expect(record.parts).toBeLessThan(100);
 
     const next = await h.client.chat.completions.create({
@@ -390,6 +379,7 @@ describe("a client that stops reading", () => {
     await waitFor(
       "the stalled stream to hold a slot",
       async () => record.parts > 0 && (await h.busySlots()) === 1,
+      2_000,
     );
 
     // The other slot still serves, while the stalled one is stuck behind its full socket.
@@ -413,7 +403,7 @@ describe("a client that stops reading", () => {
     // The stalled stream is cut off and its slot comes back.
     await waitFor("the stalled stream to be cut off", () => record.signals[0]?.aborted === true, 10_000);
     expect(record.parts).toBeLessThan(450);
-    await waitFor("busy slots to return to 0", async () => (await h.busySlots()) === 0);
+    await waitFor("busy slots to return to 0", async () => (await h.busySlots()) === 0, 2_000);
 
     // What the client finally reads is a truncated stream, never one that claims success.
     let received = "";
@@ -491,7 +481,7 @@ describe("overload", () => {
     } finally {
       clearInterval(sampler);
     }
-    await waitFor("busy slots to return to 0", async () => (await h.busySlots()) === 0);
+    await waitFor("busy slots to return to 0", async () => (await h.busySlots()) === 0, 2_000);
   });
 });
 

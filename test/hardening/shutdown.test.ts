@@ -1,28 +1,18 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { compiledCli } from "../helpers/compiled-cli.js";
 import { startTestServer, TEST_ENGINE, TINY_MODEL } from "../helpers/test-server.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 /**
  * Graceful shutdown: SIGTERM to the real CLI lets in-flight streams finish within the grace
  * period, refuses new connections and exits 0; past the grace period streams are cut with an
  * error event (never a [DONE]) and the process still exits 0.
  */
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 function connectionRefused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -73,36 +63,6 @@ async function startStream(url: string, maxTokens: number): Promise<StreamReader
   });
   expect(res.status).toBe(200);
   return new StreamReader(res.body as ReadableStream<Uint8Array>);
-}
-
-/**
- * The CLI compiled from the current sources into a cache of its own (rebuilt when a source is
- * newer), so the test never races anyone else's `npm run build` into build/.
- */
-async function compiledCli(): Promise<string> {
-  const root = process.cwd();
-  const out = join(root, "node_modules", ".cache", "switchboard-test", "cli");
-  const main = join(out, "src", "main.js");
-  const newestSource = Math.max(
-    ...listFiles(join(root, "src")).map((f) => statSync(f).mtimeMs),
-    statSync(join(root, "package.json")).mtimeMs,
-  );
-  if (!existsSync(main) || statSync(main).mtimeMs < newestSource) {
-    mkdirSync(out, { recursive: true });
-    const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
-    // Emits even if a work-in-progress file elsewhere does not typecheck; main.js is what matters.
-    await promisify(execFile)(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out], {
-      cwd: root,
-    }).catch(() => {});
-    if (!existsSync(main)) throw new Error("could not compile the CLI");
-  }
-  return main;
-}
-
-function listFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() ? listFiles(join(dir, entry.name)) : [join(dir, entry.name)],
-  );
 }
 
 interface Cli {
