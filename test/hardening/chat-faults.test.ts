@@ -12,7 +12,7 @@ import { createLogger } from "../../src/observability/logger.js";
 import { buildRegistry } from "../../src/router/build-registry.js";
 import type { Deployment, ModelRegistry } from "../../src/router/model-registry.js";
 import { type RunningServer, startServer } from "../../src/server.js";
-import { TEST_ENGINE } from "../helpers/test-server.js";
+import { contextFor, inFlightTokens, TEST_ENGINE } from "../helpers/test-server.js";
 import { waitFor } from "../helpers/wait-for.js";
 
 /**
@@ -25,13 +25,22 @@ import { waitFor } from "../helpers/wait-for.js";
  */
 
 const TINY = "tiny";
+/** A generation far longer than it takes a test to cancel it, on the test engine. */
+const LONG = inFlightTokens(400);
+
+/** What a wrapped deployment saw: parts handed to the route and the signals it was given. */
+interface Observed {
+  parts: number;
+  signals: AbortSignal[];
+}
+
 interface Harness {
   server: RunningServer;
   url: string;
   client: OpenAI;
   logs: string[];
   /** Parts each wrapped deployment has handed to the route, and the signals it was given. */
-  seen: Map<string, { parts: number; signals: AbortSignal[] }>;
+  seen: Map<string, Observed>;
   busySlots(): Promise<number>;
   stop(): Promise<void>;
 }
@@ -66,7 +75,8 @@ async function startHarness(
       {
         id: TINY,
         source: inject("tinyModelPath"),
-        context_size: 512,
+        // Room for the longest generation a test asks for.
+        context_size: contextFor(LONG),
         parallel: 2,
         threads: 1,
         gpu_layers: 0,
@@ -123,7 +133,7 @@ function addObserved(
   id: string,
   padTextTo = 0,
 ): void {
-  const record = { parts: 0, signals: [] as AbortSignal[] };
+  const record: Observed = { parts: 0, signals: [] };
   seen.set(id, record);
   const inner = tiny.backend;
   registry.add({
@@ -230,8 +240,8 @@ describe("chat completions under client and backend faults", () => {
   });
 
   it("stops generating and frees the slot at once when a streaming client disconnects", async () => {
-    const record = h.seen.get("tiny-observed") as { parts: number; signals: AbortSignal[] };
-    const stream = await openStream(h.url, chatBody("tiny-observed", { stream: true, max_tokens: 400 }));
+    const record = h.seen.get("tiny-observed") as Observed;
+    const stream = await openStream(h.url, chatBody("tiny-observed", { stream: true, max_tokens: LONG }));
     expect(stream.res.statusCode).toBe(200);
     const requestId = String(stream.res.headers["x-request-id"]);
     await waitFor("two streamed chunks", () => stream.frames.length >= 2, 2_000);
@@ -239,8 +249,8 @@ describe("chat completions under client and backend faults", () => {
 
     await waitFor("the generation signal to abort", () => record.signals.at(-1)?.aborted === true, 2_000);
     await waitFor("busy slots to return to 0", async () => (await h.busySlots()) === 0, 2_000);
-    // Far fewer parts than the 400 tokens asked for: generation stopped, it did not run on.
-    expect(record.parts).toBeLessThan(100);
+    // Far fewer parts than the tokens asked for: generation stopped, it did not run on.
+    expect(record.parts).toBeLessThan(LONG / 4);
     expect(stream.text()).not.toContain("[DONE]");
 
     const next = await h.client.chat.completions.create({
@@ -267,11 +277,11 @@ describe("chat completions under client and backend faults", () => {
   });
 
   it("stops generating and frees the slot when a non-streaming client aborts", async () => {
-    const record = h.seen.get("tiny-observed") as { parts: number; signals: AbortSignal[] };
+    const record = h.seen.get("tiny-observed") as Observed;
     record.parts = 0;
     const controller = new AbortController();
     const pending = h.client.chat.completions.create(
-      { model: "tiny-observed", messages: [{ role: "user", content: "Hi" }], max_tokens: 400 },
+      { model: "tiny-observed", messages: [{ role: "user", content: "Hi" }], max_tokens: LONG },
       { signal: controller.signal },
     );
     pending.catch(() => {});
@@ -281,7 +291,7 @@ describe("chat completions under client and backend faults", () => {
 
     await waitFor("the generation signal to abort", () => record.signals.at(-1)?.aborted === true, 2_000);
     await waitFor("busy slots to return to 0", async () => (await h.busySlots()) === 0, 2_000);
-    expect(record.parts).toBeLessThan(100);
+    expect(record.parts).toBeLessThan(LONG / 4);
 
     const next = await h.client.chat.completions.create({
       model: TINY,
@@ -367,7 +377,7 @@ describe("a client that stops reading", () => {
   });
 
   it("does not hold up other requests, and is cut off once the drain timeout passes", async () => {
-    const record = h.seen.get("tiny-firehose") as { parts: number; signals: AbortSignal[] };
+    const record = h.seen.get("tiny-firehose") as Observed;
     const { port } = new URL(h.url);
     const body = chatBody("tiny-firehose", { stream: true, max_tokens: 450 });
     const stalled = net.connect(Number(port), "127.0.0.1");

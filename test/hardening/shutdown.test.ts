@@ -5,7 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { compiledCli } from "../helpers/compiled-cli.js";
-import { startTestServer, TEST_ENGINE, TINY_MODEL } from "../helpers/test-server.js";
+import {
+  contextFor,
+  inFlightTokens,
+  startTestServer,
+  TEST_ENGINE,
+  TEST_ENGINE_SPEEDUP,
+  TINY_MODEL,
+} from "../helpers/test-server.js";
 import { waitFor } from "../helpers/wait-for.js";
 
 /**
@@ -147,7 +154,7 @@ describe("SIGTERM to the CLI", () => {
   it("lets an in-flight stream finish with [DONE], refuses new connections, and exits 0", async () => {
     const cli = await startCli(main, dir, configFor(10_000));
     running.push(cli);
-    const stream = await startStream(cli.url, 1_200);
+    const stream = await startStream(cli.url, inFlightTokens(1_200));
     await waitFor("the first chunks", () => stream.frames.length >= 2, 5_000);
 
     cli.child.kill("SIGTERM");
@@ -168,7 +175,8 @@ describe("SIGTERM to the CLI", () => {
   });
 
   it("past a short grace period cuts the stream with an error event and still exits 0 promptly", async () => {
-    const cli = await startCli(main, dir, configFor(200));
+    // Short enough a grace period for the stream to be far from done on a faster engine too.
+    const cli = await startCli(main, dir, configFor(Math.round(200 / TEST_ENGINE_SPEEDUP)));
     running.push(cli);
     const stream = await startStream(cli.url, 2_000);
     await waitFor("the first chunks", () => stream.frames.length >= 2, 5_000);
@@ -190,7 +198,8 @@ describe("SIGTERM to the CLI", () => {
 
 describe("requests that reach a server while it shuts down", () => {
   it("are answered 503 with the JSON envelope and the connection closed", async () => {
-    const t = await startTestServer();
+    const maxTokens = inFlightTokens(400);
+    const t = await startTestServer({ model: { context_size: contextFor(maxTokens) } });
     const { port } = new URL(t.url);
     const socket = net.connect(Number(port), "127.0.0.1");
     let received = "";
@@ -202,7 +211,7 @@ describe("requests that reach a server while it shuts down", () => {
     const body = JSON.stringify({
       model: TINY_MODEL,
       messages: [{ role: "user", content: "Hi" }],
-      max_tokens: 400,
+      max_tokens: maxTokens,
       stream: true,
     });
     socket.write(
@@ -231,7 +240,11 @@ describe("requests that reach a server while it shuts down", () => {
 
   // A generation cut short by the end of the grace period is a 503, not a partial 200.
   it("a non-streaming generation cut by the end of the grace period is not reported as a success", async () => {
-    const t = await startTestServer({ config: { shutdown_grace_ms: 50 } });
+    const maxTokens = inFlightTokens(480);
+    const t = await startTestServer({
+      config: { shutdown_grace_ms: 50 },
+      model: { context_size: contextFor(maxTokens) },
+    });
     const busy = async () =>
       /^switchboard_busy_slots\{model="tiny"\} 1$/m.test(await (await fetch(`${t.url}/metrics`)).text());
     const pending = fetch(`${t.url}/v1/chat/completions`, {
@@ -240,7 +253,7 @@ describe("requests that reach a server while it shuts down", () => {
       body: JSON.stringify({
         model: TINY_MODEL,
         messages: [{ role: "user", content: "Hi" }],
-        max_tokens: 480,
+        max_tokens: maxTokens,
       }),
     });
     try {
