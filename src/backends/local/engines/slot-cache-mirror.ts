@@ -23,8 +23,8 @@ export function longestPrefixSlot(
 
 /**
  * What each slot's KV cache in an engine process holds (prompt + generated tokens), as far as
- * this process knows: the engine process does not tell, and asking it per request would cost a
- * round trip. It is only a guide for choosing a slot; the engine process reuses what it really has.
+ * this process knows: asking the engine process per request would cost a round trip. It only
+ * guides the choice of slot; the engine process reuses what its cache really holds.
  */
 export class SlotCacheMirror {
   private tokens: (readonly number[])[];
