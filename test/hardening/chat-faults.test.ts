@@ -456,7 +456,7 @@ describe("overload", () => {
           const res = await fetch(`${h.url}/v1/chat/completions`, {
             method: "POST",
             headers: { "content-type": "application/json" },
-            body: chatBody(TINY, { stream: true, max_tokens: 400 }),
+            body: chatBody(TINY, { stream: true, max_tokens: LONG }),
           });
           const text = await res.text();
           events.push(`${res.status}:${i}`);
