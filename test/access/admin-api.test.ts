@@ -6,9 +6,9 @@ import {
   chat,
   expectError,
   startAccessServer,
-  waitFor,
 } from "../helpers/access.js";
 import { TINY_ALIAS, TINY_MODEL } from "../helpers/test-server.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 /**
  * The admin API: only admin keys reach it; projects and keys are created, listed, read, updated,

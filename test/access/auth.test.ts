@@ -13,9 +13,9 @@ import {
   sdkClient,
   sha256,
   startAccessServer,
-  waitFor,
 } from "../helpers/access.js";
 import { TINY_MODEL } from "../helpers/test-server.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 /**
  * Auth on every route: with auth on, every route but /health answers 401 with the OpenAI

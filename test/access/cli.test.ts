@@ -2,16 +2,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  type AccessServer,
-  call,
-  chat,
-  compiledCli,
-  expectUnauthorized,
-  runCli,
-  startAccessServer,
-  waitFor,
-} from "../helpers/access.js";
+import { type AccessServer, call, chat, expectUnauthorized, startAccessServer } from "../helpers/access.js";
+import { compiledCli, runCli } from "../helpers/compiled-cli.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 /**
  * `switchboard keys …` works on the database directly: a key it creates works against a server

@@ -11,9 +11,9 @@ import {
   sdkClient,
   startAccessServer,
   totalTokens,
-  waitFor,
 } from "../helpers/access.js";
 import { TINY_MODEL } from "../helpers/test-server.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 /**
  * Per-key and per-project limits on one instance (the in-memory limit store): requests and

@@ -8,10 +8,10 @@ import {
   expectError,
   newAdminKey,
   startAccessServer,
-  waitFor,
 } from "../helpers/access.js";
 import { hasPostgres, POSTGRES_URL } from "../helpers/databases.js";
 import { deleteRedisKeys, hasRedis, REDIS_URL, redisTestPrefix } from "../helpers/redis.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 /**
  * Several instances behind a load balancer: two servers share one Postgres schema (keys,

@@ -20,7 +20,8 @@ export interface EngineUnderTest {
 
 const hello = [{ role: "user" as const, content: "Hello there" }];
 
-export function chatConformance(t: () => TestServer, target: EngineUnderTest): void {
+/** Chat requests to the tiny model, every response and chunk checked against the OpenAI spec. */
+export function chatHelpers(t: () => TestServer) {
   async function chat(params: Partial<ChatCompletionCreateParamsNonStreaming> = {}): Promise<ChatCompletion> {
     const completion = await t().client.chat.completions.create({
       model: TINY_MODEL,
@@ -48,9 +49,18 @@ export function chatConformance(t: () => TestServer, target: EngineUnderTest): v
     return chunks;
   }
 
-  const text = (c: ChatCompletion, i = 0) => c.choices[i]?.message.content ?? "";
-  const streamed = (chunks: ChatCompletionChunk[], i = 0) =>
-    chunks.flatMap((c) => c.choices.filter((x) => x.index === i).map((x) => x.delta.content ?? "")).join("");
+  return { chat, stream };
+}
+
+/** The content of a choice of a completion. */
+export const text = (c: ChatCompletion, i = 0) => c.choices[i]?.message.content ?? "";
+
+/** The content of a choice of a stream, its deltas joined. */
+export const streamed = (chunks: ChatCompletionChunk[], i = 0) =>
+  chunks.flatMap((c) => c.choices.filter((x) => x.index === i).map((x) => x.delta.content ?? "")).join("");
+
+export function chatConformance(t: () => TestServer, target: EngineUnderTest): void {
+  const { chat, stream } = chatHelpers(t);
 
   it("answers a plain completion with max_tokens tokens and finish_reason length", async () => {
     const completion = await chat();

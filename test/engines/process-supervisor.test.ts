@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -20,6 +20,8 @@ import {
 import { WATCHDOG_SCRIPT } from "../../src/backends/local/engines/spawn-with-watchdog.js";
 import { ServiceError } from "../../src/core/errors.js";
 import { createLogger } from "../../src/observability/logger.js";
+import { alive, groupAlive } from "../helpers/process-state.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 const FAKE_ENGINE = fileURLToPath(new URL("./fixtures/fake-engine.mjs", import.meta.url));
 
@@ -30,35 +32,6 @@ afterEach(async () => {
   await Promise.all(supervisors.splice(0).map((s) => s.close()));
   for (const child of children.splice(0)) child.kill("SIGKILL");
 });
-
-/** Whether a process exists and is not a zombie (exited, not yet reaped). */
-function alive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  const status = `/proc/${pid}/status`;
-  return !existsSync(status) || !/State:\s+Z/.test(readFileSync(status, "utf8"));
-}
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("timed out waiting for a condition");
-    await sleep(20);
-  }
-}
 
 function fakeSupervisor(
   env: Record<string, string> = {},
@@ -124,7 +97,9 @@ describe("ProcessSupervisor", () => {
     expect(await get(p, "/pid")).toBe(String(p.pid));
     expect(p.apiKey.length).toBeGreaterThanOrEqual(24);
     // Its output goes to our log with the engine name.
-    await waitFor(() => logs.some((l) => l.includes("fake-engine listening")));
+    await waitFor("the engine's output in the log", () =>
+      logs.some((l) => l.includes("fake-engine listening")),
+    );
     expect(logs.find((l) => l.includes("fake-engine listening"))).toContain('"engine":"fake"');
   });
 
@@ -138,9 +113,12 @@ describe("ProcessSupervisor", () => {
     const { supervisor, logs } = fakeSupervisor();
     const first = await supervisor.start();
     await get(first, "/crash").catch(() => {});
-    await waitFor(() => first.signal.aborted);
+    await waitFor("the lease signal to abort", () => first.signal.aborted);
     expect(["restarting", "starting", "ready"]).toContain(supervisor.status().state);
-    await waitFor(() => supervisor.status().state === "ready" && supervisor.status().pid !== first.pid);
+    await waitFor(
+      "a new process",
+      () => supervisor.status().state === "ready" && supervisor.status().pid !== first.pid,
+    );
     const second = await supervisor.start();
     expect(second.generation).toBe(first.generation + 1);
     expect(second.pid).not.toBe(first.pid);
@@ -150,7 +128,10 @@ describe("ProcessSupervisor", () => {
     // A second crash soon after is a crash loop: the next delay is longer.
     const crashedAt = Date.now();
     await get(second, "/crash").catch(() => {});
-    await waitFor(() => supervisor.status().state === "ready" && supervisor.status().pid !== second.pid);
+    await waitFor(
+      "a third process",
+      () => supervisor.status().state === "ready" && supervisor.status().pid !== second.pid,
+    );
     expect(Date.now() - crashedAt).toBeGreaterThanOrEqual(180);
     expect(supervisor.status().restarts).toBe(2);
   });
@@ -166,7 +147,7 @@ describe("ProcessSupervisor", () => {
     );
     await get(p, "/crash").catch(() => {});
     expect(await reading).toBeInstanceOf(Error);
-    await waitFor(() => p.signal.aborted, 2_000);
+    await waitFor("the lease signal to abort", () => p.signal.aborted, 2_000);
     expect(String((p.signal.reason as Error).message)).toMatch(/exited/);
     lease.release();
   });
@@ -196,7 +177,7 @@ describe("ProcessSupervisor", () => {
     const err = await supervisor.start().catch((e: unknown) => e);
     expect((err as ServiceError).status).toBe(503);
     expect(((err as ServiceError).cause as Error).message).toMatch(/not ready after 400 ms/);
-    await waitFor(() => supervisor.status().pid === undefined);
+    await waitFor("the process to be killed", () => supervisor.status().pid === undefined);
   });
 
   it("stops an idle process and starts it again on demand", async () => {
@@ -207,8 +188,8 @@ describe("ProcessSupervisor", () => {
     // A held lease keeps it running.
     expect(supervisor.status().state).toBe("ready");
     lease.release();
-    await waitFor(() => supervisor.status().state === "stopped");
-    await waitFor(() => !alive(first.pid));
+    await waitFor("the idle process to stop", () => supervisor.status().state === "stopped");
+    await waitFor("the idle process to exit", () => !alive(first.pid));
     expect(logs.some((l) => l.includes("stopping idle engine process"))).toBe(true);
     const second = await supervisor.start();
     expect(second.pid).not.toBe(first.pid);
@@ -222,7 +203,7 @@ describe("ProcessSupervisor", () => {
     await supervisor.close();
     expect(alive(p.pid)).toBe(false);
     // The watchdog got SIGKILL with the group; it only has to be reaped.
-    await waitFor(() => !groupAlive(p.pid), 5_000);
+    await waitFor("the watchdog to be reaped", () => !groupAlive(p.pid), 5_000);
     expect(readdirSync(pidDir(dataDir))).toEqual([]);
     expect(supervisor.status().state).toBe("closed");
     const err = await supervisor.start().catch((e: unknown) => e);
@@ -268,10 +249,10 @@ describe("engine processes never outlive Switchboard", () => {
     const enginePid = await new Promise<number>((resolve) => {
       parent.stdout?.once("data", (chunk: Buffer) => resolve(Number(String(chunk).trim())));
     });
-    await waitFor(() => (commandLineOf(enginePid) ?? "").includes("fake-engine.mjs"));
+    await waitFor("the engine to run", () => (commandLineOf(enginePid) ?? "").includes("fake-engine.mjs"));
     parent.kill("SIGKILL");
-    await waitFor(() => !alive(enginePid), 5_000);
-    await waitFor(() => !groupAlive(enginePid), 5_000);
+    await waitFor("the watchdog to kill the engine", () => !alive(enginePid), 5_000);
+    await waitFor("the engine's group to be gone", () => !groupAlive(enginePid), 5_000);
   });
 
   it("a start sweeps engines whose Switchboard is gone, and only processes that still match their record", async () => {
@@ -290,7 +271,7 @@ describe("engine processes never outlive Switchboard", () => {
       model: "m",
       startedAt: new Date().toISOString(),
     };
-    await waitFor(() => commandLineOf(orphan.pid as number) !== undefined);
+    await waitFor("the orphan to run", () => commandLineOf(orphan.pid as number) !== undefined);
     writePidFile(dir, {
       ...record,
       pid: orphan.pid as number,
@@ -300,7 +281,7 @@ describe("engine processes never outlive Switchboard", () => {
     writePidFile(dir, { ...record, pid: innocent.pid as number, command: "/opt/llama-server --model x" });
     const silent = createLogger("silent");
     expect(await sweepStalePidFiles(dir, silent)).toBe(1);
-    await waitFor(() => !alive(orphan.pid));
+    await waitFor("the orphan to be killed", () => !alive(orphan.pid));
     expect(alive(innocent.pid)).toBe(true);
     expect(readdirSync(dir)).toEqual([]);
   });
@@ -312,8 +293,8 @@ describe("engine processes never outlive Switchboard", () => {
     children.push(engine);
     const owner = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
     children.push(owner);
-    await waitFor(() => commandLineOf(owner.pid as number) !== undefined);
-    await waitFor(() => commandLineOf(engine.pid as number) !== undefined);
+    await waitFor("the owner to run", () => commandLineOf(owner.pid as number) !== undefined);
+    await waitFor("the engine to run", () => commandLineOf(engine.pid as number) !== undefined);
     writePidFile(dir, {
       pid: engine.pid as number,
       owner: owner.pid as number,

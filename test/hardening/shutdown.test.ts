@@ -1,28 +1,25 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startTestServer, TEST_ENGINE, TINY_MODEL } from "../helpers/test-server.js";
+import { compiledCli } from "../helpers/compiled-cli.js";
+import {
+  contextFor,
+  inFlightTokens,
+  startTestServer,
+  TEST_ENGINE,
+  TEST_ENGINE_SPEEDUP,
+  TINY_MODEL,
+} from "../helpers/test-server.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 /**
  * Graceful shutdown: SIGTERM to the real CLI lets in-flight streams finish within the grace
  * period, refuses new connections and exits 0; past the grace period streams are cut with an
  * error event (never a [DONE]) and the process still exits 0.
  */
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 function connectionRefused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -73,36 +70,6 @@ async function startStream(url: string, maxTokens: number): Promise<StreamReader
   });
   expect(res.status).toBe(200);
   return new StreamReader(res.body as ReadableStream<Uint8Array>);
-}
-
-/**
- * The CLI compiled from the current sources into a cache of its own (rebuilt when a source is
- * newer), so the test never races anyone else's `npm run build` into build/.
- */
-async function compiledCli(): Promise<string> {
-  const root = process.cwd();
-  const out = join(root, "node_modules", ".cache", "switchboard-test", "cli");
-  const main = join(out, "src", "main.js");
-  const newestSource = Math.max(
-    ...listFiles(join(root, "src")).map((f) => statSync(f).mtimeMs),
-    statSync(join(root, "package.json")).mtimeMs,
-  );
-  if (!existsSync(main) || statSync(main).mtimeMs < newestSource) {
-    mkdirSync(out, { recursive: true });
-    const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
-    // Emits even if a work-in-progress file elsewhere does not typecheck; main.js is what matters.
-    await promisify(execFile)(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out], {
-      cwd: root,
-    }).catch(() => {});
-    if (!existsSync(main)) throw new Error("could not compile the CLI");
-  }
-  return main;
-}
-
-function listFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() ? listFiles(join(dir, entry.name)) : [join(dir, entry.name)],
-  );
 }
 
 interface Cli {
@@ -187,7 +154,7 @@ describe("SIGTERM to the CLI", () => {
   it("lets an in-flight stream finish with [DONE], refuses new connections, and exits 0", async () => {
     const cli = await startCli(main, dir, configFor(10_000));
     running.push(cli);
-    const stream = await startStream(cli.url, 1_200);
+    const stream = await startStream(cli.url, inFlightTokens(1_200));
     await waitFor("the first chunks", () => stream.frames.length >= 2, 5_000);
 
     cli.child.kill("SIGTERM");
@@ -208,7 +175,8 @@ describe("SIGTERM to the CLI", () => {
   });
 
   it("past a short grace period cuts the stream with an error event and still exits 0 promptly", async () => {
-    const cli = await startCli(main, dir, configFor(200));
+    // Short enough a grace period for the stream to be far from done on a faster engine too.
+    const cli = await startCli(main, dir, configFor(Math.round(200 / TEST_ENGINE_SPEEDUP)));
     running.push(cli);
     const stream = await startStream(cli.url, 2_000);
     await waitFor("the first chunks", () => stream.frames.length >= 2, 5_000);
@@ -230,7 +198,8 @@ describe("SIGTERM to the CLI", () => {
 
 describe("requests that reach a server while it shuts down", () => {
   it("are answered 503 with the JSON envelope and the connection closed", async () => {
-    const t = await startTestServer();
+    const maxTokens = inFlightTokens(400);
+    const t = await startTestServer({ model: { context_size: contextFor(maxTokens) } });
     const { port } = new URL(t.url);
     const socket = net.connect(Number(port), "127.0.0.1");
     let received = "";
@@ -242,7 +211,7 @@ describe("requests that reach a server while it shuts down", () => {
     const body = JSON.stringify({
       model: TINY_MODEL,
       messages: [{ role: "user", content: "Hi" }],
-      max_tokens: 400,
+      max_tokens: maxTokens,
       stream: true,
     });
     socket.write(
@@ -271,7 +240,11 @@ describe("requests that reach a server while it shuts down", () => {
 
   // A generation cut short by the end of the grace period is a 503, not a partial 200.
   it("a non-streaming generation cut by the end of the grace period is not reported as a success", async () => {
-    const t = await startTestServer({ config: { shutdown_grace_ms: 50 } });
+    const maxTokens = inFlightTokens(480);
+    const t = await startTestServer({
+      config: { shutdown_grace_ms: 50 },
+      model: { context_size: contextFor(maxTokens) },
+    });
     const busy = async () =>
       /^switchboard_busy_slots\{model="tiny"\} 1$/m.test(await (await fetch(`${t.url}/metrics`)).text());
     const pending = fetch(`${t.url}/v1/chat/completions`, {
@@ -280,7 +253,7 @@ describe("requests that reach a server while it shuts down", () => {
       body: JSON.stringify({
         model: TINY_MODEL,
         messages: [{ role: "user", content: "Hi" }],
-        max_tokens: 480,
+        max_tokens: maxTokens,
       }),
     });
     try {

@@ -1,9 +1,5 @@
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import http from "node:http";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import OpenAI from "openai";
 import { expect } from "vitest";
 import { randomId } from "../../src/core/ids.js";
@@ -12,7 +8,7 @@ import { startTestServer, type TestServer, TINY_MODEL } from "./test-server.js";
 /**
  * Helpers for the keys / projects / limits / usage suite: a server started with a bootstrap
  * admin key, an admin API client that creates projects and keys, raw HTTP calls that keep the
- * status, headers and body, and bounded polling.
+ * status, headers and body.
  */
 
 /** A fresh bootstrap admin key (the config wants at least 20 characters). */
@@ -151,22 +147,6 @@ export function totalTokens(res: HttpResult): number {
   return res.body.usage.total_tokens as number;
 }
 
-/** Polls `check` until it returns something other than undefined/false, or fails after `ms`. */
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  ms: number,
-  intervalMs = 25,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
-
 /** An official SDK client for a key; `fetch` may wrap the real one (to count attempts). */
 export function sdkClient(
   baseUrl: string,
@@ -269,63 +249,4 @@ export async function startAccessServer(
     model: options.model,
   });
   return { ...t, adminKey, admin: new AdminClient(t.url, adminKey) };
-}
-
-/**
- * The CLI compiled from the current sources into a cache of its own (rebuilt when a source is
- * newer), so the test never races anyone else's `npm run build` into build/. The same cache and
- * approach as test/hardening/shutdown.test.ts.
- */
-export async function compiledCli(): Promise<string> {
-  const root = process.cwd();
-  const out = join(root, "node_modules", ".cache", "switchboard-test", "cli");
-  const main = join(out, "src", "main.js");
-  const newestSource = Math.max(
-    ...listFiles(join(root, "src")).map((f) => statSync(f).mtimeMs),
-    statSync(join(root, "package.json")).mtimeMs,
-  );
-  if (!existsSync(main) || statSync(main).mtimeMs < newestSource) {
-    mkdirSync(out, { recursive: true });
-    const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
-    // Emits even if a work-in-progress file elsewhere does not typecheck; main.js is what matters.
-    await promisify(execFile)(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out], {
-      cwd: root,
-    }).catch(() => {});
-    if (!existsSync(main)) throw new Error("could not compile the CLI");
-  }
-  return main;
-}
-
-function listFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() ? listFiles(join(dir, entry.name)) : [join(dir, entry.name)],
-  );
-}
-
-/** Runs the compiled CLI to completion. */
-export async function runCli(
-  main: string,
-  args: string[],
-  cwd: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [main, ...args],
-      // A SWITCHBOARD_* variable of the caller must not steer the CLI under test.
-      { cwd, env: cliEnv(), timeout: 30_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-function cliEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith("SWITCHBOARD_")) env[name] = value;
-  }
-  return env;
 }

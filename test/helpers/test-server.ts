@@ -6,6 +6,7 @@ import OpenAI from "openai";
 import { inject } from "vitest";
 import { validateConfig } from "../../src/config/load.js";
 import type { Config } from "../../src/config/schema.js";
+import { findLlamaServer } from "../../src/engine-build/find-llama-server.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { type RunningServer, startServer } from "../../src/server.js";
 
@@ -26,9 +27,32 @@ export interface TestServer {
 /**
  * The engine test servers run on unless a test names one (`model: { engine }`): in-process by
  * default, so the suite does not change with what is installed; SWITCHBOARD_TEST_ENGINE=llama-server
- * runs every server test on llama-server instead.
+ * runs every server test on llama-server instead (`npm test` also runs test/api and
+ * test/hardening with `auto`: llama-server where a binary is found, else the runner).
  */
 export const TEST_ENGINE = process.env.SWITCHBOARD_TEST_ENGINE ?? "in-process";
+
+/** The tiny model's training context: llama-server gives no slot more than that. */
+const TINY_TRAIN_CONTEXT = 2048;
+
+/** How many times as fast as node-llama-cpp the test engine generates the tiny model. */
+export const TEST_ENGINE_SPEEDUP =
+  TEST_ENGINE === "llama-server" || (TEST_ENGINE === "auto" && (await findLlamaServer({}))) ? 5 : 1;
+
+/**
+ * max_tokens for a generation that must still be running when a test acts on it (cancels it, shuts
+ * the server down under it): the tokens it takes on in-process, scaled to the test engine's speed
+ * (llama-server is about five times as fast) as far as the tiny model's context holds, so the
+ * generation lasts about as long on every engine.
+ */
+export function inFlightTokens(inProcessTokens: number): number {
+  return Math.min(inProcessTokens * TEST_ENGINE_SPEEDUP, TINY_TRAIN_CONTEXT - 48);
+}
+
+/** A context_size that holds a short prompt and `maxTokens` (at least the test servers' 512). */
+export function contextFor(maxTokens: number): number {
+  return Math.max(512, maxTokens + 32);
+}
 
 /**
  * A real listening server on the tiny generated model. `config` overrides defaults;

@@ -18,7 +18,7 @@ export interface LocalEngine {
   tokenize(text: string, options: { special: boolean; continuation?: boolean }): Promise<number[]>;
   detokenize(tokens: readonly number[]): Promise<string>;
   /**
-   * Streams one sequence's tokens. Waits for a free slot first (throws ApiError 429 at once when
+   * Streams one sequence's tokens. Waits for a free slot first (throws a 429 ServiceError at once when
    * the bounded queue is full). Ends on an end-of-generation token, maxTokens or abort.
    */
   generate(req: TokenGeneration, signal: AbortSignal): AsyncIterable<EngineEvent>;

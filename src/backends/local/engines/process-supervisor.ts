@@ -156,7 +156,7 @@ export class ProcessSupervisor {
     return () => this.readyListeners.delete(listener);
   }
 
-  /** Starts the process if needed and resolves when it is ready (503 ApiError when it cannot start). */
+  /** Starts the process if needed and resolves when it is ready (503 ServiceError when it cannot start). */
   async start(signal?: AbortSignal): Promise<EngineProcess> {
     const lease = await this.acquire(signal ?? new AbortController().signal);
     lease.release();
@@ -164,7 +164,7 @@ export class ProcessSupervisor {
   }
 
   /**
-   * A lease on a ready process, starting it on demand. Throws ApiError 503 when the process
+   * A lease on a ready process, starting it on demand. Throws a 503 ServiceError when the process
    * cannot be started (or is crash-looping), and the signal's reason when the caller gives up.
    */
   async acquire(signal: AbortSignal): Promise<ProcessLease> {

@@ -21,6 +21,8 @@ import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
 import { TokenSampler } from "../../token-sampler.js";
 import { longestTokenBytes } from "../gguf-facts.js";
+import { ModelLoad } from "../model-load.js";
+import { longestPrefixSlot } from "../slot-cache-mirror.js";
 import { type GpuMode, sharedLlama } from "./llama-instance.js";
 
 export interface InProcessEngineOptions {
@@ -53,8 +55,7 @@ export class InProcessEngine implements LocalEngine {
   private model: LlamaModel | undefined;
   private context: LlamaContext | undefined;
   private sequences: LlamaContextSequence[] = [];
-  private meta: ModelMetadata | undefined;
-  private loading: Promise<void> | undefined;
+  private readonly modelLoad = new ModelLoad(() => this.loadModel());
   private readonly scheduler: SlotScheduler;
   private readonly pieceCache = new Map<number, string>();
 
@@ -63,20 +64,15 @@ export class InProcessEngine implements LocalEngine {
   }
 
   load(): Promise<void> {
-    this.loading ??= this.doLoad().catch((err) => {
-      this.loading = undefined;
-      throw err;
-    });
-    return this.loading;
+    return this.modelLoad.load();
   }
 
   isLoaded(): boolean {
-    return this.meta !== undefined;
+    return this.modelLoad.isLoaded();
   }
 
   metadata(): ModelMetadata {
-    if (!this.meta) throw new Error("model is not loaded");
-    return this.meta;
+    return this.modelLoad.metadata();
   }
 
   async tokenize(text: string, options: { special: boolean; continuation?: boolean }): Promise<number[]> {
@@ -98,7 +94,9 @@ export class InProcessEngine implements LocalEngine {
 
   async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
     const prompt = req.promptTokens as Token[];
-    const lease = await this.scheduler.acquire(signal, (free) => this.pickSlotFor(prompt, free));
+    const lease = await this.scheduler.acquire(signal, (free) =>
+      longestPrefixSlot(free, prompt, (slot) => this.slotTokens(slot)),
+    );
     try {
       yield* this.generateOnSlot(lease.slot, req, signal);
     } finally {
@@ -210,14 +208,13 @@ export class InProcessEngine implements LocalEngine {
     const model = this.model;
     this.context = undefined;
     this.model = undefined;
-    this.meta = undefined;
-    this.loading = undefined;
+    this.modelLoad.forget();
     this.sequences = [];
     await context?.dispose();
     await model?.dispose();
   }
 
-  private async doLoad(): Promise<void> {
+  private async loadModel(): Promise<ModelMetadata> {
     const { logger } = this.options;
     const modelPath = await this.options.modelPath();
     const llama = await sharedLlama(logger, this.options.gpu);
@@ -233,7 +230,7 @@ export class InProcessEngine implements LocalEngine {
       this.sequences = Array.from({ length: this.options.slots }, () => context.getSequence());
       this.model = model;
       this.context = context;
-      this.meta = readMetadata(model, context, this.options.slots);
+      return readMetadata(model, context, this.options.slots);
     } catch (err) {
       await model.dispose();
       throw err;
@@ -243,20 +240,6 @@ export class InProcessEngine implements LocalEngine {
   private loadedModel(): LlamaModel {
     if (!this.model) throw new Error("model is not loaded");
     return this.model;
-  }
-
-  private pickSlotFor(prompt: readonly Token[], free: readonly number[]): number {
-    let best = free[0] as number;
-    let bestLength = -1;
-    for (const slot of free) {
-      const cached = (this.sequences[slot] as LlamaContextSequence).contextTokens;
-      const length = longestCommonPrefix(cached, prompt);
-      if (length > bestLength) {
-        best = slot;
-        bestLength = length;
-      }
-    }
-    return best;
   }
 
   /** Keeps the cached prefix of the prompt in the sequence, erases the rest; returns tokens reused. */

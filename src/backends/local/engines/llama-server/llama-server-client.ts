@@ -1,5 +1,9 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Pool, errors as undiciErrors } from "undici";
 import type { EngineProcess } from "../process-supervisor.js";
+
+/** How often /health is polled while llama-server loads. */
+const HEALTH_POLL_MS = 25;
 
 /**
  * HTTP to one llama-server process: keep-alive for small JSON calls, a connection of its own for
@@ -81,6 +85,25 @@ export class LlamaServerClient {
 
   close(): Promise<void> {
     return this.pool.destroy();
+  }
+}
+
+/** Polls /health until llama-server has loaded the model (503 while loading). */
+export async function waitForHealth(process: EngineProcess, signal: AbortSignal): Promise<void> {
+  for (;;) {
+    signal.throwIfAborted();
+    try {
+      const response = await fetch(`${process.baseUrl}/health`, {
+        signal,
+        headers: { authorization: `Bearer ${process.apiKey}` },
+      });
+      await response.arrayBuffer();
+      if (response.status === 200) return;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      // Not listening yet.
+    }
+    await sleep(HEALTH_POLL_MS, undefined, { signal });
   }
 }
 

@@ -1,19 +1,7 @@
 import { fileURLToPath } from "node:url";
-import type { Logger } from "pino";
-import { ServiceError, serviceUnavailable } from "../../../../core/errors.js";
-import type { EngineEvent, EngineStats, LocalEngine, ModelMetadata, TokenGeneration } from "../../engine.js";
-import { SlotScheduler } from "../../slot-scheduler.js";
-import { longestCommonPrefix } from "../../token-prefix.js";
-import type { SupervisedEngine } from "../engine-status.js";
-import type { GpuMode } from "../in-process/llama-instance.js";
-import { VocabTokenizer } from "../llama-server/vocab-tokenizer.js";
-import {
-  type EngineProcess,
-  type EngineProcessSpec,
-  ProcessSupervisor,
-  type SupervisorStatus,
-  type SupervisorTimings,
-} from "../process-supervisor.js";
+import type { EngineEvent, ModelMetadata, TokenGeneration } from "../../engine.js";
+import type { EngineProcess, EngineProcessSpec } from "../process-supervisor.js";
+import { type SlotRun, type SupervisedEngineOptions, SupervisedLocalEngine } from "../supervised-engine.js";
 import {
   decodeToken,
   type RunnerLoadOptions,
@@ -26,31 +14,10 @@ import {
 } from "./protocol.js";
 import { RunnerChannel, type RunnerStream } from "./runner-channel.js";
 
-export interface RunnerEngineOptions {
-  modelId: string;
-  /** Where the GGUF file is; resolved at load time (it may need a download first). */
-  modelPath: () => Promise<string>;
-  /** Tokens per slot; undefined = the model's training context, capped at contextSizeCap (as in-process). */
-  contextSize?: number;
-  /** engines.default_context_cap */
-  contextSizeCap: number;
-  /** engines.gpu, for the runner and the vocabulary loaded in this process. */
-  gpu: GpuMode;
+/** Tokens per slot default to the model's training context, capped (as in-process). */
+export interface RunnerEngineOptions extends SupervisedEngineOptions {
   /** engines.runner.log_level: the runner's own log level. */
   logLevel: RunnerLoadOptions["logLevel"];
-  slots: number;
-  threads: number;
-  gpuLayers: "auto" | "max" | number;
-  maxQueue: number;
-  /** Stop the runner after this long unused; undefined = never. */
-  idleTtlMs?: number;
-  /** Where pid records of engine processes live. */
-  dataDir: string;
-  logger: Logger;
-  /** Tokenize in this process from the model's vocabulary (default); false = ask the runner. */
-  localTokenizer?: boolean;
-  /** Restart backoff (engines.restart_backoff_ms, restart_backoff_max_ms); tests override the rest. */
-  supervisor: SupervisorTimings;
 }
 
 /**
@@ -58,59 +25,17 @@ export interface RunnerEngineOptions {
  * UV_THREADPOOL_SIZE=1, driven over Node's IPC channel: the model cannot take the server down
  * with it, and its token loop runs without the server's libuv work in the way.
  *
- * Admission and queueing stay here (the same SlotScheduler as in-process, so 429s and queue
- * metrics are the same); the slot is picked here from a mirror of what each runner slot's KV
- * cache holds (prompt + generated tokens, trimmed to the length the runner reports), and the
- * runner's in-process engine runs the generation on that slot and sends its events back one
- * message each.
+ * Admission, queueing and the choice of slot are SupervisedLocalEngine's; this is the IPC
+ * transport: the runner's in-process engine runs the generation on the slot named here and sends
+ * its events back one message each, and says at the end how many tokens the slot's cache holds.
  */
-export class RunnerEngine implements LocalEngine, SupervisedEngine {
-  readonly engineName = "runner";
-  readonly supervisor: ProcessSupervisor;
-  private readonly scheduler: SlotScheduler;
-  private meta: ModelMetadata | undefined;
-  private loading: Promise<void> | undefined;
-  private modelPath: string | undefined;
-  /** Tokens each slot's KV cache holds, as far as we know; reset when the process changes. */
-  private slotTokens: number[][];
+export class RunnerEngine extends SupervisedLocalEngine<RunnerEngineOptions> {
   private readonly channels = new WeakMap<EngineProcess, RunnerChannel>();
-  private vocab: VocabTokenizer | undefined;
+  /** The metadata the first runner reported when it loaded the model. */
+  private reported: ModelMetadata | undefined;
 
-  constructor(private readonly options: RunnerEngineOptions) {
-    this.scheduler = new SlotScheduler(options.slots, options.maxQueue);
-    this.slotTokens = Array.from({ length: options.slots }, () => []);
-    this.supervisor = new ProcessSupervisor(this.processSpec(), {
-      logger: options.logger,
-      dataDir: options.dataDir,
-      idleTtlMs: options.idleTtlMs,
-      ...options.supervisor,
-    });
-    this.supervisor.onReady(() => {
-      // A new process starts with empty KV caches.
-      this.slotTokens = Array.from({ length: options.slots }, () => []);
-    });
-  }
-
-  load(): Promise<void> {
-    this.loading ??= this.doLoad().catch((err) => {
-      this.loading = undefined;
-      throw err;
-    });
-    return this.loading;
-  }
-
-  isLoaded(): boolean {
-    return this.meta !== undefined;
-  }
-
-  metadata(): ModelMetadata {
-    if (!this.meta) throw new Error("model is not loaded");
-    return this.meta;
-  }
-
-  /** The runner process's state, for /ready and /metrics. */
-  processStatus(): SupervisorStatus {
-    return this.supervisor.status();
+  constructor(options: RunnerEngineOptions) {
+    super("runner", options);
   }
 
   /** What the runner is doing: generations in progress there (they outlive an abort by up to a token). */
@@ -120,102 +45,16 @@ export class RunnerEngine implements LocalEngine, SupervisedEngine {
     };
   }
 
-  stats(): EngineStats {
-    return { slots: this.scheduler.slots, busySlots: this.scheduler.busy, queued: this.scheduler.queued };
-  }
-
-  async tokenize(text: string, options: { special: boolean; continuation?: boolean }): Promise<number[]> {
-    if (text === "") return [];
-    if (this.vocab) return this.vocab.tokenize(text, options);
-    return (await this.withChannel((channel, signal) =>
-      channel.call({ method: "tokenize", text, ...options }, signal),
-    )) as number[];
-  }
-
-  async detokenize(tokens: readonly number[]): Promise<string> {
-    if (tokens.length === 0) return "";
-    if (this.vocab) return this.vocab.detokenize(tokens);
-    return (await this.withChannel((channel, signal) =>
-      channel.call({ method: "detokenize", tokens }, signal),
-    )) as string;
-  }
-
-  async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
-    const prompt = req.promptTokens;
-    const lease = await this.scheduler.acquire(signal, (free) => this.pickSlotFor(prompt, free));
-    const slot = lease.slot;
-    let processLease: Awaited<ReturnType<ProcessSupervisor["acquire"]>> | undefined;
-    let stream: RunnerStream | undefined;
-    const generated: number[] = [];
-    /** What the runner says its slot holds at the end (undefined: not known). */
-    let held: number | undefined;
-    let started = false;
-    const onAbort = () => stream?.close();
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      processLease = await this.supervisor.acquire(signal);
-      const channel = this.channelFor(processLease.process);
-      stream = channel.generate(slot, toWireGeneration(req));
-      if (signal.aborted) stream.close();
-      for (;;) {
-        const message = await stream.next();
-        if (message === undefined) return;
-        switch (message[1]) {
-          case S_TOKEN: {
-            const event = decodeToken(message);
-            if (event.token >= 0) generated.push(event.token);
-            yield event;
-            break;
-          }
-          case S_PROMPT:
-            started = true;
-            yield { type: "prompt", promptTokens: message[2], cachedTokens: message[3] };
-            break;
-          case S_END:
-            held = message[3];
-            yield { type: "end", reason: message[2] };
-            return;
-          case S_DONE:
-            held = message[2];
-            return;
-          case S_ERROR:
-            throw new Error(`the runner failed: ${message[2]}`);
-        }
-      }
-    } catch (err) {
-      if (signal.aborted) return;
-      throw this.failure(err, started);
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      stream?.close();
-      // The runner keeps what it evaluated in the slot: the prompt, then what it generated.
-      if (processLease && this.supervisor.status().pid === processLease.process.pid) {
-        const tokens = [...prompt, ...generated];
-        this.slotTokens[slot] = held === undefined ? tokens : tokens.slice(0, held);
-      }
-      processLease?.release();
-      lease.release();
-    }
-  }
-
-  async close(): Promise<void> {
-    this.scheduler.rejectAll(serviceUnavailable("The model is shutting down."));
-    this.meta = undefined;
-    this.loading = undefined;
-    await this.supervisor.close();
-    await this.vocab?.dispose();
-    this.vocab = undefined;
-  }
-
-  private processSpec(): EngineProcessSpec {
+  protected processSpec(): EngineProcessSpec {
     const entry = runnerEntry();
     return {
-      kind: "runner",
+      kind: this.engineName,
       model: this.options.modelId,
       command: process.execPath,
       args: () => entry,
       env: () => runnerEnv(),
       ipc: true,
+      // Every start (first, restart, after idling) is ready only once the model is loaded.
       waitReady: async (process, signal) => {
         const channel = new RunnerChannel(process);
         this.channels.set(process, channel);
@@ -232,71 +71,87 @@ export class RunnerEngine implements LocalEngine, SupervisedEngine {
           },
           signal,
         );
-        this.meta ??= meta;
+        this.reported ??= meta;
       },
     };
   }
 
-  private async doLoad(): Promise<void> {
-    this.modelPath = await this.options.modelPath();
-    const [vocab] = await Promise.all([
-      this.options.localTokenizer === false
-        ? undefined
-        : VocabTokenizer.open(this.modelPath, this.options.logger, this.options.gpu),
-      this.supervisor.start(),
-    ]);
-    this.vocab = vocab;
-    if (!this.meta) throw new Error("the runner reported no model metadata");
+  protected async readMetadata(): Promise<ModelMetadata> {
+    if (!this.reported) throw new Error("the runner reported no model metadata");
+    return this.reported;
   }
 
-  /** Runs a call against the current process (starting it if it idled out). */
-  private async withChannel<T>(
-    call: (channel: RunnerChannel, signal: AbortSignal) => Promise<T>,
-  ): Promise<T> {
-    const signal = AbortSignal.timeout(60_000);
-    const lease = await this.supervisor.acquire(signal);
+  protected async *generateOnSlot(
+    process: EngineProcess,
+    run: SlotRun,
+    req: TokenGeneration,
+    signal: AbortSignal,
+  ): AsyncGenerator<EngineEvent> {
+    const generated: number[] = [];
+    /** What the runner says its slot holds at the end (undefined: not known). */
+    let held: number | undefined;
+    let stream: RunnerStream | undefined;
+    const onAbort = () => stream?.close();
+    signal.addEventListener("abort", onAbort, { once: true });
     try {
-      return await call(this.channelFor(lease.process), AbortSignal.any([signal, lease.process.signal]));
-    } catch (err) {
-      throw this.failure(err, false);
+      stream = this.channelFor(process).generate(run.slot, toWireGeneration(req));
+      if (signal.aborted) stream.close();
+      for (;;) {
+        const message = await stream.next();
+        if (message === undefined) return;
+        switch (message[1]) {
+          case S_TOKEN: {
+            const event = decodeToken(message);
+            if (event.token >= 0) generated.push(event.token);
+            yield event;
+            break;
+          }
+          case S_PROMPT:
+            yield { type: "prompt", promptTokens: message[2], cachedTokens: message[3] };
+            break;
+          case S_END:
+            held = message[3];
+            yield { type: "end", reason: message[2] };
+            return;
+          case S_DONE:
+            held = message[2];
+            return;
+          case S_ERROR:
+            throw new Error(`the runner failed: ${message[2]}`);
+        }
+      }
     } finally {
-      lease.release();
+      signal.removeEventListener("abort", onAbort);
+      stream?.close();
+      // The runner keeps what it evaluated in the slot: the prompt, then what it generated.
+      const tokens = [...req.promptTokens, ...generated];
+      run.cached = held === undefined ? tokens : tokens.slice(0, held);
     }
+  }
+
+  protected async tokenizeInEngine(
+    text: string,
+    options: { special: boolean; continuation?: boolean },
+  ): Promise<number[]> {
+    return (await this.withChannel((channel, signal) =>
+      channel.call({ method: "tokenize", text, ...options }, signal),
+    )) as number[];
+  }
+
+  protected async detokenizeInEngine(tokens: readonly number[]): Promise<string> {
+    return (await this.withChannel((channel, signal) =>
+      channel.call({ method: "detokenize", tokens }, signal),
+    )) as string;
+  }
+
+  private withChannel<T>(call: (channel: RunnerChannel, signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.withProcess((process, signal) => call(this.channelFor(process), signal));
   }
 
   private channelFor(process: EngineProcess): RunnerChannel {
     const channel = this.channels.get(process);
     if (!channel) throw new Error("the runner process has no channel");
     return channel;
-  }
-
-  private pickSlotFor(prompt: readonly number[], free: readonly number[]): number {
-    let best = free[0] as number;
-    let bestLength = -1;
-    for (const slot of free) {
-      const length = longestCommonPrefix(this.slotTokens[slot] ?? [], prompt);
-      if (length > bestLength) {
-        best = slot;
-        bestLength = length;
-      }
-    }
-    return best;
-  }
-
-  /** Every failure reaching a client is a 503 (the cause goes to the log). */
-  private failure(err: unknown, started: boolean): ServiceError {
-    if (err instanceof ServiceError) return err;
-    const state = this.supervisor.status().state;
-    this.options.logger.warn(
-      { err, engine: "runner", started, processState: state },
-      started ? "generation failed mid-stream" : "runner request failed",
-    );
-    return serviceUnavailable(
-      state !== "ready"
-        ? `The engine of model '${this.options.modelId}' stopped unexpectedly; it is being restarted. Retry the request.`
-        : `The engine of model '${this.options.modelId}' failed to process the request.`,
-      err,
-    );
   }
 }
 

@@ -1,17 +1,18 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
 import type { Logger } from "pino";
-import { type GpuMode, sharedLlama } from "../in-process/llama-instance.js";
+import { type GpuMode, sharedLlama } from "./in-process/llama-instance.js";
 
 /**
- * The model's tokenizer in this process: its vocabulary only (no weights, no context, no
- * threads), loaded with the llama.cpp revision the llama-server build comes from. A prompt is
- * tokenized in microseconds instead of one HTTP round trip to llama-server per chat-template
- * segment, and exactly as the in-process engine tokenizes it.
+ * The model's tokenizer in this process, for the engines that run the model in another one: its
+ * vocabulary only (no weights, no context, no threads), loaded with the llama.cpp revision the
+ * llama-server build comes from (and the runner runs). A prompt is tokenized in microseconds
+ * instead of one round trip to the engine process per chat-template segment, and exactly as the
+ * in-process engine tokenizes it.
  */
 export class VocabTokenizer {
   private constructor(private readonly model: LlamaModel) {}
 
-  /** undefined when the vocabulary cannot be loaded here (the engine then asks llama-server). */
+  /** undefined when the vocabulary cannot be loaded here (the engine then asks its process). */
   static async open(modelPath: string, logger: Logger, gpu: GpuMode): Promise<VocabTokenizer | undefined> {
     try {
       const llama = await sharedLlama(logger, gpu);
@@ -20,7 +21,7 @@ export class VocabTokenizer {
     } catch (err) {
       logger.warn(
         { err },
-        "could not load the model's vocabulary in-process; tokenizing through llama-server",
+        "could not load the model's vocabulary in-process; tokenizing through the engine process",
       );
       return undefined;
     }

@@ -1,0 +1,64 @@
+import type { SamplingParams } from "../../../../core/generation.js";
+import type { TokenGeneration } from "../../engine.js";
+
+/**
+ * The body of llama-server's native /completion for one generation: token ids in, streamed, on
+ * the slot Switchboard chose (`id_slot`, with `cache_prompt` so the slot's cache is reused).
+ */
+export function completionBody(
+  req: TokenGeneration,
+  slot: number,
+  contextSize: number,
+): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    prompt: req.promptTokens,
+    n_predict: req.maxTokens,
+    stream: true,
+    cache_prompt: true,
+    id_slot: slot,
+    // A first message as the prompt starts, saying how much of it the slot's cache held.
+    return_progress: true,
+    ...samplingFields(req.sampling, contextSize),
+  };
+  if (req.topLogprobs !== undefined) {
+    // The model's own distribution (before temperature and truncation), as in-process reports it.
+    body.n_probs = Math.max(1, req.topLogprobs);
+    body.post_sampling_probs = false;
+  }
+  return body;
+}
+
+/**
+ * OpenAI sampling on llama.cpp's sampler chain: temperature then top_p (the OpenAI order), no
+ * top-k or min-p, penalties over the text so far, logit bias as [[id, bias]] (false bans a token).
+ */
+function samplingFields(sampling: SamplingParams, contextSize: number): Record<string, unknown> {
+  const fields: Record<string, unknown> = {
+    temperature: sampling.temperature,
+    top_p: sampling.topP,
+    top_k: 0,
+    min_p: 0,
+    typical_p: 1,
+    samplers: ["penalties", "temperature", "top_p"],
+    ignore_eos: false,
+  };
+  if (sampling.seed !== undefined) fields.seed = sampling.seed;
+  if (sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0) {
+    fields.presence_penalty = sampling.presencePenalty;
+    fields.frequency_penalty = sampling.frequencyPenalty;
+    fields.repeat_penalty = 1;
+    fields.repeat_last_n = contextSize;
+  }
+  if (sampling.logitBias && sampling.logitBias.size > 0) {
+    fields.logit_bias = [...sampling.logitBias].map(([token, bias]) => [token, bias <= -100 ? false : bias]);
+  }
+  return fields;
+}
+
+/** Prompt tokens reused from the slot's cache: from the first progress message (or final timings). */
+export function cachedFrom(message: Record<string, unknown>): number | undefined {
+  const progress = message.prompt_progress as { cache?: unknown } | undefined;
+  if (typeof progress?.cache === "number") return progress.cache;
+  const timings = message.timings as { cache_n?: unknown } | undefined;
+  return typeof timings?.cache_n === "number" ? timings.cache_n : undefined;
+}

@@ -1,0 +1,242 @@
+import type { Logger } from "pino";
+import { ServiceError, serviceUnavailable } from "../../../core/errors.js";
+import type { EngineEvent, EngineStats, LocalEngine, ModelMetadata, TokenGeneration } from "../engine.js";
+import { SlotScheduler } from "../slot-scheduler.js";
+import type { SupervisedEngine } from "./engine-status.js";
+import type { GpuMode } from "./in-process/llama-instance.js";
+import { ModelLoad } from "./model-load.js";
+import {
+  type EngineProcess,
+  type EngineProcessSpec,
+  type ProcessLease,
+  ProcessSupervisor,
+  type SupervisorStatus,
+  type SupervisorTimings,
+} from "./process-supervisor.js";
+import { SlotCacheMirror } from "./slot-cache-mirror.js";
+import { VocabTokenizer } from "./vocab-tokenizer.js";
+
+/** What every engine that runs its model in a supervised child process is configured with. */
+export interface SupervisedEngineOptions {
+  modelId: string;
+  /** Where the GGUF file is; resolved at load time (it may need a download first). */
+  modelPath: () => Promise<string>;
+  /** Tokens per slot; undefined = the model's training context, capped at contextSizeCap. */
+  contextSize?: number;
+  /** engines.default_context_cap */
+  contextSizeCap: number;
+  /** engines.gpu, for the vocabulary loaded in this process (and the runner). */
+  gpu: GpuMode;
+  slots: number;
+  threads: number;
+  gpuLayers: "auto" | "max" | number;
+  maxQueue: number;
+  /** Stop the engine process after this long unused; undefined = never. */
+  idleTtlMs?: number;
+  /** Where pid records of engine processes live. */
+  dataDir: string;
+  logger: Logger;
+  /** Tokenize in this process from the model's vocabulary (default); false = ask the engine process. */
+  localTokenizer?: boolean;
+  /** Restart backoff (engines.restart_backoff_ms, restart_backoff_max_ms); tests override the rest. */
+  supervisor: SupervisorTimings;
+}
+
+/** One generation on a slot, as a transport runs it in the engine process. */
+export interface SlotRun {
+  readonly slot: number;
+  /**
+   * What the slot's KV cache holds once the generation is over (the prompt, then the tokens
+   * generated), set by the transport as far as it knows; left undefined, the mirror keeps what it had.
+   */
+  cached?: readonly number[];
+}
+
+/**
+ * A LocalEngine whose model runs in a supervised child process (llama.cpp's llama-server, or a
+ * node-llama-cpp runner). Everything but the transport is here, so the engines cannot drift
+ * apart: the model load, admission and queueing (the same SlotScheduler as in-process, so 429s
+ * and queue metrics are the same), the choice of slot from a mirror of each slot's KV cache,
+ * local tokenizing from the model's vocabulary, process status, and the mapping of failures to
+ * 503s. A transport only starts its process, moves requests and events, and describes the model.
+ */
+export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOptions = SupervisedEngineOptions>
+  implements LocalEngine, SupervisedEngine
+{
+  readonly supervisor: ProcessSupervisor;
+  protected readonly scheduler: SlotScheduler;
+  protected readonly slotCaches: SlotCacheMirror;
+  protected readonly modelLoad = new ModelLoad(() => this.loadModel());
+  /** The GGUF file, once load() has resolved it. */
+  protected modelPath: string | undefined;
+  /** The tokenizer in this process, when the vocabulary loads here (else the engine process is asked). */
+  protected vocab: VocabTokenizer | undefined;
+
+  constructor(
+    /** "llama-server", "runner": in logs, metrics, /ready and the supervisor's records. */
+    readonly engineName: string,
+    protected readonly options: Options,
+  ) {
+    this.scheduler = new SlotScheduler(options.slots, options.maxQueue);
+    this.slotCaches = new SlotCacheMirror(options.slots);
+    this.supervisor = new ProcessSupervisor(this.processSpec(), {
+      logger: options.logger,
+      dataDir: options.dataDir,
+      idleTtlMs: options.idleTtlMs,
+      ...options.supervisor,
+    });
+    this.supervisor.onReady((process) => {
+      this.slotCaches.reset();
+      this.onProcessReady(process);
+    });
+  }
+
+  /**
+   * How to run the engine process. Called from this constructor, before the subclass's own fields
+   * exist: build the spec from `this.engineName`, `this.options` and closures only.
+   */
+  protected abstract processSpec(): EngineProcessSpec;
+
+  /** The model's metadata, once the first process is ready (and the vocabulary loaded, if it does). */
+  protected abstract readMetadata(): Promise<ModelMetadata>;
+
+  /**
+   * Runs one generation in `process` on `run.slot` (leased here, named to the engine process) and
+   * yields its events, the "prompt" event first. Sets `run.cached` as the slot's cache changes.
+   */
+  protected abstract generateOnSlot(
+    process: EngineProcess,
+    run: SlotRun,
+    req: TokenGeneration,
+    signal: AbortSignal,
+  ): AsyncIterable<EngineEvent>;
+
+  /** Tokenizing by the engine process: when the vocabulary could not be loaded here. */
+  protected abstract tokenizeInEngine(
+    text: string,
+    options: { special: boolean; continuation?: boolean },
+  ): Promise<number[]>;
+
+  protected abstract detokenizeInEngine(tokens: readonly number[]): Promise<string>;
+
+  /** Before the first process starts, with the model file known (read what the arguments need). */
+  protected async beforeStart(_modelPath: string): Promise<void> {}
+
+  /** A new process is ready (its KV caches are empty; the mirror has been reset already). */
+  protected onProcessReady(_process: EngineProcess): void {}
+
+  /** After the process has stopped on close(): release what the transport holds. */
+  protected async closeTransport(): Promise<void> {}
+
+  load(): Promise<void> {
+    return this.modelLoad.load();
+  }
+
+  isLoaded(): boolean {
+    return this.modelLoad.isLoaded();
+  }
+
+  metadata(): ModelMetadata {
+    return this.modelLoad.metadata();
+  }
+
+  /** The engine process's state, for /ready and /metrics. */
+  processStatus(): SupervisorStatus {
+    return this.supervisor.status();
+  }
+
+  stats(): EngineStats {
+    return { slots: this.scheduler.slots, busySlots: this.scheduler.busy, queued: this.scheduler.queued };
+  }
+
+  async tokenize(text: string, options: { special: boolean; continuation?: boolean }): Promise<number[]> {
+    if (text === "") return [];
+    if (this.vocab) return this.vocab.tokenize(text, options);
+    return this.tokenizeInEngine(text, options);
+  }
+
+  async detokenize(tokens: readonly number[]): Promise<string> {
+    if (tokens.length === 0) return "";
+    if (this.vocab) return this.vocab.detokenize(tokens);
+    return this.detokenizeInEngine(tokens);
+  }
+
+  async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
+    const prompt = req.promptTokens;
+    const lease = await this.scheduler.acquire(signal, (free) => this.slotCaches.pick(prompt, free));
+    const run: SlotRun = { slot: lease.slot };
+    let processLease: ProcessLease | undefined;
+    let started = false;
+    try {
+      processLease = await this.supervisor.acquire(signal);
+      for await (const event of this.generateOnSlot(processLease.process, run, req, signal)) {
+        if (event.type === "prompt") started = true;
+        yield event;
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      throw this.failure(err, started);
+    } finally {
+      // A process that has died since took its caches along; its successor's mirror starts empty.
+      if (run.cached && processLease && this.supervisor.status().pid === processLease.process.pid) {
+        this.slotCaches.set(run.slot, run.cached);
+      }
+      processLease?.release();
+      lease.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.scheduler.rejectAll(serviceUnavailable("The model is shutting down."));
+    this.modelLoad.forget();
+    await this.supervisor.close();
+    await this.vocab?.dispose();
+    this.vocab = undefined;
+    await this.closeTransport();
+  }
+
+  /** Runs a call against the current process (starting it if it idled out), for at most a minute. */
+  protected async withProcess<T>(
+    call: (process: EngineProcess, signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const signal = AbortSignal.timeout(60_000);
+    const lease = await this.supervisor.acquire(signal);
+    try {
+      return await call(lease.process, AbortSignal.any([signal, lease.process.signal]));
+    } catch (err) {
+      throw this.failure(err, false);
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Every failure reaching a client is a 503 (the cause goes to the log). */
+  protected failure(err: unknown, started: boolean): ServiceError {
+    if (err instanceof ServiceError) return err;
+    const state = this.supervisor.status().state;
+    this.options.logger.warn(
+      { err, engine: this.engineName, started, processState: state },
+      started ? "generation failed mid-stream" : `${this.engineName} request failed`,
+    );
+    return serviceUnavailable(
+      state !== "ready"
+        ? `The engine of model '${this.options.modelId}' stopped unexpectedly; it is being restarted. Retry the request.`
+        : `The engine of model '${this.options.modelId}' failed to process the request.`,
+      err,
+    );
+  }
+
+  private async loadModel(): Promise<ModelMetadata> {
+    const modelPath = await this.options.modelPath();
+    this.modelPath = modelPath;
+    await this.beforeStart(modelPath);
+    const [vocab] = await Promise.all([
+      this.options.localTokenizer === false
+        ? undefined
+        : VocabTokenizer.open(modelPath, this.options.logger, this.options.gpu),
+      this.supervisor.start(),
+    ]);
+    this.vocab = vocab;
+    return this.readMetadata();
+  }
+}
