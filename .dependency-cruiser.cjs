@@ -25,7 +25,18 @@ const layers = [
   [
     "access (auth, limits, usage) sits on storage, config and core",
     ["auth", "limits", "usage"],
-    ["api", "http", "generation", "router", "backends", "admin", "observability", "models", "engine-build", ...ENTRY],
+    [
+      "api",
+      "http",
+      "generation",
+      "router",
+      "backends",
+      "admin",
+      "observability",
+      "models",
+      "engine-build",
+      ...ENTRY,
+    ],
   ],
   ["router sits on core and config", ["router"], ["(?!core/|config/|router/)[^/]+"]],
   [
@@ -38,11 +49,39 @@ const layers = [
     ["observability"],
     ["api", "http", "generation", "router", "backends", "auth", "limits", "usage", "admin", ...ENTRY],
   ],
-  ["admin sits on access, storage and core", ["admin"], ["api", "http", "generation", "router", "backends", ...ENTRY]],
-  ["the generation service has no HTTP in it", ["generation"], ["api", "http", "backends", "admin", ...ENTRY]],
-  ["the HTTP edge has no routes or engines in it", ["http"], ["api", "backends", "router", "admin", ...ENTRY]],
+  [
+    "admin sits on access, storage and core",
+    ["admin"],
+    ["api", "http", "generation", "router", "backends", ...ENTRY],
+  ],
+  [
+    "the generation service has no HTTP in it",
+    ["generation"],
+    ["api", "http", "backends", "admin", ...ENTRY],
+  ],
+  [
+    "the HTTP edge has no routes or engines in it",
+    ["http"],
+    ["api", "backends", "router", "admin", ...ENTRY],
+  ],
   ["routes do not build what they use", ["api"], ["backends", ...ENTRY]],
-  ["tooling sits on config and core", ["models", "engine-build"], ["api", "http", "generation", "router", "backends", "auth", "limits", "usage", "admin", "storage", ...ENTRY]],
+  [
+    "tooling sits on config and core",
+    ["models", "engine-build"],
+    [
+      "api",
+      "http",
+      "generation",
+      "router",
+      "backends",
+      "auth",
+      "limits",
+      "usage",
+      "admin",
+      "storage",
+      ...ENTRY,
+    ],
+  ],
 ];
 
 module.exports = {

@@ -1,5 +1,5 @@
 import type { Socket } from "node:net";
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ServiceError, statusOf } from "../core/errors.js";
 import { type ErrorBody, errorBody, toErrorResponse } from "./errors.js";
 

@@ -243,7 +243,7 @@ function refilled(bucket: Bucket, capacity: number, windowMs: number, now: numbe
   const elapsed = now - bucket.updatedAt;
   const tokens = elapsed > 0 ? bucket.tokens + (elapsed * capacity) / windowMs : bucket.tokens;
   // Also caps a bucket whose capacity was lowered since it was last used.
-  return tokens > capacity ? capacity : tokens;
+  return Math.min(tokens, capacity);
 }
 
 function fullAt(tokens: number, capacity: number, windowMs: number, now: number): number {

@@ -1,4 +1,5 @@
-import OpenAI, { BadRequestError, NotFoundError } from "openai";
+import type OpenAI from "openai";
+import { BadRequestError, NotFoundError } from "openai";
 import type {
   ChatCompletionChunk,
   ChatCompletionCreateParamsStreaming,

@@ -229,6 +229,7 @@ describe("chat completions under client and backend faults", () => {
           ...tiny,
           id: "fails-at-once",
           aliases: [],
+          // biome-ignore lint/correctness/useYield: a backend that fails before its first part
           backend: withGenerate(tiny.backend, async function* () {
             throw new Error(`ENOENT: no such file, open '${SECRET_PATH}'`);
           }),

@@ -18,11 +18,18 @@ export function newAdminKey(): string {
 
 export const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
 
+/**
+ * A parsed JSON body as tests read it: field access is unchecked on purpose, since the assertions
+ * (expectError, toMatchObject, the OpenAPI validator) are what check its shape.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: response bodies are probed field by field in assertions
+export type WireJson = any;
+
 export interface HttpResult {
   status: number;
   headers: Headers;
   text: string;
-  body: any;
+  body: WireJson;
 }
 
 export interface CallOptions {
@@ -167,7 +174,7 @@ export interface CreatedKey {
   project_id: string;
   secret: string;
   role: string;
-  [field: string]: any;
+  [field: string]: WireJson;
 }
 
 /** The admin API through raw fetch with an admin key; remembers every secret it was shown. */
@@ -184,7 +191,7 @@ export class AdminClient {
     return call(this.baseUrl, method, path, { key: this.key, body });
   }
 
-  async createProject(name: string, limits?: Record<string, unknown>): Promise<any> {
+  async createProject(name: string, limits?: Record<string, unknown>): Promise<WireJson> {
     const res = await this.request("POST", "/admin/projects", limits ? { name, limits } : { name });
     expect(res.status, res.text).toBe(201);
     return res.body;
@@ -204,7 +211,7 @@ export class AdminClient {
   async projectWithKey(
     projectLimits?: Record<string, unknown>,
     key: Record<string, unknown> = {},
-  ): Promise<{ project: any; key: CreatedKey }> {
+  ): Promise<{ project: WireJson; key: CreatedKey }> {
     const project = await this.createProject(`project-${randomId(6)}`, projectLimits);
     return { project, key: await this.createKey(project.id, key) };
   }
@@ -219,7 +226,7 @@ export class AdminClient {
     expect(res.status, res.text).toBe(200);
   }
 
-  async usage(query: string): Promise<any[]> {
+  async usage(query: string): Promise<WireJson[]> {
     const res = await this.request("GET", `/admin/usage${query ? `?${query}` : ""}`);
     expect(res.status, res.text).toBe(200);
     return res.body.data;

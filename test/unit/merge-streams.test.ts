@@ -158,6 +158,7 @@ describe("mergeStreams", () => {
         cleaned.push("slow");
       }
     }
+    // biome-ignore lint/correctness/useYield: a source that fails before its first part
     async function* failing() {
       try {
         await settle();

@@ -60,7 +60,11 @@ class ChoiceAccumulator {
         this.refusal += part.text;
         return;
       case "tool-call": {
-        const call = (this.toolCalls[part.index] ??= { id: "", name: "", arguments: "" });
+        let call = this.toolCalls[part.index];
+        if (!call) {
+          call = { id: "", name: "", arguments: "" };
+          this.toolCalls[part.index] = call;
+        }
         if (part.id) call.id = part.id;
         if (part.name) call.name = part.name;
         call.arguments += part.argumentsDelta;

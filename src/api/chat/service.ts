@@ -162,7 +162,7 @@ function toUserParts(
         };
       case "input_audio":
         return { type: "audio", format: part.input_audio.format, base64: part.input_audio.data };
-      case "file":
+      default:
         return {
           type: "file",
           fileId: part.file.file_id,
