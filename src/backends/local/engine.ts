@@ -1,3 +1,4 @@
+import { invalidRequest, type ServiceError } from "../../core/errors.js";
 import type { SamplingParams } from "../../core/generation.js";
 
 /**
@@ -22,6 +23,8 @@ export interface LocalEngine {
    * the bounded queue is full). Ends on an end-of-generation token, maxTokens or abort.
    */
   generate(req: TokenGeneration, signal: AbortSignal): AsyncIterable<EngineEvent>;
+  /** Whether generate() takes a grammar; an engine without refuses one rather than ignore it. */
+  readonly grammars: boolean;
   stats(): EngineStats;
   close(): Promise<void>;
 }
@@ -52,6 +55,27 @@ export interface TokenGeneration {
   sampling: SamplingParams;
   /** Alternatives per token to report with their log probabilities; undefined = none at all. */
   topLogprobs?: number;
+  /** A grammar every sampled token must keep to (structured outputs, tool calls). */
+  grammar?: EngineGrammar;
+}
+
+/** A grammar in llama.cpp's GBNF, applied from the first token or, when lazy, from a trigger on. */
+export interface EngineGrammar {
+  gbnf: string;
+  /**
+   * Lazy: free text until the output contains one of `words` or matches one of `patterns`
+   * (regular expressions), then constrained from there (a tool call's opening tag, say).
+   */
+  lazy?: { words: readonly string[]; patterns: readonly string[] };
+}
+
+/** What an engine without grammar support answers to a grammar: a refusal, never a silent drop. */
+export function grammarUnsupported(engine: string): ServiceError {
+  return invalidRequest(
+    `Grammar-constrained generation is not available on the ${engine} engine; run the model on llama-server.`,
+    null,
+    "unsupported_grammar",
+  );
 }
 
 export interface TokenCandidate {

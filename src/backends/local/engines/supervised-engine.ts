@@ -1,6 +1,13 @@
 import type { Logger } from "pino";
 import { ServiceError, serviceUnavailable } from "../../../core/errors.js";
-import type { EngineEvent, EngineStats, LocalEngine, ModelMetadata, TokenGeneration } from "../engine.js";
+import {
+  type EngineEvent,
+  type EngineStats,
+  grammarUnsupported,
+  type LocalEngine,
+  type ModelMetadata,
+  type TokenGeneration,
+} from "../engine.js";
 import { SlotScheduler } from "../slot-scheduler.js";
 import type { SupervisedEngine } from "./engine-status.js";
 import type { GpuMode } from "./in-process/llama-instance.js";
@@ -161,7 +168,11 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
     return this.detokenizeInEngine(tokens);
   }
 
+  /** Whether the engine process applies grammars (llama-server does; the runner's sampler does not yet). */
+  abstract readonly grammars: boolean;
+
   async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
+    if (req.grammar && !this.grammars) throw grammarUnsupported(this.engineName);
     const prompt = req.promptTokens;
     const lease = await this.scheduler.acquire(signal, (free) => this.slotCaches.pick(prompt, free));
     const run: SlotRun = { slot: lease.slot };

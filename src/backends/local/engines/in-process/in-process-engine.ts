@@ -9,13 +9,14 @@ import {
 import type { Logger } from "pino";
 import type { SamplingParams } from "../../../../core/generation.js";
 import { readAhead } from "../../../../core/read-ahead.js";
-import type {
-  EngineEvent,
-  EngineStats,
-  LocalEngine,
-  ModelMetadata,
-  TokenCandidate,
-  TokenGeneration,
+import {
+  type EngineEvent,
+  type EngineStats,
+  grammarUnsupported,
+  type LocalEngine,
+  type ModelMetadata,
+  type TokenCandidate,
+  type TokenGeneration,
 } from "../../engine.js";
 import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
@@ -92,7 +93,11 @@ export class InProcessEngine implements LocalEngine {
     return { slots: this.scheduler.slots, busySlots: this.scheduler.busy, queued: this.scheduler.queued };
   }
 
+  /** Its JS sampler cannot apply a GBNF grammar yet. */
+  readonly grammars = false;
+
   async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
+    if (req.grammar) throw grammarUnsupported("in-process");
     const prompt = req.promptTokens as Token[];
     const lease = await this.scheduler.acquire(signal, (free) =>
       longestPrefixSlot(free, prompt, (slot) => this.slotTokens(slot)),

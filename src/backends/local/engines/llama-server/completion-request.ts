@@ -1,5 +1,5 @@
 import type { SamplingParams } from "../../../../core/generation.js";
-import type { TokenGeneration } from "../../engine.js";
+import type { EngineGrammar, TokenGeneration } from "../../engine.js";
 
 /**
  * The body of llama-server's native /completion for one generation: token ids in, streamed, on
@@ -20,12 +20,34 @@ export function completionBody(
     return_progress: true,
     ...samplingFields(req.sampling, contextSize),
   };
+  if (req.grammar) Object.assign(body, grammarFields(req.grammar));
   if (req.topLogprobs !== undefined) {
     // The model's own distribution (before temperature and truncation), as in-process reports it.
     body.n_probs = Math.max(1, req.topLogprobs);
     body.post_sampling_probs = false;
   }
   return body;
+}
+
+/** llama.cpp's trigger kinds (common_grammar_trigger_type). */
+const TRIGGER_WORD = 1;
+const TRIGGER_PATTERN = 2;
+
+/**
+ * A grammar for /completion. A lazy one names its triggers; trigger words are also preserved
+ * tokens, which llama-server insists on for words that are one token (a tool-call tag).
+ */
+export function grammarFields(grammar: EngineGrammar): Record<string, unknown> {
+  if (!grammar.lazy) return { grammar: grammar.gbnf };
+  return {
+    grammar: grammar.gbnf,
+    grammar_lazy: true,
+    grammar_triggers: [
+      ...grammar.lazy.words.map((value) => ({ type: TRIGGER_WORD, value })),
+      ...grammar.lazy.patterns.map((value) => ({ type: TRIGGER_PATTERN, value })),
+    ],
+    preserved_tokens: [...grammar.lazy.words],
+  };
 }
 
 /**

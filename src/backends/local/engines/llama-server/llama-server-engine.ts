@@ -24,6 +24,8 @@ export interface LlamaServerEngineOptions extends SupervisedEngineOptions {
  * /completion.
  */
 export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOptions> {
+  readonly grammars = true;
+
   private facts: GgufFacts | undefined;
   private contextSize = 0;
   private client: LlamaServerClient | undefined;

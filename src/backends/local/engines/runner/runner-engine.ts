@@ -30,6 +30,8 @@ export interface RunnerEngineOptions extends SupervisedEngineOptions {
  * its events back one message each, and says at the end how many tokens the slot's cache holds.
  */
 export class RunnerEngine extends SupervisedLocalEngine<RunnerEngineOptions> {
+  readonly grammars = false;
+
   private readonly channels = new WeakMap<EngineProcess, RunnerChannel>();
   /** The metadata the first runner reported when it loaded the model. */
   private reported: ModelMetadata | undefined;
