@@ -1,3 +1,4 @@
+import { abortable } from "../../../../core/abortable.js";
 import type { ModelMetadata } from "../../engine.js";
 import type { EngineProcess } from "../process-supervisor.js";
 import {
@@ -38,12 +39,12 @@ export class RunnerChannel {
 
   /** Waits for the runner to listen, then has it load the model; resolves with its metadata. */
   async load(options: RunnerLoadOptions, signal: AbortSignal): Promise<ModelMetadata> {
-    await raceAbort(this.hello.promise, signal);
+    await abortable(this.hello.promise, signal);
     const loaded = new Promise<ModelMetadata>((resolve, reject) => {
       this.loaded = { resolve, reject };
     });
     this.send({ op: "load", options });
-    return raceAbort(loaded, signal);
+    return abortable(loaded, signal);
   }
 
   call(
@@ -58,7 +59,7 @@ export class RunnerChannel {
       this.calls.set(id, { resolve, reject });
     });
     this.send({ op: "call", id, ...message });
-    return raceAbort(reply, signal).finally(() => this.calls.delete(id));
+    return abortable(reply, signal).finally(() => this.calls.delete(id));
   }
 
   /** Starts a generation on `slot`; its messages arrive through the returned stream. */
@@ -184,22 +185,4 @@ export class RunnerStream {
     this.waiter = undefined;
     waiter?.resolve(undefined);
   }
-}
-
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err);
-      },
-    );
-  });
 }
