@@ -51,7 +51,7 @@ class InstantBackend implements ModelBackend {
   async prepare(req: GenerationRequest): Promise<PreparedGeneration> {
     return {
       request: req,
-      estimate: { promptTokens: 12, maxTokensPerChoice: req.maxTokens ?? 16, exact: true },
+      estimate: { promptTokens: 12, maxTokensPerChoice: req.maxTokens ?? 16, choices: req.n, exact: true },
       progress: { promptTokens: 12, completionTokens: 1, cachedTokens: 0 },
     };
   }

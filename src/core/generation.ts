@@ -18,7 +18,16 @@ export interface SamplingParams {
   logitBias?: ReadonlyMap<number, number>;
 }
 
-export type GenerationInput = { kind: "chat"; messages: ChatMessage[] } | { kind: "text"; text: string };
+/** A raw prompt (legacy completions): text, tokenized as plain text, or token ids taken as they are. */
+export type PromptInput = { text: string } | { tokens: number[] };
+
+/**
+ * A conversation (rendered by the model's template), or raw prompts: each prompt gets `n`
+ * choices, numbered prompt index × n + i.
+ */
+export type GenerationInput =
+  | { kind: "chat"; messages: ChatMessage[] }
+  | { kind: "prompts"; prompts: PromptInput[] };
 
 export interface GenerationRequest {
   /** The public model id the caller asked for (after alias resolution). */
@@ -28,7 +37,7 @@ export interface GenerationRequest {
   /** Upper bound on generated tokens per choice; undefined = until the context is full. */
   maxTokens?: number;
   stop: string[];
-  /** Number of independent choices. */
+  /** Number of independent choices (per prompt, for raw prompts). */
   n: number;
   /** Number of top alternatives per token when log probabilities are wanted; undefined = none. */
   logprobs?: { top: number };
@@ -88,6 +97,8 @@ export interface CostEstimate {
   promptTokens: number;
   /** The most tokens any one choice may generate (max_tokens, or what the context leaves). */
   maxTokensPerChoice: number;
+  /** Sequences generated: n, or n per prompt. */
+  choices: number;
   /** false: promptTokens is an estimate, settled from the provider's reported usage. */
   exact: boolean;
 }

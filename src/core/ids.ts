@@ -13,10 +13,12 @@ export function randomId(length = 24): string {
 
 export interface IdGenerator {
   chatCompletion(): string;
+  completion(): string;
   request(): string;
 }
 
 export const defaultIds: IdGenerator = {
   chatCompletion: () => `chatcmpl-${randomId()}`,
+  completion: () => `cmpl-${randomId()}`,
   request: () => `req_${randomId()}`,
 };

@@ -29,8 +29,8 @@ export class Metering {
     prepared: PreparedGeneration,
     endpoint: string,
   ): Promise<Metered> {
-    const { promptTokens, maxTokensPerChoice } = prepared.estimate;
-    const estimated = promptTokens + maxTokensPerChoice * prepared.request.n;
+    const { promptTokens, maxTokensPerChoice, choices } = prepared.estimate;
+    const estimated = promptTokens + maxTokensPerChoice * choices;
     // The concurrency lease is minted here, never taken from the client (its x-request-id): two
     // requests sending one id would otherwise share one place.
     const reservation: Reservation | undefined = this.enforcer

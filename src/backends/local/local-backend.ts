@@ -8,6 +8,7 @@ import type {
   GenerationRequest,
   ModelBackend,
   PreparedGeneration,
+  PromptInput,
   SamplingParams,
   TokenLogprob,
   UsageCounts,
@@ -22,14 +23,23 @@ import { StopMatcher } from "./stop-matcher.js";
 class LocalPreparedGeneration implements PreparedGeneration {
   readonly estimate: CostEstimate;
   readonly progress: UsageCounts;
+  /** Prompt tokens counted once per prompt, whatever n is. */
+  readonly promptTokenCount: number;
 
   constructor(
     readonly request: GenerationRequest,
-    readonly tokens: number[],
+    /** One prompt for a chat, one per raw prompt otherwise; choice c runs prompt ⌊c / n⌋. */
+    readonly prompts: number[][],
     readonly maxTokensPerChoice: number,
   ) {
+    this.promptTokenCount = prompts.reduce((sum, tokens) => sum + tokens.length, 0);
     // Tokenized here, so the prompt's count is exact.
-    this.estimate = { promptTokens: tokens.length, maxTokensPerChoice, exact: true };
+    this.estimate = {
+      promptTokens: this.promptTokenCount,
+      maxTokensPerChoice,
+      choices: prompts.length * request.n,
+      exact: true,
+    };
     // The prompt counts as consumed once an engine has taken it (its first "prompt" event).
     this.progress = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
   }
@@ -102,48 +112,60 @@ export class LocalBackend implements ModelBackend {
     const meta = this.engine.metadata();
     checkLogitBias(req, meta.vocabSize);
     const param = req.input.kind === "chat" ? "messages" : "prompt";
-    const segments = this.promptSegments(req);
+    const sources: PromptSource[] =
+      req.input.kind === "chat"
+        ? [{ segments: (this.template as ChatTemplate).renderSegments(req.input.messages) }]
+        : req.input.prompts.map(toPromptSource);
     // A prompt that cannot fit whatever its tokens is refused from its length alone: an 8 MiB
     // body then costs no more than a small one.
-    const fewestTokens = minimumTokens(segments, meta.longestTokenBytes);
-    if (fewestTokens >= meta.contextSize) {
-      throw contextLengthExceeded(meta.contextSize, fewestTokens + (req.maxTokens ?? 1), param, true);
+    for (const source of sources) {
+      const exact = "tokens" in source;
+      const fewest = exact ? source.tokens.length : minimumTokens(source.segments, meta.longestTokenBytes);
+      if (fewest >= meta.contextSize) {
+        throw contextLengthExceeded(meta.contextSize, fewest + (req.maxTokens ?? 1), param, !exact);
+      }
     }
-    const promptTokens = await this.tokenizeSegments(segments);
-    if (promptTokens.length >= meta.contextSize) {
-      throw contextLengthExceeded(meta.contextSize, promptTokens.length + (req.maxTokens ?? 1), param);
+    const prompts: number[][] = [];
+    for (const source of sources) {
+      const tokens =
+        "tokens" in source
+          ? checkTokenIds(source.tokens, meta.vocabSize)
+          : await this.tokenizeSegments(source.segments);
+      if (tokens.length >= meta.contextSize) {
+        throw contextLengthExceeded(meta.contextSize, tokens.length + (req.maxTokens ?? 1), param);
+      }
+      if (req.maxTokens !== undefined && req.maxTokens > meta.contextSize - tokens.length) {
+        throw contextLengthExceeded(meta.contextSize, tokens.length + req.maxTokens, param);
+      }
+      prompts.push(tokens);
     }
-    const room = meta.contextSize - promptTokens.length;
-    if (req.maxTokens !== undefined && req.maxTokens > room) {
-      throw contextLengthExceeded(meta.contextSize, promptTokens.length + req.maxTokens, param);
-    }
-    return new LocalPreparedGeneration(req, promptTokens, req.maxTokens ?? room);
+    // Without max_tokens a choice may fill what its prompt leaves; the bound is the shortest prompt's.
+    let shortest = Number.POSITIVE_INFINITY;
+    for (const tokens of prompts) shortest = Math.min(shortest, tokens.length);
+    return new LocalPreparedGeneration(req, prompts, req.maxTokens ?? meta.contextSize - shortest);
   }
 
   async *generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
     if (!(prepared instanceof LocalPreparedGeneration)) throw new Error("prepared by another backend");
-    const { request: req, tokens: promptTokens, maxTokensPerChoice: maxTokens } = prepared;
+    const { request: req, prompts, maxTokensPerChoice } = prepared;
     const meta = this.engine.metadata();
     const counters = prepared.progress;
-    const choices = Array.from({ length: req.n }, (_, choice) =>
-      this.runChoice(choice, req, promptTokens, maxTokens, counters, signal),
-    );
+    const choices = Array.from({ length: prompts.length * req.n }, (_, choice) => {
+      const prompt = prompts[Math.floor(choice / req.n)] as number[];
+      // Without max_tokens a choice may fill what its own prompt leaves.
+      const maxTokens = req.maxTokens ?? Math.min(maxTokensPerChoice, meta.contextSize - prompt.length);
+      return this.runChoice(choice, req, prompt, maxTokens, counters, signal);
+    });
     // A request runs at most as many choices at once as the model has slots, so a large n is
     // served in waves instead of flooding the queue (and being refused) on its own.
     yield* mergeStreams(choices, meta.slots);
     if (signal.aborted) return;
     yield {
       type: "usage",
-      promptTokens: promptTokens.length,
+      promptTokens: prepared.promptTokenCount,
       completionTokens: counters.completionTokens,
       cachedTokens: counters.cachedTokens,
     };
-  }
-
-  /** The prompt as text segments: template text may spell special tokens, caller text never does. */
-  private promptSegments(req: GenerationRequest): readonly PromptSegment[] {
-    if (req.input.kind === "chat") return (this.template as ChatTemplate).renderSegments(req.input.messages);
-    return [{ text: req.input.text, trusted: false }];
   }
 
   private async tokenizeSegments(segments: readonly PromptSegment[]): Promise<number[]> {
@@ -183,9 +205,10 @@ export class LocalBackend implements ModelBackend {
     );
     for await (const event of stream as AsyncIterable<EngineEvent>) {
       if (event.type === "prompt") {
-        if (choice === 0) {
-          counters.promptTokens = event.promptTokens;
-          counters.cachedTokens = event.cachedTokens;
+        // Each prompt counts once, on the first of its choices.
+        if (choice % req.n === 0) {
+          counters.promptTokens += event.promptTokens;
+          counters.cachedTokens += event.cachedTokens;
         }
         continue;
       }
@@ -237,6 +260,30 @@ function checkLogitBias(req: GenerationRequest, vocabSize: number): void {
 
 function textPart(choice: number, text: string, logprobs: TokenLogprob[] | undefined): GenerationPart {
   return logprobs ? { type: "text", choice, text, logprobs } : { type: "text", choice, text };
+}
+
+/** A prompt to tokenize (template segments, or a raw text), or token ids taken as they are. */
+type PromptSource = { segments: readonly PromptSegment[] } | { tokens: number[] };
+
+function toPromptSource(prompt: PromptInput): PromptSource {
+  // Raw completions: the caller's text is data, never parsed for special tokens.
+  return "tokens" in prompt
+    ? { tokens: prompt.tokens }
+    : { segments: [{ text: prompt.text, trusted: false }] };
+}
+
+function checkTokenIds(tokens: number[], vocabSize: number): number[] {
+  if (vocabSize <= 0) return tokens;
+  for (const token of tokens) {
+    if (token >= vocabSize) {
+      throw invalidRequest(
+        `The prompt holds token id ${token}, but this model's vocabulary has ${vocabSize} tokens.`,
+        "prompt",
+        "invalid_value",
+      );
+    }
+  }
+  return tokens;
 }
 
 /** The fewest tokens the segments can tokenize to (0 when the vocabulary is unknown). */
