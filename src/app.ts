@@ -9,6 +9,7 @@ import type { Logger } from "pino";
 import type { AdminService } from "./admin/admin-service.js";
 import { adminRoutes } from "./api/admin/routes.js";
 import { chatRoutes } from "./api/chat/routes.js";
+import { completionRoutes } from "./api/completions/routes.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
 import type { Authenticator } from "./auth/authenticator.js";
@@ -204,6 +205,13 @@ export function buildApp(config: Config, deps: AppDeps): App {
     registry: deps.registry,
     metering: deps.access?.metering ?? new Metering(undefined, undefined),
     observer: metrics,
+  });
+  void fastify.register(completionRoutes, {
+    generation,
+    ids,
+    now: deps.now ?? Date.now,
+    shutdown,
+    maxN: config.max_n,
   });
   void fastify.register(chatRoutes, {
     generation,

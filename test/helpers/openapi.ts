@@ -23,6 +23,7 @@ export type SpecSchemaName =
   | "Model"
   | "CreateChatCompletionResponse"
   | "CreateChatCompletionStreamResponse"
+  | "CreateCompletionResponse"
   | "ErrorResponse";
 
 const SPEC_ID = "spec";

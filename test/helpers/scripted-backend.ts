@@ -38,7 +38,12 @@ export class ScriptedBackend implements ModelBackend {
     this.requests.push(request);
     return {
       request,
-      estimate: { promptTokens: 10, maxTokensPerChoice: request.maxTokens ?? 100, choices: request.n, exact: false },
+      estimate: {
+        promptTokens: 10,
+        maxTokensPerChoice: request.maxTokens ?? 100,
+        choices: request.n,
+        exact: false,
+      },
       progress: { promptTokens: 10, completionTokens: 0, cachedTokens: 0 },
     };
   }

@@ -1,0 +1,109 @@
+import { invalidRequest, unsupportedParameter } from "../../core/errors.js";
+import type { GenerationRequest, PromptInput } from "../../core/generation.js";
+import type { CompletionRequest } from "./schema.js";
+
+/** What the encoder needs to know besides the parts. */
+export interface CompletionShape {
+  /** Prompts in the request; the response has `n` choices each. */
+  prompts: number;
+  n: number;
+  /** Choices generated per prompt (best_of): the best `n` of them by summed log probability are kept. */
+  bestOf: number;
+  /** The prompt texts, put in front of each choice's text when `echo` is on (undefined: off). */
+  echo: string[] | undefined;
+  /** Alternatives per token in `logprobs` (undefined: no logprobs in the response). */
+  logprobs: number | undefined;
+}
+
+/** Wire request → internal request and the response's shape. Throws 400s that name the field. */
+export function toGenerationRequest(
+  req: CompletionRequest,
+  model: string,
+  limits: { maxN: number },
+): { request: GenerationRequest; shape: CompletionShape } {
+  const prompts = toPrompts(req.prompt);
+  const n = req.n ?? 1;
+  const bestOf = req.best_of ?? n;
+  if (bestOf < n) throw invalidRequest("best_of must be at least n.", "best_of", "invalid_value");
+  if (req.stream && bestOf > n) {
+    throw invalidRequest(
+      "best_of cannot be streamed: it picks the best choices once all are done.",
+      "best_of",
+    );
+  }
+  if (prompts.length * bestOf > limits.maxN) {
+    throw invalidRequest(
+      `This request asks for ${prompts.length * bestOf} sequences (prompts × ${req.best_of ? "best_of" : "n"}); this server allows ${limits.maxN}.`,
+      req.best_of ? "best_of" : "n",
+      "invalid_value",
+    );
+  }
+  if (req.stream_options && !req.stream) {
+    throw invalidRequest("stream_options is only allowed when stream is true.", "stream_options");
+  }
+  if (req.suffix) {
+    throw unsupportedParameter("suffix", "Fill-in-the-middle (suffix) is not supported by this server yet.");
+  }
+  const echo = req.echo === true;
+  if (echo && req.logprobs != null) {
+    throw unsupportedParameter(
+      "echo",
+      "echo together with logprobs (log probabilities of the prompt's tokens) is not supported by this server yet.",
+    );
+  }
+  if (echo && prompts.some((prompt) => "tokens" in prompt)) {
+    throw unsupportedParameter("echo", "echo is supported for text prompts only.");
+  }
+  if (req.max_tokens === 0) {
+    throw unsupportedParameter(
+      "max_tokens",
+      "max_tokens 0 (a prompt with no completion) is not supported yet.",
+    );
+  }
+  const stop = req.stop == null ? [] : typeof req.stop === "string" ? [req.stop] : req.stop;
+  const logprobs = req.logprobs ?? undefined;
+  const request: GenerationRequest = {
+    model,
+    input: { kind: "prompts", prompts },
+    sampling: {
+      temperature: req.temperature ?? 1,
+      topP: req.top_p ?? 1,
+      seed: req.seed == null ? undefined : foldSeed(req.seed),
+      presencePenalty: req.presence_penalty ?? 0,
+      frequencyPenalty: req.frequency_penalty ?? 0,
+      logitBias: req.logit_bias
+        ? new Map(Object.entries(req.logit_bias).map(([token, bias]) => [Number(token), bias]))
+        : undefined,
+    },
+    // OpenAI's default for this API is 16 tokens; 0 generates nothing (with echo: the prompt back).
+    maxTokens: req.max_tokens ?? 16,
+    stop,
+    n: bestOf,
+    // Ranking best_of needs each sampled token's log probability, even when none are returned.
+    logprobs: logprobs !== undefined ? { top: logprobs } : bestOf > n ? { top: 0 } : undefined,
+  };
+  return {
+    request,
+    shape: {
+      prompts: prompts.length,
+      n,
+      bestOf,
+      echo: echo ? prompts.map((prompt) => ("text" in prompt ? prompt.text : "")) : undefined,
+      logprobs,
+    },
+  };
+}
+
+function toPrompts(prompt: CompletionRequest["prompt"]): PromptInput[] {
+  if (typeof prompt === "string") return [{ text: prompt }];
+  if (prompt.length > 0 && typeof prompt[0] === "number") return [{ tokens: prompt as number[] }];
+  return (prompt as (string | number[])[]).map((item) =>
+    typeof item === "string" ? { text: item } : { tokens: item },
+  );
+}
+
+/** The engine's seed is 32-bit; larger seeds fold into that range deterministically. */
+function foldSeed(seed: number): number {
+  const m = 2 ** 32;
+  return ((seed % m) + m) % m;
+}
