@@ -12,6 +12,7 @@ import { chatRoutes } from "./api/chat/routes.js";
 import { completionRoutes } from "./api/completions/routes.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
+import { tokenizeRoutes } from "./api/tokenize/routes.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import { OPEN_PRINCIPAL } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
@@ -213,6 +214,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     shutdown,
     maxN: config.max_n,
   });
+  void fastify.register(tokenizeRoutes, { generation });
   void fastify.register(chatRoutes, {
     generation,
     ids,

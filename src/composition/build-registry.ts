@@ -26,7 +26,7 @@ export async function buildRegistry(config: Config, logger: Logger, now = Date.n
       ownedBy: model.owned_by,
       created,
       systemFingerprint: fingerprint(model, name),
-      backend: new LocalBackend(engine, { chatTemplate: model.chat_template }),
+      backend: new LocalBackend(engine, { chatTemplate: model.chat_template, modelId: model.id }),
       loadAtStart: model.load === "start",
       pricing: model.pricing && {
         inputPerMillionUsd: model.pricing.input_per_million_usd,

@@ -170,6 +170,12 @@ export interface ModelBackend {
   generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterable<GenerationPart>;
   /** Embeddings, for backends whose capabilities say so. */
   embed?(req: EmbeddingRequest, signal: AbortSignal): Promise<EmbeddingResult>;
+  /**
+   * The model's own tokenizer (local models). `special`: parse special-token text (as a template
+   * would); otherwise the text is plain data.
+   */
+  tokenize?(text: string, options: { special: boolean }): Promise<number[]>;
+  detokenize?(tokens: readonly number[]): Promise<string>;
   /** Resolves once the backend can serve (model loaded). */
   ready(): Promise<void>;
   isReady(): boolean;

@@ -1,7 +1,7 @@
 import { assertMayUseModel } from "../auth/model-access.js";
 import type { Principal } from "../auth/principal.js";
 import { invalidRequest, ServiceError, serviceUnavailable, statusOf } from "../core/errors.js";
-import type { GenerationPart, GenerationRequest, UsageCounts } from "../core/generation.js";
+import type { GenerationPart, GenerationRequest, ModelBackend, UsageCounts } from "../core/generation.js";
 import type { Deployment, ModelRegistry } from "../router/model-registry.js";
 import type { Metering } from "../usage/metering.js";
 import { assertSupported } from "./support.js";
@@ -73,18 +73,28 @@ export class GenerationService {
     },
   ) {}
 
+  /**
+   * The prompt tokens a call would use (template applied, exactly for local models), without
+   * generating, reserving or recording anything.
+   */
+  async countInputTokens(call: Omit<GenerationCall, "signal">): Promise<{ tokens: number; exact: boolean }> {
+    const { deployment, request } = this.admit(call);
+    const prepared = await deployment.backend.prepare(request);
+    return { tokens: prepared.estimate.promptTokens, exact: prepared.estimate.exact };
+  }
+
+  /** The model's own tokenizer, for callers budgeting prompts. */
+  tokenize(principal: Principal, model: string, text: string, special: boolean): Promise<number[]> {
+    return this.tokenizerOf(principal, model).tokenize(text, { special });
+  }
+
+  detokenize(principal: Principal, model: string, tokens: readonly number[]): Promise<string> {
+    return this.tokenizerOf(principal, model).detokenize(tokens);
+  }
+
   async start(call: GenerationCall): Promise<Generation> {
-    const deployment = this.deps.registry.resolve(call.model);
-    assertMayUseModel(call.principal, deployment, call.model);
+    const { deployment, request } = this.admit(call);
     const backend = deployment.backend;
-    if (!backend.capabilities[call.capability]) {
-      throw invalidRequest(
-        `The model '${call.model}' does not support ${CAPABILITY_NAMES[call.capability]}.`,
-        "model",
-      );
-    }
-    const request = call.toRequest(deployment);
-    assertSupported(request, backend.capabilities, call.model);
     const telemetry = call.telemetry ?? {};
     telemetry.model = deployment.id;
 
@@ -128,6 +138,38 @@ export class GenerationService {
         });
       },
     };
+  }
+
+  /** The deployment and the internal request, once access and capabilities allow the call. */
+  private admit(call: Omit<GenerationCall, "signal">): {
+    deployment: Deployment;
+    request: GenerationRequest;
+  } {
+    const deployment = this.deps.registry.resolve(call.model);
+    assertMayUseModel(call.principal, deployment, call.model);
+    const backend = deployment.backend;
+    if (!backend.capabilities[call.capability]) {
+      throw invalidRequest(
+        `The model '${call.model}' does not support ${CAPABILITY_NAMES[call.capability]}.`,
+        "model",
+      );
+    }
+    const request = call.toRequest(deployment);
+    assertSupported(request, backend.capabilities, call.model);
+    return { deployment, request };
+  }
+
+  private tokenizerOf(
+    principal: Principal,
+    model: string,
+  ): Required<Pick<ModelBackend, "tokenize" | "detokenize">> {
+    const deployment = this.deps.registry.resolve(model);
+    assertMayUseModel(principal, deployment, model);
+    const { tokenize, detokenize } = deployment.backend;
+    if (!tokenize || !detokenize) {
+      throw invalidRequest(`The model '${model}' does not offer its tokenizer.`, "model");
+    }
+    return { tokenize: tokenize.bind(deployment.backend), detokenize: detokenize.bind(deployment.backend) };
   }
 }
 

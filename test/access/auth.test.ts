@@ -41,6 +41,10 @@ function allRoutes(projectId: string, keyId: string): Route[] {
     { method: "POST", path: "/v1/chat/completions", body: chatBody() },
     // Auth comes before the body is parsed: a caller without a key costs no parsing.
     { method: "POST", path: "/v1/chat/completions", body: "{not json" },
+    { method: "POST", path: "/v1/completions", body: { model: TINY_MODEL, prompt: "Hi", max_tokens: 2 } },
+    { method: "POST", path: "/v1/chat/completions/input_tokens", body: chatBody() },
+    { method: "POST", path: "/tokenize", body: { model: TINY_MODEL, content: "Hi" } },
+    { method: "POST", path: "/detokenize", body: { model: TINY_MODEL, tokens: [5] } },
     { method: "GET", path: "/ready" },
     { method: "GET", path: "/metrics" },
     { method: "GET", path: "/admin/projects" },

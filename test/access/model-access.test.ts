@@ -77,6 +77,32 @@ describe("per-key model allow-lists", () => {
     }
   });
 
+  it("hides the model from every other route too: completions, token counts, the tokenizer", async () => {
+    for (const key of [otherOnly, nothing]) {
+      for (const [path, body] of [
+        ["/v1/completions", { model: TINY_MODEL, prompt: "Hi", max_tokens: 2 }],
+        [
+          "/v1/chat/completions/input_tokens",
+          { model: TINY_MODEL, messages: [{ role: "user", content: "Hi" }] },
+        ],
+        ["/tokenize", { model: TINY_MODEL, content: "Hi" }],
+        ["/detokenize", { model: TINY_MODEL, tokens: [5] }],
+      ] as const) {
+        expectError(await call(t.url, "POST", path, { key: key.secret, body }), 404, {
+          code: "model_not_found",
+        });
+      }
+    }
+    expect(
+      (
+        await call(t.url, "POST", "/tokenize", {
+          key: tinyOnly.secret,
+          body: { model: TINY_MODEL, content: "Hi" },
+        })
+      ).status,
+    ).toBe(200);
+  });
+
   it("shows a key only the models it may use", async () => {
     for (const key of [tinyOnly, aliasOnly, everything]) {
       const page = await sdkClient(t.url, key.secret).models.list();

@@ -18,6 +18,20 @@ export interface ChatRouteOptions {
 
 /** POST /v1/chat/completions: parse, hand to the generation service, encode. */
 export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): Promise<void> {
+  // How many prompt tokens the request would use, template applied (an extension, named after
+  // the Responses API's input_tokens): for budgeting, nothing generated or charged.
+  app.post("/v1/chat/completions/input_tokens", async (request) => {
+    const body = parseBody(chatRequestSchema, request.body);
+    const counted = await opts.generation.countInputTokens({
+      principal: request.principal,
+      endpoint: "chat.completions",
+      capability: "chat",
+      model: body.model,
+      toRequest: (deployment) => toGenerationRequest(body, deployment.id, { maxN: opts.maxN }),
+    });
+    return { object: "chat.completion.input_tokens", input_tokens: counted.tokens };
+  });
+
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = parseBody(chatRequestSchema, request.body);
     const signal = requestAbortSignal(reply, opts.shutdown);

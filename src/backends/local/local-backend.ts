@@ -48,6 +48,8 @@ class LocalPreparedGeneration implements PreparedGeneration {
 export interface LocalBackendOptions {
   /** Operator-configured template; the GGUF's own is used otherwise, then ChatML. */
   chatTemplate?: string;
+  /** The public model id, for messages. */
+  modelId?: string;
 }
 
 /**
@@ -100,15 +102,32 @@ export class LocalBackend implements ModelBackend {
     return this.engine.close();
   }
 
-  async prepare(req: GenerationRequest): Promise<PreparedGeneration> {
-    if (!this.isReady()) {
-      try {
-        await this.ready();
-      } catch (err) {
-        // The cause (a path, a loader message) goes to the log, not to the client.
-        throw serviceUnavailable(`The model '${req.model}' could not be loaded.`, err);
-      }
+  async tokenize(text: string, options: { special: boolean }): Promise<number[]> {
+    await this.ensureLoaded();
+    const meta = this.engine.metadata();
+    // Tokenizing is for budgeting prompts: a text that cannot fit the context is refused from its length.
+    const fewest = minimumTokens([{ text, trusted: options.special }], meta.longestTokenBytes);
+    if (fewest >= meta.contextSize) throw contextLengthExceeded(meta.contextSize, fewest, "content", true);
+    return this.engine.tokenize(text, { special: options.special });
+  }
+
+  async detokenize(tokens: readonly number[]): Promise<string> {
+    await this.ensureLoaded();
+    return this.engine.detokenize(checkTokenIds([...tokens], this.engine.metadata().vocabSize, "tokens"));
+  }
+
+  private async ensureLoaded(model = this.options.modelId ?? "model"): Promise<void> {
+    if (this.isReady()) return;
+    try {
+      await this.ready();
+    } catch (err) {
+      // The cause (a path, a loader message) goes to the log, not to the client.
+      throw serviceUnavailable(`The model '${model}' could not be loaded.`, err);
     }
+  }
+
+  async prepare(req: GenerationRequest): Promise<PreparedGeneration> {
+    await this.ensureLoaded(req.model);
     const meta = this.engine.metadata();
     checkLogitBias(req, meta.vocabSize);
     const param = req.input.kind === "chat" ? "messages" : "prompt";
@@ -272,13 +291,13 @@ function toPromptSource(prompt: PromptInput): PromptSource {
     : { segments: [{ text: prompt.text, trusted: false }] };
 }
 
-function checkTokenIds(tokens: number[], vocabSize: number): number[] {
+function checkTokenIds(tokens: number[], vocabSize: number, param = "prompt"): number[] {
   if (vocabSize <= 0) return tokens;
   for (const token of tokens) {
     if (token >= vocabSize) {
       throw invalidRequest(
-        `The prompt holds token id ${token}, but this model's vocabulary has ${vocabSize} tokens.`,
-        "prompt",
+        `The ${param} hold token id ${token}, but this model's vocabulary has ${vocabSize} tokens.`,
+        param,
         "invalid_value",
       );
     }
