@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { runAdminCommand, UsageError } from "./cli/admin-commands.js";
 import { ENGINE_USAGE, runEngineCommand } from "./cli/engine-command.js";
 import { databaseUrl } from "./composition/build-access.js";
-import { ConfigError, loadConfig, modelFromSource } from "./config/load.js";
+import { ConfigError, loadConfig, modelFromArgument } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { type ModelPreset, makeModel, type WeightType } from "./models/make-model.js";
 import { resolveModelFile } from "./models/resolve-model-file.js";
@@ -34,7 +34,9 @@ Options (serve, models):
   -p, --port PORT       port (default 8080)
       --data-dir DIR    where downloads and generated files live (default ./data)
       --log-level LEVEL fatal|error|warn|info|debug|trace|silent
-  -m, --model SOURCE    serve a model: a .gguf path or hf:owner/repo/file.gguf (repeatable)
+  -m, --model [ID=]SOURCE
+                        serve a model: a .gguf path or hf:owner/repo/file.gguf (repeatable); its
+                        id is the file name without .gguf unless ID= names it (chat=./q.gguf)
       --database URL    postgres://… or a SQLite file (default: DATA_DIR/switchboard.db)
       --redis URL       redis://… to share limits between instances
   -h, --help            this text
@@ -100,7 +102,7 @@ function configFromArgs(args: string[]): Config {
     port: values.port === undefined ? undefined : Number(values.port),
     data_dir: values["data-dir"],
     log_level: values["log-level"],
-    models: values.model?.map(modelFromSource),
+    models: values.model?.map(modelFromArgument),
     database: values.database,
     redis: values.redis,
   };
