@@ -2,11 +2,11 @@ import { parseArgs } from "node:util";
 import { AdminService } from "../admin/admin-service.js";
 import { DEFAULT_PROJECT_ID } from "../auth/principal.js";
 import { databaseUrl } from "../composition/build-access.js";
-import type { Config } from "../config/schema.js";
 import { ServiceError } from "../core/errors.js";
 import { openStorage } from "../storage/storage.js";
-
-export class UsageError extends Error {}
+import { loadCliConfig } from "./config-options.js";
+import { formatKeyLine, KEY_LIST_HEADER } from "./key-listing.js";
+import { UsageError } from "./usage-error.js";
 
 const ADMIN_OPTIONS = {
   project: { type: "string" },
@@ -41,13 +41,12 @@ type Print = (line: string) => void;
 export async function runAdminCommand(
   area: "keys" | "projects",
   args: string[],
-  loadConfig: (args: string[]) => Config,
   out: Print,
 ): Promise<number> {
   const [sub, ...rest] = args;
   // Options the config loader knows (--config, --data-dir, --database) are split from ours.
   const { ours, configArgs } = splitArgs(rest);
-  const config = loadConfig(configArgs);
+  const { config } = loadCliConfig(configArgs);
   const { values, positionals } = parseArgs({
     args: ours,
     options: ADMIN_OPTIONS,
@@ -65,6 +64,15 @@ export async function runAdminCommand(
   } finally {
     await storage.close();
   }
+}
+
+/** `switchboard migrate`. */
+export async function migrateCommand(args: string[], out: Print): Promise<number> {
+  const { config } = loadCliConfig(args);
+  const storage = await openStorage({ url: databaseUrl(config) });
+  await storage.close();
+  out(`migrations applied (${storage.database.dialect})`);
+  return 0;
 }
 
 async function projects(admin: AdminService, sub: string | undefined, v: Values, pos: string[], out: Print) {
@@ -124,16 +132,12 @@ async function keys(admin: AdminService, sub: string | undefined, v: Values, pos
       }
       return 0;
     }
-    case "list":
-      for (const k of await admin.listKeys(project)) {
-        const state = k.revokedAt
-          ? "revoked"
-          : k.expiresAt && k.expiresAt <= Date.now()
-            ? "expired"
-            : "active";
-        out(v.json ? JSON.stringify(k) : `${k.id}\t${k.name}\t${k.role}\t${k.keyHint}\t${state}`);
-      }
+    case "list": {
+      const list = await admin.listKeys(project);
+      if (!v.json) out(KEY_LIST_HEADER);
+      for (const k of list) out(v.json ? JSON.stringify(k) : formatKeyLine(k, Date.now()));
       return 0;
+    }
     case "revoke": {
       const id = pos[0];
       if (!id) throw new UsageError("keys revoke needs a key id (and --project if not the default project)");

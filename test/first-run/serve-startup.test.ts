@@ -7,8 +7,8 @@ import { call, chat, compiledCli, runCli } from "../helpers/access.js";
 import { type CliServer, startCliServer } from "../helpers/cli-server.js";
 
 /**
- * What `serve` tells a new user at start-up, through the real CLI: a busy port at once (before
- * any model loads), and models named on the command line.
+ * What `serve` tells a new user at start-up, through the real CLI: which config file it read, a
+ * busy port at once (before any model loads), and models named on the command line.
  */
 
 /** A port held by another listener for the whole test. */
@@ -62,14 +62,38 @@ describe("serve at start-up", () => {
     expect(Date.now() - started).toBeLessThan(15_000);
   });
 
-  it("serves --model ID=SOURCE under that id, beside a --model named after its file", async () => {
+  it("logs the config file it read as its first line: --config, ./switchboard.yaml, or none", async () => {
+    const named = join(dir, "named.yaml");
+    writeFileSync(named, "log_level: info\n");
+    const cases = [
+      { cwd: dir, args: ["--config", named], file: named, from: "--config" },
+      { cwd: mkdtempSync(join(dir, "empty-")), args: [], file: null, from: null },
+    ];
+    for (const c of cases) {
+      const result = await runCli(
+        main,
+        ["serve", "--port", String(busy.port), "--data-dir", dir, ...c.args],
+        c.cwd,
+      );
+      const [first] = jsonLines(result.stdout);
+      expect(first, result.stdout).toMatchObject({ level: 30, configFile: c.file, configFrom: c.from });
+      expect(String(first?.msg)).toMatch(c.file ? `config file: ${c.file}` : /^no config file/);
+    }
+  });
+
+  it("serves --model ID=SOURCE under that id, beside a --model named after its file, with ./switchboard.yaml", async () => {
     const tiny = inject("tinyModelPath");
     const cwd = mkdtempSync(join(dir, "cwd-"));
+    // Picked up from the working directory without a flag: the log line names it.
     writeFileSync(
       join(cwd, "switchboard.yaml"),
       JSON.stringify({ port: 0, demo_model: false, data_dir: "data" }),
     );
     server = await startCliServer(main, ["--model", `chat=${tiny}`, "--model", tiny], cwd);
+    expect(server.logs[0]).toMatchObject({
+      configFile: join(cwd, "switchboard.yaml"),
+      configFrom: "the working directory",
+    });
     const models = await call(server.url, "GET", "/v1/models");
     const fileId = basename(tiny).replace(/\.gguf$/, "");
     expect(models.body.data.map((m: { id: string }) => m.id)).toEqual(["chat", fileId]);
