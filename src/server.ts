@@ -34,7 +34,8 @@ export async function startServer(
   const closeModels = async () => {
     if (!options.registry) await Promise.allSettled(registry.all().map((d) => d.backend.close()));
   };
-  const access = await buildAccess(config, logger);
+  const modelNames = () => registry.all().flatMap((d) => [d.id, ...d.aliases]);
+  const access = await buildAccess(config, logger, { modelNames });
   const shutdown = new AbortController();
   const app = buildApp(config, {
     registry,

@@ -2,9 +2,10 @@ import { parseArgs } from "node:util";
 import { AdminService } from "../admin/admin-service.js";
 import { DEFAULT_PROJECT_ID } from "../auth/principal.js";
 import { databaseUrl } from "../composition/build-access.js";
+import { servedModelNames } from "../composition/build-registry.js";
 import { ServiceError } from "../core/errors.js";
 import { openStorage } from "../storage/storage.js";
-import { loadCliConfig } from "./config-options.js";
+import { type ConfigFile, loadCliConfig } from "./config-options.js";
 import { formatKeyLine, KEY_LIST_HEADER } from "./key-listing.js";
 import { UsageError } from "./usage-error.js";
 
@@ -46,7 +47,7 @@ export async function runAdminCommand(
   const [sub, ...rest] = args;
   // Options the config loader knows (--config, --data-dir, --database) are split from ours.
   const { ours, configArgs } = splitArgs(rest);
-  const { config } = loadCliConfig(configArgs);
+  const { config, file } = loadCliConfig(configArgs);
   const { values, positionals } = parseArgs({
     args: ours,
     options: ADMIN_OPTIONS,
@@ -54,11 +55,15 @@ export async function runAdminCommand(
     strict: true,
   });
   const storage = await openStorage({ url: databaseUrl(config) });
-  const admin = new AdminService(storage);
+  // The CLI may run without a server: the models a key may name are those of the config loaded.
+  const modelNames = servedModelNames(config);
+  const admin = new AdminService(storage, { modelNames: () => modelNames });
   try {
     if (area === "projects") return await projects(admin, sub, values, positionals, out);
     return await keys(admin, sub, values, positionals, out);
   } catch (err) {
+    if (err instanceof ServiceError && err.param === "allowed_models")
+      throw new UsageError(`--models: ${err.message} ${checkedAgainst(file)}`);
     if (err instanceof ServiceError) throw new UsageError(err.message);
     throw err;
   } finally {
@@ -73,6 +78,12 @@ export async function migrateCommand(args: string[], out: Print): Promise<number
   await storage.close();
   out(`migrations applied (${storage.database.dialect})`);
   return 0;
+}
+
+/** Which models list the CLI checked --models against: it may not be the server's. */
+function checkedAgainst(file: ConfigFile): string {
+  const source = file.path ? `the config file ${file.path}` : "the defaults (no config file was loaded)";
+  return `(checked against the models of ${source}; pass the server's config with --config FILE)`;
 }
 
 async function projects(admin: AdminService, sub: string | undefined, v: Values, pos: string[], out: Print) {

@@ -80,7 +80,8 @@ const KEYS = `Usage: switchboard keys create|list|revoke [options]
   create [--project ID] [--name N] [--admin] [--models a,b] [--expires-days D]
          [--rpm N] [--tpm N] [--concurrency N]
          a key; its secret is printed once. The first key turns auth ON for every server on
-         this database. --models limits the key to those model ids or aliases.
+         this database. --models limits the key to those model ids or aliases (checked
+         against the models of the config loaded).
   list [--project ID]
          id, name, role, the secret's last characters, state, allowed models, limits, expiry
   revoke [--project ID] KEY_ID

@@ -65,6 +65,15 @@ export function demoModelPath(config: Pick<Config, "data_dir">): string {
   return join(resolve(config.data_dir, "models"), `${DEMO_MODEL_ID}.gguf`);
 }
 
+/**
+ * The model names (ids and aliases) a server started with this config serves: what a key's
+ * `allowed_models` may name. The demo model when none is configured.
+ */
+export function servedModelNames(config: Pick<Config, "models" | "demo_model">): string[] {
+  if (config.models.length === 0) return config.demo_model ? [DEMO_MODEL_ID] : [];
+  return config.models.flatMap((m) => [m.id, ...m.aliases]);
+}
+
 async function demoModels(config: Config, logger: Logger): Promise<LocalModelConfig[]> {
   if (!config.demo_model) return [];
   const path = demoModelPath(config);
