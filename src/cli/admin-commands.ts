@@ -177,7 +177,7 @@ function positiveInt(value: string, flag: string): number {
   return n;
 }
 
-const CONFIG_FLAGS = new Set(["--config", "-c", "--data-dir", "--database", "--log-level"]);
+const CONFIG_FLAGS = new Set(["--config", "-c", "--data-dir", "--database", "--log-level", "--log-format"]);
 
 function splitArgs(args: string[]): { ours: string[]; configArgs: string[] } {
   const ours: string[] = [];

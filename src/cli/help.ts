@@ -8,7 +8,8 @@ const CONFIG_OPTIONS = `Config options (file < SWITCHBOARD_* environment < these
   -c, --config FILE       YAML config file (default: ./switchboard.yaml if present; env SWITCHBOARD_CONFIG)
       --data-dir DIR      downloads, the demo model and the SQLite database (default ./data)
       --database URL      postgres://… or a SQLite file (default DATA_DIR/switchboard.db)
-      --log-level LEVEL   fatal|error|warn|info|debug|trace|silent`;
+      --log-level LEVEL   fatal|error|warn|info|debug|trace|silent
+      --log-format FMT    auto (pretty on a terminal, JSON otherwise) | json | pretty`;
 
 const DATABASE_OPTIONS = `Which database (use the same as the server's \`serve\`):
   -c, --config FILE       YAML config file (default: ./switchboard.yaml if present; env SWITCHBOARD_CONFIG)

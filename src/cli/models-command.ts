@@ -6,7 +6,7 @@ import type { Config, LocalModelConfig } from "../config/schema.js";
 import { findLlamaServer } from "../engine-build/find-llama-server.js";
 import { hfCachePath, parseModelSource } from "../models/model-source.js";
 import { resolveModelFile } from "../models/resolve-model-file.js";
-import { createLogger } from "../observability/logger.js";
+import { createCommandLogger } from "../observability/logger.js";
 import { describeConfigFile, loadCliConfig } from "./config-options.js";
 import { UsageError } from "./usage-error.js";
 
@@ -23,7 +23,10 @@ export async function modelsCommand(args: string[], out: Print): Promise<number>
     await listModels(config, out);
     return 0;
   }
-  const logger = createLogger(config.log_level === "info" ? "warn" : config.log_level);
+  const logger = createCommandLogger(
+    config.log_level === "info" ? "warn" : config.log_level,
+    config.log_format,
+  );
   for (const m of config.models) {
     const path = await resolveModelFile(m, config, logger);
     out(`${m.id}\t${path}`);

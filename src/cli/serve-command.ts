@@ -1,11 +1,11 @@
-import { createLogger } from "../observability/logger.js";
+import { createCommandLogger } from "../observability/logger.js";
 import { startServer } from "../server.js";
 import { describeConfigFile, loadCliConfig } from "./config-options.js";
 
 /** `switchboard serve`: runs until SIGTERM or SIGINT, then drains within the grace period. */
 export async function serveCommand(args: string[]): Promise<number> {
   const { config, file } = loadCliConfig(args);
-  const logger = createLogger(config.log_level);
+  const logger = createCommandLogger(config.log_level, config.log_format);
   // Which file was read is the first thing to know when a setting seems ignored.
   logger.info({ configFile: file.path ?? null, configFrom: file.from ?? null }, describeConfigFile(file));
   const server = await startServer(config, { logger });

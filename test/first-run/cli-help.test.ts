@@ -61,6 +61,7 @@ describe("the command line", () => {
     }
     const serve = await runCli(main, ["serve", "--help"], dir);
     expect(serve.stdout).toContain("ID=");
+    expect(serve.stdout).toContain("--log-format");
   });
 
   it("sends a missing or unknown subcommand to its help with exit 2", async () => {
