@@ -33,6 +33,8 @@ Usage:
   switchboard help COMMAND               the help of a command (or: switchboard COMMAND --help)
 
 Every command answers --help. With npm, flags go after \`--\`: npm start -- --port 9000
+
+Options:
   -h, --help            this text
   -v, --version         print the version
 `;
@@ -44,10 +46,11 @@ once), then loads every model marked load: start; /ready answers 503 until they 
 With no model configured it serves the random-weight demo model 'switchboard-demo'.
 
 Options:
-      --host HOST         address to bind (default 127.0.0.1; anything else turns auth on)
+      --host HOST         address to bind (default 127.0.0.1; a non-loopback one turns auth on)
   -p, --port PORT         port (default 8080; 0 = any free port)
 ${MODEL_OPTION}
       --redis URL         redis://… to share limits between instances
+
 ${CONFIG_OPTIONS}
 `;
 
@@ -59,6 +62,7 @@ const MODELS = `Usage: switchboard models list|pull [options]
 
 Options:
 ${MODEL_OPTION}
+
 ${CONFIG_OPTIONS}
 `;
 
