@@ -14,7 +14,7 @@ import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
 import { tokenizeRoutes } from "./api/tokenize/routes.js";
 import type { Authenticator } from "./auth/authenticator.js";
-import { OPEN_PRINCIPAL } from "./auth/principal.js";
+import { OPEN_PRINCIPAL, type Principal } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
 import { invalidRequest, notFound, serviceUnavailable } from "./core/errors.js";
 import { defaultIds, type IdGenerator } from "./core/ids.js";
@@ -173,12 +173,16 @@ export function buildApp(config: Config, deps: AppDeps): App {
     const t = request.telemetry;
     if (t.model && t.timeToFirstTokenMs !== undefined)
       metrics.timeToFirstToken.observe({ model: t.model }, t.timeToFirstTokenMs / 1000);
-    // One line per request; never bodies, prompts or completions.
+    // One line per request; never bodies, prompts or completions. Who called is the key's id and
+    // project (absent before authentication, or on public routes), never the secret.
+    const principal = request.principal as Principal | null;
     request.log.info(
       {
         method: request.method,
         route,
         status,
+        projectId: principal?.projectId,
+        keyId: principal?.keyId ?? undefined,
         ms: Math.round(seconds * 1000),
         clientGone: clientGone || undefined,
         ...t,

@@ -15,14 +15,27 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** Builds, loads and listens: the whole `serve` command without the process signal wiring. */
+/** The port (or address) cannot be had: said at once, before any model is loaded. */
+export class ListenError extends Error {
+  override name = "ListenError";
+}
+
+/**
+ * Builds, listens, then loads: the whole `serve` command without the process signal wiring.
+ * The port is bound before any model loads (which can take minutes), so a busy port fails at
+ * once; while models load, /health answers and /ready is 503. Resolves once they are loaded.
+ */
 export async function startServer(
   config: Config,
   options: { logger?: Logger; registry?: ModelRegistry } = {},
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.log_level);
   const registry = options.registry ?? (await buildRegistry(config, logger));
-  const access = await buildAccess(config, logger);
+  const closeModels = async () => {
+    if (!options.registry) await Promise.allSettled(registry.all().map((d) => d.backend.close()));
+  };
+  const modelNames = () => registry.all().flatMap((d) => [d.id, ...d.aliases]);
+  const access = await buildAccess(config, logger, { modelNames });
   const shutdown = new AbortController();
   const app = buildApp(config, {
     registry,
@@ -32,10 +45,13 @@ export async function startServer(
   });
   let address: string;
   try {
+    address = await listen(app, config);
+    logger.info({ address }, "port bound; loading models (/ready answers 503 until they are loaded)");
     await loadStartupModels(registry, logger);
-    address = await app.fastify.listen({ host: config.host, port: config.port });
   } catch (err) {
+    await app.fastify.close();
     await access.close();
+    await closeModels();
     throw err;
   }
   logger.info({ address }, "switchboard is listening");
@@ -52,9 +68,31 @@ export async function startServer(
       await app.fastify.close();
       clearTimeout(grace);
       await access.close();
-      if (!options.registry) await Promise.allSettled(registry.all().map((d) => d.backend.close()));
+      await closeModels();
     })();
     return stopping;
   };
   return { app, registry, access, url: address, stop };
+}
+
+async function listen(app: App, config: Config): Promise<string> {
+  try {
+    return await app.fastify.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const where = `${config.host}:${config.port}`;
+    if (code === "EADDRINUSE")
+      throw new ListenError(
+        `port ${config.port} on ${config.host} is already in use (another Switchboard, or another program). Stop it, or pick another port: --port N, SWITCHBOARD_PORT or port: in the config.`,
+      );
+    if (code === "EACCES")
+      throw new ListenError(
+        `not allowed to listen on ${where} (ports below 1024 need privileges): pick a port from 1024 up with --port N.`,
+      );
+    if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND")
+      throw new ListenError(
+        `cannot listen on ${where}: this machine has no such address (host: ${config.host}).`,
+      );
+    throw err;
+  }
 }

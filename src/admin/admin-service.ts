@@ -18,14 +18,29 @@ export const projectNotFound = (id: string) =>
 export const keyNotFound = (id: string) =>
   notFound(`No API key with id '${clip(id)}' in this project.`, "api_key_not_found", "key_id");
 
+export interface AdminServiceOptions {
+  now?: () => number;
+  /** Called after a key or project changes, so cached auth verdicts are dropped. */
+  onChange?: () => void;
+  /**
+   * The model names (ids and aliases) a key's `allowed_models` may hold: the server's models, or
+   * for the CLI the models of the config it loaded. Without it any name is taken.
+   */
+  modelNames?: () => readonly string[];
+}
+
 /** Projects and keys: shared by the admin API and the CLI, so both enforce the same rules. */
 export class AdminService {
+  private readonly now: () => number;
+  private readonly onChange: () => void;
+
   constructor(
     private readonly repos: Repositories,
-    private readonly now: () => number = Date.now,
-    /** Called after a key or project changes, so cached auth verdicts are dropped. */
-    private readonly onChange: () => void = () => {},
-  ) {}
+    private readonly options: AdminServiceOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.onChange = options.onChange ?? (() => {});
+  }
 
   createProject(input: { name: string; limits?: LimitsInput }): Promise<Project> {
     return this.repos.projects.create({
@@ -78,6 +93,7 @@ export class AdminService {
   ): Promise<{ key: ApiKey; secret: string }> {
     const project = await this.getProject(projectId);
     if (project.archivedAt !== null) throw invalidRequest("This project is archived.", "project_id");
+    this.checkModelNames(input.allowed_models);
     const expiresAt = input.expires_at == null ? null : input.expires_at * 1000;
     if (expiresAt !== null && expiresAt <= this.now())
       throw invalidRequest("expires_at is in the past.", "expires_at");
@@ -124,6 +140,7 @@ export class AdminService {
       limits?: LimitsInput;
     },
   ): Promise<ApiKey> {
+    this.checkModelNames(patch.allowed_models);
     const key = await this.repos.apiKeys.update(projectId, keyId, {
       name: patch.name,
       allowedModels: patch.allowed_models,
@@ -138,6 +155,24 @@ export class AdminService {
     if (!key) throw keyNotFound(keyId);
     this.onChange();
     return key;
+  }
+
+  /**
+   * A name no model has would make a key that can use nothing, silently (a typo, or a model not
+   * configured yet): refused, naming the unknown names and the ones that exist.
+   */
+  private checkModelNames(names: readonly string[] | null | undefined): void {
+    if (!names || !this.options.modelNames) return;
+    const known = this.options.modelNames();
+    const unknown = [...new Set(names.filter((name) => !known.includes(name)))];
+    if (unknown.length === 0) return;
+    const quoted = unknown.map((name) => `'${clip(name, 64)}'`).join(", ");
+    const served = known.length ? known.slice(0, 20).join(", ") + (known.length > 20 ? ", …" : "") : "none";
+    throw invalidRequest(
+      `allowed_models names ${unknown.length === 1 ? "a model" : "models"} this server does not serve: ${quoted}. Model ids and aliases served: ${served}.`,
+      "allowed_models",
+      "unknown_model",
+    );
   }
 
   async revokeKey(projectId: string, keyId: string): Promise<ApiKey> {

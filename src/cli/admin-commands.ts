@@ -2,11 +2,12 @@ import { parseArgs } from "node:util";
 import { AdminService } from "../admin/admin-service.js";
 import { DEFAULT_PROJECT_ID } from "../auth/principal.js";
 import { databaseUrl } from "../composition/build-access.js";
-import type { Config } from "../config/schema.js";
+import { servedModelNames } from "../composition/build-registry.js";
 import { ServiceError } from "../core/errors.js";
 import { openStorage } from "../storage/storage.js";
-
-export class UsageError extends Error {}
+import { type ConfigFile, loadCliConfig } from "./config-options.js";
+import { formatKeyLine, KEY_LIST_HEADER } from "./key-listing.js";
+import { UsageError } from "./usage-error.js";
 
 const ADMIN_OPTIONS = {
   project: { type: "string" },
@@ -41,13 +42,12 @@ type Print = (line: string) => void;
 export async function runAdminCommand(
   area: "keys" | "projects",
   args: string[],
-  loadConfig: (args: string[]) => Config,
   out: Print,
 ): Promise<number> {
   const [sub, ...rest] = args;
   // Options the config loader knows (--config, --data-dir, --database) are split from ours.
   const { ours, configArgs } = splitArgs(rest);
-  const config = loadConfig(configArgs);
+  const { config, file } = loadCliConfig(configArgs);
   const { values, positionals } = parseArgs({
     args: ours,
     options: ADMIN_OPTIONS,
@@ -55,16 +55,35 @@ export async function runAdminCommand(
     strict: true,
   });
   const storage = await openStorage({ url: databaseUrl(config) });
-  const admin = new AdminService(storage);
+  // The CLI may run without a server: the models a key may name are those of the config loaded.
+  const modelNames = servedModelNames(config);
+  const admin = new AdminService(storage, { modelNames: () => modelNames });
   try {
     if (area === "projects") return await projects(admin, sub, values, positionals, out);
     return await keys(admin, sub, values, positionals, out);
   } catch (err) {
+    if (err instanceof ServiceError && err.param === "allowed_models")
+      throw new UsageError(`--models: ${err.message} ${checkedAgainst(file)}`);
     if (err instanceof ServiceError) throw new UsageError(err.message);
     throw err;
   } finally {
     await storage.close();
   }
+}
+
+/** `switchboard migrate`. */
+export async function migrateCommand(args: string[], out: Print): Promise<number> {
+  const { config } = loadCliConfig(args);
+  const storage = await openStorage({ url: databaseUrl(config) });
+  await storage.close();
+  out(`migrations applied (${storage.database.dialect})`);
+  return 0;
+}
+
+/** Which models list the CLI checked --models against: it may not be the server's. */
+function checkedAgainst(file: ConfigFile): string {
+  const source = file.path ? `the config file ${file.path}` : "the defaults (no config file was loaded)";
+  return `(checked against the models of ${source}; pass the server's config with --config FILE)`;
 }
 
 async function projects(admin: AdminService, sub: string | undefined, v: Values, pos: string[], out: Print) {
@@ -124,16 +143,12 @@ async function keys(admin: AdminService, sub: string | undefined, v: Values, pos
       }
       return 0;
     }
-    case "list":
-      for (const k of await admin.listKeys(project)) {
-        const state = k.revokedAt
-          ? "revoked"
-          : k.expiresAt && k.expiresAt <= Date.now()
-            ? "expired"
-            : "active";
-        out(v.json ? JSON.stringify(k) : `${k.id}\t${k.name}\t${k.role}\t${k.keyHint}\t${state}`);
-      }
+    case "list": {
+      const list = await admin.listKeys(project);
+      if (!v.json) out(KEY_LIST_HEADER);
+      for (const k of list) out(v.json ? JSON.stringify(k) : formatKeyLine(k, Date.now()));
       return 0;
+    }
     case "revoke": {
       const id = pos[0];
       if (!id) throw new UsageError("keys revoke needs a key id (and --project if not the default project)");
@@ -162,7 +177,7 @@ function positiveInt(value: string, flag: string): number {
   return n;
 }
 
-const CONFIG_FLAGS = new Set(["--config", "-c", "--data-dir", "--database", "--log-level"]);
+const CONFIG_FLAGS = new Set(["--config", "-c", "--data-dir", "--database", "--log-level", "--log-format"]);
 
 function splitArgs(args: string[]): { ours: string[]; configArgs: string[] } {
   const ours: string[] = [];

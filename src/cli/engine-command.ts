@@ -1,26 +1,17 @@
 import { parseArgs } from "node:util";
-import type { Config } from "../config/schema.js";
 import { listCachedBuilds, resolveCacheDir } from "../engine-build/binary-cache.js";
 import { BuildError, buildLlamaServer } from "../engine-build/build-llama-server.js";
 import { findLlamaServer } from "../engine-build/find-llama-server.js";
 import { ToolchainError } from "../engine-build/toolchain.js";
-import { UsageError } from "./admin-commands.js";
-
-export const ENGINE_USAGE = `  switchboard engine build [--cuda auto|on|off] [--no-native] [--jobs N] [--force] [--cache-dir DIR]
-                                         compile llama-server (the fastest local engine) from the llama.cpp
-                                         source node-llama-cpp ships; prints the binary's path
-  switchboard engine status [-c FILE]    which llama-server binary serve would use, and the cached builds`;
+import { loadCliConfig } from "./config-options.js";
+import { UsageError } from "./usage-error.js";
 
 /** `switchboard engine ...`; returns the exit code. */
-export async function runEngineCommand(
-  args: string[],
-  configFromArgs: (args: string[]) => Config,
-  write: (line: string) => void,
-): Promise<number> {
+export async function runEngineCommand(args: string[], write: (line: string) => void): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "build") return build(rest, write);
   if (sub === "status") {
-    const config = configFromArgs(rest);
+    const { config } = loadCliConfig(rest);
     const found = await findLlamaServer(config.engines.llama_server);
     write(found ? `llama-server: ${found.path} (${found.origin})` : "llama-server: not available");
     const cacheDir = resolveCacheDir(config.engines.llama_server.cache_dir);

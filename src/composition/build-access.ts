@@ -40,8 +40,9 @@ export function isLoopbackHost(host: string): boolean {
 export async function buildAccess(
   config: Config,
   logger: Logger,
-  now: () => number = Date.now,
+  options: { now?: () => number; modelNames?: () => readonly string[] } = {},
 ): Promise<Access> {
+  const now = options.now ?? Date.now;
   const storage = await openStorage({ url: databaseUrl(config) });
   const limitStore: LimitStore = config.redis
     ? new RedisLimitStore(config.redis, { prefix: config.redis_prefix })
@@ -63,7 +64,11 @@ export async function buildAccess(
   });
   const recorder = new UsageRecorder({ usage: storage.usage, apiKeys: storage.apiKeys, logger, now });
   const enforcer = new LimitEnforcer(limitStore, storage.usage, now);
-  const admin = new AdminService(storage, now, () => authenticator.invalidate());
+  const admin = new AdminService(storage, {
+    now,
+    onChange: () => authenticator.invalidate(),
+    modelNames: options.modelNames,
+  });
   logger.info(
     {
       database: storage.database.dialect,

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { LocalEngineFactory } from "../backends/local/engines/engine-factory.js";
 import { LocalBackend } from "../backends/local/local-backend.js";
@@ -60,12 +60,25 @@ function fingerprint(model: LocalModelConfig, engine: string): string {
   return `fp_${hash.slice(0, 10)}`;
 }
 
+/** Where the demo model is generated (once) in the data dir. */
+export function demoModelPath(config: Pick<Config, "data_dir">): string {
+  return join(resolve(config.data_dir, "models"), `${DEMO_MODEL_ID}.gguf`);
+}
+
+/**
+ * The model names (ids and aliases) a server started with this config serves: what a key's
+ * `allowed_models` may name. The demo model when none is configured.
+ */
+export function servedModelNames(config: Pick<Config, "models" | "demo_model">): string[] {
+  if (config.models.length === 0) return config.demo_model ? [DEMO_MODEL_ID] : [];
+  return config.models.flatMap((m) => [m.id, ...m.aliases]);
+}
+
 async function demoModels(config: Config, logger: Logger): Promise<LocalModelConfig[]> {
   if (!config.demo_model) return [];
-  const dir = resolve(config.data_dir, "models");
-  const path = join(dir, `${DEMO_MODEL_ID}.gguf`);
+  const path = demoModelPath(config);
   if (!existsSync(path)) {
-    await mkdir(dir, { recursive: true });
+    await mkdir(dirname(path), { recursive: true });
     await makeModel({ preset: "tiny", out: path, seed: 1 });
   }
   logger.warn(

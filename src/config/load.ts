@@ -38,8 +38,12 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const flags = sources.flags ?? {};
   for (const [key, value] of Object.entries(flags)) {
     if (value === undefined) continue;
-    if (key === "models") raw.models = [...((raw.models as unknown[]) ?? []), ...(value as unknown[])];
-    else {
+    if (key === "models") {
+      const fromFile = (raw.models as unknown[] | undefined) ?? [];
+      raw.models = [...fromFile, ...(value as unknown[])];
+      for (const [i, model] of (value as { source?: unknown }[]).entries())
+        origins.set(`models.${fromFile.length + i}`, `--model ${String(model.source)}`);
+    } else {
       raw[key] = value;
       origins.set(key, "the command line");
     }
@@ -52,7 +56,7 @@ export function validateConfig(raw: unknown, origins: Origins = new Map()): Conf
   if (!result.success)
     throw new ConfigError(`Invalid configuration:\n${formatIssues(result.error, origins)}`);
   const config = result.data;
-  checkModelIdsUnique(config);
+  checkModelIdsUnique(config, origins);
   return config;
 }
 
@@ -60,6 +64,20 @@ export function validateConfig(raw: unknown, origins: Origins = new Map()): Conf
 export function modelFromSource(source: string): Record<string, unknown> {
   const file = basename(source.replace(/@[^/]*$/, ""));
   return { id: file.replace(/\.gguf$/i, "") || "model", source };
+}
+
+/** `ID=` before a source: letters or digits first, so `./a=b.gguf` and `/x=y.gguf` stay paths. */
+const ID_PREFIX = /^([A-Za-z0-9][A-Za-z0-9._:/-]*)=(.+)$/s;
+
+/**
+ * A `--model` argument: `ID=SOURCE` names the model, a bare SOURCE is named after its file.
+ * The split is at the first `=`, so a path with `=` in it is given as `ID=path`.
+ */
+export function modelFromArgument(argument: string): Record<string, unknown> {
+  const named = ID_PREFIX.exec(argument);
+  // hf:owner/repo/file.gguf has no `=`; an `hf:` prefix before one is still a source, not an id.
+  if (named && !argument.startsWith("hf:")) return { id: named[1], source: named[2] };
+  return modelFromSource(argument);
 }
 
 function readConfigFile(
@@ -175,12 +193,19 @@ function originOf(path: readonly PropertyKey[], origins: Origins): string {
   return "";
 }
 
-function checkModelIdsUnique(config: Config): void {
+function checkModelIdsUnique(config: Config, origins: Origins): void {
   const seen = new Set<string>();
-  for (const model of config.models) {
+  for (const [i, model] of config.models.entries()) {
     for (const name of [model.id, ...model.aliases]) {
-      if (seen.has(name))
-        throw new ConfigError(`Invalid configuration:\n  - models: the name '${name}' is used twice`);
+      if (seen.has(name)) {
+        // Two --model files of one name (./a/q.gguf and ./b/q.gguf) are the usual way here.
+        const hint = origins.has(`models.${i}`)
+          ? `; a --model is named after its file without .gguf: name it with --model ID=SOURCE`
+          : "";
+        throw new ConfigError(
+          `Invalid configuration:\n  - models: the name '${name}' is used twice${originOf(["models", i], origins)}${hint}`,
+        );
+      }
       seen.add(name);
     }
   }

@@ -89,6 +89,8 @@ export const configSchema = z
     port: z.number().int().min(0).max(65535).default(8080),
     data_dir: z.string().min(1).default("./data"),
     log_level: logLevel.default("info"),
+    /** auto: readable lines when stdout is a terminal, JSON lines otherwise (files, pipes, collectors). */
+    log_format: z.enum(["auto", "json", "pretty"]).default("auto"),
     /** Largest request body accepted, in bytes; larger bodies get 413 before they are buffered. */
     body_limit_bytes: z
       .number()

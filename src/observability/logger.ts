@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, pino } from "pino";
+import pinoPretty from "pino-pretty";
 
 /**
  * Paths that may carry secrets. Request and response bodies are never logged at all, so prompt
@@ -15,6 +16,9 @@ const REDACT = [
   "token",
 ];
 
+export type LogFormat = "json" | "pretty";
+
+/** JSON lines (for files and collectors) to `destination`, or stdout. */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
@@ -25,4 +29,30 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     },
     destination,
   );
+}
+
+/**
+ * Lines for people: time, level, message, then the fields on the same line. The same redaction
+ * runs first (pino redacts before the line reaches the prettifier). Written synchronously, so
+ * the last lines before an exit are not lost.
+ */
+export function createPrettyLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  const pretty = pinoPretty({
+    translateTime: "SYS:HH:MM:ss.l",
+    ignore: "pid,hostname,service",
+    singleLine: true,
+    sync: true,
+    ...(destination ? { destination } : {}),
+  });
+  return createLogger(level, pretty);
+}
+
+/** The logger of a command: `auto` is pretty when stdout is a terminal, JSON otherwise. */
+export function createCommandLogger(
+  level: string,
+  format: "auto" | LogFormat,
+  stdoutIsTerminal = process.stdout.isTTY === true,
+): Logger {
+  const pretty = format === "pretty" || (format === "auto" && stdoutIsTerminal);
+  return pretty ? createPrettyLogger(level) : createLogger(level);
 }

@@ -25,7 +25,8 @@ describe("per-key model allow-lists", () => {
   let everything: CreatedKey;
 
   beforeAll(async () => {
-    t = await startAccessServer();
+    // A second model, so a key can be limited to one that is not the tiny model.
+    t = await startAccessServer({ extraModels: [{ id: "some-other-model" }] });
     const { project } = await t.admin.projectWithKey();
     tinyOnly = await t.admin.createKey(project.id, { allowed_models: [TINY_MODEL] });
     aliasOnly = await t.admin.createKey(project.id, { allowed_models: [TINY_ALIAS] });
@@ -104,9 +105,13 @@ describe("per-key model allow-lists", () => {
   });
 
   it("shows a key only the models it may use", async () => {
-    for (const key of [tinyOnly, aliasOnly, everything]) {
+    for (const [key, listed] of [
+      [tinyOnly, [TINY_MODEL]],
+      [aliasOnly, [TINY_MODEL]],
+      [everything, [TINY_MODEL, "some-other-model"]],
+    ] as const) {
       const page = await sdkClient(t.url, key.secret).models.list();
-      expect(page.data.map((m) => m.id)).toEqual([TINY_MODEL]);
+      expect(page.data.map((m) => m.id)).toEqual(listed);
       expect((await sdkClient(t.url, key.secret).models.retrieve(TINY_ALIAS)).id).toBe(TINY_MODEL);
     }
     for (const key of [otherOnly, nothing]) {

@@ -247,6 +247,7 @@ export async function startAccessServer(
   options: {
     config?: Record<string, unknown>;
     model?: Record<string, unknown>;
+    extraModels?: { id: string; aliases?: string[] }[];
     adminKey?: string | null;
   } = {},
 ): Promise<AccessServer> {
@@ -254,6 +255,7 @@ export async function startAccessServer(
   const t = await startTestServer({
     config: { ...(adminKey ? { admin_key: adminKey } : {}), ...options.config },
     model: options.model,
+    extraModels: options.extraModels,
   });
   return { ...t, adminKey, admin: new AdminClient(t.url, adminKey) };
 }

@@ -56,10 +56,15 @@ export function contextFor(maxTokens: number): number {
 
 /**
  * A real listening server on the tiny generated model. `config` overrides defaults;
- * `model` overrides fields of the tiny model's entry (`engine` among them).
+ * `model` overrides fields of the tiny model's entry (`engine` among them); `extraModels` are
+ * more entries (loaded on first use) over the same file.
  */
 export async function startTestServer(
-  options: { config?: Record<string, unknown>; model?: Record<string, unknown> } = {},
+  options: {
+    config?: Record<string, unknown>;
+    model?: Record<string, unknown>;
+    extraModels?: { id: string; aliases?: string[] }[];
+  } = {},
 ): Promise<TestServer> {
   const config: Config = validateConfig({
     port: 0,
@@ -80,6 +85,16 @@ export async function startTestServer(
         engine: TEST_ENGINE,
         ...options.model,
       },
+      ...(options.extraModels ?? []).map((extra) => ({
+        source: inject("tinyModelPath"),
+        context_size: 512,
+        parallel: 1,
+        threads: 1,
+        gpu_layers: 0,
+        engine: TEST_ENGINE,
+        load: "on_demand",
+        ...extra,
+      })),
     ],
   });
   const logs: string[] = [];

@@ -8,7 +8,13 @@ import { buildApp } from "../../src/app.js";
 import { LocalEngineFactory } from "../../src/backends/local/engines/engine-factory.js";
 import type { ProcessSupervisor } from "../../src/backends/local/engines/process-supervisor.js";
 import { ENV_SETTINGS } from "../../src/config/env-settings.js";
-import { ConfigError, loadConfig, modelFromSource, validateConfig } from "../../src/config/load.js";
+import {
+  ConfigError,
+  loadConfig,
+  modelFromArgument,
+  modelFromSource,
+  validateConfig,
+} from "../../src/config/load.js";
 import type { Config } from "../../src/config/schema.js";
 import { SseWriter } from "../../src/http/sse.js";
 import { createLogger } from "../../src/observability/logger.js";
@@ -441,6 +447,36 @@ describe("modelFromSource", () => {
   it("yields a model the config accepts", () => {
     const config = validateConfig({ models: [modelFromSource("hf:owner/repo/file-Q4.gguf")] });
     expect(config.models[0]?.id).toBe("file-Q4");
+  });
+});
+
+describe("modelFromArgument (--model [ID=]SOURCE)", () => {
+  it("takes ID= before the source as the model's id, splitting at the first =", () => {
+    expect(modelFromArgument("chat=./models/q.gguf")).toEqual({ id: "chat", source: "./models/q.gguf" });
+    expect(modelFromArgument("m=./odd=name.gguf")).toEqual({ id: "m", source: "./odd=name.gguf" });
+    expect(modelFromArgument("qwen=hf:Qwen/repo/q.gguf@main")).toEqual({
+      id: "qwen",
+      source: "hf:Qwen/repo/q.gguf@main",
+    });
+  });
+
+  it("names a bare source after its file; a path that starts with . or / is never an id", () => {
+    expect(modelFromArgument("./models/q.gguf")).toEqual({ id: "q", source: "./models/q.gguf" });
+    expect(modelFromArgument("./a=b.gguf")).toEqual({ id: "a=b", source: "./a=b.gguf" });
+    expect(modelFromArgument("/abs/x=y.gguf").source).toBe("/abs/x=y.gguf");
+    expect(modelFromArgument("hf:o/r/f=1.gguf").source).toBe("hf:o/r/f=1.gguf");
+  });
+
+  it("says where a bad or repeated name came from", () => {
+    const twice = configError(() =>
+      loadConfig({ env: {}, flags: { models: ["./a/q.gguf", "./b/q.gguf"].map(modelFromArgument) } }),
+    );
+    expect(twice.message).toContain("the name 'q' is used twice (from --model ./b/q.gguf)");
+    expect(twice.message).toContain("--model ID=SOURCE");
+    const bad = configError(() =>
+      loadConfig({ env: {}, flags: { models: [modelFromArgument("my model.gguf")] } }),
+    );
+    expect(bad.message).toMatch(/models\.0\.id: .*\(from --model my model\.gguf\)/);
   });
 });
 

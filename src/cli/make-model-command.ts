@@ -1,0 +1,30 @@
+import { parseArgs } from "node:util";
+import { type ModelPreset, makeModel, type WeightType } from "../models/make-model.js";
+import { UsageError } from "./usage-error.js";
+
+/** `switchboard make-model`: a random-weight GGUF file for tests and benchmarks. */
+export async function makeModelCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      preset: { type: "string", default: "tiny" },
+      out: { type: "string" },
+      weights: { type: "string", default: "f16" },
+      seed: { type: "string", default: "1" },
+    },
+    strict: true,
+  });
+  const preset = values.preset as ModelPreset;
+  if (preset !== "tiny" && preset !== "smollm2-135m")
+    throw new UsageError("--preset must be tiny or smollm2-135m");
+  const weightType = values.weights as WeightType;
+  if (weightType !== "f16" && weightType !== "q8_0") throw new UsageError("--weights must be f16 or q8_0");
+  if (!values.out) throw new UsageError("--out FILE.gguf is required");
+  const seed = Number(values.seed);
+  if (!Number.isInteger(seed)) throw new UsageError("--seed must be an integer");
+  const result = await makeModel({ preset, out: values.out, weightType, seed });
+  process.stdout.write(
+    `wrote ${result.path} (${(result.bytes / 1024 / 1024).toFixed(1)} MiB, random weights)\n`,
+  );
+  return 0;
+}

@@ -1,0 +1,134 @@
+import { existsSync, statSync } from "node:fs";
+import { resolve } from "node:path";
+import { readGgufFacts } from "../backends/local/engines/gguf-facts.js";
+import { DEMO_MODEL_ID, demoModelPath } from "../composition/build-registry.js";
+import type { Config, LocalModelConfig } from "../config/schema.js";
+import { findLlamaServer } from "../engine-build/find-llama-server.js";
+import { hfCachePath, parseModelSource } from "../models/model-source.js";
+import { resolveModelFile } from "../models/resolve-model-file.js";
+import { createCommandLogger } from "../observability/logger.js";
+import { describeConfigFile, loadCliConfig } from "./config-options.js";
+import { UsageError } from "./usage-error.js";
+
+type Print = (line: string) => void;
+
+/** `switchboard models list|pull`. */
+export async function modelsCommand(args: string[], out: Print): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== "list" && sub !== "pull")
+    throw new UsageError(`Unknown models command '${sub ?? ""}': use 'list' or 'pull' (see models --help).`);
+  const { config, file } = loadCliConfig(rest);
+  if (sub === "list") {
+    out(describeConfigFile(file));
+    await listModels(config, out);
+    return 0;
+  }
+  const logger = createCommandLogger(
+    config.log_level === "info" ? "warn" : config.log_level,
+    config.log_format,
+  );
+  for (const m of config.models) {
+    const path = await resolveModelFile(m, config, logger);
+    out(`${m.id}\t${path}`);
+  }
+  return 0;
+}
+
+/** Each model the server would serve: names, source, file and its state, engine, context. */
+async function listModels(config: Config, out: Print): Promise<void> {
+  const demo = config.models.length === 0;
+  if (demo && !config.demo_model) {
+    out("No models configured, and demo_model is off: serve would serve no model.");
+    return;
+  }
+  const models = demo ? [demoModel(config)] : config.models;
+  const auto = await autoEngine(config);
+  for (const model of models) {
+    out("");
+    const aliases = model.aliases.length ? ` (aliases: ${model.aliases.join(", ")})` : "";
+    out(
+      `${model.id}${aliases}${demo ? " — the built-in demo model: random weights, it produces gibberish" : ""}`,
+    );
+    if (!demo) out(`  source   ${model.source}`);
+    const weights = weightsState(model, config, demo);
+    out(`  file     ${weights.path ?? "-"}  [${weights.state}]`);
+    const engine = model.engine ?? "auto";
+    out(`  engine   ${engine === "auto" ? `auto: ${auto}` : engine}`);
+    out(
+      `  context  ${await contextOf(model, config, weights.path && weights.present ? weights.path : undefined)}`,
+    );
+  }
+}
+
+function demoModel(config: Config): LocalModelConfig {
+  return {
+    id: DEMO_MODEL_ID,
+    aliases: [],
+    source: demoModelPath(config),
+    parallel: 4,
+    gpu_layers: 0,
+    load: "start",
+    max_queue: 64,
+    owned_by: "switchboard",
+  };
+}
+
+interface WeightsState {
+  path: string | undefined;
+  present: boolean;
+  state: string;
+}
+
+function weightsState(model: LocalModelConfig, config: Config, demo: boolean): WeightsState {
+  let source: ReturnType<typeof parseModelSource>;
+  try {
+    source = parseModelSource(model.source);
+  } catch (err) {
+    return { path: undefined, present: false, state: (err as Error).message };
+  }
+  if (source.kind === "file") {
+    const path = resolve(source.path);
+    if (existsSync(path)) return { path, present: true, state: size(statSync(path).size) };
+    return { path, present: false, state: demo ? "not generated yet: serve makes it" : "MISSING" };
+  }
+  const path = hfCachePath(resolve(config.data_dir), source);
+  if (existsSync(path)) return { path, present: true, state: `downloaded, ${size(statSync(path).size)}` };
+  const partial = `${path}.partial`;
+  if (existsSync(partial))
+    return {
+      path,
+      present: false,
+      state: `partly downloaded (${size(statSync(partial).size)}); serve or models pull resumes it`,
+    };
+  return { path, present: false, state: "not downloaded; serve or models pull downloads it" };
+}
+
+/** What `engine: auto` picks: llama-server when a binary is found, else the runner. */
+async function autoEngine(config: Config): Promise<string> {
+  try {
+    const found = await findLlamaServer(config.engines.llama_server);
+    return found ? `llama-server (${found.path})` : "runner (no llama-server binary)";
+  } catch (err) {
+    return `none: ${(err as Error).message}`;
+  }
+}
+
+async function contextOf(model: LocalModelConfig, config: Config, file: string | undefined): Promise<string> {
+  const cap = config.engines.default_context_cap;
+  const tail = `, ${model.parallel} in parallel`;
+  if (model.context_size) return `${model.context_size} tokens per sequence (configured)${tail}`;
+  if (!file) return `the model's training context, at most ${cap} (engines.default_context_cap)${tail}`;
+  try {
+    const trained = (await readGgufFacts(file)).trainContextSize;
+    const used = Math.min(trained, cap);
+    return `${used} tokens per sequence (trained ${trained}${used < trained ? `, capped at ${cap}` : ""})${tail}`;
+  } catch (err) {
+    return `unknown: the file's header cannot be read (${(err as Error).message})`;
+  }
+}
+
+function size(bytes: number): string {
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024).toFixed(0)} KiB`;
+}
