@@ -39,7 +39,9 @@ function runOnTerminal(main: string, args: string[], cwd: string): Promise<{ cod
   });
 }
 
-const plain = (text: string) => text.replaceAll(/\u001b\[[0-9;]*m/g, "").replaceAll("\r", "");
+/** Terminal colour codes (ESC [ … m), built from the escape character so the source holds none. */
+const COLOUR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g");
+const plain = (text: string) => text.replaceAll(COLOUR, "").replaceAll("\r", "");
 const lines = (text: string) => plain(text).split("\n").filter(Boolean);
 
 describe("log format", () => {
