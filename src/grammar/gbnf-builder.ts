@@ -23,12 +23,15 @@ export interface GrammarLimits {
 
 export const DEFAULT_GRAMMAR_LIMITS: GrammarLimits = {
   maxRules: 4096,
-  maxChars: 256 * 1024,
+  maxChars: 1024 * 1024,
   maxExpandedSymbols: 200_000,
 };
 
-/** Repetition counts up to this are written as they are; llama.cpp's own ceiling is 2000. */
-const DIRECT_REPEAT_MAX = 1000;
+/**
+ * Repetition counts up to this are written as they are (llama.cpp's own ceiling is 2000); larger
+ * ones are split into blocks, which keeps every grammar small.
+ */
+const DIRECT_REPEAT_MAX = 256;
 /** Counts above this are refused: even split into blocks they are not worth a grammar. */
 export const MAX_REPEAT_COUNT = 1_000_000;
 
@@ -257,12 +260,19 @@ function prune(e: Expr, productive: ReadonlySet<string>): Expr {
   switch (e.kind) {
     case "ref":
       return productive.has(e.name) ? e : FAIL;
-    case "seq":
-      return seq(...e.items.map((i) => prune(i, productive)));
-    case "alt":
-      return alt(...e.options.map((o) => prune(o, productive)));
-    case "rep":
-      return rep(prune(e.item, productive), e.min, e.max);
+    case "seq": {
+      const items = e.items.map((i) => prune(i, productive));
+      // Unchanged parts stay the same objects, so their rendered text is not computed again.
+      return items.every((item, i) => item === e.items[i]) ? e : seq(...items);
+    }
+    case "alt": {
+      const options = e.options.map((o) => prune(o, productive));
+      return options.every((option, i) => option === e.options[i]) ? e : alt(...options);
+    }
+    case "rep": {
+      const item = prune(e.item, productive);
+      return item === e.item ? e : rep(item, e.min, e.max);
+    }
     default:
       return e;
   }

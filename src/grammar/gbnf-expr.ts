@@ -106,8 +106,20 @@ function singleCharSet(e: Expr): CharSet | undefined {
 
 // ---- rendering ---------------------------------------------------------------------------------
 
+/** Expressions are immutable, so each is rendered once (alt() compares options by their text). */
+const rendered = new WeakMap<Expr, string>();
+
 /** GBNF text of a right-hand side. */
 export function render(e: Expr): string {
+  let text = rendered.get(e);
+  if (text === undefined) {
+    text = renderUncached(e);
+    rendered.set(e, text);
+  }
+  return text;
+}
+
+function renderUncached(e: Expr): string {
   switch (e.kind) {
     case "alt":
       return e.options.map(renderSeqItem).join(" | ");

@@ -59,6 +59,7 @@ export function encodedLiteral(text: string): Expr {
 /** Named JSON rules, created in a builder the first time a grammar uses them. */
 export class JsonRules {
   private readonly made = new Map<string, Expr>();
+  private readonly encodedSets = new Map<string, Expr>();
 
   constructor(readonly builder: GbnfBuilder) {}
 
@@ -107,6 +108,16 @@ export class JsonRules {
 
   /** One character of `set`, spelled the one way JSON.stringify spells it. */
   encodedCharIn(set: CharSet): Expr {
+    const key = set.ranges.join(";");
+    let encoded = this.encodedSets.get(key);
+    if (encoded === undefined) {
+      encoded = this.encode(set);
+      this.encodedSets.set(key, encoded);
+    }
+    return encoded;
+  }
+
+  private encode(set: CharSet): Expr {
     const parts: Expr[] = [charIn(set.intersect(RAW_STRING_CHARS))];
     if (set.has(0x22)) parts.push(lit('\\"'));
     if (set.has(0x5c)) parts.push(lit("\\\\"));

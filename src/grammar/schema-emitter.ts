@@ -208,9 +208,8 @@ export class SchemaEmitter {
     const n = items.length;
     const firstRequired = items.findIndex((i) => i.required);
     // after(i): items i.. once something was written (each present item is preceded by a comma).
-    // first(i): items i.. when nothing was written yet; never empty.
-    // after(i) is shared by after(i-1) and first(i-1) while the first required item is not passed,
-    // so it is a rule there; beyond that it is used once and written in place.
+    // after(i) is shared by after(i-1) and the start "item i-1 comes first" up to the first
+    // required item, so it is a rule there; beyond that it is used once and written in place.
     const shared = firstRequired < 0 ? n : firstRequired + 1;
     const afterMemo = new Map<number, Expr>();
     const after = (i: number): Expr => {
@@ -227,13 +226,16 @@ export class SchemaEmitter {
       afterMemo.set(i, result);
       return result;
     };
-    const first = (i: number): Expr => {
-      if (i === n) return other ? seq(other, rep(seq(comma, other), 0, null)) : FAIL;
+    // first(0): the alternatives "item i is the first one written", up to the first required item.
+    const starts: Expr[] = [];
+    let i = 0;
+    for (; i < n; i++) {
       const item = items[i] as (typeof items)[number];
-      const here = seq(item.kv, after(i + 1));
-      return item.required ? here : alt(here, first(i + 1));
-    };
-    const body = first(0);
+      starts.push(seq(item.kv, after(i + 1)));
+      if (item.required) break;
+    }
+    if (i === n && other) starts.push(seq(other, rep(seq(comma, other), 0, null)));
+    const body = alt(...starts);
     return firstRequired >= 0
       ? seq(lit("{"), ws, body, ws, lit("}"))
       : seq(lit("{"), ws, opt(seq(body, ws)), lit("}"));

@@ -152,7 +152,7 @@ export class SchemaReader implements ShapeContext {
       const target = resolveRef(this.root, current.ref, current.at);
       if (seen.includes(target.key)) throw circularRef(current.at);
       seen.push(target.key);
-      current = this.readTarget(target);
+      current = this.readTarget(target, current.at);
     }
     return current;
   }
@@ -193,11 +193,12 @@ export class SchemaReader implements ShapeContext {
 
   /** A $ref read in place (inside allOf, or with sibling keywords). */
   private readRef(ref: unknown, at: SchemaPath): Shape {
-    return this.readTarget(resolveRef(this.root, ref, at));
+    return this.readTarget(resolveRef(this.root, ref, at), at);
   }
 
-  private readTarget(target: ResolvedRef): Shape {
-    if (this.refChain.includes(target.key)) throw circularRef(target.path);
+  /** `at`: where the $ref that leads here is written. */
+  private readTarget(target: ResolvedRef, at: SchemaPath): Shape {
+    if (this.refChain.includes(target.key)) throw circularRef(at);
     this.refChain.push(target.key);
     try {
       return this.read(target);
