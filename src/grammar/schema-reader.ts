@@ -40,6 +40,8 @@ const DESCRIPTIVE = new Set([
   "$anchor",
   "$dynamicAnchor",
   "$vocabulary",
+  // OpenAPI's singular form of examples.
+  "example",
   // Definitions are read when a $ref points into them.
   "$defs",
   "definitions",
