@@ -63,7 +63,7 @@ const LIMIT = 10n ** BigInt(MAX_BOUNDED_DIGITS);
 
 /**
  * Integers in [min, max] (null: unbounded) with at most MAX_BOUNDED_DIGITS digits. The caller
- * makes sure a bound that forces more digits is refused first (`needsTooManyDigits`).
+ * makes sure a bound that forces more digits is refused first (`boundBeyondDigits`).
  */
 export function integerInRange(min: bigint | null, max: bigint | null): Expr {
   const options: Expr[] = [];
@@ -79,9 +79,11 @@ export function integerInRange(min: bigint | null, max: bigint | null): Expr {
   return alt(...options);
 }
 
-/** Whether a bound would need more digits than a bounded number may have. */
-export function needsTooManyDigits(min: bigint | null, max: bigint | null): boolean {
-  return (min !== null && min >= LIMIT) || (max !== null && max <= -LIMIT);
+/** Which bound, if any, would need more digits than a bounded number may have. */
+export function boundBeyondDigits(min: bigint | null, max: bigint | null): "min" | "max" | undefined {
+  if (min !== null && min >= LIMIT) return "min";
+  if (max !== null && max <= -LIMIT) return "max";
+  return undefined;
 }
 
 /** Canonical digit strings of n in [lo, hi] (hi null: up to the digit limit). */

@@ -12,13 +12,13 @@ import { CharSet } from "./char-set.js";
 import { alt, EPSILON, type Expr, FAIL, lit, opt, ref, rep, seq } from "./gbnf-expr.js";
 import { encodedLiteral, type JsonRules } from "./json-rules.js";
 import {
+  boundBeyondDigits,
   decimalInRange,
   decimalOf,
   integerAbove,
   integerBelow,
   integerInRange,
   MAX_BOUNDED_DIGITS,
-  needsTooManyDigits,
 } from "./number-range-gbnf.js";
 import { compilePattern, PatternError } from "./regex-gbnf.js";
 import {
@@ -182,6 +182,8 @@ export class SchemaEmitter {
         );
       }
     }
+    const unconstrained = entries.length === 0 && additional !== false && additional.length === 0;
+    if (unconstrained && !rules.minProperties && !rules.maxProperties) return this.rules.object();
     const { builder } = this.rules;
     const ws = this.rules.ws();
     const comma = this.rules.comma();
@@ -275,6 +277,15 @@ export class SchemaEmitter {
       throw unsupported(rules.uniqueAt, "uniqueItems cannot be enforced by a grammar");
     }
     if (max !== null && min > max) return FAIL;
+    if (
+      rules.prefix.length === 0 &&
+      rules.rest !== false &&
+      rules.rest.length === 0 &&
+      min === 0 &&
+      max === null
+    ) {
+      return this.rules.array();
+    }
     const { builder } = this.rules;
     const ws = this.rules.ws();
     const comma = this.rules.comma();
@@ -367,8 +378,9 @@ export class SchemaEmitter {
     if (rules.integer) {
       const min = lower ? integerAbove(decimalOf(lower.value), lower.exclusive) : null;
       const max = upper ? integerBelow(decimalOf(upper.value), upper.exclusive) : null;
-      if (needsTooManyDigits(min, max))
-        throw this.tooManyDigits(min !== null && lower ? lower.at : (upper?.at ?? []));
+      const beyond = boundBeyondDigits(min, max);
+      if (beyond === "min" && lower) throw this.tooManyDigits(lower.at);
+      if (beyond === "max" && upper) throw this.tooManyDigits(upper.at);
       if (min === null && max === null) return this.rules.integer();
       return integerInRange(min, max);
     }
