@@ -252,7 +252,10 @@ export class SchemaEmitter {
       for (const ch of name) {
         const cp = ch.codePointAt(0) as number;
         let child = node.next.get(cp);
-        if (!child) node.next.set(cp, (child = { end: false, next: new Map() }));
+        if (!child) {
+          child = { end: false, next: new Map() };
+          node.next.set(cp, child);
+        }
         node = child;
       }
       node.end = true;

@@ -57,6 +57,7 @@ const REFUSED: Readonly<Record<string, string>> = {
   multipleOf: "multipleOf cannot be enforced by a grammar",
   not: "not cannot be enforced by a grammar",
   if: "if/then/else cannot be enforced by a grammar",
+  // biome-ignore lint/suspicious/noThenProperty: the JSON Schema keyword, not a thenable
   then: "if/then/else cannot be enforced by a grammar",
   else: "if/then/else cannot be enforced by a grammar",
   patternProperties: "patternProperties is not supported",

@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { ServiceError } from "../../src/core/errors.js";
 import type { JsonSchema } from "../../src/core/messages.js";
 import {
   compiledGrammarCacheSize,

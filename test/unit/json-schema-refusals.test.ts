@@ -42,6 +42,7 @@ describe("keywords a grammar cannot enforce", () => {
       ".properties.tags.uniqueItems",
     ],
     ["not", object({ a: { not: { type: "null" } } }), ".properties.a.not"],
+    // biome-ignore lint/suspicious/noThenProperty: the JSON Schema keyword, not a thenable
     ["if", { type: "object", if: { required: ["a"] }, then: { required: ["b"] } }, ".if"],
     [
       "patternProperties",
