@@ -22,7 +22,7 @@ export interface GrammarLimits {
 }
 
 export const DEFAULT_GRAMMAR_LIMITS: GrammarLimits = {
-  maxRules: 4096,
+  maxRules: 20_000,
   maxChars: 1024 * 1024,
   maxExpandedSymbols: 200_000,
 };
@@ -146,14 +146,16 @@ export class GbnfBuilder {
     }
     const pruned = new Map<string, Expr>();
     const order: string[] = [];
-    const visit = (name: string): void => {
-      if (pruned.has(name)) return;
+    // Depth first from the root, with a stack of our own: rule chains can be thousands long.
+    const stack = ["root"];
+    while (stack.length > 0) {
+      const name = stack.pop() as string;
+      if (pruned.has(name)) continue;
       const body = prune(all.get(name) as Expr, productive);
       pruned.set(name, body);
       order.push(name);
-      for (const next of refsIn(body)) visit(next);
-    };
-    visit("root");
+      stack.push(...refsIn(body).reverse());
+    }
     // `root ::= schema` with `schema` used nowhere else: write its body as the root instead.
     for (;;) {
       const rootBody = pruned.get("root") as Expr;
@@ -243,16 +245,34 @@ function productiveRules(rules: ReadonlyMap<string, Expr>): Set<string> {
         return e.min === 0 || can(e.item);
     }
   };
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const [name, body] of rules) {
-      if (!done.has(name) && can(body)) {
-        done.add(name);
-        changed = true;
-      }
+  growToFixpoint(rules, done, can);
+  return done;
+}
+
+/**
+ * Adds to `set` every rule whose body satisfies `holds` (which reads `set`), until nothing changes.
+ * A rule is looked at again only when a rule it refers to joins, so long chains stay linear.
+ */
+function growToFixpoint(
+  rules: ReadonlyMap<string, Expr>,
+  set: Set<string>,
+  holds: (body: Expr) => boolean,
+): void {
+  const users = new Map<string, string[]>();
+  for (const [name, body] of rules) {
+    for (const used of new Set(refsIn(body))) {
+      const list = users.get(used);
+      if (list) list.push(name);
+      else users.set(used, [name]);
     }
   }
-  return done;
+  const queue = [...rules.keys()];
+  while (queue.length > 0) {
+    const name = queue.pop() as string;
+    if (set.has(name) || !holds(rules.get(name) as Expr)) continue;
+    set.add(name);
+    queue.push(...(users.get(name) ?? []));
+  }
 }
 
 /** References to rules that cannot finish become FAIL, which the constructors propagate. */
@@ -296,15 +316,7 @@ function leftRecursiveRule(rules: ReadonlyMap<string, Expr>): string | undefined
         return e.min === 0 || isNullable(e.item);
     }
   };
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const [name, body] of rules) {
-      if (!nullable.has(name) && isNullable(body)) {
-        nullable.add(name);
-        changed = true;
-      }
-    }
-  }
+  growToFixpoint(rules, nullable, isNullable);
   // Rules that can come first in a rule, before it has matched any character.
   const leading = (e: Expr, out: Set<string>): Set<string> => {
     switch (e.kind) {
@@ -327,17 +339,27 @@ function leftRecursiveRule(rules: ReadonlyMap<string, Expr>): string | undefined
     return out;
   };
   const edges = new Map([...rules].map(([name, body]) => [name, [...leading(body, new Set())]]));
+  // Depth-first search for a cycle, iteratively (rule chains can be thousands long).
   const state = new Map<string, "open" | "closed">();
-  const cyclic = (name: string): boolean => {
-    const s = state.get(name);
-    if (s === "open") return true;
-    if (s === "closed") return false;
-    state.set(name, "open");
-    for (const next of edges.get(name) ?? []) if (cyclic(next)) return true;
-    state.set(name, "closed");
-    return false;
-  };
-  return [...rules.keys()].find(cyclic);
+  for (const start of rules.keys()) {
+    if (state.has(start)) continue;
+    const stack: [string, number][] = [[start, 0]];
+    state.set(start, "open");
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1] as [string, number];
+      const next = edges.get(top[0])?.[top[1]++];
+      if (next === undefined) {
+        state.set(top[0], "closed");
+        stack.pop();
+      } else if (state.get(next) === "open") {
+        return next;
+      } else if (!state.has(next)) {
+        state.set(next, "open");
+        stack.push([next, 0]);
+      }
+    }
+  }
+  return undefined;
 }
 
 /** Roughly the symbols llama.cpp allocates for a right-hand side after expanding repetitions. */

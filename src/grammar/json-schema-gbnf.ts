@@ -41,6 +41,8 @@ export interface CompiledGrammar {
 export const MAX_SCHEMA_CHARS = 256 * 1024;
 /** Nesting of the schema document itself (objects and arrays), checked before anything else. */
 const MAX_DOCUMENT_DEPTH = 64;
+/** Values (objects, arrays, scalars) in the schema document; 256 KiB of JSON holds fewer. */
+const MAX_DOCUMENT_VALUES = 200_000;
 
 const CACHE_ENTRIES = 256;
 /** Larger results are compiled each time rather than held. */
@@ -74,7 +76,7 @@ export function compiledGrammarCacheSize(): number {
 
 function cacheKey(schema: unknown, options: CompileOptions): string {
   try {
-    checkDocumentDepth(schema, 0);
+    checkDocument(schema);
     // Property order is part of the text on purpose: the grammar writes properties in that order.
     const text = JSON.stringify(schema);
     if (text === undefined) throw invalidSchema([], "the schema must be a JSON object or boolean");
@@ -89,12 +91,21 @@ function cacheKey(schema: unknown, options: CompileOptions): string {
   }
 }
 
-function checkDocumentDepth(value: unknown, depth: number): void {
-  if (typeof value !== "object" || value === null) return;
-  if (depth >= MAX_DOCUMENT_DEPTH)
-    throw invalidSchema([], `the schema nests more than ${MAX_DOCUMENT_DEPTH} levels`);
-  for (const child of Array.isArray(value) ? value : Object.values(value))
-    checkDocumentDepth(child, depth + 1);
+/**
+ * Depth and size of the schema document, walked before anything else. Counting values also stops
+ * a JavaScript caller's object graph that shares subtrees (its text would be exponential).
+ */
+function checkDocument(root: unknown): void {
+  let values = 0;
+  const walk = (value: unknown, depth: number): void => {
+    if (++values > MAX_DOCUMENT_VALUES) throw invalidSchema([], "the schema has too many values");
+    if (typeof value !== "object" || value === null) return;
+    if (depth >= MAX_DOCUMENT_DEPTH) {
+      throw invalidSchema([], `the schema nests more than ${MAX_DOCUMENT_DEPTH} levels`);
+    }
+    for (const child of Array.isArray(value) ? value : Object.values(value)) walk(child, depth + 1);
+  };
+  walk(root, 0);
 }
 
 function compileUncached(schema: unknown, options: CompileOptions): string {
@@ -111,6 +122,13 @@ function compileUncached(schema: unknown, options: CompileOptions): string {
           ? "Invalid schema: no JSON document satisfies it (or it refers to itself without nesting)."
           : `Invalid schema: ${e.message}.`;
       throw new ServiceError("invalid_request", message, {
+        param: paramOf(options.param, []),
+        code: INVALID_SCHEMA,
+      });
+    }
+    // A stack overflow is a schema shaped to exhaust us, not a bug to show as a 500.
+    if (e instanceof RangeError && /call stack/i.test(e.message)) {
+      throw new ServiceError("invalid_request", "Invalid schema: it is too complex to compile.", {
         param: paramOf(options.param, []),
         code: INVALID_SCHEMA,
       });

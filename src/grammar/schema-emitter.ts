@@ -45,6 +45,8 @@ import { formatGrammar } from "./string-formats.js";
 
 /** Nesting of subschemas (objects in arrays in objects ...) before we refuse. */
 export const MAX_SCHEMA_DEPTH = 32;
+/** Property names are spelled out letter by letter when other keys must avoid them. */
+const MAX_NAME_IN_TRIE = 512;
 
 export class SchemaEmitter {
   /** $ref target → its rule. */
@@ -197,6 +199,13 @@ export class SchemaEmitter {
     });
     let other: Expr | undefined;
     if (additional !== false) {
+      const long = entries.find(([name]) => name.length > MAX_NAME_IN_TRIE);
+      if (long) {
+        throw unsupported(
+          long[1][0]?.path ?? [],
+          `a property name longer than ${MAX_NAME_IN_TRIE} characters is not supported where other keys are allowed`,
+        );
+      }
       const key =
         entries.length === 0
           ? this.rules.string()
@@ -213,27 +222,25 @@ export class SchemaEmitter {
     // after(i) is shared by after(i-1) and the start "item i-1 comes first" up to the first
     // required item, so it is a rule there; beyond that it is used once and written in place.
     const shared = firstRequired < 0 ? n : firstRequired + 1;
-    const afterMemo = new Map<number, Expr>();
-    const after = (i: number): Expr => {
-      const memo = afterMemo.get(i);
-      if (memo) return memo;
-      let body: Expr;
-      if (i === n) body = other ? rep(seq(comma, other), 0, null) : EPSILON;
-      else {
-        const item = items[i] as (typeof items)[number];
-        const here = seq(comma, item.kv);
-        body = seq(item.required ? here : opt(here), after(i + 1));
+    // Built from the end in one pass (a recursive build would copy the tail once per item).
+    const after: Expr[] = [];
+    const reversed: Expr[] = other ? [rep(seq(comma, other), 0, null)] : [];
+    for (let i = n; i >= 1; i--) {
+      const item = items[i];
+      if (item) reversed.push(item.required ? seq(comma, item.kv) : opt(seq(comma, item.kv)));
+      if (i <= shared) {
+        const rule = builder.rule(`${hint}-after-${i}`, seq(...reversed.reverse()));
+        reversed.length = 0;
+        reversed.push(rule);
+        after[i] = rule;
       }
-      const result = i >= 1 && i <= shared ? builder.rule(`${hint}-after-${i}`, body) : body;
-      afterMemo.set(i, result);
-      return result;
-    };
+    }
     // first(0): the alternatives "item i is the first one written", up to the first required item.
     const starts: Expr[] = [];
     let i = 0;
     for (; i < n; i++) {
       const item = items[i] as (typeof items)[number];
-      starts.push(seq(item.kv, after(i + 1)));
+      starts.push(seq(item.kv, after[i + 1] ?? EPSILON));
       if (item.required) break;
     }
     if (i === n && other) starts.push(seq(other, rep(seq(comma, other), 0, null)));
@@ -303,23 +310,23 @@ export class SchemaEmitter {
       rules.rest === false || (max !== null && max <= p)
         ? undefined
         : builder.rule(restHint, this.emitConj(rules.rest, restHint, rules.rest[0]?.path ?? []));
-    // tail(j): elements j.. after element j-1, each preceded by a comma.
-    const tail = (j: number): Expr => {
-      if (j < p) {
-        const here = seq(comma, prefix[j] as Expr, tail(j + 1));
-        return j < min ? here : opt(here);
-      }
-      const fewest = Math.max(0, min - p);
-      const most = max === null ? null : max - p;
-      return item
-        ? builder.repeat(`${restHint}-next`, seq(comma, item), fewest, most)
-        : fewest > 0
-          ? FAIL
-          : EPSILON;
-    };
+    // tail: the elements after the first, each preceded by a comma, built from the end. Every
+    // 32nd level is a rule of its own, so long tuples do not nest expressions thousands deep.
+    const fewest = Math.max(0, min - p);
+    const most = max === null ? null : max - p;
+    let tail = item
+      ? builder.repeat(`${restHint}-next`, seq(comma, item), fewest, most)
+      : fewest > 0
+        ? FAIL
+        : EPSILON;
+    for (let j = p - 1; j >= 1; j--) {
+      const here = seq(comma, prefix[j] as Expr, tail);
+      tail = j < min ? here : opt(here);
+      if (j % 32 === 0) tail = builder.rule(childHint(hint, `from-${j}`), tail);
+    }
     const head =
       p > 0
-        ? seq(prefix[0] as Expr, tail(1))
+        ? seq(prefix[0] as Expr, tail)
         : item
           ? seq(
               item,

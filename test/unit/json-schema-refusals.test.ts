@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ServiceError } from "../../src/core/errors.js";
 import type { JsonSchema } from "../../src/core/messages.js";
 import { compileJsonSchema } from "../../src/grammar/json-schema-gbnf.js";
+import { gbnfMatcher } from "../helpers/gbnf-matcher.js";
 
 /**
  * What a grammar cannot enforce is refused with a 400 that names the keyword — never ignored —
@@ -192,6 +193,27 @@ describe("limits against hostile schemas", () => {
     const error = refusal({ allOf: [choice, choice, choice] });
     expect(error.code).toBe("unsupported_schema_keyword");
     expect(error.message).toMatch(/more than 64 alternatives/);
+  });
+
+  it("refuses a JavaScript object graph whose shared subtrees multiply out", () => {
+    let schema: JsonSchema = { type: "string" };
+    for (let i = 0; i < 20; i++) schema = { anyOf: [schema, schema, schema] };
+    expect(refusal(schema).message).toMatch(/too many values|nests more than/);
+  });
+
+  it("compiles large honest schemas: long property lists and tuples, without deep recursion", async () => {
+    const names = Array.from({ length: 3000 }, (_, i) => `field_${i}`);
+    const properties = Object.fromEntries(names.map((n) => [n, { type: "boolean" }]));
+    expect(compileJsonSchema({ type: "object", properties }, { strict: true }).gbnf).toMatch(/field_2999/);
+    const required = { type: "object", properties, required: names, additionalProperties: false };
+    expect(compileJsonSchema(required).gbnf).toMatch(/field_2999/);
+    const tuple = { type: "array", prefixItems: names.map((_, i) => ({ const: i })), items: false };
+    const { gbnf } = compileJsonSchema(tuple);
+    const matcher = await gbnfMatcher(gbnf);
+    const all = names.map((_, i) => i);
+    expect(matcher.accepts(JSON.stringify(all))).toBe(true);
+    expect(matcher.accepts(JSON.stringify(all.slice(0, 1234)))).toBe(true);
+    expect(matcher.accepts(JSON.stringify([...all, 1]))).toBe(false);
   });
 
   it("compiles long but honest counts by splitting them into blocks", () => {
