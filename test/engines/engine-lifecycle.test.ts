@@ -119,12 +119,14 @@ for (const target of engines) {
 
   describe.skipIf(!target.available)(`the ${target.engine} process under supervision`, () => {
     it("ends a stream cut by an engine crash with an SSE error event, restarts the engine and serves again", async () => {
-      const t = await start(target);
+      // As long a generation as the tiny model holds: llama-server writes several tokens in each
+      // 1 ms burst, and the response must not be over before the test sees it begin.
+      const t = await start(target, { context_size: 2048 });
       const engine = engineOf(t);
       const pid = engine.processStatus().pid as number;
       let begun = false;
       const creating = t.client.chat.completions
-        .create({ model: TINY_MODEL, messages: hello, max_tokens: 480, stream: true })
+        .create({ model: TINY_MODEL, messages: hello, max_tokens: 2000, stream: true })
         .finally(() => {
           begun = true;
         });
