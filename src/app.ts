@@ -211,21 +211,11 @@ export function buildApp(config: Config, deps: AppDeps): App {
     metering: deps.access?.metering ?? new Metering(undefined, undefined),
     observer: metrics,
   });
-  void fastify.register(completionRoutes, {
-    generation,
-    ids,
-    now: deps.now ?? Date.now,
-    shutdown,
-    maxN: config.max_n,
-  });
+  // What every generating route takes: the service, ids, the clock, shutdown and the n cap.
+  const generating = { generation, ids, now: deps.now ?? Date.now, shutdown, maxN: config.max_n };
+  void fastify.register(completionRoutes, generating);
   void fastify.register(tokenizeRoutes, { generation });
-  void fastify.register(chatRoutes, {
-    generation,
-    ids,
-    now: deps.now ?? Date.now,
-    shutdown,
-    maxN: config.max_n,
-  });
+  void fastify.register(chatRoutes, generating);
   if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
 
   return {

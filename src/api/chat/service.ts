@@ -9,6 +9,7 @@ import {
   type ToolDefinition,
   textContent,
 } from "../../core/messages.js";
+import { toSampling, toStop } from "../sampling.js";
 import type { ChatRequest, WireChatMessage, WireToolCall } from "./schema.js";
 
 /** Features of the API that later work adds; until then they are refused, never ignored. */
@@ -48,19 +49,12 @@ export function toGenerationRequest(req: ChatRequest, model: string, limits: Cha
     throw invalidRequest("Give max_completion_tokens or max_tokens, not both.", "max_tokens");
   }
   const maxTokens = req.max_completion_tokens ?? req.max_tokens ?? undefined;
-  const stop = req.stop == null ? [] : typeof req.stop === "string" ? [req.stop] : req.stop;
+  const stop = toStop(req.stop);
 
   return {
     model,
     input: { kind: "chat", messages: req.messages.map((m, i) => toChatMessage(m, i)) },
-    sampling: {
-      temperature: req.temperature ?? 1,
-      topP: req.top_p ?? 1,
-      seed: req.seed == null ? undefined : toSeed(req.seed),
-      presencePenalty: req.presence_penalty ?? 0,
-      frequencyPenalty: req.frequency_penalty ?? 0,
-      logitBias: req.logit_bias ? toLogitBias(req.logit_bias) : undefined,
-    },
+    sampling: toSampling(req),
     maxTokens,
     stop,
     n,
@@ -241,14 +235,4 @@ function toToolChoice(choice: ChatRequest["tool_choice"], tools: readonly ToolDe
     throw invalidRequest(`tool_choice names '${name}', which is not among the tools.`, "tool_choice");
   }
   return { mode: "named", name };
-}
-
-/** The engine's seed is 32-bit; larger seeds fold into that range deterministically. */
-function toSeed(seed: number): number {
-  const m = 2 ** 32;
-  return ((seed % m) + m) % m;
-}
-
-function toLogitBias(bias: Record<string, number>): Map<number, number> {
-  return new Map(Object.entries(bias).map(([token, value]) => [Number(token), value]));
 }

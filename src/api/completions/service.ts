@@ -1,5 +1,6 @@
 import { invalidRequest, unsupportedParameter } from "../../core/errors.js";
 import type { GenerationRequest, PromptInput } from "../../core/generation.js";
+import { toSampling, toStop } from "../sampling.js";
 import type { CompletionRequest } from "./schema.js";
 
 /** What the encoder needs to know besides the parts. */
@@ -60,21 +61,12 @@ export function toGenerationRequest(
       "max_tokens 0 (a prompt with no completion) is not supported yet.",
     );
   }
-  const stop = req.stop == null ? [] : typeof req.stop === "string" ? [req.stop] : req.stop;
+  const stop = toStop(req.stop);
   const logprobs = req.logprobs ?? undefined;
   const request: GenerationRequest = {
     model,
     input: { kind: "prompts", prompts },
-    sampling: {
-      temperature: req.temperature ?? 1,
-      topP: req.top_p ?? 1,
-      seed: req.seed == null ? undefined : foldSeed(req.seed),
-      presencePenalty: req.presence_penalty ?? 0,
-      frequencyPenalty: req.frequency_penalty ?? 0,
-      logitBias: req.logit_bias
-        ? new Map(Object.entries(req.logit_bias).map(([token, bias]) => [Number(token), bias]))
-        : undefined,
-    },
+    sampling: toSampling(req),
     // OpenAI's default for this API is 16 tokens; 0 generates nothing (with echo: the prompt back).
     maxTokens: req.max_tokens ?? 16,
     stop,
@@ -100,10 +92,4 @@ function toPrompts(prompt: CompletionRequest["prompt"]): PromptInput[] {
   return (prompt as (string | number[])[]).map((item) =>
     typeof item === "string" ? { text: item } : { tokens: item },
   );
-}
-
-/** The engine's seed is 32-bit; larger seeds fold into that range deterministically. */
-function foldSeed(seed: number): number {
-  const m = 2 ** 32;
-  return ((seed % m) + m) % m;
 }
