@@ -146,6 +146,7 @@ Options:
       --preset tiny|smollm2-135m    tiny (~300 KB, what the tests use; default) or SmolLM2-135M's shape
       --weights f16|q8_0            weight type (default f16)
       --seed N                      random seed (default 1)
+      --chat-template FILE.jinja    the chat template the file carries (default ChatML)
 `;
 
 /** Help by command path ("keys create"); a subcommand without its own text shows its command's. */

@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { type ModelPreset, makeModel, type WeightType } from "../models/make-model.js";
 import { UsageError } from "./usage-error.js";
@@ -11,6 +12,7 @@ export async function makeModelCommand(args: string[]): Promise<number> {
       out: { type: "string" },
       weights: { type: "string", default: "f16" },
       seed: { type: "string", default: "1" },
+      "chat-template": { type: "string" },
     },
     strict: true,
   });
@@ -22,7 +24,9 @@ export async function makeModelCommand(args: string[]): Promise<number> {
   if (!values.out) throw new UsageError("--out FILE.gguf is required");
   const seed = Number(values.seed);
   if (!Number.isInteger(seed)) throw new UsageError("--seed must be an integer");
-  const result = await makeModel({ preset, out: values.out, weightType, seed });
+  const templateFile = values["chat-template"];
+  const chatTemplate = templateFile ? await readFile(templateFile, "utf8") : undefined;
+  const result = await makeModel({ preset, out: values.out, weightType, seed, chatTemplate });
   process.stdout.write(
     `wrote ${result.path} (${(result.bytes / 1024 / 1024).toFixed(1)} MiB, random weights)\n`,
   );

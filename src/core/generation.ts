@@ -43,7 +43,11 @@ export interface GenerationRequest {
   logprobs?: { top: number };
   /** Tools and output format the answer must keep to; absent = free text. */
   constraint?: OutputConstraint;
+  /** How hard a reasoning model should think; absent = the model's default. */
+  reasoningEffort?: ReasoningEffort;
 }
+
+export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high";
 
 export interface TokenLogprob {
   token: string;

@@ -46,13 +46,17 @@ export interface ToolDefinition {
   parameters?: JsonSchema;
   /** Arguments must validate against `parameters`. */
   strict: boolean;
+  /** Where `parameters` sit in the caller's request (`tools[2].function.parameters`), for errors. */
+  param?: string;
 }
 
 export type ToolChoice =
   | { mode: "auto" }
   | { mode: "none" }
   | { mode: "required" }
-  | { mode: "named"; name: string };
+  | { mode: "named"; name: string }
+  /** Only these tools may be called (the rest stay visible to the model); `required`: one must be. */
+  | { mode: "allowed"; names: string[]; required: boolean };
 
 export type ResponseFormat =
   | { type: "text" }
@@ -71,7 +75,12 @@ export interface OutputConstraint {
     parallel: boolean;
     param: string;
   };
-  format?: { value: Exclude<ResponseFormat, { type: "text" }>; param: string };
+  format?: {
+    value: Exclude<ResponseFormat, { type: "text" }>;
+    param: string;
+    /** Where the JSON Schema sits in the request (`response_format.json_schema.schema`), for errors. */
+    schemaParam?: string;
+  };
 }
 
 /** The text of a message's parts (for templates and token counts); other parts are skipped. */

@@ -115,24 +115,31 @@ function compileUncached(schema: unknown, options: CompileOptions): string {
     const reader = new SchemaReader(schema, options.strict === true);
     return builder.build(new SchemaEmitter(schema, reader, rules).emitRoot());
   } catch (e) {
-    if (e instanceof SchemaError) throw toServiceError(e, options.param);
-    if (e instanceof GrammarBuildError) {
-      const message =
-        e.reason === "empty"
-          ? "Invalid schema: no JSON document satisfies it (or it refers to itself without nesting)."
-          : `Invalid schema: ${e.message}.`;
-      throw new ServiceError("invalid_request", message, {
-        param: paramOf(options.param, []),
-        code: INVALID_SCHEMA,
-      });
-    }
-    // A stack overflow is a schema shaped to exhaust us, not a bug to show as a 500.
-    if (e instanceof RangeError && /call stack/i.test(e.message)) {
-      throw new ServiceError("invalid_request", "Invalid schema: it is too complex to compile.", {
-        param: paramOf(options.param, []),
-        code: INVALID_SCHEMA,
-      });
-    }
-    throw e;
+    throw schemaFailure(e, options.param);
   }
+}
+
+/** Size and depth of a schema document, checked before compiling it (see checkDocument). */
+export function checkSchemaDocument(schema: unknown, param: string | undefined): void {
+  cacheKey(schema, { param });
+}
+
+/** A failure while compiling a schema, as the ServiceError the caller sees (anything else rethrown). */
+export function schemaFailure(e: unknown, param: string | undefined): unknown {
+  if (e instanceof SchemaError) return toServiceError(e, param);
+  if (e instanceof GrammarBuildError) {
+    const message =
+      e.reason === "empty"
+        ? "Invalid schema: no JSON document satisfies it (or it refers to itself without nesting)."
+        : `Invalid schema: ${e.message}.`;
+    return new ServiceError("invalid_request", message, { param: paramOf(param, []), code: INVALID_SCHEMA });
+  }
+  // A stack overflow is a schema shaped to exhaust us, not a bug to show as a 500.
+  if (e instanceof RangeError && /call stack/i.test(e.message)) {
+    return new ServiceError("invalid_request", "Invalid schema: it is too complex to compile.", {
+      param: paramOf(param, []),
+      code: INVALID_SCHEMA,
+    });
+  }
+  return e;
 }

@@ -57,6 +57,8 @@ export interface MakeModelOptions {
   out: string;
   weightType?: WeightType;
   seed?: number;
+  /** The chat template the file carries (ChatML when absent). */
+  chatTemplate?: string;
 }
 
 export async function makeModel(opts: MakeModelOptions): Promise<{ path: string; bytes: number }> {
@@ -70,7 +72,7 @@ export async function makeModel(opts: MakeModelOptions): Promise<{ path: string;
   const tmp = `${path}.tmp-${process.pid}`;
   try {
     const bytes = await writeGguf(tmp, {
-      metadata: buildMetadata(hp, weightType),
+      metadata: buildMetadata(hp, weightType, opts.chatTemplate ?? CHATML_TEMPLATE),
       tensors: buildTensors(hp, weightType, seed),
     });
     await rename(tmp, path);
@@ -87,7 +89,11 @@ export async function makeModel(opts: MakeModelOptions): Promise<{ path: string;
 /** llama.cpp's llama_ftype ids for general.file_type. */
 const FILE_TYPE: Record<WeightType, number> = { f16: 1, q8_0: 7 };
 
-function buildMetadata(hp: ModelHyperparams, weightType: WeightType): Record<string, GgufValue> {
+function buildMetadata(
+  hp: ModelHyperparams,
+  weightType: WeightType,
+  chatTemplate: string,
+): Record<string, GgufValue> {
   const vocab = buildVocab(hp.vocabSize);
   const headDim = hp.embeddingLength / hp.headCount;
   const meta: Record<string, GgufValue> = {
@@ -118,7 +124,7 @@ function buildMetadata(hp: ModelHyperparams, weightType: WeightType): Record<str
     "tokenizer.ggml.add_eos_token": gguf.bool(false),
     // Without this SPM would prepend "▁" to every text fragment, so detokenize(tokenize(s)) !== s.
     "tokenizer.ggml.add_space_prefix": gguf.bool(false),
-    "tokenizer.chat_template": gguf.str(CHATML_TEMPLATE),
+    "tokenizer.chat_template": gguf.str(chatTemplate),
   };
   if (weightType === "q8_0") meta["general.quantization_version"] = gguf.u32(2);
   return meta;

@@ -53,9 +53,21 @@ const tool = z.strictObject({
   }),
 });
 
+const namedFunction = z.strictObject({
+  type: z.literal("function"),
+  function: z.strictObject({ name: functionName }),
+});
+
 const toolChoice = z.union([
   z.enum(["none", "auto", "required"]),
-  z.strictObject({ type: z.literal("function"), function: z.strictObject({ name: functionName }) }),
+  namedFunction,
+  z.strictObject({
+    type: z.literal("allowed_tools"),
+    allowed_tools: z.strictObject({
+      mode: z.enum(["auto", "required"]),
+      tools: z.array(namedFunction).min(1).max(128),
+    }),
+  }),
 ]);
 
 const responseFormat = z.discriminatedUnion("type", [
@@ -148,7 +160,7 @@ export const chatRequestSchema = z.strictObject({
   function_call: z.unknown().optional(),
   audio: z.unknown().optional(),
   prediction: z.unknown().optional(),
-  reasoning_effort: z.unknown().optional(),
+  reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high"]).nullish(),
   verbosity: z.unknown().optional(),
   web_search_options: z.unknown().optional(),
   moderation: z.unknown().optional(),

@@ -19,7 +19,6 @@ const NOT_YET_SUPPORTED: ReadonlyArray<keyof ChatRequest> = [
   "audio",
   "prediction",
   "web_search_options",
-  "reasoning_effort",
   "verbosity",
   "moderation",
   "prompt_cache_options",
@@ -50,17 +49,34 @@ export function toGenerationRequest(req: ChatRequest, model: string, limits: Cha
   }
   const maxTokens = req.max_completion_tokens ?? req.max_tokens ?? undefined;
   const stop = toStop(req.stop);
+  const messages = req.messages.map((m, i) => toChatMessage(m, i));
+  checkToolResults(messages);
 
   return {
     model,
-    input: { kind: "chat", messages: req.messages.map((m, i) => toChatMessage(m, i)) },
+    input: { kind: "chat", messages },
     sampling: toSampling(req),
     maxTokens,
     stop,
     n,
     logprobs: req.logprobs ? { top: req.top_logprobs ?? 0 } : undefined,
     constraint: toConstraint(req),
+    ...(req.reasoning_effort ? { reasoningEffort: req.reasoning_effort } : {}),
   };
+}
+
+/** Every tool message answers a call an earlier assistant message made. */
+function checkToolResults(messages: readonly ChatMessage[]): void {
+  const calls = new Set<string>();
+  messages.forEach((message, i) => {
+    if (message.role === "assistant") for (const call of message.toolCalls ?? []) calls.add(call.id);
+    if (message.role === "tool" && !calls.has(message.toolCallId)) {
+      throw invalidRequest(
+        `messages[${i}] answers tool_call_id '${message.toolCallId}', but no earlier assistant message made a call with that id.`,
+        `messages[${i}].tool_call_id`,
+      );
+    }
+  });
 }
 
 function rejectUnsupported(req: ChatRequest): void {
@@ -194,13 +210,24 @@ function toToolCalls(
 function toConstraint(req: ChatRequest): OutputConstraint | undefined {
   const constraint: OutputConstraint = {};
   const definitions = (req.tools ?? []).map(
-    (tool): ToolDefinition => ({
+    (tool, i): ToolDefinition => ({
       name: tool.function.name,
       description: tool.function.description,
       parameters: tool.function.parameters,
       strict: tool.function.strict ?? false,
+      param: `tools[${i}].function.parameters`,
     }),
   );
+  const seen = new Set<string>();
+  definitions.forEach((tool, i) => {
+    if (seen.has(tool.name)) {
+      throw invalidRequest(
+        `Tool names must be unique: '${tool.name}' appears twice.`,
+        `tools[${i}].function.name`,
+      );
+    }
+    seen.add(tool.name);
+  });
   const choice = toToolChoice(req.tool_choice, definitions);
   if (definitions.length > 0) {
     constraint.tools = { definitions, choice, parallel: req.parallel_tool_calls ?? true, param: "tools" };
@@ -209,6 +236,7 @@ function toConstraint(req: ChatRequest): OutputConstraint | undefined {
   if (format && format.type !== "text") {
     constraint.format = {
       param: "response_format",
+      schemaParam: "response_format.json_schema.schema",
       value:
         format.type === "json_object"
           ? { type: "json_object" }
@@ -230,9 +258,15 @@ function toToolChoice(choice: ChatRequest["tool_choice"], tools: readonly ToolDe
     throw invalidRequest("tool_choice requires tools: name the tools the model may call.", "tool_choice");
   }
   if (choice === "required") return { mode: "required" };
-  const name = choice.function.name;
-  if (!tools.some((tool) => tool.name === name)) {
-    throw invalidRequest(`tool_choice names '${name}', which is not among the tools.`, "tool_choice");
-  }
-  return { mode: "named", name };
+  const known = (name: string, param: string): string => {
+    if (!tools.some((tool) => tool.name === name)) {
+      throw invalidRequest(`tool_choice names '${name}', which is not among the tools.`, param);
+    }
+    return name;
+  };
+  if (choice.type === "function") return { mode: "named", name: known(choice.function.name, "tool_choice") };
+  const names = choice.allowed_tools.tools.map((tool, i) =>
+    known(tool.function.name, `tool_choice.allowed_tools.tools[${i}].function.name`),
+  );
+  return { mode: "allowed", names, required: choice.allowed_tools.mode === "required" };
 }

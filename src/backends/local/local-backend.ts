@@ -3,6 +3,7 @@ import type {
   BackendCapabilities,
   BackendHealth,
   BackendStats,
+  ChatMessage,
   CostEstimate,
   GenerationPart,
   GenerationRequest,
@@ -14,10 +15,20 @@ import type {
   UsageCounts,
 } from "../../core/generation.js";
 import { mergeStreams } from "../../core/merge-streams.js";
+import type { ToolDefinition } from "../../core/messages.js";
 import { ChatTemplate, type PromptSegment } from "./chat-template.js";
 import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
 import { engineReportOf, engineServing } from "./engines/engine-status.js";
 import { StopMatcher } from "./stop-matcher.js";
+import {
+  assertCallable,
+  type OutputPlan,
+  planOutput,
+  reasoningModeOf,
+  renderOptionsFor,
+} from "./tools/output-plan.js";
+import { OutputReader, type OutputReaderOptions, type ReaderEvent } from "./tools/output-reader.js";
+import { type ToolSyntax, toolSyntaxFor } from "./tools/tool-syntax.js";
 
 /** A request rendered and tokenized by this backend, ready to generate. */
 class LocalPreparedGeneration implements PreparedGeneration {
@@ -31,6 +42,8 @@ class LocalPreparedGeneration implements PreparedGeneration {
     /** One prompt for a chat, one per raw prompt otherwise; choice c runs prompt ⌊c / n⌋. */
     readonly prompts: number[][],
     readonly maxTokensPerChoice: number,
+    /** A chat's grammar and how its output is read; raw prompts have none. */
+    readonly plan: OutputPlan | undefined,
   ) {
     this.promptTokenCount = prompts.reduce((sum, tokens) => sum + tokens.length, 0);
     // Tokenized here, so the prompt's count is exact.
@@ -57,31 +70,37 @@ export interface LocalBackendOptions {
  * templates, context-length checks, n parallel choices, stop strings and log probabilities.
  */
 export class LocalBackend implements ModelBackend {
-  readonly capabilities: BackendCapabilities = {
-    chat: true,
-    completions: true,
-    embeddings: false,
-    tools: false,
-    structuredOutputs: false,
-    vision: false,
-    audioInput: false,
-    fileInput: false,
-    logprobs: true,
-  };
+  readonly capabilities: BackendCapabilities;
   private template: ChatTemplate | undefined;
+  private syntax: ToolSyntax | undefined;
 
   constructor(
     readonly engine: LocalEngine,
     private readonly options: LocalBackendOptions = {},
-  ) {}
+  ) {
+    // Tools and structured outputs are held by a grammar, so they need an engine that applies one.
+    this.capabilities = {
+      chat: true,
+      completions: true,
+      embeddings: false,
+      tools: engine.grammars,
+      structuredOutputs: engine.grammars,
+      vision: false,
+      audioInput: false,
+      fileInput: false,
+      logprobs: true,
+    };
+  }
 
   async ready(): Promise<void> {
     await this.engine.load();
     const meta = this.engine.metadata();
-    this.template = new ChatTemplate(this.options.chatTemplate ?? meta.chatTemplate, {
+    const template = new ChatTemplate(this.options.chatTemplate ?? meta.chatTemplate, {
       bosToken: meta.bosToken,
       eosToken: meta.eosToken,
     });
+    this.syntax = toolSyntaxFor(template.source);
+    this.template = template;
   }
 
   isReady(): boolean {
@@ -131,10 +150,15 @@ export class LocalBackend implements ModelBackend {
     const meta = this.engine.metadata();
     checkLogitBias(req, meta.vocabSize);
     const param = req.input.kind === "chat" ? "messages" : "prompt";
-    const sources: PromptSource[] =
-      req.input.kind === "chat"
-        ? [{ segments: (this.template as ChatTemplate).renderSegments(req.input.messages) }]
-        : req.input.prompts.map(toPromptSource);
+    let plan: OutputPlan | undefined;
+    let sources: PromptSource[];
+    if (req.input.kind === "chat") {
+      const chat = await this.renderChat(req, req.input.messages);
+      sources = [{ segments: chat.segments }];
+      plan = chat.plan;
+    } else {
+      sources = req.input.prompts.map(toPromptSource);
+    }
     // A prompt that cannot fit whatever its tokens is refused from its length alone: an 8 MiB
     // body then costs no more than a small one.
     for (const source of sources) {
@@ -161,7 +185,42 @@ export class LocalBackend implements ModelBackend {
     // Without max_tokens a choice may fill what its prompt leaves; the bound is the shortest prompt's.
     let shortest = Number.POSITIVE_INFINITY;
     for (const tokens of prompts) shortest = Math.min(shortest, tokens.length);
-    return new LocalPreparedGeneration(req, prompts, req.maxTokens ?? meta.contextSize - shortest);
+    return new LocalPreparedGeneration(req, prompts, req.maxTokens ?? meta.contextSize - shortest, plan);
+  }
+
+  /** The conversation as prompt segments, and how its output is constrained and read. */
+  private async renderChat(
+    req: GenerationRequest,
+    messages: readonly ChatMessage[],
+  ): Promise<{ segments: PromptSegment[]; plan: OutputPlan }> {
+    const template = this.template as ChatTemplate;
+    const syntax = this.syntax as ToolSyntax;
+    assertCallable(req.constraint);
+    const render = renderOptionsFor(req, template, syntax);
+    await this.refuseControlText(
+      templateRenderedText(messages, render.tools && syntax.templateRendersTools ? render.tools : []),
+    );
+    const segments = template.renderSegments(messages, render);
+    const last = segments.at(-1);
+    const reasoning = reasoningModeOf(template, last?.trusted ? last.text : "");
+    return { segments, plan: planOutput(req.constraint, syntax, reasoning) };
+  }
+
+  /**
+   * Caller text that the template writes among its own (tool definitions, call arguments, names)
+   * is tokenized as template text, so it must not spell one of the model's control tokens: that
+   * would let a request forge turns. Such text tokenizes differently with special tokens parsed.
+   */
+  private async refuseControlText(text: string): Promise<void> {
+    if (text === "") return;
+    const parsed = await this.engine.tokenize(text, { special: true });
+    const plain = await this.engine.tokenize(text, { special: false });
+    if (parsed.length === plain.length && parsed.every((token, i) => token === plain[i])) return;
+    throw invalidRequest(
+      "Tool definitions, tool calls and names must not contain this model's control tokens.",
+      "messages",
+      "invalid_value",
+    );
   }
 
   async *generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
@@ -173,7 +232,7 @@ export class LocalBackend implements ModelBackend {
       const prompt = prompts[Math.floor(choice / req.n)] as number[];
       // Without max_tokens a choice may fill what its own prompt leaves.
       const maxTokens = req.maxTokens ?? Math.min(maxTokensPerChoice, meta.contextSize - prompt.length);
-      return this.runChoice(choice, req, prompt, maxTokens, counters, signal);
+      return this.runChoice(choice, prepared, prompt, maxTokens, signal);
     });
     // A request runs at most as many choices at once as the model has slots, so a large n is
     // served in waves instead of flooding the queue (and being refused) on its own.
@@ -184,6 +243,7 @@ export class LocalBackend implements ModelBackend {
       promptTokens: prepared.promptTokenCount,
       completionTokens: counters.completionTokens,
       cachedTokens: counters.cachedTokens,
+      ...(counters.reasoningTokens ? { reasoningTokens: counters.reasoningTokens } : {}),
     };
   }
 
@@ -204,21 +264,21 @@ export class LocalBackend implements ModelBackend {
 
   private async *runChoice(
     choice: number,
-    req: GenerationRequest,
+    prepared: LocalPreparedGeneration,
     promptTokens: number[],
     maxTokens: number,
-    counters: UsageCounts,
     signal: AbortSignal,
   ): AsyncGenerator<GenerationPart> {
-    const stop = new StopMatcher(req.stop);
-    const wantLogprobs = req.logprobs !== undefined;
-    let pendingLogprobs: TokenLogprob[] = [];
+    const { request: req, plan } = prepared;
+    const counters = prepared.progress;
+    const output = new ChoiceOutput(choice, req.stop, req.logprobs !== undefined, plan?.reader);
     const stream = this.engine.generate(
       {
         promptTokens,
         maxTokens,
         sampling: choiceSampling(req.sampling, choice),
         topLogprobs: req.logprobs?.top,
+        ...(plan?.grammar ? { grammar: plan.grammar } : {}),
       },
       signal,
     );
@@ -232,27 +292,127 @@ export class LocalBackend implements ModelBackend {
         continue;
       }
       if (event.type === "end") {
-        const rest = stop.flush();
-        if (rest || pendingLogprobs.length)
-          yield textPart(choice, rest, wantLogprobs ? pendingLogprobs : undefined);
-        yield { type: "finish", choice, reason: event.reason };
+        yield* output.end(event.reason);
         return;
       }
-      if (event.token >= 0) counters.completionTokens++;
-      if (wantLogprobs && event.token >= 0) pendingLogprobs.push(toTokenLogprob(event));
-      const { emit, stopped } = stop.push(event.text);
-      if (stopped) {
-        // Tokens that formed the stop string are not part of the output.
-        if (emit) yield textPart(choice, emit, wantLogprobs ? pendingLogprobs.slice(0, -1) : undefined);
-        yield { type: "finish", choice, reason: "stop" };
-        return;
+      if (event.token >= 0) {
+        counters.completionTokens++;
+        if (output.reasoning) counters.reasoningTokens = (counters.reasoningTokens ?? 0) + 1;
       }
-      if (emit) {
-        yield textPart(choice, emit, wantLogprobs ? pendingLogprobs : undefined);
-        pendingLogprobs = [];
-      }
+      const parts = output.push(event);
+      yield* parts;
+      if (output.stopped) return;
     }
   }
+}
+
+/**
+ * One choice's output on its way out: split into reasoning, text and calls (when the request
+ * has a plan), stop strings applied to the text, log probabilities attached to the text they
+ * belong to.
+ */
+class ChoiceOutput {
+  stopped = false;
+  private readonly stop: StopMatcher;
+  private readonly reader: OutputReader | undefined;
+  private pendingLogprobs: TokenLogprob[] = [];
+
+  constructor(
+    private readonly choice: number,
+    stops: readonly string[],
+    private readonly wantLogprobs: boolean,
+    reader: OutputReaderOptions | undefined,
+  ) {
+    this.stop = new StopMatcher(stops);
+    this.reader = reader ? new OutputReader(reader) : undefined;
+  }
+
+  get reasoning(): boolean {
+    return this.reader?.reasoning ?? false;
+  }
+
+  push(event: Extract<EngineEvent, { type: "token" }>): GenerationPart[] {
+    if (this.wantLogprobs && event.token >= 0) this.pendingLogprobs.push(toTokenLogprob(event));
+    const parts: GenerationPart[] = [];
+    if (!this.reader) {
+      this.text(event.text, parts);
+      return parts;
+    }
+    const events = this.reader.push(event.text);
+    for (const read of events) {
+      this.route(read, parts);
+      if (this.stopped) break;
+    }
+    // Tokens spent on reasoning or calls have no place in the text's log probabilities.
+    if (events.length > 0 && !events.some((read) => read.type === "content")) this.pendingLogprobs = [];
+    return parts;
+  }
+
+  *end(reason: "stop" | "length"): Generator<GenerationPart> {
+    const parts: GenerationPart[] = [];
+    if (this.reader) for (const read of this.reader.end()) if (!this.stopped) this.route(read, parts);
+    if (this.stopped) {
+      yield* parts;
+      return;
+    }
+    const rest = this.stop.flush();
+    if (rest || this.pendingLogprobs.length) parts.push(this.textPart(rest));
+    yield* parts;
+    const called = (this.reader?.callCount ?? 0) > 0;
+    yield {
+      type: "finish",
+      choice: this.choice,
+      reason: called && reason === "stop" ? "tool_calls" : reason,
+    };
+  }
+
+  private route(read: ReaderEvent, parts: GenerationPart[]): void {
+    if (read.type === "content") this.text(read.text, parts);
+    else if (read.type === "reasoning")
+      parts.push({ type: "reasoning", choice: this.choice, text: read.text });
+    else {
+      parts.push({
+        type: "tool-call",
+        choice: this.choice,
+        index: read.index,
+        ...(read.id !== undefined ? { id: read.id } : {}),
+        ...(read.name !== undefined ? { name: read.name } : {}),
+        argumentsDelta: read.argumentsDelta,
+      });
+    }
+  }
+
+  private text(text: string, parts: GenerationPart[]): void {
+    const { emit, stopped } = this.stop.push(text);
+    if (stopped) {
+      // Tokens that formed the stop string are not part of the output.
+      if (emit) parts.push(this.textPart(emit, this.pendingLogprobs.slice(0, -1)));
+      parts.push({ type: "finish", choice: this.choice, reason: "stop" });
+      this.stopped = true;
+      return;
+    }
+    if (emit) parts.push(this.textPart(emit));
+  }
+
+  private textPart(text: string, logprobs = this.pendingLogprobs): GenerationPart {
+    if (!this.wantLogprobs) return { type: "text", choice: this.choice, text };
+    this.pendingLogprobs = [];
+    return { type: "text", choice: this.choice, text, logprobs };
+  }
+}
+
+/** Caller text a template writes among its own: tools it renders, calls, ids, names, reasoning. */
+function templateRenderedText(messages: readonly ChatMessage[], tools: readonly ToolDefinition[]): string {
+  const parts: string[] = tools.length ? [JSON.stringify(tools)] : [];
+  for (const message of messages) {
+    if (message.role !== "tool" && message.name) parts.push(message.name);
+    if (message.role === "tool") parts.push(message.toolCallId);
+    if (message.role === "assistant") {
+      for (const call of message.toolCalls ?? []) parts.push(call.id, call.name, call.arguments);
+      if (message.reasoning) parts.push(message.reasoning);
+    }
+  }
+  return parts.join("\n");
 }
 
 /**
@@ -275,10 +435,6 @@ function checkLogitBias(req: GenerationRequest, vocabSize: number): void {
       );
     }
   }
-}
-
-function textPart(choice: number, text: string, logprobs: TokenLogprob[] | undefined): GenerationPart {
-  return logprobs ? { type: "text", choice, text, logprobs } : { type: "text", choice, text };
 }
 
 /** A prompt to tokenize (template segments, or a raw text), or token ids taken as they are. */
