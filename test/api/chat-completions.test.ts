@@ -373,19 +373,6 @@ describe("POST /v1/chat/completions through the official SDK", () => {
         param: "messages[0].content",
       },
       {
-        name: "tools (not supported yet)",
-        body: {
-          tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object" } } }],
-        },
-        param: "tools",
-        code: "unsupported_parameter",
-      },
-      {
-        name: "response_format json_object",
-        body: { response_format: { type: "json_object" } },
-        param: "response_format",
-      },
-      {
         name: "stream_options without stream",
         body: { stream_options: { include_usage: true } },
         param: "stream_options",

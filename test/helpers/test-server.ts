@@ -63,7 +63,8 @@ export async function startTestServer(
   options: {
     config?: Record<string, unknown>;
     model?: Record<string, unknown>;
-    extraModels?: { id: string; aliases?: string[] }[];
+    /** Entries of their own (`source` may name another file); loaded on first use. */
+    extraModels?: ({ id: string } & Record<string, unknown>)[];
   } = {},
 ): Promise<TestServer> {
   const config: Config = validateConfig({

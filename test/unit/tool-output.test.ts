@@ -1,13 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { ChatTemplate } from "../../src/backends/local/chat-template.js";
-import { OutputReader, type ReaderEvent } from "../../src/backends/local/tools/output-reader.js";
 import { planOutput } from "../../src/backends/local/tools/output-plan.js";
+import { OutputReader, type ReaderEvent } from "../../src/backends/local/tools/output-reader.js";
 import { toolSyntaxFor } from "../../src/backends/local/tools/tool-syntax.js";
+import { ServiceError } from "../../src/core/errors.js";
 import type { ChatMessage } from "../../src/core/generation.js";
 import type { OutputConstraint, ToolDefinition } from "../../src/core/messages.js";
-import { ServiceError } from "../../src/core/errors.js";
 import { CHATML_TEMPLATE } from "../../src/models/make-model.js";
-import { HERMES_TEMPLATE, LLAMA3_TEMPLATE, MISTRAL_TEMPLATE, REASONING_TEMPLATE } from "../helpers/chat-templates.js";
+import {
+  HERMES_TEMPLATE,
+  LLAMA3_TEMPLATE,
+  MISTRAL_TEMPLATE,
+  REASONING_TEMPLATE,
+} from "../helpers/chat-templates.js";
 import { gbnfMatcher } from "../helpers/gbnf-matcher.js";
 
 const WEATHER: ToolDefinition = {
@@ -40,7 +45,8 @@ function fold(events: ReaderEvent[]) {
     if (e.type === "content") content += e.text;
     else if (e.type === "reasoning") reasoning += e.text;
     else {
-      const call = (calls[e.index] ??= { arguments: "" });
+      if (!calls[e.index]) calls[e.index] = { arguments: "" };
+      const call = calls[e.index] as { id?: string; name?: string; arguments: string };
       if (e.id) call.id = e.id;
       if (e.name) call.name = e.name;
       call.arguments += e.argumentsDelta;
@@ -69,20 +75,33 @@ describe("the output reader", () => {
 
   it("gives each call's id and name in its first event, then only argument text", () => {
     const reader = new OutputReader({ reasoning: "off", toolOpener: "<tool_call>", newCallId });
-    const events = readAll(reader, '<tool_call>\n{"name": "f", "arguments": {"a": [1, {"b": "}"}]}}\n</tool_call>');
+    const events = readAll(
+      reader,
+      '<tool_call>\n{"name": "f", "arguments": {"a": [1, {"b": "}"}]}}\n</tool_call>',
+    );
     const calls = events.filter((e) => e.type === "call");
     expect(calls[0]).toMatchObject({ index: 0, name: "f", argumentsDelta: "" });
-    expect(calls.slice(1).every((e) => e.type === "call" && e.name === undefined && e.id === undefined)).toBe(true);
+    expect(calls.slice(1).every((e) => e.type === "call" && e.name === undefined && e.id === undefined)).toBe(
+      true,
+    );
     expect(fold(events).calls[0]?.arguments).toBe('{"a": [1, {"b": "}"}]}');
   });
 
   it("reads Llama 3 calls (the opener is the object's own start) and Mistral's array", () => {
-    const llama = new OutputReader({ reasoning: "off", toolOpener: '{"name": ', argumentsKey: "parameters", newCallId });
+    const llama = new OutputReader({
+      reasoning: "off",
+      toolOpener: '{"name": ',
+      argumentsKey: "parameters",
+      newCallId,
+    });
     const a = fold(readAll(llama, '{"name": "get_time", "parameters": {"zone": "UTC"}}'));
     expect(a).toMatchObject({ content: "", calls: [{ name: "get_time", arguments: '{"zone": "UTC"}' }] });
     const mistral = new OutputReader({ reasoning: "off", toolOpener: "[TOOL_CALLS]", newCallId });
     const b = fold(
-      readAll(mistral, '[TOOL_CALLS][{"name": "f", "arguments": {"x": 1}}, {"name": "g", "arguments": {"y": [2]}}]'),
+      readAll(
+        mistral,
+        '[TOOL_CALLS][{"name": "f", "arguments": {"x": 1}}, {"name": "g", "arguments": {"y": [2]}}]',
+      ),
     );
     expect(b.calls.map((c) => [c.name, c.arguments])).toEqual([
       ["f", '{"x": 1}'],
@@ -102,15 +121,24 @@ describe("the output reader", () => {
       content: "The answer.",
     });
     const optional = new OutputReader({ reasoning: "optional" });
-    expect(fold(readAll(optional, "\n<think>hmm</think>Yes"))).toMatchObject({ reasoning: "hmm", content: "Yes" });
+    expect(fold(readAll(optional, "\n<think>hmm</think>Yes"))).toMatchObject({
+      reasoning: "hmm",
+      content: "Yes",
+    });
     const plain = new OutputReader({ reasoning: "optional" });
-    expect(fold(readAll(plain, "No thinking here"))).toMatchObject({ reasoning: "", content: "No thinking here" });
+    expect(fold(readAll(plain, "No thinking here"))).toMatchObject({
+      reasoning: "",
+      content: "No thinking here",
+    });
   });
 
   it("reads calls made after reasoning, never from inside it", () => {
     const reader = new OutputReader({ reasoning: "open", toolOpener: "<tool_call>", newCallId });
     const out = fold(
-      readAll(reader, 'maybe <tool_call> here?</think>\n<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'),
+      readAll(
+        reader,
+        'maybe <tool_call> here?</think>\n<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>',
+      ),
     );
     expect(out.reasoning).toBe("maybe <tool_call> here?");
     expect(out.calls.map((c) => c.name)).toEqual(["f"]);
@@ -127,12 +155,16 @@ describe("tool syntax by template family", () => {
   });
 });
 
-function toolsConstraint(choice: NonNullable<OutputConstraint["tools"]>["choice"], parallel = true): OutputConstraint {
+function toolsConstraint(
+  choice: NonNullable<OutputConstraint["tools"]>["choice"],
+  parallel = true,
+): OutputConstraint {
   return { tools: { definitions: [WEATHER, TIME], choice, parallel, param: "tools" } };
 }
 
 describe("the output grammar", () => {
-  const weatherCall = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}}\n</tool_call>';
+  const weatherCall =
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}}\n</tool_call>';
   const timeCall = '<tool_call>\n{"name": "get_time", "arguments": {"any": true}}\n</tool_call>';
 
   it("holds required calls to their schemas, in parallel or one at a time", async () => {
@@ -157,7 +189,11 @@ describe("the output grammar", () => {
     );
     expect(named.accepts(timeCall)).toBe(true);
     expect(named.accepts(weatherCall)).toBe(false);
-    const allowed = planOutput(toolsConstraint({ mode: "allowed", names: ["get_weather"], required: false }), syntax, "off");
+    const allowed = planOutput(
+      toolsConstraint({ mode: "allowed", names: ["get_weather"], required: false }),
+      syntax,
+      "off",
+    );
     expect(allowed.grammar?.lazy).toEqual({ words: ["<tool_call>"], patterns: [] });
     const m = await gbnfMatcher(allowed.grammar?.gbnf ?? "");
     expect(m.accepts(weatherCall)).toBe(true);
@@ -166,14 +202,20 @@ describe("the output grammar", () => {
 
   it("writes each family's own call format", async () => {
     const llama = await gbnfMatcher(
-      planOutput(toolsConstraint({ mode: "required" }), toolSyntaxFor(LLAMA3_TEMPLATE), "off").grammar?.gbnf ?? "",
+      planOutput(toolsConstraint({ mode: "required" }), toolSyntaxFor(LLAMA3_TEMPLATE), "off").grammar
+        ?.gbnf ?? "",
     );
     expect(llama.accepts('{"name": "get_time", "parameters": {}}')).toBe(true);
     expect(llama.accepts('{"name": "get_time", "arguments": {}}')).toBe(false);
     const mistral = await gbnfMatcher(
-      planOutput(toolsConstraint({ mode: "required" }), toolSyntaxFor(MISTRAL_TEMPLATE), "off").grammar?.gbnf ?? "",
+      planOutput(toolsConstraint({ mode: "required" }), toolSyntaxFor(MISTRAL_TEMPLATE), "off").grammar
+        ?.gbnf ?? "",
     );
-    expect(mistral.accepts('[TOOL_CALLS][{"name": "get_time", "arguments": {}}, {"name": "get_time", "arguments": {}}]')).toBe(true);
+    expect(
+      mistral.accepts(
+        '[TOOL_CALLS][{"name": "get_time", "arguments": {}}, {"name": "get_time", "arguments": {}}]',
+      ),
+    ).toBe(true);
   });
 
   it("lets auto choose between calls and an answer held to the response format", async () => {
@@ -181,15 +223,21 @@ describe("the output grammar", () => {
       ...toolsConstraint({ mode: "auto" }),
       format: { param: "response_format", value: { type: "json_object" } },
     };
-    const m = await gbnfMatcher(planOutput(constraint, toolSyntaxFor(HERMES_TEMPLATE), "off").grammar?.gbnf ?? "");
+    const m = await gbnfMatcher(
+      planOutput(constraint, toolSyntaxFor(HERMES_TEMPLATE), "off").grammar?.gbnf ?? "",
+    );
     expect(m.accepts(weatherCall)).toBe(true);
     expect(m.accepts('{"answer": 42}')).toBe(true);
     expect(m.accepts("plain words")).toBe(false);
   });
 
   it("admits reasoning before the answer when the prompt opened it", async () => {
-    const constraint: OutputConstraint = { format: { param: "response_format", value: { type: "json_object" } } };
-    const open = await gbnfMatcher(planOutput(constraint, toolSyntaxFor(REASONING_TEMPLATE), "open").grammar?.gbnf ?? "");
+    const constraint: OutputConstraint = {
+      format: { param: "response_format", value: { type: "json_object" } },
+    };
+    const open = await gbnfMatcher(
+      planOutput(constraint, toolSyntaxFor(REASONING_TEMPLATE), "open").grammar?.gbnf ?? "",
+    );
     expect(open.accepts('some <thoughts> < / here</think>\n\n{"a": 1}')).toBe(true);
     expect(open.accepts('{"a": 1}')).toBe(false);
     const optional = await gbnfMatcher(
