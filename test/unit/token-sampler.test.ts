@@ -52,6 +52,44 @@ describe("sampling a token from the model's distribution", () => {
     expect(draws({ ...base, temperature: 0, presencePenalty: 5 }, 4)).toEqual([10, 11, 12, 13]);
   });
 
+  it("picks only tokens a grammar allows, in the proportions the model gives them", () => {
+    const allowed = (token: number) => token === 11 || token === 13;
+    const sampler = new TokenSampler(base);
+    const counts = new Map<number, number>();
+    for (let i = 0; i < 4000; i++) {
+      const token = sampler.pick(distribution, allowed) as number;
+      counts.set(token, (counts.get(token) ?? 0) + 1);
+    }
+    expect([...counts.keys()].sort()).toEqual([11, 13]);
+    // 0.3 : 0.05 renormalised: 11 about 86% of the time.
+    expect((counts.get(11) ?? 0) / 4000).toBeGreaterThan(0.82);
+    expect((counts.get(11) ?? 0) / 4000).toBeLessThan(0.9);
+  });
+
+  it("applies temperature 0 and top_p to the allowed tokens alone", () => {
+    const allowed = (token: number) => token !== 10;
+    expect(new TokenSampler({ ...base, temperature: 0 }).pick(distribution, allowed)).toBe(11);
+    // Of the allowed mass (0.5), the nucleus of 0.8 (0.4) is token 11 (0.3) and 12 (0.15), never 13.
+    const sampler = new TokenSampler({ ...base, topP: 0.8 });
+    const picked = new Set(Array.from({ length: 300 }, () => sampler.pick(distribution, allowed)));
+    expect([...picked].sort()).toEqual([11, 12]);
+  });
+
+  it("finds a rare allowed token among many the grammar refuses", () => {
+    // A near-uniform distribution over 5000 tokens, of which the grammar allows one.
+    const wide = new Map(Array.from({ length: 5000 }, (_, i) => [i, 1 / 5000] as [number, number]));
+    const sampler = new TokenSampler(base);
+    for (let i = 0; i < 20; i++) expect(sampler.pick(wide, (token) => token === 4321)).toBe(4321);
+    // Even one whose probability underflowed to zero.
+    wide.set(4999, 0);
+    expect(sampler.pick(wide, (token) => token === 4999)).toBe(4999);
+  });
+
+  it("has nothing to pick when the grammar allows only banned tokens", () => {
+    const sampler = new TokenSampler({ ...base, logitBias: new Map([[12, -100]]) });
+    expect(sampler.pick(distribution, (token) => token === 12)).toBeUndefined();
+  });
+
   it("has a seeded generator in [0, 1)", () => {
     const random = mulberry32(7);
     const values = Array.from({ length: 1000 }, random);

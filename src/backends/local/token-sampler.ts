@@ -8,6 +8,14 @@ import type { SamplingParams } from "../../core/generation.js";
  * probabilities (independent of temperature and truncation, as clients expect) and picks the
  * token here, instead of letting its native sampler both filter and renormalise them.
  */
+/**
+ * The logit of a token whose probability underflowed to zero: far below any real one, yet finite,
+ * so a grammar that allows only such tokens can still choose among them.
+ */
+const UNDERFLOW_LOGIT = -1e4;
+/** Draws from the whole distribution before a grammar's allowed tokens are listed one by one. */
+const REJECTION_ATTEMPTS = 32;
+
 export class TokenSampler {
   private readonly random: () => number;
   private readonly counts = new Map<number, number>();
@@ -16,8 +24,15 @@ export class TokenSampler {
     this.random = mulberry32(params.seed ?? Math.floor(Math.random() * 2 ** 32));
   }
 
-  /** `distribution` maps token → probability, most likely first. */
-  pick(distribution: ReadonlyMap<number, number>): number {
+  /**
+   * `distribution` maps token → probability, most likely first. `allowed`, when given (a
+   * grammar), limits the choice to the tokens it accepts: the request's settings then apply to the
+   * allowed tokens alone, as llama.cpp applies a grammar before its other samplers. Returns
+   * undefined when no allowed token is left (every one of them banned by logit bias).
+   */
+  pick(distribution: ReadonlyMap<number, number>): number;
+  pick(distribution: ReadonlyMap<number, number>, allowed?: (token: number) => boolean): number | undefined;
+  pick(distribution: ReadonlyMap<number, number>, allowed?: (token: number) => boolean): number | undefined {
     const { temperature, topP } = this.params;
     const n = distribution.size;
     const tokens = new Int32Array(n);
@@ -25,13 +40,56 @@ export class TokenSampler {
     let i = 0;
     for (const [token, probability] of distribution) {
       tokens[i] = token;
-      logits[i] = this.adjust(token, probability > 0 ? Math.log(probability) : Number.NEGATIVE_INFINITY);
+      logits[i] = this.adjust(token, probability > 0 ? Math.log(probability) : UNDERFLOW_LOGIT);
       i++;
     }
-    const chosen = temperature <= 0 ? argmax(logits) : this.sample(logits, temperature, topP);
+    let chosen: number | undefined;
+    if (!allowed)
+      chosen = temperature <= 0 ? argmax(logits) : this.sample(weightsOf(logits, temperature), topP);
+    else chosen = this.pickAllowed(tokens, logits, memoize(allowed));
+    if (chosen === undefined) return undefined;
     const token = tokens[chosen] as number;
     this.counts.set(token, (this.counts.get(token) ?? 0) + 1);
     return token;
+  }
+
+  private pickAllowed(tokens: Int32Array, logits: Float64Array, allowed: (token: number) => boolean) {
+    const { temperature, topP } = this.params;
+    const allowedAt = (i: number) => logits[i] !== Number.NEGATIVE_INFINITY && allowed(tokens[i] as number);
+    if (temperature <= 0) {
+      // The most likely allowed token: walk from the most likely down, asking as few times as possible.
+      const order = Array.from({ length: logits.length }, (_, k) => k).sort(
+        (a, b) => (logits[b] as number) - (logits[a] as number),
+      );
+      return order.find(allowedAt);
+    }
+    const weights = weightsOf(logits, temperature);
+    if (topP >= 1) {
+      // Rejection sampling: a draw from all tokens, kept when allowed, is a draw from the allowed
+      // ones. A model that mostly wants what the grammar allows needs one or two checks.
+      const cumulative = new Float64Array(weights.length);
+      let total = 0;
+      for (let k = 0; k < weights.length; k++) {
+        total += weights[k] as number;
+        cumulative[k] = total;
+      }
+      for (let attempt = 0; attempt < REJECTION_ATTEMPTS; attempt++) {
+        const index = lowerBound(cumulative, this.random() * total);
+        if (allowedAt(index)) return index;
+      }
+    }
+    // Everything the grammar refuses left out, then the request's settings over the rest.
+    let any = false;
+    for (let k = 0; k < weights.length; k++) {
+      if ((weights[k] as number) > 0 && allowedAt(k)) any = true;
+      else weights[k] = 0;
+    }
+    if (!any) {
+      // The allowed tokens' probabilities underflowed to zero next to the model's favourites.
+      for (let k = 0; k < logits.length; k++) if (allowedAt(k)) weights[k] = 1;
+      if (!weights.some((w) => w > 0)) return undefined;
+    }
+    return this.sample(weights, topP);
   }
 
   private adjust(token: number, logit: number): number {
@@ -43,21 +101,15 @@ export class TokenSampler {
     return value;
   }
 
-  private sample(logits: Float64Array, temperature: number, topP: number): number {
-    let max = Number.NEGATIVE_INFINITY;
-    for (const l of logits) if (l > max) max = l;
-    const weights = new Float64Array(logits.length);
+  /** A draw from `weights` (unnormalised; zero = never), within the top_p nucleus. */
+  private sample(weights: Float64Array, topP: number): number {
     let total = 0;
-    for (let i = 0; i < logits.length; i++) {
-      const w = Math.exp(((logits[i] as number) - max) / temperature);
-      weights[i] = w;
-      total += w;
-    }
+    for (const w of weights) total += w;
     let order: ArrayLike<number> | undefined;
-    let limit = logits.length;
+    let limit = weights.length;
     if (topP < 1) {
       // Nucleus: the smallest set of most likely tokens whose mass reaches top_p.
-      const sorted = Array.from({ length: logits.length }, (_, k) => k).sort(
+      const sorted = Array.from({ length: weights.length }, (_, k) => k).sort(
         (a, b) => (weights[b] as number) - (weights[a] as number),
       );
       let mass = 0;
@@ -74,10 +126,49 @@ export class TokenSampler {
     for (let k = 0; k < limit; k++) {
       const index = order ? (order[k] as number) : k;
       r -= weights[index] as number;
-      if (r <= 0) return index;
+      if (r <= 0 && (weights[index] as number) > 0) return index;
+    }
+    // Rounding left a little of r: the last token with any weight.
+    for (let k = limit - 1; k >= 0; k--) {
+      const index = order ? (order[k] as number) : k;
+      if ((weights[index] as number) > 0) return index;
     }
     return order ? (order[limit - 1] as number) : limit - 1;
   }
+}
+
+/** Temperature-scaled weights, the largest 1 (a logit of -Infinity weighs 0). */
+function weightsOf(logits: Float64Array, temperature: number): Float64Array {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const l of logits) if (l > max) max = l;
+  const weights = new Float64Array(logits.length);
+  if (max === Number.NEGATIVE_INFINITY) return weights;
+  for (let i = 0; i < logits.length; i++) weights[i] = Math.exp(((logits[i] as number) - max) / temperature);
+  return weights;
+}
+
+/** The first index whose cumulative weight reaches `target`. */
+function lowerBound(cumulative: Float64Array, target: number): number {
+  let lo = 0;
+  let hi = cumulative.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((cumulative[mid] as number) < target) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function memoize(allowed: (token: number) => boolean): (token: number) => boolean {
+  const answers = new Map<number, boolean>();
+  return (token) => {
+    let answer = answers.get(token);
+    if (answer === undefined) {
+      answer = allowed(token);
+      answers.set(token, answer);
+    }
+    return answer;
+  };
 }
 
 function argmax(values: Float64Array): number {

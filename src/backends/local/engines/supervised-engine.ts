@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { ServiceError, serviceUnavailable } from "../../../core/errors.js";
 import {
   type EngineEvent,
+  type EngineGrammar,
   type EngineStats,
   grammarUnsupported,
   type LocalEngine,
@@ -10,7 +11,8 @@ import {
 } from "../engine.js";
 import { SlotScheduler } from "../slot-scheduler.js";
 import type { SupervisedEngine } from "./engine-status.js";
-import type { GpuMode } from "./in-process/llama-instance.js";
+import { GrammarParser } from "./grammar-check.js";
+import { type GpuMode, sharedLlama } from "./in-process/llama-instance.js";
 import { ModelLoad } from "./model-load.js";
 import {
   type EngineProcess,
@@ -78,6 +80,7 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
   protected modelPath: string | undefined;
   /** The tokenizer in this process, when the vocabulary loads here (else the engine process is asked). */
   protected vocab: VocabTokenizer | undefined;
+  private readonly grammarParser: GrammarParser;
 
   constructor(
     /** "llama-server", "runner": in logs, metrics, /ready and the supervisor's records. */
@@ -85,6 +88,7 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
     protected readonly options: Options,
   ) {
     this.scheduler = new SlotScheduler(options.slots, options.maxQueue);
+    this.grammarParser = new GrammarParser(() => sharedLlama(options.logger, options.gpu));
     this.slotCaches = new SlotCacheMirror(options.slots);
     this.supervisor = new ProcessSupervisor(this.processSpec(), {
       logger: options.logger,
@@ -168,11 +172,11 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
     return this.detokenizeInEngine(tokens);
   }
 
-  /** Whether the engine process applies grammars (llama-server does; the runner's sampler does not yet). */
+  /** Whether the engine process applies grammars (llama-server and the runner both do). */
   abstract readonly grammars: boolean;
 
   async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
-    if (req.grammar && !this.grammars) throw grammarUnsupported(this.engineName);
+    if (req.grammar) await this.checkGrammar(req.grammar);
     const prompt = req.promptTokens;
     const lease = await this.scheduler.acquire(signal, (free) => this.slotCaches.pick(prompt, free));
     const run: SlotRun = { slot: lease.slot };
@@ -197,7 +201,27 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
     }
   }
 
+  /**
+   * A grammar is parsed here, by the llama.cpp revision the engine process runs, before the request
+   * waits for a slot: one the parser refuses is a 400 on every engine (llama-server would answer
+   * its own error, which reaches a client as a 503). Where llama.cpp cannot load in this process,
+   * the engine process is left to refuse it.
+   */
+  private async checkGrammar(grammar: EngineGrammar): Promise<void> {
+    if (!this.grammars) throw grammarUnsupported(this.engineName);
+    try {
+      await this.grammarParser.parse(grammar);
+    } catch (err) {
+      if (err instanceof ServiceError) throw err;
+      this.options.logger.debug(
+        { err },
+        "llama.cpp is not loaded here; grammars are parsed by the engine process",
+      );
+    }
+  }
+
   async close(): Promise<void> {
+    this.grammarParser.clear();
     this.scheduler.rejectAll(serviceUnavailable("The model is shutting down."));
     this.modelLoad.forget();
     await this.supervisor.close();

@@ -1,6 +1,9 @@
 import {
+  type Llama,
   type LlamaContext,
   type LlamaContextSequence,
+  type LlamaGrammar,
+  LlamaGrammarEvaluationState,
   type LlamaModel,
   type SequenceEvaluateOptions,
   type Token,
@@ -9,21 +12,23 @@ import {
 import type { Logger } from "pino";
 import type { SamplingParams } from "../../../../core/generation.js";
 import { readAhead } from "../../../../core/read-ahead.js";
-import {
-  type EngineEvent,
-  type EngineStats,
-  grammarUnsupported,
-  type LocalEngine,
-  type ModelMetadata,
-  type TokenCandidate,
-  type TokenGeneration,
+import type {
+  EngineEvent,
+  EngineGrammar,
+  EngineStats,
+  LocalEngine,
+  ModelMetadata,
+  TokenCandidate,
+  TokenGeneration,
 } from "../../engine.js";
 import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
 import { TokenSampler } from "../../token-sampler.js";
 import { longestTokenBytes } from "../gguf-facts.js";
+import { GrammarParser } from "../grammar-check.js";
 import { ModelLoad } from "../model-load.js";
 import { longestPrefixSlot } from "../slot-cache-mirror.js";
+import { GrammarRun, grammarBinding } from "./grammar-run.js";
 import { type GpuMode, sharedLlama } from "./llama-instance.js";
 
 export interface InProcessEngineOptions {
@@ -53,15 +58,21 @@ const MAX_HELD_TOKENS = 4;
  * prefix of the new prompt, and only the rest of the prompt is evaluated (prompt caching).
  */
 export class InProcessEngine implements LocalEngine {
+  private llama: Llama | undefined;
   private model: LlamaModel | undefined;
   private context: LlamaContext | undefined;
   private sequences: LlamaContextSequence[] = [];
   private readonly modelLoad = new ModelLoad(() => this.loadModel());
   private readonly scheduler: SlotScheduler;
   private readonly pieceCache = new Map<number, string>();
+  /** Parsed grammars (the most recently used 64), shared by every model in this process. */
+  private readonly grammarParser: GrammarParser;
+  /** Per parsed grammar, its start state for this model (dropped with the grammar). */
+  private grammarStarts = new WeakMap<LlamaGrammar, LlamaGrammarEvaluationState>();
 
   constructor(private readonly options: InProcessEngineOptions) {
     this.scheduler = new SlotScheduler(options.slots, options.maxQueue);
+    this.grammarParser = new GrammarParser(() => sharedLlama(options.logger, options.gpu));
   }
 
   load(): Promise<void> {
@@ -93,11 +104,12 @@ export class InProcessEngine implements LocalEngine {
     return { slots: this.scheduler.slots, busySlots: this.scheduler.busy, queued: this.scheduler.queued };
   }
 
-  /** Its JS sampler cannot apply a GBNF grammar yet. */
-  readonly grammars = false;
+  /** llama.cpp's grammar sampler on the native path; the grammar state filters TokenSampler's choice with logprobs. */
+  readonly grammars = true;
 
   async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
-    if (req.grammar) throw grammarUnsupported("in-process");
+    // A grammar that cannot run is refused before the request waits for a slot.
+    if (req.grammar) await this.grammarParser.parse(req.grammar);
     const prompt = req.promptTokens as Token[];
     const lease = await this.scheduler.acquire(signal, (free) =>
       longestPrefixSlot(free, prompt, (slot) => this.slotTokens(slot)),
@@ -121,6 +133,7 @@ export class InProcessEngine implements LocalEngine {
   ): AsyncGenerator<EngineEvent> {
     const model = this.loadedModel();
     const prompt = req.promptTokens as Token[];
+    const grammar = req.grammar ? await this.grammarRun(req.grammar, prompt) : undefined;
     const sequence = this.sequences[slot] as LlamaContextSequence;
     const reused = await this.reusePrefix(sequence, prompt);
     yield { type: "prompt", promptTokens: prompt.length, cachedTokens: reused };
@@ -133,15 +146,15 @@ export class InProcessEngine implements LocalEngine {
     // The next token decodes (off the main thread) while this one is handed on and written out.
     const tokens = readAhead(
       req.topLogprobs === undefined
-        ? this.nativeSampling(sequence, prompt.slice(reused), req)
-        : this.sampleWithLogprobs(sequence, prompt.slice(reused), req),
+        ? this.nativeSampling(sequence, prompt.slice(reused), req, decoder, grammar)
+        : this.sampleWithLogprobs(sequence, prompt.slice(reused), req, decoder, grammar),
     );
     let count = 0;
     let reason: "stop" | "length" = "stop";
     for await (const sampled of tokens) {
       if (signal.aborted) return;
       count++;
-      yield { type: "token", ...sampled, text: decoder.push(sampled.token as Token) };
+      yield { type: "token", ...sampled };
       if (count >= req.maxTokens) {
         reason = "length";
         break;
@@ -157,16 +170,29 @@ export class InProcessEngine implements LocalEngine {
     return (this.sequences[slot] as LlamaContextSequence | undefined)?.contextTokens ?? [];
   }
 
-  /** The fast path: llama.cpp's own sampler picks every token. Ends on an end-of-generation token. */
+  /**
+   * The fast path: llama.cpp's own sampler picks every token, and applies and advances the
+   * grammar's state (read per token, so a lazy grammar takes over on the token after its trigger).
+   * Ends on an end-of-generation token.
+   *
+   * Each token's text is decoded and shown to the grammar here, before the next token is asked
+   * for: that is when llama.cpp samples it.
+   */
   private async *nativeSampling(
     sequence: LlamaContextSequence,
     tokens: Token[],
     req: TokenGeneration,
+    decoder: PieceDecoder,
+    grammar: GrammarRun | undefined,
   ): AsyncGenerator<SampledToken> {
     const generated: Token[] = [];
-    for await (const token of sequence.evaluate(tokens, this.samplingOptions(req.sampling, generated))) {
+    const options = this.samplingOptions(req.sampling, generated);
+    if (grammar) options.grammarEvaluationState = () => grammar.active;
+    for await (const token of sequence.evaluate(tokens, options)) {
       generated.push(token);
-      yield { token };
+      const text = decoder.push(token);
+      grammar?.observe(token, text);
+      yield { token, text };
     }
   }
 
@@ -174,11 +200,17 @@ export class InProcessEngine implements LocalEngine {
    * With log probabilities: llama.cpp returns the model's full, unfiltered next-token
    * distribution (temperature 1, no truncation), which is what gets reported; the request's own
    * settings are applied by TokenSampler, and its choice is fed back as the next token.
+   *
+   * A grammar limits TokenSampler's choice to the tokens its state allows, and is advanced by the
+   * token chosen; the probabilities reported stay the model's own, before the grammar (as
+   * llama-server reports them), so a chosen token may be one the model itself found unlikely.
    */
   private async *sampleWithLogprobs(
     sequence: LlamaContextSequence,
     tokens: Token[],
     req: TokenGeneration,
+    decoder: PieceDecoder,
+    grammar: GrammarRun | undefined,
   ): AsyncGenerator<SampledToken> {
     const model = this.loadedModel();
     const sampler = new TokenSampler(req.sampling);
@@ -192,10 +224,19 @@ export class InProcessEngine implements LocalEngine {
       let next = await evaluation.next();
       while (!next.done) {
         const distribution = next.value.probabilities;
-        const token = sampler.pick(distribution) as Token;
+        const constrained = grammar?.active !== undefined;
+        const picked = constrained
+          ? sampler.pick(distribution, (t) => grammar.allows(t))
+          : sampler.pick(distribution);
+        if (picked === undefined) throw new Error("no token the grammar allows is left to sample");
+        const token = picked as Token;
         if (model.isEogToken(token)) return;
+        if (constrained) grammar.accept(token);
+        const text = decoder.push(token);
+        grammar?.observe(token, text);
         yield {
           token,
+          text,
           piece: this.pieceOf(token),
           logprob: safeLog(distribution.get(token) ?? 0),
           top: this.topCandidates(distribution, top),
@@ -215,6 +256,8 @@ export class InProcessEngine implements LocalEngine {
     this.model = undefined;
     this.modelLoad.forget();
     this.sequences = [];
+    // Start states belong to the model being disposed.
+    this.grammarStarts = new WeakMap();
     await context?.dispose();
     await model?.dispose();
   }
@@ -223,6 +266,7 @@ export class InProcessEngine implements LocalEngine {
     const { logger } = this.options;
     const modelPath = await this.options.modelPath();
     const llama = await sharedLlama(logger, this.options.gpu);
+    this.llama = llama;
     const model = await llama.loadModel({ modelPath, gpuLayers: this.options.gpuLayers });
     try {
       const contextSize =
@@ -240,6 +284,19 @@ export class InProcessEngine implements LocalEngine {
       await model.dispose();
       throw err;
     }
+  }
+
+  /** This generation's grammar, from the parsed grammar and its start state for this model. */
+  private async grammarRun(grammar: EngineGrammar, prompt: readonly Token[]): Promise<GrammarRun> {
+    const parsed = await this.grammarParser.parse(grammar);
+    const model = this.loadedModel();
+    let start = this.grammarStarts.get(parsed);
+    if (!start) {
+      start = new LlamaGrammarEvaluationState({ model, grammar: parsed });
+      this.grammarStarts.set(parsed, start);
+    }
+    const binding = grammarBinding(this.llama as Llama);
+    return new GrammarRun(model, binding, start, grammar.lazy, prompt.slice(-DETOKENIZE_CONTEXT));
   }
 
   private loadedModel(): LlamaModel {
@@ -301,7 +358,7 @@ export class InProcessEngine implements LocalEngine {
   }
 }
 
-type SampledToken = Omit<Extract<EngineEvent, { type: "token" }>, "type" | "text">;
+type SampledToken = Omit<Extract<EngineEvent, { type: "token" }>, "type">;
 
 /**
  * Turns sampled tokens into text without splitting a multi-byte character: byte-fallback tokens

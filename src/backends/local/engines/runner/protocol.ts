@@ -1,5 +1,11 @@
 import type { SamplingParams } from "../../../../core/generation.js";
-import type { EngineEvent, ModelMetadata, TokenCandidate, TokenGeneration } from "../../engine.js";
+import type {
+  EngineEvent,
+  EngineGrammar,
+  ModelMetadata,
+  TokenCandidate,
+  TokenGeneration,
+} from "../../engine.js";
 import type { GpuMode } from "../in-process/llama-instance.js";
 
 /**
@@ -28,6 +34,8 @@ export interface WireGeneration {
   maxTokens: number;
   sampling: Omit<SamplingParams, "logitBias"> & { logitBias?: [number, number][] };
   topLogprobs?: number;
+  /** Plain data already: GBNF text and trigger words and patterns. */
+  grammar?: EngineGrammar;
 }
 
 export type ParentMessage =
@@ -73,7 +81,8 @@ export type StreamMessage =
   /** slotTokens: how many tokens the slot's KV cache holds now. */
   | [id: number, kind: typeof S_END, reason: "stop" | "length", slotTokens: number]
   | [id: number, kind: typeof S_DONE, slotTokens: number]
-  | [id: number, kind: typeof S_ERROR, message: string];
+  /** code: set when the request itself was refused (a 400 `invalid_grammar`, say), not the runner failing. */
+  | [id: number, kind: typeof S_ERROR, message: string, code?: string];
 
 export function toWireGeneration(req: TokenGeneration): WireGeneration {
   const { logitBias, ...sampling } = req.sampling;
@@ -83,6 +92,7 @@ export function toWireGeneration(req: TokenGeneration): WireGeneration {
     sampling: logitBias && logitBias.size > 0 ? { ...sampling, logitBias: [...logitBias] } : sampling,
   };
   if (req.topLogprobs !== undefined) wire.topLogprobs = req.topLogprobs;
+  if (req.grammar) wire.grammar = req.grammar;
   return wire;
 }
 
@@ -94,6 +104,7 @@ export function fromWireGeneration(wire: WireGeneration): TokenGeneration {
     sampling: logitBias ? { ...sampling, logitBias: new Map(logitBias) } : sampling,
   };
   if (wire.topLogprobs !== undefined) req.topLogprobs = wire.topLogprobs;
+  if (wire.grammar) req.grammar = wire.grammar;
   return req;
 }
 

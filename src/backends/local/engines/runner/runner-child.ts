@@ -9,6 +9,7 @@
  * copies into the server's log.
  */
 import { pino } from "pino";
+import { ServiceError } from "../../../../core/errors.js";
 import type { EngineEvent } from "../../engine.js";
 import { InProcessEngine } from "../in-process/in-process-engine.js";
 import {
@@ -100,8 +101,13 @@ async function generate(id: number, slot: number, wire: WireGeneration): Promise
     }
     if (!ended) send([id, S_DONE, current.slotTokens(slot).length]);
   } catch (err) {
-    logger.error({ err, slot }, "generation failed");
-    send([id, S_ERROR, (err as Error).message]);
+    if (err instanceof ServiceError && err.kind === "invalid_request") {
+      // The request was refused (a grammar llama.cpp cannot parse): the server answers 400.
+      send([id, S_ERROR, err.message, err.code ?? "invalid_request"]);
+    } else {
+      logger.error({ err, slot }, "generation failed");
+      send([id, S_ERROR, (err as Error).message]);
+    }
   } finally {
     running.delete(id);
     finished();

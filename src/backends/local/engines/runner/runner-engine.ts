@@ -1,4 +1,5 @@
 import { fileURLToPath } from "node:url";
+import { invalidRequest } from "../../../../core/errors.js";
 import type { EngineEvent, ModelMetadata, TokenGeneration } from "../../engine.js";
 import type { EngineProcess, EngineProcessSpec } from "../process-supervisor.js";
 import { type SlotRun, type SupervisedEngineOptions, SupervisedLocalEngine } from "../supervised-engine.js";
@@ -30,7 +31,8 @@ export interface RunnerEngineOptions extends SupervisedEngineOptions {
  * its events back one message each, and says at the end how many tokens the slot's cache holds.
  */
 export class RunnerEngine extends SupervisedLocalEngine<RunnerEngineOptions> {
-  readonly grammars = false;
+  /** The runner's in-process engine applies them. */
+  readonly grammars = true;
 
   private readonly channels = new WeakMap<EngineProcess, RunnerChannel>();
   /** The metadata the first runner reported when it loaded the model. */
@@ -119,6 +121,7 @@ export class RunnerEngine extends SupervisedLocalEngine<RunnerEngineOptions> {
             held = message[2];
             return;
           case S_ERROR:
+            if (message[3] !== undefined) throw invalidRequest(message[2], null, message[3]);
             throw new Error(`the runner failed: ${message[2]}`);
         }
       }
