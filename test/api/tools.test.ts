@@ -80,6 +80,8 @@ const ANSWER_SCHEMA = {
   additionalProperties: false,
 } as const;
 
+/** Tool definitions make long prompts on the tiny model's byte-level tokenizer. */
+const CONTEXT = 2048;
 const USER = [{ role: "user" as const, content: "What is the weather in Oslo?" }];
 const SEEDS = [1, 2, 3];
 
@@ -114,9 +116,9 @@ describe("tools and structured outputs", () => {
     const extraModels = [];
     for (const [family, chatTemplate] of Object.entries(families)) {
       const { path } = await makeModel({ preset: "tiny", out: join(dir, `${family}.gguf`), chatTemplate });
-      extraModels.push({ id: `tiny-${family}`, source: path });
+      extraModels.push({ id: `tiny-${family}`, source: path, context_size: CONTEXT });
     }
-    t = await startTestServer({ extraModels });
+    t = await startTestServer({ model: { context_size: CONTEXT }, extraModels });
   });
   afterAll(async () => {
     await t?.stop();
@@ -126,7 +128,7 @@ describe("tools and structured outputs", () => {
     t.client.chat.completions.create({
       model,
       messages: USER,
-      max_completion_tokens: 120,
+      max_completion_tokens: 600,
       temperature: 1,
       ...body,
     } as ChatCompletionCreateParamsNonStreaming);
@@ -136,7 +138,7 @@ describe("tools and structured outputs", () => {
       for (const seed of SEEDS) {
         const completion = await create({
           seed,
-          max_completion_tokens: 300,
+          max_completion_tokens: 600,
           response_format: { type: "json_object" },
         });
         const choice = completion.choices[0];
@@ -162,7 +164,7 @@ describe("tools and structured outputs", () => {
           messages: USER,
           seed,
           temperature: 1,
-          max_completion_tokens: 120,
+          max_completion_tokens: 600,
           response_format: format,
         });
         const final = await stream.finalChatCompletion();
@@ -178,7 +180,7 @@ describe("tools and structured outputs", () => {
         model: TINY_MODEL,
         messages: USER,
         seed: 7,
-        max_completion_tokens: 120,
+        max_completion_tokens: 600,
         response_format: zodResponseFormat(Answer, "answer"),
       });
       const message = parsed.choices[0]?.message;
@@ -200,7 +202,12 @@ describe("tools and structured outputs", () => {
   describe("tool_choice", () => {
     it("required: every answer is a valid call, with content null and finish_reason tool_calls", async () => {
       for (const seed of SEEDS) {
-        const completion = await create({ seed, tools: TOOLS, tool_choice: "required" });
+        const completion = await create({
+          seed,
+          tools: TOOLS,
+          tool_choice: "required",
+          parallel_tool_calls: false,
+        });
         expectValidCalls(completion);
         expectMatchesSchema(completion, "CreateChatCompletionResponse");
       }
@@ -212,6 +219,7 @@ describe("tools and structured outputs", () => {
           seed,
           tools: TOOLS,
           tool_choice: { type: "function", function: { name: "get_time" } },
+          parallel_tool_calls: false,
         });
         expectValidCalls(completion, ["get_time"]);
       }
@@ -221,6 +229,7 @@ describe("tools and structured outputs", () => {
       const completion = await create({
         seed: 5,
         tools: TOOLS,
+        parallel_tool_calls: false,
         tool_choice: {
           type: "allowed_tools",
           allowed_tools: {
@@ -230,6 +239,26 @@ describe("tools and structured outputs", () => {
         },
       });
       expectValidCalls(completion, ["get_weather"]);
+    });
+
+    it("parallel calls: each one complete and valid, with its own id", async () => {
+      // Random weights seldom choose to stop between calls, so the answer may end on the length
+      // limit inside a call: every call before that one is whole.
+      const completion = await create({
+        seed: 1,
+        tools: TOOLS,
+        tool_choice: "required",
+        max_completion_tokens: 600,
+      });
+      const choice = completion.choices[0];
+      const calls = choice?.message.tool_calls ?? [];
+      const whole = choice?.finish_reason === "length" ? calls.slice(0, -1) : calls;
+      expect(whole.length).toBeGreaterThan(0);
+      for (const call of whole) {
+        if (call.type !== "function") continue;
+        expect(validArguments[call.function.name]?.(JSON.parse(call.function.arguments))).toBe(true);
+      }
+      expect(new Set(calls.map((call) => call.id)).size).toBe(calls.length);
     });
 
     it("parallel_tool_calls false: exactly one call", async () => {
@@ -257,7 +286,7 @@ describe("tools and structured outputs", () => {
 
     it("auto: text or calls, and calls always valid", async () => {
       for (const seed of SEEDS) {
-        const completion = await create({ seed, tools: TOOLS, max_completion_tokens: 40 });
+        const completion = await create({ seed, tools: TOOLS, parallel_tool_calls: false });
         const message = completion.choices[0]?.message;
         if (message?.tool_calls?.length) expectValidCalls(completion);
         else expect(typeof message?.content).toBe("string");
@@ -270,6 +299,7 @@ describe("tools and structured outputs", () => {
         const completion = await create({
           seed,
           tools: TOOLS,
+          parallel_tool_calls: false,
           response_format: {
             type: "json_schema",
             json_schema: { name: "answer", schema: ANSWER_SCHEMA, strict: true },
@@ -284,12 +314,12 @@ describe("tools and structured outputs", () => {
 
   describe("streaming", () => {
     it("tool-call deltas accumulate in the SDK to the same calls as the non-streamed answer", async () => {
-      const body = { seed: 3, tools: TOOLS, tool_choice: "required" as const };
+      const body = { seed: 3, tools: TOOLS, tool_choice: "required" as const, parallel_tool_calls: false };
       const whole = await create(body);
       const stream = t.client.chat.completions.stream({
         model: TINY_MODEL,
         messages: USER,
-        max_completion_tokens: 120,
+        max_completion_tokens: 600,
         temperature: 1,
         ...body,
       });
@@ -299,8 +329,14 @@ describe("tools and structured outputs", () => {
       });
       const final = await stream.finalChatCompletion();
       expect(final.choices[0]?.finish_reason).toBe("tool_calls");
-      expect(final.choices[0]?.message.tool_calls?.map((c) => c.type === "function" && c.function)).toEqual(
-        whole.choices[0]?.message.tool_calls?.map((c) => c.type === "function" && c.function),
+      expect(
+        final.choices[0]?.message.tool_calls?.map(
+          (c) => c.type === "function" && { name: c.function.name, arguments: c.function.arguments },
+        ),
+      ).toEqual(
+        whole.choices[0]?.message.tool_calls?.map(
+          (c) => c.type === "function" && { name: c.function.name, arguments: c.function.arguments },
+        ),
       );
       // The first delta of a call names it; later ones carry argument text only.
       expect(deltas[0]).toMatchObject({ index: 0, type: "function", function: { name: expect.any(String) } });
@@ -318,8 +354,9 @@ describe("tools and structured outputs", () => {
         model: TINY_MODEL,
         messages: USER,
         seed: 2,
-        max_completion_tokens: 60,
+        max_completion_tokens: 600,
         tool_choice: { type: "function", function: { name: "get_time" } },
+        parallel_tool_calls: false,
         tools: [
           zodFunction({
             name: "get_time",
@@ -344,24 +381,31 @@ describe("tools and structured outputs", () => {
       const model = `tiny-${family}`;
       it(`${family}: required calls validate, streamed and not, and a round trip renders`, async () => {
         const reasoning = family === "reasoning" ? { reasoning_effort: "none" as const } : {};
-        const completion = await create(
-          { seed: 1, tools: TOOLS, tool_choice: "required", ...reasoning },
-          model,
-        );
+        const base = {
+          tools: TOOLS,
+          tool_choice: "required" as const,
+          parallel_tool_calls: false,
+          ...reasoning,
+        };
+        const completion = await create({ seed: 1, ...base }, model);
         const calls = expectValidCalls(completion);
         const stream = t.client.chat.completions.stream({
           model,
           messages: USER,
           seed: 1,
           temperature: 1,
-          max_completion_tokens: 120,
-          tools: TOOLS,
-          tool_choice: "required",
-          ...reasoning,
+          max_completion_tokens: 600,
+          ...base,
         });
         const final = await stream.finalChatCompletion();
-        expect(final.choices[0]?.message.tool_calls?.map((c) => c.type === "function" && c.function)).toEqual(
-          calls.map((c) => c.type === "function" && c.function),
+        expect(
+          final.choices[0]?.message.tool_calls?.map(
+            (c) => c.type === "function" && { name: c.function.name, arguments: c.function.arguments },
+          ),
+        ).toEqual(
+          calls.map(
+            (c) => c.type === "function" && { name: c.function.name, arguments: c.function.arguments },
+          ),
         );
         // The call and its result go back in; the template renders both.
         const followUp = await create(

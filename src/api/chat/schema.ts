@@ -97,6 +97,10 @@ const assistantMessage = z.strictObject({
   tool_calls: z.array(toolCall).optional(),
   function_call: z.strictObject({ name: z.string(), arguments: z.string() }).nullish(),
   audio: z.unknown().optional(),
+  // A response's message sent back as it came (the SDKs' documented pattern) carries these too:
+  // annotations are ignored, reasoning goes back to templates that render it.
+  annotations: z.array(z.unknown()).max(1024).optional(),
+  reasoning_content: z.string().nullish(),
 });
 const toolMessage = z.strictObject({
   role: z.literal("tool"),

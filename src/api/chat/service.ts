@@ -133,6 +133,7 @@ function toChatMessage(message: WireChatMessage, index: number): ChatMessage {
         ...(message.name ? { name: message.name } : {}),
         ...(toolCalls ? { toolCalls } : {}),
         ...(refusal ? { refusal } : {}),
+        ...(message.reasoning_content ? { reasoning: message.reasoning_content } : {}),
       };
     }
     case "tool":
