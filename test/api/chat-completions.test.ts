@@ -306,7 +306,11 @@ describe("POST /v1/chat/completions through the official SDK", () => {
           { role: "system", content: "Be brief." },
           { role: "developer", content: "Answer in English." },
           { role: "user", content: "What is two plus two?", name: "alice" },
-          { role: "assistant", content: "Let me check." },
+          {
+            role: "assistant",
+            content: "Let me check.",
+            tool_calls: [{ id: "call_1", type: "function", function: { name: "add", arguments: '{"a":2,"b":2}' } }],
+          },
           { role: "tool", content: "4", tool_call_id: "call_1" },
           { role: "user", content: "Well?" },
         ],

@@ -166,6 +166,11 @@ describe("toGenerationRequest mapping", () => {
           ],
         },
         { role: "assistant", content: "Hi", tool_calls: [] },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ id: "call_1", type: "function", function: { name: "f", arguments: "{}" } }],
+        },
         { role: "tool", content: "42", tool_call_id: "call_1" },
       ],
     });
@@ -178,6 +183,7 @@ describe("toGenerationRequest mapping", () => {
         { role: "assistant", content: [] },
         { role: "assistant", content: [text("Sure")], refusal: "; no" },
         { role: "assistant", content: [text("Hi")] },
+        { role: "assistant", content: [], toolCalls: [{ id: "call_1", name: "f", arguments: "{}" }] },
         { role: "tool", content: [text("42")], toolCallId: "call_1" },
       ],
     });
@@ -220,7 +226,13 @@ describe("toGenerationRequest refusals", () => {
     expect(request.constraint).toEqual({
       tools: {
         definitions: [
-          { name: "get_weather", description: undefined, parameters: { type: "object" }, strict: true },
+          {
+            name: "get_weather",
+            description: undefined,
+            parameters: { type: "object" },
+            strict: true,
+            param: "tools[0].function.parameters",
+          },
         ],
         choice: { mode: "named", name: "get_weather" },
         parallel: false,
@@ -228,6 +240,7 @@ describe("toGenerationRequest refusals", () => {
       },
       format: {
         param: "response_format",
+        schemaParam: "response_format.json_schema.schema",
         value: { type: "json_schema", name: "w", schema: { type: "object" }, strict: false },
       },
     });
