@@ -186,7 +186,10 @@ for (const target of engines) {
           const extra: Partial<TokenGeneration> = logprobs ? { topLogprobs: 1 } : {};
           const free = await generate(engine, { seed, maxTokens: 24, ...extra });
           // The trigger: two whole tokens of what the free run wrote at this seed, after a free start.
-          const word = triggerIn(free.tokens.map((e) => e.text));
+          const word = await triggerIn(
+            engine,
+            free.tokens.map((e) => e.text),
+          );
           expect(word, free.text).toBeDefined();
           const { text: trigger, at } = word as { text: string; at: number };
           const gbnf = `root ::= ${literal(trigger)} " = " [0-9] [0-9]`;
@@ -260,13 +263,23 @@ for (const target of engines) {
 /**
  * Two consecutive whole tokens of printable text, after at least two tokens, whose first
  * occurrence in the text is where they stand: a lazy grammar's trigger that fires on that token.
+ * Not a word the tokenizer spells as one token: llama-server watches for such a word as that
+ * token only, and the free run spelled it with two.
  */
-function triggerIn(pieces: string[]): { text: string; at: number } | undefined {
+async function triggerIn(
+  engine: LocalEngine,
+  pieces: string[],
+): Promise<{ text: string; at: number } | undefined> {
   const text = pieces.join("");
   let at = 0;
   for (let i = 0; i + 1 < pieces.length; i++) {
     const candidate = `${pieces[i]}${pieces[i + 1]}`;
-    if (i >= 2 && /^[A-Za-z0-9 ,.!?:;]{2,}$/.test(candidate) && text.indexOf(candidate) === at)
+    if (
+      i >= 2 &&
+      /^[A-Za-z0-9 ,.!?:;]{2,}$/.test(candidate) &&
+      text.indexOf(candidate) === at &&
+      (await engine.tokenize(candidate, { special: true })).length > 1
+    )
       return { text: candidate, at };
     at += (pieces[i] as string).length;
   }

@@ -65,7 +65,7 @@ export class InProcessEngine implements LocalEngine {
   private readonly modelLoad = new ModelLoad(() => this.loadModel());
   private readonly scheduler: SlotScheduler;
   private readonly pieceCache = new Map<number, string>();
-  /** Parsed grammars (the most recently used 64), shared by every model in this process. */
+  /** Parsed grammars, the most recently used 64. */
   private readonly grammarParser: GrammarParser;
   /** Per parsed grammar, its start state for this model (dropped with the grammar). */
   private grammarStarts = new WeakMap<LlamaGrammar, LlamaGrammarEvaluationState>();
@@ -176,7 +176,8 @@ export class InProcessEngine implements LocalEngine {
    * Ends on an end-of-generation token.
    *
    * Each token's text is decoded and shown to the grammar here, before the next token is asked
-   * for: that is when llama.cpp samples it.
+   * for (that is when llama.cpp samples it), and the sampling stops at maxTokens, so that nothing
+   * read ahead past the budget reaches the decoder or the grammar.
    */
   private async *nativeSampling(
     sequence: LlamaContextSequence,
@@ -193,6 +194,8 @@ export class InProcessEngine implements LocalEngine {
       const text = decoder.push(token);
       grammar?.observe(token, text);
       yield { token, text };
+      // No token past the budget is asked for: the decoder and the grammar must not see one.
+      if (generated.length >= req.maxTokens) return;
     }
   }
 
@@ -215,6 +218,7 @@ export class InProcessEngine implements LocalEngine {
     const model = this.loadedModel();
     const sampler = new TokenSampler(req.sampling);
     const top = req.topLogprobs ?? 0;
+    let count = 0;
     const evaluation = sequence.evaluateWithMetadata(
       tokens,
       { probabilities: true },
@@ -241,6 +245,7 @@ export class InProcessEngine implements LocalEngine {
           logprob: safeLog(distribution.get(token) ?? 0),
           top: this.topCandidates(distribution, top),
         };
+        if (++count >= req.maxTokens) return;
         next = await evaluation.next(token);
       }
     } finally {
