@@ -4,9 +4,12 @@ import type {
   BackendHealth,
   BackendStats,
   CostEstimate,
+  EmbeddingRequest,
+  EmbeddingResult,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
+  PreparedEmbedding,
   PreparedGeneration,
   PromptInput,
   SamplingParams,
@@ -17,6 +20,7 @@ import { mergeStreams } from "../../core/merge-streams.js";
 import { ChatTemplate, type PromptSegment } from "./chat-template.js";
 import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
 import { engineReportOf, engineServing } from "./engines/engine-status.js";
+import { type EmbeddingSettings, LocalEmbedder } from "./local-embeddings.js";
 import { StopMatcher } from "./stop-matcher.js";
 
 /** A request rendered and tokenized by this backend, ready to generate. */
@@ -50,6 +54,8 @@ export interface LocalBackendOptions {
   chatTemplate?: string;
   /** The public model id, for messages. */
   modelId?: string;
+  /** An embedding model (its engine loaded in embedding mode): it embeds and does not generate. */
+  embedding?: EmbeddingSettings;
 }
 
 /**
@@ -57,23 +63,29 @@ export interface LocalBackendOptions {
  * templates, context-length checks, n parallel choices, stop strings and log probabilities.
  */
 export class LocalBackend implements ModelBackend {
-  readonly capabilities: BackendCapabilities = {
-    chat: true,
-    completions: true,
-    embeddings: false,
-    tools: false,
-    structuredOutputs: false,
-    vision: false,
-    audioInput: false,
-    fileInput: false,
-    logprobs: true,
-  };
+  readonly capabilities: BackendCapabilities;
   private template: ChatTemplate | undefined;
+  private readonly embedder: LocalEmbedder | undefined;
 
   constructor(
     readonly engine: LocalEngine,
     private readonly options: LocalBackendOptions = {},
-  ) {}
+  ) {
+    const generates = options.embedding === undefined;
+    this.capabilities = {
+      chat: generates,
+      completions: generates,
+      embeddings: !generates,
+      tools: false,
+      structuredOutputs: false,
+      vision: false,
+      audioInput: false,
+      fileInput: false,
+      logprobs: generates,
+    };
+    this.embedder =
+      options.embedding && new LocalEmbedder(engine, options.embedding, options.modelId ?? "model");
+  }
 
   async ready(): Promise<void> {
     await this.engine.load();
@@ -124,6 +136,20 @@ export class LocalBackend implements ModelBackend {
       // The cause (a path, a loader message) goes to the log, not to the client.
       throw serviceUnavailable(`The model '${model}' could not be loaded.`, err);
     }
+  }
+
+  async prepareEmbedding(req: EmbeddingRequest): Promise<PreparedEmbedding> {
+    await this.ensureLoaded(req.model);
+    return this.embedderOf(req.model).prepare(req);
+  }
+
+  embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
+    return this.embedderOf(prepared.request.model).embed(prepared, signal);
+  }
+
+  private embedderOf(model: string): LocalEmbedder {
+    if (!this.embedder) throw invalidRequest(`The model '${model}' does not create embeddings.`, "model");
+    return this.embedder;
   }
 
   async prepare(req: GenerationRequest): Promise<PreparedGeneration> {
