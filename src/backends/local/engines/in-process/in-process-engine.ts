@@ -390,10 +390,11 @@ class PieceDecoder {
 function embeddingPooling(model: LlamaModel, mode: EmbeddingMode): EnginePooling {
   const arch = model.fileInfo.architectureMetadata as { pooling_type?: number };
   const own = poolingFromId(arch.pooling_type) ?? "none";
+  if (own === "rank") throw new Error("this GGUF is a reranker (pooling rank), not an embedding model");
+  // Without pooling of its own the vector is the last token's state.
+  const effective = own === "none" ? "last" : own;
   const wanted = mode.pooling;
-  if (wanted === undefined || wanted === own || (wanted === "last" && own === "none")) {
-    return wanted ?? own;
-  }
+  if (wanted === undefined || wanted === effective) return effective;
   throw new Error(
     `pooling: ${wanted} was configured, but this engine pools as the GGUF file says (${own}); run the model on llama-server to choose the pooling, or leave pooling unset`,
   );
