@@ -9,7 +9,8 @@
  *   llama-server-direct       the binary and flags Switchboard's llama-server engine uses,
  *                             text in (it tokenizes), POST /embedding
  *   switchboard-llama-server  POST /v1/embeddings (float) on a server whose model runs on llama-server
- *   switchboard-in-process    the same on node-llama-cpp's embedding context (one input per evaluation)
+ *   switchboard-in-process    the same on node-llama-cpp's embedding context (one input per
+ *                             evaluation; 1 thread, its best on this kind of machine)
  * Every request uses strings no earlier request used, so nothing is answered from a cache.
  */
 import { mkdtempSync } from "node:fs";
@@ -156,7 +157,9 @@ function switchboardOn(engine: "llama-server" | "in-process"): Target {
             engine,
             context_size: CONTEXT,
             parallel: SLOTS,
-            threads: THREADS,
+            // In-process node-llama-cpp is fastest with one thread (README, Engines); llama-server
+            // keeps a persistent pool and gets the threads asked for.
+            threads: engine === "in-process" ? 1 : THREADS,
             gpu_layers: "auto",
             max_queue: 1000,
           },
