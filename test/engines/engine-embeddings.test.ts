@@ -108,6 +108,8 @@ describe("embedding mode on llama-server", () => {
     );
     const at = (flag: string) => args[args.indexOf(flag) + 1];
     expect(args).toContain("--embeddings");
+    // Without it, batched inputs of different lengths came back with wrong mean-pooled vectors.
+    expect(args).toContain("--kv-unified");
     expect(at("--pooling")).toBe("cls");
     expect(at("--ubatch-size")).toBe("1024");
     expect(Number(at("--batch-size"))).toBeGreaterThanOrEqual(1024);

@@ -49,7 +49,11 @@ export function llamaServerArgs(settings: LlamaServerSettings, port: number): st
   if (settings.embedding) {
     // A non-causal model (BERT) must see a whole input in one micro-batch.
     const ubatch = Math.max(512, settings.contextSize);
+    // --kv-unified: with llama-server's default per-slot KV streams, mean pooling over inputs of
+    // different lengths evaluated in one batch gave vectors off by up to 0.12 in cosine from the
+    // same inputs embedded alone (this llama.cpp revision, 4 slots); one unified cache does not.
     args.push(
+      "--kv-unified",
       "--embeddings",
       "--pooling",
       settings.embedding.pooling,
