@@ -3,7 +3,7 @@
  * against llama.cpp's llama-server driven directly on its own /embedding endpoint, with the same
  * random-weight embedding model, slots, threads and batch; and the single-short-input latency.
  *
- *   npm run bench:embeddings [-- --model embed-small --inputs 256 --slots 8 --threads 2 --reps 3]
+ *   npm run bench:embeddings [-- --model embed-small --inputs 256 --slots 8 --threads 1 --reps 3]
  *
  * Targets, each opened alone, warmed up, measured and closed:
  *   llama-server-direct       the binary and flags Switchboard's llama-server engine uses,
@@ -37,7 +37,9 @@ const { values } = parseArgs({
     model: { type: "string", default: "embed-small" },
     inputs: { type: "string", default: "256" },
     slots: { type: "string", default: "8" },
-    threads: { type: "string", default: "2" },
+    // 1: on the shared 2-core machine, 2 threads made llama-server 3.5x slower here (its spinning
+    // workers against the neighbours); pass --threads 2 on a quiet machine.
+    threads: { type: "string", default: "1" },
     reps: { type: "string", default: "3" },
     singles: { type: "string", default: "40" },
     only: { type: "string" },
