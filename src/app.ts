@@ -10,6 +10,7 @@ import type { AdminService } from "./admin/admin-service.js";
 import { adminRoutes } from "./api/admin/routes.js";
 import { chatRoutes } from "./api/chat/routes.js";
 import { completionRoutes } from "./api/completions/routes.js";
+import { embeddingRoutes } from "./api/embeddings/routes.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
 import { tokenizeRoutes } from "./api/tokenize/routes.js";
@@ -214,6 +215,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   // What every generating route takes: the service, ids, the clock, shutdown and the n cap.
   const generating = { generation, ids, now: deps.now ?? Date.now, shutdown, maxN: config.max_n };
   void fastify.register(completionRoutes, generating);
+  void fastify.register(embeddingRoutes, { generation, shutdown });
   void fastify.register(tokenizeRoutes, { generation });
   void fastify.register(chatRoutes, generating);
   if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });

@@ -138,12 +138,15 @@ ${CONFIG_OPTIONS}
 
 const MAKE_MODEL = `Usage: switchboard make-model --out FILE.gguf [options]
 
-Writes a random-weight GGUF model of the llama architecture (byte-level tokenizer, ChatML
-template). It produces gibberish: it is for tests and benchmarks.
+Writes a random-weight GGUF model of the llama architecture (byte-level tokenizer; ChatML
+template for chat presets, mean pooling for embedding presets). It produces gibberish: it is
+for tests and benchmarks.
 
 Options:
       --out FILE.gguf               where to write it (required)
-      --preset tiny|smollm2-135m    tiny (~300 KB, what the tests use; default) or SmolLM2-135M's shape
+      --preset NAME                 chat: tiny (~300 KB, what the tests use; default) or
+                                    smollm2-135m (SmolLM2-135M's shape); embeddings: embed-tiny
+                                    or embed-small (bge-small's shape)
       --weights f16|q8_0            weight type (default f16)
       --seed N                      random seed (default 1)
       --chat-template FILE.jinja    the chat template the file carries (default ChatML)

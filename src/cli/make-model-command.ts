@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { type ModelPreset, makeModel, type WeightType } from "../models/make-model.js";
+import { MODEL_PRESET_NAMES, type ModelPreset, makeModel, type WeightType } from "../models/make-model.js";
 import { UsageError } from "./usage-error.js";
 
 /** `switchboard make-model`: a random-weight GGUF file for tests and benchmarks. */
@@ -17,8 +17,8 @@ export async function makeModelCommand(args: string[]): Promise<number> {
     strict: true,
   });
   const preset = values.preset as ModelPreset;
-  if (preset !== "tiny" && preset !== "smollm2-135m")
-    throw new UsageError("--preset must be tiny or smollm2-135m");
+  if (!MODEL_PRESET_NAMES.includes(preset))
+    throw new UsageError(`--preset must be one of ${MODEL_PRESET_NAMES.join(", ")}`);
   const weightType = values.weights as WeightType;
   if (weightType !== "f16" && weightType !== "q8_0") throw new UsageError("--weights must be f16 or q8_0");
   if (!values.out) throw new UsageError("--out FILE.gguf is required");

@@ -1,7 +1,7 @@
 import { existsSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { readGgufFacts } from "../backends/local/engines/gguf-facts.js";
-import { DEMO_MODEL_ID, demoModelPath } from "../composition/build-registry.js";
+import { DEMO_MODEL_ID, demoModelConfigs } from "../composition/build-registry.js";
 import type { Config, LocalModelConfig } from "../config/schema.js";
 import { findLlamaServer } from "../engine-build/find-llama-server.js";
 import { hfCachePath, parseModelSource } from "../models/model-source.js";
@@ -41,14 +41,12 @@ async function listModels(config: Config, out: Print): Promise<void> {
     out("No models configured, and demo_model is off: serve would serve no model.");
     return;
   }
-  const models = demo ? [demoModel(config)] : config.models;
+  const models = demo ? demoModelConfigs(config) : config.models;
   const auto = await autoEngine(config);
   for (const model of models) {
     out("");
     const aliases = model.aliases.length ? ` (aliases: ${model.aliases.join(", ")})` : "";
-    out(
-      `${model.id}${aliases}${demo ? " — the built-in demo model: random weights, it produces gibberish" : ""}`,
-    );
+    out(`${model.id}${aliases}${demo ? demoNote(model) : ""}`);
     if (!demo) out(`  source   ${model.source}`);
     const weights = weightsState(model, config, demo);
     out(`  file     ${weights.path ?? "-"}  [${weights.state}]`);
@@ -60,17 +58,10 @@ async function listModels(config: Config, out: Print): Promise<void> {
   }
 }
 
-function demoModel(config: Config): LocalModelConfig {
-  return {
-    id: DEMO_MODEL_ID,
-    aliases: [],
-    source: demoModelPath(config),
-    parallel: 4,
-    gpu_layers: 0,
-    load: "start",
-    max_queue: 64,
-    owned_by: "switchboard",
-  };
+function demoNote(model: LocalModelConfig): string {
+  return model.id === DEMO_MODEL_ID
+    ? " — the built-in demo model: random weights, it produces gibberish"
+    : " — the built-in demo embedding model: random weights, its vectors mean nothing";
 }
 
 interface WeightsState {

@@ -11,6 +11,8 @@ import { resolveModelFile } from "../models/resolve-model-file.js";
 import { ModelRegistry } from "../router/model-registry.js";
 
 export const DEMO_MODEL_ID = "switchboard-demo";
+/** The demo's embedding model, served beside it. */
+export const DEMO_EMBED_MODEL_ID = "switchboard-demo-embed";
 
 /** Deployments for every configured model (or the demo model when none is configured). */
 export async function buildRegistry(config: Config, logger: Logger, now = Date.now): Promise<ModelRegistry> {
@@ -26,7 +28,14 @@ export async function buildRegistry(config: Config, logger: Logger, now = Date.n
       ownedBy: model.owned_by,
       created,
       systemFingerprint: fingerprint(model, name),
-      backend: new LocalBackend(engine, { chatTemplate: model.chat_template, modelId: model.id }),
+      backend: new LocalBackend(engine, {
+        chatTemplate: model.chat_template,
+        modelId: model.id,
+        embedding:
+          model.kind === "embedding"
+            ? { normalize: model.normalize, matryoshka: model.matryoshka }
+            : undefined,
+      }),
       loadAtStart: model.load === "start",
       pricing: model.pricing && {
         inputPerMillionUsd: model.pricing.input_per_million_usd,
@@ -60,9 +69,9 @@ function fingerprint(model: LocalModelConfig, engine: string): string {
   return `fp_${hash.slice(0, 10)}`;
 }
 
-/** Where the demo model is generated (once) in the data dir. */
-export function demoModelPath(config: Pick<Config, "data_dir">): string {
-  return join(resolve(config.data_dir, "models"), `${DEMO_MODEL_ID}.gguf`);
+/** Where a demo model is generated (once) in the data dir. */
+export function demoModelPath(config: Pick<Config, "data_dir">, id = DEMO_MODEL_ID): string {
+  return join(resolve(config.data_dir, "models"), `${id}.gguf`);
 }
 
 /**
@@ -70,32 +79,56 @@ export function demoModelPath(config: Pick<Config, "data_dir">): string {
  * `allowed_models` may name. The demo model when none is configured.
  */
 export function servedModelNames(config: Pick<Config, "models" | "demo_model">): string[] {
-  if (config.models.length === 0) return config.demo_model ? [DEMO_MODEL_ID] : [];
+  if (config.models.length === 0) return config.demo_model ? [DEMO_MODEL_ID, DEMO_EMBED_MODEL_ID] : [];
   return config.models.flatMap((m) => [m.id, ...m.aliases]);
 }
 
 async function demoModels(config: Config, logger: Logger): Promise<LocalModelConfig[]> {
   if (!config.demo_model) return [];
   const path = demoModelPath(config);
-  if (!existsSync(path)) {
-    await mkdir(dirname(path), { recursive: true });
-    await makeModel({ preset: "tiny", out: path, seed: 1 });
+  const embedPath = demoModelPath(config, DEMO_EMBED_MODEL_ID);
+  for (const [file, preset] of [
+    [path, "tiny"],
+    [embedPath, "embed-tiny"],
+  ] as const) {
+    if (existsSync(file)) continue;
+    await mkdir(dirname(file), { recursive: true });
+    await makeModel({ preset, out: file, seed: 1 });
   }
   logger.warn(
-    { model: DEMO_MODEL_ID, path },
-    "No model is configured, so Switchboard serves the built-in demo model 'switchboard-demo'. Its weights are RANDOM: it produces gibberish. Configure a real model with --model ./path/to/model.gguf or a 'models:' entry in switchboard.yaml (see README).",
+    { model: DEMO_MODEL_ID, embeddingModel: DEMO_EMBED_MODEL_ID, path },
+    `No model is configured, so Switchboard serves the built-in demo models '${DEMO_MODEL_ID}' (chat) and '${DEMO_EMBED_MODEL_ID}' (embeddings). Their weights are RANDOM: they produce gibberish and meaningless vectors. Configure a real model with --model ./path/to/model.gguf or a 'models:' entry in switchboard.yaml (see README).`,
   );
+  return demoModelConfigs(config);
+}
+
+/** The demo models' entries (their files are generated in the data dir when first served). */
+export function demoModelConfigs(config: Pick<Config, "data_dir">): LocalModelConfig[] {
+  const demo = {
+    parallel: 4,
+    threads: 1,
+    gpu_layers: 0,
+    load: "start",
+    max_queue: 64,
+    owned_by: "switchboard",
+    normalize: true,
+  } as const;
   return [
     {
-      id: DEMO_MODEL_ID,
+      ...demo,
       aliases: [],
-      source: path,
-      parallel: 4,
-      threads: 1,
-      gpu_layers: 0,
-      load: "start",
-      max_queue: 64,
-      owned_by: "switchboard",
+      id: DEMO_MODEL_ID,
+      source: demoModelPath(config),
+      kind: "chat",
+      matryoshka: false,
+    },
+    {
+      ...demo,
+      aliases: [],
+      id: DEMO_EMBED_MODEL_ID,
+      source: demoModelPath(config, DEMO_EMBED_MODEL_ID),
+      kind: "embedding",
+      matryoshka: true,
     },
   ];
 }

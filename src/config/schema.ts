@@ -17,9 +17,29 @@ export type LocalEngineName = (typeof LOCAL_ENGINES)[number];
 
 const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
 
+/** What a model serves: chat and text completions, or embeddings. */
+export const MODEL_KINDS = ["chat", "embedding"] as const;
+
 export const localModelSchema = z
   .object({
     id: modelId,
+    /**
+     * `chat` (default): chat and text completions. `embedding`: /v1/embeddings only (llama-server
+     * runs it with --embeddings; in-process and the runner use an embedding context).
+     */
+    kind: z.enum(MODEL_KINDS).default("chat"),
+    /**
+     * Embedding models: how token states are pooled into one vector; default: the GGUF's own
+     * (`<arch>.pooling_type`), else the last token. Only llama-server can pool other than the GGUF says.
+     */
+    pooling: z.enum(["mean", "cls", "last"]).optional(),
+    /** Embedding models: scale every vector to unit length (L2), as OpenAI's are. */
+    normalize: z.boolean().default(true),
+    /**
+     * Embedding models trained so that a prefix of the vector is an embedding too (Matryoshka):
+     * requests may then ask for fewer `dimensions` (truncated, then renormalised).
+     */
+    matryoshka: z.boolean().default(false),
     aliases: z.array(modelId).default([]),
     /** A path to a .gguf file, or hf:owner/repo/file.gguf[@revision] (downloaded into the data dir). */
     source: z.string().min(1),
@@ -81,7 +101,15 @@ export const localModelSchema = z
       .strict()
       .optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((model, ctx) => {
+    if (model.kind === "embedding") return;
+    for (const key of ["pooling", "matryoshka"] as const) {
+      if (model[key] !== undefined && model[key] !== false) {
+        ctx.addIssue({ code: "custom", path: [key], message: `${key} applies to models of kind: embedding` });
+      }
+    }
+  });
 
 export const configSchema = z
   .object({

@@ -126,16 +126,38 @@ export interface UsageCounts {
   reasoningTokens?: number;
 }
 
+/**
+ * What to embed: texts (tokenized by the model, its start/end tokens added as its tokenizer wants)
+ * or token ids (taken as they are, the same start/end tokens added where missing). One vector per
+ * item, in order.
+ */
 export type EmbeddingInput = { kind: "text"; texts: string[] } | { kind: "tokens"; tokens: number[][] };
 
 export interface EmbeddingRequest {
+  /** The public model id the caller asked for (after alias resolution). */
   model: string;
   input: EmbeddingInput;
-  /** Truncate (and renormalise) to this many dimensions, where the model allows it. */
+  /**
+   * Keep the first this-many dimensions (renormalised when the model normalises), where the model
+   * allows it; undefined = the model's full size.
+   */
   dimensions?: number;
+  /**
+   * The wire name of each item, for errors that point at one ("input[3]"); the default names
+   * them `input[i]` (`input` for a single item).
+   */
+  paramOf?: (index: number) => string;
+}
+
+/** An embedding request a backend has checked and measured (limits reserve from the estimate). */
+export interface PreparedEmbedding {
+  readonly request: EmbeddingRequest;
+  /** promptTokens: the input tokens; no completion (maxTokensPerChoice 0). */
+  readonly estimate: CostEstimate;
 }
 
 export interface EmbeddingResult {
+  /** One per input item, in input order. */
   vectors: Float32Array[];
   promptTokens: number;
 }
@@ -172,8 +194,12 @@ export interface ModelBackend {
    * the first part so the edge can still answer with a JSON error.
    */
   generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterable<GenerationPart>;
-  /** Embeddings, for backends whose capabilities say so. */
-  embed?(req: EmbeddingRequest, signal: AbortSignal): Promise<EmbeddingResult>;
+  /**
+   * Embeddings, for backends whose capabilities say so: prepareEmbedding() validates and counts
+   * the input (400s naming the item are thrown there), embed() computes every vector.
+   */
+  prepareEmbedding?(req: EmbeddingRequest): Promise<PreparedEmbedding>;
+  embed?(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult>;
   /**
    * The model's own tokenizer (local models). `special`: parse special-token text (as a template
    * would); otherwise the text is plain data.

@@ -1,7 +1,14 @@
 import { assertMayUseModel } from "../auth/model-access.js";
 import type { Principal } from "../auth/principal.js";
 import { invalidRequest, ServiceError, serviceUnavailable, statusOf } from "../core/errors.js";
-import type { GenerationPart, GenerationRequest, ModelBackend, UsageCounts } from "../core/generation.js";
+import type {
+  EmbeddingRequest,
+  EmbeddingResult,
+  GenerationPart,
+  GenerationRequest,
+  ModelBackend,
+  UsageCounts,
+} from "../core/generation.js";
 import type { Deployment, ModelRegistry } from "../router/model-registry.js";
 import type { Metering } from "../usage/metering.js";
 import { assertSupported } from "./support.js";
@@ -37,6 +44,27 @@ export interface GenerationCall {
   /** performance.now() when the call arrived; time to first token counts from it. */
   startedAt?: number;
   telemetry?: GenerationTelemetry;
+}
+
+/** One embedding request, from whichever caller (an HTTP route, a batch line). */
+export interface EmbeddingCall {
+  principal: Principal;
+  /** The API it came through, for usage records ("embeddings", "batch"). */
+  endpoint: string;
+  /** The model name as the caller sent it (an id or an alias). */
+  model: string;
+  /** Builds the internal request once the deployment is known (its id names the model). */
+  toRequest(deployment: Deployment): EmbeddingRequest;
+  signal: AbortSignal;
+  startedAt?: number;
+  telemetry?: GenerationTelemetry;
+}
+
+/** A finished embedding request: the vectors, and what the caller's client should be told. */
+export interface Embeddings {
+  readonly deployment: Deployment;
+  readonly result: EmbeddingResult;
+  readonly hints: Readonly<Record<string, string>>;
 }
 
 /** A generation admitted and reserved: its parts, and the one way to end it. */
@@ -140,6 +168,52 @@ export class GenerationService {
     };
   }
 
+  /**
+   * An embedding request's whole lifecycle: resolve, check access and that the model embeds,
+   * prepare (validate and count the input), reserve limits, embed, settle and record usage.
+   */
+  async embed(call: EmbeddingCall): Promise<Embeddings> {
+    const deployment = this.deps.registry.resolve(call.model);
+    assertMayUseModel(call.principal, deployment, call.model);
+    const backend = deployment.backend;
+    if (!backend.capabilities.embeddings || !backend.prepareEmbedding || !backend.embed) {
+      const able = this.deps.registry
+        .all()
+        .filter((d) => d.backend.capabilities.embeddings)
+        .map((d) => `'${d.id}'`);
+      const which = able.length > 0 ? ` Models that do: ${able.join(", ")}.` : " No model here does.";
+      throw invalidRequest(`The model '${call.model}' does not create embeddings.${which}`, "model");
+    }
+    const telemetry = call.telemetry ?? {};
+    telemetry.model = deployment.id;
+    const prepared = await backend.prepareEmbedding(call.toRequest(deployment));
+    const metered = await this.deps.metering.start(call.principal, deployment, prepared, call.endpoint);
+    const startedAt = call.startedAt ?? performance.now();
+    let usage: UsageCounts | undefined;
+    let status = 200;
+    try {
+      const result = await backend.embed(prepared, call.signal);
+      if (call.signal.aborted) throw serviceUnavailable("The request was cancelled before it completed.");
+      usage = { promptTokens: result.promptTokens, completionTokens: 0, cachedTokens: 0 };
+      telemetry.promptTokens = usage.promptTokens;
+      telemetry.completionTokens = 0;
+      this.deps.observer?.recordUsage(deployment.id, usage);
+      return { deployment, result, hints: metered.hints };
+    } catch (err) {
+      status = statusFor(err);
+      throw err;
+    } finally {
+      // A caller that went away may have had its input evaluated already: it is charged as counted.
+      // A failure of the engine is not charged.
+      const charged = call.signal.aborted ? prepared.estimate.promptTokens : 0;
+      await metered.finish({
+        status,
+        usage: usage ?? { promptTokens: charged, completionTokens: 0, cachedTokens: 0 },
+        latencyMs: performance.now() - startedAt,
+      });
+    }
+  }
+
   /** The deployment and the internal request, once access and capabilities allow the call. */
   private admit(call: Omit<GenerationCall, "signal">): {
     deployment: Deployment;
@@ -149,8 +223,11 @@ export class GenerationService {
     assertMayUseModel(call.principal, deployment, call.model);
     const backend = deployment.backend;
     if (!backend.capabilities[call.capability]) {
+      const embedOnly = backend.capabilities.embeddings
+        ? " It is an embedding model: use /v1/embeddings."
+        : "";
       throw invalidRequest(
-        `The model '${call.model}' does not support ${CAPABILITY_NAMES[call.capability]}.`,
+        `The model '${call.model}' does not support ${CAPABILITY_NAMES[call.capability]}.${embedOnly}`,
         "model",
       );
     }

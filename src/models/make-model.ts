@@ -1,5 +1,6 @@
 /**
- * Generates small random-weight llama-architecture GGUF models that node-llama-cpp can load.
+ * Generates small random-weight llama-architecture GGUF models that node-llama-cpp can load: chat
+ * models, and embedding models (the same architecture with a pooling type in the header).
  *
  * Nothing can be downloaded here, so tests and benchmarks use these: the weights are noise, but the shapes,
  * tokenizer and chat template are real enough to exercise loading, tokenization, sampling and ChatML
@@ -9,7 +10,13 @@ import { mkdir, rename, rm } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { GgmlType, type GgufTensorSpec, type GgufValue, gguf, writeGguf } from "./gguf-writer.js";
 
-export type ModelPreset = "tiny" | "smollm2-135m";
+export type ModelPreset = "tiny" | "smollm2-135m" | "embed-tiny" | "embed-small";
+
+/** How an embedding model pools its token states into one vector (llama.cpp's `<arch>.pooling_type`). */
+export type EmbeddingPooling = "mean" | "cls" | "last";
+
+/** llama.cpp's llama_pooling_type ids. */
+export const POOLING_TYPE_IDS: Readonly<Record<EmbeddingPooling, number>> = { mean: 1, cls: 2, last: 3 };
 export type WeightType = "f16" | "q8_0";
 
 export interface ModelHyperparams {
@@ -21,6 +28,8 @@ export interface ModelHyperparams {
   headCount: number;
   headCountKv: number;
   vocabSize: number;
+  /** Set for embedding models: written as `llama.pooling_type`, and no chat template. */
+  pooling?: EmbeddingPooling;
 }
 
 export const MODEL_PRESETS: Readonly<Record<ModelPreset, ModelHyperparams>> = {
@@ -44,7 +53,34 @@ export const MODEL_PRESETS: Readonly<Record<ModelPreset, ModelHyperparams>> = {
     headCountKv: 3,
     vocabSize: 49152,
   },
+  // Embedding models: the llama architecture with a pooling type in the header, which llama.cpp
+  // (in-process through node-llama-cpp, and llama-server with --embeddings) loads and embeds with.
+  "embed-tiny": {
+    name: "switchboard-embed-tiny-random",
+    contextLength: 512,
+    embeddingLength: 64,
+    blockCount: 2,
+    feedForwardLength: 128,
+    headCount: 4,
+    headCountKv: 4,
+    vocabSize: 512,
+    pooling: "mean",
+  },
+  // bge-small-en's shape (384 wide, 12 layers, 12 heads, 1536 FFN, 512 tokens, ~30k vocabulary).
+  "embed-small": {
+    name: "switchboard-embed-small-random",
+    contextLength: 512,
+    embeddingLength: 384,
+    blockCount: 12,
+    feedForwardLength: 1536,
+    headCount: 12,
+    headCountKv: 12,
+    vocabSize: 30522,
+    pooling: "mean",
+  },
 };
+
+export const MODEL_PRESET_NAMES = Object.keys(MODEL_PRESETS) as ModelPreset[];
 
 /** Fixed ids of the special tokens every generated vocab starts with. */
 export const SPECIAL_TOKENS = { unk: 0, bos: 1, eos: 2, imStart: 3, imEnd: 4 } as const;
@@ -124,8 +160,9 @@ function buildMetadata(
     "tokenizer.ggml.add_eos_token": gguf.bool(false),
     // Without this SPM would prepend "▁" to every text fragment, so detokenize(tokenize(s)) !== s.
     "tokenizer.ggml.add_space_prefix": gguf.bool(false),
-    "tokenizer.chat_template": gguf.str(chatTemplate),
   };
+  if (hp.pooling) meta["llama.pooling_type"] = gguf.u32(POOLING_TYPE_IDS[hp.pooling]);
+  else meta["tokenizer.chat_template"] = gguf.str(chatTemplate);
   if (weightType === "q8_0") meta["general.quantization_version"] = gguf.u32(2);
   return meta;
 }
@@ -328,7 +365,9 @@ function buildTensors(hp: ModelHyperparams, weightType: WeightType, seed: number
     );
   }
   tensors.push(
-    norm("output_norm.weight", 1),
+    // An embedding model's vector is the final normed state: the constant bias channel would make
+    // every input look alike there, so it is zeroed.
+    norm("output_norm.weight", hp.pooling ? 0 : 1),
     matrix("output.weight", [n, hp.vocabSize], (rand, row, col) => {
       if (col !== 0) return noise(rand, row, col);
       return isSuppressedToken(row) ? -SUPPRESS_WEIGHT : 0;

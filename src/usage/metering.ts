@@ -1,5 +1,5 @@
 import type { Principal } from "../auth/principal.js";
-import type { PreparedGeneration, UsageCounts } from "../core/generation.js";
+import type { CostEstimate, UsageCounts } from "../core/generation.js";
 import { randomId } from "../core/ids.js";
 import { costUsd, type ModelPricing } from "../core/pricing.js";
 import type { LimitEnforcer, Reservation } from "../limits/limit-enforcer.js";
@@ -13,7 +13,7 @@ export interface Metered {
 }
 
 /**
- * Limits and usage for generation requests: reserves the prepared request's worst-case tokens
+ * Limits and usage for generation and embedding requests: reserves the prepared request's worst-case tokens
  * against the caller's limits, and afterwards settles with what was really used and records it.
  */
 export class Metering {
@@ -26,7 +26,8 @@ export class Metering {
   async start(
     principal: Principal,
     deployment: { id: string; pricing?: ModelPricing },
-    prepared: PreparedGeneration,
+    /** A prepared generation or embedding: what it may cost, and the model it was asked of. */
+    prepared: { readonly estimate: CostEstimate; readonly request: { readonly model: string } },
     endpoint: string,
   ): Promise<Metered> {
     const { promptTokens, maxTokensPerChoice, choices } = prepared.estimate;

@@ -66,4 +66,18 @@ describe("the README quick start", () => {
     const answered = server?.logs.find((l) => l.msg === "request" && l.route === "/v1/chat/completions");
     expect(answered).toMatchObject({ status: 200, model: "switchboard-demo", stream: true });
   });
+
+  it("answers embeddings too, from the demo embedding model served beside the chat one", async () => {
+    const response = await fetch(`${server?.url}/v1/embeddings`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "switchboard-demo-embed", input: ["hello", "world"] }),
+    });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { data: { index: number; embedding: number[] }[] };
+    expect(body.data.map((d) => d.index)).toEqual([0, 1]);
+    expect(body.data[0]?.embedding.length).toBeGreaterThan(0);
+    const models = (await (await fetch(`${server?.url}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(models.data.map((m) => m.id)).toEqual(["switchboard-demo", "switchboard-demo-embed"]);
+  });
 });

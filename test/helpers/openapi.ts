@@ -24,6 +24,7 @@ export type SpecSchemaName =
   | "CreateChatCompletionResponse"
   | "CreateChatCompletionStreamResponse"
   | "CreateCompletionResponse"
+  | "CreateEmbeddingResponse"
   | "ErrorResponse";
 
 const SPEC_ID = "spec";

@@ -63,8 +63,8 @@ export async function startTestServer(
   options: {
     config?: Record<string, unknown>;
     model?: Record<string, unknown>;
-    /** Entries of their own (`source` may name another file); loaded on first use. */
-    extraModels?: ({ id: string } & Record<string, unknown>)[];
+    /** More model entries; any field may be set (an embedding model names its own `source`). */
+    extraModels?: ({ id: string; aliases?: string[] } & Record<string, unknown>)[];
   } = {},
 ): Promise<TestServer> {
   const config: Config = validateConfig({

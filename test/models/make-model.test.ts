@@ -4,7 +4,14 @@ import { join } from "node:path";
 import { getLlama, type Llama, type LlamaContext, type LlamaModel, type Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeValues, f16ToF32, f32ToF16, GgmlType } from "../../src/models/gguf-writer.js";
-import { buildVocab, CHATML_TEMPLATE, makeModel, SPECIAL_TOKENS } from "../../src/models/make-model.js";
+import {
+  buildVocab,
+  CHATML_TEMPLATE,
+  MODEL_PRESETS,
+  makeModel,
+  POOLING_TYPE_IDS,
+  SPECIAL_TOKENS,
+} from "../../src/models/make-model.js";
 
 describe("gguf-writer encoding", () => {
   it("converts float32 to float16 with round-to-nearest-even", () => {
@@ -149,5 +156,53 @@ describe("makeModel (tiny)", () => {
     } finally {
       await q8Model.dispose();
     }
+  });
+});
+
+describe("makeModel (embedding presets)", () => {
+  let dir: string;
+  let llama: Llama;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "switchboard-make-embed-"));
+    llama = await getLlama({ build: "never", gpu: false });
+  });
+
+  afterAll(async () => {
+    await llama?.dispose();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("writes a mean-pooling model without a chat template that node-llama-cpp embeds with", async () => {
+    const made = await makeModel({ preset: "embed-tiny", out: join(dir, "embed.gguf"), seed: 3 });
+    const model = await llama.loadModel({ modelPath: made.path });
+    try {
+      const arch = model.fileInfo.architectureMetadata as { pooling_type?: number };
+      expect(arch.pooling_type).toBe(POOLING_TYPE_IDS.mean);
+      expect(model.fileInfo.metadata.tokenizer.chat_template).toBeUndefined();
+      const context = await model.createEmbeddingContext({ contextSize: 512, threads: 1 });
+      const a = await context.getEmbeddingFor("hello world");
+      const b = await context.getEmbeddingFor("something else entirely");
+      const again = await context.getEmbeddingFor("hello world");
+      expect(a.vector).toHaveLength(MODEL_PRESETS["embed-tiny"].embeddingLength);
+      expect(again.vector).toEqual(a.vector);
+      expect(a.vector.every(Number.isFinite)).toBe(true);
+      // Random weights, but distinct inputs still give distinct directions.
+      expect(a.calculateCosineSimilarity(b)).toBeLessThan(0.95);
+      await context.dispose();
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it("has an embed-small preset in bge-small's shape", () => {
+    expect(MODEL_PRESETS["embed-small"]).toMatchObject({
+      embeddingLength: 384,
+      blockCount: 12,
+      headCount: 12,
+      feedForwardLength: 1536,
+      contextLength: 512,
+      pooling: "mean",
+    });
   });
 });

@@ -61,6 +61,7 @@ describe("config defaults", () => {
     const config = validateConfig({ models: [{ id: "tiny", source: "./tiny.gguf" }] });
     expect(config.models[0]).toEqual({
       id: "tiny",
+      kind: "chat",
       source: "./tiny.gguf",
       aliases: [],
       parallel: 4,
@@ -68,7 +69,24 @@ describe("config defaults", () => {
       load: "start",
       max_queue: 64,
       owned_by: "switchboard",
+      normalize: true,
+      matryoshka: false,
     });
+  });
+
+  it("takes embedding models' settings, and refuses them on a chat model naming the field", () => {
+    const config = validateConfig({
+      models: [{ id: "embed", source: "./e.gguf", kind: "embedding", pooling: "cls", matryoshka: true }],
+    });
+    expect(config.models[0]).toMatchObject({
+      kind: "embedding",
+      pooling: "cls",
+      normalize: true,
+      matryoshka: true,
+    });
+    expect(() => validateConfig({ models: [{ id: "chat", source: "./c.gguf", pooling: "mean" }] })).toThrow(
+      /models\.0\.pooling|models\[0\]\.pooling/,
+    );
   });
 
   it("an empty or missing optional file means defaults", () => {

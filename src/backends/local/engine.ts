@@ -23,6 +23,12 @@ export interface LocalEngine {
    * the bounded queue is full). Ends on an end-of-generation token, maxTokens or abort.
    */
   generate(req: TokenGeneration, signal: AbortSignal): AsyncIterable<EngineEvent>;
+  /**
+   * Embedding models (loaded in embedding mode): one pooled, unnormalised vector per input, in
+   * order. The inputs are taken as they are (the backend adds start/end tokens) and each fits the
+   * context. Waits for a slot like generate(); throws for a model not loaded to embed.
+   */
+  embed(inputs: readonly (readonly number[])[], signal: AbortSignal): Promise<Float32Array[]>;
   /** Whether generate() takes a grammar; an engine without refuses one rather than ignore it. */
   readonly grammars: boolean;
   stats(): EngineStats;
@@ -47,6 +53,30 @@ export interface ModelMetadata {
   longestTokenBytes: number;
   embeddingSize: number;
   slots: number;
+  eosTokenId?: number;
+  /** Whether the tokenizer wants an end token after an input (embedding inputs get one then). */
+  addEosToken?: boolean;
+  /** Embedding mode: how the engine pools token states into one vector; undefined = not an embedding engine. */
+  pooling?: EnginePooling;
+}
+
+/** Pooling as llama.cpp names it; `none` yields the last token's state. */
+export type EnginePooling = "none" | "mean" | "cls" | "last" | "rank";
+
+/** llama.cpp's llama_pooling_type ids (the GGUF's `<arch>.pooling_type`). */
+export function poolingFromId(id: unknown): EnginePooling | undefined {
+  const names: Record<number, EnginePooling> = { 0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank" };
+  return typeof id === "number" ? names[id] : undefined;
+}
+
+/** Loading a model to embed: the pooling the operator asked for (default: the GGUF's). */
+export interface EmbeddingMode {
+  pooling?: "mean" | "cls" | "last";
+}
+
+/** An engine asked to embed with a model it did not load in embedding mode. */
+export function notAnEmbeddingEngine(): ServiceError {
+  return invalidRequest("This model was not loaded to create embeddings.", "model");
 }
 
 export interface TokenGeneration {

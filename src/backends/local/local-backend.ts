@@ -5,9 +5,12 @@ import type {
   BackendStats,
   ChatMessage,
   CostEstimate,
+  EmbeddingRequest,
+  EmbeddingResult,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
+  PreparedEmbedding,
   PreparedGeneration,
   PromptInput,
   SamplingParams,
@@ -19,6 +22,7 @@ import type { ToolDefinition } from "../../core/messages.js";
 import { ChatTemplate, type PromptSegment } from "./chat-template.js";
 import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
 import { engineReportOf, engineServing } from "./engines/engine-status.js";
+import { type EmbeddingSettings, LocalEmbedder } from "./local-embeddings.js";
 import { StopMatcher } from "./stop-matcher.js";
 import {
   assertCallable,
@@ -63,6 +67,8 @@ export interface LocalBackendOptions {
   chatTemplate?: string;
   /** The public model id, for messages. */
   modelId?: string;
+  /** An embedding model (its engine loaded in embedding mode): it embeds and does not generate. */
+  embedding?: EmbeddingSettings;
 }
 
 /**
@@ -73,23 +79,27 @@ export class LocalBackend implements ModelBackend {
   readonly capabilities: BackendCapabilities;
   private template: ChatTemplate | undefined;
   private syntax: ToolSyntax | undefined;
+  private readonly embedder: LocalEmbedder | undefined;
 
   constructor(
     readonly engine: LocalEngine,
     private readonly options: LocalBackendOptions = {},
   ) {
+    const generates = options.embedding === undefined;
     // Tools and structured outputs are held by a grammar, so they need an engine that applies one.
     this.capabilities = {
-      chat: true,
-      completions: true,
-      embeddings: false,
-      tools: engine.grammars,
-      structuredOutputs: engine.grammars,
+      chat: generates,
+      completions: generates,
+      embeddings: !generates,
+      tools: generates && engine.grammars,
+      structuredOutputs: generates && engine.grammars,
       vision: false,
       audioInput: false,
       fileInput: false,
-      logprobs: true,
+      logprobs: generates,
     };
+    this.embedder =
+      options.embedding && new LocalEmbedder(engine, options.embedding, options.modelId ?? "model");
   }
 
   async ready(): Promise<void> {
@@ -143,6 +153,20 @@ export class LocalBackend implements ModelBackend {
       // The cause (a path, a loader message) goes to the log, not to the client.
       throw serviceUnavailable(`The model '${model}' could not be loaded.`, err);
     }
+  }
+
+  async prepareEmbedding(req: EmbeddingRequest): Promise<PreparedEmbedding> {
+    await this.ensureLoaded(req.model);
+    return this.embedderOf(req.model).prepare(req);
+  }
+
+  embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
+    return this.embedderOf(prepared.request.model).embed(prepared, signal);
+  }
+
+  private embedderOf(model: string): LocalEmbedder {
+    if (!this.embedder) throw invalidRequest(`The model '${model}' does not create embeddings.`, "model");
+    return this.embedder;
   }
 
   async prepare(req: GenerationRequest): Promise<PreparedGeneration> {

@@ -45,7 +45,11 @@ export class LocalEngineFactory {
     const logger = this.logger.child({ model: model.id });
     const wanted = model.engine ?? "auto";
     const { engines } = this.config;
-    const shared = { contextSizeCap: engines.default_context_cap, gpu: engines.gpu };
+    const shared = {
+      contextSizeCap: engines.default_context_cap,
+      gpu: engines.gpu,
+      embedding: model.kind === "embedding" ? { pooling: model.pooling } : undefined,
+    };
     const supervisor = {
       backoffMs: engines.restart_backoff_ms,
       maxBackoffMs: engines.restart_backoff_max_ms,

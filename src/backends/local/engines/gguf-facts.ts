@@ -1,4 +1,5 @@
 import { readGgufFileInfo } from "node-llama-cpp";
+import { type EnginePooling, poolingFromId } from "../engine.js";
 
 /** What an engine process needs to know about a model before it starts one. */
 export interface GgufFacts {
@@ -9,6 +10,8 @@ export interface GgufFacts {
   longestTokenBytes: number;
   /** The model's own chat template, if it carries one. */
   chatTemplate: string | undefined;
+  /** `<arch>.pooling_type`, for embedding models that declare one. */
+  pooling: EnginePooling | undefined;
 }
 
 /**
@@ -21,7 +24,11 @@ export async function readGgufFacts(path: string): Promise<GgufFacts> {
     sourceType: "filesystem",
     logWarnings: false,
   });
-  const arch = info.architectureMetadata as { context_length?: number; embedding_length?: number };
+  const arch = info.architectureMetadata as {
+    context_length?: number;
+    embedding_length?: number;
+    pooling_type?: number;
+  };
   const tokenizer = info.metadata.tokenizer as
     | { chat_template?: unknown; ggml?: { tokens?: readonly unknown[] } }
     | undefined;
@@ -31,6 +38,7 @@ export async function readGgufFacts(path: string): Promise<GgufFacts> {
     vocabSize: tokenizer?.ggml?.tokens?.length ?? 0,
     longestTokenBytes: longestTokenBytes(tokenizer?.ggml?.tokens),
     chatTemplate: typeof tokenizer?.chat_template === "string" ? tokenizer.chat_template : undefined,
+    pooling: poolingFromId(arch.pooling_type),
   };
 }
 

@@ -1,12 +1,14 @@
 import type { Logger } from "pino";
 import { ServiceError, serviceUnavailable } from "../../../core/errors.js";
 import {
+  type EmbeddingMode,
   type EngineEvent,
   type EngineGrammar,
   type EngineStats,
   grammarUnsupported,
   type LocalEngine,
   type ModelMetadata,
+  notAnEmbeddingEngine,
   type TokenGeneration,
 } from "../engine.js";
 import { SlotScheduler } from "../slot-scheduler.js";
@@ -49,6 +51,8 @@ export interface SupervisedEngineOptions {
   localTokenizer?: boolean;
   /** Restart backoff (engines.restart_backoff_ms, restart_backoff_max_ms); tests override the rest. */
   supervisor: SupervisorTimings;
+  /** Load the model to embed (llama-server: --embeddings; the runner: an embedding context). */
+  embedding?: EmbeddingMode;
 }
 
 /** One generation on a slot, as a transport runs it in the engine process. */
@@ -122,6 +126,13 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
     signal: AbortSignal,
   ): AsyncIterable<EngineEvent>;
 
+  /** Embeds the inputs in `process` (the model was loaded in embedding mode): raw pooled vectors, in order. */
+  protected abstract embedInProcess(
+    process: EngineProcess,
+    inputs: readonly (readonly number[])[],
+    signal: AbortSignal,
+  ): Promise<Float32Array[]>;
+
   /** Tokenizing by the engine process: when the vocabulary could not be loaded here. */
   protected abstract tokenizeInEngine(
     text: string,
@@ -175,7 +186,25 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
   /** Whether the engine process applies grammars (llama-server and the runner both do). */
   abstract readonly grammars: boolean;
 
+  /** One slot per request, whatever its number of inputs: the queue and its 429s are generate()'s. */
+  async embed(inputs: readonly (readonly number[])[], signal: AbortSignal): Promise<Float32Array[]> {
+    if (!this.options.embedding) throw notAnEmbeddingEngine();
+    const lease = await this.scheduler.acquire(signal);
+    let processLease: ProcessLease | undefined;
+    try {
+      processLease = await this.supervisor.acquire(signal);
+      return await this.embedInProcess(processLease.process, inputs, signal);
+    } catch (err) {
+      if (signal.aborted) throw serviceUnavailable("The request was cancelled before it completed.");
+      throw this.failure(err, false);
+    } finally {
+      processLease?.release();
+      lease.release();
+    }
+  }
+
   async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
+    if (this.options.embedding) throw notAnEmbeddingEngine();
     if (req.grammar) await this.checkGrammar(req.grammar);
     const prompt = req.promptTokens;
     const lease = await this.scheduler.acquire(signal, (free) => this.slotCaches.pick(prompt, free));

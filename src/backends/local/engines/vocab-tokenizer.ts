@@ -44,6 +44,11 @@ export class VocabTokenizer {
     return { id: this.model.tokens.bos ?? undefined, prepend: this.model.tokens.shouldPrependBosToken };
   }
 
+  /** The end token and whether the tokenizer wants it after an input (embedding models such as BERT's). */
+  eos(): { id: number | undefined; append: boolean } {
+    return { id: this.model.tokens.eos ?? undefined, append: this.model.tokens.shouldAppendEosToken };
+  }
+
   dispose(): Promise<void> {
     return this.model.dispose();
   }

@@ -2,6 +2,7 @@ import {
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
+  type LlamaEmbeddingContext,
   type LlamaGrammar,
   LlamaGrammarEvaluationState,
   type LlamaModel,
@@ -12,14 +13,18 @@ import {
 import type { Logger } from "pino";
 import type { SamplingParams } from "../../../../core/generation.js";
 import { readAhead } from "../../../../core/read-ahead.js";
-import type {
-  EngineEvent,
-  EngineGrammar,
-  EngineStats,
-  LocalEngine,
-  ModelMetadata,
-  TokenCandidate,
-  TokenGeneration,
+import {
+  type EmbeddingMode,
+  type EngineEvent,
+  type EngineGrammar,
+  type EnginePooling,
+  type EngineStats,
+  type LocalEngine,
+  type ModelMetadata,
+  notAnEmbeddingEngine,
+  poolingFromId,
+  type TokenCandidate,
+  type TokenGeneration,
 } from "../../engine.js";
 import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
@@ -45,6 +50,8 @@ export interface InProcessEngineOptions {
   gpuLayers: "auto" | "max" | number;
   maxQueue: number;
   logger: Logger;
+  /** Load the model to embed (an embedding context instead of generation sequences). */
+  embedding?: EmbeddingMode;
 }
 
 /** Tokens of already-emitted text kept as context so the next piece decodes with the right spacing. */
@@ -62,6 +69,7 @@ export class InProcessEngine implements LocalEngine {
   private model: LlamaModel | undefined;
   private context: LlamaContext | undefined;
   private sequences: LlamaContextSequence[] = [];
+  private embeddingContext: LlamaEmbeddingContext | undefined;
   private readonly modelLoad = new ModelLoad(() => this.loadModel());
   private readonly scheduler: SlotScheduler;
   private readonly pieceCache = new Map<number, string>();
@@ -107,7 +115,36 @@ export class InProcessEngine implements LocalEngine {
   /** llama.cpp's grammar sampler on the native path; the grammar state filters TokenSampler's choice with logprobs. */
   readonly grammars = true;
 
+  async embed(inputs: readonly (readonly number[])[], signal: AbortSignal): Promise<Float32Array[]> {
+    const lease = await this.scheduler.acquire(signal);
+    try {
+      return await this.embedNow(inputs, signal);
+    } finally {
+      lease.release();
+    }
+  }
+
+  /**
+   * embed() without this engine's scheduler (a runner process: admission happens in the server).
+   * node-llama-cpp 3.21's embedding context evaluates one input per call, on one sequence (its
+   * native getEmbedding reads sequence 0's pooled vector only), so the inputs go one after another;
+   * llama-server batches them across its slots instead.
+   */
+  async embedNow(inputs: readonly (readonly number[])[], signal: AbortSignal): Promise<Float32Array[]> {
+    const context = this.embeddingContext;
+    if (!context) throw notAnEmbeddingEngine();
+    const vectors: Float32Array[] = [];
+    for (const input of inputs) {
+      signal.throwIfAborted();
+      // A copy: node-llama-cpp adds missing start/end tokens to the array it is given.
+      const embedding = await context.getEmbeddingFor([...input] as Token[]);
+      vectors.push(Float32Array.from(embedding.vector));
+    }
+    return vectors;
+  }
+
   async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
+    if (this.embeddingContext) throw notAnEmbeddingEngine();
     // A grammar that cannot run is refused before the request waits for a slot.
     if (req.grammar) await this.grammarParser.parse(req.grammar);
     const prompt = req.promptTokens as Token[];
@@ -256,14 +293,17 @@ export class InProcessEngine implements LocalEngine {
   async close(): Promise<void> {
     this.scheduler.rejectAll(new Error("engine closed"));
     const context = this.context;
+    const embeddingContext = this.embeddingContext;
     const model = this.model;
     this.context = undefined;
+    this.embeddingContext = undefined;
     this.model = undefined;
     this.modelLoad.forget();
     this.sequences = [];
     // Start states belong to the model being disposed.
     this.grammarStarts = new WeakMap();
     await context?.dispose();
+    await embeddingContext?.dispose();
     await model?.dispose();
   }
 
@@ -276,6 +316,15 @@ export class InProcessEngine implements LocalEngine {
     try {
       const contextSize =
         this.options.contextSize ?? Math.min(model.trainContextSize, this.options.contextSizeCap);
+      if (this.options.embedding) {
+        const pooling = embeddingPooling(model, this.options.embedding);
+        this.embeddingContext = await model.createEmbeddingContext({
+          contextSize,
+          threads: this.options.threads,
+        });
+        this.model = model;
+        return { ...readMetadata(model, contextSize, this.options.slots), pooling };
+      }
       const context = await model.createContext({
         sequences: this.options.slots,
         contextSize,
@@ -284,7 +333,7 @@ export class InProcessEngine implements LocalEngine {
       this.sequences = Array.from({ length: this.options.slots }, () => context.getSequence());
       this.model = model;
       this.context = context;
-      return readMetadata(model, context, this.options.slots);
+      return readMetadata(model, context.contextSize, this.options.slots);
     } catch (err) {
       await model.dispose();
       throw err;
@@ -396,17 +445,36 @@ class PieceDecoder {
   }
 }
 
-function readMetadata(model: LlamaModel, context: LlamaContext, slots: number): ModelMetadata {
+/**
+ * The pooling an embedding context will use: node-llama-cpp cannot set one, so llama.cpp takes
+ * the GGUF's. With none, the vector is the last token's state, which is what `last` asks for.
+ */
+function embeddingPooling(model: LlamaModel, mode: EmbeddingMode): EnginePooling {
+  const arch = model.fileInfo.architectureMetadata as { pooling_type?: number };
+  const own = poolingFromId(arch.pooling_type) ?? "none";
+  if (own === "rank") throw new Error("this GGUF is a reranker (pooling rank), not an embedding model");
+  // Without pooling of its own the vector is the last token's state.
+  const effective = own === "none" ? "last" : own;
+  const wanted = mode.pooling;
+  if (wanted === undefined || wanted === effective) return effective;
+  throw new Error(
+    `pooling: ${wanted} was configured, but this engine pools as the GGUF file says (${own}); run the model on llama-server to choose the pooling, or leave pooling unset`,
+  );
+}
+
+function readMetadata(model: LlamaModel, contextSize: number, slots: number): ModelMetadata {
   const tokenizer = model.fileInfo.metadata.tokenizer as { chat_template?: unknown } | undefined;
   const template = typeof tokenizer?.chat_template === "string" ? tokenizer.chat_template : undefined;
   return {
-    contextSize: context.contextSize,
+    contextSize,
     trainContextSize: model.trainContextSize,
     chatTemplate: template,
     bosToken: model.tokens.bosString ?? undefined,
     eosToken: model.tokens.eosString ?? undefined,
     bosTokenId: model.tokens.bos ?? undefined,
     addBosToken: model.tokens.shouldPrependBosToken,
+    eosTokenId: model.tokens.eos ?? undefined,
+    addEosToken: model.tokens.shouldAppendEosToken,
     vocabSize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
     longestTokenBytes: longestTokenBytes(model.fileInfo.metadata.tokenizer?.ggml?.tokens),
     embeddingSize: model.embeddingVectorSize,

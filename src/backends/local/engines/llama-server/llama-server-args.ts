@@ -10,6 +10,8 @@ export interface LlamaServerSettings {
   flashAttention?: "auto" | "on" | "off";
   kvCacheType?: string;
   extraArgs?: readonly string[];
+  /** Embedding mode and its pooling (llama-server's --embeddings --pooling). */
+  embedding?: { pooling: "mean" | "cls" | "last" };
 }
 
 /**
@@ -44,6 +46,23 @@ export function llamaServerArgs(settings: LlamaServerSettings, port: number): st
   if (settings.flashAttention) args.push("--flash-attn", settings.flashAttention);
   if (settings.kvCacheType)
     args.push("--cache-type-k", settings.kvCacheType, "--cache-type-v", settings.kvCacheType);
+  if (settings.embedding) {
+    // A non-causal model (BERT) must see a whole input in one micro-batch.
+    const ubatch = Math.max(512, settings.contextSize);
+    // --kv-unified: with llama-server's default per-slot KV streams, mean pooling over inputs of
+    // different lengths evaluated in one batch gave vectors off by up to 0.12 in cosine from the
+    // same inputs embedded alone (this llama.cpp revision, 4 slots); one unified cache does not.
+    args.push(
+      "--kv-unified",
+      "--embeddings",
+      "--pooling",
+      settings.embedding.pooling,
+      "--ubatch-size",
+      String(ubatch),
+      "--batch-size",
+      String(Math.max(2048, ubatch)),
+    );
+  }
   if (settings.extraArgs) for (const arg of settings.extraArgs) args.push(arg);
   return args;
 }

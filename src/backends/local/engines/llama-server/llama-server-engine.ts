@@ -31,6 +31,8 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
   private client: LlamaServerClient | undefined;
   private readonly tokenizeCache = new TokenizeCache(4096);
   private newlineTokens: number[] | undefined;
+  /** Embedding mode: the pooling llama-server is started with. */
+  private embeddingPooling: "mean" | "cls" | "last" | undefined;
 
   constructor(options: LlamaServerEngineOptions) {
     super("llama-server", options);
@@ -60,6 +62,7 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
             flashAttention: this.options.flashAttention,
             kvCacheType: this.options.kvCacheType,
             extraArgs: this.options.extraArgs,
+            embedding: this.embeddingPooling && { pooling: this.embeddingPooling },
           },
           port,
         ),
@@ -83,6 +86,13 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     this.facts = await readGgufFacts(modelPath);
     this.contextSize =
       this.options.contextSize ?? Math.min(this.facts.trainContextSize, this.options.contextSizeCap);
+    if (this.options.embedding) {
+      const own = this.facts.pooling;
+      if (own === "rank") throw new Error("this GGUF is a reranker (pooling rank), not an embedding model");
+      // A model without pooling of its own embeds with its last token's state, as in-process does.
+      this.embeddingPooling =
+        this.options.embedding.pooling ?? (own === undefined || own === "none" ? "last" : own);
+    }
   }
 
   protected async readMetadata(): Promise<ModelMetadata> {
@@ -102,8 +112,11 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     const bosToken = props.bos_token || undefined;
     let bosTokenId: number | undefined;
     let addBosToken: boolean;
+    let eosTokenId: number | undefined;
+    let addEosToken = false;
     if (this.vocab) {
       ({ id: bosTokenId, prepend: addBosToken } = this.vocab.bos());
+      ({ id: eosTokenId, append: addEosToken } = this.vocab.eos());
     } else {
       bosTokenId = bosToken ? await this.singleToken(bosToken) : undefined;
       // Whether llama.cpp itself would put BOS in front: tokenize with special tokens added.
@@ -111,6 +124,8 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
         client.json<{ tokens: number[] }>("POST", "/tokenize", { content: "a", add_special: true }, signal),
       );
       addBosToken = bosTokenId !== undefined && withSpecial.tokens[0] === bosTokenId;
+      eosTokenId = props.eos_token ? await this.singleToken(props.eos_token) : undefined;
+      addEosToken = eosTokenId !== undefined && withSpecial.tokens.at(-1) === eosTokenId;
     }
     return {
       contextSize: props.default_generation_settings?.n_ctx ?? this.contextSize,
@@ -125,6 +140,9 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
       longestTokenBytes: facts.longestTokenBytes,
       embeddingSize: modelMeta.n_embd ?? facts.embeddingSize,
       slots: this.options.slots,
+      eosTokenId,
+      addEosToken,
+      pooling: this.embeddingPooling,
     };
   }
 
@@ -171,6 +189,34 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     } finally {
       if (completion.generated.length > 0) run.cached = [...prompt, ...completion.generated];
     }
+  }
+
+  /**
+   * All inputs in one /embedding call: llama-server spreads them over its slots and evaluates
+   * the slots' inputs together in each batch. Vectors come back unnormalised (embd_normalize -1):
+   * the backend normalises, the same way for every engine.
+   */
+  protected async embedInProcess(
+    process: EngineProcess,
+    inputs: readonly (readonly number[])[],
+    signal: AbortSignal,
+  ): Promise<Float32Array[]> {
+    const results = await this.clientFor(process).json<{ index: number; embedding: number[][] }[]>(
+      "POST",
+      "/embedding",
+      { content: inputs, embd_normalize: -1 },
+      AbortSignal.any([signal, process.signal]),
+    );
+    const vectors: Float32Array[] = new Array(inputs.length);
+    for (const result of results) {
+      const vector = result.embedding[0];
+      if (!vector || result.index < 0 || result.index >= inputs.length) {
+        throw new Error("llama-server answered /embedding with an unexpected result");
+      }
+      vectors[result.index] = Float32Array.from(vector);
+    }
+    if (results.length !== inputs.length) throw new Error("llama-server returned too few embeddings");
+    return vectors;
   }
 
   protected async tokenizeInEngine(

@@ -1,5 +1,6 @@
 import type { SamplingParams } from "../../../../core/generation.js";
 import type {
+  EmbeddingMode,
   EngineEvent,
   EngineGrammar,
   ModelMetadata,
@@ -26,6 +27,8 @@ export interface RunnerLoadOptions {
   gpu: GpuMode;
   /** The runner's own log level (its lines go to stderr, which the server logs). */
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  /** Load the model to embed. */
+  embedding?: EmbeddingMode;
 }
 
 /** A generation as it crosses the channel (a Map does not survive JSON). */
@@ -42,6 +45,8 @@ export type ParentMessage =
   | { op: "load"; options: RunnerLoadOptions }
   | { op: "call"; id: number; method: "tokenize"; text: string; special: boolean; continuation?: boolean }
   | { op: "call"; id: number; method: "detokenize"; tokens: readonly number[] }
+  /** Replies one vector (a number array) per input, in order. */
+  | { op: "call"; id: number; method: "embed"; inputs: readonly (readonly number[])[] }
   /** Replies { running }: generations in progress in the runner. */
   | { op: "call"; id: number; method: "status" }
   /** Runs on `slot`, after whatever that slot is still finishing. */

@@ -51,6 +51,7 @@ export class RunnerChannel {
     message:
       | { method: "tokenize"; text: string; special: boolean; continuation?: boolean }
       | { method: "detokenize"; tokens: readonly number[] }
+      | { method: "embed"; inputs: readonly (readonly number[])[] }
       | { method: "status" },
     signal: AbortSignal,
   ): Promise<unknown> {

@@ -70,6 +70,7 @@ async function load(options: RunnerLoadOptions): Promise<void> {
     // The server queues; this engine's own scheduler is not used.
     maxQueue: 0,
     logger,
+    embedding: options.embedding,
   });
   await instance.load();
   engine = instance;
@@ -119,7 +120,10 @@ async function call(message: Extract<ParentMessage, { op: "call" }>): Promise<vo
     let value: unknown;
     if (message.method === "status") value = { running: running.size };
     else if (!engine) throw new Error("no model is loaded");
-    else if (message.method === "tokenize")
+    else if (message.method === "embed") {
+      const vectors = await engine.embedNow(message.inputs, new AbortController().signal);
+      value = vectors.map((vector) => Array.from(vector));
+    } else if (message.method === "tokenize")
       value = await engine.tokenize(message.text, {
         special: message.special,
         continuation: message.continuation,

@@ -72,6 +72,7 @@ export class RunnerEngine extends SupervisedLocalEngine<RunnerEngineOptions> {
             gpuLayers: this.options.gpuLayers,
             gpu: this.options.gpu,
             logLevel: this.options.logLevel,
+            embedding: this.options.embedding,
           },
           signal,
         );
@@ -132,6 +133,16 @@ export class RunnerEngine extends SupervisedLocalEngine<RunnerEngineOptions> {
       const tokens = [...req.promptTokens, ...generated];
       run.cached = held === undefined ? tokens : tokens.slice(0, held);
     }
+  }
+
+  /** The runner embeds its inputs one after another (see InProcessEngine.embedNow). */
+  protected async embedInProcess(
+    process: EngineProcess,
+    inputs: readonly (readonly number[])[],
+    signal: AbortSignal,
+  ): Promise<Float32Array[]> {
+    const vectors = (await this.channelFor(process).call({ method: "embed", inputs }, signal)) as number[][];
+    return vectors.map((vector) => Float32Array.from(vector));
   }
 
   protected async tokenizeInEngine(
