@@ -155,7 +155,7 @@ async function measureEngine(engine: string, modelPath: string): Promise<Cell | 
 const compile = compileTimes();
 const modelPath = await benchModel(values.model as ModelPreset, "f16");
 const rows: Cell[] = [];
-for (const engine of (values.engines ?? "").split(",")) {
+for (const engine of (values.engines ?? "").split(",").filter(Boolean)) {
   const cell = await measureEngine(engine, modelPath);
   if (cell) rows.push(cell);
 }

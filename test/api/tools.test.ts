@@ -557,3 +557,33 @@ describe("tools and structured outputs", () => {
     }
   });
 });
+
+describe("on the runner engine", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({ model: { context_size: CONTEXT, engine: "runner" } });
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it("holds required calls and a strict schema there too", async () => {
+    const base = { model: TINY_MODEL, messages: USER, temperature: 1, max_completion_tokens: 600 };
+    const call = await t.client.chat.completions.create({
+      ...base,
+      seed: 1,
+      tools: TOOLS,
+      tool_choice: "required",
+      parallel_tool_calls: false,
+    });
+    expectValidCalls(call);
+    const answer = await t.client.chat.completions.create({
+      ...base,
+      seed: 2,
+      logprobs: true,
+      response_format: { type: "json_schema", json_schema: { name: "a", schema: ANSWER_SCHEMA, strict: true } },
+    });
+    expect(schemaValidator(ANSWER_SCHEMA)(JSON.parse(answer.choices[0]?.message.content ?? ""))).toBe(true);
+    expect(answer.choices[0]?.logprobs?.content?.length).toBeGreaterThan(0);
+  });
+});
