@@ -13,6 +13,7 @@ import { completionRoutes } from "./api/completions/routes.js";
 import { embeddingRoutes } from "./api/embeddings/routes.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
+import { responseRoutes } from "./api/responses/routes.js";
 import { tokenizeRoutes } from "./api/tokenize/routes.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import { OPEN_PRINCIPAL, type Principal } from "./auth/principal.js";
@@ -29,7 +30,7 @@ import { applyStreamPolicy, type StreamPolicy } from "./http/sse.js";
 import { createLogger } from "./observability/logger.js";
 import { Metrics } from "./observability/metrics.js";
 import type { ModelRegistry } from "./router/model-registry.js";
-import type { UsageRepository } from "./storage/repositories/types.js";
+import type { ResponseRepository, UsageRepository } from "./storage/repositories/types.js";
 import { Metering } from "./usage/metering.js";
 
 export interface AppDeps {
@@ -49,6 +50,8 @@ export interface AccessDeps {
   metering: Metering;
   admin: AdminService;
   usage: UsageRepository;
+  /** Stored responses (the Responses API with store: true). */
+  responses: ResponseRepository;
 }
 
 /** Routes anyone may call: liveness must work for orchestrators that hold no key. */
@@ -218,6 +221,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   void fastify.register(embeddingRoutes, { generation, shutdown });
   void fastify.register(tokenizeRoutes, { generation });
   void fastify.register(chatRoutes, generating);
+  void fastify.register(responseRoutes, { ...generating, responses: deps.access?.responses });
   if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
 
   return {

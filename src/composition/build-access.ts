@@ -18,6 +18,7 @@ export interface Access {
   metering: Metering;
   admin: AdminService;
   usage: Storage["usage"];
+  responses: Storage["responses"];
   storage: Storage;
   limitStore: LimitStore;
   recorder: UsageRecorder;
@@ -85,6 +86,7 @@ export async function buildAccess(
     metering: new Metering(enforcer, recorder, now),
     admin,
     usage: storage.usage,
+    responses: storage.responses,
     close: async () => {
       await recorder.close();
       await Promise.allSettled([limitStore.close(), storage.close()]);

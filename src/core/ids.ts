@@ -13,12 +13,14 @@ export function randomId(length = 24): string {
 
 export interface IdGenerator {
   chatCompletion(): string;
+  response(): string;
   completion(): string;
   request(): string;
 }
 
 export const defaultIds: IdGenerator = {
   chatCompletion: () => `chatcmpl-${randomId()}`,
+  response: () => `resp_${randomId()}`,
   completion: () => `cmpl-${randomId()}`,
   request: () => `req_${randomId()}`,
 };

@@ -13,6 +13,20 @@ export type PartWriter = (
 ) => Promise<void>;
 
 /**
+ * How a stream ends: chat and completions streams end with `[DONE]` and fail with an error frame;
+ * the Responses API's typed stream has no `[DONE]` and fails with an `error` event.
+ */
+export interface StreamEnding {
+  done(sse: SseWriter): Promise<void>;
+  fail(sse: SseWriter, err: unknown): Promise<void>;
+}
+
+const DONE_ENDING: StreamEnding = {
+  done: (sse) => sse.done(),
+  fail: (sse, err) => sse.fail(streamErrorBody(err)),
+};
+
+/**
  * The one streaming driver under every SSE endpoint. The first part is awaited before anything
  * is written, so admission errors (a full queue, an engine restarting) still get a JSON error
  * with their status. Then it takes over the socket, lets `write` encode the parts, and ends with
@@ -25,6 +39,7 @@ export async function streamGeneration(
   generation: Generation,
   signal: AbortSignal,
   write: PartWriter,
+  ending: StreamEnding = DONE_ENDING,
 ): Promise<void> {
   const iterator = generation.parts[Symbol.asyncIterator]();
   let first: IteratorResult<GenerationPart>;
@@ -42,11 +57,11 @@ export async function streamGeneration(
   try {
     await write(first.done ? undefined : first.value, iterator, sse);
     if (signal.aborted || sse.signal.aborted) sse.end();
-    else await sse.done();
+    else await ending.done(sse);
   } catch (err) {
     failure = err;
     request.log.error({ err, requestId: request.id }, "stream failed after it began");
-    await sse.fail(streamErrorBody(err));
+    await ending.fail(sse, err);
   } finally {
     // Whatever ended the stream (client gone, writer cut off, error), the generation stops.
     await iterator.return?.(undefined);

@@ -6,6 +6,7 @@ export interface DatabaseSchema {
   projects: ProjectsTable;
   api_keys: ApiKeysTable;
   usage_records: UsageRecordsTable;
+  responses: ResponsesTable;
 }
 
 /** Limits that a project or a key may carry; null = no limit at that level. */
@@ -59,4 +60,15 @@ export interface UsageRecordsTable {
   day: string;
   /** UTC month (YYYY-MM), for monthly budgets. */
   month: string;
+}
+
+export interface ResponsesTable {
+  id: string;
+  project_id: string;
+  created_at: number;
+  previous_response_id: string | null;
+  /** The response object as the API returns it. */
+  response_json: string;
+  /** The items this response was given as input (the conversation before it is its chain's). */
+  input_json: string;
 }

@@ -1,6 +1,7 @@
 import { type Database, migrate, type OpenDatabaseOptions, openDatabase } from "./database.js";
 import { KyselyApiKeyRepository } from "./repositories/api-key-repository.js";
 import { KyselyProjectRepository } from "./repositories/project-repository.js";
+import { KyselyResponseRepository } from "./repositories/response-repository.js";
 import type { Repositories } from "./repositories/types.js";
 import { KyselyUsageRepository } from "./repositories/usage-repository.js";
 
@@ -23,6 +24,7 @@ export async function openStorage(options: OpenDatabaseOptions): Promise<Storage
     projects: new KyselyProjectRepository(database.db),
     apiKeys: new KyselyApiKeyRepository(database.db),
     usage: new KyselyUsageRepository(database.db),
+    responses: new KyselyResponseRepository(database.db),
     close: () => database.close(),
   };
 }

@@ -581,7 +581,10 @@ describe("on the runner engine", () => {
       ...base,
       seed: 2,
       logprobs: true,
-      response_format: { type: "json_schema", json_schema: { name: "a", schema: ANSWER_SCHEMA, strict: true } },
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "a", schema: ANSWER_SCHEMA, strict: true },
+      },
     });
     expect(schemaValidator(ANSWER_SCHEMA)(JSON.parse(answer.choices[0]?.message.content ?? ""))).toBe(true);
     expect(answer.choices[0]?.logprobs?.content?.length).toBeGreaterThan(0);

@@ -25,6 +25,7 @@ export type SpecSchemaName =
   | "CreateChatCompletionStreamResponse"
   | "CreateCompletionResponse"
   | "CreateEmbeddingResponse"
+  | "Response"
   | "ErrorResponse";
 
 const SPEC_ID = "spec";

@@ -194,6 +194,26 @@ describe.each(databases)("storage on $name", (database: TestDatabase) => {
     ).toBe(0);
     expect((await storage.usage.monthTotals({ projectId: "proj_b" }, "2026-10")).tokens).toBe(0);
   });
+
+  it("stores responses per project: another project sees none, delete removes it", async () => {
+    const response = {
+      id: "resp_1",
+      projectId: "proj_default",
+      createdAt: T0,
+      previousResponseId: null,
+      responseJson: JSON.stringify({ id: "resp_1", output: [] }),
+      inputJson: JSON.stringify([{ id: "msg_1", type: "message" }]),
+    };
+    await storage.responses.save(response);
+    expect(await storage.responses.get("proj_default", "resp_1")).toEqual(response);
+    expect(await storage.responses.get("proj_other", "resp_1")).toBeUndefined();
+    // Saved again (a response that ran in the background): the object is replaced.
+    await storage.responses.save({ ...response, responseJson: '{"id":"resp_1","status":"completed"}' });
+    expect((await storage.responses.get("proj_default", "resp_1"))?.responseJson).toContain("completed");
+    expect(await storage.responses.delete("proj_other", "resp_1")).toBe(false);
+    expect(await storage.responses.delete("proj_default", "resp_1")).toBe(true);
+    expect(await storage.responses.get("proj_default", "resp_1")).toBeUndefined();
+  });
 });
 
 describe.skipIf(!databases.some((d) => d.name === "postgres"))(

@@ -137,4 +137,26 @@ export interface Repositories {
   projects: ProjectRepository;
   apiKeys: ApiKeyRepository;
   usage: UsageRepository;
+  responses: ResponseRepository;
+}
+
+/**
+ * A stored response. Its object and input items are kept as the JSON the Responses API speaks:
+ * that format is the resource itself, stored and returned as it is.
+ */
+export interface StoredResponse {
+  id: string;
+  projectId: string;
+  createdAt: number;
+  previousResponseId: string | null;
+  responseJson: string;
+  inputJson: string;
+}
+
+export interface ResponseRepository {
+  save(response: StoredResponse): Promise<void>;
+  /** undefined when there is none in that project. */
+  get(projectId: string, id: string): Promise<StoredResponse | undefined>;
+  /** Whether one was deleted. */
+  delete(projectId: string, id: string): Promise<boolean>;
 }

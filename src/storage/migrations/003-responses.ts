@@ -1,0 +1,25 @@
+import type { Kysely } from "kysely";
+
+// Migrations are frozen once released: later changes go in new files.
+
+/** Stored responses (store: true), for retrieval, input_items and previous_response_id chains. */
+export async function up(db: Kysely<unknown>): Promise<void> {
+  await db.schema
+    .createTable("responses")
+    .addColumn("id", "varchar(64)", (c) => c.primaryKey())
+    .addColumn("project_id", "varchar(64)", (c) => c.notNull())
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .addColumn("previous_response_id", "varchar(64)")
+    .addColumn("response_json", "text", (c) => c.notNull())
+    .addColumn("input_json", "text", (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createIndex("responses_project_created")
+    .on("responses")
+    .columns(["project_id", "created_at"])
+    .execute();
+}
+
+export async function down(db: Kysely<unknown>): Promise<void> {
+  await db.schema.dropTable("responses").execute();
+}
