@@ -223,11 +223,33 @@ describe("POST /v1/responses", () => {
     expect((err as NotFoundError).param).toBe("previous_response_id");
   });
 
+  it("truncation auto drops the oldest turns to fit; disabled refuses what does not fit", async () => {
+    const turns = Array.from({ length: 60 }, (_, i) => ({
+      role: i % 2 === 0 ? ("user" as const) : ("assistant" as const),
+      content: `Turn ${i}: ${"many words that fill the context window ".repeat(3)}`,
+    }));
+    const err = await t.client.responses
+      .create({ model: TINY_MODEL, input: turns, max_output_tokens: 16 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BadRequestError);
+    expect((err as BadRequestError).code).toBe("context_length_exceeded");
+    const response = await t.client.responses.create({
+      model: TINY_MODEL,
+      input: turns,
+      max_output_tokens: 16,
+      truncation: "auto",
+    });
+    expect(response.truncation).toBe("auto");
+    expect(response.usage?.input_tokens).toBeLessThanOrEqual(2048 - 16);
+    // Every input item is still listed: truncation shortens the context, not the record.
+    const listed = await t.client.responses.inputItems.list(response.id, { limit: 100 });
+    expect(listed.data).toHaveLength(60);
+  });
+
   describe("bad input", () => {
     const cases: { name: string; body: Record<string, unknown>; param: string }[] = [
       { name: "an unknown field", body: { frobnicate: 1 }, param: "frobnicate" },
       { name: "background", body: { background: true }, param: "background" },
-      { name: "truncation auto", body: { truncation: "auto" }, param: "truncation" },
       {
         name: "a function_call_output answering no call",
         body: { input: [{ type: "function_call_output", call_id: "call_x", output: "1" }] },

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Principal } from "../../auth/principal.js";
-import { invalidRequest, notFound, unsupportedParameter } from "../../core/errors.js";
+import { invalidRequest, notFound, ServiceError, unsupportedParameter } from "../../core/errors.js";
 import type { IdGenerator } from "../../core/ids.js";
 import { collectGeneration, type GenerationService } from "../../generation/service.js";
 import { streamErrorBody } from "../../http/errors.js";
@@ -90,17 +90,19 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     const { input, items } = await conversation(request.principal, body);
     const signal = requestAbortSignal(reply, opts.shutdown);
     request.telemetry.stream = body.stream === true;
-    const generation = await opts.generation.start({
-      principal: request.principal,
-      endpoint: "responses",
-      capability: "chat",
-      model: body.model,
-      toRequest: (deployment) =>
-        toGenerationRequest(body, deployment.id, toChatMessages(items, body.instructions)),
-      signal,
-      startedAt: request.startedAt,
-      telemetry: request.telemetry,
-    });
+    const start = (context: readonly StoredItem[]) =>
+      opts.generation.start({
+        principal: request.principal,
+        endpoint: "responses",
+        capability: "chat",
+        model: body.model,
+        toRequest: (deployment) =>
+          toGenerationRequest(body, deployment.id, toChatMessages(context, body.instructions)),
+        signal,
+        startedAt: request.startedAt,
+        telemetry: request.telemetry,
+      });
+    const generation = body.truncation === "auto" ? await startTruncated(items, start) : await start(items);
     reply.headers(generation.hints);
     const createdAtMs = opts.now();
     const meta: ResponseMeta = {
@@ -221,6 +223,29 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     const found = store ? await store.get(principal.projectId, id) : undefined;
     if (!found) throw responseNotFound(id);
     return found;
+  }
+}
+
+/**
+ * truncation: "auto": while the conversation does not fit the model's context, the oldest items
+ * go (a call's output never outlives its call at the front). Each try renders and counts again,
+ * which only a conversation that does not fit pays for.
+ */
+async function startTruncated<T>(
+  items: readonly StoredItem[],
+  start: (context: readonly StoredItem[]) => Promise<T>,
+): Promise<T> {
+  let context = items;
+  for (;;) {
+    try {
+      return await start(context);
+    } catch (err) {
+      const tooLong = err instanceof ServiceError && err.code === "context_length_exceeded";
+      if (!tooLong || context.length <= 1) throw err;
+      let drop = 1;
+      while (drop < context.length - 1 && context[drop]?.type === "function_call_output") drop++;
+      context = context.slice(drop);
+    }
   }
 }
 

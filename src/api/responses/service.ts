@@ -26,12 +26,6 @@ export function rejectUnsupported(req: CreateResponseRequest): void {
   if (req.prompt_cache_retention != null && req.prompt_cache_retention !== "in_memory") {
     refuse("prompt_cache_retention", "Only in_memory prompt cache retention is available.");
   }
-  if (req.truncation === "auto") {
-    refuse(
-      "truncation",
-      "truncation 'auto' is not supported by this server yet; a prompt that does not fit is a 400.",
-    );
-  }
   if (req.text?.verbosity != null) refuse("text.verbosity", "Local models have no verbosity setting.");
   const summary = req.reasoning?.summary;
   if (summary != null && summary !== "auto") {
