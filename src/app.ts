@@ -10,6 +10,7 @@ import type { AdminService } from "./admin/admin-service.js";
 import { adminRoutes } from "./api/admin/routes.js";
 import { chatRoutes } from "./api/chat/routes.js";
 import { completionRoutes } from "./api/completions/routes.js";
+import { conversationRoutes } from "./api/conversations/routes.js";
 import { embeddingRoutes } from "./api/embeddings/routes.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
@@ -30,7 +31,11 @@ import { applyStreamPolicy, type StreamPolicy } from "./http/sse.js";
 import { createLogger } from "./observability/logger.js";
 import { Metrics } from "./observability/metrics.js";
 import type { ModelRegistry } from "./router/model-registry.js";
-import type { ResponseRepository, UsageRepository } from "./storage/repositories/types.js";
+import type {
+  ConversationRepository,
+  ResponseRepository,
+  UsageRepository,
+} from "./storage/repositories/types.js";
 import { Metering } from "./usage/metering.js";
 
 export interface AppDeps {
@@ -52,6 +57,7 @@ export interface AccessDeps {
   usage: UsageRepository;
   /** Stored responses (the Responses API with store: true). */
   responses: ResponseRepository;
+  conversations: ConversationRepository;
 }
 
 /** Routes anyone may call: liveness must work for orchestrators that hold no key. */
@@ -221,7 +227,17 @@ export function buildApp(config: Config, deps: AppDeps): App {
   void fastify.register(embeddingRoutes, { generation, shutdown });
   void fastify.register(tokenizeRoutes, { generation });
   void fastify.register(chatRoutes, generating);
-  void fastify.register(responseRoutes, { ...generating, responses: deps.access?.responses });
+  void fastify.register(responseRoutes, {
+    ...generating,
+    responses: deps.access?.responses,
+    conversations: deps.access?.conversations,
+  });
+  if (deps.access) {
+    void fastify.register(conversationRoutes, {
+      conversations: deps.access.conversations,
+      now: generating.now,
+    });
+  }
   if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
 
   return {

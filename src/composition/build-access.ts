@@ -19,6 +19,7 @@ export interface Access {
   admin: AdminService;
   usage: Storage["usage"];
   responses: Storage["responses"];
+  conversations: Storage["conversations"];
   storage: Storage;
   limitStore: LimitStore;
   recorder: UsageRecorder;
@@ -87,6 +88,7 @@ export async function buildAccess(
     admin,
     usage: storage.usage,
     responses: storage.responses,
+    conversations: storage.conversations,
     close: async () => {
       await recorder.close();
       await Promise.allSettled([limitStore.close(), storage.close()]);

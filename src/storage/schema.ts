@@ -7,6 +7,8 @@ export interface DatabaseSchema {
   api_keys: ApiKeysTable;
   usage_records: UsageRecordsTable;
   responses: ResponsesTable;
+  conversations: ConversationsTable;
+  conversation_items: ConversationItemsTable;
 }
 
 /** Limits that a project or a key may carry; null = no limit at that level. */
@@ -71,4 +73,21 @@ export interface ResponsesTable {
   response_json: string;
   /** The items this response was given as input (the conversation before it is its chain's). */
   input_json: string;
+}
+
+export interface ConversationsTable {
+  id: string;
+  project_id: string;
+  created_at: number;
+  metadata_json: string;
+}
+
+export interface ConversationItemsTable {
+  id: string;
+  conversation_id: string;
+  project_id: string;
+  /** Order within the conversation: items are listed and given to the model in this order. */
+  position: number;
+  /** The item as the API speaks it. */
+  item_json: string;
 }

@@ -1,5 +1,6 @@
 import { type Database, migrate, type OpenDatabaseOptions, openDatabase } from "./database.js";
 import { KyselyApiKeyRepository } from "./repositories/api-key-repository.js";
+import { KyselyConversationRepository } from "./repositories/conversation-repository.js";
 import { KyselyProjectRepository } from "./repositories/project-repository.js";
 import { KyselyResponseRepository } from "./repositories/response-repository.js";
 import type { Repositories } from "./repositories/types.js";
@@ -25,6 +26,7 @@ export async function openStorage(options: OpenDatabaseOptions): Promise<Storage
     apiKeys: new KyselyApiKeyRepository(database.db),
     usage: new KyselyUsageRepository(database.db),
     responses: new KyselyResponseRepository(database.db),
+    conversations: new KyselyConversationRepository(database.db),
     close: () => database.close(),
   };
 }

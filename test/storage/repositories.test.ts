@@ -214,6 +214,30 @@ describe.each(databases)("storage on $name", (database: TestDatabase) => {
     expect(await storage.responses.delete("proj_default", "resp_1")).toBe(true);
     expect(await storage.responses.get("proj_default", "resp_1")).toBeUndefined();
   });
+
+  it("keeps a conversation's items in order, per project, and deletes them with it", async () => {
+    const item = (id: string) => ({ id, itemJson: JSON.stringify({ id, type: "message" }) });
+    const conversation = { id: "conv_1", projectId: "proj_default", createdAt: T0, metadataJson: "{}" };
+    await storage.conversations.create(conversation, [item("i1"), item("i2")]);
+    expect(await storage.conversations.append("proj_default", "conv_1", [item("i3")])).toBe(true);
+    expect(await storage.conversations.append("proj_other", "conv_1", [item("x")])).toBe(false);
+    const ids = async (page: { order: "asc" | "desc"; after?: string; limit: number }) =>
+      (await storage.conversations.listItems("proj_default", "conv_1", page)).map((i) => i.id);
+    expect(await ids({ order: "asc", limit: 10 })).toEqual(["i1", "i2", "i3"]);
+    expect(await ids({ order: "desc", limit: 2 })).toEqual(["i3", "i2"]);
+    expect(await ids({ order: "asc", after: "i1", limit: 10 })).toEqual(["i2", "i3"]);
+    expect(
+      await storage.conversations.listItems("proj_other", "conv_1", { order: "asc", limit: 10 }),
+    ).toEqual([]);
+    expect(
+      (await storage.conversations.updateMetadata("proj_default", "conv_1", '{"a":"b"}'))?.metadataJson,
+    ).toBe('{"a":"b"}');
+    expect(await storage.conversations.deleteItem("proj_default", "conv_1", "i2")).toBe(true);
+    expect(await ids({ order: "asc", limit: 10 })).toEqual(["i1", "i3"]);
+    expect(await storage.conversations.delete("proj_other", "conv_1")).toBe(false);
+    expect(await storage.conversations.delete("proj_default", "conv_1")).toBe(true);
+    expect(await storage.conversations.getItem("proj_default", "conv_1", "i1")).toBeUndefined();
+  });
 });
 
 describe.skipIf(!databases.some((d) => d.name === "postgres"))(

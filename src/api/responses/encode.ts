@@ -59,6 +59,10 @@ export class ResponseBuilder {
       output: status === "in_progress" ? [] : this.output,
       parallel_tool_calls: req.parallel_tool_calls ?? true,
       previous_response_id: req.previous_response_id ?? null,
+      conversation:
+        req.conversation == null
+          ? null
+          : { id: typeof req.conversation === "string" ? req.conversation : req.conversation.id },
       prompt_cache_key: req.prompt_cache_key ?? null,
       reasoning: { effort: req.reasoning?.effort ?? null, summary: req.reasoning?.summary ?? null },
       safety_identifier: req.safety_identifier ?? null,

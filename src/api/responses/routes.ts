@@ -8,7 +8,8 @@ import { type StreamEnding, streamGeneration } from "../../http/generation-strea
 import { requestAbortSignal } from "../../http/request-context.js";
 import type { SseWriter } from "../../http/sse.js";
 import { parseBody } from "../../http/validation.js";
-import type { ResponseRepository } from "../../storage/repositories/types.js";
+import type { ConversationRepository, ResponseRepository } from "../../storage/repositories/types.js";
+import { toRow } from "../conversations/routes.js";
 import { EventSequencer, ResponseBuilder, type ResponseEvent, type ResponseMeta } from "./encode.js";
 import { type CreateResponseRequest, createResponseSchema, inputItemsQuerySchema } from "./schema.js";
 import {
@@ -18,12 +19,15 @@ import {
   toChatMessages,
   toGenerationRequest,
   toStoredItems,
+  withFreshIds,
 } from "./service.js";
 
 export interface ResponseRouteOptions {
   generation: GenerationService;
   /** Where stored responses live; without one, `store: true` is refused. */
   responses: ResponseRepository | undefined;
+  /** Conversations a response may continue (`conversation`). */
+  conversations: ConversationRepository | undefined;
   ids: IdGenerator;
   now: () => number;
   shutdown: AbortSignal;
@@ -31,14 +35,21 @@ export interface ResponseRouteOptions {
 
 /** How far back a previous_response_id chain is followed. */
 const MAX_CHAIN = 512;
+/** Items of a conversation given to a response (more than any context holds). */
+const MAX_CONVERSATION_ITEMS = 10_000;
 
 /** POST /v1/responses and the stored responses' routes. */
 export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOptions): Promise<void> {
   const store = opts.responses;
 
-  /** This request's items after the conversation its previous_response_id leads to. */
+  /** This request's items after the conversation it continues (a chain or a conversation). */
   async function conversation(principal: Principal, body: CreateResponseRequest) {
-    const earlier = body.previous_response_id ? await chainItems(principal, body.previous_response_id) : [];
+    const conversationId = conversationIdOf(body);
+    const earlier = body.previous_response_id
+      ? await chainItems(principal, body.previous_response_id)
+      : conversationId
+        ? await conversationItems(principal, conversationId)
+        : [];
     const input = toStoredItems(body.input);
     const items = [...earlier, ...input];
     checkCallOutputs(items, earlier.length);
@@ -63,6 +74,18 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
       next = found.previousResponseId;
     }
     return turns.reverse().flat();
+  }
+
+  async function conversationItems(principal: Principal, id: string): Promise<StoredItem[]> {
+    const found = opts.conversations ? await opts.conversations.get(principal.projectId, id) : undefined;
+    if (!opts.conversations || !found) {
+      throw notFound(`Conversation with id '${id}' not found.`, "not_found", "conversation");
+    }
+    const rows = await opts.conversations.listItems(principal.projectId, id, {
+      order: "asc",
+      limit: MAX_CONVERSATION_ITEMS,
+    });
+    return rows.map((row) => JSON.parse(row.itemJson) as StoredItem);
   }
 
   app.post("/v1/responses/input_tokens", async (request) => {
@@ -113,7 +136,13 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
       store: stored,
     };
     const builder = new ResponseBuilder(meta, generation.request.logprobs !== undefined);
+    const conversationId = conversationIdOf(body);
     const save = async (response: { output: unknown }) => {
+      // A conversation gets this turn's input and output, stored response or not.
+      if (conversationId && opts.conversations) {
+        const added = [...withFreshIds(input), ...(response.output as StoredItem[])];
+        await opts.conversations.append(request.principal.projectId, conversationId, added.map(toRow));
+      }
       if (!stored || !store) return;
       await store.save({
         id: meta.id,
@@ -224,6 +253,12 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     if (!found) throw responseNotFound(id);
     return found;
   }
+}
+
+function conversationIdOf(body: CreateResponseRequest): string | undefined {
+  const conversation = body.conversation;
+  if (conversation == null) return undefined;
+  return typeof conversation === "string" ? conversation : conversation.id;
 }
 
 /**

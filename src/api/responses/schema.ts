@@ -159,7 +159,9 @@ export const createResponseSchema = z.strictObject({
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   // Fields this server refuses with a reason (see service.ts), typed loosely so the reason wins.
   background: z.boolean().nullish(),
-  conversation: z.unknown().optional(),
+  conversation: z
+    .union([z.string().min(1).max(256), z.strictObject({ id: z.string().min(1).max(256) })])
+    .nullish(),
   max_tool_calls: z.unknown().optional(),
   prompt: z.unknown().optional(),
   prompt_cache_retention: z.unknown().optional(),

@@ -19,7 +19,9 @@ export function rejectUnsupported(req: CreateResponseRequest): void {
     throw unsupportedParameter(field, why);
   };
   if (req.background) refuse("background", "Background responses are not supported by this server yet.");
-  if (req.conversation != null) refuse("conversation", "Conversations are not supported by this server yet.");
+  if (req.conversation != null && req.previous_response_id != null) {
+    throw invalidRequest("Give conversation or previous_response_id, not both.", "conversation");
+  }
   if (req.max_tool_calls != null)
     refuse("max_tool_calls", "max_tool_calls is not supported by this server yet.");
   if (req.prompt != null) refuse("prompt", "Stored prompt templates are not supported by this server.");
@@ -44,6 +46,19 @@ export function toStoredItems(input: CreateResponseRequest["input"]): StoredItem
     return [messageItem("user", [{ type: "input_text", text: input }])];
   }
   return input.map((item, i) => toStoredItem(item, i));
+}
+
+/** Items added to a conversation: each gets an id of its own there, whatever it carried. */
+export function toConversationItems(items: readonly WireInputItem[]): StoredItem[] {
+  return withFreshIds(items.map((item, i) => toStoredItem(item, i)));
+}
+
+export function withFreshIds(items: readonly StoredItem[]): StoredItem[] {
+  return items.map((item) => ({ ...item, id: `${idPrefix(item.type)}_${randomId()}` }));
+}
+
+function idPrefix(type: string): string {
+  return { function_call: "fc", function_call_output: "fco", reasoning: "rs" }[type] ?? "msg";
 }
 
 function messageItem(role: string, content: unknown[], id?: string): StoredItem {

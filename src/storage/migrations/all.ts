@@ -1,9 +1,9 @@
 import type { Migration } from "kysely";
 import * as initial from "./001-initial.js";
-import * as responses from "./003-responses.js";
+import * as responsesConversations from "./003-responses-conversations.js";
 
 /** Every migration, in order. A static list (no directory scan) works from source and build alike. */
 export const MIGRATIONS: Record<string, Migration> = {
   "001-initial": initial,
-  "003-responses": responses,
+  "003-responses-conversations": responsesConversations,
 };

@@ -138,6 +138,7 @@ export interface Repositories {
   apiKeys: ApiKeyRepository;
   usage: UsageRepository;
   responses: ResponseRepository;
+  conversations: ConversationRepository;
 }
 
 /**
@@ -159,4 +160,36 @@ export interface ResponseRepository {
   get(projectId: string, id: string): Promise<StoredResponse | undefined>;
   /** Whether one was deleted. */
   delete(projectId: string, id: string): Promise<boolean>;
+}
+
+export interface Conversation {
+  id: string;
+  projectId: string;
+  createdAt: number;
+  metadataJson: string;
+}
+
+/** An item of a conversation, kept as the JSON the API speaks (with its id inside). */
+export interface ConversationItem {
+  id: string;
+  itemJson: string;
+}
+
+export interface ConversationRepository {
+  create(conversation: Conversation, items: readonly ConversationItem[]): Promise<void>;
+  get(projectId: string, id: string): Promise<Conversation | undefined>;
+  /** undefined when there is none in that project. */
+  updateMetadata(projectId: string, id: string, metadataJson: string): Promise<Conversation | undefined>;
+  /** Deletes it with its items; whether there was one. */
+  delete(projectId: string, id: string): Promise<boolean>;
+  /** Adds items after the last; false when the conversation is not in that project. */
+  append(projectId: string, id: string, items: readonly ConversationItem[]): Promise<boolean>;
+  /** Items in order (`desc`: newest first), from after the item `after`, at most `limit` (+1 to tell has_more). */
+  listItems(
+    projectId: string,
+    id: string,
+    page: { order: "asc" | "desc"; after?: string; limit: number },
+  ): Promise<ConversationItem[]>;
+  getItem(projectId: string, id: string, itemId: string): Promise<ConversationItem | undefined>;
+  deleteItem(projectId: string, id: string, itemId: string): Promise<boolean>;
 }
