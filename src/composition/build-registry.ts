@@ -5,7 +5,10 @@ import { dirname, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { LocalEngineFactory } from "../backends/local/engines/engine-factory.js";
 import { LocalBackend } from "../backends/local/local-backend.js";
+import { createUpstreamBackend } from "../backends/providers/create-upstream-backend.js";
+import type { RoutedModelConfig } from "../config/routed-model-schema.js";
 import type { Config, LocalModelConfig } from "../config/schema.js";
+import type { ModelPricing } from "../core/pricing.js";
 import { makeModel } from "../models/make-model.js";
 import { resolveModelFile } from "../models/resolve-model-file.js";
 import { ModelRegistry } from "../router/model-registry.js";
@@ -14,7 +17,9 @@ export const DEMO_MODEL_ID = "switchboard-demo";
 
 /** Deployments for every configured model (or the demo model when none is configured). */
 export async function buildRegistry(config: Config, logger: Logger, now = Date.now): Promise<ModelRegistry> {
-  const models = config.models.length > 0 ? config.models : await demoModels(config, logger);
+  // A server with routed models only needs no demo model.
+  const configured = config.models.length > 0 || config.routed_models.length > 0;
+  const models = configured ? config.models : await demoModels(config, logger);
   const registry = new ModelRegistry();
   const created = Math.floor(now() / 1000);
   const engines = new LocalEngineFactory(config, logger);
@@ -28,15 +33,44 @@ export async function buildRegistry(config: Config, logger: Logger, now = Date.n
       systemFingerprint: fingerprint(model, name),
       backend: new LocalBackend(engine, { chatTemplate: model.chat_template, modelId: model.id }),
       loadAtStart: model.load === "start",
-      pricing: model.pricing && {
-        inputPerMillionUsd: model.pricing.input_per_million_usd,
-        outputPerMillionUsd: model.pricing.output_per_million_usd,
-        cachedInputPerMillionUsd:
-          model.pricing.cached_input_per_million_usd ?? model.pricing.input_per_million_usd,
-      },
+      pricing: pricingOf(model.pricing),
     });
   }
+  for (const model of config.routed_models) registry.add(routedDeployment(model, created));
   return registry;
+}
+
+function routedDeployment(model: RoutedModelConfig, created: number) {
+  const [first] = model.deployments;
+  if (!first || first.provider === "local") throw new Error("only upstream deployments are served yet");
+  return {
+    id: model.id,
+    aliases: model.aliases,
+    ownedBy: model.owned_by,
+    created,
+    systemFingerprint: routedFingerprint(model),
+    backend: createUpstreamBackend(first),
+    loadAtStart: false,
+    pricing: pricingOf(model.pricing),
+  };
+}
+
+function pricingOf(pricing: LocalModelConfig["pricing"]): ModelPricing | undefined {
+  return (
+    pricing && {
+      inputPerMillionUsd: pricing.input_per_million_usd,
+      outputPerMillionUsd: pricing.output_per_million_usd,
+      cachedInputPerMillionUsd: pricing.cached_input_per_million_usd ?? pricing.input_per_million_usd,
+    }
+  );
+}
+
+/** Changes when the deployments behind a routed model change (never derived from a key). */
+function routedFingerprint(model: RoutedModelConfig): string {
+  const shape = model.deployments.map((d) =>
+    d.provider === "local" ? `local\0${d.model}` : `${d.provider}\0${d.base_url}\0${d.model}`,
+  );
+  return `fp_${createHash("sha256").update(shape.join("\n")).digest("hex").slice(0, 10)}`;
 }
 
 /** Loads every model marked load: start; a failure names the model and stops start-up. */
@@ -69,9 +103,10 @@ export function demoModelPath(config: Pick<Config, "data_dir">): string {
  * The model names (ids and aliases) a server started with this config serves: what a key's
  * `allowed_models` may name. The demo model when none is configured.
  */
-export function servedModelNames(config: Pick<Config, "models" | "demo_model">): string[] {
-  if (config.models.length === 0) return config.demo_model ? [DEMO_MODEL_ID] : [];
-  return config.models.flatMap((m) => [m.id, ...m.aliases]);
+export function servedModelNames(config: Pick<Config, "models" | "routed_models" | "demo_model">): string[] {
+  if (config.models.length === 0 && config.routed_models.length === 0)
+    return config.demo_model ? [DEMO_MODEL_ID] : [];
+  return [...config.models, ...config.routed_models].flatMap((m) => [m.id, ...m.aliases]);
 }
 
 async function demoModels(config: Config, logger: Logger): Promise<LocalModelConfig[]> {

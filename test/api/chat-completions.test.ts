@@ -309,7 +309,9 @@ describe("POST /v1/chat/completions through the official SDK", () => {
           {
             role: "assistant",
             content: "Let me check.",
-            tool_calls: [{ id: "call_1", type: "function", function: { name: "add", arguments: '{"a":2,"b":2}' } }],
+            tool_calls: [
+              { id: "call_1", type: "function", function: { name: "add", arguments: '{"a":2,"b":2}' } },
+            ],
           },
           { role: "tool", content: "4", tool_call_id: "call_1" },
           { role: "user", content: "Well?" },

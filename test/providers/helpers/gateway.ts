@@ -1,0 +1,59 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import OpenAI from "openai";
+import { validateConfig } from "../../../src/config/load.js";
+import { createLogger } from "../../../src/observability/logger.js";
+import { type RunningServer, startServer } from "../../../src/server.js";
+
+export interface Gateway {
+  server: RunningServer;
+  url: string;
+  client: OpenAI;
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+/** A listening Switchboard with routed models only (no local model is loaded). */
+export async function startGateway(config: Record<string, unknown>): Promise<Gateway> {
+  const parsed = validateConfig({
+    port: 0,
+    log_level: "info",
+    demo_model: false,
+    data_dir: mkdtempSync(join(tmpdir(), "sb-providers-")),
+    ...config,
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      logs.push(String(chunk));
+      done();
+    },
+  });
+  const server = await startServer(parsed, { logger: createLogger(parsed.log_level, sink) });
+  const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "client-key", maxRetries: 0 });
+  return { server, url: server.url, client, logs, stop: () => server.stop() };
+}
+
+/** The events of a raw SSE response body, and whether it ended with [DONE]. */
+export async function readRawStream(response: Response): Promise<{ events: string[]; done: boolean }> {
+  const text = await response.text();
+  const events = text
+    .split("\n\n")
+    .map((frame) => frame.trim())
+    .filter((frame) => frame.startsWith("data: "))
+    .map((frame) => frame.slice(6));
+  return { events, done: events.at(-1) === "[DONE]" };
+}
+
+/** The SDK error a call fails with (the test fails if it succeeds). */
+export async function failureOf(call: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
+  try {
+    await call;
+  } catch (err) {
+    if (err instanceof OpenAI.APIError) return err;
+    throw err;
+  }
+  throw new Error("expected the call to fail");
+}
