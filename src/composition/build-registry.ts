@@ -11,12 +11,19 @@ import type { Config, LocalModelConfig } from "../config/schema.js";
 import type { ModelPricing } from "../core/pricing.js";
 import { makeModel } from "../models/make-model.js";
 import { resolveModelFile } from "../models/resolve-model-file.js";
-import { ModelRegistry } from "../router/model-registry.js";
+import { DeploymentTarget } from "../router/deployment-target.js";
+import { type Deployment, ModelRegistry } from "../router/model-registry.js";
+import { RoutedBackend, type RouterTiming, realTiming } from "../router/routed-backend.js";
 
 export const DEMO_MODEL_ID = "switchboard-demo";
 
 /** Deployments for every configured model (or the demo model when none is configured). */
-export async function buildRegistry(config: Config, logger: Logger, now = Date.now): Promise<ModelRegistry> {
+export async function buildRegistry(
+  config: Config,
+  logger: Logger,
+  now = Date.now,
+  timing: RouterTiming = realTiming,
+): Promise<ModelRegistry> {
   // A server with routed models only needs no demo model.
   const configured = config.models.length > 0 || config.routed_models.length > 0;
   const models = configured ? config.models : await demoModels(config, logger);
@@ -36,20 +43,53 @@ export async function buildRegistry(config: Config, logger: Logger, now = Date.n
       pricing: pricingOf(model.pricing),
     });
   }
-  for (const model of config.routed_models) registry.add(routedDeployment(model, created));
+  for (const model of config.routed_models)
+    registry.add(routedDeployment(model, config, registry, created, timing));
   return registry;
 }
 
-function routedDeployment(model: RoutedModelConfig, created: number) {
-  const [first] = model.deployments;
-  if (!first || first.provider === "local") throw new Error("only upstream deployments are served yet");
+function routedDeployment(
+  model: RoutedModelConfig,
+  config: Config,
+  registry: ModelRegistry,
+  created: number,
+  timing: RouterTiming,
+): Deployment {
+  const breaker = { failures: config.router.breaker_failures, cooldownMs: config.router.breaker_cooldown_ms };
+  const targets = model.deployments.map((d) => {
+    const local = d.provider === "local";
+    return new DeploymentTarget(
+      {
+        name: d.name ?? `${d.provider}:${d.model}`,
+        provider: d.provider,
+        // Validation made sure a local deployment names a local model, added above.
+        backend: local ? registry.resolve(d.model).backend : createUpstreamBackend(d),
+        weight: d.weight,
+        maxRetries: d.max_retries,
+        rpm: local ? undefined : d.rpm,
+        tpm: local ? undefined : d.tpm,
+        owned: !local,
+      },
+      breaker,
+      timing.now,
+    );
+  });
+  const backend = new RoutedBackend(targets, {
+    id: model.id,
+    balance: model.balance,
+    deadlineMs: model.deadline_ms,
+    retryBaseMs: config.router.retry_base_ms,
+    retryMaxMs: config.router.retry_max_ms,
+    fallbacks: () => model.fallbacks.map((name) => registry.resolve(name).backend),
+    timing,
+  });
   return {
     id: model.id,
     aliases: model.aliases,
     ownedBy: model.owned_by,
     created,
     systemFingerprint: routedFingerprint(model),
-    backend: createUpstreamBackend(first),
+    backend,
     loadAtStart: false,
     pricing: pricingOf(model.pricing),
   };
