@@ -1,4 +1,5 @@
 import type { UpstreamDeploymentConfig } from "../../config/routed-model-schema.js";
+import { AnthropicAdapter } from "./anthropic/anthropic-adapter.js";
 import { OpenAiCompatibleAdapter } from "./openai-compatible/openai-adapter.js";
 import type { ProviderAdapter } from "./provider-adapter.js";
 import { UpstreamBackend } from "./upstream-backend.js";
@@ -9,6 +10,8 @@ function adapterFor(config: UpstreamDeploymentConfig): ProviderAdapter {
   switch (config.provider) {
     case "openai-compatible":
       return new OpenAiCompatibleAdapter(config.max_tokens_field);
+    case "anthropic":
+      return new AnthropicAdapter(config.api_version);
     default:
       throw new Error(`provider '${config.provider}' is not available yet`);
   }
