@@ -36,6 +36,8 @@ export async function modelsCommand(args: string[], out: Print): Promise<number>
 
 /** Each model the server would serve: names, source, file and its state, engine, context. */
 async function listModels(config: Config, out: Print): Promise<void> {
+  listRoutedModels(config, out);
+  if (config.models.length === 0 && config.routed_models.length > 0) return;
   const demo = config.models.length === 0;
   if (demo && !config.demo_model) {
     out("No models configured, and demo_model is off: serve would serve no model.");
@@ -55,6 +57,29 @@ async function listModels(config: Config, out: Print): Promise<void> {
     out(
       `  context  ${await contextOf(model, config, weights.path && weights.present ? weights.path : undefined)}`,
     );
+  }
+}
+
+/**
+ * Each routed model and its deployments as configured: provider, upstream model and host, and
+ * whether its key is set (never the key). Circuit states live in the running server (/ready).
+ */
+function listRoutedModels(config: Config, out: Print): void {
+  for (const model of config.routed_models) {
+    out("");
+    const aliases = model.aliases.length ? ` (aliases: ${model.aliases.join(", ")})` : "";
+    out(`${model.id}${aliases} — routed, ${model.balance}, deadline ${model.deadline_ms} ms`);
+    for (const d of model.deployments) {
+      const name = d.name ?? `${d.provider}:${d.model}`;
+      if (d.provider === "local") {
+        out(`  deployment ${name}  local model '${d.model}'  weight ${d.weight}`);
+        continue;
+      }
+      const host = new URL(d.base_url).host;
+      const key = d.api_key ? "key set" : "no key";
+      out(`  deployment ${name}  ${d.provider} ${host}  model ${d.model}  weight ${d.weight}  [${key}]`);
+    }
+    if (model.fallbacks.length) out(`  fallbacks  ${model.fallbacks.join(", ")}`);
   }
 }
 

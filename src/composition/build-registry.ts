@@ -5,18 +5,30 @@ import { dirname, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { LocalEngineFactory } from "../backends/local/engines/engine-factory.js";
 import { LocalBackend } from "../backends/local/local-backend.js";
+import { createUpstreamBackend } from "../backends/providers/create-upstream-backend.js";
+import type { RoutedModelConfig } from "../config/routed-model-schema.js";
 import type { Config, LocalModelConfig } from "../config/schema.js";
+import type { ModelPricing } from "../core/pricing.js";
 import { makeModel } from "../models/make-model.js";
 import { resolveModelFile } from "../models/resolve-model-file.js";
-import { ModelRegistry } from "../router/model-registry.js";
+import { DeploymentTarget } from "../router/deployment-target.js";
+import { type Deployment, ModelRegistry } from "../router/model-registry.js";
+import { RoutedBackend, type RouterTiming, realTiming } from "../router/routed-backend.js";
 
 export const DEMO_MODEL_ID = "switchboard-demo";
 /** The demo's embedding model, served beside it. */
 export const DEMO_EMBED_MODEL_ID = "switchboard-demo-embed";
 
 /** Deployments for every configured model (or the demo model when none is configured). */
-export async function buildRegistry(config: Config, logger: Logger, now = Date.now): Promise<ModelRegistry> {
-  const models = config.models.length > 0 ? config.models : await demoModels(config, logger);
+export async function buildRegistry(
+  config: Config,
+  logger: Logger,
+  now = Date.now,
+  timing: RouterTiming = realTiming,
+): Promise<ModelRegistry> {
+  // A server with routed models only needs no demo model.
+  const configured = config.models.length > 0 || config.routed_models.length > 0;
+  const models = configured ? config.models : await demoModels(config, logger);
   const registry = new ModelRegistry();
   const created = Math.floor(now() / 1000);
   const engines = new LocalEngineFactory(config, logger);
@@ -37,15 +49,77 @@ export async function buildRegistry(config: Config, logger: Logger, now = Date.n
             : undefined,
       }),
       loadAtStart: model.load === "start",
-      pricing: model.pricing && {
-        inputPerMillionUsd: model.pricing.input_per_million_usd,
-        outputPerMillionUsd: model.pricing.output_per_million_usd,
-        cachedInputPerMillionUsd:
-          model.pricing.cached_input_per_million_usd ?? model.pricing.input_per_million_usd,
-      },
+      pricing: pricingOf(model.pricing),
     });
   }
+  for (const model of config.routed_models)
+    registry.add(routedDeployment(model, config, registry, created, timing));
   return registry;
+}
+
+function routedDeployment(
+  model: RoutedModelConfig,
+  config: Config,
+  registry: ModelRegistry,
+  created: number,
+  timing: RouterTiming,
+): Deployment {
+  const breaker = { failures: config.router.breaker_failures, cooldownMs: config.router.breaker_cooldown_ms };
+  const targets = model.deployments.map((d) => {
+    const local = d.provider === "local";
+    return new DeploymentTarget(
+      {
+        name: d.name ?? `${d.provider}:${d.model}`,
+        provider: d.provider,
+        // Validation made sure a local deployment names a local model, added above.
+        backend: local ? registry.resolve(d.model).backend : createUpstreamBackend(d),
+        weight: d.weight,
+        maxRetries: d.max_retries,
+        rpm: local ? undefined : d.rpm,
+        tpm: local ? undefined : d.tpm,
+        owned: !local,
+      },
+      breaker,
+      timing.now,
+    );
+  });
+  const backend = new RoutedBackend(targets, {
+    id: model.id,
+    balance: model.balance,
+    deadlineMs: model.deadline_ms,
+    retryBaseMs: config.router.retry_base_ms,
+    retryMaxMs: config.router.retry_max_ms,
+    fallbacks: () => model.fallbacks.map((name) => registry.resolve(name).backend),
+    timing,
+  });
+  return {
+    id: model.id,
+    aliases: model.aliases,
+    ownedBy: model.owned_by,
+    created,
+    systemFingerprint: routedFingerprint(model),
+    backend,
+    loadAtStart: false,
+    pricing: pricingOf(model.pricing),
+  };
+}
+
+function pricingOf(pricing: LocalModelConfig["pricing"]): ModelPricing | undefined {
+  return (
+    pricing && {
+      inputPerMillionUsd: pricing.input_per_million_usd,
+      outputPerMillionUsd: pricing.output_per_million_usd,
+      cachedInputPerMillionUsd: pricing.cached_input_per_million_usd ?? pricing.input_per_million_usd,
+    }
+  );
+}
+
+/** Changes when the deployments behind a routed model change (never derived from a key). */
+function routedFingerprint(model: RoutedModelConfig): string {
+  const shape = model.deployments.map((d) =>
+    d.provider === "local" ? `local\0${d.model}` : `${d.provider}\0${d.base_url}\0${d.model}`,
+  );
+  return `fp_${createHash("sha256").update(shape.join("\n")).digest("hex").slice(0, 10)}`;
 }
 
 /** Loads every model marked load: start; a failure names the model and stops start-up. */
@@ -78,9 +152,10 @@ export function demoModelPath(config: Pick<Config, "data_dir">, id = DEMO_MODEL_
  * The model names (ids and aliases) a server started with this config serves: what a key's
  * `allowed_models` may name. The demo model when none is configured.
  */
-export function servedModelNames(config: Pick<Config, "models" | "demo_model">): string[] {
-  if (config.models.length === 0) return config.demo_model ? [DEMO_MODEL_ID, DEMO_EMBED_MODEL_ID] : [];
-  return config.models.flatMap((m) => [m.id, ...m.aliases]);
+export function servedModelNames(config: Pick<Config, "models" | "routed_models" | "demo_model">): string[] {
+  if (config.models.length === 0 && config.routed_models.length === 0)
+    return config.demo_model ? [DEMO_MODEL_ID, DEMO_EMBED_MODEL_ID] : [];
+  return [...config.models, ...config.routed_models].flatMap((m) => [m.id, ...m.aliases]);
 }
 
 async function demoModels(config: Config, logger: Logger): Promise<LocalModelConfig[]> {

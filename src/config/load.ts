@@ -209,4 +209,27 @@ function checkModelIdsUnique(config: Config, origins: Origins): void {
       seen.add(name);
     }
   }
+  const localIds = new Set(config.models.map((m) => m.id));
+  for (const [i, model] of config.routed_models.entries()) {
+    const at = `routed_models.${i}`;
+    for (const name of [model.id, ...model.aliases]) {
+      if (seen.has(name))
+        throw new ConfigError(`Invalid configuration:\n  - ${at}: the name '${name}' is used twice`);
+      seen.add(name);
+    }
+    for (const [j, deployment] of model.deployments.entries()) {
+      if (deployment.provider === "local" && !localIds.has(deployment.model))
+        throw new ConfigError(
+          `Invalid configuration:\n  - ${at}.deployments.${j}.model: no local model under 'models' has the id '${deployment.model}'`,
+        );
+    }
+  }
+  for (const [i, model] of config.routed_models.entries()) {
+    for (const [j, fallback] of model.fallbacks.entries()) {
+      if (!seen.has(fallback) || fallback === model.id)
+        throw new ConfigError(
+          `Invalid configuration:\n  - routed_models.${i}.fallbacks.${j}: '${fallback}' is not another configured model`,
+        );
+    }
+  }
 }

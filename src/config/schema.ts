@@ -1,15 +1,12 @@
 import { z } from "zod";
+import { modelIdSchema, pricingSchema, routedModelSchema, routerSchema } from "./routed-model-schema.js";
 
 /**
  * The one source of truth for configuration. The YAML file, SWITCHBOARD_* environment variables
  * and CLI flags are merged into this shape (file < env < flags) and validated once at start-up.
  */
 
-const modelId = z
-  .string()
-  .min(1)
-  .max(256)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, "model ids use letters, digits and . _ : / -");
+const modelId = modelIdSchema;
 
 /** Local engines a model may name; `auto` picks the fastest available. */
 export const LOCAL_ENGINES = ["auto", "llama-server", "runner", "in-process"] as const;
@@ -91,15 +88,7 @@ export const localModelSchema = z
     chat_template: z.string().optional(),
     owned_by: z.string().default("switchboard"),
     /** Prices for usage costs and cost budgets (USD per million tokens). */
-    pricing: z
-      .object({
-        input_per_million_usd: z.number().min(0),
-        output_per_million_usd: z.number().min(0),
-        /** Defaults to the input price. */
-        cached_input_per_million_usd: z.number().min(0).optional(),
-      })
-      .strict()
-      .optional(),
+    pricing: pricingSchema.optional(),
   })
   .strict()
   .superRefine((model, ctx) => {
@@ -147,6 +136,10 @@ export const configSchema = z
     /** Highest `n` accepted on chat completions (the API allows up to 128). */
     max_n: z.number().int().min(1).max(128).default(128),
     models: z.array(localModelSchema).default([]),
+    /** Models served by upstream providers and/or local models, through the router (README, Providers). */
+    routed_models: z.array(routedModelSchema).default([]),
+    /** How the router retries and breaks circuits, for every routed model. */
+    router: routerSchema.prefault({}),
     /** Settings shared by every local engine, and where llama-server's binaries and builds are. */
     engines: z
       .object({

@@ -19,6 +19,12 @@ export type ErrorKind =
   | "rate_limited"
   | "quota_exceeded"
   | "unavailable"
+  /** An upstream provider failed or answered with something we could not use. */
+  | "bad_gateway"
+  /** An upstream provider did not answer in time. */
+  | "gateway_timeout"
+  /** The upstream reported a conflicting concurrent operation (its 409); worth retrying. */
+  | "conflict"
   | "internal";
 
 const STATUS: Readonly<Record<ErrorKind, number>> = {
@@ -34,6 +40,9 @@ const STATUS: Readonly<Record<ErrorKind, number>> = {
   rate_limited: 429,
   quota_exceeded: 429,
   unavailable: 503,
+  bad_gateway: 502,
+  gateway_timeout: 504,
+  conflict: 409,
   internal: 500,
 };
 
@@ -80,10 +89,9 @@ export class ServiceError extends Error {
 
   /** Whether trying the same request again later may succeed. */
   get retryable(): boolean {
-    return (
-      this.kind === "unavailable" ||
-      (this.kind === "rate_limited" && this.hints["x-should-retry"] !== "false")
-    );
+    const said = this.hints["x-should-retry"];
+    if (said !== undefined) return said === "true";
+    return this.kind === "unavailable" || this.kind === "rate_limited";
   }
 }
 

@@ -183,6 +183,20 @@ export interface BackendHealth {
   loaded: boolean;
   /** Local models: their engine. */
   engine?: EngineReport;
+  /** Routed models: each deployment behind them. */
+  deployments?: DeploymentReport[];
+}
+
+/** One deployment of a routed model, as operators see it. Never holds a key or a URL's credentials. */
+export interface DeploymentReport {
+  name: string;
+  provider: string;
+  /** closed: taking traffic; open: failing, skipped; half_open: one probe allowed. */
+  circuit: "closed" | "open" | "half_open";
+  consecutiveFailures: number;
+  inFlight: number;
+  /** Attempts sent to it, by how they ended. */
+  attempts: { succeeded: number; failed: number };
 }
 
 export interface ModelBackend {

@@ -30,6 +30,9 @@ const TYPE: Readonly<Record<ErrorKind, string>> = {
   rate_limited: "rate_limit_error",
   quota_exceeded: "insufficient_quota",
   unavailable: "server_error",
+  bad_gateway: "server_error",
+  gateway_timeout: "server_error",
+  conflict: "invalid_request_error",
   internal: "server_error",
 };
 

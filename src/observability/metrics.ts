@@ -81,6 +81,50 @@ export class Metrics {
         }
       },
     });
+    const deployments = function* () {
+      for (const d of models.all())
+        for (const report of d.backend.health().deployments ?? []) yield { model: d.id, report };
+    };
+    new Gauge({
+      name: "switchboard_deployment_circuit_state",
+      help: "Circuit of each deployment behind a routed model: 1 for the current state (closed, open, half_open)",
+      labelNames: ["model", "deployment", "provider", "state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const { model, report } of deployments()) {
+          for (const state of ["closed", "open", "half_open"])
+            this.set(
+              { model, deployment: report.name, provider: report.provider, state },
+              report.circuit === state ? 1 : 0,
+            );
+        }
+      },
+    });
+    new Gauge({
+      name: "switchboard_deployment_in_flight",
+      help: "Requests in flight to each deployment behind a routed model",
+      labelNames: ["model", "deployment"],
+      registers,
+      collect() {
+        this.reset();
+        for (const { model, report } of deployments())
+          this.set({ model, deployment: report.name }, report.inFlight);
+      },
+    });
+    new Counter({
+      name: "switchboard_deployment_attempts_total",
+      help: "Attempts sent to each deployment behind a routed model, by outcome (succeeded, failed)",
+      labelNames: ["model", "deployment", "outcome"],
+      registers,
+      collect() {
+        this.reset();
+        for (const { model, report } of deployments()) {
+          this.inc({ model, deployment: report.name, outcome: "succeeded" }, report.attempts.succeeded);
+          this.inc({ model, deployment: report.name, outcome: "failed" }, report.attempts.failed);
+        }
+      },
+    });
     new Gauge({
       name: "switchboard_engine_restarts",
       help: "Times a model's engine process was restarted after it died",

@@ -217,7 +217,7 @@ describe("environment variables come from the schema", () => {
       ]);
     }
     const settings = new Set(ENV_SETTINGS.map((s) => s.path.join(".")));
-    expect([...rows.keys()].filter((key) => !settings.has(key))).toEqual(["models[]"]);
+    expect([...rows.keys()].filter((key) => !settings.has(key))).toEqual(["models[]", "routed_models[]"]);
   });
 
   it("leaves the models to the file and flags", () => {

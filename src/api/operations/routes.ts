@@ -20,6 +20,7 @@ export async function operationsRoutes(
         required: d.loadAtStart,
         ...d.backend.stats(),
         ...(health.engine && { engine: health.engine }),
+        ...(health.deployments && { deployments: health.deployments }),
       };
     });
     const ready = !opts.isShuttingDown() && models.every((m) => m.ready || !m.required);

@@ -1,0 +1,151 @@
+import type { FinishReason, GenerationPart } from "../../../core/generation.js";
+import type { StreamDecoder } from "../provider-adapter.js";
+import { type EventSourceMessage, parseEventJson } from "../sse-events.js";
+import { upstreamProtocolError, upstreamStreamError } from "../upstream-errors.js";
+
+const STOP_REASONS: Readonly<Record<string, FinishReason>> = {
+  end_turn: "stop",
+  stop_sequence: "stop",
+  pause_turn: "stop",
+  max_tokens: "length",
+  tool_use: "tool_calls",
+  refusal: "content_filter",
+};
+
+/** The fields of Messages API stream events this server reads. */
+interface AnthropicEvent {
+  type?: string;
+  index?: number;
+  message?: { usage?: AnthropicUsage };
+  content_block?: AnthropicBlock;
+  delta?: AnthropicDelta;
+  usage?: AnthropicUsage;
+  error?: { message?: string };
+}
+
+interface AnthropicBlock {
+  type?: string;
+  id?: string;
+  name?: string;
+  text?: string;
+}
+
+interface AnthropicDelta {
+  type?: string;
+  text?: string;
+  thinking?: string;
+  partial_json?: string;
+  stop_reason?: string | null;
+}
+
+interface AnthropicUsage {
+  input_tokens?: number;
+  output_tokens?: number;
+  cache_read_input_tokens?: number | null;
+  cache_creation_input_tokens?: number | null;
+}
+
+/**
+ * Messages API stream events → parts: text and thinking deltas, tool_use blocks as tool-call
+ * pieces (the block's start carries id and name, input_json_delta the argument text), stop_reason
+ * as the finish, and usage (cache reads and writes counted as prompt tokens) at message_stop.
+ */
+export class AnthropicEventDecoder implements StreamDecoder {
+  complete = false;
+  /** Content block index → tool call index, for blocks that are tool calls. */
+  private readonly toolCalls = new Map<number, number>();
+  private readonly usage: Required<{ [K in keyof AnthropicUsage]: number }> = {
+    input_tokens: 0,
+    output_tokens: 0,
+    cache_read_input_tokens: 0,
+    cache_creation_input_tokens: 0,
+  };
+
+  read(event: EventSourceMessage): GenerationPart[] {
+    const data = parseEventJson(event.data) as AnthropicEvent | undefined;
+    if (!data || typeof data !== "object") throw upstreamProtocolError("an event that is not JSON");
+    switch (data.type) {
+      case "message_start":
+        this.addUsage(data.message?.usage);
+        return [];
+      case "content_block_start":
+        return this.blockStart(data.index ?? 0, data.content_block);
+      case "content_block_delta":
+        return this.blockDelta(data.index ?? 0, data.delta);
+      case "message_delta": {
+        this.addUsage(data.usage);
+        const reason = data.delta?.stop_reason;
+        return reason ? [{ type: "finish", choice: 0, reason: STOP_REASONS[reason] ?? "stop" }] : [];
+      }
+      case "message_stop":
+        this.complete = true;
+        return [this.usagePart()];
+      case "error":
+        throw upstreamStreamError(data.error?.message);
+      default:
+        // ping, content_block_stop and event types added later carry nothing we need.
+        return [];
+    }
+  }
+
+  finish(): GenerationPart[] {
+    if (!this.complete) throw upstreamProtocolError("an answer that ended before it was complete");
+    return [];
+  }
+
+  private blockStart(index: number, block: AnthropicBlock | undefined): GenerationPart[] {
+    if (block?.type === "tool_use") {
+      const call = this.toolCalls.size;
+      this.toolCalls.set(index, call);
+      return [
+        {
+          type: "tool-call",
+          choice: 0,
+          index: call,
+          id: block.id ?? "",
+          name: block.name ?? "",
+          argumentsDelta: "",
+        },
+      ];
+    }
+    if (block?.type === "text" && block.text) return [{ type: "text", choice: 0, text: block.text }];
+    return [];
+  }
+
+  private blockDelta(index: number, delta: AnthropicDelta | undefined): GenerationPart[] {
+    switch (delta?.type) {
+      case "text_delta":
+        return delta.text ? [{ type: "text", choice: 0, text: delta.text }] : [];
+      case "thinking_delta":
+        return delta.thinking ? [{ type: "reasoning", choice: 0, text: delta.thinking }] : [];
+      case "input_json_delta": {
+        const call = this.toolCalls.get(index);
+        if (call === undefined) throw upstreamProtocolError("tool input for a block that is not a tool call");
+        return delta.partial_json
+          ? [{ type: "tool-call", choice: 0, index: call, argumentsDelta: delta.partial_json }]
+          : [];
+      }
+      default:
+        return [];
+    }
+  }
+
+  private addUsage(usage: AnthropicUsage | undefined): void {
+    if (!usage) return;
+    // message_delta's counts are cumulative: the latest value of each wins.
+    for (const key of Object.keys(this.usage) as (keyof AnthropicUsage)[]) {
+      const value = usage[key];
+      if (typeof value === "number") this.usage[key] = value;
+    }
+  }
+
+  private usagePart(): GenerationPart {
+    const u = this.usage;
+    return {
+      type: "usage",
+      promptTokens: u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens,
+      completionTokens: u.output_tokens,
+      cachedTokens: u.cache_read_input_tokens,
+    };
+  }
+}

@@ -1,0 +1,153 @@
+import { invalidRequest, unsupportedParameter } from "../../../core/errors.js";
+import type { ChatMessage, ContentPart, GenerationRequest } from "../../../core/generation.js";
+import type { ToolChoice } from "../../../core/messages.js";
+
+/**
+ * Our chat request as an Anthropic Messages API request. What the Messages API has no place for
+ * (n > 1, penalties, seed, logit bias) is refused with a 400 naming the field, never dropped.
+ */
+
+/** Thinking budgets for reasoning_effort (Anthropic asks for tokens, not levels). */
+const THINKING_BUDGET: Readonly<Record<string, number>> = { low: 1024, medium: 4096, high: 16_384 };
+
+type Block = Record<string, unknown>;
+interface WireMessage {
+  role: "user" | "assistant";
+  content: Block[];
+}
+
+export function checkAnthropicRequest(req: GenerationRequest): void {
+  if (req.input.kind !== "chat") throw invalidRequest("This model serves chat completions only.", "model");
+  if (req.n > 1) throw unsupportedParameter("n", "This model returns one choice per request (n must be 1).");
+  const s = req.sampling;
+  if (s.temperature > 1) throw invalidRequest("temperature must be at most 1 for this model.", "temperature");
+  if (s.presencePenalty !== 0)
+    throw unsupportedParameter("presence_penalty", "This model has no presence penalty.");
+  if (s.frequencyPenalty !== 0)
+    throw unsupportedParameter("frequency_penalty", "This model has no frequency penalty.");
+  if (s.seed !== undefined) throw unsupportedParameter("seed", "This model does not take a seed.");
+  if (s.logitBias && s.logitBias.size > 0)
+    throw unsupportedParameter("logit_bias", "This model has no logit bias.");
+  if (req.constraint?.tools?.choice.mode === "allowed") {
+    throw unsupportedParameter("tool_choice", "allowed_tools is not available for this model.");
+  }
+}
+
+export function anthropicMessagesBody(
+  req: GenerationRequest,
+  upstreamModel: string,
+  defaultMaxTokens: number,
+) {
+  checkAnthropicRequest(req);
+  const input = req.input as Extract<GenerationRequest["input"], { kind: "chat" }>;
+  const system: Block[] = [];
+  const messages: WireMessage[] = [];
+  for (const message of input.messages) {
+    if (message.role === "system" || message.role === "developer") {
+      for (const part of message.content)
+        if (part.type === "text") system.push({ type: "text", text: part.text });
+      continue;
+    }
+    appendTurn(messages, toTurn(message));
+  }
+  const maxTokens = req.maxTokens ?? defaultMaxTokens;
+  const body: Record<string, unknown> = {
+    model: upstreamModel,
+    max_tokens: maxTokens,
+    messages,
+    stream: true,
+  };
+  if (system.length > 0) body.system = system;
+  if (req.sampling.temperature !== 1) body.temperature = req.sampling.temperature;
+  if (req.sampling.topP !== 1) body.top_p = req.sampling.topP;
+  if (req.stop.length > 0) body.stop_sequences = req.stop;
+  const budget = req.reasoningEffort ? THINKING_BUDGET[req.reasoningEffort] : undefined;
+  if (budget !== undefined)
+    body.thinking = { type: "enabled", budget_tokens: Math.min(budget, Math.max(1024, maxTokens - 1)) };
+  const tools = req.constraint?.tools;
+  if (tools) {
+    body.tools = tools.definitions.map((tool) => ({
+      name: tool.name,
+      ...(tool.description !== undefined && { description: tool.description }),
+      input_schema: tool.parameters ?? { type: "object", properties: {} },
+    }));
+    body.tool_choice = {
+      ...toolChoice(tools.choice),
+      ...(!tools.parallel && tools.choice.mode !== "none" && { disable_parallel_tool_use: true }),
+    };
+  }
+  return body;
+}
+
+function toolChoice(choice: ToolChoice): Block {
+  switch (choice.mode) {
+    case "required":
+      return { type: "any" };
+    case "named":
+      return { type: "tool", name: choice.name };
+    case "none":
+      return { type: "none" };
+    default:
+      return { type: "auto" };
+  }
+}
+
+/** Anthropic wants user and assistant turns to alternate: consecutive ones (tool results) merge. */
+function appendTurn(messages: WireMessage[], turn: WireMessage): void {
+  const last = messages.at(-1);
+  if (last && last.role === turn.role) last.content.push(...turn.content);
+  else messages.push(turn);
+}
+
+function toTurn(message: Exclude<ChatMessage, { role: "system" | "developer" }>): WireMessage {
+  if (message.role === "tool") {
+    return {
+      role: "user",
+      content: [{ type: "tool_result", tool_use_id: message.toolCallId, content: textOf(message.content) }],
+    };
+  }
+  if (message.role === "assistant") {
+    const content: Block[] = [];
+    const text = textOf(message.content);
+    if (text) content.push({ type: "text", text });
+    for (const call of message.toolCalls ?? []) {
+      content.push({ type: "tool_use", id: call.id, name: call.name, input: parseArguments(call.arguments) });
+    }
+    return { role: "assistant", content };
+  }
+  return { role: "user", content: message.content.map(userBlock) };
+}
+
+function userBlock(part: ContentPart): Block {
+  switch (part.type) {
+    case "text":
+      return { type: "text", text: part.text };
+    case "image":
+      // A URL goes to Anthropic as it came; this server never fetches it.
+      return {
+        type: "image",
+        source:
+          part.source.kind === "url"
+            ? { type: "url", url: part.source.url }
+            : { type: "base64", media_type: part.source.mediaType, data: part.source.base64 },
+      };
+    default:
+      throw invalidRequest("This model takes text and images only.", "messages", "unsupported_content");
+  }
+}
+
+function textOf(content: readonly ContentPart[]): string {
+  let text = "";
+  for (const part of content) if (part.type === "text") text += part.text;
+  return text;
+}
+
+/** Arguments a model produced earlier; a call whose arguments are not an object is passed as {}. */
+function parseArguments(text: string): unknown {
+  try {
+    const value = JSON.parse(text) as unknown;
+    return value && typeof value === "object" && !Array.isArray(value) ? value : {};
+  } catch {
+    return {};
+  }
+}

@@ -1,0 +1,107 @@
+import type {
+  BackendCapabilities,
+  DeploymentReport,
+  GenerationRequest,
+  ModelBackend,
+} from "../core/generation.js";
+import { CircuitBreaker } from "./circuit-breaker.js";
+import { RateWindow } from "./rate-window.js";
+
+export interface DeploymentTargetOptions {
+  name: string;
+  provider: string;
+  backend: ModelBackend;
+  weight: number;
+  maxRetries: number;
+  rpm?: number;
+  tpm?: number;
+  /** The router built (and closes) this backend; a local model's backend belongs to its own entry. */
+  owned: boolean;
+}
+
+/** One deployment as the router sees it: its backend, its share, its health. */
+export class DeploymentTarget {
+  readonly name: string;
+  readonly provider: string;
+  readonly backend: ModelBackend;
+  readonly weight: number;
+  readonly maxRetries: number;
+  readonly owned: boolean;
+  readonly breaker: CircuitBreaker;
+  readonly rate: RateWindow;
+  inFlight = 0;
+  readonly attempts = { succeeded: 0, failed: 0 };
+
+  constructor(
+    options: DeploymentTargetOptions,
+    breaker: { failures: number; cooldownMs: number },
+    now: () => number,
+  ) {
+    this.name = options.name;
+    this.provider = options.provider;
+    this.backend = options.backend;
+    this.weight = options.weight;
+    this.maxRetries = options.maxRetries;
+    this.owned = options.owned;
+    this.breaker = new CircuitBreaker(breaker, now);
+    this.rate = new RateWindow({ rpm: options.rpm, tpm: options.tpm }, now);
+  }
+
+  report(): DeploymentReport {
+    return {
+      name: this.name,
+      provider: this.provider,
+      circuit: this.breaker.state,
+      consecutiveFailures: this.breaker.failures,
+      inFlight: this.inFlight,
+      attempts: { ...this.attempts },
+    };
+  }
+}
+
+/** Whether a backend can honour everything a request asks for (so the router never sends it elsewhere). */
+export function canServe(caps: BackendCapabilities, req: GenerationRequest): boolean {
+  if (req.input.kind === "chat" ? !caps.chat : !caps.completions) return false;
+  if (req.constraint?.tools && !caps.tools) return false;
+  if (req.constraint?.format && !caps.structuredOutputs) return false;
+  if (req.logprobs && !caps.logprobs) return false;
+  if (req.input.kind !== "chat") return true;
+  for (const message of req.input.messages) {
+    if (message.role === "assistant" && message.toolCalls?.length && !caps.tools) return false;
+    for (const part of message.content) {
+      if (part.type === "image" && !caps.vision) return false;
+      if (part.type === "audio" && !caps.audioInput) return false;
+      if (part.type === "file" && !caps.fileInput) return false;
+    }
+  }
+  return true;
+}
+
+/** Capabilities of a model served by any of these backends: what at least one can do. */
+export function unionOf(all: readonly BackendCapabilities[]): BackendCapabilities {
+  const union = { ...all[0] } as BackendCapabilities;
+  for (const caps of all.slice(1)) {
+    for (const key of Object.keys(union) as (keyof BackendCapabilities)[]) union[key] ||= caps[key];
+  }
+  return union;
+}
+
+/**
+ * The order to try deployments in. least_in_flight: fewest requests in flight per unit of weight
+ * first (ties in random order); weighted: a random order in which each deployment comes first in
+ * proportion to its weight. Weight 0 deployments are standbys: they come last.
+ */
+export function orderTargets(
+  targets: readonly DeploymentTarget[],
+  balance: "weighted" | "least_in_flight",
+  random: () => number,
+): DeploymentTarget[] {
+  const keyed = targets.map((target) => {
+    if (target.weight === 0) return { target, key: Number.POSITIVE_INFINITY, tie: random() };
+    if (balance === "least_in_flight") return { target, key: target.inFlight / target.weight, tie: random() };
+    // Weighted sampling without replacement: the smallest -ln(u)/w comes first.
+    return { target, key: -Math.log(1 - random()) / target.weight, tie: 0 };
+  });
+  keyed.sort((a, b) => a.key - b.key || a.tie - b.tie);
+  return keyed.map((k) => k.target);
+}

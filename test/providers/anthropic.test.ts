@@ -1,0 +1,186 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { failureOf, type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
+import { type MockAnthropic, startMockAnthropicUpstream } from "./helpers/mock-anthropic-upstream.js";
+
+const KEY = "sk-ant-test-secret-42";
+
+describe("an Anthropic upstream behind the OpenAI API", () => {
+  let upstream: MockAnthropic;
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    upstream = await startMockAnthropicUpstream();
+    gateway = await startGateway(
+      {
+        routed_models: [
+          {
+            id: "claude",
+            deployments: [
+              {
+                provider: "anthropic",
+                base_url: upstream.url,
+                api_key: KEY,
+                model: "claude-test",
+                max_retries: 1,
+              },
+            ],
+          },
+        ],
+      },
+      manualTiming(),
+    );
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+  });
+  beforeEach(() => {
+    upstream.requests.length = 0;
+    upstream.faults.length = 0;
+  });
+
+  it("answers a chat: system and developer messages hoisted, thinking as reasoning, usage with cache tokens", async () => {
+    const completion = await gateway.client.chat.completions.create({
+      model: "claude",
+      messages: [
+        { role: "system", content: "Be brief." },
+        { role: "developer", content: "Use English." },
+        { role: "user", content: "Hi" },
+      ],
+      stop: ["END"],
+      reasoning_effort: "low",
+    });
+    const message = completion.choices[0]?.message as { content: string; reasoning_content?: string };
+    expect(message.content).toBe("Hello from Claude");
+    expect(message.reasoning_content).toBe("Hmm.");
+    expect(completion.choices[0]?.finish_reason).toBe("stop");
+    expect(completion.usage).toMatchObject({ prompt_tokens: 27, completion_tokens: 6 });
+    expect(completion.usage?.prompt_tokens_details?.cached_tokens).toBe(5);
+    const sent = upstream.requests[0];
+    expect(sent?.path).toBe("/v1/messages");
+    expect(sent?.headers["x-api-key"]).toBe(KEY);
+    expect(sent?.headers["anthropic-version"]).toBe("2023-06-01");
+    expect(sent?.body).toEqual({
+      model: "claude-test",
+      max_tokens: 4096,
+      stream: true,
+      system: [
+        { type: "text", text: "Be brief." },
+        { type: "text", text: "Use English." },
+      ],
+      messages: [{ role: "user", content: [{ type: "text", text: "Hi" }] }],
+      stop_sequences: ["END"],
+      thinking: { type: "enabled", budget_tokens: 1024 },
+    });
+  });
+
+  it("streams tool calls the SDK puts back together, and sends tool results back as tool_result blocks", async () => {
+    const tools = [
+      {
+        type: "function" as const,
+        function: {
+          name: "get_weather",
+          parameters: { type: "object", properties: { city: { type: "string" } } },
+        },
+      },
+    ];
+    const final = await gateway.client.chat.completions
+      .stream({
+        model: "claude",
+        messages: [{ role: "user", content: "Weather?" }],
+        tools,
+        tool_choice: { type: "function", function: { name: "get_weather" } },
+        parallel_tool_calls: false,
+      })
+      .finalChatCompletion();
+    const message = final.choices[0]?.message;
+    expect(final.choices[0]?.finish_reason).toBe("tool_calls");
+    expect(message?.content).toBe("Checking.");
+    expect(message?.tool_calls).toEqual([
+      { id: "toolu_1", type: "function", function: { name: "get_weather", arguments: '{"city": "Paris"}' } },
+    ]);
+    expect(upstream.requests[0]?.body).toMatchObject({
+      tools: [{ name: "get_weather", input_schema: { type: "object" } }],
+      tool_choice: { type: "tool", name: "get_weather", disable_parallel_tool_use: true },
+    });
+
+    await gateway.client.chat.completions.create({
+      model: "claude",
+      messages: [
+        { role: "user", content: "Weather?" },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [
+            {
+              id: "toolu_1",
+              type: "function",
+              function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+            },
+          ],
+        },
+        { role: "tool", tool_call_id: "toolu_1", content: "Sunny" },
+      ],
+      tools,
+    });
+    expect(upstream.requests[1]?.body.messages).toEqual([
+      { role: "user", content: [{ type: "text", text: "Weather?" }] },
+      {
+        role: "assistant",
+        content: [{ type: "tool_use", id: "toolu_1", name: "get_weather", input: { city: "Paris" } }],
+      },
+      { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: "Sunny" }] },
+    ]);
+  });
+
+  it("streams text deltas", async () => {
+    const stream = await gateway.client.chat.completions.create({
+      model: "claude",
+      messages: [
+        { role: "user", content: [{ type: "image_url", image_url: { url: "data:image/png;base64,AAAA" } }] },
+      ],
+      stream: true,
+    });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    expect(text).toBe("Hello from Claude");
+    expect(upstream.requests[0]?.body.messages).toEqual([
+      {
+        role: "user",
+        content: [{ type: "image", source: { type: "base64", media_type: "image/png", data: "AAAA" } }],
+      },
+    ]);
+  });
+
+  it("retries Anthropic's 529 overloaded, and keeps a 400 a 400 with its message", async () => {
+    upstream.faults.push({ status: 529, type: "overloaded_error", message: "Overloaded" });
+    await gateway.client.chat.completions.create({
+      model: "claude",
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    expect(upstream.requests).toHaveLength(2);
+
+    upstream.faults.push({ status: 400, type: "invalid_request_error", message: "prompt is too long" });
+    const error = await failureOf(
+      gateway.client.chat.completions.create({
+        model: "claude",
+        messages: [{ role: "user", content: "Hi" }],
+      }),
+    );
+    expect(error.status).toBe(400);
+    expect(error.message).toContain("prompt is too long");
+  });
+
+  it("refuses what the Messages API cannot carry, naming the field", async () => {
+    const error = await failureOf(
+      gateway.client.chat.completions.create({
+        model: "claude",
+        messages: [{ role: "user", content: "Hi" }],
+        n: 2,
+      }),
+    );
+    expect(error.status).toBe(400);
+    expect(error.param).toBe("n");
+    expect(upstream.requests).toHaveLength(0);
+  });
+});

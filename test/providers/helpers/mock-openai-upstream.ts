@@ -1,0 +1,163 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/**
+ * An OpenAI-compatible upstream on loopback, following the public API reference: chat
+ * completions and completions as event streams (or JSON), embeddings. Each request takes the
+ * next fault from `faults` (none: a normal answer), so tests can count calls and break things.
+ */
+
+export type Fault =
+  | { status: number; headers?: Record<string, string>; body?: unknown }
+  /** Accept the connection and never answer. */
+  | { hang: true }
+  /** Send this many content chunks, then destroy the socket. */
+  | { disconnectAfter: number }
+  /** Send an event whose data is not JSON. */
+  | { malformed: true }
+  /** Send the answer, then hang without [DONE]. */
+  | { stallBeforeDone: true };
+
+export interface RecordedRequest {
+  path: string;
+  headers: IncomingMessage["headers"];
+  body: Record<string, unknown>;
+}
+
+export interface MockUpstream {
+  url: string;
+  requests: RecordedRequest[];
+  faults: Fault[];
+  /** Text the next normal chat answers stream, piece by piece. */
+  answer: string[];
+  close(): Promise<void>;
+}
+
+export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
+  const hanging = new Set<ServerResponse>();
+  const mock: MockUpstream = {
+    url: "",
+    requests: [],
+    faults: [],
+    answer: ["Hello", " from", " upstream"],
+    close: async () => {
+      for (const res of hanging) res.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+  const server: Server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const text = Buffer.concat(chunks).toString("utf8");
+    const body = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
+    mock.requests.push({ path: req.url ?? "", headers: req.headers, body });
+    const fault = mock.faults.shift();
+    if (fault && "status" in fault) {
+      res.writeHead(fault.status, { "content-type": "application/json", ...fault.headers });
+      res.end(
+        JSON.stringify(
+          fault.body ?? { error: { message: `injected ${fault.status}`, type: "server_error" } },
+        ),
+      );
+      return;
+    }
+    if (fault && "hang" in fault) {
+      hanging.add(res);
+      return;
+    }
+    if (req.url?.endsWith("/embeddings")) return embeddings(body, res);
+    const events = answerEvents(body, mock.answer);
+    if (body.stream !== true) {
+      res.writeHead(500, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { message: "this mock streams only" } }));
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    if (fault && "malformed" in fault) {
+      res.end("data: {not json\n\n");
+      return;
+    }
+    for (const [i, event] of events.entries()) {
+      if (fault && "disconnectAfter" in fault && i === fault.disconnectAfter) {
+        res.destroy();
+        return;
+      }
+      // Flushed before going on, so a disconnect comes after these bytes, never instead of them.
+      await new Promise((resolve) => res.write(`data: ${JSON.stringify(event)}\n\n`, resolve));
+    }
+    if (fault && "stallBeforeDone" in fault) {
+      hanging.add(res);
+      return;
+    }
+    res.end("data: [DONE]\n\n");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  mock.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return mock;
+}
+
+function embeddings(body: Record<string, unknown>, res: ServerResponse): void {
+  const inputs = Array.isArray(body.input) ? body.input : [body.input];
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end(
+    JSON.stringify({
+      object: "list",
+      model: body.model,
+      data: inputs.map((_, index) => ({ object: "embedding", index, embedding: [index, 0.5, -0.25] })),
+      usage: { prompt_tokens: inputs.length * 3, total_tokens: inputs.length * 3 },
+    }),
+  );
+}
+
+const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => ({
+  id: "chatcmpl-up",
+  object: "chat.completion.chunk",
+  created: 1,
+  model: "upstream",
+  choices,
+  ...extra,
+});
+
+/** The events of a normal answer: tool calls when tools are offered, JSON when a schema is asked for. */
+function answerEvents(body: Record<string, unknown>, answer: string[]): unknown[] {
+  const usage = {
+    prompt_tokens: 11,
+    completion_tokens: 7,
+    total_tokens: 18,
+    prompt_tokens_details: { cached_tokens: 3 },
+  };
+  const withUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+  const events: unknown[] = [];
+  if (body.prompt !== undefined) {
+    for (const text of answer)
+      events.push({ object: "text_completion", choices: [{ index: 0, text, finish_reason: null }] });
+    events.push({ object: "text_completion", choices: [{ index: 0, text: "", finish_reason: "length" }] });
+  } else if (Array.isArray(body.tools) && body.tools.length > 0) {
+    const name = (body.tools[0] as { function: { name: string } }).function.name;
+    events.push(chunk([{ index: 0, delta: { role: "assistant", content: null } }]));
+    events.push(
+      chunk([
+        {
+          index: 0,
+          delta: {
+            tool_calls: [{ index: 0, id: "call_up1", type: "function", function: { name, arguments: "" } }],
+          },
+        },
+      ]),
+    );
+    for (const piece of ['{"city"', ': "Par', 'is"}'])
+      events.push(
+        chunk([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: piece } }] } }]),
+      );
+    events.push(chunk([{ index: 0, delta: {}, finish_reason: "tool_calls" }]));
+  } else {
+    const format = body.response_format as { type?: string } | undefined;
+    const pieces = format && format.type !== "text" ? ['{"answer":', " 42}"] : answer;
+    events.push(chunk([{ index: 0, delta: { role: "assistant", content: "" } }]));
+    for (const content of pieces) events.push(chunk([{ index: 0, delta: { content } }]));
+    events.push(chunk([{ index: 0, delta: {}, finish_reason: "stop" }]));
+  }
+  if (withUsage) events.push(chunk([], { usage }));
+  return events;
+}

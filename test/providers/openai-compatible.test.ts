@@ -1,0 +1,282 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { failureOf, type Gateway, readRawStream, startGateway } from "./helpers/gateway.js";
+import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
+
+const SECRET = "sk-upstream-secret-0123456789";
+
+describe("an OpenAI-compatible upstream behind the gateway", () => {
+  let upstream: MockUpstream;
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    upstream = await startMockOpenAiUpstream();
+    gateway = await startGateway({
+      routed_models: [
+        {
+          id: "remote",
+          deployments: [
+            {
+              provider: "openai-compatible",
+              base_url: `${upstream.url}/v1`,
+              api_key: SECRET,
+              model: "upstream-model",
+              max_retries: 0,
+              timeout_ms: 2_000,
+              idle_timeout_ms: 2_000,
+            },
+          ],
+        },
+      ],
+    });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+  });
+  beforeEach(() => {
+    upstream.requests.length = 0;
+    upstream.faults.length = 0;
+  });
+
+  it("answers a chat with the upstream's text and usage, asking the upstream under its own name", async () => {
+    const completion = await gateway.client.chat.completions.create({
+      model: "remote",
+      messages: [
+        { role: "system", content: "Be brief." },
+        { role: "user", content: "Hi" },
+      ],
+      max_tokens: 20,
+      temperature: 0.5,
+    });
+    expect(completion.model).toBe("remote");
+    expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
+    expect(completion.choices[0]?.finish_reason).toBe("stop");
+    expect(completion.usage).toMatchObject({ prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 });
+    expect(completion.usage?.prompt_tokens_details?.cached_tokens).toBe(3);
+    const sent = upstream.requests[0];
+    expect(sent?.path).toBe("/v1/chat/completions");
+    expect(sent?.headers.authorization).toBe(`Bearer ${SECRET}`);
+    expect(sent?.body).toMatchObject({
+      model: "upstream-model",
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: 20,
+      temperature: 0.5,
+      messages: [
+        { role: "system", content: "Be brief." },
+        { role: "user", content: [{ type: "text", text: "Hi" }] },
+      ],
+    });
+  });
+
+  it("streams chunks the SDK accumulates, without a usage chunk unless the client asked", async () => {
+    const stream = await gateway.client.chat.completions.create({
+      model: "remote",
+      messages: [{ role: "user", content: "Hi" }],
+      stream: true,
+    });
+    let text = "";
+    let usageChunks = 0;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      if (chunk.usage) usageChunks++;
+    }
+    expect(text).toBe("Hello from upstream");
+    expect(usageChunks).toBe(0);
+
+    const withUsage = await gateway.client.chat.completions.create({
+      model: "remote",
+      messages: [{ role: "user", content: "Hi" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const usages = [];
+    for await (const chunk of withUsage) if (chunk.usage) usages.push(chunk.usage);
+    expect(usages).toEqual([expect.objectContaining({ prompt_tokens: 11, completion_tokens: 7 })]);
+  });
+
+  it("streams tool calls the SDK can put back together, and passes the tools through", async () => {
+    const stream = gateway.client.chat.completions.stream({
+      model: "remote",
+      messages: [{ role: "user", content: "Weather in Paris?" }],
+      tools: [
+        {
+          type: "function",
+          function: {
+            name: "get_weather",
+            description: "Weather for a city",
+            parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+          },
+        },
+      ],
+      tool_choice: "required",
+    });
+    const final = await stream.finalChatCompletion();
+    const message = final.choices[0]?.message;
+    expect(final.choices[0]?.finish_reason).toBe("tool_calls");
+    expect(message?.tool_calls).toEqual([
+      { id: "call_up1", type: "function", function: { name: "get_weather", arguments: '{"city": "Paris"}' } },
+    ]);
+    expect(upstream.requests[0]?.body).toMatchObject({
+      tool_choice: "required",
+      tools: [{ type: "function", function: { name: "get_weather" } }],
+    });
+  });
+
+  it("passes a JSON schema response format through and returns the structured answer", async () => {
+    const completion = await gateway.client.chat.completions.create({
+      model: "remote",
+      messages: [{ role: "user", content: "The answer?" }],
+      response_format: {
+        type: "json_schema",
+        json_schema: {
+          name: "answer",
+          strict: true,
+          schema: { type: "object", properties: { answer: { type: "number" } }, required: ["answer"] },
+        },
+      },
+    });
+    expect(JSON.parse(completion.choices[0]?.message.content ?? "")).toEqual({ answer: 42 });
+    expect(upstream.requests[0]?.body.response_format).toMatchObject({
+      type: "json_schema",
+      json_schema: { name: "answer", strict: true },
+    });
+  });
+
+  it("passes image URLs through to the upstream without fetching them", async () => {
+    await gateway.client.chat.completions.create({
+      model: "remote",
+      messages: [
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "What is this?" },
+            { type: "image_url", image_url: { url: "http://169.254.169.254/latest/meta-data" } },
+          ],
+        },
+      ],
+    });
+    expect(upstream.requests).toHaveLength(1);
+    expect(upstream.requests[0]?.body.messages).toEqual([
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "What is this?" },
+          { type: "image_url", image_url: { url: "http://169.254.169.254/latest/meta-data" } },
+        ],
+      },
+    ]);
+  });
+
+  it("serves legacy completions", async () => {
+    const completion = await gateway.client.completions.create({
+      model: "remote",
+      prompt: "Once",
+      max_tokens: 5,
+    });
+    expect(completion.choices[0]?.text).toBe("Hello from upstream");
+    expect(completion.choices[0]?.finish_reason).toBe("length");
+    expect(upstream.requests[0]?.path).toBe("/v1/completions");
+    expect(upstream.requests[0]?.body).toMatchObject({
+      prompt: "Once",
+      max_tokens: 5,
+      model: "upstream-model",
+    });
+  });
+
+  it("creates embeddings through /v1/embeddings", async () => {
+    const result = await gateway.client.embeddings.create({
+      model: "remote",
+      input: ["a", "b"],
+      encoding_format: "float",
+    });
+    expect(result.data.map((d) => d.embedding)).toEqual([
+      [0, 0.5, -0.25],
+      [1, 0.5, -0.25],
+    ]);
+    expect(result.usage.prompt_tokens).toBe(6);
+    expect(upstream.requests[0]?.body).toEqual({
+      model: "upstream-model",
+      input: ["a", "b"],
+      encoding_format: "float",
+    });
+  });
+
+  it("keeps an upstream 400 a 400 with the upstream's message", async () => {
+    upstream.faults.push({ status: 400, body: { error: { message: "messages too long for this model" } } });
+    const error = await failureOf(
+      gateway.client.chat.completions.create({
+        model: "remote",
+        messages: [{ role: "user", content: "Hi" }],
+      }),
+    );
+    expect(error.status).toBe(400);
+    expect(error.message).toContain("messages too long for this model");
+    expect(error.headers?.get("x-should-retry")).toBe("false");
+  });
+
+  it("turns an upstream 500 into a 502 that says a retry may help", async () => {
+    upstream.faults.push({ status: 500 });
+    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }] }),
+    });
+    expect(response.status).toBe(502);
+    expect(response.headers.get("x-should-retry")).toBe("true");
+    const body = (await response.json()) as { error: { type: string; code: string } };
+    expect(body.error).toMatchObject({ type: "server_error", code: "upstream_error" });
+  });
+
+  it("never shows the upstream key: an upstream that echoes it in a 401 becomes a generic 502", async () => {
+    upstream.faults.push({
+      status: 401,
+      body: { error: { message: `Incorrect API key provided: ${SECRET}` } },
+    });
+    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }] }),
+    });
+    const text = await response.text();
+    expect(response.status).toBe(502);
+    expect(text).not.toContain(SECRET);
+    const ready = await (await fetch(`${gateway.url}/ready`)).text();
+    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+    expect(ready + metrics + gateway.logs.join("")).not.toContain(SECRET);
+  });
+
+  it("ends a stream the upstream broke off with an error event and no [DONE]", async () => {
+    upstream.faults.push({ disconnectAfter: 2 });
+    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }], stream: true }),
+    });
+    const { events, done } = await readRawStream(response);
+    expect(done).toBe(false);
+    expect(JSON.parse(events.at(-1) ?? "{}")).toMatchObject({ error: { type: "server_error" } });
+  });
+
+  it("refuses malformed upstream events with a 502, not a crash", async () => {
+    upstream.faults.push({ malformed: true });
+    const error = await failureOf(
+      gateway.client.chat.completions.create({
+        model: "remote",
+        messages: [{ role: "user", content: "Hi" }],
+      }),
+    );
+    expect(error.status).toBe(502);
+  });
+
+  it("answers 504 when the upstream hangs past the attempt's timeout", async () => {
+    upstream.faults.push({ hang: true });
+    const error = await failureOf(
+      gateway.client.chat.completions.create({
+        model: "remote",
+        messages: [{ role: "user", content: "Hi" }],
+      }),
+    );
+    expect(error.status).toBe(504);
+  });
+});

@@ -1,0 +1,255 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { DeploymentTarget, orderTargets } from "../../src/router/deployment-target.js";
+import type { RoutedBackend } from "../../src/router/routed-backend.js";
+import { failureOf, type Gateway, manualTiming, readRawStream, startGateway } from "./helpers/gateway.js";
+import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
+
+const deployment = (upstream: MockUpstream, fields: Record<string, unknown> = {}) => ({
+  provider: "openai-compatible",
+  base_url: `${upstream.url}/v1`,
+  model: "m",
+  timeout_ms: 5_000,
+  ...fields,
+});
+
+const ask = (gateway: Gateway, model = "routed") =>
+  gateway.client.chat.completions.create({ model, messages: [{ role: "user", content: "Hi" }] });
+
+describe("the router across deployments", () => {
+  let a: MockUpstream;
+  let b: MockUpstream;
+  let gateway: Gateway | undefined;
+  let timing: ReturnType<typeof manualTiming>;
+
+  beforeAll(async () => {
+    a = await startMockOpenAiUpstream();
+    b = await startMockOpenAiUpstream();
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+  });
+  beforeEach(() => {
+    for (const upstream of [a, b]) {
+      upstream.requests.length = 0;
+      upstream.faults.length = 0;
+    }
+    timing = manualTiming();
+  });
+  afterEach(async () => {
+    await gateway?.stop();
+    gateway = undefined;
+  });
+
+  const start = async (models: Record<string, unknown>[], router: Record<string, unknown> = {}) => {
+    gateway = await startGateway({ routed_models: models, router }, timing);
+    return gateway;
+  };
+
+  it("retries a 500 on the same deployment after a jittered backoff", async () => {
+    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 2 })] }], {
+      retry_base_ms: 100,
+    });
+    a.faults.push({ status: 500 });
+    const completion = await ask(g);
+    expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
+    expect(a.requests).toHaveLength(2);
+    // Full jitter: random (0.5 here) × base × 2^0.
+    expect(timing.sleeps).toEqual([50]);
+  });
+
+  it("waits what the upstream's retry-after-ms asks for on a 429", async () => {
+    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }]);
+    a.faults.push({ status: 429, headers: { "retry-after-ms": "1500", "retry-after": "2" } });
+    await ask(g);
+    expect(a.requests).toHaveLength(2);
+    expect(timing.sleeps).toEqual([1500]);
+  });
+
+  it("moves on to the next deployment at once when the asked-for wait would outlast the deadline", async () => {
+    const g = await start([
+      {
+        id: "routed",
+        balance: "least_in_flight",
+        deadline_ms: 1_000,
+        deployments: [deployment(a, { max_retries: 3 }), deployment(b, { weight: 0 })],
+      },
+    ]);
+    a.faults.push({ status: 429, headers: { "retry-after": "30" } });
+    await ask(g);
+    expect(a.requests).toHaveLength(1);
+    expect(b.requests).toHaveLength(1);
+    expect(timing.sleeps).toEqual([]);
+  });
+
+  it("falls back to the next deployment once the retries are spent", async () => {
+    const g = await start([
+      { id: "routed", deployments: [deployment(a, { max_retries: 1 }), deployment(b, { weight: 0 })] },
+    ]);
+    a.faults.push({ status: 503 }, { status: 502 });
+    const completion = await ask(g);
+    expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
+    expect([a.requests.length, b.requests.length]).toEqual([2, 1]);
+  });
+
+  it("falls back to a configured fallback model when every deployment failed", async () => {
+    const g = await start([
+      { id: "routed", fallbacks: ["backup"], deployments: [deployment(a, { max_retries: 0 })] },
+      { id: "backup", deployments: [deployment(b)] },
+    ]);
+    a.faults.push({ status: 500 });
+    const completion = await ask(g);
+    expect(completion.model).toBe("routed");
+    expect([a.requests.length, b.requests.length]).toEqual([1, 1]);
+  });
+
+  it("does not retry or fall back on the caller's own mistake (a 400)", async () => {
+    const g = await start([
+      { id: "routed", fallbacks: ["backup"], deployments: [deployment(a), deployment(b, { weight: 0 })] },
+      { id: "backup", deployments: [deployment(b)] },
+    ]);
+    a.faults.push({ status: 400, body: { error: { message: "bad tool schema" } } });
+    const error = await failureOf(ask(g));
+    expect(error.status).toBe(400);
+    expect([a.requests.length, b.requests.length]).toEqual([1, 0]);
+  });
+
+  it("answers with the last failure when everything failed, and says a retry may help", async () => {
+    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }]);
+    a.faults.push({ status: 500 }, { status: 500 });
+    const error = await failureOf(ask(g));
+    expect(error.status).toBe(502);
+    expect(error.headers?.get("x-should-retry")).toBe("true");
+    expect(a.requests).toHaveLength(2);
+  });
+
+  it("never retries once the answer began: the stream ends with an error event and no [DONE]", async () => {
+    const g = await start([
+      {
+        id: "routed",
+        fallbacks: ["backup"],
+        deployments: [deployment(a, { max_retries: 3 }), deployment(b, { weight: 0 })],
+      },
+      { id: "backup", deployments: [deployment(b)] },
+    ]);
+    a.faults.push({ disconnectAfter: 2 });
+    const response = await fetch(`${g.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "routed", messages: [{ role: "user", content: "Hi" }], stream: true }),
+    });
+    const { events, done } = await readRawStream(response);
+    expect(done).toBe(false);
+    expect(JSON.parse(events.at(-1) ?? "{}")).toHaveProperty("error");
+    expect([a.requests.length, b.requests.length]).toEqual([1, 0]);
+  });
+
+  it("opens a failing deployment's circuit, skips it, probes it after the cooldown and closes it again", async () => {
+    const g = await start(
+      [
+        {
+          id: "routed",
+          deployments: [
+            deployment(a, { max_retries: 0, name: "a" }),
+            deployment(b, { weight: 0, name: "b" }),
+          ],
+        },
+      ],
+      { breaker_failures: 2, breaker_cooldown_ms: 10_000 },
+    );
+    a.faults.push({ status: 500 }, { status: 500 });
+    await ask(g);
+    await ask(g);
+    expect([a.requests.length, b.requests.length]).toEqual([2, 2]);
+
+    // Open: a gets nothing.
+    await ask(g);
+    expect([a.requests.length, b.requests.length]).toEqual([2, 3]);
+    const ready = (await (await fetch(`${g.url}/ready`)).json()) as {
+      models: { id: string; ready: boolean; deployments: { name: string; circuit: string }[] }[];
+    };
+    expect(ready.models[0]?.deployments.map((d) => [d.name, d.circuit])).toEqual([
+      ["a", "open"],
+      ["b", "closed"],
+    ]);
+    const metrics = await (await fetch(`${g.url}/metrics`)).text();
+    expect(metrics).toContain(
+      'switchboard_deployment_circuit_state{model="routed",deployment="a",provider="openai-compatible",state="open"} 1',
+    );
+    expect(metrics).toContain(
+      'switchboard_deployment_attempts_total{model="routed",deployment="a",outcome="failed"} 2',
+    );
+
+    // Half-open after the cooldown: one probe, which succeeds and closes the circuit.
+    timing.advance(10_000);
+    await ask(g);
+    expect([a.requests.length, b.requests.length]).toEqual([3, 3]);
+    const backend = g.server.registry.resolve("routed").backend as RoutedBackend;
+    expect(backend.health().deployments?.[0]?.circuit).toBe("closed");
+  });
+
+  it("re-opens the circuit when the half-open probe fails", async () => {
+    const g = await start(
+      [{ id: "routed", deployments: [deployment(a, { max_retries: 0 }), deployment(b, { weight: 0 })] }],
+      { breaker_failures: 1, breaker_cooldown_ms: 10_000 },
+    );
+    a.faults.push({ status: 500 });
+    await ask(g);
+    timing.advance(10_000);
+    a.faults.push({ status: 500 });
+    await ask(g);
+    await ask(g);
+    expect([a.requests.length, b.requests.length]).toEqual([2, 3]);
+    const backend = g.server.registry.resolve("routed").backend as RoutedBackend;
+    expect(backend.health().deployments?.[0]?.circuit).toBe("open");
+  });
+
+  it("sends a request to the deployment with the fewest in flight per unit of weight", async () => {
+    const g = await start([{ id: "routed", deployments: [deployment(a), deployment(b)] }]);
+    const backend = g.server.registry.resolve("routed").backend as RoutedBackend;
+    (backend.targets[0] as DeploymentTarget).inFlight = 1;
+    await ask(g);
+    expect([a.requests.length, b.requests.length]).toEqual([0, 1]);
+    (backend.targets[0] as DeploymentTarget).inFlight = 0;
+  });
+
+  it("passes over a deployment at its requests-per-minute cap", async () => {
+    const g = await start([
+      { id: "routed", deployments: [deployment(a, { rpm: 1 }), deployment(b, { weight: 0 })] },
+    ]);
+    await ask(g);
+    await ask(g);
+    expect([a.requests.length, b.requests.length]).toEqual([1, 1]);
+    timing.advance(60_000);
+    await ask(g);
+    expect([a.requests.length, b.requests.length]).toEqual([2, 1]);
+  });
+});
+
+describe("balancing order", () => {
+  const target = (name: string, weight: number) =>
+    new DeploymentTarget(
+      { name, provider: "test", backend: {} as never, weight, maxRetries: 0, owned: false },
+      { failures: 1, cooldownMs: 1 },
+      () => 0,
+    );
+
+  it("weighted: each deployment comes first in proportion to its weight", () => {
+    const targets = [target("heavy", 3), target("light", 1), target("standby", 0)];
+    let seed = 1;
+    const random = () => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647;
+    };
+    const firsts = new Map<string, number>();
+    for (let i = 0; i < 4000; i++) {
+      const order = orderTargets(targets, "weighted", random);
+      expect(order.at(-1)?.name).toBe("standby");
+      const name = order[0]?.name ?? "";
+      firsts.set(name, (firsts.get(name) ?? 0) + 1);
+    }
+    const share = (firsts.get("heavy") ?? 0) / 4000;
+    expect(share).toBeGreaterThan(0.7);
+    expect(share).toBeLessThan(0.8);
+  });
+});
