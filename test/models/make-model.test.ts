@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getLlama, type Llama, type LlamaContext, type LlamaModel, type Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readGgufFacts } from "../../src/backends/local/engines/gguf-facts.js";
 import { encodeValues, f16ToF32, f32ToF16, GgmlType } from "../../src/models/gguf-writer.js";
 import {
   buildVocab,
@@ -76,6 +77,8 @@ describe("makeModel with fill-in-the-middle tokens", () => {
       ]);
       // Plain text never spells them.
       expect(model.tokenize("<|fim_prefix|>", false)).not.toContain(509);
+      // Read from the header alone too (llama-server without a vocabulary loaded here).
+      expect((await readGgufFacts(made.path)).fim).toEqual({ prefix: 509, suffix: 510, middle: 511 });
       await model.dispose();
     } finally {
       await llama.dispose();
