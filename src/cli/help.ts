@@ -150,6 +150,8 @@ Options:
       --weights f16|q8_0            weight type (default f16)
       --seed N                      random seed (default 1)
       --chat-template FILE.jinja    the chat template the file carries (default ChatML)
+      --fim                         add fill-in-the-middle tokens (<|fim_prefix|>, <|fim_suffix|>,
+                                    <|fim_middle|>) in place of the vocabulary's last three pieces
 `;
 
 /** Help by command path ("keys create"); a subcommand without its own text shows its command's. */

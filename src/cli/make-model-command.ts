@@ -13,6 +13,7 @@ export async function makeModelCommand(args: string[]): Promise<number> {
       weights: { type: "string", default: "f16" },
       seed: { type: "string", default: "1" },
       "chat-template": { type: "string" },
+      fim: { type: "boolean", default: false },
     },
     strict: true,
   });
@@ -26,7 +27,14 @@ export async function makeModelCommand(args: string[]): Promise<number> {
   if (!Number.isInteger(seed)) throw new UsageError("--seed must be an integer");
   const templateFile = values["chat-template"];
   const chatTemplate = templateFile ? await readFile(templateFile, "utf8") : undefined;
-  const result = await makeModel({ preset, out: values.out, weightType, seed, chatTemplate });
+  const result = await makeModel({
+    preset,
+    out: values.out,
+    weightType,
+    seed,
+    chatTemplate,
+    fim: values.fim,
+  });
   process.stdout.write(
     `wrote ${result.path} (${(result.bytes / 1024 / 1024).toFixed(1)} MiB, random weights)\n`,
   );

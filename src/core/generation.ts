@@ -18,8 +18,12 @@ export interface SamplingParams {
   logitBias?: ReadonlyMap<number, number>;
 }
 
-/** A raw prompt (legacy completions): text, tokenized as plain text, or token ids taken as they are. */
-export type PromptInput = { text: string } | { tokens: number[] };
+/**
+ * A raw prompt (legacy completions): text, tokenized as plain text, or token ids taken as they are.
+ * A text with a `suffix` asks the model to fill in what goes between the two (fill-in-the-middle),
+ * for models whose vocabulary has the tokens for it.
+ */
+export type PromptInput = { text: string; suffix?: string } | { tokens: number[] };
 
 /**
  * A conversation (rendered by the model's template), or raw prompts: each prompt gets `n`
@@ -39,8 +43,12 @@ export interface GenerationRequest {
   stop: string[];
   /** Number of independent choices (per prompt, for raw prompts). */
   n: number;
-  /** Number of top alternatives per token when log probabilities are wanted; undefined = none. */
-  logprobs?: { top: number };
+  /**
+   * Number of top alternatives per token when log probabilities are wanted; undefined = none.
+   * `prompt`: the prompt's own tokens are scored too (legacy completions' echo with logprobs;
+   * raw prompts only), reported in a `prompt-logprobs` part before each choice's text.
+   */
+  logprobs?: { top: number; prompt?: boolean };
   /** Tools and output format the answer must keep to; absent = free text. */
   constraint?: OutputConstraint;
   /** How hard a reasoning model should think; absent = the model's default. */
@@ -56,6 +64,17 @@ export interface TokenLogprob {
   top: { token: string; logprob: number; bytes: number[] }[];
 }
 
+/**
+ * A prompt token as the model scored it: the first token of a prompt has nothing before it, so no
+ * log probability and no alternatives (null, as OpenAI reports it).
+ */
+export interface PromptTokenLogprob {
+  token: string;
+  logprob: number | null;
+  bytes: number[];
+  top: TokenLogprob["top"] | null;
+}
+
 export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter";
 
 /**
@@ -64,6 +83,8 @@ export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter";
  */
 export type GenerationPart =
   | { type: "text"; choice: number; text: string; logprobs?: TokenLogprob[] }
+  /** The prompt's tokens scored (logprobs.prompt), once per choice, before any of its text. */
+  | { type: "prompt-logprobs"; choice: number; logprobs: PromptTokenLogprob[] }
   /** Reasoning ("thinking") text, kept apart from the answer. */
   | { type: "reasoning"; choice: number; text: string }
   /** The model declined; the text says why. */

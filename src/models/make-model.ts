@@ -95,7 +95,16 @@ export interface MakeModelOptions {
   seed?: number;
   /** The chat template the file carries (ChatML when absent). */
   chatTemplate?: string;
+  /**
+   * Fill-in-the-middle tokens (`<|fim_prefix|>`, `<|fim_suffix|>`, `<|fim_middle|>`, named by the
+   * tokenizer.ggml.fim_*_token_id keys) in place of the vocabulary's last three pieces; every other
+   * token keeps its id.
+   */
+  fim?: boolean;
 }
+
+/** The fill-in-the-middle tokens a `fim` model carries, in the last three ids of its vocabulary. */
+export const FIM_PIECES = ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"] as const;
 
 export async function makeModel(opts: MakeModelOptions): Promise<{ path: string; bytes: number }> {
   const hp = MODEL_PRESETS[opts.preset];
@@ -108,8 +117,8 @@ export async function makeModel(opts: MakeModelOptions): Promise<{ path: string;
   const tmp = `${path}.tmp-${process.pid}`;
   try {
     const bytes = await writeGguf(tmp, {
-      metadata: buildMetadata(hp, weightType, opts.chatTemplate ?? CHATML_TEMPLATE),
-      tensors: buildTensors(hp, weightType, seed),
+      metadata: buildMetadata(hp, weightType, opts.chatTemplate ?? CHATML_TEMPLATE, opts.fim === true),
+      tensors: buildTensors(hp, weightType, seed, opts.fim === true),
     });
     await rename(tmp, path);
     return { path, bytes };
@@ -129,8 +138,9 @@ function buildMetadata(
   hp: ModelHyperparams,
   weightType: WeightType,
   chatTemplate: string,
+  fim: boolean,
 ): Record<string, GgufValue> {
-  const vocab = buildVocab(hp.vocabSize);
+  const vocab = buildVocab(hp.vocabSize, { fim });
   const headDim = hp.embeddingLength / hp.headCount;
   const meta: Record<string, GgufValue> = {
     "general.architecture": gguf.str("llama"),
@@ -161,6 +171,12 @@ function buildMetadata(
     // Without this SPM would prepend "▁" to every text fragment, so detokenize(tokenize(s)) !== s.
     "tokenizer.ggml.add_space_prefix": gguf.bool(false),
   };
+  if (fim) {
+    const first = hp.vocabSize - FIM_PIECES.length;
+    meta["tokenizer.ggml.fim_pre_token_id"] = gguf.u32(first);
+    meta["tokenizer.ggml.fim_suf_token_id"] = gguf.u32(first + 1);
+    meta["tokenizer.ggml.fim_mid_token_id"] = gguf.u32(first + 2);
+  }
   if (hp.pooling) meta["llama.pooling_type"] = gguf.u32(POOLING_TYPE_IDS[hp.pooling]);
   else meta["tokenizer.chat_template"] = gguf.str(chatTemplate);
   if (weightType === "q8_0") meta["general.quantization_version"] = gguf.u32(2);
@@ -213,10 +229,14 @@ const COMMON_SUBWORDS = (
  * pieces. Every piece's prefixes precede it, so any prefix of the piece list is closed under prefixes and
  * SPM's pairwise merging can always build a long piece one character at a time.
  */
-export function buildVocab(size: number): Vocab {
-  const fixed = SPECIAL_PIECES.length + 256;
+export function buildVocab(size: number, options: { fim?: boolean } = {}): Vocab {
+  const trailing = options.fim ? FIM_PIECES.length : 0;
+  const fixed = SPECIAL_PIECES.length + 256 + trailing;
   if (size <= fixed) throw new Error(`vocab size must exceed ${fixed}`);
-  const pieces = collectPieces(size - fixed);
+  // The pieces of a vocabulary without them, the last ones left out (which keeps the list closed
+  // under prefixes, and every other token's id and score as they were).
+  const pieces = collectPieces(size - fixed + trailing);
+  const kept = pieces.length - trailing;
 
   const tokens: string[] = [];
   const types: number[] = [];
@@ -225,8 +245,10 @@ export function buildVocab(size: number): Vocab {
   for (let b = 0; b < 256; b++) push(byteToken(b), TokenType.byte, 0);
   // Longer pieces score higher so merges prefer them; within a length, earlier (more common) wins.
   for (const [rank, p] of pieces.entries()) {
+    if (rank >= kept) break;
     push(p, TokenType.normal, [...p].length - rank / pieces.length);
   }
+  if (options.fim) for (const piece of FIM_PIECES) push(piece, TokenType.control, 0);
   return { tokens, scores: Float32Array.from(scores), types: Int32Array.from(types) };
 
   function push(piece: string, type: number, score: number): void {
@@ -316,9 +338,10 @@ const BIAS_VALUE = 1;
 const SUPPRESS_WEIGHT = 64;
 
 /** Tokens the model should (practically) never generate: specials, and bytes other than "\n" and printable ASCII. */
-function isSuppressedToken(id: number): boolean {
+function isSuppressedToken(id: number, vocabSize: number, fim: boolean): boolean {
   const specials = SPECIAL_PIECES.length;
   if (id < specials) return true;
+  if (fim && id >= vocabSize - FIM_PIECES.length) return true;
   const byte = id - specials;
   if (byte >= 256) return false;
   return !(byte === 0x0a || (byte >= 0x20 && byte < 0x7f));
@@ -327,7 +350,12 @@ function isSuppressedToken(id: number): boolean {
 /** Initializes the element at (row, col); col indexes ne[0], row the flattened outer dimensions. */
 type Init = (rand: () => number, row: number, col: number) => number;
 
-function buildTensors(hp: ModelHyperparams, weightType: WeightType, seed: number): GgufTensorSpec[] {
+function buildTensors(
+  hp: ModelHyperparams,
+  weightType: WeightType,
+  seed: number,
+  fim: boolean,
+): GgufTensorSpec[] {
   const matrixType = weightType === "q8_0" ? GgmlType.Q8_0 : GgmlType.F16;
   const n = hp.embeddingLength;
   const headDim = n / hp.headCount;
@@ -370,7 +398,7 @@ function buildTensors(hp: ModelHyperparams, weightType: WeightType, seed: number
     norm("output_norm.weight", hp.pooling ? 0 : 1),
     matrix("output.weight", [n, hp.vocabSize], (rand, row, col) => {
       if (col !== 0) return noise(rand, row, col);
-      return isSuppressedToken(row) ? -SUPPRESS_WEIGHT : 0;
+      return isSuppressedToken(row, hp.vocabSize, fim) ? -SUPPRESS_WEIGHT : 0;
     }),
   );
   return tensors;

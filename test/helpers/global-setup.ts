@@ -9,6 +9,8 @@ declare module "vitest" {
     tinyModelPath: string;
     /** The tiny random-weight embedding model (embed-tiny preset). */
     embedModelPath: string;
+    /** The tiny model with fill-in-the-middle tokens (its vocabulary's last three ids). */
+    fimModelPath: string;
   }
 }
 
@@ -22,4 +24,7 @@ export default async function setup(project: TestProject): Promise<void> {
   const embedPath = join(dir, "embed-tiny-v1.gguf");
   if (!existsSync(embedPath)) await makeModel({ preset: "embed-tiny", out: embedPath, seed: 7 });
   project.provide("embedModelPath", embedPath);
+  const fimPath = join(dir, "tiny-fim-v1.gguf");
+  if (!existsSync(fimPath)) await makeModel({ preset: "tiny", out: fimPath, seed: 7, fim: true });
+  project.provide("fimModelPath", fimPath);
 }

@@ -3,10 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getLlama, type Llama, type LlamaContext, type LlamaModel, type Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readGgufFacts } from "../../src/backends/local/engines/gguf-facts.js";
 import { encodeValues, f16ToF32, f32ToF16, GgmlType } from "../../src/models/gguf-writer.js";
 import {
   buildVocab,
   CHATML_TEMPLATE,
+  FIM_PIECES,
   MODEL_PRESETS,
   makeModel,
   POOLING_TYPE_IDS,
@@ -51,6 +53,36 @@ describe("buildVocab", () => {
       const chars = [...piece];
       // SPM merges pairwise, so every multi-character piece needs its prefix in the vocab.
       if (chars.length > 1) expect(normal.has(chars.slice(0, -1).join(""))).toBe(true);
+    }
+  });
+});
+
+describe("makeModel with fill-in-the-middle tokens", () => {
+  it("puts them in the last three ids, every other token where the plain vocabulary has it", () => {
+    const plain = buildVocab(512);
+    const fim = buildVocab(512, { fim: true });
+    expect(fim.tokens.slice(0, 509)).toEqual(plain.tokens.slice(0, 509));
+    expect(Array.from(fim.scores.slice(0, 509))).toEqual(Array.from(plain.scores.slice(0, 509)));
+    expect(fim.tokens.slice(509)).toEqual([...FIM_PIECES]);
+  });
+
+  it("names them with the GGUF keys, so llama.cpp knows them as the model's infill tokens", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "switchboard-make-fim-"));
+    const llama = await getLlama({ build: "never", gpu: false });
+    try {
+      const made = await makeModel({ preset: "tiny", out: join(dir, "fim.gguf"), seed: 7, fim: true });
+      const model = await llama.loadModel({ modelPath: made.path, vocabOnly: true });
+      expect([model.tokens.infill.prefix, model.tokens.infill.suffix, model.tokens.infill.middle]).toEqual([
+        509, 510, 511,
+      ]);
+      // Plain text never spells them.
+      expect(model.tokenize("<|fim_prefix|>", false)).not.toContain(509);
+      // Read from the header alone too (llama-server without a vocabulary loaded here).
+      expect((await readGgufFacts(made.path)).fim).toEqual({ prefix: 509, suffix: 510, middle: 511 });
+      await model.dispose();
+    } finally {
+      await llama.dispose();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,4 +1,10 @@
-import type { FinishReason, GenerationPart, TokenLogprob, UsageCounts } from "../../core/generation.js";
+import type {
+  FinishReason,
+  GenerationPart,
+  PromptTokenLogprob,
+  TokenLogprob,
+  UsageCounts,
+} from "../../core/generation.js";
 import type { SseWriter } from "../../http/sse.js";
 import type { CompletionShape } from "./service.js";
 
@@ -10,25 +16,37 @@ export interface CompletionMeta {
   systemFingerprint: string;
 }
 
-/** The legacy logprobs object: parallel arrays, alternatives as {token: logprob} maps. */
+/**
+ * The legacy logprobs object: parallel arrays, alternatives as {token: logprob} maps. A prompt's
+ * first token (echo) has null for both, as OpenAI sends it.
+ */
 interface LegacyLogprobs {
   tokens: string[];
-  token_logprobs: number[];
-  top_logprobs: Record<string, number>[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
   text_offset: number[];
 }
 
-function legacyLogprobs(entries: readonly TokenLogprob[], startOffset: number): LegacyLogprobs {
-  const out: LegacyLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+function legacyLogprobs(
+  entries: readonly (TokenLogprob | PromptTokenLogprob)[],
+  startOffset: number,
+  out: LegacyLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] },
+): LegacyLogprobs {
   let offset = startOffset;
   for (const entry of entries) {
     out.tokens.push(entry.token);
     out.token_logprobs.push(entry.logprob);
-    out.top_logprobs.push(Object.fromEntries(entry.top.map((alt) => [alt.token, alt.logprob])));
+    out.top_logprobs.push(entry.top && Object.fromEntries(entry.top.map((alt) => [alt.token, alt.logprob])));
     out.text_offset.push(offset);
     offset += entry.token.length;
   }
   return out;
+}
+
+/** A choice's logprobs: the echoed prompt's tokens (from offset 0), then the completion's. */
+function choiceLogprobs(choice: GeneratedChoice, echo: string): LegacyLogprobs {
+  const prompt = legacyLogprobs(choice.promptLogprobs ?? [], 0);
+  return legacyLogprobs(choice.logprobs, echo.length, prompt);
 }
 
 function encodeUsage(usage: UsageCounts) {
@@ -42,6 +60,8 @@ function encodeUsage(usage: UsageCounts) {
 interface GeneratedChoice {
   text: string;
   logprobs: TokenLogprob[];
+  /** echo with logprobs: the prompt's tokens scored. */
+  promptLogprobs?: PromptTokenLogprob[];
   finish: FinishReason | null;
 }
 
@@ -69,6 +89,8 @@ export async function collectCompletion(
       const choice = generated[part.choice] as GeneratedChoice;
       choice.text += part.text;
       if (part.logprobs) for (const entry of part.logprobs) choice.logprobs.push(entry);
+    } else if (part.type === "prompt-logprobs") {
+      (generated[part.choice] as GeneratedChoice).promptLogprobs = part.logprobs;
     } else if (part.type === "finish") (generated[part.choice] as GeneratedChoice).finish = part.reason;
   }
   const choices: object[] = [];
@@ -80,7 +102,7 @@ export async function collectCompletion(
       choices.push({
         text: echo + choice.text,
         index: choices.length,
-        logprobs: shape.logprobs === undefined ? null : legacyLogprobs(choice.logprobs, echo.length),
+        logprobs: shape.logprobs === undefined ? null : choiceLogprobs(choice, echo),
         finish_reason: choice.finish ?? "stop",
       });
     }
@@ -128,14 +150,21 @@ export async function streamCompletion(
   includeUsage: boolean,
 ): Promise<void> {
   const offsets: number[] = [];
+  const echoOf = (choice: number) => shape.echo?.[Math.floor(choice / shape.n)] ?? "";
+  // With logprobs the echo goes out with its prompt's scores, when they arrive (before any text).
+  const scoredEcho = shape.echo !== undefined && shape.logprobs !== undefined;
   for (let choice = 0; choice < shape.prompts * shape.n; choice++) {
-    const echo = shape.echo?.[Math.floor(choice / shape.n)] ?? "";
+    const echo = echoOf(choice);
     offsets.push(echo.length);
-    if (echo) await sse.sendRaw(encoder.textChunk(choice, echo, null));
+    if (echo && !scoredEcho) await sse.sendRaw(encoder.textChunk(choice, echo, null));
   }
   let part = first;
   while (part && sse.isOpen) {
-    if (part.type === "text") {
+    if (part.type === "prompt-logprobs" && scoredEcho) {
+      await sse.sendRaw(
+        encoder.textChunk(part.choice, echoOf(part.choice), legacyLogprobs(part.logprobs, 0)),
+      );
+    } else if (part.type === "text") {
       const offset = offsets[part.choice] ?? 0;
       const logprobs = shape.logprobs === undefined ? null : legacyLogprobs(part.logprobs ?? [], offset);
       offsets[part.choice] = offset + part.text.length;

@@ -10,7 +10,10 @@ export interface CompletionShape {
   n: number;
   /** Choices generated per prompt (best_of): the best `n` of them by summed log probability are kept. */
   bestOf: number;
-  /** The prompt texts, put in front of each choice's text when `echo` is on (undefined: off). */
+  /**
+   * The prompt texts, put in front of each choice's text when `echo` is on (undefined: off); with
+   * logprobs, the prompt's tokens lead each choice's logprobs (from its `prompt-logprobs` part).
+   */
   echo: string[] | undefined;
   /** Alternatives per token in `logprobs` (undefined: no logprobs in the response). */
   logprobs: number | undefined;
@@ -42,37 +45,39 @@ export function toGenerationRequest(
   if (req.stream_options && !req.stream) {
     throw invalidRequest("stream_options is only allowed when stream is true.", "stream_options");
   }
-  if (req.suffix) {
-    throw unsupportedParameter("suffix", "Fill-in-the-middle (suffix) is not supported by this server yet.");
-  }
   const echo = req.echo === true;
-  if (echo && req.logprobs != null) {
-    throw unsupportedParameter(
-      "echo",
-      "echo together with logprobs (log probabilities of the prompt's tokens) is not supported by this server yet.",
-    );
-  }
   if (echo && prompts.some((prompt) => "tokens" in prompt)) {
     throw unsupportedParameter("echo", "echo is supported for text prompts only.");
   }
-  if (req.max_tokens === 0) {
-    throw unsupportedParameter(
-      "max_tokens",
-      "max_tokens 0 (a prompt with no completion) is not supported yet.",
-    );
+  // An empty suffix is no suffix (as before fill-in-the-middle existed here).
+  const suffix = req.suffix || undefined;
+  if (suffix !== undefined) {
+    if (echo) throw unsupportedParameter("suffix", "suffix cannot be combined with echo.");
+    if (prompts.some((prompt) => "tokens" in prompt)) {
+      throw unsupportedParameter("suffix", "suffix is supported for text prompts only.");
+    }
   }
   const stop = toStop(req.stop);
   const logprobs = req.logprobs ?? undefined;
   const request: GenerationRequest = {
     model,
-    input: { kind: "prompts", prompts },
+    input: {
+      kind: "prompts",
+      prompts: suffix === undefined ? prompts : prompts.map((prompt) => ({ ...prompt, suffix })),
+    },
     sampling: toSampling(req),
     // OpenAI's default for this API is 16 tokens; 0 generates nothing (with echo: the prompt back).
     maxTokens: req.max_tokens ?? 16,
     stop,
     n: bestOf,
     // Ranking best_of needs each sampled token's log probability, even when none are returned.
-    logprobs: logprobs !== undefined ? { top: logprobs } : bestOf > n ? { top: 0 } : undefined,
+    // echo with logprobs: the prompt's own tokens are scored too.
+    logprobs:
+      logprobs !== undefined
+        ? { top: logprobs, ...(echo ? { prompt: true } : {}) }
+        : bestOf > n
+          ? { top: 0 }
+          : undefined,
   };
   return {
     request,

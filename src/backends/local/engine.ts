@@ -54,10 +54,22 @@ export interface ModelMetadata {
   embeddingSize: number;
   slots: number;
   eosTokenId?: number;
+  /**
+   * The model's fill-in-the-middle tokens (as llama.cpp finds them: the GGUF's
+   * tokenizer.ggml.fim_*_token_id keys, else well-known token texts); undefined = it has none.
+   */
+  fim?: FimTokens;
   /** Whether the tokenizer wants an end token after an input (embedding inputs get one then). */
   addEosToken?: boolean;
   /** Embedding mode: how the engine pools token states into one vector; undefined = not an embedding engine. */
   pooling?: EnginePooling;
+}
+
+/** Token ids that frame a fill-in-the-middle prompt. */
+export interface FimTokens {
+  prefix: number;
+  suffix: number;
+  middle: number;
 }
 
 /** Pooling as llama.cpp names it; `none` yields the last token's state. */
@@ -87,6 +99,12 @@ export interface TokenGeneration {
   topLogprobs?: number;
   /** A grammar every sampled token must keep to (structured outputs, tool calls). */
   grammar?: EngineGrammar;
+  /**
+   * Score the prompt's own tokens too, with this many alternatives each (a `prompt-logprobs` event
+   * after `prompt`); undefined = no. The prompt is then evaluated from its first token: tokens in a
+   * slot's KV cache keep no logits, so none of it is reused (cachedTokens 0).
+   */
+  promptLogprobs?: number;
 }
 
 /** A grammar in llama.cpp's GBNF, applied from the first token or, when lazy, from a trigger on. */
@@ -114,9 +132,19 @@ export interface TokenCandidate {
   logprob: number;
 }
 
+/** A prompt token scored; the first prompt token has no logprob and no alternatives. */
+export interface PromptTokenScore {
+  token: number;
+  piece: string;
+  logprob?: number;
+  top?: TokenCandidate[];
+}
+
 export type EngineEvent =
   /** First event: the prompt was admitted; cachedTokens of it were reused from a slot's KV cache. */
   | { type: "prompt"; promptTokens: number; cachedTokens: number }
+  /** With promptLogprobs, next after `prompt`: every prompt token, in order. */
+  | { type: "prompt-logprobs"; tokens: PromptTokenScore[] }
   /**
    * `text` is the UTF-8-complete text this token adds (may be "" while a multi-byte character is
    * still incomplete, and may then carry more than one token's text). `piece` is this token's own

@@ -1,4 +1,9 @@
-import { contextLengthExceeded, invalidRequest, serviceUnavailable } from "../../core/errors.js";
+import {
+  contextLengthExceeded,
+  invalidRequest,
+  serviceUnavailable,
+  unsupportedParameter,
+} from "../../core/errors.js";
 import type {
   BackendCapabilities,
   BackendHealth,
@@ -13,6 +18,7 @@ import type {
   PreparedEmbedding,
   PreparedGeneration,
   PromptInput,
+  PromptTokenLogprob,
   SamplingParams,
   TokenLogprob,
   UsageCounts,
@@ -20,7 +26,7 @@ import type {
 import { mergeStreams } from "../../core/merge-streams.js";
 import type { ToolDefinition } from "../../core/messages.js";
 import { ChatTemplate, type PromptSegment } from "./chat-template.js";
-import type { EngineEvent, LocalEngine, TokenCandidate } from "./engine.js";
+import type { EngineEvent, FimTokens, LocalEngine, PromptTokenScore, TokenCandidate } from "./engine.js";
 import { engineReportOf, engineServing } from "./engines/engine-status.js";
 import { type EmbeddingSettings, LocalEmbedder } from "./local-embeddings.js";
 import { StopMatcher } from "./stop-matcher.js";
@@ -182,12 +188,18 @@ export class LocalBackend implements ModelBackend {
       plan = chat.plan;
     } else {
       sources = req.input.prompts.map(toPromptSource);
+      if (sources.some((source) => "infill" in source) && !meta.fim) {
+        throw unsupportedParameter(
+          "suffix",
+          `The model '${req.model}' has no fill-in-the-middle tokens, so it cannot complete with a suffix.`,
+        );
+      }
     }
     // A prompt that cannot fit whatever its tokens is refused from its length alone: an 8 MiB
     // body then costs no more than a small one.
     for (const source of sources) {
       const exact = "tokens" in source;
-      const fewest = exact ? source.tokens.length : minimumTokens(source.segments, meta.longestTokenBytes);
+      const fewest = exact ? source.tokens.length : minimumTokens(segmentsOf(source), meta.longestTokenBytes);
       if (fewest >= meta.contextSize) {
         throw contextLengthExceeded(meta.contextSize, fewest + (req.maxTokens ?? 1), param, !exact);
       }
@@ -197,7 +209,9 @@ export class LocalBackend implements ModelBackend {
       const tokens =
         "tokens" in source
           ? checkTokenIds(source.tokens, meta.vocabSize)
-          : await this.tokenizeSegments(source.segments);
+          : "infill" in source
+            ? await this.infillPrompt(source.infill, meta.fim as FimTokens)
+            : await this.tokenizeSegments(source.segments);
       if (tokens.length >= meta.contextSize) {
         throw contextLengthExceeded(meta.contextSize, tokens.length + (req.maxTokens ?? 1), param);
       }
@@ -286,6 +300,22 @@ export class LocalBackend implements ModelBackend {
     return withBos(tokens, meta.addBosToken, meta.bosTokenId);
   }
 
+  /**
+   * A fill-in-the-middle prompt in the PSM order llama.cpp's /infill uses by default:
+   * [BOS] FIM_PRE prefix FIM_SUF suffix FIM_MID, the model then writing the middle. The caller's
+   * texts are tokenized as plain text, each on its own (as llama.cpp does), so they cannot spell a
+   * control token. Models trained on the SPM order (suffix first) are not told apart by their GGUF.
+   */
+  private async infillPrompt(infill: { prefix: string; suffix: string }, fim: FimTokens): Promise<number[]> {
+    const meta = this.engine.metadata();
+    const tokens = [fim.prefix];
+    for (const token of await this.engine.tokenize(infill.prefix, { special: false })) tokens.push(token);
+    tokens.push(fim.suffix);
+    for (const token of await this.engine.tokenize(infill.suffix, { special: false })) tokens.push(token);
+    tokens.push(fim.middle);
+    return withBos(tokens, meta.addBosToken, meta.bosTokenId);
+  }
+
   private async *runChoice(
     choice: number,
     prepared: LocalPreparedGeneration,
@@ -303,6 +333,7 @@ export class LocalBackend implements ModelBackend {
         sampling: choiceSampling(req.sampling, choice),
         topLogprobs: req.logprobs?.top,
         ...(plan?.grammar ? { grammar: plan.grammar } : {}),
+        ...(req.logprobs?.prompt ? { promptLogprobs: req.logprobs.top } : {}),
       },
       signal,
     );
@@ -313,6 +344,10 @@ export class LocalBackend implements ModelBackend {
           counters.promptTokens += event.promptTokens;
           counters.cachedTokens += event.cachedTokens;
         }
+        continue;
+      }
+      if (event.type === "prompt-logprobs") {
+        yield { type: "prompt-logprobs", choice, logprobs: event.tokens.map(toPromptTokenLogprob) };
         continue;
       }
       if (event.type === "end") {
@@ -461,14 +496,29 @@ function checkLogitBias(req: GenerationRequest, vocabSize: number): void {
   }
 }
 
-/** A prompt to tokenize (template segments, or a raw text), or token ids taken as they are. */
-type PromptSource = { segments: readonly PromptSegment[] } | { tokens: number[] };
+/**
+ * A prompt to tokenize (template segments, or a raw text), token ids taken as they are, or the two
+ * texts of a fill-in-the-middle prompt.
+ */
+type PromptSource =
+  | { segments: readonly PromptSegment[] }
+  | { tokens: number[] }
+  | { infill: { prefix: string; suffix: string } };
 
 function toPromptSource(prompt: PromptInput): PromptSource {
+  if ("tokens" in prompt) return { tokens: prompt.tokens };
+  if (prompt.suffix !== undefined) return { infill: { prefix: prompt.text, suffix: prompt.suffix } };
   // Raw completions: the caller's text is data, never parsed for special tokens.
-  return "tokens" in prompt
-    ? { tokens: prompt.tokens }
-    : { segments: [{ text: prompt.text, trusted: false }] };
+  return { segments: [{ text: prompt.text, trusted: false }] };
+}
+
+/** The texts of a source to tokenize, for the length-only lower bound. */
+function segmentsOf(source: Exclude<PromptSource, { tokens: number[] }>): readonly PromptSegment[] {
+  if ("segments" in source) return source.segments;
+  return [
+    { text: source.infill.prefix, trusted: false },
+    { text: source.infill.suffix, trusted: false },
+  ];
 }
 
 function checkTokenIds(tokens: number[], vocabSize: number, param = "prompt"): number[] {
@@ -507,6 +557,15 @@ function toTokenLogprob(event: Extract<EngineEvent, { type: "token" }>): TokenLo
     logprob: event.logprob ?? 0,
     bytes: Array.from(utf8.encode(piece)),
     top: (event.top ?? []).map(toCandidate),
+  };
+}
+
+function toPromptTokenLogprob(score: PromptTokenScore): PromptTokenLogprob {
+  return {
+    token: score.piece,
+    logprob: score.logprob ?? null,
+    bytes: Array.from(utf8.encode(score.piece)),
+    top: score.top ? score.top.map(toCandidate) : null,
   };
 }
 

@@ -1,5 +1,6 @@
 import { readGgufFileInfo } from "node-llama-cpp";
-import { type EnginePooling, poolingFromId } from "../engine.js";
+import { type EnginePooling, type FimTokens, poolingFromId } from "../engine.js";
+import { fimTokensFromKeys } from "./fim-tokens.js";
 
 /** What an engine process needs to know about a model before it starts one. */
 export interface GgufFacts {
@@ -12,6 +13,8 @@ export interface GgufFacts {
   chatTemplate: string | undefined;
   /** `<arch>.pooling_type`, for embedding models that declare one. */
   pooling: EnginePooling | undefined;
+  /** Fill-in-the-middle tokens named by the header's keys (not by token texts: that needs the vocabulary loaded). */
+  fim: FimTokens | undefined;
 }
 
 /**
@@ -30,7 +33,7 @@ export async function readGgufFacts(path: string): Promise<GgufFacts> {
     pooling_type?: number;
   };
   const tokenizer = info.metadata.tokenizer as
-    | { chat_template?: unknown; ggml?: { tokens?: readonly unknown[] } }
+    | { chat_template?: unknown; ggml?: { tokens?: readonly unknown[] } & Record<string, unknown> }
     | undefined;
   return {
     trainContextSize: arch.context_length ?? 4096,
@@ -39,6 +42,7 @@ export async function readGgufFacts(path: string): Promise<GgufFacts> {
     longestTokenBytes: longestTokenBytes(tokenizer?.ggml?.tokens),
     chatTemplate: typeof tokenizer?.chat_template === "string" ? tokenizer.chat_template : undefined,
     pooling: poolingFromId(arch.pooling_type),
+    fim: fimTokensFromKeys(tokenizer?.ggml),
   };
 }
 

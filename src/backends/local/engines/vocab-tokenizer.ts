@@ -1,5 +1,7 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
 import type { Logger } from "pino";
+import type { FimTokens } from "../engine.js";
+import { fimTokensOf } from "./fim-tokens.js";
 import { type GpuMode, sharedLlama } from "./in-process/llama-instance.js";
 
 /**
@@ -37,6 +39,11 @@ export class VocabTokenizer {
 
   detokenize(tokens: readonly number[]): string {
     return this.model.detokenize(tokens as Token[], false);
+  }
+
+  /** The fill-in-the-middle tokens, as llama.cpp finds them. */
+  fim(): FimTokens | undefined {
+    return fimTokensOf(this.model);
   }
 
   /** The BOS token and whether the tokenizer wants it in front of a prompt. */

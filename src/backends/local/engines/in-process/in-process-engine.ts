@@ -1,4 +1,5 @@
 import {
+  type ControlledEvaluateInputItem,
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
@@ -22,6 +23,7 @@ import {
   type LocalEngine,
   type ModelMetadata,
   notAnEmbeddingEngine,
+  type PromptTokenScore,
   poolingFromId,
   type TokenCandidate,
   type TokenGeneration,
@@ -29,6 +31,7 @@ import {
 import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
 import { TokenSampler } from "../../token-sampler.js";
+import { fimTokensOf } from "../fim-tokens.js";
 import { longestTokenBytes } from "../gguf-facts.js";
 import { GrammarParser } from "../grammar-check.js";
 import { ModelLoad } from "../model-load.js";
@@ -56,6 +59,10 @@ export interface InProcessEngineOptions {
 
 /** Tokens of already-emitted text kept as context so the next piece decodes with the right spacing. */
 const DETOKENIZE_CONTEXT = 8;
+/** Prompt tokens scored per evaluation: each holds a whole-vocabulary distribution until it is read. */
+const SCORE_CHUNK = 32;
+/** The model's own distribution: what log probabilities report. */
+const UNFILTERED = { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 0 } as const;
 /** A piece still ending in U+FFFD after this many tokens is emitted as is (the model produced invalid UTF-8). */
 const MAX_HELD_TOKENS = 4;
 
@@ -172,10 +179,21 @@ export class InProcessEngine implements LocalEngine {
     const prompt = req.promptTokens as Token[];
     const grammar = req.grammar ? await this.grammarRun(req.grammar, prompt) : undefined;
     const sequence = this.sequences[slot] as LlamaContextSequence;
-    const reused = await this.reusePrefix(sequence, prompt);
+    const scoring = req.promptLogprobs !== undefined;
+    // Scoring the prompt needs the logits after each of its tokens, which a KV cache does not keep.
+    const reused = await this.reusePrefix(sequence, scoring ? [] : prompt);
     yield { type: "prompt", promptTokens: prompt.length, cachedTokens: reused };
-    if (req.maxTokens <= 0) {
-      yield { type: "end", reason: "length" };
+    let pending = prompt.slice(reused);
+    if (scoring) {
+      yield {
+        type: "prompt-logprobs",
+        tokens: await this.scorePrompt(sequence, prompt, req.promptLogprobs ?? 0, signal),
+      };
+      // All but the last prompt token are evaluated now; the last one gives the first token's logits.
+      pending = prompt.slice(-1);
+    }
+    if (req.maxTokens <= 0 || signal.aborted) {
+      if (!signal.aborted) yield { type: "end", reason: "length" };
       return;
     }
 
@@ -183,8 +201,8 @@ export class InProcessEngine implements LocalEngine {
     // The next token decodes (off the main thread) while this one is handed on and written out.
     const tokens = readAhead(
       req.topLogprobs === undefined
-        ? this.nativeSampling(sequence, prompt.slice(reused), req, decoder, grammar)
-        : this.sampleWithLogprobs(sequence, prompt.slice(reused), req, decoder, grammar),
+        ? this.nativeSampling(sequence, pending, req, decoder, grammar)
+        : this.sampleWithLogprobs(sequence, pending, req, decoder, grammar),
     );
     let count = 0;
     let reason: "stop" | "length" = "stop";
@@ -200,6 +218,42 @@ export class InProcessEngine implements LocalEngine {
     const rest = decoder.flush();
     if (rest) yield { type: "token", token: -1, text: rest };
     if (!signal.aborted) yield { type: "end", reason };
+  }
+
+  /**
+   * Evaluates every prompt token but the last on an emptied sequence, in chunks, reading the
+   * model's distribution after each: the log probability of the token that follows and the top
+   * alternatives. The first token has nothing before it and gets neither.
+   */
+  private async scorePrompt(
+    sequence: LlamaContextSequence,
+    prompt: readonly Token[],
+    top: number,
+    signal: AbortSignal,
+  ): Promise<PromptTokenScore[]> {
+    const first = prompt[0];
+    if (first === undefined) return [];
+    const scores: PromptTokenScore[] = [{ token: first, piece: this.pieceOf(first) }];
+    for (let start = 0; start < prompt.length - 1; start += SCORE_CHUNK) {
+      if (signal.aborted) break;
+      const end = Math.min(start + SCORE_CHUNK, prompt.length - 1);
+      const input: ControlledEvaluateInputItem[] = [];
+      for (let i = start; i < end; i++) {
+        input.push([prompt[i] as Token, { generateNext: { probabilities: true, options: UNFILTERED } }]);
+      }
+      const results = await sequence.controlledEvaluate(input);
+      for (let i = start; i < end; i++) {
+        const distribution = results[i - start]?.next.probabilities ?? new Map<Token, number>();
+        const token = prompt[i + 1] as Token;
+        scores.push({
+          token,
+          piece: this.pieceOf(token),
+          logprob: safeLog(distribution.get(token) ?? 0),
+          top: this.topCandidates(distribution, top),
+        });
+      }
+    }
+    return scores;
   }
 
   /** The tokens a slot's KV cache holds now. */
@@ -361,11 +415,14 @@ export class InProcessEngine implements LocalEngine {
   /** Keeps the cached prefix of the prompt in the sequence, erases the rest; returns tokens reused. */
   private async reusePrefix(sequence: LlamaContextSequence, prompt: readonly Token[]): Promise<number> {
     // At least one prompt token must be evaluated so there are logits to sample from.
-    const reused = Math.min(longestCommonPrefix(sequence.contextTokens, prompt), prompt.length - 1);
+    const reused = Math.max(
+      0,
+      Math.min(longestCommonPrefix(sequence.contextTokens, prompt), prompt.length - 1),
+    );
     if (sequence.nextTokenIndex > reused) {
       await sequence.eraseContextTokenRanges([{ start: reused, end: sequence.nextTokenIndex }]);
     }
-    return Math.max(0, reused);
+    return reused;
   }
 
   private samplingOptions(sampling: SamplingParams, generated: Token[]): SequenceEvaluateOptions {
@@ -479,6 +536,7 @@ function readMetadata(model: LlamaModel, contextSize: number, slots: number): Mo
     longestTokenBytes: longestTokenBytes(model.fileInfo.metadata.tokenizer?.ggml?.tokens),
     embeddingSize: model.embeddingVectorSize,
     slots,
+    fim: fimTokensOf(model),
   };
 }
 

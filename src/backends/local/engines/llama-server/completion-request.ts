@@ -29,6 +29,31 @@ export function completionBody(
   return body;
 }
 
+/**
+ * The body that scores a prompt (see LlamaServerEngine.scorePrompt): its first token as the
+ * prompt, the rest forced by a grammar of token ids (`<[id]>`), greedy, not streamed, with the
+ * model's own probabilities of each token (before the grammar) and `top` alternatives.
+ */
+export function promptScoringBody(
+  prompt: readonly number[],
+  top: number,
+  slot: number,
+): Record<string, unknown> {
+  const rest = prompt.slice(1).map((token) => `<[${token}]>`);
+  return {
+    prompt: prompt.slice(0, 1),
+    n_predict: prompt.length - 1,
+    stream: false,
+    cache_prompt: true,
+    id_slot: slot,
+    grammar: `root ::= ${rest.join(" ")}`,
+    temperature: 0,
+    ignore_eos: false,
+    n_probs: Math.max(1, top),
+    post_sampling_probs: false,
+  };
+}
+
 /** llama.cpp's trigger kinds (common_grammar_trigger_type). */
 const TRIGGER_WORD = 1;
 const TRIGGER_PATTERN = 2;

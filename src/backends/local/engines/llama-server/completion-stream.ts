@@ -59,7 +59,8 @@ export class CompletionStream {
   }
 }
 
-interface ProbEntry {
+/** One token's entry in `completion_probabilities`. */
+export interface ProbEntry {
   id: number;
   token?: string;
   bytes?: number[];
@@ -74,6 +75,15 @@ function probabilities(
   text: string,
 ): { piece: string; logprob: number; top: TokenCandidate[] } {
   const entry = (message.completion_probabilities as ProbEntry[] | undefined)?.[0];
+  return scoreOf(entry, top, text);
+}
+
+/** A token's text, log probability and top alternatives from its probabilities entry. */
+export function scoreOf(
+  entry: ProbEntry | undefined,
+  top: number,
+  text = entry?.token ?? "",
+): { piece: string; logprob: number; top: TokenCandidate[] } {
   return {
     piece: entry?.bytes ? utf8(entry.bytes) : text,
     logprob: entry?.logprob ?? 0,

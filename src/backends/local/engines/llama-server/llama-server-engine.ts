@@ -1,9 +1,9 @@
-import type { EngineEvent, ModelMetadata, TokenGeneration } from "../../engine.js";
+import type { EngineEvent, ModelMetadata, PromptTokenScore, TokenGeneration } from "../../engine.js";
 import { type GgufFacts, readGgufFacts } from "../gguf-facts.js";
 import type { EngineProcess, EngineProcessSpec } from "../process-supervisor.js";
 import { type SlotRun, type SupervisedEngineOptions, SupervisedLocalEngine } from "../supervised-engine.js";
-import { cachedFrom, completionBody } from "./completion-request.js";
-import { CompletionStream } from "./completion-stream.js";
+import { cachedFrom, completionBody, promptScoringBody } from "./completion-request.js";
+import { CompletionStream, type ProbEntry, scoreOf } from "./completion-stream.js";
 import { llamaServerArgs, llamaServerEnv } from "./llama-server-args.js";
 import { LlamaServerClient, waitForHealth } from "./llama-server-client.js";
 import { TokenizeCache } from "./tokenize-cache.js";
@@ -143,6 +143,7 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
       eosTokenId,
       addEosToken,
       pooling: this.embeddingPooling,
+      fim: this.vocab ? this.vocab.fim() : facts.fim,
     };
   }
 
@@ -153,9 +154,19 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     signal: AbortSignal,
   ): AsyncGenerator<EngineEvent> {
     const prompt = req.promptTokens;
-    const expectedReuse = this.slotCaches.expectedReuse(run.slot, prompt);
-    if (req.maxTokens <= 0) {
+    const scoring = req.promptLogprobs !== undefined;
+    // Scoring evaluates the whole prompt again (cached tokens keep no logits): none of it counts as cached.
+    const expectedReuse = scoring ? 0 : this.slotCaches.expectedReuse(run.slot, prompt);
+    // max_tokens 0 never reaches llama-server: its n_predict 0 does not mean "generate nothing".
+    if (scoring || req.maxTokens <= 0) {
       yield { type: "prompt", promptTokens: prompt.length, cachedTokens: expectedReuse };
+    }
+    if (scoring) {
+      const tokens = await this.scorePrompt(process, run, req, signal);
+      if (signal.aborted) return;
+      yield { type: "prompt-logprobs", tokens };
+    }
+    if (req.maxTokens <= 0) {
       yield { type: "end", reason: "length" };
       return;
     }
@@ -169,7 +180,7 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
         completionBody(req, run.slot, contextSize),
         AbortSignal.any([signal, process.signal]),
       );
-      let started = false;
+      let started = scoring;
       for await (const message of stream) {
         if (!started) {
           started = true;
@@ -189,6 +200,43 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     } finally {
       if (completion.generated.length > 0) run.cached = [...prompt, ...completion.generated];
     }
+  }
+
+  /**
+   * The prompt's tokens scored. /completion reports probabilities only for the tokens it
+   * generates, so the prompt is generated: from its first token, a grammar of token ids admits
+   * exactly the rest of the prompt, one token at a time, and each comes back with the model's own
+   * probability of it and the top alternatives (before the grammar, post_sampling_probs off).
+   */
+  private async scorePrompt(
+    process: EngineProcess,
+    run: SlotRun,
+    req: TokenGeneration,
+    signal: AbortSignal,
+  ): Promise<PromptTokenScore[]> {
+    const prompt = req.promptTokens;
+    const first = prompt[0];
+    if (first === undefined) return [];
+    const scores: PromptTokenScore[] = [{ token: first, piece: await this.detokenize([first]) }];
+    if (prompt.length < 2) return scores;
+    run.cached = [first];
+    const result = await this.clientFor(process).json<{ completion_probabilities?: ProbEntry[] }>(
+      "POST",
+      "/completion",
+      promptScoringBody(prompt, req.promptLogprobs ?? 0, run.slot),
+      AbortSignal.any([signal, process.signal]),
+    );
+    const entries = result.completion_probabilities ?? [];
+    run.cached = prompt.slice(0, 1 + entries.length);
+    for (let i = 1; i < prompt.length; i++) {
+      const entry = entries[i - 1];
+      if (!entry || entry.id !== prompt[i]) {
+        // An end-of-generation token in the prompt ends llama-server's generation there.
+        throw new Error(`llama-server scored the prompt only up to token ${i}`);
+      }
+      scores.push({ token: entry.id, ...scoreOf(entry, req.promptLogprobs ?? 0) });
+    }
+    return scores;
   }
 
   /**

@@ -4,6 +4,7 @@ import type {
   EngineEvent,
   EngineGrammar,
   ModelMetadata,
+  PromptTokenScore,
   TokenCandidate,
   TokenGeneration,
 } from "../../engine.js";
@@ -39,6 +40,7 @@ export interface WireGeneration {
   topLogprobs?: number;
   /** Plain data already: GBNF text and trigger words and patterns. */
   grammar?: EngineGrammar;
+  promptLogprobs?: number;
 }
 
 export type ParentMessage =
@@ -69,6 +71,8 @@ export const S_END = 2;
 /** The generation stopped without an end event (it was aborted); the slot is free in the runner. */
 export const S_DONE = 3;
 export const S_ERROR = 4;
+/** The prompt's tokens scored (promptLogprobs), after S_PROMPT. */
+export const S_PROMPT_LOGPROBS = 5;
 
 export type StreamMessage =
   | [id: number, kind: typeof S_PROMPT, promptTokens: number, cachedTokens: number]
@@ -82,6 +86,12 @@ export type StreamMessage =
       piece: string | null,
       logprob: number | null,
       top: (number | string)[] | null,
+    ]
+  /** Per prompt token: [token, piece, logprob, top as in S_TOKEN] (null logprob and top for the first). */
+  | [
+      id: number,
+      kind: typeof S_PROMPT_LOGPROBS,
+      scores: [token: number, piece: string, logprob: number | null, top: (number | string)[] | null][],
     ]
   /** slotTokens: how many tokens the slot's KV cache holds now. */
   | [id: number, kind: typeof S_END, reason: "stop" | "length", slotTokens: number]
@@ -98,6 +108,7 @@ export function toWireGeneration(req: TokenGeneration): WireGeneration {
   };
   if (req.topLogprobs !== undefined) wire.topLogprobs = req.topLogprobs;
   if (req.grammar) wire.grammar = req.grammar;
+  if (req.promptLogprobs !== undefined) wire.promptLogprobs = req.promptLogprobs;
   return wire;
 }
 
@@ -110,6 +121,7 @@ export function fromWireGeneration(wire: WireGeneration): TokenGeneration {
   };
   if (wire.topLogprobs !== undefined) req.topLogprobs = wire.topLogprobs;
   if (wire.grammar) req.grammar = wire.grammar;
+  if (wire.promptLogprobs !== undefined) req.promptLogprobs = wire.promptLogprobs;
   return req;
 }
 
@@ -117,12 +129,50 @@ export function fromWireGeneration(wire: WireGeneration): TokenGeneration {
 export function encodeToken(id: number, event: Extract<EngineEvent, { type: "token" }>): StreamMessage {
   if (event.piece === undefined && event.logprob === undefined && event.top === undefined)
     return [id, S_TOKEN, event.token, event.text];
-  let top: (number | string)[] | null = null;
-  if (event.top) {
-    top = [];
-    for (const candidate of event.top) top.push(candidate.token, candidate.text, candidate.logprob);
-  }
-  return [id, S_TOKEN, event.token, event.text, event.piece ?? null, event.logprob ?? null, top];
+  return [
+    id,
+    S_TOKEN,
+    event.token,
+    event.text,
+    event.piece ?? null,
+    event.logprob ?? null,
+    flatTop(event.top),
+  ];
+}
+
+function flatTop(candidates: readonly TokenCandidate[] | undefined): (number | string)[] | null {
+  if (!candidates) return null;
+  const top: (number | string)[] = [];
+  for (const candidate of candidates) top.push(candidate.token, candidate.text, candidate.logprob);
+  return top;
+}
+
+function unflatTop(top: (number | string)[]): TokenCandidate[] {
+  const candidates: TokenCandidate[] = [];
+  for (let i = 0; i + 2 < top.length; i += 3)
+    candidates.push({ token: top[i] as number, text: top[i + 1] as string, logprob: top[i + 2] as number });
+  return candidates;
+}
+
+/** Scored prompt tokens as a stream message (runner side). */
+export function encodePromptLogprobs(id: number, tokens: readonly PromptTokenScore[]): StreamMessage {
+  return [
+    id,
+    S_PROMPT_LOGPROBS,
+    tokens.map((score) => [score.token, score.piece, score.logprob ?? null, flatTop(score.top)]),
+  ];
+}
+
+/** A scored-prompt stream message as engine data (server side). */
+export function decodePromptLogprobs(
+  message: Extract<StreamMessage, { 1: typeof S_PROMPT_LOGPROBS }>,
+): PromptTokenScore[] {
+  return message[2].map(([token, piece, logprob, top]) => {
+    const score: PromptTokenScore = { token, piece };
+    if (logprob !== null) score.logprob = logprob;
+    if (top !== null) score.top = unflatTop(top);
+    return score;
+  });
 }
 
 /** A token stream message as an engine event (server side). */
@@ -140,11 +190,6 @@ export function decodeToken(
   const top = message[6];
   if (piece !== null) event.piece = piece;
   if (logprob !== null) event.logprob = logprob;
-  if (top !== null) {
-    const candidates: TokenCandidate[] = [];
-    for (let i = 0; i + 2 < top.length; i += 3)
-      candidates.push({ token: top[i] as number, text: top[i + 1] as string, logprob: top[i + 2] as number });
-    event.top = candidates;
-  }
+  if (top !== null) event.top = unflatTop(top);
   return event;
 }

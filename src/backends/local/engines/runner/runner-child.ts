@@ -14,6 +14,7 @@ import type { EngineEvent } from "../../engine.js";
 import { InProcessEngine } from "../in-process/in-process-engine.js";
 import {
   type ChildMessage,
+  encodePromptLogprobs,
   encodeToken,
   fromWireGeneration,
   type ParentMessage,
@@ -94,6 +95,7 @@ async function generate(id: number, slot: number, wire: WireGeneration): Promise
       for await (const event of events as AsyncIterable<EngineEvent>) {
         if (event.type === "token") send(encodeToken(id, event));
         else if (event.type === "prompt") send([id, S_PROMPT, event.promptTokens, event.cachedTokens]);
+        else if (event.type === "prompt-logprobs") send(encodePromptLogprobs(id, event.tokens));
         else {
           ended = true;
           send([id, S_END, event.reason, current.slotTokens(slot).length]);

@@ -4,12 +4,14 @@ import type { EngineEvent, ModelMetadata, TokenGeneration } from "../../engine.j
 import type { EngineProcess, EngineProcessSpec } from "../process-supervisor.js";
 import { type SlotRun, type SupervisedEngineOptions, SupervisedLocalEngine } from "../supervised-engine.js";
 import {
+  decodePromptLogprobs,
   decodeToken,
   type RunnerLoadOptions,
   S_DONE,
   S_END,
   S_ERROR,
   S_PROMPT,
+  S_PROMPT_LOGPROBS,
   S_TOKEN,
   toWireGeneration,
 } from "./protocol.js";
@@ -113,6 +115,9 @@ export class RunnerEngine extends SupervisedLocalEngine<RunnerEngineOptions> {
           }
           case S_PROMPT:
             yield { type: "prompt", promptTokens: message[2], cachedTokens: message[3] };
+            break;
+          case S_PROMPT_LOGPROBS:
+            yield { type: "prompt-logprobs", tokens: decodePromptLogprobs(message) };
             break;
           case S_END:
             held = message[3];
