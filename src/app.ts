@@ -58,6 +58,8 @@ export interface AccessDeps {
   /** Stored responses (the Responses API with store: true). */
   responses: ResponseRepository;
   conversations: ConversationRepository;
+  /** Other instances may use the same database (Postgres). */
+  sharedDatabase: boolean;
 }
 
 /** Routes anyone may call: liveness must work for orchestrators that hold no key. */
@@ -231,6 +233,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     ...generating,
     responses: deps.access?.responses,
     conversations: deps.access?.conversations,
+    soleInstance: deps.access?.sharedDatabase !== true,
   });
   if (deps.access) {
     void fastify.register(conversationRoutes, {

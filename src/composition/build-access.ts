@@ -20,6 +20,8 @@ export interface Access {
   usage: Storage["usage"];
   responses: Storage["responses"];
   conversations: Storage["conversations"];
+  /** Other instances may use the same database (Postgres); SQLite belongs to this one. */
+  sharedDatabase: boolean;
   storage: Storage;
   limitStore: LimitStore;
   recorder: UsageRecorder;
@@ -89,6 +91,7 @@ export async function buildAccess(
     usage: storage.usage,
     responses: storage.responses,
     conversations: storage.conversations,
+    sharedDatabase: storage.database.dialect === "postgres",
     close: async () => {
       await recorder.close();
       await Promise.allSettled([limitStore.close(), storage.close()]);

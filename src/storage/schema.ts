@@ -69,6 +69,10 @@ export interface ResponsesTable {
   project_id: string;
   created_at: number;
   previous_response_id: string | null;
+  /** queued, in_progress, completed, incomplete, failed, cancelled. */
+  status: string;
+  /** Unix ms when the instance running a background response last said it still is; null otherwise. */
+  heartbeat_at: number | null;
   /** The response object as the API returns it. */
   response_json: string;
   /** The items this response was given as input (the conversation before it is its chain's). */

@@ -1,12 +1,16 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { BadRequestError, NotFoundError } from "openai";
 import { zodTextFormat } from "openai/helpers/zod";
 import type { FunctionTool, Response, ResponseStreamEvent } from "openai/resources/responses/responses";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { openStorage } from "../../src/storage/storage.js";
 import { type AccessServer, sdkClient, startAccessServer, type WireJson } from "../helpers/access.js";
 import { schemaValidator } from "../helpers/json-schema-validator.js";
 import { expectMatchesSchema } from "../helpers/openapi.js";
-import { startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
+import { inFlightTokens, startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
 
 /**
  * The Responses API through the official SDK: stored responses, typed streams, structured
@@ -249,7 +253,6 @@ describe("POST /v1/responses", () => {
   describe("bad input", () => {
     const cases: { name: string; body: Record<string, unknown>; param: string }[] = [
       { name: "an unknown field", body: { frobnicate: 1 }, param: "frobnicate" },
-      { name: "background", body: { background: true }, param: "background" },
       {
         name: "a function_call_output answering no call",
         body: { input: [{ type: "function_call_output", call_id: "call_x", output: "1" }] },
@@ -323,5 +326,104 @@ describe("stored responses belong to their project", () => {
       }),
     ).rejects.toBeInstanceOf(NotFoundError);
     expect((await owner.responses.retrieve(response.id)).id).toBe(response.id);
+  });
+});
+
+describe("background responses", () => {
+  let t: TestServer;
+  const dataDir = mkdtempSync(join(tmpdir(), "sb-bg-"));
+  beforeAll(async () => {
+    // A response left running by a server that died (kill -9): its row says in_progress.
+    const storage = await openStorage({ url: join(dataDir, "switchboard.db") });
+    await storage.responses.save({
+      id: "resp_orphan",
+      projectId: "proj_default",
+      createdAt: Date.now(),
+      previousResponseId: null,
+      status: "in_progress",
+      heartbeatAt: Date.now(),
+      responseJson: JSON.stringify({
+        id: "resp_orphan",
+        object: "response",
+        status: "in_progress",
+        background: true,
+        output: [],
+      }),
+      inputJson: "[]",
+    });
+    await storage.close();
+    t = await startTestServer({ config: { data_dir: dataDir }, model: { context_size: 2048 } });
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  async function settled(id: string): Promise<Response> {
+    for (;;) {
+      const response = await t.client.responses.retrieve(id);
+      if (response.status !== "queued" && response.status !== "in_progress") return response;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  it("answers at once with a queued response that runs to completion on its own", async () => {
+    const queued = await t.client.responses.create({
+      model: TINY_MODEL,
+      input: "Tell a story.",
+      background: true,
+      max_output_tokens: 32,
+    });
+    expect(queued.status).toBe("queued");
+    expect(queued.background).toBe(true);
+    const done = await settled(queued.id);
+    expect(["completed", "incomplete"]).toContain(done.status);
+    expect(done.output.length).toBeGreaterThan(0);
+    expect(done.usage?.output_tokens).toBeGreaterThan(0);
+  });
+
+  it("cancel stops a running one: status cancelled", async () => {
+    const queued = await t.client.responses.create({
+      model: TINY_MODEL,
+      input: "Go on for a long time.",
+      background: true,
+      max_output_tokens: inFlightTokens(1500),
+    });
+    const cancelled = await t.client.responses.cancel(queued.id);
+    expect(cancelled.status).toBe("cancelled");
+    expect((await t.client.responses.retrieve(queued.id)).status).toBe("cancelled");
+  });
+
+  it("streams its events, and a client can pick the stream up again after any sequence number", async () => {
+    const stream = await t.client.responses.create({
+      model: TINY_MODEL,
+      input: "Count.",
+      background: true,
+      stream: true,
+      max_output_tokens: 16,
+    });
+    const events: ResponseStreamEvent[] = [];
+    for await (const event of stream) events.push(event);
+    expect(events[0]?.type).toBe("response.created");
+    expect(["response.completed", "response.incomplete"]).toContain(events.at(-1)?.type);
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+    const id = (events[0] as { response: Response }).response.id;
+    const resumed: ResponseStreamEvent[] = [];
+    const again = await t.client.responses.retrieve(id, { stream: true, starting_after: 3 });
+    for await (const event of again) resumed.push(event);
+    expect(resumed.map((e) => e.sequence_number)).toEqual(events.slice(4).map((e) => e.sequence_number));
+  });
+
+  it("a response orphaned by a server that died is marked failed, never left in progress", async () => {
+    const orphan = await t.client.responses.retrieve("resp_orphan");
+    expect(orphan.status).toBe("failed");
+    expect(orphan.error?.code).toBe("server_error");
+  });
+
+  it("a response that is not background cannot be cancelled or streamed again", async () => {
+    const plain = await t.client.responses.create({ model: TINY_MODEL, input: "x", max_output_tokens: 16 });
+    await expect(t.client.responses.cancel(plain.id)).rejects.toBeInstanceOf(BadRequestError);
+    await expect(
+      t.client.responses.create({ model: TINY_MODEL, input: "x", background: true, store: false }),
+    ).rejects.toBeInstanceOf(BadRequestError);
   });
 });

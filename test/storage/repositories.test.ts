@@ -201,6 +201,8 @@ describe.each(databases)("storage on $name", (database: TestDatabase) => {
       projectId: "proj_default",
       createdAt: T0,
       previousResponseId: null,
+      status: "completed",
+      heartbeatAt: null,
       responseJson: JSON.stringify({ id: "resp_1", output: [] }),
       inputJson: JSON.stringify([{ id: "msg_1", type: "message" }]),
     };
@@ -213,6 +215,27 @@ describe.each(databases)("storage on $name", (database: TestDatabase) => {
     expect(await storage.responses.delete("proj_other", "resp_1")).toBe(false);
     expect(await storage.responses.delete("proj_default", "resp_1")).toBe(true);
     expect(await storage.responses.get("proj_default", "resp_1")).toBeUndefined();
+  });
+
+  it("finds background responses whose instance stopped beating, and finishes each once", async () => {
+    const running = (id: string, heartbeatAt: number | null) => ({
+      id,
+      projectId: "proj_default",
+      createdAt: T0,
+      previousResponseId: null,
+      status: "in_progress",
+      heartbeatAt,
+      responseJson: "{}",
+      inputJson: "[]",
+    });
+    await storage.responses.save(running("resp_old", T0));
+    await storage.responses.save(running("resp_live", T0));
+    await storage.responses.heartbeat(["resp_live"], T0 + 60_000);
+    expect((await storage.responses.stale(T0 + 30_000)).map((r) => r.id)).toEqual(["resp_old"]);
+    expect(await storage.responses.finishUnfinished("resp_old", "failed", '{"status":"failed"}')).toBe(true);
+    expect(await storage.responses.finishUnfinished("resp_old", "failed", "{}")).toBe(false);
+    expect((await storage.responses.get("proj_default", "resp_old"))?.status).toBe("failed");
+    expect(await storage.responses.stale(T0 + 30_000)).toEqual([]);
   });
 
   it("keeps a conversation's items in order, per project, and deletes them with it", async () => {

@@ -15,6 +15,14 @@ export interface ResponseMeta {
 
 type Item = Record<string, unknown> & { id: string; type: string };
 
+export type ResponseStatus = "queued" | "in_progress" | "completed" | "incomplete" | "failed" | "cancelled";
+
+/** A failed response's `error`: what went wrong, without anything internal. */
+export interface ResponseErrorObject {
+  code: string;
+  message: string;
+}
+
 /** A typed stream event: its `type` is also the SSE event name. */
 export interface ResponseEvent {
   type: string;
@@ -40,23 +48,24 @@ export class ResponseBuilder {
   ) {}
 
   /** The response object as it stands (status given: in_progress while streaming, final at the end). */
-  snapshot(status: "in_progress" | "completed" | "incomplete" | "failed", completedAt: number | null) {
+  snapshot(status: ResponseStatus, completedAt: number | null, error: ResponseErrorObject | null = null) {
     const req = this.meta.request;
     const incomplete = status === "incomplete";
+    const running = status === "in_progress" || status === "queued";
     return {
       id: this.meta.id,
       object: "response",
       created_at: this.meta.createdAt,
       status,
-      background: false,
+      background: req.background === true,
       completed_at: status === "completed" ? completedAt : null,
-      error: null,
+      error,
       incomplete_details: incomplete ? { reason: "max_output_tokens" } : null,
       instructions: req.instructions ?? null,
       max_output_tokens: req.max_output_tokens ?? null,
       max_tool_calls: null,
       model: this.meta.model,
-      output: status === "in_progress" ? [] : this.output,
+      output: running ? [] : this.output,
       parallel_tool_calls: req.parallel_tool_calls ?? true,
       previous_response_id: req.previous_response_id ?? null,
       conversation:
@@ -81,7 +90,7 @@ export class ResponseBuilder {
       top_logprobs: req.top_logprobs ?? 0,
       top_p: req.top_p ?? 1,
       truncation: req.truncation ?? "disabled",
-      usage: status === "in_progress" || !this.usage ? null : encodeUsage(this.usage),
+      usage: running || !this.usage ? null : encodeUsage(this.usage),
       ...(req.user !== undefined ? { user: req.user } : {}),
       metadata: req.metadata ?? {},
     };

@@ -1,16 +1,23 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Principal } from "../../auth/principal.js";
 import { invalidRequest, notFound, ServiceError, unsupportedParameter } from "../../core/errors.js";
 import type { IdGenerator } from "../../core/ids.js";
-import { collectGeneration, type GenerationService } from "../../generation/service.js";
+import { collectGeneration, type Generation, type GenerationService } from "../../generation/service.js";
 import { streamErrorBody } from "../../http/errors.js";
 import { type StreamEnding, streamGeneration } from "../../http/generation-stream.js";
-import { requestAbortSignal } from "../../http/request-context.js";
-import type { SseWriter } from "../../http/sse.js";
+import { pendingHeaders, requestAbortSignal } from "../../http/request-context.js";
+import { SseWriter } from "../../http/sse.js";
 import { parseBody } from "../../http/validation.js";
 import type { ConversationRepository, ResponseRepository } from "../../storage/repositories/types.js";
 import { toRow } from "../conversations/routes.js";
-import { EventSequencer, ResponseBuilder, type ResponseEvent, type ResponseMeta } from "./encode.js";
+import { type BackgroundRun, BackgroundRuns } from "./background-runs.js";
+import {
+  EventSequencer,
+  ResponseBuilder,
+  type ResponseErrorObject,
+  type ResponseEvent,
+  type ResponseMeta,
+} from "./encode.js";
 import { type CreateResponseRequest, createResponseSchema, inputItemsQuerySchema } from "./schema.js";
 import {
   checkCallOutputs,
@@ -23,6 +30,8 @@ import {
 } from "./service.js";
 
 export interface ResponseRouteOptions {
+  /** Whether this instance is the database's only user (SQLite): then, at start-up, every unfinished background response is known to be orphaned. */
+  soleInstance: boolean;
   generation: GenerationService;
   /** Where stored responses live; without one, `store: true` is refused. */
   responses: ResponseRepository | undefined;
@@ -41,6 +50,27 @@ const MAX_CONVERSATION_ITEMS = 10_000;
 /** POST /v1/responses and the stored responses' routes. */
 export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOptions): Promise<void> {
   const store = opts.responses;
+  const runs =
+    store &&
+    new BackgroundRuns({
+      responses: store,
+      now: opts.now,
+      heartbeatMs: 10_000,
+      staleAfterMs: 45_000,
+      soleInstance: opts.soleInstance,
+      failOrphan: (json) =>
+        JSON.stringify({
+          ...(JSON.parse(json) as object),
+          status: "failed",
+          error: {
+            code: "server_error",
+            message: "The server running this background response stopped before it finished.",
+          },
+        }),
+      onError: (err) => app.log.error({ err }, "background responses: heartbeat or sweep failed"),
+    });
+  app.addHook("onClose", async () => runs?.close());
+  await runs?.swept;
 
   /** This request's items after the conversation it continues (a chain or a conversation). */
   async function conversation(principal: Principal, body: CreateResponseRequest) {
@@ -110,12 +140,21 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     if (stored && !store) {
       throw invalidRequest("This server has no database to store responses in; send store: false.", "store");
     }
+    if (body.background && !stored) {
+      throw invalidRequest("A background response must be stored: leave store on.", "background");
+    }
     const { input, items } = await conversation(request.principal, body);
-    const signal = requestAbortSignal(reply, opts.shutdown);
+    const id = opts.ids.response();
+    const run = body.background ? runs?.start(id) : undefined;
+    // A background response runs on whatever the client does; only cancel and shutdown stop it.
+    const signal = run
+      ? anySignal(run.abort.signal, opts.shutdown)
+      : requestAbortSignal(reply, opts.shutdown);
     request.telemetry.stream = body.stream === true;
+    const principal = request.principal;
     const start = (context: readonly StoredItem[]) =>
       opts.generation.start({
-        principal: request.principal,
+        principal,
         endpoint: "responses",
         capability: "chat",
         model: body.model,
@@ -125,34 +164,47 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
         startedAt: request.startedAt,
         telemetry: request.telemetry,
       });
-    const generation = body.truncation === "auto" ? await startTruncated(items, start) : await start(items);
-    reply.headers(generation.hints);
     const createdAtMs = opts.now();
     const meta: ResponseMeta = {
-      id: opts.ids.response(),
+      id,
       createdAt: Math.floor(createdAtMs / 1000),
       model: body.model,
       request: body,
       store: stored,
     };
-    const builder = new ResponseBuilder(meta, generation.request.logprobs !== undefined);
     const conversationId = conversationIdOf(body);
-    const save = async (response: { output: unknown }) => {
+    const save = async (response: { output: unknown; status: string }) => {
+      const finished = response.status !== "queued" && response.status !== "in_progress";
       // A conversation gets this turn's input and output, stored response or not.
-      if (conversationId && opts.conversations) {
+      if (finished && conversationId && opts.conversations && response.status !== "failed") {
         const added = [...withFreshIds(input), ...(response.output as StoredItem[])];
-        await opts.conversations.append(request.principal.projectId, conversationId, added.map(toRow));
+        await opts.conversations.append(principal.projectId, conversationId, added.map(toRow));
       }
       if (!stored || !store) return;
       await store.save({
         id: meta.id,
-        projectId: request.principal.projectId,
+        projectId: principal.projectId,
         createdAt: createdAtMs,
         previousResponseId: body.previous_response_id ?? null,
+        status: response.status,
+        heartbeatAt: finished ? null : opts.now(),
         responseJson: JSON.stringify(response),
         inputJson: JSON.stringify(input),
       });
     };
+
+    if (run && runs) {
+      const queued = new ResponseBuilder(meta, false).snapshot("queued", null);
+      await save(queued);
+      const begin = () => (body.truncation === "auto" ? startTruncated(items, start) : start(items));
+      void runInBackground(meta, run, begin, save).finally(() => runs.finished(id));
+      if (!body.stream) return reply.send(queued);
+      return streamRun(request, reply, run, -1);
+    }
+
+    const generation = body.truncation === "auto" ? await startTruncated(items, start) : await start(items);
+    reply.headers(generation.hints);
+    const builder = new ResponseBuilder(meta, generation.request.logprobs !== undefined);
     const finished = () => builder.snapshot(builder.status, Math.floor(opts.now() / 1000));
 
     if (!body.stream) {
@@ -172,8 +224,7 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     const ending: StreamEnding = {
       done: async (sse) => sse.end(),
       fail: async (sse, err) => {
-        const { error } = streamErrorBody(err);
-        await send(sse, { type: "error", code: error.code, message: error.message, param: error.param });
+        await send(sse, errorEvent(err));
         sse.end();
       },
     };
@@ -194,24 +245,85 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
         if (!sse.isOpen || signal.aborted) return;
         const response = finished();
         await save(response);
-        const type = response.status === "incomplete" ? "response.incomplete" : "response.completed";
-        await send(sse, { type, response });
+        await send(sse, { type: terminalEvent(response.status), response });
       },
       ending,
     );
   });
 
+  /**
+   * Runs a background response to its end, recording every event (for streaming, now or later)
+   * and saving the response when it is queued, running and finished (failed and cancelled too).
+   */
+  async function runInBackground(
+    meta: ResponseMeta,
+    run: BackgroundRun,
+    begin: () => Promise<Generation>,
+    save: (response: { output: unknown; status: string }) => Promise<void>,
+  ): Promise<void> {
+    const sequencer = new EventSequencer();
+    const emit = (event: ResponseEvent) => {
+      const frame = sequencer.frame(event);
+      run.push(frame);
+    };
+    let builder = new ResponseBuilder(meta, false);
+    emit({ type: "response.created", response: builder.snapshot("queued", null) });
+    let generation: Generation | undefined;
+    try {
+      generation = await begin();
+      builder = new ResponseBuilder(meta, generation.request.logprobs !== undefined);
+      const running = builder.snapshot("in_progress", null);
+      await save(running);
+      emit({ type: "response.in_progress", response: running });
+      for await (const part of generation.parts) for (const event of builder.add(part)) emit(event);
+      if (run.abort.signal.aborted) throw cancelled;
+      await generation.end();
+      const response = builder.snapshot(builder.status, Math.floor(opts.now() / 1000));
+      await save(response);
+      emit({ type: terminalEvent(response.status), response });
+    } catch (err) {
+      await generation?.end({ error: err });
+      const wasCancelled = run.abort.signal.aborted;
+      const response = wasCancelled
+        ? builder.snapshot("cancelled", null)
+        : builder.snapshot("failed", null, failure(err));
+      await save(response).catch((e: unknown) =>
+        app.log.error({ err: e }, "saving a background response failed"),
+      );
+      emit(wasCancelled ? { type: "response.cancelled", response } : { type: "response.failed", response });
+    }
+  }
+
+  /** Streams a background run's events after `after` (its sequence number), following it live. */
+  async function streamRun(request: FastifyRequest, reply: FastifyReply, run: BackgroundRun, after: number) {
+    const sse = new SseWriter(reply.raw, { headers: pendingHeaders(request, reply) });
+    reply.hijack();
+    sse.open();
+    // Leaving stops the stream, never the run.
+    for await (const event of run.follow(after, sse.signal)) {
+      if (!sse.isOpen) break;
+      await sse.sendEvent(event.name, event.json);
+    }
+    sse.end();
+  }
+
   app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>(
     "/v1/responses/:id",
-    async (request) => {
-      if (request.query.stream === "true" || request.query.starting_after !== undefined) {
-        throw unsupportedParameter(
+    async (request, reply) => {
+      const found = await stored(request.principal, request.params.id);
+      if (request.query.stream !== "true") return JSON.parse(found.responseJson);
+      const after = request.query.starting_after === undefined ? -1 : Number(request.query.starting_after);
+      if (!Number.isInteger(after) || after < -1) {
+        throw invalidRequest("starting_after must be a sequence number.", "starting_after");
+      }
+      const run = runs?.get(found.id);
+      if (!run) {
+        throw invalidRequest(
+          "Only a background response that is running, or ended in the last few minutes on this server, can be streamed; retrieve it without stream.",
           "stream",
-          "Streaming a stored response again needs background responses, which this server does not run yet.",
         );
       }
-      const found = await stored(request.principal, request.params.id);
-      return JSON.parse(found.responseJson);
+      return streamRun(request, reply, run, after);
     },
   );
 
@@ -222,8 +334,18 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
   });
 
   app.post<{ Params: { id: string } }>("/v1/responses/:id/cancel", async (request) => {
-    await stored(request.principal, request.params.id);
-    throw invalidRequest("Only background responses can be cancelled, and this server runs none.", null);
+    const found = await stored(request.principal, request.params.id);
+    const response = JSON.parse(found.responseJson) as { background?: boolean };
+    if (!response.background) throw invalidRequest("Only background responses can be cancelled.", null);
+    const run = runs?.get(found.id);
+    if (run && !run.ended) {
+      run.abort.abort();
+      // The run saves itself as cancelled; answer once it has.
+      for await (const _ of run.follow(run.events.length - 1, AbortSignal.timeout(30_000))) {
+        // Drained: the run has ended.
+      }
+    }
+    return JSON.parse((await stored(request.principal, request.params.id)).responseJson);
   });
 
   app.get<{ Params: { id: string } }>("/v1/responses/:id/input_items", async (request) => {
@@ -282,6 +404,32 @@ async function startTruncated<T>(
       context = context.slice(drop);
     }
   }
+}
+
+const cancelled = new Error("cancelled");
+
+function anySignal(...signals: AbortSignal[]): AbortSignal {
+  const controller = new AbortController();
+  for (const signal of signals) {
+    if (signal.aborted) controller.abort();
+    else signal.addEventListener("abort", () => controller.abort(), { once: true });
+  }
+  return controller.signal;
+}
+
+function terminalEvent(status: string): string {
+  return status === "incomplete" ? "response.incomplete" : "response.completed";
+}
+
+function errorEvent(err: unknown): ResponseEvent {
+  const { error } = streamErrorBody(err);
+  return { type: "error", code: error.code, message: error.message, param: error.param };
+}
+
+/** A failed response's error: a ServiceError's own words; anything else says no more than that. */
+function failure(err: unknown): ResponseErrorObject {
+  const { error } = streamErrorBody(err);
+  return { code: error.code ?? "server_error", message: error.message };
 }
 
 /** Another project's response is answered exactly as one that does not exist. */

@@ -18,7 +18,6 @@ export function rejectUnsupported(req: CreateResponseRequest): void {
   const refuse = (field: string, why: string): never => {
     throw unsupportedParameter(field, why);
   };
-  if (req.background) refuse("background", "Background responses are not supported by this server yet.");
   if (req.conversation != null && req.previous_response_id != null) {
     throw invalidRequest("Give conversation or previous_response_id, not both.", "conversation");
   }

@@ -13,6 +13,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn("project_id", "varchar(64)", (c) => c.notNull())
     .addColumn("created_at", "bigint", (c) => c.notNull())
     .addColumn("previous_response_id", "varchar(64)")
+    .addColumn("status", "varchar(32)", (c) => c.notNull())
+    // Background responses: the instance running one touches this; a stale one is marked failed.
+    .addColumn("heartbeat_at", "bigint")
     .addColumn("response_json", "text", (c) => c.notNull())
     .addColumn("input_json", "text", (c) => c.notNull())
     .execute();
@@ -20,6 +23,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .createIndex("responses_project_created")
     .on("responses")
     .columns(["project_id", "created_at"])
+    .execute();
+  await db.schema
+    .createIndex("responses_status")
+    .on("responses")
+    .columns(["status", "heartbeat_at"])
     .execute();
   await db.schema
     .createTable("conversations")

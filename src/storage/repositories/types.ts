@@ -150,12 +150,25 @@ export interface StoredResponse {
   projectId: string;
   createdAt: number;
   previousResponseId: string | null;
+  /** queued, in_progress, completed, incomplete, failed, cancelled. */
+  status: string;
+  /** Background responses: when the instance running it last said it still is. */
+  heartbeatAt: number | null;
   responseJson: string;
   inputJson: string;
 }
 
+export const UNFINISHED_RESPONSE_STATUSES: readonly string[] = ["queued", "in_progress"];
+
 export interface ResponseRepository {
+  /** Inserts, or replaces the object, status and heartbeat of one saved before. */
   save(response: StoredResponse): Promise<void>;
+  /** Marks running background responses as still running. */
+  heartbeat(ids: readonly string[], now: number): Promise<void>;
+  /** Unfinished responses whose heartbeat is older than `before` (their instance is gone). */
+  stale(before: number): Promise<StoredResponse[]>;
+  /** Replaces an unfinished response's object and status; false when it had finished meanwhile. */
+  finishUnfinished(id: string, status: string, responseJson: string): Promise<boolean>;
   /** undefined when there is none in that project. */
   get(projectId: string, id: string): Promise<StoredResponse | undefined>;
   /** Whether one was deleted. */
