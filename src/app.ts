@@ -11,6 +11,8 @@ import { adminRoutes } from "./api/admin/routes.js";
 import { chatRoutes } from "./api/chat/routes.js";
 import { completionRoutes } from "./api/completions/routes.js";
 import { embeddingRoutes } from "./api/embeddings/routes.js";
+import { fileRoutes } from "./api/files/routes.js";
+import type { FileService } from "./api/files/service.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
 import { tokenizeRoutes } from "./api/tokenize/routes.js";
@@ -42,6 +44,12 @@ export interface AppDeps {
   shutdown?: AbortSignal;
   /** Keys, limits, usage and the admin API. Without it every caller is the default project, unlimited. */
   access?: AccessDeps;
+  /** Files, uploads and batches (they need storage); without it those routes are absent. */
+  files?: FilesDeps;
+}
+
+export interface FilesDeps {
+  files: FileService;
 }
 
 export interface AccessDeps {
@@ -218,6 +226,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   void fastify.register(embeddingRoutes, { generation, shutdown });
   void fastify.register(tokenizeRoutes, { generation });
   void fastify.register(chatRoutes, generating);
+  if (deps.files) void fastify.register(fileRoutes, { files: deps.files.files });
   if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
 
   return {

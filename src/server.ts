@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { type App, buildApp } from "./app.js";
 import { type Access, buildAccess } from "./composition/build-access.js";
+import { buildFiles, type FilesFeature } from "./composition/build-files.js";
 import { buildRegistry, loadStartupModels } from "./composition/build-registry.js";
 import type { Config } from "./config/schema.js";
 import { createLogger } from "./observability/logger.js";
@@ -10,6 +11,7 @@ export interface RunningServer {
   app: App;
   registry: ModelRegistry;
   access: Access;
+  files: FilesFeature;
   url: string;
   /** Stops accepting, lets in-flight requests finish within the grace period, then cancels them. */
   stop(): Promise<void>;
@@ -27,7 +29,7 @@ export class ListenError extends Error {
  */
 export async function startServer(
   config: Config,
-  options: { logger?: Logger; registry?: ModelRegistry } = {},
+  options: { logger?: Logger; registry?: ModelRegistry; now?: () => number } = {},
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.log_level);
   const registry = options.registry ?? (await buildRegistry(config, logger));
@@ -35,13 +37,17 @@ export async function startServer(
     if (!options.registry) await Promise.allSettled(registry.all().map((d) => d.backend.close()));
   };
   const modelNames = () => registry.all().flatMap((d) => [d.id, ...d.aliases]);
-  const access = await buildAccess(config, logger, { modelNames });
+  const now = options.now ?? Date.now;
+  const access = await buildAccess(config, logger, { modelNames, now });
+  const files = buildFiles(config, access.storage, logger, { now });
   const shutdown = new AbortController();
   const app = buildApp(config, {
     registry,
     logger,
+    now,
     shutdown: shutdown.signal,
     access,
+    files: { files: files.files },
   });
   let address: string;
   try {
@@ -50,6 +56,7 @@ export async function startServer(
     await loadStartupModels(registry, logger);
   } catch (err) {
     await app.fastify.close();
+    await files.close();
     await access.close();
     await closeModels();
     throw err;
@@ -67,12 +74,13 @@ export async function startServer(
       grace.unref();
       await app.fastify.close();
       clearTimeout(grace);
+      await files.close();
       await access.close();
       await closeModels();
     })();
     return stopping;
   };
-  return { app, registry, access, url: address, stop };
+  return { app, registry, access, files, url: address, stop };
 }
 
 async function listen(app: App, config: Config): Promise<string> {

@@ -1,7 +1,9 @@
 import { type Database, migrate, type OpenDatabaseOptions, openDatabase } from "./database.js";
 import { KyselyApiKeyRepository } from "./repositories/api-key-repository.js";
+import { KyselyFileRepository } from "./repositories/file-repository.js";
 import { KyselyProjectRepository } from "./repositories/project-repository.js";
 import type { Repositories } from "./repositories/types.js";
+import { KyselyUploadRepository } from "./repositories/upload-repository.js";
 import { KyselyUsageRepository } from "./repositories/usage-repository.js";
 
 export interface Storage extends Repositories {
@@ -23,6 +25,8 @@ export async function openStorage(options: OpenDatabaseOptions): Promise<Storage
     projects: new KyselyProjectRepository(database.db),
     apiKeys: new KyselyApiKeyRepository(database.db),
     usage: new KyselyUsageRepository(database.db),
+    files: new KyselyFileRepository(database.db),
+    uploads: new KyselyUploadRepository(database.db),
     close: () => database.close(),
   };
 }

@@ -137,4 +137,95 @@ export interface Repositories {
   projects: ProjectRepository;
   apiKeys: ApiKeyRepository;
   usage: UsageRepository;
+  files: FileRepository;
+  uploads: UploadRepository;
+}
+
+export type FilePurpose =
+  | "assistants"
+  | "assistants_output"
+  | "batch"
+  | "batch_output"
+  | "fine-tune"
+  | "fine-tune-results"
+  | "vision"
+  | "user_data"
+  | "evals";
+
+export interface StoredFile {
+  id: string;
+  projectId: string;
+  filename: string;
+  purpose: FilePurpose;
+  bytes: number;
+  mimeType: string;
+  blobKey: string;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
+export interface FileListQuery {
+  purpose?: string;
+  limit: number;
+  /** A file id: list the files after it in the chosen order. */
+  after?: string;
+  order: "asc" | "desc";
+}
+
+export interface FileRepository {
+  create(file: StoredFile): Promise<void>;
+  get(projectId: string, fileId: string): Promise<StoredFile | undefined>;
+  /** One more than `limit` when there are more, so the caller can say has_more. */
+  list(projectId: string, query: FileListQuery): Promise<StoredFile[]>;
+  /** Removes the row; the caller removes the bytes. */
+  delete(projectId: string, fileId: string): Promise<StoredFile | undefined>;
+  /** Files past their expiry, across projects (the sweeper's view). */
+  expired(now: number, limit: number): Promise<StoredFile[]>;
+}
+
+export type UploadStatus = "pending" | "completed" | "cancelled" | "expired";
+
+export interface StoredUpload {
+  id: string;
+  projectId: string;
+  filename: string;
+  purpose: FilePurpose;
+  bytes: number;
+  mimeType: string;
+  status: UploadStatus;
+  createdAt: number;
+  expiresAt: number;
+  fileExpiresAfterSeconds: number | null;
+  fileId: string | null;
+}
+
+export interface StoredUploadPart {
+  id: string;
+  uploadId: string;
+  projectId: string;
+  bytes: number;
+  blobKey: string;
+  createdAt: number;
+}
+
+export interface UploadRepository {
+  create(upload: StoredUpload): Promise<void>;
+  get(projectId: string, uploadId: string): Promise<StoredUpload | undefined>;
+  addPart(part: StoredUploadPart): Promise<void>;
+  parts(projectId: string, uploadId: string): Promise<StoredUploadPart[]>;
+  /**
+   * Moves a pending upload to `status` (with the file it became); false when it was no longer
+   * pending (completed, cancelled or expired meanwhile). With `file`, the file row is created in
+   * the same transaction.
+   */
+  finish(
+    projectId: string,
+    uploadId: string,
+    status: Exclude<UploadStatus, "pending">,
+    file?: StoredFile,
+  ): Promise<boolean>;
+  /** Removes part rows (after their bytes are gone or now part of a file). */
+  deleteParts(projectId: string, uploadId: string): Promise<void>;
+  /** Pending uploads past their expiry, across projects. */
+  expired(now: number, limit: number): Promise<StoredUpload[]>;
 }
