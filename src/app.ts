@@ -16,6 +16,8 @@ import type { FileService } from "./api/files/service.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
 import { tokenizeRoutes } from "./api/tokenize/routes.js";
+import { uploadRoutes } from "./api/uploads/routes.js";
+import type { UploadService } from "./api/uploads/service.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import { OPEN_PRINCIPAL, type Principal } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
@@ -50,6 +52,7 @@ export interface AppDeps {
 
 export interface FilesDeps {
   files: FileService;
+  uploads: UploadService;
 }
 
 export interface AccessDeps {
@@ -226,7 +229,10 @@ export function buildApp(config: Config, deps: AppDeps): App {
   void fastify.register(embeddingRoutes, { generation, shutdown });
   void fastify.register(tokenizeRoutes, { generation });
   void fastify.register(chatRoutes, generating);
-  if (deps.files) void fastify.register(fileRoutes, { files: deps.files.files });
+  if (deps.files) {
+    void fastify.register(fileRoutes, { files: deps.files.files });
+    void fastify.register(uploadRoutes, { uploads: deps.files.uploads, files: deps.files.files });
+  }
   if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
 
   return {

@@ -47,7 +47,7 @@ export async function startServer(
     now,
     shutdown: shutdown.signal,
     access,
-    files: { files: files.files },
+    files: { files: files.files, uploads: files.uploads },
   });
   let address: string;
   try {

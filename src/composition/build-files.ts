@@ -1,6 +1,7 @@
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { FileService } from "../api/files/service.js";
+import { UploadService } from "../api/uploads/service.js";
 import type { Config } from "../config/schema.js";
 import type { BlobStore } from "../storage/blobs/blob-store.js";
 import { DatabaseBlobStore } from "../storage/blobs/database-blob-store.js";
@@ -10,6 +11,7 @@ import type { Storage } from "../storage/storage.js";
 /** Files and their housekeeping, built over the access layer's storage. */
 export interface FilesFeature {
   files: FileService;
+  uploads: UploadService;
   blobs: BlobStore;
   /** Stops the sweeper. */
   close(): Promise<void>;
@@ -36,12 +38,12 @@ export function buildFiles(
   const now = options.now ?? Date.now;
   const blobs = blobStoreFor(config, storage);
   const files = new FileService({ files: storage.files, blobs, now, maxBytes: config.files.max_bytes });
+  const uploads = new UploadService({ uploads: storage.uploads, files, now });
   let sweeping: Promise<void> | undefined;
   const sweep = () => {
-    sweeping ??= files
-      .sweepExpired()
-      .then((removed) => {
-        if (removed > 0) logger.info({ removed }, "expired files removed");
+    sweeping ??= Promise.all([files.sweepExpired(), uploads.sweepExpired()])
+      .then(([removed, expired]) => {
+        if (removed + expired > 0) logger.info({ removed, expiredUploads: expired }, "expired files removed");
       })
       .catch((err: unknown) => logger.warn({ err }, "file expiry sweep failed"))
       .finally(() => {
@@ -53,6 +55,7 @@ export function buildFiles(
   logger.info({ store: blobs.kind }, "file store ready");
   return {
     files,
+    uploads,
     blobs,
     close: async () => {
       clearInterval(timer);

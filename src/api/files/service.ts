@@ -148,6 +148,11 @@ export class FileService {
     return this.options.blobs.get(file.blobKey);
   }
 
+  /** Bytes stored with `storeBytes` and not (yet) a file: an upload's parts. */
+  blobContent(blobKey: string): AsyncIterable<Buffer> {
+    return this.options.blobs.get(blobKey);
+  }
+
   /** Removes expired files, bytes first gone with the row; returns how many. */
   async sweepExpired(): Promise<number> {
     let removed = 0;
