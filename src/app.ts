@@ -8,6 +8,9 @@ import Fastify, {
 import type { Logger } from "pino";
 import type { AdminService } from "./admin/admin-service.js";
 import { adminRoutes } from "./api/admin/routes.js";
+import type { LineContext } from "./api/batches/line-runner.js";
+import { batchRoutes } from "./api/batches/routes.js";
+import { BatchService } from "./api/batches/service.js";
 import { chatRoutes } from "./api/chat/routes.js";
 import { completionRoutes } from "./api/completions/routes.js";
 import { embeddingRoutes } from "./api/embeddings/routes.js";
@@ -33,7 +36,7 @@ import { applyStreamPolicy, type StreamPolicy } from "./http/sse.js";
 import { createLogger } from "./observability/logger.js";
 import { Metrics } from "./observability/metrics.js";
 import type { ModelRegistry } from "./router/model-registry.js";
-import type { UsageRepository } from "./storage/repositories/types.js";
+import type { BatchRepository, UsageRepository } from "./storage/repositories/types.js";
 import { Metering } from "./usage/metering.js";
 
 export interface AppDeps {
@@ -53,6 +56,7 @@ export interface AppDeps {
 export interface FilesDeps {
   files: FileService;
   uploads: UploadService;
+  batches: BatchRepository;
 }
 
 export interface AccessDeps {
@@ -70,6 +74,8 @@ export interface App {
   metrics: Metrics;
   /** Marks the app as draining: /ready turns 503 so load balancers stop sending work. */
   beginShutdown(): void;
+  /** What batch lines run with: the same generation service, ids and clock as the routes. */
+  batchLines: LineContext;
 }
 
 /** A client-sent request id is kept when it is short and plain; anything else is replaced. */
@@ -232,6 +238,13 @@ export function buildApp(config: Config, deps: AppDeps): App {
   if (deps.files) {
     void fastify.register(fileRoutes, { files: deps.files.files });
     void fastify.register(uploadRoutes, { uploads: deps.files.uploads, files: deps.files.files });
+    const batches = new BatchService({
+      batches: deps.files.batches,
+      files: deps.files.files,
+      lines: generating,
+      now: generating.now,
+    });
+    void fastify.register(batchRoutes, { batches });
   }
   if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
 
@@ -241,5 +254,6 @@ export function buildApp(config: Config, deps: AppDeps): App {
     beginShutdown: () => {
       shuttingDown = true;
     },
+    batchLines: generating,
   };
 }

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { BatchWorker } from "./api/batches/worker.js";
 import { type App, buildApp } from "./app.js";
 import { type Access, buildAccess } from "./composition/build-access.js";
 import { buildFiles, type FilesFeature } from "./composition/build-files.js";
@@ -12,6 +13,7 @@ export interface RunningServer {
   registry: ModelRegistry;
   access: Access;
   files: FilesFeature;
+  batchWorker: BatchWorker;
   url: string;
   /** Stops accepting, lets in-flight requests finish within the grace period, then cancels them. */
   stop(): Promise<void>;
@@ -47,7 +49,7 @@ export async function startServer(
     now,
     shutdown: shutdown.signal,
     access,
-    files: { files: files.files, uploads: files.uploads },
+    files: { files: files.files, uploads: files.uploads, batches: access.storage.batches },
   });
   let address: string;
   try {
@@ -61,6 +63,17 @@ export async function startServer(
     await closeModels();
     throw err;
   }
+  const batchWorker = new BatchWorker({
+    batches: access.storage.batches,
+    files: files.files,
+    lines: app.batchLines,
+    logger,
+    concurrency: config.batches.concurrency,
+    leaseMs: config.batches.lease_ms,
+    pollIntervalMs: config.batches.poll_interval_ms,
+    maxAttempts: config.batches.max_attempts,
+  });
+  batchWorker.start();
   logger.info({ address }, "switchboard is listening");
 
   let stopping: Promise<void> | undefined;
@@ -72,7 +85,8 @@ export async function startServer(
         config.shutdown_grace_ms,
       );
       grace.unref();
-      await app.fastify.close();
+      // Batch lines finish within the grace too; the rest give their leases back for the next start.
+      await Promise.all([app.fastify.close(), batchWorker.stop(config.shutdown_grace_ms)]);
       clearTimeout(grace);
       await files.close();
       await access.close();
@@ -80,7 +94,7 @@ export async function startServer(
     })();
     return stopping;
   };
-  return { app, registry, access, files, url: address, stop };
+  return { app, registry, access, files, batchWorker, url: address, stop };
 }
 
 async function listen(app: App, config: Config): Promise<string> {

@@ -1,5 +1,6 @@
 import { type Database, migrate, type OpenDatabaseOptions, openDatabase } from "./database.js";
 import { KyselyApiKeyRepository } from "./repositories/api-key-repository.js";
+import { KyselyBatchRepository } from "./repositories/batch-repository.js";
 import { KyselyFileRepository } from "./repositories/file-repository.js";
 import { KyselyProjectRepository } from "./repositories/project-repository.js";
 import type { Repositories } from "./repositories/types.js";
@@ -27,6 +28,7 @@ export async function openStorage(options: OpenDatabaseOptions): Promise<Storage
     usage: new KyselyUsageRepository(database.db),
     files: new KyselyFileRepository(database.db),
     uploads: new KyselyUploadRepository(database.db),
+    batches: new KyselyBatchRepository(database.db, database.dialect),
     close: () => database.close(),
   };
 }

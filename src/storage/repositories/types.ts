@@ -139,6 +139,7 @@ export interface Repositories {
   usage: UsageRepository;
   files: FileRepository;
   uploads: UploadRepository;
+  batches: BatchRepository;
 }
 
 export type FilePurpose =
@@ -228,4 +229,135 @@ export interface UploadRepository {
   deleteParts(projectId: string, uploadId: string): Promise<void>;
   /** Pending uploads past their expiry, across projects. */
   expired(now: number, limit: number): Promise<StoredUpload[]>;
+}
+
+export type BatchStatus =
+  | "validating"
+  | "failed"
+  | "in_progress"
+  | "finalizing"
+  | "completed"
+  | "expired"
+  | "cancelling"
+  | "cancelled";
+
+export interface BatchLineError {
+  code: string;
+  message: string;
+  param: string | null;
+  line: number | null;
+}
+
+/** The creator's access, applied to every line of the batch as it was when the batch was made. */
+export interface BatchCaller {
+  keyId: string | null;
+  allowedModels: string[] | null;
+  keyLimits: Limits;
+  projectLimits: Limits;
+}
+
+export interface StoredBatch {
+  id: string;
+  projectId: string;
+  endpoint: string;
+  model: string | null;
+  inputFileId: string;
+  completionWindow: string;
+  status: BatchStatus;
+  outputFileId: string | null;
+  errorFileId: string | null;
+  errors: BatchLineError[] | null;
+  metadata: Record<string, string> | null;
+  caller: BatchCaller;
+  outputExpiresAfterSeconds: number | null;
+  counts: { total: number; completed: number; failed: number };
+  createdAt: number;
+  inProgressAt: number | null;
+  expiresAt: number;
+  finalizingAt: number | null;
+  completedAt: number | null;
+  failedAt: number | null;
+  expiredAt: number | null;
+  cancellingAt: number | null;
+  cancelledAt: number | null;
+}
+
+export interface NewBatchLine {
+  lineNo: number;
+  customId: string;
+  body: string;
+}
+
+/** A line a worker holds a lease on. */
+export interface ClaimedLine {
+  batchId: string;
+  lineNo: number;
+  customId: string;
+  body: string;
+  /** Claims so far, this one included. */
+  attempts: number;
+}
+
+export interface LineResult {
+  lineNo: number;
+  customId: string;
+  done: boolean;
+  failed: boolean;
+  /** The output line (JSON) once done. */
+  result: string | null;
+}
+
+/** How a batch ends once its lines are done, or it is cancelled, or its window passed. */
+export type BatchOutcome = "completed" | "cancelled" | "expired";
+
+export interface BatchRepository {
+  /** The batch and all its lines, in one transaction. */
+  create(batch: StoredBatch, lines: readonly NewBatchLine[]): Promise<void>;
+  get(projectId: string, batchId: string): Promise<StoredBatch | undefined>;
+  /** The worker's view, across projects. */
+  getForWorker(batchId: string): Promise<StoredBatch | undefined>;
+  list(projectId: string, query: { limit: number; after?: string }): Promise<StoredBatch[]>;
+  /** in_progress (or validating) → cancelling; the batch as it is afterwards. */
+  requestCancel(projectId: string, batchId: string, now: number): Promise<StoredBatch | undefined>;
+  /**
+   * Leases up to `max` unanswered lines of running batches whose lease is free or lapsed
+   * (`FOR UPDATE SKIP LOCKED` on Postgres, so instances never take the same line).
+   */
+  claim(owner: string, now: number, leaseMs: number, max: number): Promise<ClaimedLine[]>;
+  /** Extends the leases `owner` still holds; returns the lines it no longer holds. */
+  renew(owner: string, lines: readonly { batchId: string; lineNo: number }[], until: number): Promise<void>;
+  /**
+   * Writes a line's result and counts it, once: false when the line was already answered, or the
+   * batch is no longer taking results (being finalized, cancelled).
+   */
+  complete(batchId: string, lineNo: number, result: string, failed: boolean): Promise<boolean>;
+  /** Gives leases back (shutdown, a retry later at `retryAt`). */
+  release(
+    owner: string,
+    lines: readonly { batchId: string; lineNo: number }[],
+    retryAt: number | null,
+  ): Promise<void>;
+  /** Batches ready to end (all lines answered, cancelling, past their window) whose finalization no one holds. */
+  dueForFinalization(now: number, limit: number): Promise<{ batch: StoredBatch; outcome: BatchOutcome }[]>;
+  /** Takes the right to finalize `batchId` until `until`; false if another holds it or it changed. */
+  claimFinalization(
+    batchId: string,
+    from: BatchStatus,
+    owner: string,
+    now: number,
+    until: number,
+  ): Promise<boolean>;
+  /** in_progress → finalizing, for the holder of the finalization. */
+  markFinalizing(batchId: string, owner: string, now: number): Promise<void>;
+  /** The lines in order, from `afterLineNo`. */
+  results(batchId: string, afterLineNo: number, limit: number): Promise<LineResult[]>;
+  /** Records the output files and the final status, if `owner` still holds the finalization. */
+  finish(
+    batchId: string,
+    owner: string,
+    outcome: BatchOutcome,
+    files: { output: StoredFile | null; error: StoredFile | null },
+    extraFailed: number,
+    now: number,
+  ): Promise<boolean>;
 }
