@@ -138,7 +138,7 @@ export class BatchWorker {
     const { batches, lines, maxAttempts } = this.options;
     try {
       const batch = await this.batchOf(line.batchId);
-      if (!batch || batch.status !== "in_progress") {
+      if (batch?.status !== "in_progress") {
         await batches.release(this.owner, [line], null);
         return;
       }
@@ -195,7 +195,7 @@ export class BatchWorker {
       for (const batchId of new Set(runs.map((r) => r.line.batchId))) {
         const batch = await this.options.batches.getForWorker(batchId);
         if (batch) this.batchCache.set(batchId, batch);
-        if (!batch || batch.status !== "in_progress" || batch.expiresAt <= this.now) {
+        if (batch?.status !== "in_progress" || batch.expiresAt <= this.now) {
           for (const run of runs)
             if (run.line.batchId === batchId) run.controller.abort(new Error("batch ended"));
         }

@@ -220,7 +220,8 @@ export class KyselyBatchRepository implements BatchRepository {
         if (Number(counted.numUpdatedRows) !== 1) throw new NotTaken();
         const written = await trx
           .updateTable("batch_lines")
-          .set({ done: 1, failed: failed ? 1 : 0, result, lease_owner: null, lease_until: null })
+          // lease_owner stays: it records which worker answered the line.
+          .set({ done: 1, failed: failed ? 1 : 0, result, lease_until: null })
           .where("batch_id", "=", batchId)
           .where("line_no", "=", lineNo)
           .where("done", "=", 0)
