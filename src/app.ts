@@ -8,14 +8,21 @@ import Fastify, {
 import type { Logger } from "pino";
 import type { AdminService } from "./admin/admin-service.js";
 import { adminRoutes } from "./api/admin/routes.js";
+import type { LineContext } from "./api/batches/line-runner.js";
+import { batchRoutes } from "./api/batches/routes.js";
+import { BatchService } from "./api/batches/service.js";
 import { chatRoutes } from "./api/chat/routes.js";
 import { completionRoutes } from "./api/completions/routes.js";
 import { conversationRoutes } from "./api/conversations/routes.js";
 import { embeddingRoutes } from "./api/embeddings/routes.js";
+import { fileRoutes } from "./api/files/routes.js";
+import type { FileService } from "./api/files/service.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
 import { responseRoutes } from "./api/responses/routes.js";
 import { tokenizeRoutes } from "./api/tokenize/routes.js";
+import { uploadRoutes } from "./api/uploads/routes.js";
+import type { UploadService } from "./api/uploads/service.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import { OPEN_PRINCIPAL, type Principal } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
@@ -32,6 +39,7 @@ import { createLogger } from "./observability/logger.js";
 import { Metrics } from "./observability/metrics.js";
 import type { ModelRegistry } from "./router/model-registry.js";
 import type {
+  BatchRepository,
   ConversationRepository,
   ResponseRepository,
   UsageRepository,
@@ -48,6 +56,14 @@ export interface AppDeps {
   shutdown?: AbortSignal;
   /** Keys, limits, usage and the admin API. Without it every caller is the default project, unlimited. */
   access?: AccessDeps;
+  /** Files, uploads and batches (they need storage); without it those routes are absent. */
+  files?: FilesDeps;
+}
+
+export interface FilesDeps {
+  files: FileService;
+  uploads: UploadService;
+  batches: BatchRepository;
 }
 
 export interface AccessDeps {
@@ -70,6 +86,8 @@ export interface App {
   metrics: Metrics;
   /** Marks the app as draining: /ready turns 503 so load balancers stop sending work. */
   beginShutdown(): void;
+  /** What batch lines run with: the same generation service, ids and clock as the routes. */
+  batchLines: LineContext;
 }
 
 /** A client-sent request id is kept when it is short and plain; anything else is replaced. */
@@ -241,6 +259,17 @@ export function buildApp(config: Config, deps: AppDeps): App {
       now: generating.now,
     });
   }
+  if (deps.files) {
+    void fastify.register(fileRoutes, { files: deps.files.files });
+    void fastify.register(uploadRoutes, { uploads: deps.files.uploads, files: deps.files.files });
+    const batches = new BatchService({
+      batches: deps.files.batches,
+      files: deps.files.files,
+      lines: generating,
+      now: generating.now,
+    });
+    void fastify.register(batchRoutes, { batches });
+  }
   if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
 
   return {
@@ -249,5 +278,6 @@ export function buildApp(config: Config, deps: AppDeps): App {
     beginShutdown: () => {
       shuttingDown = true;
     },
+    batchLines: generating,
   };
 }

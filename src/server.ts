@@ -1,6 +1,8 @@
 import type { Logger } from "pino";
+import { BatchWorker } from "./api/batches/worker.js";
 import { type App, buildApp } from "./app.js";
 import { type Access, buildAccess } from "./composition/build-access.js";
+import { buildFiles, type FilesFeature } from "./composition/build-files.js";
 import { buildRegistry, loadStartupModels } from "./composition/build-registry.js";
 import type { Config } from "./config/schema.js";
 import { createLogger } from "./observability/logger.js";
@@ -10,6 +12,8 @@ export interface RunningServer {
   app: App;
   registry: ModelRegistry;
   access: Access;
+  files: FilesFeature;
+  batchWorker: BatchWorker;
   url: string;
   /** Stops accepting, lets in-flight requests finish within the grace period, then cancels them. */
   stop(): Promise<void>;
@@ -27,7 +31,7 @@ export class ListenError extends Error {
  */
 export async function startServer(
   config: Config,
-  options: { logger?: Logger; registry?: ModelRegistry } = {},
+  options: { logger?: Logger; registry?: ModelRegistry; now?: () => number } = {},
 ): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.log_level);
   const registry = options.registry ?? (await buildRegistry(config, logger));
@@ -35,13 +39,17 @@ export async function startServer(
     if (!options.registry) await Promise.allSettled(registry.all().map((d) => d.backend.close()));
   };
   const modelNames = () => registry.all().flatMap((d) => [d.id, ...d.aliases]);
-  const access = await buildAccess(config, logger, { modelNames });
+  const now = options.now ?? Date.now;
+  const access = await buildAccess(config, logger, { modelNames, now });
+  const files = buildFiles(config, access.storage, logger, { now });
   const shutdown = new AbortController();
   const app = buildApp(config, {
     registry,
     logger,
+    now,
     shutdown: shutdown.signal,
     access,
+    files: { files: files.files, uploads: files.uploads, batches: access.storage.batches },
   });
   let address: string;
   try {
@@ -50,10 +58,22 @@ export async function startServer(
     await loadStartupModels(registry, logger);
   } catch (err) {
     await app.fastify.close();
+    await files.close();
     await access.close();
     await closeModels();
     throw err;
   }
+  const batchWorker = new BatchWorker({
+    batches: access.storage.batches,
+    files: files.files,
+    lines: app.batchLines,
+    logger,
+    concurrency: config.batches.concurrency,
+    leaseMs: config.batches.lease_ms,
+    pollIntervalMs: config.batches.poll_interval_ms,
+    maxAttempts: config.batches.max_attempts,
+  });
+  batchWorker.start();
   logger.info({ address }, "switchboard is listening");
 
   let stopping: Promise<void> | undefined;
@@ -65,14 +85,16 @@ export async function startServer(
         config.shutdown_grace_ms,
       );
       grace.unref();
-      await app.fastify.close();
+      // Batch lines finish within the grace too; the rest give their leases back for the next start.
+      await Promise.all([app.fastify.close(), batchWorker.stop(config.shutdown_grace_ms)]);
       clearTimeout(grace);
+      await files.close();
       await access.close();
       await closeModels();
     })();
     return stopping;
   };
-  return { app, registry, access, url: address, stop };
+  return { app, registry, access, files, batchWorker, url: address, stop };
 }
 
 async function listen(app: App, config: Config): Promise<string> {

@@ -226,6 +226,41 @@ export const configSchema = z
         z.string().refine(isOrigin, "use an origin: scheme://host[:port], with no path or trailing slash"),
       )
       .default([]),
+    /** Files and uploads: where their bytes go and how large they may be. */
+    files: z
+      .object({
+        /** Largest file accepted by POST /v1/files (and largest upload), in bytes; larger get 413. Apart from body_limit_bytes. */
+        max_bytes: z
+          .number()
+          .int()
+          .min(1)
+          .max(8 * 1024 ** 3)
+          .default(512 * 1024 * 1024),
+        /**
+         * Where file bytes are kept: `filesystem` (DATA_DIR/files; temp file, fsync, rename),
+         * `database` (chunked rows, so instances sharing Postgres serve each other's files), or
+         * `auto`: database on Postgres, filesystem on SQLite.
+         */
+        store: z.enum(["auto", "filesystem", "database"]).default("auto"),
+        /** How often expired files and uploads are looked for and removed. */
+        sweep_interval_ms: z.number().int().min(100).max(86_400_000).default(60_000),
+      })
+      .strict()
+      .prefault({}),
+    /** The Batch API's workers (every instance runs them, sharing the database). */
+    batches: z
+      .object({
+        /** Batch lines this instance runs at once; 0 = this instance runs none. */
+        concurrency: z.number().int().min(0).max(1024).default(2),
+        /** A claimed line is given back to the others if its worker has not renewed it for this long. */
+        lease_ms: z.number().int().min(1000).max(3_600_000).default(60_000),
+        /** How often an idle worker looks for work. */
+        poll_interval_ms: z.number().int().min(10).max(600_000).default(1_000),
+        /** Attempts at a line that meets a retryable error (overload, an engine restarting) before it is answered with that error. */
+        max_attempts: z.number().int().min(1).max(100).default(5),
+      })
+      .strict()
+      .prefault({}),
     /** How long a verified key is trusted before storage is asked again (revocation delay). */
     auth_cache_ttl_ms: z.number().int().min(0).max(600_000).default(5_000),
   })

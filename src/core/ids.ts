@@ -24,3 +24,18 @@ export const defaultIds: IdGenerator = {
   completion: () => `cmpl-${randomId()}`,
   request: () => `req_${randomId()}`,
 };
+
+/** Ids of stored objects: prefix + 24 base62 characters (`file-…`, `batch_…`). */
+export const objectIds = {
+  file: () => `file-${randomId()}`,
+  upload: () => `upload_${randomId()}`,
+  uploadPart: () => `part_${randomId()}`,
+  batch: () => `batch_${randomId()}`,
+  batchRequest: () => `batch_req_${randomId()}`,
+  blob: () => `blob_${randomId()}`,
+};
+
+/** Whether `id` could be one of ours with `prefix`; anything else is a 404 without a lookup. */
+export function isObjectId(id: string, prefix: string): boolean {
+  return id.startsWith(prefix) && /^[A-Za-z0-9]{1,64}$/.test(id.slice(prefix.length));
+}

@@ -111,6 +111,32 @@ export class GenerationService {
     return { tokens: prepared.estimate.promptTokens, exact: prepared.estimate.exact };
   }
 
+  /**
+   * Refuses (as a request would be) a model that does not exist, that the caller may not use, or
+   * that cannot serve `capability`; for checking requests queued for later (batch lines).
+   */
+  checkModel(principal: Principal, model: string, capability: GenerationCapability | "embeddings"): void {
+    const deployment = this.deps.registry.resolve(model);
+    assertMayUseModel(principal, deployment, model);
+    const able =
+      capability === "embeddings"
+        ? deployment.backend.capabilities.embeddings
+        : deployment.backend.capabilities[capability];
+    if (!able) {
+      const what = capability === "embeddings" ? "embeddings" : CAPABILITY_NAMES[capability];
+      throw invalidRequest(`The model '${model}' does not support ${what}.`, "model");
+    }
+  }
+
+  /** Whether interactive requests are waiting for the model's slots (batch work then holds back). */
+  hasWaiters(model: string): boolean {
+    try {
+      return this.deps.registry.resolve(model).backend.stats().queued > 0;
+    } catch {
+      return false;
+    }
+  }
+
   /** The model's own tokenizer, for callers budgeting prompts. */
   tokenize(principal: Principal, model: string, text: string, special: boolean): Promise<number[]> {
     return this.tokenizerOf(principal, model).tokenize(text, { special });

@@ -9,6 +9,12 @@ export interface DatabaseSchema {
   responses: ResponsesTable;
   conversations: ConversationsTable;
   conversation_items: ConversationItemsTable;
+  files: FilesTable;
+  blob_chunks: BlobChunksTable;
+  uploads: UploadsTable;
+  upload_parts: UploadPartsTable;
+  batches: BatchesTable;
+  batch_lines: BatchLinesTable;
 }
 
 /** Limits that a project or a key may carry; null = no limit at that level. */
@@ -94,4 +100,97 @@ export interface ConversationItemsTable {
   position: number;
   /** The item as the API speaks it. */
   item_json: string;
+}
+
+export interface FilesTable {
+  id: string;
+  project_id: string;
+  /** The name the client gave: metadata only, never part of a path. */
+  filename: string;
+  purpose: string;
+  bytes: number;
+  mime_type: string;
+  /** Where the bytes are in the blob store (a key we minted). */
+  blob_key: string;
+  created_at: number;
+  expires_at: number | null;
+}
+
+export interface BlobChunksTable {
+  blob_key: string;
+  seq: number;
+  data: Buffer;
+}
+
+export interface UploadsTable {
+  id: string;
+  project_id: string;
+  filename: string;
+  purpose: string;
+  bytes: number;
+  mime_type: string;
+  status: "pending" | "completed" | "cancelled" | "expired";
+  created_at: number;
+  expires_at: number;
+  file_expires_after_s: number | null;
+  file_id: string | null;
+}
+
+export interface UploadPartsTable {
+  id: string;
+  upload_id: string;
+  project_id: string;
+  bytes: number;
+  blob_key: string;
+  created_at: number;
+}
+
+export interface BatchesTable {
+  id: string;
+  project_id: string;
+  endpoint: string;
+  model: string | null;
+  input_file_id: string;
+  completion_window: string;
+  status: string;
+  output_file_id: string | null;
+  error_file_id: string | null;
+  /** JSON array of {code, message, param, line}. */
+  errors: string | null;
+  /** JSON object of strings. */
+  metadata: string | null;
+  /** JSON of the creator's access (key, allowed models, limits), applied to every line. */
+  caller: string;
+  output_expires_after_s: number | null;
+  total: number;
+  completed: number;
+  failed: number;
+  created_at: number;
+  in_progress_at: number | null;
+  expires_at: number;
+  finalizing_at: number | null;
+  completed_at: number | null;
+  failed_at: number | null;
+  expired_at: number | null;
+  cancelling_at: number | null;
+  cancelled_at: number | null;
+  finalize_owner: string | null;
+  finalize_until: number | null;
+}
+
+export interface BatchLinesTable {
+  batch_id: string;
+  line_no: number;
+  custom_id: string;
+  /** The request body, JSON. */
+  body: string;
+  /** 1 once the result is written; a line counts as done only then. */
+  done: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  attempts: number;
+  /** 1 when the result is an error line. */
+  failed: number;
+  /** The output line, JSON, written exactly once. */
+  result: string | null;
 }

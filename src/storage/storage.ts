@@ -1,9 +1,12 @@
 import { type Database, migrate, type OpenDatabaseOptions, openDatabase } from "./database.js";
 import { KyselyApiKeyRepository } from "./repositories/api-key-repository.js";
+import { KyselyBatchRepository } from "./repositories/batch-repository.js";
 import { KyselyConversationRepository } from "./repositories/conversation-repository.js";
+import { KyselyFileRepository } from "./repositories/file-repository.js";
 import { KyselyProjectRepository } from "./repositories/project-repository.js";
 import { KyselyResponseRepository } from "./repositories/response-repository.js";
 import type { Repositories } from "./repositories/types.js";
+import { KyselyUploadRepository } from "./repositories/upload-repository.js";
 import { KyselyUsageRepository } from "./repositories/usage-repository.js";
 
 export interface Storage extends Repositories {
@@ -27,6 +30,9 @@ export async function openStorage(options: OpenDatabaseOptions): Promise<Storage
     usage: new KyselyUsageRepository(database.db),
     responses: new KyselyResponseRepository(database.db),
     conversations: new KyselyConversationRepository(database.db),
+    files: new KyselyFileRepository(database.db),
+    uploads: new KyselyUploadRepository(database.db),
+    batches: new KyselyBatchRepository(database.db, database.dialect),
     close: () => database.close(),
   };
 }

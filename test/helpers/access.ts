@@ -249,6 +249,7 @@ export async function startAccessServer(
     model?: Record<string, unknown>;
     extraModels?: { id: string; aliases?: string[] }[];
     adminKey?: string | null;
+    now?: () => number;
   } = {},
 ): Promise<AccessServer> {
   const adminKey = options.adminKey === null ? undefined : (options.adminKey ?? newAdminKey());
@@ -256,6 +257,7 @@ export async function startAccessServer(
     config: { ...(adminKey ? { admin_key: adminKey } : {}), ...options.config },
     model: options.model,
     extraModels: options.extraModels,
+    now: options.now,
   });
   return { ...t, adminKey, admin: new AdminClient(t.url, adminKey) };
 }

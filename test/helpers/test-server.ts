@@ -19,6 +19,8 @@ export interface TestServer {
   url: string;
   /** An official SDK client pointed at the server (retries off so errors surface at once). */
   client: OpenAI;
+  /** The server's data dir (its SQLite database and file store, unless configured elsewhere). */
+  dataDir: string;
   /** Every log line the server wrote, as text. */
   logs: string[];
   stop(): Promise<void>;
@@ -65,6 +67,8 @@ export async function startTestServer(
     model?: Record<string, unknown>;
     /** More model entries; any field may be set (an embedding model names its own `source`). */
     extraModels?: ({ id: string; aliases?: string[] } & Record<string, unknown>)[];
+    /** The server's clock (expiry tests move it). */
+    now?: () => number;
   } = {},
 ): Promise<TestServer> {
   const config: Config = validateConfig({
@@ -106,12 +110,12 @@ export async function startTestServer(
     },
   });
   const logger = createLogger(config.log_level, sink);
-  const server = await startServer(config, { logger });
+  const server = await startServer(config, { logger, now: options.now });
   const client = new OpenAI({
     baseURL: `${server.url}/v1`,
     apiKey: "test-key",
     maxRetries: 0,
     timeout: 30_000,
   });
-  return { server, url: server.url, client, logs, stop: () => server.stop() };
+  return { server, url: server.url, dataDir: config.data_dir, client, logs, stop: () => server.stop() };
 }

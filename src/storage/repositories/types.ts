@@ -139,6 +139,9 @@ export interface Repositories {
   usage: UsageRepository;
   responses: ResponseRepository;
   conversations: ConversationRepository;
+  files: FileRepository;
+  uploads: UploadRepository;
+  batches: BatchRepository;
 }
 
 /**
@@ -205,4 +208,224 @@ export interface ConversationRepository {
   ): Promise<ConversationItem[]>;
   getItem(projectId: string, id: string, itemId: string): Promise<ConversationItem | undefined>;
   deleteItem(projectId: string, id: string, itemId: string): Promise<boolean>;
+}
+
+export type FilePurpose =
+  | "assistants"
+  | "assistants_output"
+  | "batch"
+  | "batch_output"
+  | "fine-tune"
+  | "fine-tune-results"
+  | "vision"
+  | "user_data"
+  | "evals";
+
+export interface StoredFile {
+  id: string;
+  projectId: string;
+  filename: string;
+  purpose: FilePurpose;
+  bytes: number;
+  mimeType: string;
+  blobKey: string;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
+export interface FileListQuery {
+  purpose?: string;
+  limit: number;
+  /** A file id: list the files after it in the chosen order. */
+  after?: string;
+  order: "asc" | "desc";
+}
+
+export interface FileRepository {
+  create(file: StoredFile): Promise<void>;
+  get(projectId: string, fileId: string): Promise<StoredFile | undefined>;
+  /** One more than `limit` when there are more, so the caller can say has_more. */
+  list(projectId: string, query: FileListQuery): Promise<StoredFile[]>;
+  /** Removes the row; the caller removes the bytes. */
+  delete(projectId: string, fileId: string): Promise<StoredFile | undefined>;
+  /** Files past their expiry, across projects (the sweeper's view). */
+  expired(now: number, limit: number): Promise<StoredFile[]>;
+}
+
+export type UploadStatus = "pending" | "completed" | "cancelled" | "expired";
+
+export interface StoredUpload {
+  id: string;
+  projectId: string;
+  filename: string;
+  purpose: FilePurpose;
+  bytes: number;
+  mimeType: string;
+  status: UploadStatus;
+  createdAt: number;
+  expiresAt: number;
+  fileExpiresAfterSeconds: number | null;
+  fileId: string | null;
+}
+
+export interface StoredUploadPart {
+  id: string;
+  uploadId: string;
+  projectId: string;
+  bytes: number;
+  blobKey: string;
+  createdAt: number;
+}
+
+export interface UploadRepository {
+  create(upload: StoredUpload): Promise<void>;
+  get(projectId: string, uploadId: string): Promise<StoredUpload | undefined>;
+  addPart(part: StoredUploadPart): Promise<void>;
+  parts(projectId: string, uploadId: string): Promise<StoredUploadPart[]>;
+  /**
+   * Moves a pending upload to `status` (with the file it became); false when it was no longer
+   * pending (completed, cancelled or expired meanwhile). With `file`, the file row is created in
+   * the same transaction.
+   */
+  finish(
+    projectId: string,
+    uploadId: string,
+    status: Exclude<UploadStatus, "pending">,
+    file?: StoredFile,
+  ): Promise<boolean>;
+  /** Removes part rows (after their bytes are gone or now part of a file). */
+  deleteParts(projectId: string, uploadId: string): Promise<void>;
+  /** Pending uploads past their expiry, across projects. */
+  expired(now: number, limit: number): Promise<StoredUpload[]>;
+}
+
+export type BatchStatus =
+  | "validating"
+  | "failed"
+  | "in_progress"
+  | "finalizing"
+  | "completed"
+  | "expired"
+  | "cancelling"
+  | "cancelled";
+
+export interface BatchLineError {
+  code: string;
+  message: string;
+  param: string | null;
+  line: number | null;
+}
+
+/** The creator's access, applied to every line of the batch as it was when the batch was made. */
+export interface BatchCaller {
+  keyId: string | null;
+  allowedModels: string[] | null;
+  keyLimits: Limits;
+  projectLimits: Limits;
+}
+
+export interface StoredBatch {
+  id: string;
+  projectId: string;
+  endpoint: string;
+  model: string | null;
+  inputFileId: string;
+  completionWindow: string;
+  status: BatchStatus;
+  outputFileId: string | null;
+  errorFileId: string | null;
+  errors: BatchLineError[] | null;
+  metadata: Record<string, string> | null;
+  caller: BatchCaller;
+  outputExpiresAfterSeconds: number | null;
+  counts: { total: number; completed: number; failed: number };
+  createdAt: number;
+  inProgressAt: number | null;
+  expiresAt: number;
+  finalizingAt: number | null;
+  completedAt: number | null;
+  failedAt: number | null;
+  expiredAt: number | null;
+  cancellingAt: number | null;
+  cancelledAt: number | null;
+}
+
+export interface NewBatchLine {
+  lineNo: number;
+  customId: string;
+  body: string;
+}
+
+/** A line a worker holds a lease on. */
+export interface ClaimedLine {
+  batchId: string;
+  lineNo: number;
+  customId: string;
+  body: string;
+  /** Claims so far, this one included. */
+  attempts: number;
+}
+
+export interface LineResult {
+  lineNo: number;
+  customId: string;
+  done: boolean;
+  failed: boolean;
+  /** The output line (JSON) once done. */
+  result: string | null;
+}
+
+/** How a batch ends once its lines are done, or it is cancelled, or its window passed. */
+export type BatchOutcome = "completed" | "cancelled" | "expired";
+
+export interface BatchRepository {
+  /** The batch and all its lines, in one transaction. */
+  create(batch: StoredBatch, lines: readonly NewBatchLine[]): Promise<void>;
+  get(projectId: string, batchId: string): Promise<StoredBatch | undefined>;
+  /** The worker's view, across projects. */
+  getForWorker(batchId: string): Promise<StoredBatch | undefined>;
+  list(projectId: string, query: { limit: number; after?: string }): Promise<StoredBatch[]>;
+  /** in_progress (or validating) → cancelling; the batch as it is afterwards. */
+  requestCancel(projectId: string, batchId: string, now: number): Promise<StoredBatch | undefined>;
+  /**
+   * Leases up to `max` unanswered lines of running batches whose lease is free or lapsed
+   * (`FOR UPDATE SKIP LOCKED` on Postgres, so instances never take the same line).
+   */
+  claim(owner: string, now: number, leaseMs: number, max: number): Promise<ClaimedLine[]>;
+  /** Extends the leases `owner` still holds; returns the lines it no longer holds. */
+  renew(owner: string, lines: readonly { batchId: string; lineNo: number }[], until: number): Promise<void>;
+  /**
+   * Writes a line's result and counts it, once: false when the line was already answered, or the
+   * batch is no longer taking results (being finalized, cancelled).
+   */
+  complete(batchId: string, lineNo: number, result: string, failed: boolean): Promise<boolean>;
+  /** Gives leases back (shutdown, a retry later at `retryAt`). */
+  release(
+    owner: string,
+    lines: readonly { batchId: string; lineNo: number }[],
+    retryAt: number | null,
+  ): Promise<void>;
+  /** Batches ready to end (all lines answered, cancelling, past their window) whose finalization no one holds. */
+  dueForFinalization(now: number, limit: number): Promise<{ batch: StoredBatch; outcome: BatchOutcome }[]>;
+  /** Takes the right to finalize `batchId` until `until`; false if another holds it or it changed. */
+  claimFinalization(
+    batchId: string,
+    from: BatchStatus,
+    owner: string,
+    now: number,
+    until: number,
+  ): Promise<boolean>;
+  /** in_progress → finalizing, for the holder of the finalization. */
+  markFinalizing(batchId: string, owner: string, now: number): Promise<void>;
+  /** The lines in order, from `afterLineNo`. */
+  results(batchId: string, afterLineNo: number, limit: number): Promise<LineResult[]>;
+  /** Records the output files and the final status, if `owner` still holds the finalization. */
+  finish(
+    batchId: string,
+    owner: string,
+    outcome: BatchOutcome,
+    files: { output: StoredFile | null; error: StoredFile | null },
+    extraFailed: number,
+    now: number,
+  ): Promise<boolean>;
 }

@@ -1,0 +1,162 @@
+/**
+ * Batch benchmark: the same chat requests run as a batch and sent online at the same concurrency,
+ * and online time to first token while a batch runs against idle.
+ *
+ *   npm run bench:batch [-- --requests 24 --concurrency 2 --max-tokens 32 --engine auto]
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import OpenAI, { toFile } from "openai";
+import { validateConfig } from "../src/config/load.js";
+import type { ModelPreset } from "../src/models/make-model.js";
+import { createLogger } from "../src/observability/logger.js";
+import { startServer } from "../src/server.js";
+import { benchModel } from "./bench-model.js";
+import { progress } from "./harness.js";
+
+const { values } = parseArgs({
+  options: {
+    requests: { type: "string", default: "24" },
+    concurrency: { type: "string", default: "2" },
+    "max-tokens": { type: "string", default: "32" },
+    probes: { type: "string", default: "20" },
+    model: { type: "string", default: "smollm2-135m" },
+    engine: { type: "string", default: "auto" },
+  },
+});
+const REQUESTS = Number(values.requests);
+const CONCURRENCY = Number(values.concurrency);
+const MAX_TOKENS = Number(values["max-tokens"]);
+const PROBES = Number(values.probes);
+const MODEL = "bench";
+
+const body = (i: number) => ({
+  model: MODEL,
+  messages: [{ role: "user" as const, content: `Request ${i}: write a few words about the sea.` }],
+  max_tokens: MAX_TOKENS,
+  temperature: 0,
+  seed: i,
+});
+
+async function online(client: OpenAI): Promise<{ seconds: number; tokens: number }> {
+  let next = 0;
+  let tokens = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < REQUESTS) {
+        const res = await client.chat.completions.create(body(next++));
+        tokens += res.usage?.completion_tokens ?? 0;
+      }
+    }),
+  );
+  return { seconds: (performance.now() - started) / 1000, tokens };
+}
+
+async function startBatch(client: OpenAI, count: number): Promise<string> {
+  const lines = Array.from({ length: count }, (_, i) =>
+    JSON.stringify({ custom_id: `r${i}`, method: "POST", url: "/v1/chat/completions", body: body(i) }),
+  );
+  const file = await client.files.create({
+    file: await toFile(Buffer.from(`${lines.join("\n")}\n`), "in.jsonl"),
+    purpose: "batch",
+  });
+  const batch = await client.batches.create({
+    input_file_id: file.id,
+    endpoint: "/v1/chat/completions",
+    completion_window: "24h",
+  });
+  return batch.id;
+}
+
+async function waitBatch(client: OpenAI, id: string): Promise<OpenAI.Batches.Batch> {
+  for (;;) {
+    const batch = await client.batches.retrieve(id);
+    if (["completed", "failed", "expired", "cancelled"].includes(batch.status)) return batch;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function batched(client: OpenAI): Promise<{ seconds: number; tokens: number }> {
+  const started = performance.now();
+  const done = await waitBatch(client, await startBatch(client, REQUESTS));
+  const seconds = (performance.now() - started) / 1000;
+  const text = await (await client.files.content(done.output_file_id as string)).text();
+  const tokens = text
+    .split("\n")
+    .filter(Boolean)
+    .reduce((sum, line) => sum + (JSON.parse(line).response.body.usage?.completion_tokens ?? 0), 0);
+  return { seconds, tokens };
+}
+
+async function ttftProbes(client: OpenAI): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < PROBES; i++) {
+    const started = performance.now();
+    const stream = await client.chat.completions.create({ ...body(1000 + i), max_tokens: 4, stream: true });
+    let first = true;
+    for await (const chunk of stream) {
+      if (first && chunk.choices[0]?.delta?.content) {
+        out.push(performance.now() - started);
+        first = false;
+      }
+    }
+  }
+  return out;
+}
+
+const percentile = (xs: number[], p: number) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+};
+
+const modelPath = await benchModel(values.model as ModelPreset, "q8_0");
+const config = validateConfig({
+  port: 0,
+  demo_model: false,
+  log_level: "warn",
+  data_dir: mkdtempSync(join(tmpdir(), "sb-bench-batch-")),
+  batches: { concurrency: CONCURRENCY, poll_interval_ms: 20 },
+  models: [
+    { id: MODEL, source: modelPath, parallel: CONCURRENCY, context_size: 1024, engine: values.engine },
+  ],
+});
+const server = await startServer(config, { logger: createLogger("warn") });
+const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "none", maxRetries: 0, timeout: 600_000 });
+try {
+  progress("warming up");
+  await client.chat.completions.create(body(0));
+  progress(`online: ${REQUESTS} requests at concurrency ${CONCURRENCY}`);
+  const on = await online(client);
+  progress(`batch: ${REQUESTS} lines, worker concurrency ${CONCURRENCY}`);
+  const bat = await batched(client);
+  progress(`TTFT idle: ${PROBES} streamed probes`);
+  const idle = await ttftProbes(client);
+  progress("TTFT while a batch runs");
+  const bg = await startBatch(client, REQUESTS * 4);
+  await new Promise((r) => setTimeout(r, 500));
+  const busy = await ttftProbes(client);
+  await client.batches.cancel(bg);
+  await waitBatch(client, bg);
+
+  const row = (name: string, r: { seconds: number; tokens: number }) =>
+    `| ${name} | ${REQUESTS} | ${r.seconds.toFixed(2)} | ${(REQUESTS / r.seconds).toFixed(2)} | ${(r.tokens / r.seconds).toFixed(1)} |`;
+  console.log(
+    `\nmodel ${values.model} q8_0, engine ${values.engine}, concurrency ${CONCURRENCY}, max_tokens ${MAX_TOKENS}\n`,
+  );
+  console.log("| mode | requests | seconds | requests/s | completion tokens/s |\n|---|---|---|---|---|");
+  console.log(row("online", on));
+  console.log(row("batch", bat));
+  console.log("\n| online TTFT (ms) | p50 | p99 |\n|---|---|---|");
+  console.log(`| idle | ${percentile(idle, 50).toFixed(0)} | ${percentile(idle, 99).toFixed(0)} |`);
+  console.log(
+    `| while a batch runs | ${percentile(busy, 50).toFixed(0)} | ${percentile(busy, 99).toFixed(0)} |`,
+  );
+  console.log(
+    `\nbatch throughput is ${((bat.tokens / bat.seconds / (on.tokens / on.seconds)) * 100).toFixed(0)}% of online; p99 TTFT under a batch is ${(percentile(busy, 99) / percentile(idle, 99)).toFixed(2)}x idle`,
+  );
+} finally {
+  await server.stop();
+}

@@ -1,0 +1,143 @@
+import type { Principal } from "../../auth/principal.js";
+import { unsupportedParameter } from "../../core/errors.js";
+import type { IdGenerator } from "../../core/ids.js";
+import { collectGeneration, type GenerationService } from "../../generation/service.js";
+import { parseBody } from "../../http/validation.js";
+import { collectChatCompletion } from "../chat/encode.js";
+import { chatRequestSchema } from "../chat/schema.js";
+import { toGenerationRequest as toChatRequest } from "../chat/service.js";
+import { collectCompletion } from "../completions/encode.js";
+import { completionRequestSchema } from "../completions/schema.js";
+import { toGenerationRequest as toCompletionRequest } from "../completions/service.js";
+import { encodeEmbeddings } from "../embeddings/encode.js";
+import { embeddingRequestSchema } from "../embeddings/schema.js";
+import { toEmbeddingRequest } from "../embeddings/service.js";
+import type { BatchEndpoint } from "./schema.js";
+
+export interface LineContext {
+  generation: GenerationService;
+  ids: IdGenerator;
+  now: () => number;
+  maxN: number;
+}
+
+/** What a line's request would have answered over HTTP. */
+export interface LineResponse {
+  statusCode: number;
+  body: unknown;
+}
+
+/**
+ * Checks a line's body as its endpoint would (schema, field rules, the model and the caller's
+ * access to it), without running it. Returns the model. Throws the request's 400/404.
+ */
+export function checkLineBody(
+  context: LineContext,
+  principal: Principal,
+  endpoint: BatchEndpoint,
+  body: unknown,
+): string {
+  switch (endpoint) {
+    case "/v1/chat/completions": {
+      const req = parseBody(chatRequestSchema, body);
+      noStreaming(req.stream);
+      toChatRequest(req, req.model, { maxN: context.maxN });
+      context.generation.checkModel(principal, req.model, "chat");
+      return req.model;
+    }
+    case "/v1/completions": {
+      const req = parseBody(completionRequestSchema, body);
+      noStreaming(req.stream);
+      toCompletionRequest(req, req.model, { maxN: context.maxN });
+      context.generation.checkModel(principal, req.model, "completions");
+      return req.model;
+    }
+    case "/v1/embeddings": {
+      const req = parseBody(embeddingRequestSchema, body);
+      toEmbeddingRequest(req, req.model);
+      context.generation.checkModel(principal, req.model, "embeddings");
+      return req.model;
+    }
+  }
+}
+
+function noStreaming(stream: boolean | null | undefined): void {
+  // A batch collects whole responses; a streamed one has nowhere to go.
+  if (stream === true)
+    throw unsupportedParameter("stream", "Batch requests cannot stream: leave out stream.");
+}
+
+/** Runs one line through the generation service, as its endpoint's route would. */
+export async function runLine(
+  context: LineContext,
+  principal: Principal,
+  endpoint: BatchEndpoint,
+  body: unknown,
+  signal: AbortSignal,
+): Promise<LineResponse> {
+  const created = Math.floor(context.now() / 1000);
+  switch (endpoint) {
+    case "/v1/chat/completions": {
+      const req = parseBody(chatRequestSchema, body);
+      const generation = await context.generation.start({
+        principal,
+        endpoint: "batch",
+        capability: "chat",
+        model: req.model,
+        toRequest: (deployment) => toChatRequest(req, deployment.id, { maxN: context.maxN }),
+        signal,
+      });
+      const meta = {
+        id: context.ids.chatCompletion(),
+        created,
+        model: req.model,
+        systemFingerprint: generation.deployment.systemFingerprint,
+      };
+      const wantLogprobs = generation.request.logprobs !== undefined;
+      const result = await collectGeneration(generation, signal, (parts) =>
+        collectChatCompletion(parts, meta, generation.request.n, wantLogprobs),
+      );
+      return { statusCode: 200, body: result.body };
+    }
+    case "/v1/completions": {
+      const req = parseBody(completionRequestSchema, body);
+      let shape: ReturnType<typeof toCompletionRequest>["shape"] | undefined;
+      const generation = await context.generation.start({
+        principal,
+        endpoint: "batch",
+        capability: "completions",
+        model: req.model,
+        toRequest: (deployment) => {
+          const mapped = toCompletionRequest(req, deployment.id, { maxN: context.maxN });
+          shape = mapped.shape;
+          return mapped.request;
+        },
+        signal,
+      });
+      const meta = {
+        id: context.ids.completion(),
+        created,
+        model: req.model,
+        systemFingerprint: generation.deployment.systemFingerprint,
+      };
+      const result = await collectGeneration(generation, signal, (parts) =>
+        collectCompletion(parts, meta, shape as NonNullable<typeof shape>),
+      );
+      return { statusCode: 200, body: result.body };
+    }
+    case "/v1/embeddings": {
+      const req = parseBody(embeddingRequestSchema, body);
+      const embeddings = await context.generation.embed({
+        principal,
+        endpoint: "batch",
+        model: req.model,
+        toRequest: (deployment) => toEmbeddingRequest(req, deployment.id),
+        signal,
+      });
+      return {
+        statusCode: 200,
+        body: encodeEmbeddings(embeddings.result, req.model, req.encoding_format ?? "float"),
+      };
+    }
+  }
+}

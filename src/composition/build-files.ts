@@ -1,0 +1,65 @@
+import { join, resolve } from "node:path";
+import type { Logger } from "pino";
+import { FileService } from "../api/files/service.js";
+import { UploadService } from "../api/uploads/service.js";
+import type { Config } from "../config/schema.js";
+import type { BlobStore } from "../storage/blobs/blob-store.js";
+import { DatabaseBlobStore } from "../storage/blobs/database-blob-store.js";
+import { FilesystemBlobStore } from "../storage/blobs/filesystem-blob-store.js";
+import type { Storage } from "../storage/storage.js";
+
+/** Files and their housekeeping, built over the access layer's storage. */
+export interface FilesFeature {
+  files: FileService;
+  uploads: UploadService;
+  blobs: BlobStore;
+  /** Stops the sweeper. */
+  close(): Promise<void>;
+}
+
+export function blobStoreFor(config: Config, storage: Storage): BlobStore {
+  const kind =
+    config.files.store === "auto"
+      ? storage.database.dialect === "postgres"
+        ? "database"
+        : "filesystem"
+      : config.files.store;
+  return kind === "database"
+    ? new DatabaseBlobStore(storage.database.db)
+    : new FilesystemBlobStore(join(resolve(config.data_dir), "files"));
+}
+
+export function buildFiles(
+  config: Config,
+  storage: Storage,
+  logger: Logger,
+  options: { now?: () => number } = {},
+): FilesFeature {
+  const now = options.now ?? Date.now;
+  const blobs = blobStoreFor(config, storage);
+  const files = new FileService({ files: storage.files, blobs, now, maxBytes: config.files.max_bytes });
+  const uploads = new UploadService({ uploads: storage.uploads, files, now });
+  let sweeping: Promise<void> | undefined;
+  const sweep = () => {
+    sweeping ??= Promise.all([files.sweepExpired(), uploads.sweepExpired()])
+      .then(([removed, expired]) => {
+        if (removed + expired > 0) logger.info({ removed, expiredUploads: expired }, "expired files removed");
+      })
+      .catch((err: unknown) => logger.warn({ err }, "file expiry sweep failed"))
+      .finally(() => {
+        sweeping = undefined;
+      });
+  };
+  const timer = setInterval(sweep, config.files.sweep_interval_ms);
+  timer.unref();
+  logger.info({ store: blobs.kind }, "file store ready");
+  return {
+    files,
+    uploads,
+    blobs,
+    close: async () => {
+      clearInterval(timer);
+      await sweeping;
+    },
+  };
+}
