@@ -93,6 +93,10 @@ async function runMockUpstream(): Promise<Ready> {
     });
   });
   server.keepAliveTimeout = 60_000;
+  // Connections opened: with keep-alive working, about as many as the concurrency.
+  let connections = 0;
+  server.on("connection", () => connections++);
+  process.on("message", () => process.send?.({ connections }));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
@@ -266,9 +270,14 @@ async function drive(): Promise<void> {
     }
   }
   const memory = rssOf(gateway.child.pid);
+  const opened = await new Promise<{ connections: number }>((resolve) => {
+    mock.child.once("message", (m) => resolve(m as { connections: number }));
+    mock.child.send("stats");
+  });
   gateway.child.kill("SIGTERM");
   mock.child.kill("SIGTERM");
   console.log(lines.join("\n"));
+  console.log(`connections the mock upstream accepted (direct and via Switchboard): ${opened.connections}`);
   console.log(
     `Switchboard RSS after the runs: ${memory ? `${memory.rss.toFixed(0)} MiB (peak ${memory.peak.toFixed(0)} MiB)` : "unknown"}`,
   );
