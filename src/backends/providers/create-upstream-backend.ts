@@ -1,5 +1,6 @@
 import type { UpstreamDeploymentConfig } from "../../config/routed-model-schema.js";
 import { AnthropicAdapter } from "./anthropic/anthropic-adapter.js";
+import { GeminiAdapter } from "./gemini/gemini-adapter.js";
 import { OpenAiCompatibleAdapter } from "./openai-compatible/openai-adapter.js";
 import type { ProviderAdapter } from "./provider-adapter.js";
 import { UpstreamBackend } from "./upstream-backend.js";
@@ -12,8 +13,8 @@ function adapterFor(config: UpstreamDeploymentConfig): ProviderAdapter {
       return new OpenAiCompatibleAdapter(config.max_tokens_field);
     case "anthropic":
       return new AnthropicAdapter(config.api_version);
-    default:
-      throw new Error(`provider '${config.provider}' is not available yet`);
+    case "gemini":
+      return new GeminiAdapter();
   }
 }
 

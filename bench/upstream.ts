@@ -1,0 +1,303 @@
+/**
+ * Upstream benchmark: what Switchboard adds in front of an OpenAI-compatible upstream. A mock
+ * upstream answers at once; the same load goes to it directly and through Switchboard (auth on, a
+ * project key with every limit set, limits in memory), at several concurrencies, non-streamed
+ * (whole answer) and streamed (time to the first event), a few repetitions each.
+ *
+ *   npm run bench:upstream [-- --requests 4000 --reps 3 --concurrency 1,16,64]
+ *
+ * Three processes, so none measures itself: this one generates the load (undici, timing each
+ * request with performance.now(): sub-millisecond latencies need sub-millisecond clocks), one
+ * child runs the mock upstream, one runs Switchboard. Switchboard's CPU time is read from /proc,
+ * so "req/CPU-s" is what one core of Switchboard sustains, whatever else shares the machine.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Pool } from "undici";
+import { validateConfig } from "../src/config/load.js";
+import { createLogger } from "../src/observability/logger.js";
+import { startServer } from "../src/server.js";
+
+const { values } = parseArgs({
+  options: {
+    role: { type: "string", default: "driver" },
+    upstream: { type: "string" },
+    requests: { type: "string", default: "4000" },
+    warmup: { type: "string", default: "500" },
+    reps: { type: "string", default: "3" },
+    concurrency: { type: "string", default: "1,16,64" },
+    "cpu-prof": { type: "boolean", default: false },
+  },
+});
+
+const CHAT_BODY = { model: "bench", messages: [{ role: "user", content: "hi" }], max_tokens: 8 };
+
+/** Where a child says what it listens on. */
+interface Ready {
+  url: string;
+  key?: string;
+}
+
+// ── the mock upstream ────────────────────────────────────────────────────────────────────────
+
+function chunk(delta: Record<string, unknown>, finish: string | null = null, usage?: unknown) {
+  return JSON.stringify({
+    id: "chatcmpl-mock",
+    object: "chat.completion.chunk",
+    created: 1,
+    model: "mock",
+    choices: usage ? [] : [{ index: 0, delta, finish_reason: finish }],
+    ...(usage !== undefined && { usage }),
+  });
+}
+
+const USAGE = { prompt_tokens: 8, completion_tokens: 3, total_tokens: 11 };
+const STREAM_BODY = `${[
+  chunk({ role: "assistant", content: "" }),
+  chunk({ content: "Hello" }),
+  chunk({ content: " there" }),
+  chunk({ content: "!" }),
+  chunk({}, "stop"),
+  chunk({}, null, USAGE),
+]
+  .map((data) => `data: ${data}\n\n`)
+  .join("")}data: [DONE]\n\n`;
+const JSON_BODY = JSON.stringify({
+  id: "chatcmpl-mock",
+  object: "chat.completion",
+  created: 1,
+  model: "mock",
+  choices: [{ index: 0, message: { role: "assistant", content: "Hello there!" }, finish_reason: "stop" }],
+  usage: USAGE,
+});
+
+async function runMockUpstream(): Promise<Ready> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { stream?: boolean };
+      if (body.stream) {
+        res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+        res.end(STREAM_BODY);
+      } else {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON_BODY);
+      }
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  // Connections opened: with keep-alive working, about as many as the concurrency.
+  let connections = 0;
+  server.on("connection", () => connections++);
+  process.on("message", () => process.send?.({ connections }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+// ── Switchboard ──────────────────────────────────────────────────────────────────────────────
+
+async function runSwitchboard(upstream: string): Promise<Ready> {
+  const config = validateConfig({
+    port: 0,
+    log_level: "silent",
+    demo_model: false,
+    data_dir: mkdtempSync(join(tmpdir(), "sb-upstream-bench-")),
+    admin_key: "sb-bench-admin-key-0123456789",
+    routed_models: [
+      {
+        id: "bench",
+        deployments: [
+          { provider: "openai-compatible", base_url: `${upstream}/v1`, model: "mock", api_key: "sk-mock" },
+        ],
+      },
+    ],
+  });
+  const server = await startServer(config, { logger: createLogger("silent") });
+  // A member key with every limit set, so each request does the whole work of checking them.
+  const created = await server.access.admin.createKey("proj_default", {
+    name: "bench",
+    role: "member",
+    limits: { requests_per_minute: 1e9, tokens_per_minute: 1e12, max_concurrent: 10_000 },
+  });
+  return { url: server.url, key: created.secret };
+}
+
+// ── the driver ───────────────────────────────────────────────────────────────────────────────
+
+interface Sample {
+  /** Whole answer (non-stream) or first event (stream), ms. */
+  latency: number[];
+  rps: number;
+  /** Switchboard CPU seconds spent during the run (undefined for the direct target). */
+  cpuSeconds?: number;
+}
+
+function startChild(args: string[]): Promise<{ child: ChildProcess; ready: Ready }> {
+  const file = fileURLToPath(import.meta.url);
+  const execArgv =
+    values["cpu-prof"] && args.includes("gateway") ? ["--cpu-prof", "--cpu-prof-dir=build/bench-prof"] : [];
+  const child = fork(file, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
+  return new Promise((resolve, reject) => {
+    child.once("message", (ready) => resolve({ child, ready: ready as Ready }));
+    child.once("exit", (code) => reject(new Error(`child ${args.join(" ")} exited with ${code}`)));
+  });
+}
+
+/** utime + stime of a process, in seconds (Linux); undefined elsewhere. */
+function cpuSecondsOf(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+function rssOf(pid: number | undefined): { rss: number; peak: number } | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? Number.NaN);
+    return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+async function load(
+  target: Ready,
+  stream: boolean,
+  concurrency: number,
+  requests: number,
+  warmup: number,
+  pid?: number,
+): Promise<Sample> {
+  const pool = new Pool(target.url, { connections: concurrency, pipelining: 1 });
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (target.key) headers.authorization = `Bearer ${target.key}`;
+  const body = JSON.stringify({ ...CHAT_BODY, stream });
+  const once = async (): Promise<number> => {
+    const started = performance.now();
+    const res = await pool.request({ path: "/v1/chat/completions", method: "POST", headers, body });
+    if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}: ${await res.body.text()}`);
+    let first: number | undefined;
+    for await (const piece of res.body) {
+      if (first === undefined && (piece as Buffer).includes("data:")) first = performance.now() - started;
+    }
+    const whole = performance.now() - started;
+    return stream ? (first ?? whole) : whole;
+  };
+  const run = async (count: number, record?: number[]) => {
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        next++;
+        const ms = await once();
+        record?.push(ms);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  };
+  await run(warmup);
+  const latency: number[] = [];
+  const cpuBefore = cpuSecondsOf(pid);
+  const began = performance.now();
+  await run(requests, latency);
+  const wall = (performance.now() - began) / 1000;
+  const cpuAfter = cpuSecondsOf(pid);
+  await pool.close();
+  latency.sort((a, b) => a - b);
+  return {
+    latency,
+    rps: requests / wall,
+    ...(cpuBefore !== undefined && cpuAfter !== undefined && { cpuSeconds: cpuAfter - cpuBefore }),
+  };
+}
+
+const quantile = (sorted: number[], q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+async function drive(): Promise<void> {
+  const requests = Number(values.requests);
+  const warmup = Number(values.warmup);
+  const reps = Number(values.reps);
+  const levels = (values.concurrency ?? "").split(",").map(Number);
+  const mock = await startChild(["--role", "upstream"]);
+  const gateway = await startChild(["--role", "gateway", "--upstream", mock.ready.url]);
+  process.stderr.write(
+    `upstream benchmark: ${requests} requests per run after ${warmup} warm-up, ${reps} repetitions, ` +
+      `concurrency ${levels.join("/")}\n`,
+  );
+  const fmt = (n: number) => n.toFixed(3);
+  const lines: string[] = [
+    "| mode | c | direct p50 | direct p99 | via p50 | via p99 | added p50 | added p99 | direct req/s | via req/s | via req/CPU-s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  const summary: Record<string, number> = {};
+  for (const stream of [false, true]) {
+    for (const c of levels) {
+      const direct: Sample[] = [];
+      const via: Sample[] = [];
+      for (let r = 0; r < reps; r++) {
+        // Interleaved, so drift on a shared machine hits both alike.
+        direct.push(await load(mock.ready, stream, c, requests, warmup));
+        via.push(await load(gateway.ready, stream, c, requests, warmup, gateway.child.pid));
+      }
+      const p = (samples: Sample[], q: number) => median(samples.map((s) => quantile(s.latency, q)));
+      const d50 = p(direct, 0.5);
+      const d99 = p(direct, 0.99);
+      const v50 = p(via, 0.5);
+      const v99 = p(via, 0.99);
+      const perCpu = median(via.map((s) => (s.cpuSeconds ? requests / s.cpuSeconds : Number.NaN)));
+      const mode = stream ? "stream (first event)" : "non-stream";
+      lines.push(
+        `| ${mode} | ${c} | ${fmt(d50)} | ${fmt(d99)} | ${fmt(v50)} | ${fmt(v99)} | ${fmt(v50 - d50)} | ${fmt(v99 - d99)} | ` +
+          `${median(direct.map((s) => s.rps)).toFixed(0)} | ${median(via.map((s) => s.rps)).toFixed(0)} | ${perCpu.toFixed(0)} |`,
+      );
+      summary[`${stream ? "s" : "n"}${c}p50`] = v50 - d50;
+      summary[`${stream ? "s" : "n"}${c}p99`] = v99 - d99;
+      summary[`${stream ? "s" : "n"}${c}cpu`] = perCpu;
+    }
+  }
+  const memory = rssOf(gateway.child.pid);
+  const opened = await new Promise<{ connections: number }>((resolve) => {
+    mock.child.once("message", (m) => resolve(m as { connections: number }));
+    mock.child.send("stats");
+  });
+  gateway.child.kill("SIGTERM");
+  mock.child.kill("SIGTERM");
+  console.log(lines.join("\n"));
+  console.log(`connections the mock upstream accepted (direct and via Switchboard): ${opened.connections}`);
+  console.log(
+    `Switchboard RSS after the runs: ${memory ? `${memory.rss.toFixed(0)} MiB (peak ${memory.peak.toFixed(0)} MiB)` : "unknown"}`,
+  );
+  const best = Math.max(...levels.map((c) => summary[`n${c}cpu`] ?? 0));
+  console.log(
+    `summary: added p50 at c=1 ${fmt(summary.n1p50 ?? Number.NaN)} ms (target ≤ 0.3); ` +
+      `added p99 at c=64 ${fmt(summary.n64p99 ?? Number.NaN)} ms (target ≤ 1); ` +
+      `${best.toFixed(0)} req per Switchboard CPU-second (target ≥ 5000); ` +
+      `first streamed event +${fmt(summary.s1p50 ?? Number.NaN)} ms p50 at c=1 (target ≤ 0.5)`,
+  );
+}
+
+// ── entry ────────────────────────────────────────────────────────────────────────────────────
+
+if (values.role === "upstream" || values.role === "gateway") {
+  const ready =
+    values.role === "upstream" ? await runMockUpstream() : await runSwitchboard(values.upstream ?? "");
+  process.send?.(ready);
+  // --cpu-prof writes its profile on a normal exit.
+  process.on("SIGTERM", () => process.exit(0));
+} else {
+  await drive();
+}

@@ -1,0 +1,361 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { failureOf, type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
+import { type MockGemini, startMockGeminiUpstream } from "./helpers/mock-gemini-upstream.js";
+
+const KEY = "AIzaSy-test-secret-gemini-42";
+
+const weatherTool = {
+  type: "function" as const,
+  function: {
+    name: "get_weather",
+    description: "Weather for a city",
+    parameters: {
+      type: "object",
+      properties: { city: { type: "string" }, unit: { type: ["string", "null"], enum: ["c", "f"] } },
+      required: ["city", "unit"],
+      additionalProperties: false,
+    },
+  },
+};
+
+describe("a Gemini upstream behind the OpenAI API", () => {
+  let upstream: MockGemini;
+  let gateway: Gateway;
+
+  beforeAll(async () => {
+    upstream = await startMockGeminiUpstream();
+    gateway = await startGateway(
+      {
+        routed_models: [
+          {
+            id: "gemini",
+            deployments: [
+              {
+                provider: "gemini",
+                base_url: `${upstream.url}/v1beta`,
+                api_key: KEY,
+                model: "gemini-test",
+                max_retries: 1,
+              },
+            ],
+          },
+        ],
+      },
+      manualTiming(),
+    );
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+  });
+  beforeEach(() => {
+    upstream.requests.length = 0;
+    upstream.faults.length = 0;
+  });
+
+  it("answers a chat: system and developer messages as systemInstruction, thoughts as reasoning, usage", async () => {
+    const completion = await gateway.client.chat.completions.create({
+      model: "gemini",
+      messages: [
+        { role: "system", content: "Be brief." },
+        { role: "developer", content: "Use English." },
+        { role: "user", content: "Hi" },
+        { role: "assistant", content: "Hello." },
+        { role: "user", content: "Again" },
+      ],
+      temperature: 0.5,
+      top_p: 0.9,
+      max_tokens: 50,
+      stop: ["END"],
+      seed: 7,
+      reasoning_effort: "low",
+    });
+    const message = completion.choices[0]?.message as { content: string; reasoning_content?: string };
+    expect(message.content).toBe("Hello from Gemini");
+    expect(message.reasoning_content).toBe("Hmm.");
+    expect(completion.choices[0]?.finish_reason).toBe("stop");
+    expect(completion.usage).toMatchObject({ prompt_tokens: 21, completion_tokens: 9, total_tokens: 30 });
+    expect(completion.usage?.prompt_tokens_details?.cached_tokens).toBe(4);
+    expect(completion.usage?.completion_tokens_details?.reasoning_tokens).toBe(3);
+    const sent = upstream.requests[0];
+    expect(sent?.path).toBe("/v1beta/models/gemini-test:streamGenerateContent?alt=sse");
+    expect(sent?.headers["x-goog-api-key"]).toBe(KEY);
+    expect(sent?.body).toEqual({
+      systemInstruction: { parts: [{ text: "Be brief." }, { text: "Use English." }] },
+      contents: [
+        { role: "user", parts: [{ text: "Hi" }] },
+        { role: "model", parts: [{ text: "Hello." }] },
+        { role: "user", parts: [{ text: "Again" }] },
+      ],
+      generationConfig: {
+        temperature: 0.5,
+        topP: 0.9,
+        maxOutputTokens: 50,
+        stopSequences: ["END"],
+        seed: 7,
+        thinkingConfig: { thinkingBudget: 1024, includeThoughts: true },
+      },
+    });
+  });
+
+  it("streams text deltas, sends data-URL images inline, and maps MAX_TOKENS to length", async () => {
+    const stream = await gateway.client.chat.completions.create({
+      model: "gemini",
+      messages: [
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "What is this?" },
+            { type: "image_url", image_url: { url: "data:image/png;base64,AAAA" } },
+          ],
+        },
+      ],
+      max_tokens: 1,
+      stream: true,
+    });
+    let text = "";
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect(text).toBe("Hello from Gemini");
+    expect(finish).toBe("length");
+    expect(upstream.requests[0]?.body.contents).toEqual([
+      {
+        role: "user",
+        parts: [{ text: "What is this?" }, { inlineData: { mimeType: "image/png", data: "AAAA" } }],
+      },
+    ]);
+  });
+
+  it("returns n choices as Gemini candidates", async () => {
+    const completion = await gateway.client.chat.completions.create({
+      model: "gemini",
+      messages: [{ role: "user", content: "Hi" }],
+      n: 2,
+    });
+    expect(completion.choices.map((c) => c.message.content)).toEqual([
+      "Hello from Gemini",
+      "Hello from Gemini",
+    ]);
+    expect(upstream.requests[0]?.body.generationConfig).toEqual({ candidateCount: 2 });
+  });
+
+  it("streams function calls the SDK puts back together, and sends results back as functionResponse", async () => {
+    const final = await gateway.client.chat.completions
+      .stream({
+        model: "gemini",
+        messages: [{ role: "user", content: "Weather?" }],
+        tools: [weatherTool],
+        tool_choice: { type: "function", function: { name: "get_weather" } },
+      })
+      .finalChatCompletion();
+    const message = final.choices[0]?.message;
+    expect(final.choices[0]?.finish_reason).toBe("tool_calls");
+    expect(message?.content).toBe("Checking.");
+    expect(message?.tool_calls).toEqual([
+      {
+        id: expect.stringMatching(/^call_/),
+        type: "function",
+        function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+      },
+      {
+        id: expect.stringMatching(/^call_/),
+        type: "function",
+        function: { name: "get_weather", arguments: '{"city":"Lyon"}' },
+      },
+    ]);
+    expect(upstream.requests[0]?.body).toMatchObject({
+      tools: [
+        {
+          functionDeclarations: [
+            {
+              name: "get_weather",
+              description: "Weather for a city",
+              parameters: {
+                type: "OBJECT",
+                properties: {
+                  city: { type: "STRING" },
+                  unit: { type: "STRING", nullable: true, enum: ["c", "f"] },
+                },
+                required: ["city", "unit"],
+              },
+            },
+          ],
+        },
+      ],
+      toolConfig: { functionCallingConfig: { mode: "ANY", allowedFunctionNames: ["get_weather"] } },
+    });
+
+    const calls = message?.tool_calls ?? [];
+    const answer = await gateway.client.chat.completions.create({
+      model: "gemini",
+      messages: [
+        { role: "user", content: "Weather?" },
+        { role: "assistant", content: null, tool_calls: calls },
+        { role: "tool", tool_call_id: calls[0]?.id ?? "", content: '{"sky":"sunny"}' },
+        { role: "tool", tool_call_id: calls[1]?.id ?? "", content: "Rain" },
+      ],
+      tools: [weatherTool],
+    });
+    expect(answer.choices[0]?.message.content).toBe("Hello from Gemini");
+    expect(upstream.requests[1]?.body.contents).toEqual([
+      { role: "user", parts: [{ text: "Weather?" }] },
+      {
+        role: "model",
+        parts: [
+          { functionCall: { name: "get_weather", args: { city: "Paris" } } },
+          { functionCall: { name: "get_weather", args: { city: "Lyon" } } },
+        ],
+      },
+      {
+        role: "user",
+        parts: [
+          { functionResponse: { name: "get_weather", response: { sky: "sunny" } } },
+          { functionResponse: { name: "get_weather", response: { output: "Rain" } } },
+        ],
+      },
+    ]);
+    expect(upstream.requests[1]?.body.toolConfig).toEqual({ functionCallingConfig: { mode: "AUTO" } });
+  });
+
+  it("keeps to one call when parallel_tool_calls is false, and maps allowed_tools to allowedFunctionNames", async () => {
+    const completion = await gateway.client.chat.completions.create({
+      model: "gemini",
+      messages: [{ role: "user", content: "Weather?" }],
+      tools: [weatherTool],
+      tool_choice: {
+        type: "allowed_tools",
+        allowed_tools: { mode: "auto", tools: [{ type: "function", function: { name: "get_weather" } }] },
+      },
+      parallel_tool_calls: false,
+    });
+    expect(completion.choices[0]?.message.tool_calls).toHaveLength(1);
+    expect(upstream.requests[0]?.body.toolConfig).toEqual({
+      functionCallingConfig: { mode: "VALIDATED", allowedFunctionNames: ["get_weather"] },
+    });
+  });
+
+  it("asks for JSON with a responseSchema, and refuses a keyword Gemini cannot take, naming it", async () => {
+    const completion = await gateway.client.chat.completions.create({
+      model: "gemini",
+      messages: [{ role: "user", content: "The answer?" }],
+      response_format: {
+        type: "json_schema",
+        json_schema: {
+          name: "answer",
+          strict: true,
+          schema: {
+            type: "object",
+            properties: { answer: { type: "integer", minimum: 0 } },
+            required: ["answer"],
+            additionalProperties: false,
+          },
+        },
+      },
+    });
+    expect(JSON.parse(completion.choices[0]?.message.content ?? "")).toEqual({ answer: 42 });
+    expect(upstream.requests[0]?.body.generationConfig).toEqual({
+      responseMimeType: "application/json",
+      responseSchema: {
+        type: "OBJECT",
+        properties: { answer: { type: "INTEGER", minimum: 0 } },
+        required: ["answer"],
+      },
+    });
+
+    const error = await failureOf(
+      gateway.client.chat.completions.create({
+        model: "gemini",
+        messages: [{ role: "user", content: "The answer?" }],
+        response_format: {
+          type: "json_schema",
+          json_schema: {
+            name: "answer",
+            schema: { type: "object", properties: { tags: { type: "array", uniqueItems: true } } },
+          },
+        },
+      }),
+    );
+    expect(error.status).toBe(400);
+    expect(error.param).toBe("response_format.json_schema.schema.properties.tags.uniqueItems");
+    expect(error.message).toContain("uniqueItems");
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it("refuses an image URL with a 400 naming the part, since the server never fetches it", async () => {
+    const error = await failureOf(
+      gateway.client.chat.completions.create({
+        model: "gemini",
+        messages: [
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "What is this?" },
+              { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
+            ],
+          },
+        ],
+      }),
+    );
+    expect(error.status).toBe(400);
+    expect(error.param).toBe("messages[0].content[1]");
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it("retries a 429, keeps a 400 a 400, turns a 500 into a 502, and never shows or logs the key", async () => {
+    upstream.faults.push({ status: 429, message: "Resource has been exhausted" });
+    await gateway.client.chat.completions.create({
+      model: "gemini",
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    expect(upstream.requests).toHaveLength(2);
+
+    upstream.faults.push({ status: 400, message: `Invalid value at 'contents' for key ${KEY}` });
+    const invalid = await failureOf(
+      gateway.client.chat.completions.create({
+        model: "gemini",
+        messages: [{ role: "user", content: "Hi" }],
+      }),
+    );
+    expect(invalid.status).toBe(400);
+    expect(invalid.message).toContain("Invalid value at 'contents'");
+    expect(invalid.message).not.toContain(KEY);
+
+    upstream.faults.push(
+      { status: 500, message: "Internal error" },
+      { status: 500, message: "Internal error" },
+    );
+    const failed = await failureOf(
+      gateway.client.chat.completions.create({
+        model: "gemini",
+        messages: [{ role: "user", content: "Hi" }],
+      }),
+    );
+    expect(failed.status).toBe(502);
+
+    for (const request of upstream.requests) expect(request.path).not.toContain(KEY);
+    expect(gateway.logs.join("")).not.toContain(KEY);
+  });
+
+  it("creates embeddings with batchEmbedContents", async () => {
+    const result = await gateway.client.embeddings.create({
+      model: "gemini",
+      input: ["a", "b"],
+      dimensions: 3,
+    });
+    expect(result.data.map((d) => d.embedding)).toEqual([
+      [0, 0.5, -0.25],
+      [1, 0.5, -0.25],
+    ]);
+    const sent = upstream.requests[0];
+    expect(sent?.path).toBe("/v1beta/models/gemini-test:batchEmbedContents");
+    expect(sent?.body).toEqual({
+      requests: [
+        { model: "models/gemini-test", content: { parts: [{ text: "a" }] }, outputDimensionality: 3 },
+        { model: "models/gemini-test", content: { parts: [{ text: "b" }] }, outputDimensionality: 3 },
+      ],
+    });
+  });
+});

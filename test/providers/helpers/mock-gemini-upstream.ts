@@ -1,0 +1,132 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { RecordedRequest } from "./mock-openai-upstream.js";
+
+/**
+ * A Gemini-shaped upstream on loopback, after the generativelanguage API reference:
+ * `models/<m>:streamGenerateContent?alt=sse` streamed as GenerateContentResponse chunks (the last
+ * with finishReason and usageMetadata), and `models/<m>:batchEmbedContents`. `faults` are error
+ * statuses with Google's error body.
+ */
+export interface MockGemini {
+  url: string;
+  requests: RecordedRequest[];
+  faults: { status: number; message: string }[];
+  close(): Promise<void>;
+}
+
+const STATUS_NAMES: Readonly<Record<number, string>> = {
+  400: "INVALID_ARGUMENT",
+  429: "RESOURCE_EXHAUSTED",
+  500: "INTERNAL",
+  503: "UNAVAILABLE",
+};
+
+export async function startMockGeminiUpstream(): Promise<MockGemini> {
+  const mock: MockGemini = {
+    url: "",
+    requests: [],
+    faults: [],
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
+    mock.requests.push({ path: req.url ?? "", headers: req.headers, body });
+    const fault = mock.faults.shift();
+    if (fault) {
+      res.writeHead(fault.status, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          error: {
+            code: fault.status,
+            message: fault.message,
+            status: STATUS_NAMES[fault.status] ?? "UNKNOWN",
+          },
+        }),
+      );
+      return;
+    }
+    if (req.url?.includes(":batchEmbedContents")) {
+      const requests = body.requests as unknown[];
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ embeddings: requests.map((_, i) => ({ values: [i, 0.5, -0.25] })) }));
+      return;
+    }
+    if (!req.url?.includes(":streamGenerateContent?alt=sse")) {
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: 404, message: "not found", status: "NOT_FOUND" } }));
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    for (const chunk of answerChunks(body)) res.write(`data: ${JSON.stringify(chunk)}\r\n\r\n`);
+    res.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  mock.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return mock;
+}
+
+const usageMetadata = {
+  promptTokenCount: 21,
+  candidatesTokenCount: 6,
+  cachedContentTokenCount: 4,
+  thoughtsTokenCount: 3,
+  totalTokenCount: 30,
+};
+
+const candidate = (index: number, parts: unknown[], finishReason?: string) => ({
+  index,
+  content: { role: "model", parts },
+  ...(finishReason && { finishReason }),
+});
+
+/** Tool calls when functions are declared (and the last turn is not a function's result), JSON for a schema, text otherwise. */
+function answerChunks(body: Record<string, unknown>): unknown[] {
+  const config = (body.generationConfig ?? {}) as Record<string, unknown>;
+  const contents = body.contents as { parts: Record<string, unknown>[] }[];
+  const lastParts = contents.at(-1)?.parts ?? [];
+  const tools = body.tools as { functionDeclarations: { name: string }[] }[] | undefined;
+  const name = tools?.[0]?.functionDeclarations[0]?.name;
+  if (name && !lastParts.some((p) => p.functionResponse)) {
+    return [
+      { candidates: [candidate(0, [{ text: "Checking." }])] },
+      {
+        candidates: [
+          candidate(
+            0,
+            [
+              { functionCall: { name, args: { city: "Paris" } } },
+              { functionCall: { name, args: { city: "Lyon" } } },
+            ],
+            "STOP",
+          ),
+        ],
+        usageMetadata,
+      },
+    ];
+  }
+  if (config.responseSchema) {
+    return [
+      { candidates: [candidate(0, [{ text: '{"answer":' }])] },
+      { candidates: [candidate(0, [{ text: " 42}" }], "STOP")], usageMetadata },
+    ];
+  }
+  const n = typeof config.candidateCount === "number" ? config.candidateCount : 1;
+  const thinking = (config.thinkingConfig as { includeThoughts?: boolean } | undefined)?.includeThoughts;
+  const chunks: unknown[] = [];
+  if (thinking) chunks.push({ candidates: [candidate(0, [{ text: "Hmm.", thought: true }])] });
+  for (const text of ["Hello", " from", " Gemini"]) {
+    chunks.push({ candidates: Array.from({ length: n }, (_, i) => candidate(i, [{ text }])) });
+  }
+  const finishReason = config.maxOutputTokens === 1 ? "MAX_TOKENS" : "STOP";
+  chunks.push({
+    candidates: Array.from({ length: n }, (_, i) => candidate(i, [{ text: "" }], finishReason)),
+    usageMetadata,
+  });
+  return chunks;
+}
