@@ -61,7 +61,8 @@ describe("the AI SDK's OpenAI provider (Responses API)", () => {
     });
     expect(result.toolCalls).toHaveLength(1);
     expect(result.toolCalls[0]?.toolName).toBe("get_time");
-    expect(["UTC", "CET"]).toContain((result.toolCalls[0]?.input as { zone: string }).zone);
+    const input = result.toolCalls[0]?.input as { zone: string } | undefined;
+    expect(["UTC", "CET"]).toContain(input?.zone);
   });
 
   it("structured output parses into the schema's shape", async () => {
