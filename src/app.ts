@@ -19,6 +19,7 @@ import { tokenizeRoutes } from "./api/tokenize/routes.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import { OPEN_PRINCIPAL, type Principal } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
+import { CONSOLE_PREFIX, consoleRoutes, defaultConsoleRoot } from "./console/console-routes.js";
 import { invalidRequest, notFound, serviceUnavailable } from "./core/errors.js";
 import { defaultIds, type IdGenerator } from "./core/ids.js";
 import { GenerationService } from "./generation/service.js";
@@ -48,6 +49,8 @@ export interface AppDeps {
   shutdown?: AbortSignal;
   /** Keys, limits, usage and the admin API. Without it every caller is the default project, unlimited. */
   access?: AccessDeps;
+  /** The built web console's folder; default: build/console in the package, when it was built. */
+  consoleRoot?: string;
 }
 
 export interface AccessDeps {
@@ -62,6 +65,9 @@ export interface AccessDeps {
 
 /** Routes anyone may call: liveness must work for orchestrators that hold no key. */
 const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/health"]);
+
+/** The console's static files are public too: they hold no data, and the API calls they make carry a key. */
+const isPublicRoute = (url: string) => PUBLIC_ROUTES.has(url) || url.startsWith(CONSOLE_PREFIX);
 
 export interface App {
   fastify: FastifyInstance;
@@ -156,7 +162,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
         .type("application/json")
         .send(response.body);
     }
-    if (PUBLIC_ROUTES.has(request.routeOptions.url ?? "")) return;
+    if (isPublicRoute(request.routeOptions.url ?? "")) return;
     const authenticator = deps.access?.authenticator;
     // Without keys, the Host header is the guard against DNS rebinding (auth off means loopback).
     const authOn = authenticator ? await authenticator.required() : false;
@@ -239,6 +245,11 @@ export function buildApp(config: Config, deps: AppDeps): App {
     });
   }
   if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
+  if (config.console) {
+    const root = deps.consoleRoot ?? defaultConsoleRoot();
+    if (root) void fastify.register(consoleRoutes, { root });
+    else logger.warn("The web console is not built (npm run build), so /console is not served.");
+  }
 
   return {
     fastify,
