@@ -1,6 +1,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { storedKey, storeKey } from "./api.js";
+import { Models } from "./models.js";
 import { Playground } from "./playground.js";
 import "./styles.css";
 
@@ -10,7 +11,10 @@ interface Page {
   view: () => preact.JSX.Element;
 }
 
-const PAGES: Page[] = [{ path: "playground", title: "Playground", view: () => <Playground /> }];
+const PAGES: Page[] = [
+  { path: "playground", title: "Playground", view: () => <Playground /> },
+  { path: "models", title: "Models", view: () => <Models /> },
+];
 
 /** Pages live in the fragment (#/models), so the server serves one file and the key never meets a URL. */
 function currentPath(): string {
