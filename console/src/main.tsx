@@ -1,6 +1,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { storedKey, storeKey } from "./api.js";
+import { Keys } from "./keys.js";
 import { Models } from "./models.js";
 import { Playground } from "./playground.js";
 import "./styles.css";
@@ -14,6 +15,7 @@ interface Page {
 const PAGES: Page[] = [
   { path: "playground", title: "Playground", view: () => <Playground /> },
   { path: "models", title: "Models", view: () => <Models /> },
+  { path: "keys", title: "Keys", view: () => <Keys /> },
 ];
 
 /** Pages live in the fragment (#/models), so the server serves one file and the key never meets a URL. */
