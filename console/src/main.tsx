@@ -4,6 +4,7 @@ import { storedKey, storeKey } from "./api.js";
 import { Keys } from "./keys.js";
 import { Models } from "./models.js";
 import { Playground } from "./playground.js";
+import { Usage } from "./usage.js";
 import "./styles.css";
 
 interface Page {
@@ -16,6 +17,7 @@ const PAGES: Page[] = [
   { path: "playground", title: "Playground", view: () => <Playground /> },
   { path: "models", title: "Models", view: () => <Models /> },
   { path: "keys", title: "Keys", view: () => <Keys /> },
+  { path: "usage", title: "Usage", view: () => <Usage /> },
 ];
 
 /** Pages live in the fragment (#/models), so the server serves one file and the key never meets a URL. */
