@@ -62,7 +62,8 @@ export function Models() {
           const seconds = (now - previous.at) / 1000;
           const next = new Map<string, number>();
           for (const [model, total] of totals) {
-            next.set(model, Math.max(0, total - (previous.totals.get(model) ?? total)) / seconds);
+            // A model's counter appears with its first tokens: absent before means zero then.
+            next.set(model, Math.max(0, total - (previous.totals.get(model) ?? 0)) / seconds);
           }
           setRates(next);
         }
