@@ -8,7 +8,7 @@
  *     generation/     the request lifecycle, no HTTP
  *     router/ backends/ admin/
  *     auth/ limits/ usage/        (access)
- *     storage/ config/ observability/ models/ engine-build/ grammar/
+ *     storage/ config/ observability/ models/ engine-build/ grammar/ console/
  *     core/           types and errors every layer shares
  */
 
@@ -22,6 +22,7 @@ const layers = [
   ["core is the bottom layer", ["core"], ["(?!core/)[^/]+"]],
   ["storage sits on core only", ["storage"], ["(?!core/|storage/)[^/]+"]],
   ["config sits on core only", ["config"], ["(?!core/|config/)[^/]+"]],
+  ["console (static files for the browser) sits on core only", ["console"], ["(?!core/|console/)[^/]+"]],
   ["grammar (JSON Schema → GBNF) sits on core only", ["grammar"], ["(?!core/|grammar/)[^/]+"]],
   [
     "access (auth, limits, usage) sits on storage, config and core",

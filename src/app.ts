@@ -26,6 +26,7 @@ import type { UploadService } from "./api/uploads/service.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import { OPEN_PRINCIPAL, type Principal } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
+import { CONSOLE_PREFIX, consoleRoutes, defaultConsoleRoot } from "./console/console-routes.js";
 import { invalidRequest, notFound, serviceUnavailable } from "./core/errors.js";
 import { defaultIds, type IdGenerator } from "./core/ids.js";
 import { GenerationService } from "./generation/service.js";
@@ -58,6 +59,8 @@ export interface AppDeps {
   access?: AccessDeps;
   /** Files, uploads and batches (they need storage); without it those routes are absent. */
   files?: FilesDeps;
+  /** The built web console's folder; default: build/console in the package, when it was built. */
+  consoleRoot?: string;
 }
 
 export interface FilesDeps {
@@ -80,6 +83,9 @@ export interface AccessDeps {
 
 /** Routes anyone may call: liveness must work for orchestrators that hold no key. */
 const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/health"]);
+
+/** The console's static files are public too: they hold no data, and the API calls they make carry a key. */
+const isPublicRoute = (url: string) => PUBLIC_ROUTES.has(url) || url.startsWith(CONSOLE_PREFIX);
 
 export interface App {
   fastify: FastifyInstance;
@@ -176,7 +182,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
         .type("application/json")
         .send(response.body);
     }
-    if (PUBLIC_ROUTES.has(request.routeOptions.url ?? "")) return;
+    if (isPublicRoute(request.routeOptions.url ?? "")) return;
     const authenticator = deps.access?.authenticator;
     // Without keys, the Host header is the guard against DNS rebinding (auth off means loopback).
     const authOn = authenticator ? await authenticator.required() : false;
@@ -271,6 +277,11 @@ export function buildApp(config: Config, deps: AppDeps): App {
     void fastify.register(batchRoutes, { batches });
   }
   if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
+  if (config.console) {
+    const root = deps.consoleRoot ?? defaultConsoleRoot();
+    if (root) void fastify.register(consoleRoutes, { root });
+    else logger.warn("The web console is not built (npm run build), so /console is not served.");
+  }
 
   return {
     fastify,

@@ -261,6 +261,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Serve the web console (playground, models, keys, usage) under /console. */
+    console: z.boolean().default(true),
     /** How long a verified key is trusted before storage is asked again (revocation delay). */
     auth_cache_ttl_ms: z.number().int().min(0).max(600_000).default(5_000),
   })

@@ -1,0 +1,106 @@
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AccessServer, call, startAccessServer } from "../helpers/access.js";
+import {
+  chromiumForTests,
+  consolePage,
+  expectNoProblems,
+  launchChromium,
+  requireBuiltConsole,
+  screenshot,
+} from "../helpers/browser.js";
+import { startTestServer, type TestServer } from "../helpers/test-server.js";
+
+const executable = chromiumForTests();
+
+describe.skipIf(!executable)("the console's keys and projects page, in Chromium", () => {
+  let t: AccessServer;
+  let browser: Browser;
+  beforeAll(async () => {
+    requireBuiltConsole();
+    t = await startAccessServer();
+    browser = await launchChromium(executable ?? "");
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it("serves the console without a key while the API wants one", async () => {
+    expect((await call(t.url, "GET", "/console/")).status).toBe(200);
+    expect((await call(t.url, "GET", "/v1/models")).status).toBe(401);
+  });
+
+  it("creates a project and a key whose secret is shown once and then works against /v1/models", async () => {
+    const { page, problems } = await consolePage(browser);
+    await page.goto(`${t.url}/console/#/keys`);
+    await page.getByLabel("API key").fill(t.adminKey ?? "");
+    await page.getByRole("button", { name: "Use key" }).click();
+
+    await page.locator("input[name=project-name]").fill("console-project");
+    await page.getByRole("button", { name: "Create project" }).click();
+    await page.locator("input[name=key-name]").fill("console-key");
+    await page.locator("input[name=key-rpm]").fill("100");
+    await page.getByRole("button", { name: "Create key" }).click();
+
+    const secretBox = page.getByTestId("new-secret");
+    await expect.poll(() => secretBox.textContent()).toMatch(/^sk-/);
+    const secret = (await secretBox.textContent()) ?? "";
+    await expect
+      .poll(() => page.locator('tr[data-key="console-key"] td[data-col="status"]').textContent())
+      .toBe("active");
+    await screenshot(page, "keys");
+
+    const models = await call(t.url, "GET", "/v1/models", { key: secret });
+    expect(models.status, models.text).toBe(200);
+
+    // The admin key stays in this tab's sessionStorage, never in the URL or a cookie.
+    expect(page.url()).not.toContain(t.adminKey ?? "");
+    expect(await page.evaluate<string>("document.cookie")).toBe("");
+    expect(await page.evaluate<string | null>("sessionStorage.getItem('switchboard.key')")).toBe(t.adminKey);
+
+    // Shown once: after a reload the key is listed by its hint only.
+    await page.reload();
+    await page
+      .getByRole("row", { name: /console-project/ })
+      .getByRole("button", { name: "Keys" })
+      .click();
+    await expect.poll(() => page.locator('tr[data-key="console-key"]').count()).toBe(1);
+    expect(await page.content()).not.toContain(secret);
+
+    page.on("dialog", (dialog) => void dialog.accept());
+    await page.locator('tr[data-key="console-key"]').getByRole("button", { name: "Revoke" }).click();
+    await expect
+      .poll(() => page.locator('tr[data-key="console-key"] td[data-col="status"]').textContent())
+      .toBe("revoked");
+    await expect
+      .poll(async () => (await call(t.url, "GET", "/v1/models", { key: secret })).status, { timeout: 10_000 })
+      .toBe(401);
+    expectNoProblems(problems);
+    await page.context().close();
+  });
+});
+
+describe.skipIf(!executable)("the console's admin pages without an admin key, in Chromium", () => {
+  let t: TestServer;
+  let browser: Browser;
+  beforeAll(async () => {
+    requireBuiltConsole();
+    t = await startTestServer();
+    browser = await launchChromium(executable ?? "");
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it("say how to create one (auth off on loopback)", async () => {
+    const { page, problems } = await consolePage(browser);
+    await page.goto(`${t.url}/console/#/keys`);
+    const help = page.getByTestId("admin-help");
+    await expect.poll(() => help.textContent()).toContain("switchboard keys create --admin");
+    await screenshot(page, "keys-without-admin-key");
+    expectNoProblems(problems);
+    await page.context().close();
+  });
+});

@@ -1,0 +1,52 @@
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AccessServer, chat, startAccessServer } from "../helpers/access.js";
+import {
+  chromiumForTests,
+  consolePage,
+  expectNoProblems,
+  launchChromium,
+  requireBuiltConsole,
+  screenshot,
+} from "../helpers/browser.js";
+import { TINY_MODEL } from "../helpers/test-server.js";
+
+const executable = chromiumForTests();
+
+describe.skipIf(!executable)("the console's usage page, in Chromium", () => {
+  let t: AccessServer;
+  let browser: Browser;
+  beforeAll(async () => {
+    requireBuiltConsole();
+    t = await startAccessServer();
+    browser = await launchChromium(executable ?? "");
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it("charts requests, tokens and cost per day after some traffic, with a table under each chart", async () => {
+    const { key } = await t.admin.projectWithKey();
+    for (let i = 0; i < 3; i++) expect((await chat(t.url, key.secret, { max_tokens: 3 })).status).toBe(200);
+    await expect.poll(async () => (await t.admin.usage("group_by=model")).length).toBeGreaterThan(0);
+
+    const { page, problems } = await consolePage(browser);
+    await page.goto(`${t.url}/console/#/usage`);
+    await page.getByLabel("API key").fill(t.adminKey ?? "");
+    await page.getByRole("button", { name: "Use key" }).click();
+
+    for (const measure of ["requests", "total_tokens", "cost_usd"]) {
+      await expect.poll(() => page.locator(`[data-testid="chart-${measure}"] canvas`).count()).toBe(1);
+    }
+    const table = page.getByTestId("table-requests");
+    await expect.poll(() => table.locator("thead th").allTextContents()).toEqual(["Day", TINY_MODEL]);
+    expect(await table.locator("tbody td").allTextContents()).toEqual(["3"]);
+
+    await page.locator("select[name=group]").selectOption("project");
+    await expect.poll(() => table.locator("thead th").allTextContents()).toContain(key.project_id);
+    await screenshot(page, "usage");
+    expectNoProblems(problems);
+    await page.context().close();
+  });
+});
