@@ -1,6 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Principal } from "../../auth/principal.js";
-import { invalidRequest, notFound, ServiceError, unsupportedParameter } from "../../core/errors.js";
+import {
+  invalidRequest,
+  notFound,
+  ServiceError,
+  serviceUnavailable,
+  unsupportedParameter,
+} from "../../core/errors.js";
 import type { IdGenerator } from "../../core/ids.js";
 import { collectGeneration, type Generation, type GenerationService } from "../../generation/service.js";
 import { streamErrorBody } from "../../http/errors.js";
@@ -197,7 +203,7 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
       const queued = new ResponseBuilder(meta, false).snapshot("queued", null);
       await save(queued);
       const begin = () => (body.truncation === "auto" ? startTruncated(items, start) : start(items));
-      void runInBackground(meta, run, begin, save).finally(() => runs.finished(id));
+      void runInBackground(meta, run, signal, begin, save).finally(() => runs.finished(id));
       if (!body.stream) return reply.send(queued);
       return streamRun(request, reply, run, -1);
     }
@@ -258,6 +264,7 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
   async function runInBackground(
     meta: ResponseMeta,
     run: BackgroundRun,
+    signal: AbortSignal,
     begin: () => Promise<Generation>,
     save: (response: { output: unknown; status: string }) => Promise<void>,
   ): Promise<void> {
@@ -276,8 +283,12 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
       await save(running);
       emit({ type: "response.in_progress", response: running });
       for await (const part of generation.parts) for (const event of builder.add(part)) emit(event);
+      // Parts stop early when cancelled or when shutdown stops waiting: neither is a finished answer.
       if (run.abort.signal.aborted) throw cancelled;
-      await generation.end();
+      if (signal.aborted) throw serviceUnavailable("The server stopped before this response finished.");
+      const ended = generation;
+      generation = undefined;
+      await ended.end();
       const response = builder.snapshot(builder.status, Math.floor(opts.now() / 1000));
       await save(response);
       emit({ type: terminalEvent(response.status), response });
