@@ -70,10 +70,10 @@ export async function consoleRoutes(app: FastifyInstance, opts: { root: string }
     wildcard: true,
     cacheControl: false,
     dotfiles: "deny",
-    setHeaders: (reply, path) => {
+    setHeaders: (res, path) => {
       const hashed = /[/\\]assets[/\\]/.test(path);
       // The page itself must be revalidated, so a new build's asset names are picked up at once.
-      reply.header("cache-control", hashed ? IMMUTABLE : "no-cache");
+      res.setHeader("cache-control", hashed ? IMMUTABLE : "no-cache");
     },
   });
   // The router ignores trailing slashes, so this one route answers /console and /console/.
