@@ -276,7 +276,13 @@ export function buildApp(config: Config, deps: AppDeps): App {
     });
     void fastify.register(batchRoutes, { batches });
   }
-  if (deps.access) void fastify.register(adminRoutes, { admin: deps.access.admin, usage: deps.access.usage });
+  if (deps.access) {
+    void fastify.register(adminRoutes, {
+      admin: deps.access.admin,
+      usage: deps.access.usage,
+      registry: deps.registry,
+    });
+  }
   if (config.console) {
     const root = deps.consoleRoot ?? defaultConsoleRoot();
     if (root) void fastify.register(consoleRoutes, { root });

@@ -6,6 +6,7 @@ import {
   chat,
   expectError,
   startAccessServer,
+  type WireJson,
 } from "../helpers/access.js";
 import { TINY_ALIAS, TINY_MODEL } from "../helpers/test-server.js";
 import { waitFor } from "../helpers/wait-for.js";
@@ -47,6 +48,7 @@ describe("the admin API", () => {
       ["DELETE", `${p}/keys/${member.id}`],
       ["GET", "/admin/usage"],
       ["GET", "/admin/usage?group_by=project,key"],
+      ["GET", "/admin/models"],
     ];
     for (const [method, path, body] of routes) {
       const res = await call(t.url, method, path, { key: member.secret, body });
@@ -282,6 +284,20 @@ describe("the admin API", () => {
       }
       expect(["project_not_found", "api_key_not_found"]).toContain(res.body.error.code);
     }
+  });
+
+  it("reports every model's health: its engine, slots and capabilities", async () => {
+    const res = await t.admin.request("GET", "/admin/models");
+    expect(res.status).toBe(200);
+    const tiny = (res.body.data as WireJson[]).find((m) => m.id === TINY_MODEL);
+    expect(tiny).toMatchObject({
+      loaded: true,
+      serving: true,
+      capabilities: { chat: true, tools: true, structuredOutputs: true },
+      engine: { state: "ready" },
+    });
+    expect(typeof tiny.slots).toBe("number");
+    expect(JSON.stringify(res.body)).not.toContain(t.adminKey as string);
   });
 
   it("refuses to archive the default project", async () => {

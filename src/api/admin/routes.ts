@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { AdminService } from "../../admin/admin-service.js";
 import { permissionDenied } from "../../core/errors.js";
 import { parseBody } from "../../http/validation.js";
+import type { ModelRegistry } from "../../router/model-registry.js";
 import type { UsageRepository } from "../../storage/repositories/types.js";
 import { encodeApiKey, encodeProject, encodeUsageRow, list } from "./encode.js";
 import {
@@ -15,10 +16,10 @@ import {
 type ProjectParams = { Params: { project_id: string } };
 type KeyParams = { Params: { project_id: string; key_id: string } };
 
-/** /admin/…: projects, keys and usage reports. Only admin keys get here (see the auth hook). */
+/** /admin/…: projects, keys, usage reports and model health. Only admin keys get here (see the auth hook). */
 export async function adminRoutes(
   app: FastifyInstance,
-  opts: { admin: AdminService; usage: UsageRepository },
+  opts: { admin: AdminService; usage: UsageRepository; registry: ModelRegistry },
 ): Promise<void> {
   const { admin } = opts;
   // onRequest (after the app's auth hook): a non-admin caller is refused before its body is read.
@@ -63,6 +64,25 @@ export async function adminRoutes(
   app.delete<KeyParams>("/admin/projects/:project_id/keys/:key_id", async (request) =>
     encodeApiKey(await admin.revokeKey(request.params.project_id, request.params.key_id)),
   );
+
+  // Every model with what serves it: a local engine's state, or each upstream deployment's
+  // circuit, failure streak, requests in flight and attempts (never a key or URL credentials).
+  app.get("/admin/models", async () => ({
+    object: "list",
+    data: opts.registry.all().map((d) => {
+      const health = d.backend.health();
+      return {
+        id: d.id,
+        aliases: d.aliases,
+        loaded: health.loaded,
+        serving: health.serving,
+        capabilities: d.backend.capabilities,
+        ...d.backend.stats(),
+        ...(health.engine && { engine: health.engine }),
+        ...(health.deployments && { deployments: health.deployments }),
+      };
+    }),
+  }));
 
   app.get("/admin/usage", async (request) => {
     const query = parseBody(usageQuerySchema, request.query ?? {});
