@@ -37,7 +37,9 @@ export interface ResponseEvent {
  */
 export class ResponseBuilder {
   readonly output: Item[] = [];
-  private open: { item: Item; index: number; text: string; logprobs: TokenLogprob[] } | undefined;
+  private open:
+    | { item: Item; index: number; text: string; logprobs: TokenLogprob[]; refusal?: string }
+    | undefined;
   private callIndex = -1;
   private finish: FinishReason | undefined;
   private usage: UsageCounts | undefined;
@@ -110,9 +112,12 @@ export class ResponseBuilder {
         this.appendText(part.text, undefined, events);
         break;
       case "text":
+        this.openItem("message", events);
+        this.appendText(part.text, part.logprobs, events);
+        break;
       case "refusal":
         this.openItem("message", events);
-        this.appendText(part.text, part.type === "text" ? part.logprobs : undefined, events);
+        this.appendRefusal(part.text, events);
         break;
       case "tool-call":
         if (part.index !== this.callIndex) {
@@ -201,6 +206,31 @@ export class ResponseBuilder {
     }
   }
 
+  /** A refusal is a content part of its own after the text (index 1), as OpenAI's messages have it. */
+  private appendRefusal(text: string, events: ResponseEvent[]): void {
+    const open = this.open;
+    if (!open || text === "") return;
+    const { item, index } = open;
+    if (open.refusal === undefined) {
+      open.refusal = "";
+      events.push({
+        type: "response.content_part.added",
+        item_id: item.id,
+        output_index: index,
+        content_index: 1,
+        part: { type: "refusal", refusal: "" },
+      });
+    }
+    open.refusal += text;
+    events.push({
+      type: "response.refusal.delta",
+      item_id: item.id,
+      output_index: index,
+      content_index: 1,
+      delta: text,
+    });
+  }
+
   private closeOpen(events: ResponseEvent[]): void {
     const open = this.open;
     if (!open) return;
@@ -237,7 +267,8 @@ export class ResponseBuilder {
     } else {
       const logprobs = this.wantLogprobs ? encodeLogprobs(open.logprobs) : [];
       const part = { type: "output_text", text, annotations: [], logprobs };
-      item.content = [part];
+      const refusal = open.refusal;
+      item.content = refusal === undefined ? [part] : [part, { type: "refusal", refusal }];
       events.push({
         type: "response.output_text.done",
         item_id: item.id,
@@ -253,6 +284,23 @@ export class ResponseBuilder {
         content_index: 0,
         part,
       });
+      if (refusal !== undefined) {
+        const refusalPart = { type: "refusal", refusal };
+        events.push({
+          type: "response.refusal.done",
+          item_id: item.id,
+          output_index: index,
+          content_index: 1,
+          refusal,
+        });
+        events.push({
+          type: "response.content_part.done",
+          item_id: item.id,
+          output_index: index,
+          content_index: 1,
+          part: refusalPart,
+        });
+      }
     }
     events.push({ type: "response.output_item.done", output_index: index, item: { ...item } });
   }
