@@ -16,8 +16,16 @@ interface Usage {
   total_tokens: number;
 }
 
+/** One sampled token and the alternatives the model weighed for it. */
+interface TokenView {
+  token: string;
+  logprob: number;
+  top: { token: string; logprob: number }[];
+}
+
 interface Result {
   text: string;
+  tokens?: TokenView[];
   finishReason?: string;
   usage?: Usage;
   timeToFirstTokenMs?: number;
@@ -30,6 +38,8 @@ interface Sampling {
   max_tokens: string;
   seed: string;
   stop: string;
+  /** Alternatives per token to show (0-20); empty = no log probabilities asked for. */
+  top_logprobs: string;
 }
 
 const CHAT_PATH = "/v1/chat/completions";
@@ -60,12 +70,20 @@ export function chatRequest(model: string, system: string, turns: Turn[], sampli
     if (value !== undefined) body[name] = value;
   }
   if (stop.length > 0) body.stop = stop;
+  const top = numberOrUndefined(sampling.top_logprobs);
+  if (top !== undefined) {
+    body.logprobs = true;
+    body.top_logprobs = top;
+  }
   return body;
 }
 
 interface ChunkChoice {
   delta?: { content?: string | null };
   finish_reason?: string | null;
+  logprobs?: {
+    content?: { token: string; logprob: number; top_logprobs?: { token: string; logprob: number }[] }[];
+  } | null;
 }
 
 export function Playground() {
@@ -80,6 +98,7 @@ export function Playground() {
     max_tokens: "256",
     seed: "",
     stop: "",
+    top_logprobs: "",
   });
   const [result, setResult] = useState<Result | null>(null);
   const [error, setError] = useState("");
@@ -125,6 +144,10 @@ export function Playground() {
           firstAt ??= performance.now();
           current.timeToFirstTokenMs = firstAt - started;
           current.text += delta;
+        }
+        for (const entry of choice?.logprobs?.content ?? []) {
+          current.tokens ??= [];
+          current.tokens.push({ token: entry.token, logprob: entry.logprob, top: entry.top_logprobs ?? [] });
         }
         if (choice?.finish_reason) current.finishReason = choice.finish_reason;
         if (chunk.usage) current.usage = chunk.usage as Usage;
@@ -243,6 +266,7 @@ export function Playground() {
             {field("top_p", "Top p", { min: 0, max: 1, step: 0.05 })}
             {field("max_tokens", "Max tokens", { min: 1, step: 1 })}
             {field("seed", "Seed", { step: 1 })}
+            {field("top_logprobs", "Log probs: alternatives", { min: 0, max: 20, step: 1 })}
             <label class="field wide">
               <span>Stop sequences (one a line)</span>
               <textarea
@@ -301,6 +325,7 @@ export function Playground() {
             {result.text}
             {running && <span class="cursor" aria-hidden="true" />}
           </pre>
+          {result.tokens && <TokenList tokens={result.tokens} />}
           <Stats result={result} />
           {!running && result.text && (
             <button type="button" class="quiet" onClick={keepReply}>
@@ -344,5 +369,35 @@ function CodeView({ text }: { text: string }) {
       <pre data-testid="code">{text}</pre>
       <CopyButton text={text} label="Copy" />
     </div>
+  );
+}
+
+/** The reply token by token, shaded by probability; each token's alternatives on hover and focus. */
+function TokenList({ tokens }: { tokens: TokenView[] }) {
+  return (
+    <section class="tokens" aria-label="Tokens with their log probabilities" data-testid="logprobs">
+      {tokens.map((t, i) => {
+        const p = Math.exp(t.logprob);
+        const shade = p >= 0.9 ? "sure" : p >= 0.5 ? "likely" : p >= 0.1 ? "unsure" : "unlikely";
+        const alternatives = t.top.map(
+          (a) => `${JSON.stringify(a.token)} ${(Math.exp(a.logprob) * 100).toFixed(1)}%`,
+        );
+        const title = [
+          `${JSON.stringify(t.token)}: logprob ${t.logprob.toFixed(3)} (${(p * 100).toFixed(1)}%)`,
+          ...alternatives,
+        ].join("\n");
+        return (
+          <span
+            key={i}
+            class={`token ${shade}`}
+            title={title}
+            tabIndex={0}
+            data-logprob={t.logprob.toFixed(4)}
+          >
+            {t.token}
+          </span>
+        );
+      })}
+    </section>
   );
 }

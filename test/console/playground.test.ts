@@ -137,6 +137,30 @@ describe.skipIf(!executable)("the console's playground, in Chromium", () => {
     await page.context().close();
   });
 
+  it("shows the reply token by token with its log probabilities when asked", async () => {
+    const { page, problems } = await consolePage(browser);
+    await page.goto(`${t.url}/console/#/playground`);
+    await expect.poll(() => page.locator("select[name=model]").inputValue()).toBe(TINY_MODEL);
+    await page.getByLabel("Message 1", { exact: true }).fill("Hello");
+    await page.locator("input[name=max_tokens]").fill("6");
+    await page.locator("input[name=top_logprobs]").fill("3");
+    await page.getByRole("button", { name: "Send" }).click();
+    const tokens = page.getByTestId("logprobs").locator(".token");
+    await expect
+      .poll(() => page.getByTestId("stat-finish").textContent(), { timeout: 30_000 })
+      .toMatch(/^(stop|length)$/);
+    const count = await tokens.count();
+    expect(count).toBeGreaterThan(0);
+    // The tokens spell the reply, and each carries its log probability and alternatives.
+    const joined = (await tokens.allTextContents()).join("");
+    expect(joined).toBe(await page.getByTestId("reply").textContent());
+    expect(Number(await tokens.first().getAttribute("data-logprob"))).toBeLessThanOrEqual(0);
+    expect((await tokens.first().getAttribute("title"))?.split("\n").length).toBe(4);
+    await screenshot(page, "playground-logprobs");
+    expectNoProblems(problems);
+    await page.context().close();
+  });
+
   it("fits a phone screen in dark mode", async () => {
     const { page, problems } = await consolePage(browser, {
       colorScheme: "dark",
