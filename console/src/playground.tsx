@@ -372,7 +372,7 @@ function CodeView({ text }: { text: string }) {
   );
 }
 
-/** The reply token by token, shaded by probability; each token's alternatives on hover and focus. */
+/** The reply token by token, shaded by probability; each token's alternatives in its tooltip. */
 function TokenList({ tokens }: { tokens: TokenView[] }) {
   return (
     <section class="tokens" aria-label="Tokens with their log probabilities" data-testid="logprobs">
@@ -391,7 +391,6 @@ function TokenList({ tokens }: { tokens: TokenView[] }) {
             key={i}
             class={`token ${shade}`}
             title={title}
-            tabIndex={0}
             data-logprob={t.logprob.toFixed(4)}
           >
             {t.token}
