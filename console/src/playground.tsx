@@ -387,12 +387,7 @@ function TokenList({ tokens }: { tokens: TokenView[] }) {
           ...alternatives,
         ].join("\n");
         return (
-          <span
-            key={i}
-            class={`token ${shade}`}
-            title={title}
-            data-logprob={t.logprob.toFixed(4)}
-          >
+          <span key={i} class={`token ${shade}`} title={title} data-logprob={t.logprob.toFixed(4)}>
             {t.token}
           </span>
         );
