@@ -278,6 +278,13 @@ describe("POST /v1/responses", () => {
         param: "text.format.schema.properties.a.format",
       },
       {
+        name: "an image address that is neither http(s) nor a data URL",
+        body: {
+          input: [{ role: "user", content: [{ type: "input_image", image_url: "file:///etc/passwd" }] }],
+        },
+        param: "input[0].content[0].image_url",
+      },
+      {
         name: "an include this server cannot give",
         body: { include: ["reasoning.encrypted_content"] },
         param: "include[0]",

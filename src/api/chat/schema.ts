@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { functionNameSchema, metadataSchema } from "../common-fields.js";
 
 /**
  * The wire shape of POST /v1/chat/completions. Every documented field is either honoured or
@@ -31,8 +32,7 @@ const userContent = z.union([
 const textOnlyContent = z.union([z.string(), z.array(textPart).min(1)]);
 const name = z.string().min(1).max(256).optional();
 
-/** A function name as OpenAI allows it. */
-const functionName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "use 1-64 letters, digits, _ or -");
+const functionName = functionNameSchema;
 
 const toolCall = z.strictObject({
   id: z.string().min(1).max(256),
@@ -123,9 +123,7 @@ export const chatMessageSchema = z.discriminatedUnion("role", [
 ]);
 export type WireChatMessage = z.infer<typeof chatMessageSchema>;
 
-const metadata = z
-  .record(z.string().max(64), z.string().max(512))
-  .refine((m) => Object.keys(m).length <= 16, "at most 16 keys");
+const metadata = metadataSchema;
 
 export const chatRequestSchema = z.strictObject({
   model: z.string().min(1).max(256),

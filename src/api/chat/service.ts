@@ -2,13 +2,13 @@ import { invalidRequest } from "../../core/errors.js";
 import type { ChatMessage, GenerationRequest } from "../../core/generation.js";
 import {
   type ContentPart,
-  type ImageSource,
   type OutputConstraint,
   type ToolCall,
   type ToolChoice,
   type ToolDefinition,
   textContent,
 } from "../../core/messages.js";
+import { assertUniqueToolNames, imageSource, resolveToolChoice } from "../common-fields.js";
 import { toSampling, toStop } from "../sampling.js";
 import type { ChatRequest, WireChatMessage, WireToolCall } from "./schema.js";
 
@@ -168,7 +168,7 @@ function toUserParts(
       case "image_url":
         return {
           type: "image",
-          source: toImageSource(part.image_url.url, param),
+          source: imageSource(part.image_url.url, `${param}.image_url.url`),
           detail: part.image_url.detail,
         };
       case "input_audio":
@@ -182,14 +182,6 @@ function toUserParts(
         };
     }
   });
-}
-
-/** `data:image/png;base64,…` inline, or an http(s) URL that a backend may fetch. */
-function toImageSource(url: string, param: string): ImageSource {
-  const data = /^data:([a-z]+\/[a-z0-9.+-]+);base64,(.*)$/is.exec(url);
-  if (data) return { kind: "data", mediaType: (data[1] as string).toLowerCase(), base64: data[2] as string };
-  if (/^https?:\/\//i.test(url)) return { kind: "url", url };
-  throw invalidRequest("An image URL must be an http(s) URL or a base64 data URL.", `${param}.image_url.url`);
 }
 
 function toToolCalls(
@@ -219,16 +211,10 @@ function toConstraint(req: ChatRequest): OutputConstraint | undefined {
       param: `tools[${i}].function.parameters`,
     }),
   );
-  const seen = new Set<string>();
-  definitions.forEach((tool, i) => {
-    if (seen.has(tool.name)) {
-      throw invalidRequest(
-        `Tool names must be unique: '${tool.name}' appears twice.`,
-        `tools[${i}].function.name`,
-      );
-    }
-    seen.add(tool.name);
-  });
+  assertUniqueToolNames(
+    definitions.map((tool) => tool.name),
+    (i) => `tools[${i}].function.name`,
+  );
   const choice = toToolChoice(req.tool_choice, definitions);
   if (definitions.length > 0) {
     constraint.tools = { definitions, choice, parallel: req.parallel_tool_calls ?? true, param: "tools" };
@@ -253,21 +239,18 @@ function toConstraint(req: ChatRequest): OutputConstraint | undefined {
 }
 
 function toToolChoice(choice: ChatRequest["tool_choice"], tools: readonly ToolDefinition[]): ToolChoice {
-  if (choice == null || choice === "auto") return { mode: "auto" };
-  if (choice === "none") return { mode: "none" };
-  if (tools.length === 0) {
-    throw invalidRequest("tool_choice requires tools: name the tools the model may call.", "tool_choice");
-  }
-  if (choice === "required") return { mode: "required" };
-  const known = (name: string, param: string): string => {
-    if (!tools.some((tool) => tool.name === name)) {
-      throw invalidRequest(`tool_choice names '${name}', which is not among the tools.`, param);
-    }
-    return name;
-  };
-  if (choice.type === "function") return { mode: "named", name: known(choice.function.name, "tool_choice") };
-  const names = choice.allowed_tools.tools.map((tool, i) =>
-    known(tool.function.name, `tool_choice.allowed_tools.tools[${i}].function.name`),
+  const names = tools.map((tool) => tool.name);
+  if (choice == null || typeof choice === "string") return resolveToolChoice(choice, names);
+  if (choice.type === "function")
+    return resolveToolChoice({ named: choice.function.name, param: "tool_choice" }, names);
+  return resolveToolChoice(
+    {
+      allowed: choice.allowed_tools.tools.map((tool, i) => ({
+        name: tool.function.name,
+        param: `tool_choice.allowed_tools.tools[${i}].function.name`,
+      })),
+      required: choice.allowed_tools.mode === "required",
+    },
+    names,
   );
-  return { mode: "allowed", names, required: choice.allowed_tools.mode === "required" };
 }

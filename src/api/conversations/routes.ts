@@ -5,6 +5,7 @@ import { notFound } from "../../core/errors.js";
 import { randomId } from "../../core/ids.js";
 import { parseBody } from "../../http/validation.js";
 import type { Conversation, ConversationRepository } from "../../storage/repositories/types.js";
+import { metadataSchema } from "../common-fields.js";
 import { inputItemSchema } from "../responses/schema.js";
 import { type StoredItem, toConversationItems } from "../responses/service.js";
 
@@ -13,9 +14,7 @@ export interface ConversationRouteOptions {
   now: () => number;
 }
 
-const metadata = z
-  .record(z.string().max(64), z.string().max(512))
-  .refine((m) => Object.keys(m).length <= 16, "at most 16 keys");
+const metadata = metadataSchema;
 const items = z.array(inputItemSchema).max(20, "at most 20 items at a time");
 
 const createSchema = z.strictObject({ items: items.nullish(), metadata: metadata.nullish() });

@@ -1,11 +1,12 @@
 import { z } from "zod";
+import { functionNameSchema, metadataSchema } from "../common-fields.js";
 
 /**
  * The wire shape of POST /v1/responses. Every documented field is honoured or refused with a 400
  * naming it; unknown fields are refused too.
  */
 
-const functionName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "use 1-64 letters, digits, _ or -");
+const functionName = functionNameSchema;
 const itemId = z.string().min(1).max(256);
 const status = z.enum(["in_progress", "completed", "incomplete"]);
 
@@ -121,9 +122,7 @@ const textFormat = z.discriminatedUnion("type", [
   }),
 ]);
 
-const metadata = z
-  .record(z.string().max(64), z.string().max(512))
-  .refine((m) => Object.keys(m).length <= 16, "at most 16 keys");
+const metadata = metadataSchema;
 
 export const createResponseSchema = z.strictObject({
   model: z.string().min(1).max(256),

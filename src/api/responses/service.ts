@@ -2,6 +2,7 @@ import { invalidRequest, unsupportedParameter } from "../../core/errors.js";
 import type { ChatMessage, GenerationRequest } from "../../core/generation.js";
 import { randomId } from "../../core/ids.js";
 import type { ContentPart, OutputConstraint, ToolChoice, ToolDefinition } from "../../core/messages.js";
+import { assertUniqueToolNames, imageSource, resolveToolChoice } from "../common-fields.js";
 import { toSampling } from "../sampling.js";
 import type { CreateResponseRequest, WireInputItem } from "./schema.js";
 
@@ -157,11 +158,7 @@ function contentParts(parts: readonly Record<string, unknown>[], param: string):
         const url = typeof part.image_url === "string" ? part.image_url : undefined;
         if (!url)
           throw unsupportedParameter(`${param}[${j}].file_id`, "Images by file id are not supported yet.");
-        const data = /^data:([a-z]+\/[a-z0-9.+-]+);base64,(.*)$/is.exec(url);
-        const source = data
-          ? { kind: "data" as const, mediaType: (data[1] as string).toLowerCase(), base64: data[2] as string }
-          : { kind: "url" as const, url };
-        return [{ type: "image", source }];
+        return [{ type: "image", source: imageSource(url, `${param}[${j}].image_url`) }];
       }
       case "input_file":
         return [
@@ -201,12 +198,12 @@ export function toGenerationRequest(
 
 function toConstraint(req: CreateResponseRequest): OutputConstraint | undefined {
   const constraint: OutputConstraint = {};
-  const seen = new Set<string>();
-  const definitions = (req.tools ?? []).map((tool, i): ToolDefinition => {
-    if (seen.has(tool.name)) {
-      throw invalidRequest(`Tool names must be unique: '${tool.name}' appears twice.`, `tools[${i}].name`);
-    }
-    seen.add(tool.name);
+  const tools = req.tools ?? [];
+  assertUniqueToolNames(
+    tools.map((tool) => tool.name),
+    (i) => `tools[${i}].name`,
+  );
+  const definitions = tools.map((tool, i): ToolDefinition => {
     return {
       name: tool.name,
       ...(tool.description ? { description: tool.description } : {}),
@@ -238,21 +235,17 @@ function toToolChoice(
   choice: CreateResponseRequest["tool_choice"],
   tools: readonly ToolDefinition[],
 ): ToolChoice {
-  if (choice == null || choice === "auto") return { mode: "auto" };
-  if (choice === "none") return { mode: "none" };
-  if (tools.length === 0) {
-    throw invalidRequest("tool_choice requires tools: name the tools the model may call.", "tool_choice");
-  }
-  if (choice === "required") return { mode: "required" };
-  const known = (name: string, param: string): string => {
-    if (!tools.some((tool) => tool.name === name)) {
-      throw invalidRequest(`tool_choice names '${name}', which is not among the tools.`, param);
-    }
-    return name;
-  };
-  if (choice.type === "function") return { mode: "named", name: known(choice.name, "tool_choice.name") };
-  const names = choice.tools.map((tool, i) => known(tool.name, `tool_choice.tools[${i}].name`));
-  return { mode: "allowed", names, required: choice.mode === "required" };
+  const names = tools.map((tool) => tool.name);
+  if (choice == null || typeof choice === "string") return resolveToolChoice(choice, names);
+  if (choice.type === "function")
+    return resolveToolChoice({ named: choice.name, param: "tool_choice.name" }, names);
+  return resolveToolChoice(
+    {
+      allowed: choice.tools.map((tool, i) => ({ name: tool.name, param: `tool_choice.tools[${i}].name` })),
+      required: choice.mode === "required",
+    },
+    names,
+  );
 }
 
 /** Every function_call_output answers a call made earlier in the conversation. */
