@@ -43,6 +43,11 @@ export async function buildRegistry(
       backend: new LocalBackend(engine, {
         chatTemplate: model.chat_template,
         modelId: model.id,
+        samplingDefaults: model.sampling_defaults && {
+          topK: model.sampling_defaults.top_k,
+          minP: model.sampling_defaults.min_p,
+          repetitionPenalty: model.sampling_defaults.repetition_penalty,
+        },
         embedding:
           model.kind === "embedding"
             ? { normalize: model.normalize, matryoshka: model.matryoshka }

@@ -3,7 +3,6 @@ import type { Logger } from "pino";
 import type { Config, LocalModelConfig } from "../../../config/schema.js";
 import { findLlamaServer, type LlamaServerBinary } from "../../../engine-build/find-llama-server.js";
 import type { LocalEngine } from "../engine.js";
-import { InProcessEngine } from "./in-process/in-process-engine.js";
 import { LlamaServerEngine } from "./llama-server/llama-server-engine.js";
 import { RunnerEngine } from "./runner/runner-engine.js";
 
@@ -86,6 +85,8 @@ export class LocalEngineFactory {
       this.hint();
     }
     if (wanted === "in-process") {
+      // Imported only when a model runs in this process: it loads node-llama-cpp with it.
+      const { InProcessEngine } = await import("./in-process/in-process-engine.js");
       const engine = new InProcessEngine({
         modelPath,
         contextSize: model.context_size,
