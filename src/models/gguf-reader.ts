@@ -77,11 +77,12 @@ export async function readGgufMetadata(
         const itemType = (await reader.u32()) as ValueType;
         const count = await reader.u64();
         if (count > MAX_ARRAY_ITEMS) throw new Error(`${path}: array ${key} has ${count} items`);
-        const keep = options.keepArray?.(key) ?? true;
-        metadata.set(
-          key,
-          keep ? await reader.array(itemType, count) : (await reader.skipArray(itemType, count), []),
-        );
+        if (options.keepArray?.(key) ?? true) {
+          metadata.set(key, await reader.array(itemType, count));
+        } else {
+          await reader.skipArray(itemType, count);
+          metadata.set(key, []);
+        }
       } else {
         metadata.set(key, await reader.scalar(type));
       }

@@ -77,6 +77,10 @@ export async function startTestServer(
     demo_model: false,
     // Each server its own data dir (and so its own SQLite database).
     data_dir: mkdtempSync(join(tmpdir(), "sb-test-")),
+    // Longer than a test process can stall (compiling the OpenAPI validators takes seconds on a
+    // busy machine): the client would otherwise send its next request on a connection the server
+    // closed while the client could not read the close, and get ECONNRESET.
+    keep_alive_timeout_ms: 120_000,
     ...options.config,
     models: [
       {
