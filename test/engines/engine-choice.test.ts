@@ -1,60 +1,18 @@
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { LocalEngineFactory } from "../../src/backends/local/engines/engine-factory.js";
 import { validateConfig } from "../../src/config/load.js";
-import { MANIFEST } from "../../src/engine-build/binary-cache.js";
 import { parseVersionText } from "../../src/engine-build/llama-server-identity.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { call, newAdminKey, type WireJson } from "../helpers/access.js";
+import { fakeForeignLlamaServer, fakeLlamaServerBuild } from "../helpers/fake-llama-server.js";
 import { startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
 
 /** Why each local model runs on its engine: the factory says, /ready and /admin/models show it. */
 
 const tempDir = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
-
-/** A finished `switchboard engine build` in a cache dir, as the build leaves it. */
-function fakeBuild(cacheDir: string): string {
-  const dir = join(cacheDir, "0123456789ab-fedcba987654");
-  mkdirSync(join(dir, "bin"), { recursive: true });
-  const binary = join(dir, "bin", "llama-server");
-  writeFileSync(binary, "#!/bin/sh\nexit 1\n");
-  chmodSync(binary, 0o755);
-  const manifest = {
-    revision: "0123456789abcdef0123456789abcdef01234567",
-    release: "b7000",
-    flags: { GGML_NATIVE: "ON", LLAMA_CURL: "OFF" },
-    cuda: false,
-    binary: "bin/llama-server",
-    builtAt: "2026-01-02T03:04:05.000Z",
-    buildSeconds: 300,
-    compiler: "GNU 12.2.0",
-  };
-  writeFileSync(join(dir, MANIFEST), JSON.stringify(manifest));
-  return binary;
-}
-
-/** A llama-server built elsewhere: it describes itself with `--version`, on stderr as llama.cpp does. */
-function fakeForeignBinary(): string {
-  const binary = join(tempDir("sb-bin-"), "llama-server");
-  writeFileSync(
-    binary,
-    [
-      "#!/bin/sh",
-      'if [ "$1" = "--version" ]; then',
-      '  echo "load_backend: loaded CPU backend" >&2',
-      '  echo "version: 6543 (a1b2c3d4)" >&2',
-      '  echo "built with cc (Debian 12.2.0-14) 12.2.0 for x86_64-linux-gnu" >&2',
-      "  exit 0",
-      "fi",
-      "exit 1",
-      "",
-    ].join("\n"),
-  );
-  chmodSync(binary, 0o755);
-  return binary;
-}
 
 function factory(settings: Record<string, unknown> = {}) {
   const config = validateConfig({ data_dir: tempDir("sb-data-"), ...settings });
@@ -66,7 +24,7 @@ const model = (extra: Record<string, unknown> = {}) =>
 
 describe("the engine choice of a local model", () => {
   it("names a `switchboard engine build` by its manifest: revision, release, flags, build time", async () => {
-    const binary = fakeBuild(tempDir("sb-cache-"));
+    const binary = fakeLlamaServerBuild(tempDir("sb-cache-"));
     const engines = factory({ engines: { llama_server: { binary } } });
     const { choice } = await engines.create(model(), async () => "");
     expect(choice).toEqual({
@@ -87,7 +45,7 @@ describe("the engine choice of a local model", () => {
   });
 
   it("names any other llama-server by what its --version prints", async () => {
-    const binary = fakeForeignBinary();
+    const binary = fakeForeignLlamaServer();
     const engines = factory({ engines: { llama_server: { binary } } });
     const { name, choice } = await engines.create(model({ engine: "llama-server" }), async () => "");
     expect(name).toBe("llama-server");
@@ -105,7 +63,7 @@ describe("the engine choice of a local model", () => {
   });
 
   it("says when the config named the runner or in-process, and has no binary to describe then", async () => {
-    const engines = factory({ engines: { llama_server: { binary: fakeForeignBinary() } } });
+    const engines = factory({ engines: { llama_server: { binary: fakeForeignLlamaServer() } } });
     const runner = await engines.create(model({ engine: "runner" }), async () => "");
     expect(runner.choice).toEqual({
       requested: "runner",
@@ -153,7 +111,7 @@ describe("/ready and /admin/models say why each engine was chosen", () => {
   const adminKey = newAdminKey();
   let binary: string;
   beforeAll(async () => {
-    binary = fakeForeignBinary();
+    binary = fakeForeignLlamaServer();
     t = await startTestServer({
       config: { admin_key: adminKey, engines: { llama_server: { binary } } },
       model: { engine: "in-process" },
