@@ -35,17 +35,21 @@ export async function describeLlamaServer(binary: LlamaServerBinary): Promise<Ll
 }
 
 /**
- * llama.cpp's `--version` output: `version: 6123 (0a1b2c3d)` and `built with <compiler> for
- * <target>` (on stderr), possibly among lines about the devices it found.
+ * llama.cpp's `--version` output (on stderr), possibly among lines about the devices it found:
+ * `version: 0.4.0 (build 7123, commit 0a1b2c3d)` in newer releases, `version: 6123 (0a1b2c3d)` in
+ * older ones, then `built with <compiler> for <target>`.
  */
 export function parseVersionText(
   text: string,
 ): Pick<LlamaServerIdentity, "revision" | "release" | "compiler"> {
-  const version = /^version:\s*(\d+)\s*\(([0-9a-f]{6,40})\)/im.exec(text);
+  const newer = /^version:\s*\S+\s*\(build (\d+), commit ([0-9a-f]{6,40}|unknown)\)/im.exec(text);
+  const older = /^version:\s*(\d+)\s*\(([0-9a-f]{6,40})\)/im.exec(text);
+  const build = newer?.[1] ?? older?.[1];
+  const commit = newer?.[2] ?? older?.[2];
   const built = /^built with (.{1,200})$/im.exec(text);
   return {
-    ...(version?.[2] !== undefined && { revision: version[2] }),
-    ...(version?.[1] !== undefined && { release: `b${version[1]}` }),
+    ...(commit !== undefined && commit !== "unknown" && { revision: commit }),
+    ...(build !== undefined && { release: `b${build}` }),
     ...(built?.[1] !== undefined && { compiler: built[1].trim() }),
   };
 }

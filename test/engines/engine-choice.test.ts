@@ -102,6 +102,15 @@ describe("the engine choice of a local model", () => {
       release: "b7001",
       compiler: "clang 18 for arm64",
     });
+    // The newer spelling (llama.cpp's build-info.cpp.in since the version string became semver).
+    const newer = "version: 0.4.0 (build 7123, commit 9e8d7c6b)\nbuilt with GNU 12.2.0 for Linux x86_64\n";
+    expect(parseVersionText(newer)).toEqual({
+      revision: "9e8d7c6b",
+      release: "b7123",
+      compiler: "GNU 12.2.0 for Linux x86_64",
+    });
+    // A build made without git knows no commit.
+    expect(parseVersionText("version: 0.4.0 (build 0, commit unknown)\n")).toEqual({ release: "b0" });
     expect(parseVersionText("usage: llama-server [options]\n")).toEqual({});
   });
 });

@@ -38,7 +38,7 @@ export function fakeForeignLlamaServer(): string {
       "#!/bin/sh",
       'if [ "$1" = "--version" ]; then',
       '  echo "load_backend: loaded CPU backend" >&2',
-      '  echo "version: 6543 (a1b2c3d4)" >&2',
+      '  echo "version: 0.4.0 (build 6543, commit a1b2c3d4)" >&2',
       '  echo "built with cc (Debian 12.2.0-14) 12.2.0 for x86_64-linux-gnu" >&2',
       "  exit 0",
       "fi",
