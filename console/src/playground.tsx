@@ -53,6 +53,8 @@ export function Playground() {
   const [tried, setTried] = useState(false);
   const [serverProblem, setServerProblem] = useState<ServerProblem | null>(null);
   const [running, setRunning] = useState(false);
+  /** Counts sends, so each reply's view (and the tool results typed into it) starts afresh. */
+  const [runCount, setRunCount] = useState(0);
   const [code, setCode] = useState<"curl" | "sdk" | null>(null);
   const abort = useRef<AbortController | null>(null);
 
@@ -96,6 +98,7 @@ export function Playground() {
     const controller = new AbortController();
     abort.current = controller;
     setRunning(true);
+    setRunCount((n) => n + 1);
     setError("");
     setServerProblem(null);
     const started = performance.now();
@@ -302,7 +305,13 @@ export function Playground() {
         </div>
       </form>
       {reply && (
-        <ReplyView reply={reply} running={running} onKeep={keepReply} onToolResults={continueWithResults} />
+        <ReplyView
+          key={runCount}
+          reply={reply}
+          running={running}
+          onKeep={keepReply}
+          onToolResults={continueWithResults}
+        />
       )}
     </section>
   );

@@ -176,21 +176,34 @@ describe.skipIf(!executable)("the console playground's tools and structured outp
     await page.getByRole("button", { name: "Send the results and continue" }).click();
     expect(await activeId(page)).toBe("tool-result-0");
     expect(sent).toHaveLength(1);
-    await page.getByLabel("Result of get_weather").fill('{"forecast": "sunny", "celsius": 21}');
-    await page.locator("select[name=tool_choice]").selectOption("none");
+    const result = '{"forecast": "sunny", "celsius": 21}';
+    await page.getByLabel("Result of get_weather").fill(result);
     await page.getByRole("button", { name: "Send the results and continue" }).click();
     await expect.poll(() => sent.length).toBe(2);
     expect(await page.locator(".kept-call").textContent()).toContain(`get_weather(${final})`);
-    const messages = sent[1].messages as WireJson[];
-    const [assistant, tool] = messages.slice(-2);
-    expect(assistant).toMatchObject({ role: "assistant", tool_calls: [{ type: "function" }] });
+    const [assistant, tool] = (sent[1].messages as WireJson[]).slice(-2);
+    expect(assistant).toMatchObject({ role: "assistant", content: null, tool_calls: [{ type: "function" }] });
     expect(assistant.tool_calls[0].function).toEqual({ name: "get_weather", arguments: final });
-    expect(tool).toEqual({
-      role: "tool",
-      tool_call_id: assistant.tool_calls[0].id,
-      content: '{"forecast": "sunny", "celsius": 21}',
-    });
-    expect(sent[1]).toMatchObject({ tool_choice: "none", parallel_tool_calls: false });
+    expect(tool).toEqual({ role: "tool", tool_call_id: assistant.tool_calls[0].id, content: result });
+
+    // The function is still named, so the model calls it again: a new call, its result field empty.
+    await expect
+      .poll(() => page.getByTestId("stat-finish").textContent(), { timeout: 30_000 })
+      .toBe("tool_calls");
+    expect(await page.getByLabel("Result of get_weather").inputValue()).toBe("");
+    await page.getByLabel("Result of get_weather").fill(result);
+    // Told to call nothing now, it answers in text.
+    await page.locator("select[name=tool_choice]").selectOption("none");
+    await page.getByRole("button", { name: "Send the results and continue" }).click();
+    await expect.poll(() => sent.length).toBe(3);
+    expect(sent[2]).toMatchObject({ tool_choice: "none", parallel_tool_calls: false });
+    expect((sent[2].messages as WireJson[]).map((m) => m.role)).toEqual([
+      "user",
+      "assistant",
+      "tool",
+      "assistant",
+      "tool",
+    ]);
     await expect
       .poll(() => page.getByTestId("stat-finish").textContent(), { timeout: 30_000 })
       .toMatch(/^(stop|length)$/);
