@@ -1,3 +1,4 @@
+import { z } from "zod";
 import type { SamplingParams } from "../core/generation.js";
 
 /** The sampling fields chat completions and legacy completions share, as the wire spells them. */
@@ -9,7 +10,20 @@ export interface WireSampling {
   frequency_penalty?: number | null;
   logit_bias?: Record<string, number> | null;
   stop?: string | string[] | null;
+  top_k?: number | null;
+  min_p?: number | null;
+  repetition_penalty?: number | null;
 }
+
+/**
+ * The sampling extensions chat completions and legacy completions accept beyond OpenAI's fields
+ * (vLLM's names and meanings): top_k 0 or -1 = every token.
+ */
+export const samplingExtensions = {
+  top_k: z.number().int().min(-1).max(1_000_000).nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
+  repetition_penalty: z.number().gt(0).max(10).nullish(),
+};
 
 /** Wire sampling → internal, with OpenAI's defaults for what is left out or null. */
 export function toSampling(req: WireSampling): SamplingParams {
@@ -22,6 +36,9 @@ export function toSampling(req: WireSampling): SamplingParams {
     logitBias: req.logit_bias
       ? new Map(Object.entries(req.logit_bias).map(([token, bias]) => [Number(token), bias]))
       : undefined,
+    topK: req.top_k == null ? undefined : Math.max(0, req.top_k),
+    minP: req.min_p ?? undefined,
+    repetitionPenalty: req.repetition_penalty ?? undefined,
   };
 }
 

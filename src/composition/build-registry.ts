@@ -46,6 +46,11 @@ export async function buildRegistry(
         chatTemplate: model.chat_template,
         modelId: model.id,
         engineChoice: choice,
+        samplingDefaults: model.sampling_defaults && {
+          topK: model.sampling_defaults.top_k,
+          minP: model.sampling_defaults.min_p,
+          repetitionPenalty: model.sampling_defaults.repetition_penalty,
+        },
         embedding:
           model.kind === "embedding"
             ? { normalize: model.normalize, matryoshka: model.matryoshka }

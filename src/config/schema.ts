@@ -84,6 +84,18 @@ export const localModelSchema = z
     load: z.enum(["start", "on_demand"]).default("start"),
     /** Requests waiting for a slot beyond this are refused with 429 at once. */
     max_queue: z.number().int().min(0).max(100_000).default(64),
+    /**
+     * Sampling truncations applied when a request leaves them out (a request's own top_k, min_p or
+     * repetition_penalty wins), as llama-server and Ollama ship defaults: they trade the model's
+     * exact distribution for speed. Unset: none, every request samples from the whole distribution.
+     */
+    sampling_defaults: z
+      .strictObject({
+        top_k: z.number().int().min(0).max(1_000_000).optional(),
+        min_p: z.number().min(0).max(1).optional(),
+        repetition_penalty: z.number().gt(0).max(10).optional(),
+      })
+      .optional(),
     /** Operator override of the GGUF's chat template (jinja). Never taken from a request. */
     chat_template: z.string().optional(),
     owned_by: z.string().default("switchboard"),

@@ -16,6 +16,15 @@ export interface SamplingParams {
   frequencyPenalty: number;
   /** Token id → additive bias (-100..100), ids already validated against the vocabulary. */
   logitBias?: ReadonlyMap<number, number>;
+  /**
+   * Truncations a caller (or an operator's per-model defaults) may ask for to trade the exact
+   * distribution for speed; not OpenAI fields (vLLM accepts the same names). undefined = the
+   * model's default, which is none: top_k 0 (every token), min_p 0, repetition_penalty 1.
+   */
+  topK?: number;
+  minP?: number;
+  /** llama.cpp's repeat penalty over the prompt and the text so far (>1 discourages repeats). */
+  repetitionPenalty?: number;
 }
 
 /**

@@ -39,6 +39,25 @@ describe("sampling a token from the model's distribution", () => {
     expect([...picked].sort()).toEqual([10, 11]);
   });
 
+  it("keeps to the k likeliest tokens with top_k (an extension), and to every token with 0", () => {
+    expect(new Set(draws({ ...base, topK: 2 }, 500))).toEqual(new Set([10, 11]));
+    expect(new Set(draws({ ...base, topK: 1, temperature: 2 }, 50))).toEqual(new Set([10]));
+    expect(new Set(draws({ ...base, topK: 0 }, 2000))).toEqual(new Set([10, 11, 12, 13]));
+  });
+
+  it("keeps the tokens at least min_p times as likely as the likeliest, after temperature", () => {
+    // 0.3 / 0.5 = 0.6 and 0.15 / 0.5 = 0.3: min_p 0.5 keeps 10 and 11 only.
+    expect(new Set(draws({ ...base, minP: 0.5 }, 500))).toEqual(new Set([10, 11]));
+    // Temperature 2 flattens the ratios (0.6 → 0.77, 0.3 → 0.55): now 12 passes too.
+    expect(new Set(draws({ ...base, minP: 0.5, temperature: 2 }, 2000))).toEqual(new Set([10, 11, 12]));
+  });
+
+  it("applies min_p within the top_p nucleus, as llama.cpp's chain and vLLM do", () => {
+    // The nucleus of 0.9 is 10, 11, 12 (13 never); of those 12 has 0.3 of 10's weight: min_p 0.25 keeps it, 0.35 not.
+    expect(new Set(draws({ ...base, topP: 0.9, minP: 0.25 }, 1000))).toEqual(new Set([10, 11, 12]));
+    expect(new Set(draws({ ...base, topP: 0.9, minP: 0.35 }, 1000))).toEqual(new Set([10, 11]));
+  });
+
   it("never picks a token biased by -100 and favours one biased up", () => {
     const banned = draws({ ...base, temperature: 0, logitBias: new Map([[10, -100]]) }, 3);
     expect(banned).toEqual([11, 11, 11]);

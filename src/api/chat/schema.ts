@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { functionNameSchema, metadataSchema } from "../common-fields.js";
+import { samplingExtensions } from "../sampling.js";
 
 /**
  * The wire shape of POST /v1/chat/completions. Every documented field is either honoured or
@@ -130,6 +131,7 @@ export const chatRequestSchema = z.strictObject({
   messages: z.array(chatMessageSchema).min(1, "messages must hold at least one message"),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
+  ...samplingExtensions,
   n: z.number().int().min(1).max(128).nullish(),
   stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(4, "at most 4 stop sequences")]).nullish(),
   max_tokens: z.number().int().min(1).nullish(),

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { samplingExtensions } from "../sampling.js";
 
 /**
  * The wire shape of POST /v1/completions (the legacy text API). Every documented field is
@@ -37,6 +38,7 @@ export const completionRequestSchema = z.strictObject({
   suffix: z.string().nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
+  ...samplingExtensions,
   user: z.string().max(512).optional(),
 });
 

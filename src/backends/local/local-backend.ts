@@ -78,6 +78,8 @@ export interface LocalBackendOptions {
   embedding?: EmbeddingSettings;
   /** Why this engine runs the model, for the engine report. */
   engineChoice?: EngineChoice;
+  /** The operator's sampling truncations for requests that leave them out (models[].sampling_defaults). */
+  samplingDefaults?: Pick<SamplingParams, "topK" | "minP" | "repetitionPenalty">;
 }
 
 /**
@@ -255,8 +257,10 @@ export class LocalBackend implements ModelBackend {
    */
   private async refuseControlText(text: string): Promise<void> {
     if (text === "") return;
-    const parsed = await this.engine.tokenize(text, { special: true });
-    const plain = await this.engine.tokenize(text, { special: false });
+    const [parsed, plain] = await Promise.all([
+      this.engine.tokenize(text, { special: true }),
+      this.engine.tokenize(text, { special: false }),
+    ]);
     if (parsed.length === plain.length && parsed.every((token, i) => token === plain[i])) return;
     throw invalidRequest(
       "Tool definitions, tool calls and names must not contain this model's control tokens.",
@@ -289,18 +293,24 @@ export class LocalBackend implements ModelBackend {
     };
   }
 
+  /**
+   * Each segment tokenized on its own, all at once (an engine in another process answers them
+   * concurrently); every segment after the first non-empty one continues the prompt.
+   */
   private async tokenizeSegments(segments: readonly PromptSegment[]): Promise<number[]> {
     const meta = this.engine.metadata();
+    const first = segments.findIndex((segment) => segment.text !== "");
+    const pieces = await Promise.all(
+      segments.map((segment, i) =>
+        this.engine.tokenize(segment.text, {
+          special: segment.trusted,
+          continuation: first >= 0 && i > first,
+        }),
+      ),
+    );
     const tokens: number[] = [];
-    for (const segment of segments) {
-      const continuation = tokens.length > 0;
-      const segmentTokens = await this.engine.tokenize(segment.text, {
-        special: segment.trusted,
-        continuation,
-      });
-      // A loop, not push(...segmentTokens): spreading a long array into a call overflows the stack.
-      for (const token of segmentTokens) tokens.push(token);
-    }
+    // A loop, not push(...piece): spreading a long array into a call overflows the stack.
+    for (const piece of pieces) for (const token of piece) tokens.push(token);
     return withBos(tokens, meta.addBosToken, meta.bosTokenId);
   }
 
@@ -334,7 +344,7 @@ export class LocalBackend implements ModelBackend {
       {
         promptTokens,
         maxTokens,
-        sampling: choiceSampling(req.sampling, choice),
+        sampling: choiceSampling(withDefaults(req.sampling, this.options.samplingDefaults), choice),
         topLogprobs: req.logprobs?.top,
         ...(plan?.grammar ? { grammar: plan.grammar } : {}),
         ...(req.logprobs?.prompt ? { promptLogprobs: req.logprobs.top } : {}),
@@ -485,6 +495,20 @@ function templateRenderedText(messages: readonly ChatMessage[], tools: readonly 
 function choiceSampling(sampling: SamplingParams, choice: number): SamplingParams {
   if (choice === 0 || sampling.seed === undefined) return sampling;
   return { ...sampling, seed: (sampling.seed + choice) % 2 ** 32 };
+}
+
+/** The request's sampling with the model's defaults where it left a truncation out. */
+function withDefaults(
+  sampling: SamplingParams,
+  defaults: LocalBackendOptions["samplingDefaults"],
+): SamplingParams {
+  if (!defaults) return sampling;
+  return {
+    ...sampling,
+    topK: sampling.topK ?? defaults.topK,
+    minP: sampling.minP ?? defaults.minP,
+    repetitionPenalty: sampling.repetitionPenalty ?? defaults.repetitionPenalty,
+  };
 }
 
 function checkLogitBias(req: GenerationRequest, vocabSize: number): void {

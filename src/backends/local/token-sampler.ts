@@ -2,7 +2,9 @@ import type { SamplingParams } from "../../core/generation.js";
 
 /**
  * Samples a token from the model's raw next-token distribution with the request's settings
- * (logit bias, presence/frequency penalties, temperature, top_p), seeded and reproducible.
+ * (logit bias, presence/frequency penalties, top_k, temperature, top_p, min_p, in that order, as
+ * vLLM applies them), seeded and reproducible. A repetition penalty needs the raw logits'
+ * signs, which probabilities no longer carry: the engines apply it natively, never here.
  *
  * Used when log probabilities are requested: the engine then reports the model's own
  * probabilities (independent of temperature and truncation, as clients expect) and picks the
@@ -43,6 +45,8 @@ export class TokenSampler {
       logits[i] = this.adjust(token, probability > 0 ? Math.log(probability) : UNDERFLOW_LOGIT);
       i++;
     }
+    const topK = this.params.topK ?? 0;
+    if (topK > 0 && topK < n && temperature > 0) keepTopK(logits, topK);
     let chosen: number | undefined;
     if (!allowed)
       chosen = temperature <= 0 ? argmax(logits) : this.sample(weightsOf(logits, temperature), topP);
@@ -64,7 +68,7 @@ export class TokenSampler {
       return order.find(allowedAt);
     }
     const weights = weightsOf(logits, temperature);
-    if (topP >= 1) {
+    if (topP >= 1 && !(this.params.minP ?? 0)) {
       // Rejection sampling: a draw from all tokens, kept when allowed, is a draw from the allowed
       // ones. A model that mostly wants what the grammar allows needs one or two checks.
       const cumulative = new Float64Array(weights.length);
@@ -101,40 +105,56 @@ export class TokenSampler {
     return value;
   }
 
-  /** A draw from `weights` (unnormalised; zero = never), within the top_p nucleus. */
+  /**
+   * A draw from `weights` (unnormalised; zero = never), within the top_p nucleus, and of that
+   * only the tokens min_p keeps (at least min_p times the likeliest one's weight).
+   */
   private sample(weights: Float64Array, topP: number): number {
+    if (topP < 1) keepNucleus(weights, topP);
+    const minP = this.params.minP ?? 0;
+    if (minP > 0) {
+      let max = 0;
+      for (const w of weights) if (w > max) max = w;
+      for (let k = 0; k < weights.length; k++) if ((weights[k] as number) < minP * max) weights[k] = 0;
+    }
     let total = 0;
     for (const w of weights) total += w;
-    let order: ArrayLike<number> | undefined;
-    let limit = weights.length;
-    if (topP < 1) {
-      // Nucleus: the smallest set of most likely tokens whose mass reaches top_p.
-      const sorted = Array.from({ length: weights.length }, (_, k) => k).sort(
-        (a, b) => (weights[b] as number) - (weights[a] as number),
-      );
-      let mass = 0;
-      limit = 0;
-      while (limit < sorted.length) {
-        mass += weights[sorted[limit] as number] as number;
-        limit++;
-        if (mass >= topP * total) break;
-      }
-      total = mass;
-      order = sorted;
-    }
     let r = this.random() * total;
-    for (let k = 0; k < limit; k++) {
-      const index = order ? (order[k] as number) : k;
-      r -= weights[index] as number;
-      if (r <= 0 && (weights[index] as number) > 0) return index;
+    let last = -1;
+    for (let k = 0; k < weights.length; k++) {
+      const w = weights[k] as number;
+      if (w <= 0) continue;
+      last = k;
+      r -= w;
+      if (r <= 0) return k;
     }
     // Rounding left a little of r: the last token with any weight.
-    for (let k = limit - 1; k >= 0; k--) {
-      const index = order ? (order[k] as number) : k;
-      if ((weights[index] as number) > 0) return index;
-    }
-    return order ? (order[limit - 1] as number) : limit - 1;
+    return last >= 0 ? last : weights.length - 1;
   }
+}
+
+/** Zeroes every weight outside the smallest set of most likely tokens whose mass reaches top_p. */
+function keepNucleus(weights: Float64Array, topP: number): void {
+  let total = 0;
+  for (const w of weights) total += w;
+  const order = Array.from({ length: weights.length }, (_, k) => k).sort(
+    (a, b) => (weights[b] as number) - (weights[a] as number),
+  );
+  let mass = 0;
+  let kept = 0;
+  while (kept < order.length && mass < topP * total) {
+    mass += weights[order[kept] as number] as number;
+    kept++;
+  }
+  for (let k = Math.max(kept, 1); k < order.length; k++) weights[order[k] as number] = 0;
+}
+
+/** Leaves the `k` largest logits (and any tied with the k-th), every other at -Infinity. */
+function keepTopK(logits: Float64Array, k: number): void {
+  const sorted = Float64Array.from(logits).sort();
+  const threshold = sorted[sorted.length - k] as number;
+  for (let i = 0; i < logits.length; i++)
+    if ((logits[i] as number) < threshold) logits[i] = Number.NEGATIVE_INFINITY;
 }
 
 /** Temperature-scaled weights, the largest 1 (a logit of -Infinity weighs 0). */

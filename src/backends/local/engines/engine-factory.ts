@@ -5,7 +5,6 @@ import type { EngineChoice, LlamaServerIdentity } from "../../../core/generation
 import { findLlamaServer, type LlamaServerBinary } from "../../../engine-build/find-llama-server.js";
 import { describeLlamaServer } from "../../../engine-build/llama-server-identity.js";
 import type { LocalEngine } from "../engine.js";
-import { InProcessEngine } from "./in-process/in-process-engine.js";
 import { LlamaServerEngine } from "./llama-server/llama-server-engine.js";
 import { RunnerEngine } from "./runner/runner-engine.js";
 
@@ -98,6 +97,8 @@ export class LocalEngineFactory {
       this.hint();
     }
     if (wanted === "in-process") {
+      // Imported only when a model runs in this process: it loads node-llama-cpp with it.
+      const { InProcessEngine } = await import("./in-process/in-process-engine.js");
       const engine = new InProcessEngine({
         modelPath,
         contextSize: model.context_size,

@@ -1,4 +1,4 @@
-import { readGgufFileInfo } from "node-llama-cpp";
+import { readGgufMetadata } from "../../../models/gguf-reader.js";
 import { type EnginePooling, type FimTokens, poolingFromId } from "../engine.js";
 import { fimTokensFromKeys } from "./fim-tokens.js";
 
@@ -22,27 +22,26 @@ export interface GgufFacts {
  * default context, and the chat template is taken exactly as the in-process engine reads it.
  */
 export async function readGgufFacts(path: string): Promise<GgufFacts> {
-  const info = await readGgufFileInfo(path, {
-    readTensorInfo: false,
-    sourceType: "filesystem",
-    logWarnings: false,
-  });
-  const arch = info.architectureMetadata as {
-    context_length?: number;
-    embedding_length?: number;
-    pooling_type?: number;
+  const metadata = await readGgufMetadata(path, { keepArray: (key) => key === "tokenizer.ggml.tokens" });
+  const arch = metadata.get("general.architecture");
+  const archNumber = (key: string) => {
+    const value = typeof arch === "string" ? metadata.get(`${arch}.${key}`) : undefined;
+    return typeof value === "number" ? value : undefined;
   };
-  const tokenizer = info.metadata.tokenizer as
-    | { chat_template?: unknown; ggml?: { tokens?: readonly unknown[] } & Record<string, unknown> }
-    | undefined;
+  const tokens = metadata.get("tokenizer.ggml.tokens");
+  const template = metadata.get("tokenizer.chat_template");
+  const ggml: Record<string, unknown> = {};
+  for (const [key, value] of metadata) {
+    if (key.startsWith("tokenizer.ggml.")) ggml[key.slice("tokenizer.ggml.".length)] = value;
+  }
   return {
-    trainContextSize: arch.context_length ?? 4096,
-    embeddingSize: arch.embedding_length ?? 0,
-    vocabSize: tokenizer?.ggml?.tokens?.length ?? 0,
-    longestTokenBytes: longestTokenBytes(tokenizer?.ggml?.tokens),
-    chatTemplate: typeof tokenizer?.chat_template === "string" ? tokenizer.chat_template : undefined,
-    pooling: poolingFromId(arch.pooling_type),
-    fim: fimTokensFromKeys(tokenizer?.ggml),
+    trainContextSize: archNumber("context_length") ?? 4096,
+    embeddingSize: archNumber("embedding_length") ?? 0,
+    vocabSize: Array.isArray(tokens) ? tokens.length : 0,
+    longestTokenBytes: longestTokenBytes(Array.isArray(tokens) ? tokens : undefined),
+    chatTemplate: typeof template === "string" ? template : undefined,
+    pooling: poolingFromId(archNumber("pooling_type")),
+    fim: fimTokensFromKeys(ggml),
   };
 }
 

@@ -13,8 +13,8 @@ import {
 } from "../engine.js";
 import { SlotScheduler } from "../slot-scheduler.js";
 import type { SupervisedEngine } from "./engine-status.js";
-import { GrammarParser } from "./grammar-check.js";
-import { type GpuMode, sharedLlama } from "./in-process/llama-instance.js";
+import { checkGrammar } from "./grammar-check.js";
+import type { GpuMode } from "./in-process/llama-instance.js";
 import { ModelLoad } from "./model-load.js";
 import {
   type EngineProcess,
@@ -25,7 +25,6 @@ import {
   type SupervisorTimings,
 } from "./process-supervisor.js";
 import { SlotCacheMirror } from "./slot-cache-mirror.js";
-import { VocabTokenizer } from "./vocab-tokenizer.js";
 
 /** What every engine that runs its model in a supervised child process is configured with. */
 export interface SupervisedEngineOptions {
@@ -36,7 +35,7 @@ export interface SupervisedEngineOptions {
   contextSize?: number;
   /** engines.default_context_cap */
   contextSizeCap: number;
-  /** engines.gpu, for the vocabulary loaded in this process (and the runner). */
+  /** engines.gpu, for the engine process (the runner's node-llama-cpp). */
   gpu: GpuMode;
   slots: number;
   threads: number;
@@ -47,8 +46,6 @@ export interface SupervisedEngineOptions {
   /** Where pid records of engine processes live. */
   dataDir: string;
   logger: Logger;
-  /** Tokenize in this process from the model's vocabulary (default); false = ask the engine process. */
-  localTokenizer?: boolean;
   /** Restart backoff (engines.restart_backoff_ms, restart_backoff_max_ms); tests override the rest. */
   supervisor: SupervisorTimings;
   /** Load the model to embed (llama-server: --embeddings; the runner: an embedding context). */
@@ -70,8 +67,8 @@ export interface SlotRun {
  * node-llama-cpp runner). Everything but the transport is here, so the engines cannot drift
  * apart: the model load, admission and queueing (the same SlotScheduler as in-process, so 429s
  * and queue metrics are the same), the choice of slot from a mirror of each slot's KV cache,
- * local tokenizing from the model's vocabulary, process status, and the mapping of failures to
- * 503s. A transport only starts its process, moves requests and events, and describes the model.
+ * process status, and the mapping of failures to 503s. Tokenizing is the engine process's too:
+ * loading the vocabulary here would load llama.cpp's bindings into the server. A transport only starts its process, moves requests and events, and describes the model.
  */
 export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOptions = SupervisedEngineOptions>
   implements LocalEngine, SupervisedEngine
@@ -82,9 +79,6 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
   protected readonly modelLoad = new ModelLoad(() => this.loadModel());
   /** The GGUF file, once load() has resolved it. */
   protected modelPath: string | undefined;
-  /** The tokenizer in this process, when the vocabulary loads here (else the engine process is asked). */
-  protected vocab: VocabTokenizer | undefined;
-  private readonly grammarParser: GrammarParser;
 
   constructor(
     /** "llama-server", "runner": in logs, metrics, /ready and the supervisor's records. */
@@ -92,7 +86,6 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
     protected readonly options: Options,
   ) {
     this.scheduler = new SlotScheduler(options.slots, options.maxQueue);
-    this.grammarParser = new GrammarParser(() => sharedLlama(options.logger, options.gpu));
     this.slotCaches = new SlotCacheMirror(options.slots);
     this.supervisor = new ProcessSupervisor(this.processSpec(), {
       logger: options.logger,
@@ -112,7 +105,7 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
    */
   protected abstract processSpec(): EngineProcessSpec;
 
-  /** The model's metadata, once the first process is ready (and the vocabulary loaded, if it does). */
+  /** The model's metadata, once the first process is ready. */
   protected abstract readMetadata(): Promise<ModelMetadata>;
 
   /**
@@ -133,7 +126,7 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
     signal: AbortSignal,
   ): Promise<Float32Array[]>;
 
-  /** Tokenizing by the engine process: when the vocabulary could not be loaded here. */
+  /** Tokenizing by the engine process. */
   protected abstract tokenizeInEngine(
     text: string,
     options: { special: boolean; continuation?: boolean },
@@ -173,13 +166,11 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
 
   async tokenize(text: string, options: { special: boolean; continuation?: boolean }): Promise<number[]> {
     if (text === "") return [];
-    if (this.vocab) return this.vocab.tokenize(text, options);
     return this.tokenizeInEngine(text, options);
   }
 
   async detokenize(tokens: readonly number[]): Promise<string> {
     if (tokens.length === 0) return "";
-    if (this.vocab) return this.vocab.detokenize(tokens);
     return this.detokenizeInEngine(tokens);
   }
 
@@ -205,7 +196,7 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
 
   async *generate(req: TokenGeneration, signal: AbortSignal): AsyncGenerator<EngineEvent> {
     if (this.options.embedding) throw notAnEmbeddingEngine();
-    if (req.grammar) await this.checkGrammar(req.grammar);
+    if (req.grammar) this.checkGrammar(req.grammar);
     const prompt = req.promptTokens;
     const lease = await this.scheduler.acquire(signal, (free) => this.slotCaches.pick(prompt, free));
     const run: SlotRun = { slot: lease.slot };
@@ -231,31 +222,19 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
   }
 
   /**
-   * A grammar is parsed here, by the llama.cpp revision the engine process runs, before the request
-   * waits for a slot: one the parser refuses is a 400 on every engine (llama-server would answer
-   * its own error, which reaches a client as a 503). Where llama.cpp cannot load in this process,
-   * the engine process is left to refuse it.
+   * A grammar over the bounds llama.cpp's parser survives is refused here, before the request
+   * waits for a slot. Whether it parses is the engine process's to say (the same llama.cpp
+   * revision on every engine): both transports turn its refusal into a 400 `invalid_grammar`.
    */
-  private async checkGrammar(grammar: EngineGrammar): Promise<void> {
+  private checkGrammar(grammar: EngineGrammar): void {
     if (!this.grammars) throw grammarUnsupported(this.engineName);
-    try {
-      await this.grammarParser.parse(grammar);
-    } catch (err) {
-      if (err instanceof ServiceError) throw err;
-      this.options.logger.debug(
-        { err },
-        "llama.cpp is not loaded here; grammars are parsed by the engine process",
-      );
-    }
+    checkGrammar(grammar);
   }
 
   async close(): Promise<void> {
-    this.grammarParser.clear();
     this.scheduler.rejectAll(serviceUnavailable("The model is shutting down."));
     this.modelLoad.forget();
     await this.supervisor.close();
-    await this.vocab?.dispose();
-    this.vocab = undefined;
     await this.closeTransport();
   }
 
@@ -294,13 +273,7 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
     const modelPath = await this.options.modelPath();
     this.modelPath = modelPath;
     await this.beforeStart(modelPath);
-    const [vocab] = await Promise.all([
-      this.options.localTokenizer === false
-        ? undefined
-        : VocabTokenizer.open(modelPath, this.options.logger, this.options.gpu),
-      this.supervisor.start(),
-    ]);
-    this.vocab = vocab;
+    await this.supervisor.start();
     return this.readMetadata();
   }
 }

@@ -12,6 +12,7 @@ import {
   TokenBias,
 } from "node-llama-cpp";
 import type { Logger } from "pino";
+import { invalidRequest, type ServiceError } from "../../../../core/errors.js";
 import type { SamplingParams } from "../../../../core/generation.js";
 import { readAhead } from "../../../../core/read-ahead.js";
 import {
@@ -176,6 +177,8 @@ export class InProcessEngine implements LocalEngine {
     signal: AbortSignal,
   ): AsyncGenerator<EngineEvent> {
     const model = this.loadedModel();
+    const native = req.topLogprobs === undefined && nativeChainIsExact(req.sampling);
+    if (!native && (req.sampling.repetitionPenalty ?? 1) !== 1) throw repetitionNeedsNativeSampler();
     const prompt = req.promptTokens as Token[];
     const grammar = req.grammar ? await this.grammarRun(req.grammar, prompt) : undefined;
     const sequence = this.sequences[slot] as LlamaContextSequence;
@@ -200,8 +203,8 @@ export class InProcessEngine implements LocalEngine {
     const decoder = new PieceDecoder(model, prompt.slice(-DETOKENIZE_CONTEXT));
     // The next token decodes (off the main thread) while this one is handed on and written out.
     const tokens = readAhead(
-      req.topLogprobs === undefined
-        ? this.nativeSampling(sequence, pending, req, decoder, grammar)
+      native
+        ? this.nativeSampling(sequence, pending, prompt, req, decoder, grammar)
         : this.sampleWithLogprobs(sequence, pending, req, decoder, grammar),
     );
     let count = 0;
@@ -273,12 +276,13 @@ export class InProcessEngine implements LocalEngine {
   private async *nativeSampling(
     sequence: LlamaContextSequence,
     tokens: Token[],
+    prompt: readonly Token[],
     req: TokenGeneration,
     decoder: PieceDecoder,
     grammar: GrammarRun | undefined,
   ): AsyncGenerator<SampledToken> {
     const generated: Token[] = [];
-    const options = this.samplingOptions(req.sampling, generated);
+    const options = this.samplingOptions(req.sampling, prompt, generated);
     if (grammar) options.grammarEvaluationState = () => grammar.active;
     for await (const token of sequence.evaluate(tokens, options)) {
       generated.push(token);
@@ -425,17 +429,34 @@ export class InProcessEngine implements LocalEngine {
     return reused;
   }
 
-  private samplingOptions(sampling: SamplingParams, generated: Token[]): SequenceEvaluateOptions {
+  /**
+   * node-llama-cpp's sampler chain for a request (see nativeChainIsExact for when it is exact).
+   * Its chain runs top-k, top-p and min-p before temperature: top-k does not care, top-p is only
+   * used where temperature is 1, and min-p after temperature T keeps what min-p^T keeps before it.
+   * Its top-k defaults to 40 when left out, so "every token" is said explicitly (0).
+   */
+  private samplingOptions(
+    sampling: SamplingParams,
+    prompt: readonly Token[],
+    generated: Token[],
+  ): SequenceEvaluateOptions {
     const model = this.loadedModel();
+    const { temperature } = sampling;
+    const minP = sampling.minP ?? 0;
     const options: SequenceEvaluateOptions = {
-      temperature: sampling.temperature,
+      temperature,
+      topK: sampling.topK ?? 0,
       topP: sampling.topP,
+      minP: minP > 0 && temperature > 0 ? minP ** temperature : minP,
       seed: sampling.seed ?? Math.floor(Math.random() * 2 ** 31),
     };
-    if (sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0) {
+    const repeat = sampling.repetitionPenalty ?? 1;
+    if (sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0 || repeat !== 1) {
+      // A repetition penalty looks at the prompt too (as llama.cpp's does); the others at the answer.
+      const punished = repeat !== 1 ? () => [...prompt, ...generated] : () => generated;
       options.repeatPenalty = {
-        punishTokens: () => generated,
-        penalty: 1,
+        punishTokens: punished,
+        penalty: repeat,
         presencePenalty: sampling.presencePenalty,
         frequencyPenalty: sampling.frequencyPenalty,
       };
@@ -467,6 +488,30 @@ export class InProcessEngine implements LocalEngine {
     }
     return piece;
   }
+}
+
+/**
+ * Whether node-llama-cpp's own chain samples exactly what the request asks for. Its top-p runs
+ * before temperature, which moves the nucleus unless temperature is 0 or 1 (or top_p is 1);
+ * a repetition penalty together with presence or frequency penalties would share one token
+ * window. Otherwise TokenSampler samples (from the model's full distribution, more slowly).
+ */
+function nativeChainIsExact(sampling: SamplingParams): boolean {
+  const repeat = sampling.repetitionPenalty ?? 1;
+  if (repeat !== 1 && (sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0)) return false;
+  return sampling.temperature <= 0 || sampling.temperature === 1 || sampling.topP >= 1;
+}
+
+/**
+ * A repetition penalty scales raw logits (down when positive, up when negative); the sampler
+ * that works on the model's probabilities cannot tell their sign, so it cannot apply one.
+ */
+function repetitionNeedsNativeSampler(): ServiceError {
+  return invalidRequest(
+    "repetition_penalty cannot be combined with logprobs, with presence or frequency penalties, or with top_p below 1 at a temperature other than 0 or 1 on this model's engine; run the model on llama-server for that.",
+    "repetition_penalty",
+    "unsupported_parameter",
+  );
 }
 
 type SampledToken = Omit<Extract<EngineEvent, { type: "token" }>, "type">;

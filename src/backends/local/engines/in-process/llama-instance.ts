@@ -1,4 +1,4 @@
-import { getLlama, type Llama, LlamaLogLevel } from "node-llama-cpp";
+import type { Llama } from "node-llama-cpp";
 import type { Logger } from "pino";
 
 /** engines.gpu: `off` keeps node-llama-cpp on the CPU. */
@@ -11,6 +11,9 @@ let shared: { gpu: GpuMode; llama: Promise<Llama> } | undefined;
  * at run time would need a toolchain the user may not have (and npm skips install scripts).
  * The GPU is auto-detected unless `gpu` is off; CPU is the fallback. Every caller passes the
  * same config value; a binding cannot change its GPU mode once loaded, so a different one is an error.
+ *
+ * node-llama-cpp is imported here, on first use, and nowhere else at module level in the server:
+ * a server whose models all run in llama-server never loads it (tens of MiB of resident memory).
  */
 export function sharedLlama(logger: Logger, gpu: GpuMode): Promise<Llama> {
   if (shared) {
@@ -18,7 +21,17 @@ export function sharedLlama(logger: Logger, gpu: GpuMode): Promise<Llama> {
       return Promise.reject(new Error(`llama.cpp is already loaded with gpu: ${shared.gpu}, not ${gpu}`));
     return shared.llama;
   }
-  const llama = getLlama({
+  const llama = loadLlama(logger, gpu).catch((err) => {
+    shared = undefined;
+    throw err;
+  });
+  shared = { gpu, llama };
+  return llama;
+}
+
+async function loadLlama(logger: Logger, gpu: GpuMode): Promise<Llama> {
+  const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
+  return getLlama({
     build: "never",
     gpu: gpu === "off" ? false : "auto",
     logLevel: LlamaLogLevel.warn,
@@ -29,10 +42,5 @@ export function sharedLlama(logger: Logger, gpu: GpuMode): Promise<Llama> {
         logger.error({ engine: "llama.cpp" }, text);
       else logger.debug({ engine: "llama.cpp" }, text);
     },
-  }).catch((err) => {
-    shared = undefined;
-    throw err;
   });
-  shared = { gpu, llama };
-  return llama;
 }

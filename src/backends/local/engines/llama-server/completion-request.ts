@@ -75,31 +75,57 @@ export function grammarFields(grammar: EngineGrammar): Record<string, unknown> {
   };
 }
 
+/** llama.cpp's samplers for temperature 0: after bias and penalties only the likeliest token is left. */
+const GREEDY_SAMPLERS = ["penalties", "top_k"];
+const OPENAI_SAMPLERS = ["penalties", "temperature", "top_p"];
+
 /**
- * OpenAI sampling on llama.cpp's sampler chain: temperature then top_p (the OpenAI order), no
- * top-k or min-p, penalties over the text so far, logit bias as [[id, bias]] (false bans a token).
+ * OpenAI sampling on llama.cpp's sampler chain (logit bias first, then the named samplers):
+ * penalties, temperature, then top_p (the OpenAI order) over every token, unless a truncation was
+ * asked for: top_k (before temperature, which does not reorder tokens), min_p last, as vLLM
+ * applies them. Temperature 0 is greedy: top_k 1 picks the same token as a pass over the whole
+ * distribution would, without it. Penalties span the whole context; logit bias goes as
+ * [[id, bias]] (false bans a token).
  */
 function samplingFields(sampling: SamplingParams, contextSize: number): Record<string, unknown> {
+  const topK = sampling.topK ?? 0;
+  const minP = sampling.minP ?? 0;
+  const greedy = sampling.temperature <= 0;
   const fields: Record<string, unknown> = {
     temperature: sampling.temperature,
     top_p: sampling.topP,
-    top_k: 0,
-    min_p: 0,
+    top_k: greedy ? 1 : topK,
+    min_p: minP,
     typical_p: 1,
-    samplers: ["penalties", "temperature", "top_p"],
+    samplers: greedy
+      ? GREEDY_SAMPLERS
+      : topK === 0 && minP === 0
+        ? OPENAI_SAMPLERS
+        : truncatingSamplers(topK, minP),
     ignore_eos: false,
   };
   if (sampling.seed !== undefined) fields.seed = sampling.seed;
-  if (sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0) {
+  const repeat = sampling.repetitionPenalty ?? 1;
+  if (sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0 || repeat !== 1) {
     fields.presence_penalty = sampling.presencePenalty;
     fields.frequency_penalty = sampling.frequencyPenalty;
-    fields.repeat_penalty = 1;
+    fields.repeat_penalty = repeat;
     fields.repeat_last_n = contextSize;
+  } else {
+    fields.repeat_penalty = 1;
   }
   if (sampling.logitBias && sampling.logitBias.size > 0) {
     fields.logit_bias = [...sampling.logitBias].map(([token, bias]) => [token, bias <= -100 ? false : bias]);
   }
   return fields;
+}
+
+function truncatingSamplers(topK: number, minP: number): string[] {
+  const samplers = ["penalties"];
+  if (topK > 0) samplers.push("top_k");
+  samplers.push("temperature", "top_p");
+  if (minP > 0) samplers.push("min_p");
+  return samplers;
 }
 
 /** Prompt tokens reused from the slot's cache: from the first progress message (or final timings). */

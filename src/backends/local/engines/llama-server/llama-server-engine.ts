@@ -1,4 +1,10 @@
-import type { EngineEvent, ModelMetadata, PromptTokenScore, TokenGeneration } from "../../engine.js";
+import type {
+  EngineEvent,
+  FimTokens,
+  ModelMetadata,
+  PromptTokenScore,
+  TokenGeneration,
+} from "../../engine.js";
 import { type GgufFacts, readGgufFacts } from "../gguf-facts.js";
 import type { EngineProcess, EngineProcessSpec } from "../process-supervisor.js";
 import { type SlotRun, type SupervisedEngineOptions, SupervisedLocalEngine } from "../supervised-engine.js";
@@ -110,30 +116,25 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     );
     const modelMeta = models.data?.[0]?.meta ?? {};
     const bosToken = props.bos_token || undefined;
-    let bosTokenId: number | undefined;
-    let addBosToken: boolean;
-    let eosTokenId: number | undefined;
-    let addEosToken = false;
-    if (this.vocab) {
-      ({ id: bosTokenId, prepend: addBosToken } = this.vocab.bos());
-      ({ id: eosTokenId, append: addEosToken } = this.vocab.eos());
-    } else {
-      bosTokenId = bosToken ? await this.singleToken(bosToken) : undefined;
-      // Whether llama.cpp itself would put BOS in front: tokenize with special tokens added.
-      const withSpecial = await this.withClient((client, signal) =>
+    const eosToken = props.eos_token || undefined;
+    const [bosTokenId, eosTokenId, withSpecial, fim] = await Promise.all([
+      bosToken ? this.singleToken(bosToken) : undefined,
+      eosToken ? this.singleToken(eosToken) : undefined,
+      // Whether llama.cpp itself puts BOS in front (and EOS after): tokenize with special tokens added.
+      this.withClient((client, signal) =>
         client.json<{ tokens: number[] }>("POST", "/tokenize", { content: "a", add_special: true }, signal),
-      );
-      addBosToken = bosTokenId !== undefined && withSpecial.tokens[0] === bosTokenId;
-      eosTokenId = props.eos_token ? await this.singleToken(props.eos_token) : undefined;
-      addEosToken = eosTokenId !== undefined && withSpecial.tokens.at(-1) === eosTokenId;
-    }
+      ),
+      facts.fim ?? this.fimByText(),
+    ]);
+    const addBosToken = bosTokenId !== undefined && withSpecial.tokens[0] === bosTokenId;
+    const addEosToken = eosTokenId !== undefined && withSpecial.tokens.at(-1) === eosTokenId;
     return {
       contextSize: props.default_generation_settings?.n_ctx ?? this.contextSize,
       trainContextSize: modelMeta.n_ctx_train ?? facts.trainContextSize,
       // The GGUF's own template (as in-process reads it), not llama-server's fallback.
       chatTemplate: facts.chatTemplate,
       bosToken,
-      eosToken: props.eos_token || undefined,
+      eosToken,
       addBosToken,
       bosTokenId,
       vocabSize: modelMeta.n_vocab ?? facts.vocabSize,
@@ -143,7 +144,7 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
       eosTokenId,
       addEosToken,
       pooling: this.embeddingPooling,
-      fim: this.vocab ? this.vocab.fim() : facts.fim,
+      fim,
     };
   }
 
@@ -326,11 +327,33 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     return this.rawTokenize(text, special);
   }
 
+  /**
+   * Fill-in-the-middle tokens named by their texts, for a GGUF whose header has no keys for them
+   * (llama.cpp's vocabulary loader looks for the same well-known spellings).
+   */
+  private async fimByText(): Promise<FimTokens | undefined> {
+    for (const [prefix, suffix, middle] of FIM_SPELLINGS) {
+      const ids = await Promise.all([prefix, suffix, middle].map((text) => this.singleToken(text)));
+      const [p, s, m] = ids;
+      if (p !== undefined && s !== undefined && m !== undefined) return { prefix: p, suffix: s, middle: m };
+    }
+    return undefined;
+  }
+
   private async singleToken(text: string): Promise<number | undefined> {
     const tokens = await this.rawTokenize(text, true);
     return tokens.length === 1 ? tokens[0] : undefined;
   }
 }
+
+/** How models spell their fill-in-the-middle tokens (prefix, suffix, middle). */
+const FIM_SPELLINGS = [
+  ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"],
+  ["<fim-prefix>", "<fim-suffix>", "<fim-middle>"],
+  ["<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
+  ["<PRE>", "<SUF>", "<MID>"],
+  ["▁<PRE>", "▁<SUF>", "▁<MID>"],
+] as const;
 
 interface LlamaServerProps {
   default_generation_settings?: { n_ctx?: number };
