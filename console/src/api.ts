@@ -29,9 +29,18 @@ export class ApiError extends Error {
     message: string,
     readonly status: number,
     readonly code: string | null = null,
+    /** The request field it is about (`tools[0].function.parameters`), when the server names one. */
+    readonly param: string | null = null,
   ) {
     super(message);
   }
+}
+
+/** The OpenAI error envelope's inside. */
+interface WireError {
+  message?: string;
+  code?: string | null;
+  param?: string | null;
 }
 
 function headers(json: boolean): Headers {
@@ -45,8 +54,9 @@ function headers(json: boolean): Headers {
 async function failure(res: Response): Promise<ApiError> {
   const text = await res.text().catch(() => "");
   try {
-    const error = (JSON.parse(text) as { error?: { message?: string; code?: string | null } }).error;
-    if (error?.message) return new ApiError(error.message, res.status, error.code ?? null);
+    const error = (JSON.parse(text) as { error?: WireError }).error;
+    if (error?.message)
+      return new ApiError(error.message, res.status, error.code ?? null, error.param ?? null);
   } catch {
     // Not our envelope (a proxy's page): fall through to the status line.
   }
@@ -120,8 +130,14 @@ export async function* streamEvents(
       if (!data) continue;
       if (data === "[DONE]") return;
       const event = JSON.parse(data) as Record<string, unknown>;
-      const error = event.error as { message?: string; code?: string | null } | undefined;
-      if (error) throw new ApiError(error.message ?? "The stream failed.", 500, error.code ?? null);
+      const error = event.error as WireError | undefined;
+      if (error)
+        throw new ApiError(
+          error.message ?? "The stream failed.",
+          500,
+          error.code ?? null,
+          error.param ?? null,
+        );
       yield event;
     }
   }

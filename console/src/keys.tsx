@@ -118,7 +118,7 @@ export function Keys() {
                 <td>
                   <code>{p.id}</code>
                 </td>
-                <td>{p.status}</td>
+                <td data-col="status">{p.status}</td>
                 <td>{date(p.created_at)}</td>
                 <td class="row-actions">
                   <button type="button" class="quiet" onClick={() => setSelected(p.id)}>
@@ -290,7 +290,7 @@ function ProjectKeys({ project }: { project: Project }) {
                   <code>{k.hint}</code>
                 </td>
                 <td>{k.role}</td>
-                <td>{k.allowed_models ? k.allowed_models.join(", ") : "all"}</td>
+                <td data-col="models">{k.allowed_models ? k.allowed_models.join(", ") : "all"}</td>
                 <td>{date(k.created_at)}</td>
                 <td>{date(k.last_used_at)}</td>
                 <td data-col="status">{k.revoked_at === null ? "active" : "revoked"}</td>

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "./api.js";
+import { type EngineChoice, EngineChoiceView } from "./engine-choice.js";
 
 interface ReadyModel {
   id: string;
@@ -8,7 +9,7 @@ interface ReadyModel {
   slots: number;
   busySlots: number;
   queued: number;
-  engine?: { engine: string; state: string; pid?: number; restarts: number };
+  engine?: { engine: string; state: string; pid?: number; restarts: number; choice?: EngineChoice };
   deployments?: { name: string; provider: string; circuit: string; inFlight: number }[];
 }
 
@@ -17,7 +18,24 @@ interface ReadyReport {
   models: ReadyModel[];
 }
 
+/** /admin/models, read only for what /ready leaves out (the llama-server binary's path). */
+interface AdminModels {
+  data?: { id: string; engine?: { choice?: EngineChoice } }[];
+}
+
 const REFRESH_MS = 2000;
+
+/** Each model's llama-server binary path, or undefined where the admin API refuses this key. */
+async function binaryPaths(): Promise<Map<string, string> | undefined> {
+  const res = await api<AdminModels>("GET", "/admin/models", undefined, { allowStatus: [401, 403] });
+  if (!res.data) return undefined;
+  const paths = new Map<string, string>();
+  for (const m of res.data) {
+    const path = m.engine?.choice?.binary?.path;
+    if (path) paths.set(m.id, path);
+  }
+  return paths;
+}
 
 /** Completion tokens so far per model, from the Prometheus text of /metrics. */
 export function completionTokens(metrics: string): Map<string, number> {
@@ -44,6 +62,22 @@ export function Models() {
   const [error, setError] = useState("");
   const [updated, setUpdated] = useState<Date | null>(null);
   const last = useRef<{ at: number; totals: Map<string, number> } | null>(null);
+  const [paths, setPaths] = useState<Map<string, string>>(new Map());
+
+  // Binary paths change only with a restart of the server: read once per key typed in.
+  useEffect(() => {
+    let stopped = false;
+    const load = () =>
+      binaryPaths()
+        .then((found) => !stopped && setPaths(found ?? new Map()))
+        .catch(() => !stopped && setPaths(new Map()));
+    void load();
+    window.addEventListener("switchboard-key", load);
+    return () => {
+      stopped = true;
+      window.removeEventListener("switchboard-key", load);
+    };
+  }, []);
 
   useEffect(() => {
     let stopped = false;
@@ -123,7 +157,7 @@ export function Models() {
                       : "—")}
                 </td>
                 <td data-col="state">
-                  <span class={m.ready ? "ok" : "error"}>
+                  <span class={m.ready ? "ok" : m.required ? "error" : "muted"}>
                     {m.engine?.state ?? (m.ready ? "ready" : "not ready")}
                   </span>
                 </td>
@@ -139,6 +173,21 @@ export function Models() {
           </tbody>
         </table>
       </div>
+      <section class="panel" aria-labelledby="engines-title">
+        <h2 id="engines-title">Why each engine</h2>
+        {report?.models.map(
+          (m) =>
+            m.engine?.choice && (
+              <EngineChoiceView
+                key={m.id}
+                model={m.id}
+                engine={m.engine.engine}
+                choice={m.engine.choice}
+                path={paths.get(m.id)}
+              />
+            ),
+        )}
+      </section>
     </section>
   );
 }

@@ -1,89 +1,29 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, listModels, type ModelInfo, streamEvents } from "./api.js";
+import {
+  buildChatRequest,
+  EMPTY_OBJECT_SCHEMA,
+  type FormatDraft,
+  fieldIds,
+  fieldOfParam,
+  type Sampling,
+  type ToolSettings,
+  type Turn,
+} from "./chat-request.js";
+import { applyChunk, emptyReply, type StreamedReply } from "./chat-stream.js";
 import { CopyButton } from "./copy-button.js";
+import { FieldMessage, FormatEditor, type ShownProblems, ToolsEditor } from "./output-editors.js";
+import { ReplyView } from "./reply-view.js";
 import { curlCommand, sdkCode } from "./request-code.js";
-
-type Role = "user" | "assistant";
-
-interface Turn {
-  role: Role;
-  content: string;
-}
-
-interface Usage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-}
-
-/** One sampled token and the alternatives the model weighed for it. */
-interface TokenView {
-  token: string;
-  logprob: number;
-  top: { token: string; logprob: number }[];
-}
-
-interface Result {
-  text: string;
-  tokens?: TokenView[];
-  finishReason?: string;
-  usage?: Usage;
-  timeToFirstTokenMs?: number;
-  tokensPerSecond?: number;
-}
-
-interface Sampling {
-  temperature: string;
-  top_p: string;
-  max_tokens: string;
-  seed: string;
-  stop: string;
-  /** Alternatives per token to show (0-20); empty = no log probabilities asked for. */
-  top_logprobs: string;
-}
 
 const CHAT_PATH = "/v1/chat/completions";
 
-/** A number field left empty is not sent, so the server's default applies. */
-function numberOrUndefined(text: string): number | undefined {
-  if (text.trim() === "") return undefined;
-  const value = Number(text);
-  return Number.isFinite(value) ? value : undefined;
-}
-
-export function chatRequest(model: string, system: string, turns: Turn[], sampling: Sampling) {
-  const stop = sampling.stop
-    .split("\n")
-    .map((s) => s.replaceAll("\\n", "\n"))
-    .filter((s) => s !== "");
-  const body: Record<string, unknown> = {
-    model,
-    messages: [
-      ...(system.trim() ? [{ role: "system", content: system }] : []),
-      ...turns.map((t) => ({ role: t.role, content: t.content })),
-    ],
-    stream: true,
-    stream_options: { include_usage: true },
-  };
-  for (const name of ["temperature", "top_p", "max_tokens", "seed"] as const) {
-    const value = numberOrUndefined(sampling[name]);
-    if (value !== undefined) body[name] = value;
-  }
-  if (stop.length > 0) body.stop = stop;
-  const top = numberOrUndefined(sampling.top_logprobs);
-  if (top !== undefined) {
-    body.logprobs = true;
-    body.top_logprobs = top;
-  }
-  return body;
-}
-
-interface ChunkChoice {
-  delta?: { content?: string | null };
-  finish_reason?: string | null;
-  logprobs?: {
-    content?: { token: string; logprob: number; top_logprobs?: { token: string; logprob: number }[] }[];
-  } | null;
+/** A server's refusal of a field, shown next to that field until the request changes. */
+interface ServerProblem {
+  field: string;
+  message: string;
+  /** The request it was about: any edit makes it stale. */
+  body: string;
 }
 
 export function Playground() {
@@ -100,9 +40,21 @@ export function Playground() {
     stop: "",
     top_logprobs: "",
   });
-  const [result, setResult] = useState<Result | null>(null);
+  const [tools, setTools] = useState<ToolSettings>({ tools: [], choice: "", parallel: "" });
+  const [format, setFormat] = useState<FormatDraft>({
+    type: "text",
+    name: "",
+    description: "",
+    schema: EMPTY_OBJECT_SCHEMA,
+    strict: true,
+  });
+  const [reply, setReply] = useState<StreamedReply | null>(null);
   const [error, setError] = useState("");
+  const [tried, setTried] = useState(false);
+  const [serverProblem, setServerProblem] = useState<ServerProblem | null>(null);
   const [running, setRunning] = useState(false);
+  /** Counts sends, so each reply's view (and the tool results typed into it) starts afresh. */
+  const [runCount, setRunCount] = useState(0);
   const [code, setCode] = useState<"curl" | "sdk" | null>(null);
   const abort = useRef<AbortController | null>(null);
 
@@ -123,55 +75,95 @@ export function Playground() {
     };
   }, []);
 
-  const body = chatRequest(model, system, turns, sampling);
+  const form = { model, system, turns, sampling, tools, format };
+  const { body, problems } = buildChatRequest(form);
+  const bodyText = JSON.stringify(body);
+  const shown = new Map<string, string>();
+  if (serverProblem && serverProblem.body === bodyText) shown.set(serverProblem.field, serverProblem.message);
+  for (const p of problems) if (p.live || tried) shown.set(p.field, p.message);
 
-  const send = async (event: Event) => {
-    event.preventDefault();
+  /** Sends the conversation `withTurns` (the form's own, or one just extended by tool results). */
+  const run = async (withTurns: Turn[]) => {
     if (running) return;
+    const request = buildChatRequest({ ...form, turns: withTurns });
+    if (request.problems.length > 0) {
+      // Never a broken request: the fields say what to fix, and the first one gets the focus.
+      setTried(true);
+      setError(
+        `Not sent: ${request.problems.length === 1 ? "a field needs" : `${request.problems.length} fields need`} fixing.`,
+      );
+      document.getElementById(request.problems[0]?.field ?? "")?.focus();
+      return;
+    }
     const controller = new AbortController();
     abort.current = controller;
     setRunning(true);
+    setRunCount((n) => n + 1);
     setError("");
+    setServerProblem(null);
     const started = performance.now();
     let firstAt: number | undefined;
-    const current: Result = { text: "" };
-    setResult({ ...current });
+    const current = emptyReply();
+    setReply({ ...current });
     try {
-      for await (const chunk of streamEvents(CHAT_PATH, body, controller.signal)) {
-        const choice = (chunk.choices as ChunkChoice[] | undefined)?.[0];
-        const delta = choice?.delta?.content;
-        if (delta) {
+      for await (const chunk of streamEvents(CHAT_PATH, request.body, controller.signal)) {
+        if (applyChunk(current, chunk)) {
           firstAt ??= performance.now();
           current.timeToFirstTokenMs = firstAt - started;
-          current.text += delta;
         }
-        for (const entry of choice?.logprobs?.content ?? []) {
-          current.tokens ??= [];
-          current.tokens.push({ token: entry.token, logprob: entry.logprob, top: entry.top_logprobs ?? [] });
-        }
-        if (choice?.finish_reason) current.finishReason = choice.finish_reason;
-        if (chunk.usage) current.usage = chunk.usage as Usage;
-        setResult({ ...current });
+        setReply({ ...current, calls: current.calls.map((c) => ({ ...c })) });
       }
       const seconds = firstAt === undefined ? 0 : (performance.now() - firstAt) / 1000;
       const generated = current.usage?.completion_tokens ?? 0;
       // Tokens after the first, over the time since it came: the decode rate, without the prompt's time.
       if (seconds > 0 && generated > 1) current.tokensPerSecond = (generated - 1) / seconds;
-      setResult({ ...current });
+      setReply({ ...current });
     } catch (e) {
-      if (!controller.signal.aborted) setError(e instanceof ApiError ? e.message : String(e));
+      if (controller.signal.aborted) return;
+      setError(e instanceof ApiError ? e.message : String(e));
+      const field = e instanceof ApiError ? fieldOfParam(e.param) : undefined;
+      if (field && e instanceof ApiError)
+        setServerProblem({ field, message: e.message, body: JSON.stringify(request.body) });
     } finally {
       setRunning(false);
       abort.current = null;
     }
   };
 
+  const send = (event: Event) => {
+    event.preventDefault();
+    void run(turns);
+  };
+
   const setTurn = (index: number, turn: Partial<Turn>) =>
     setTurns(turns.map((t, i) => (i === index ? { ...t, ...turn } : t)));
+  const assistantTurn = (r: StreamedReply): Turn => ({
+    role: "assistant",
+    content: r.text,
+    ...(r.calls.length > 0 && {
+      toolCalls: r.calls.map(({ id, name, arguments: args }) => ({ id, name, arguments: args })),
+    }),
+  });
   const keepReply = () => {
-    if (!result?.text) return;
-    setTurns([...turns, { role: "assistant", content: result.text }, { role: "user", content: "" }]);
-    setResult(null);
+    if (!reply?.text) return;
+    setTurns([...turns, assistantTurn(reply), { role: "user", content: "" }]);
+    setReply(null);
+  };
+  const continueWithResults = (results: string[]) => {
+    if (!reply) return;
+    const next: Turn[] = [
+      ...turns,
+      assistantTurn(reply),
+      ...reply.calls.map((call, i) => ({
+        role: "tool" as const,
+        content: results[i] ?? "",
+        toolCallId: call.id,
+        toolName: call.name,
+      })),
+    ];
+    setTurns(next);
+    setReply(null);
+    void run(next);
   };
   const field = (name: keyof Sampling, label: string, attrs: Record<string, string | number>) => (
     <label class="field">
@@ -196,7 +188,7 @@ export function Playground() {
           Models could not be listed: {loadError}
         </p>
       )}
-      <form class="grid" onSubmit={send}>
+      <form class="grid" onSubmit={send} noValidate>
         <div class="column">
           <label class="field">
             <span>Model</span>
@@ -220,35 +212,15 @@ export function Playground() {
           <fieldset>
             <legend>Messages</legend>
             {turns.map((turn, i) => (
-              <div class="turn" key={i}>
-                <select
-                  aria-label={`Role of message ${i + 1}`}
-                  value={turn.role}
-                  onChange={(e) => setTurn(i, { role: e.currentTarget.value as Role })}
-                >
-                  <option value="user">user</option>
-                  <option value="assistant">assistant</option>
-                </select>
-                <textarea
-                  aria-label={`Message ${i + 1}`}
-                  name={`message-${i}`}
-                  rows={3}
-                  value={turn.content}
-                  onInput={(e) => setTurn(i, { content: e.currentTarget.value })}
-                  onKeyDown={(e) => {
-                    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) e.currentTarget.form?.requestSubmit();
-                  }}
-                />
-                <button
-                  type="button"
-                  class="quiet"
-                  aria-label={`Remove message ${i + 1}`}
-                  disabled={turns.length === 1}
-                  onClick={() => setTurns(turns.filter((_, j) => j !== i))}
-                >
-                  ✕
-                </button>
-              </div>
+              <TurnEditor
+                key={i}
+                index={i}
+                turn={turn}
+                only={turns.length === 1}
+                problems={shown}
+                onChange={(change) => setTurn(i, change)}
+                onRemove={() => setTurns(turns.filter((_, j) => j !== i))}
+              />
             ))}
             <button
               type="button"
@@ -258,6 +230,8 @@ export function Playground() {
               Add message
             </button>
           </fieldset>
+          <ToolsEditor value={tools} onChange={setTools} problems={shown} />
+          <FormatEditor value={format} onChange={setFormat} problems={shown} />
         </div>
         <div class="column">
           <fieldset class="sampling">
@@ -290,7 +264,10 @@ export function Playground() {
               type="button"
               class="quiet"
               aria-pressed={code === "curl"}
-              onClick={() => setCode(code === "curl" ? null : "curl")}
+              onClick={() => {
+                setTried(true);
+                setCode(code === "curl" ? null : "curl");
+              }}
             >
               As curl
             </button>
@@ -298,68 +275,115 @@ export function Playground() {
               type="button"
               class="quiet"
               aria-pressed={code === "sdk"}
-              onClick={() => setCode(code === "sdk" ? null : "sdk")}
+              onClick={() => {
+                setTried(true);
+                setCode(code === "sdk" ? null : "sdk");
+              }}
             >
               As OpenAI SDK
             </button>
           </div>
-          {code && (
-            <CodeView
-              text={
-                code === "curl"
-                  ? curlCommand(location.origin, CHAT_PATH, body)
-                  : sdkCode(location.origin, body)
-              }
-            />
+          {code &&
+            (problems.length > 0 ? (
+              <p class="muted" data-testid="code-unavailable">
+                The request has fields to fix first: each says what is wrong under it.
+              </p>
+            ) : (
+              <CodeView
+                text={
+                  code === "curl"
+                    ? curlCommand(location.origin, CHAT_PATH, body)
+                    : sdkCode(location.origin, body)
+                }
+              />
+            ))}
+          {error && (
+            <p class="error" role="alert" data-testid="send-error">
+              {error}
+            </p>
           )}
         </div>
       </form>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
-      {result && (
-        <section class="result" aria-label="Reply">
-          <pre class="reply" data-testid="reply" aria-busy={running}>
-            {result.text}
-            {running && <span class="cursor" aria-hidden="true" />}
-          </pre>
-          {result.tokens && <TokenList tokens={result.tokens} />}
-          <Stats result={result} />
-          {!running && result.text && (
-            <button type="button" class="quiet" onClick={keepReply}>
-              Keep the reply and continue
-            </button>
-          )}
-        </section>
+      {reply && (
+        <ReplyView
+          key={runCount}
+          reply={reply}
+          running={running}
+          onKeep={keepReply}
+          onToolResults={continueWithResults}
+        />
       )}
     </section>
   );
 }
 
-function Stats({ result }: { result: Result }) {
-  const items: [string, string, string | undefined][] = [
-    ["finish", "Stop reason", result.finishReason],
-    ["prompt-tokens", "Prompt tokens", result.usage?.prompt_tokens.toString()],
-    ["completion-tokens", "Completion tokens", result.usage?.completion_tokens.toString()],
-    ["total-tokens", "Total tokens", result.usage?.total_tokens.toString()],
-    [
-      "ttft",
-      "Time to first token",
-      result.timeToFirstTokenMs === undefined ? undefined : `${Math.round(result.timeToFirstTokenMs)} ms`,
-    ],
-    ["tps", "Tokens/s", result.tokensPerSecond === undefined ? undefined : result.tokensPerSecond.toFixed(1)],
-  ];
+/** One message: a role and its text; a kept tool-calling reply shows its calls, a tool message its call. */
+function TurnEditor(props: {
+  index: number;
+  turn: Turn;
+  only: boolean;
+  problems: ShownProblems;
+  onChange: (change: Partial<Turn>) => void;
+  onRemove: () => void;
+}) {
+  const { index: i, turn } = props;
+  const id = fieldIds.message(i);
+  const message = props.problems.get(id);
+  const fixedRole = turn.role === "tool" || (turn.toolCalls?.length ?? 0) > 0;
   return (
-    <dl class="stats" data-testid="stats">
-      {items.map(([id, label, value]) => (
-        <div key={id}>
-          <dt>{label}</dt>
-          <dd data-testid={`stat-${id}`}>{value ?? "—"}</dd>
-        </div>
-      ))}
-    </dl>
+    <div class="turn" data-role={turn.role}>
+      {fixedRole ? (
+        <span class="role">
+          <span class="visually-hidden">Role of message {i + 1}: </span>
+          {turn.role}
+        </span>
+      ) : (
+        <select
+          aria-label={`Role of message ${i + 1}`}
+          value={turn.role}
+          onChange={(e) => props.onChange({ role: e.currentTarget.value as Turn["role"] })}
+        >
+          <option value="user">user</option>
+          <option value="assistant">assistant</option>
+        </select>
+      )}
+      <div class="turn-body">
+        {turn.role === "tool" && (
+          <span class="muted">
+            Result of <code>{turn.toolName}</code> ({turn.toolCallId})
+          </span>
+        )}
+        <textarea
+          id={id}
+          aria-label={`Message ${i + 1}`}
+          name={id}
+          rows={3}
+          value={turn.content}
+          placeholder={turn.toolCalls?.length ? "(no text with the calls)" : undefined}
+          aria-invalid={message !== undefined}
+          aria-describedby={message !== undefined ? `${id}-error` : undefined}
+          onInput={(e) => props.onChange({ content: e.currentTarget.value })}
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) e.currentTarget.form?.requestSubmit();
+          }}
+        />
+        <FieldMessage id={id} problems={props.problems} />
+        {turn.toolCalls?.map((call) => (
+          <pre class="kept-call" key={call.id}>
+            {call.name}({call.arguments}) <span class="muted">{call.id}</span>
+          </pre>
+        ))}
+      </div>
+      <button
+        type="button"
+        class="quiet"
+        aria-label={`Remove message ${i + 1}`}
+        disabled={props.only}
+        onClick={props.onRemove}
+      >
+        ✕
+      </button>
+    </div>
   );
 }
 
@@ -369,29 +393,5 @@ function CodeView({ text }: { text: string }) {
       <pre data-testid="code">{text}</pre>
       <CopyButton text={text} label="Copy" />
     </div>
-  );
-}
-
-/** The reply token by token, shaded by probability; each token's alternatives in its tooltip. */
-function TokenList({ tokens }: { tokens: TokenView[] }) {
-  return (
-    <section class="tokens" aria-label="Tokens with their log probabilities" data-testid="logprobs">
-      {tokens.map((t, i) => {
-        const p = Math.exp(t.logprob);
-        const shade = p >= 0.9 ? "sure" : p >= 0.5 ? "likely" : p >= 0.1 ? "unsure" : "unlikely";
-        const alternatives = t.top.map(
-          (a) => `${JSON.stringify(a.token)} ${(Math.exp(a.logprob) * 100).toFixed(1)}%`,
-        );
-        const title = [
-          `${JSON.stringify(t.token)}: logprob ${t.logprob.toFixed(3)} (${(p * 100).toFixed(1)}%)`,
-          ...alternatives,
-        ].join("\n");
-        return (
-          <span key={i} class={`token ${shade}`} title={title} data-logprob={t.logprob.toFixed(4)}>
-            {t.token}
-          </span>
-        );
-      })}
-    </section>
   );
 }

@@ -29,7 +29,17 @@ export function sdkCode(origin: string, body: unknown): string {
     lines.push(
       `const stream = await client.chat.completions.create(${request});`,
       "for await (const chunk of stream) {",
-      `  process.stdout.write(chunk.choices[0]?.delta?.content ?? "");`,
+      "  const delta = chunk.choices[0]?.delta;",
+      `  process.stdout.write(delta?.content ?? "");`,
+      // Tool calls stream in pieces: the first names the function, the rest add argument text.
+      ...(hasTools(body)
+        ? [
+            "  for (const call of delta?.tool_calls ?? []) {",
+            `    if (call.function?.name) process.stdout.write(\`\\n\${call.function.name}: \`);`,
+            `    process.stdout.write(call.function?.arguments ?? "");`,
+            "  }",
+          ]
+        : []),
       '  if (chunk.usage) console.log("\\n", chunk.usage);',
       "}",
     );
@@ -44,4 +54,8 @@ export function sdkCode(origin: string, body: unknown): string {
 
 function isStreaming(body: unknown): boolean {
   return typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
+}
+
+function hasTools(body: unknown): boolean {
+  return typeof body === "object" && body !== null && Array.isArray((body as { tools?: unknown }).tools);
 }

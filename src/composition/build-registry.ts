@@ -33,7 +33,9 @@ export async function buildRegistry(
   const created = Math.floor(now() / 1000);
   const engines = new LocalEngineFactory(config, logger);
   for (const model of models) {
-    const { engine, name } = await engines.create(model, () => resolveModelFile(model, config, logger));
+    const { engine, name, choice } = await engines.create(model, () =>
+      resolveModelFile(model, config, logger),
+    );
     registry.add({
       id: model.id,
       aliases: model.aliases,
@@ -43,6 +45,7 @@ export async function buildRegistry(
       backend: new LocalBackend(engine, {
         chatTemplate: model.chat_template,
         modelId: model.id,
+        engineChoice: choice,
         samplingDefaults: model.sampling_defaults && {
           topK: model.sampling_defaults.top_k,
           minP: model.sampling_defaults.min_p,

@@ -203,6 +203,41 @@ export interface EngineReport {
   state: EngineState;
   pid?: number;
   restarts: number;
+  /** Why this engine runs the model (set where the engine was chosen). */
+  choice?: EngineChoice;
+}
+
+/** Why a local model runs on the engine it does, for operators. */
+export interface EngineChoice {
+  /** What the model's config asked for (`engine`, default auto). */
+  requested: "auto" | "llama-server" | "runner" | "in-process";
+  /**
+   * configured: the config named the engine; llama_server_found: auto found a llama-server
+   * binary; no_llama_server: auto found none and took the runner.
+   */
+  reason: "configured" | "llama_server_found" | "no_llama_server";
+  /** The reason in a sentence, with what to do about it where something can be done. */
+  detail: string;
+  /** The llama-server binary that runs the model. */
+  binary?: LlamaServerIdentity;
+}
+
+/** A llama-server binary: where it came from and what it was built from, as far as is known. */
+export interface LlamaServerIdentity {
+  origin: "config" | "PATH" | "build cache";
+  /** Absolute path: operators only (the admin API); /ready leaves it out. */
+  path: string;
+  /** The llama.cpp commit it was built from. */
+  revision?: string;
+  /** llama.cpp's build number (`--version`) or node-llama-cpp's release tag (builds made here). */
+  release?: string;
+  /** The cmake flags of a `switchboard engine build`. */
+  flags?: Record<string, string>;
+  cuda?: boolean;
+  /** ISO time of a `switchboard engine build`. */
+  builtAt?: string;
+  /** The compiler, and for `--version` the target it was built for. */
+  compiler?: string;
 }
 
 /** What the router, /ready and /metrics read to decide whether to send work to a backend. */

@@ -9,7 +9,7 @@ import {
   requireBuiltConsole,
   screenshot,
 } from "../helpers/browser.js";
-import { startTestServer, type TestServer } from "../helpers/test-server.js";
+import { startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
 
 const executable = chromiumForTests();
 
@@ -76,6 +76,65 @@ describe.skipIf(!executable)("the console's keys and projects page, in Chromium"
     await expect
       .poll(async () => (await call(t.url, "GET", "/v1/models", { key: secret })).status, { timeout: 10_000 })
       .toBe(401);
+    expectNoProblems(problems);
+    await page.context().close();
+  });
+});
+
+describe.skipIf(!executable)("the console's projects and allowed models, in Chromium", () => {
+  let t: AccessServer;
+  let browser: Browser;
+  beforeAll(async () => {
+    requireBuiltConsole();
+    t = await startAccessServer({ extraModels: [{ id: "other-model" }] });
+    browser = await launchChromium(executable ?? "");
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it("creates a key for one model only, and archiving its project stops the key", async () => {
+    const { page, problems } = await consolePage(browser);
+    await page.goto(`${t.url}/console/#/keys`);
+    await page.getByLabel("API key").fill(t.adminKey ?? "");
+    await page.getByRole("button", { name: "Use key" }).click();
+    await page.locator("input[name=project-name]").fill("archived-later");
+    await page.getByRole("button", { name: "Create project" }).click();
+    await page.locator("input[name=key-name]").fill("one-model");
+    await page.getByRole("checkbox", { name: TINY_MODEL, exact: true }).check();
+    await page.getByRole("button", { name: "Create key" }).click();
+    const secretBox = page.getByTestId("new-secret");
+    await expect.poll(() => secretBox.textContent()).toMatch(/^sk-/);
+    const secret = (await secretBox.textContent()) ?? "";
+    expect(await page.locator('tr[data-key="one-model"] td[data-col="models"]').textContent()).toBe(
+      TINY_MODEL,
+    );
+
+    const allowed = await call(t.url, "POST", "/v1/chat/completions", {
+      key: secret,
+      body: { model: TINY_MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 1 },
+    });
+    expect(allowed.status, allowed.text).toBe(200);
+    const other = await call(t.url, "POST", "/v1/chat/completions", {
+      key: secret,
+      body: { model: "other-model", messages: [{ role: "user", content: "Hi" }], max_tokens: 1 },
+    });
+    // Models a key may not use do not exist for it.
+    expect(other.status).toBe(404);
+    expect(other.body.error.code).toBe("model_not_found");
+
+    page.on("dialog", (dialog) => void dialog.accept());
+    const project = page.locator('tr[data-project="archived-later"]');
+    await project.getByRole("button", { name: "Archive" }).click();
+    // Archived projects leave the list unless asked for.
+    await expect.poll(() => project.count()).toBe(0);
+    await page.getByLabel("Show archived").check();
+    await expect.poll(() => project.locator('td[data-col="status"]').textContent()).toBe("archived");
+    await expect
+      .poll(async () => (await call(t.url, "GET", "/v1/models", { key: secret })).status, { timeout: 10_000 })
+      .toBe(401);
+    await screenshot(page, "keys-archived-project");
     expectNoProblems(problems);
     await page.context().close();
   });

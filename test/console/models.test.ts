@@ -1,6 +1,9 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chat } from "../helpers/access.js";
+import { AdminClient, chat, newAdminKey } from "../helpers/access.js";
 import {
   chromiumForTests,
   consolePage,
@@ -9,6 +12,7 @@ import {
   requireBuiltConsole,
   screenshot,
 } from "../helpers/browser.js";
+import { fakeLlamaServerBuild } from "../helpers/fake-llama-server.js";
 import { startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
 
 const executable = chromiumForTests();
@@ -53,6 +57,58 @@ describe.skipIf(!executable)("the console's models page, in Chromium", () => {
     await expect.poll(() => cell("state"), { timeout: 30_000 }).toBe("ready");
     expect(Number(await cell("pid"))).not.toBe(pid);
     await screenshot(page, "models");
+    expectNoProblems(problems);
+    await page.context().close();
+  });
+});
+
+describe.skipIf(!executable)("the console's models page says why each engine was chosen, in Chromium", () => {
+  let t: TestServer;
+  let browser: Browser;
+  let binary: string;
+  const adminKey = newAdminKey();
+  beforeAll(async () => {
+    requireBuiltConsole();
+    binary = fakeLlamaServerBuild(mkdtempSync(join(tmpdir(), "sb-cache-")));
+    t = await startTestServer({
+      config: { admin_key: adminKey, engines: { llama_server: { binary } } },
+      model: { engine: "in-process" },
+      // Loaded on demand and never asked for: its binary is described, never started.
+      extraModels: [{ id: "on-llama-server", engine: "llama-server" }],
+    });
+    browser = await launchChromium(executable ?? "");
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it("with the llama-server build (revision, flags) for any key, and its path for an admin key", async () => {
+    const { page, problems } = await consolePage(browser);
+    await page.goto(`${t.url}/console/#/models`);
+    await page.getByLabel("API key").fill(adminKey);
+    await page.getByRole("button", { name: "Use key" }).click();
+    const choice = (model: string, field: string) =>
+      page
+        .locator(`[data-testid="engine-choice"][data-model="${model}"] [data-field="${field}"]`)
+        .textContent();
+    await expect.poll(() => choice("on-llama-server", "origin"), { timeout: 15_000 }).toBe("config");
+    await expect.poll(() => choice("on-llama-server", "path")).toBe(binary);
+    expect(await choice("on-llama-server", "revision")).toBe("0123456789ab");
+    expect(await choice("on-llama-server", "release")).toBe("b7000");
+    expect(await choice("on-llama-server", "flags")).toBe("GGML_NATIVE=ON LLAMA_CURL=OFF");
+    expect(await choice("on-llama-server", "reason")).toBe("the config names it");
+    expect(await choice(TINY_MODEL, "requested")).toBe("in-process");
+    expect(await choice(TINY_MODEL, "detail")).toContain("engine: in-process");
+    await screenshot(page, "models-engine-choice");
+
+    // A project's key reads /ready, which leaves the path out.
+    const { key } = await new AdminClient(t.url, adminKey).projectWithKey();
+    await page.getByLabel("API key").fill(key.secret);
+    await page.getByRole("button", { name: "Use key" }).click();
+    await expect.poll(() => choice("on-llama-server", "path")).toBe("(shown with an admin key)");
+    expect(await choice("on-llama-server", "revision")).toBe("0123456789ab");
+    expect(await page.content()).not.toContain(binary);
     expectNoProblems(problems);
     await page.context().close();
   });

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from "fastify";
+import type { EngineReport } from "../../core/generation.js";
 import type { Metrics } from "../../observability/metrics.js";
 import type { ModelRegistry } from "../../router/model-registry.js";
 
@@ -19,7 +20,7 @@ export async function operationsRoutes(
         ready: health.serving,
         required: d.loadAtStart,
         ...d.backend.stats(),
-        ...(health.engine && { engine: health.engine }),
+        ...(health.engine && { engine: withoutBinaryPath(health.engine) }),
         ...(health.deployments && { deployments: health.deployments }),
       };
     });
@@ -31,4 +32,15 @@ export async function operationsRoutes(
     const text = await opts.metrics.registry.metrics();
     return reply.type(opts.metrics.registry.contentType).send(text);
   });
+}
+
+/**
+ * Any key may read /ready, so the llama-server binary is described there by its origin and build
+ * but not by its path on the server's disk; /admin/models (admin keys) has the path too.
+ */
+function withoutBinaryPath(report: EngineReport) {
+  const { choice } = report;
+  if (!choice?.binary) return report;
+  const { path: _path, ...described } = choice.binary;
+  return { ...report, choice: { ...choice, binary: described } };
 }

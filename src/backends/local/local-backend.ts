@@ -12,6 +12,7 @@ import type {
   CostEstimate,
   EmbeddingRequest,
   EmbeddingResult,
+  EngineChoice,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
@@ -75,6 +76,8 @@ export interface LocalBackendOptions {
   modelId?: string;
   /** An embedding model (its engine loaded in embedding mode): it embeds and does not generate. */
   embedding?: EmbeddingSettings;
+  /** Why this engine runs the model, for the engine report. */
+  engineChoice?: EngineChoice;
   /** The operator's sampling truncations for requests that leave them out (models[].sampling_defaults). */
   samplingDefaults?: Pick<SamplingParams, "topK" | "minP" | "repetitionPenalty">;
 }
@@ -132,6 +135,7 @@ export class LocalBackend implements ModelBackend {
   health(): BackendHealth {
     const loaded = this.isReady();
     const engine = engineReportOf(this.engine, loaded);
+    if (this.options.engineChoice) engine.choice = this.options.engineChoice;
     return { loaded, serving: loaded && engineServing(engine), engine };
   }
 

@@ -1,7 +1,9 @@
 import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
 import type { Config, LocalModelConfig } from "../../../config/schema.js";
+import type { EngineChoice, LlamaServerIdentity } from "../../../core/generation.js";
 import { findLlamaServer, type LlamaServerBinary } from "../../../engine-build/find-llama-server.js";
+import { describeLlamaServer } from "../../../engine-build/llama-server-identity.js";
 import type { LocalEngine } from "../engine.js";
 import { LlamaServerEngine } from "./llama-server/llama-server-engine.js";
 import { RunnerEngine } from "./runner/runner-engine.js";
@@ -30,6 +32,7 @@ export const RUNNER_DEFAULT_THREADS = Math.min(2, availableParallelism());
  */
 export class LocalEngineFactory {
   private binary: Promise<LlamaServerBinary | undefined> | undefined;
+  private identity: Promise<LlamaServerIdentity> | undefined;
   private hinted = false;
 
   constructor(
@@ -40,7 +43,7 @@ export class LocalEngineFactory {
   async create(
     model: LocalModelConfig,
     modelPath: () => Promise<string>,
-  ): Promise<{ engine: LocalEngine; name: EngineName }> {
+  ): Promise<{ engine: LocalEngine; name: EngineName; choice: EngineChoice }> {
     const logger = this.logger.child({ model: model.id });
     const wanted = model.engine ?? "auto";
     const { engines } = this.config;
@@ -75,7 +78,16 @@ export class LocalEngineFactory {
           ...shared,
           supervisor,
         });
-        return { engine, name: "llama-server" };
+        const choice: EngineChoice = {
+          requested: wanted,
+          reason: wanted === "auto" ? "llama_server_found" : "configured",
+          detail:
+            wanted === "auto"
+              ? `engine: auto, and a llama-server binary was found (${binary.origin}).`
+              : "The model's config names llama-server (engine: llama-server).",
+          binary: await this.describe(binary),
+        };
+        return { engine, name: "llama-server", choice };
       }
       if (wanted === "llama-server") {
         throw new Error(
@@ -97,7 +109,8 @@ export class LocalEngineFactory {
         logger,
         ...shared,
       });
-      return { engine, name: "in-process" };
+      const detail = "The model's config names the in-process engine (engine: in-process).";
+      return { engine, name: "in-process", choice: { requested: wanted, reason: "configured", detail } };
     }
     const engine = new RunnerEngine({
       modelId: model.id,
@@ -114,7 +127,7 @@ export class LocalEngineFactory {
       logLevel: engines.runner.log_level,
       supervisor,
     });
-    return { engine, name: "runner" };
+    return { engine, name: "runner", choice: runnerChoice(wanted) };
   }
 
   private llamaServer(): Promise<LlamaServerBinary | undefined> {
@@ -126,6 +139,12 @@ export class LocalEngineFactory {
     return this.binary;
   }
 
+  /** The binary is the same for every model: its build (or `--version`) is read once. */
+  private describe(binary: LlamaServerBinary): Promise<LlamaServerIdentity> {
+    this.identity ??= describeLlamaServer(binary);
+    return this.identity;
+  }
+
   private hint(): void {
     if (this.hinted) return;
     this.hinted = true;
@@ -133,4 +152,19 @@ export class LocalEngineFactory {
       `No llama-server binary found, so local models run in a node-llama-cpp runner process. llama-server generates ${LLAMA_SERVER_SPEEDUP} the tokens/s on CPU (the most with parallel requests): run \`switchboard engine build\` once (about 5 minutes, needs cmake and a C++ compiler), put llama-server on PATH, or set engines.llama_server.binary.`,
     );
   }
+}
+
+/** Why the runner runs a model: the config named it, or `auto` found no llama-server. */
+function runnerChoice(wanted: "auto" | "runner"): EngineChoice {
+  if (wanted === "runner")
+    return {
+      requested: wanted,
+      reason: "configured",
+      detail: "The model's config names the runner (engine: runner).",
+    };
+  return {
+    requested: wanted,
+    reason: "no_llama_server",
+    detail: `engine: auto, and no llama-server binary was found (engines.llama_server.binary unset, none on PATH, no \`switchboard engine build\` in the cache), so the runner. llama-server generates ${LLAMA_SERVER_SPEEDUP} the tokens/s on CPU: run \`switchboard engine build\` once, put llama-server on PATH, or set engines.llama_server.binary.`,
+  };
 }
