@@ -92,7 +92,16 @@ for (const target of [llamaServer, runner]) {
     it(`runs the model in a ${target.engine} process and says so in /ready and /metrics`, async () => {
       const ready = (await (await fetch(`${t().url}/ready`)).json()) as {
         status: string;
-        models: { id: string; ready: boolean; engine?: { engine: string; state: string; pid?: number } }[];
+        models: {
+          id: string;
+          ready: boolean;
+          engine?: {
+            engine: string;
+            state: string;
+            pid?: number;
+            choice?: { reason: string; binary?: { origin: string; revision?: string; path?: string } };
+          };
+        }[];
       };
       expect(ready.status).toBe("ready");
       const model = ready.models.find((m) => m.id === TINY_MODEL);
@@ -100,6 +109,13 @@ for (const target of [llamaServer, runner]) {
       expect(model?.engine).toMatchObject({ engine: target.engine, state: "ready" });
       expect(model?.engine?.pid).toBeGreaterThan(0);
       expect(model?.engine?.pid).not.toBe(process.pid);
+      // Why this engine, and for llama-server which binary (its path only on the admin API).
+      expect(model?.engine?.choice?.reason).toBe("configured");
+      if (target === llamaServer) {
+        expect(model?.engine?.choice?.binary?.origin).toBe("config");
+        expect(model?.engine?.choice?.binary?.revision).toMatch(/^[0-9a-f]{7,40}$/);
+        expect(model?.engine?.choice?.binary?.path).toBeUndefined();
+      }
       const metrics = await (await fetch(`${t().url}/metrics`)).text();
       expect(metrics).toContain(
         `switchboard_engine_state{model="${TINY_MODEL}",engine="${target.engine}",state="ready"} 1`,
