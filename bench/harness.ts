@@ -1,4 +1,4 @@
-import { foreignPercent, jiffiesOf, snapshot } from "./cpu-monitor.js";
+import { cpuNanos, foreignPercent, jiffiesOf, snapshot } from "./cpu-monitor.js";
 
 /**
  * The engine-agnostic core of the benchmark: a target is anything that can serve chat requests
@@ -55,6 +55,8 @@ export interface BenchSession {
   resources(): ResourceUsage;
   /** Processes besides the bench process that do this session's work (a child server). */
   pids(): number[];
+  /** The Switchboard server process, when it runs apart from its engine: its CPU per token is reported. */
+  serverPid?(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -94,6 +96,14 @@ export interface RepResult {
   foreignCpuPercent: number;
   /** Share of the machine the bench's other (idle) sessions' processes used meanwhile. */
   idleSessionsCpuPercent: number;
+  /** CPU time the Switchboard server process itself used (not its engine), where it runs apart. */
+  serverCpuMs?: number;
+}
+
+/** Microseconds of server CPU per generated token in a repetition (NaN where not measured). */
+export function serverMicrosPerToken(rep: RepResult): number {
+  const tokens = rep.requests.reduce((sum, r) => sum + r.completionTokens, 0);
+  return rep.serverCpuMs === undefined ? Number.NaN : (rep.serverCpuMs * 1000) / tokens;
 }
 
 export function tokensPerSecond(rep: RepResult): number {
@@ -108,18 +118,23 @@ export async function timeRep(
   ownPids: readonly number[],
 ): Promise<RepResult> {
   const others = ownPids.filter((pid) => !session.pids().includes(pid));
+  const serverPid = session.serverPid?.();
+  const serverBefore = serverPid === undefined ? undefined : cpuNanos(serverPid);
   const before = snapshot(ownPids);
   const othersBefore = jiffiesOf(others);
   const started = performance.now();
   const results = await session.run(requests);
   const wallMs = performance.now() - started;
   const after = snapshot(ownPids);
+  const serverAfter = serverPid === undefined ? undefined : cpuNanos(serverPid);
   const total = after && before ? after.total - before.total : Number.NaN;
   return {
     wallMs,
     requests: results,
     foreignCpuPercent: foreignPercent(before, after),
     idleSessionsCpuPercent: (100 * (jiffiesOf(others) - othersBefore)) / total,
+    ...(serverBefore !== undefined &&
+      serverAfter !== undefined && { serverCpuMs: (serverAfter - serverBefore) / 1e6 }),
   };
 }
 

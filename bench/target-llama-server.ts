@@ -30,61 +30,81 @@ const SERVER_ENGINES = loadConfig({ env: process.env }).engines;
  * to its native /completion endpoint, streamed, one fresh connection per request. The process
  * is the one Switchboard's llama-server engine starts (same binary, same flags: slots = streams,
  * threads, context per slot), so `switchboard-http-llama-server` is measured against exactly
- * what it wraps. A baseline: with `--only llama-server-direct,switchboard-http-llama-server` the
- * ratio column is Switchboard's share of llama-server's own speed.
+ * what it wraps. Two ways to ask it to sample: with the settings Switchboard sends for the same
+ * request (the baseline: the ratio column is then Switchboard's own cost), and with llama-server's
+ * defaults (top_k 40, min_p 0.05, ...: what a user of llama-server alone gets).
  */
-export const llamaServerDirect: BenchTarget = {
-  name: "llama-server-direct",
-  description:
-    "llama-server (the binary and flags of Switchboard's llama-server engine) driven over loopback HTTP: prompt text to /completion, streamed",
-  baseline: true,
-  promptCache: false,
-  async open(settings: EngineSettings): Promise<BenchSession> {
-    const binary = await findLlamaServer({});
-    if (!binary) throw new Error("no llama-server binary: run `node build/src/main.js engine build` first");
-    const facts = await readGgufFacts(settings.modelPath);
-    const contextSize =
-      settings.contextSize ?? Math.min(facts.trainContextSize, SERVER_ENGINES.default_context_cap);
-    const dataDir = await mkdtemp(join(tmpdir(), "bench-llama-server-"));
-    const supervisor = new ProcessSupervisor(
-      {
-        kind: "llama-server",
-        model: settings.modelLabel,
-        command: binary.path,
-        args: ({ port }) =>
-          llamaServerArgs(
-            {
-              modelPath: settings.modelPath,
-              contextSize,
-              slots: settings.streams,
-              threads: settings.threads,
-              gpuLayers: "auto",
-            },
-            port,
-          ),
-        env: ({ apiKey }) => llamaServerEnv(apiKey),
-        waitReady: async (p, signal) => {
-          for (;;) {
-            signal.throwIfAborted();
-            const ok = await fetch(`${p.baseUrl}/health`, { signal }).then(
-              (r) => r.status === 200,
-              () => false,
-            );
-            if (ok) return;
-            await new Promise((r) => setTimeout(r, 25));
-          }
-        },
+export const llamaServerDirect = llamaServerTarget("switchboard");
+export const llamaServerDefaults = llamaServerTarget("defaults");
+
+type SamplerSettings = "switchboard" | "defaults";
+
+function llamaServerTarget(samplers: SamplerSettings): BenchTarget {
+  return {
+    name: samplers === "switchboard" ? "llama-server-direct" : "llama-server-defaults",
+    description:
+      samplers === "switchboard"
+        ? "llama-server (the binary and flags of Switchboard's llama-server engine) driven over loopback HTTP: prompt text to /completion, streamed, with the sampler settings Switchboard sends"
+        : "the same llama-server driven the same way with its own sampler defaults (top_k 40, min_p 0.05, top_p 0.95)",
+    baseline: samplers === "switchboard",
+    promptCache: false,
+    open: (settings) => openLlamaServer(settings, samplers),
+  };
+}
+
+async function openLlamaServer(settings: EngineSettings, samplers: SamplerSettings): Promise<BenchSession> {
+  const binary = await findLlamaServer({});
+  if (!binary) throw new Error("no llama-server binary: run `node build/src/main.js engine build` first");
+  const facts = await readGgufFacts(settings.modelPath);
+  const contextSize =
+    settings.contextSize ?? Math.min(facts.trainContextSize, SERVER_ENGINES.default_context_cap);
+  const dataDir = await mkdtemp(join(tmpdir(), "bench-llama-server-"));
+  const supervisor = new ProcessSupervisor(
+    {
+      kind: "llama-server",
+      model: settings.modelLabel,
+      command: binary.path,
+      args: ({ port }) =>
+        llamaServerArgs(
+          {
+            modelPath: settings.modelPath,
+            contextSize,
+            slots: settings.streams,
+            threads: settings.threads,
+            gpuLayers: "auto",
+          },
+          port,
+        ),
+      env: ({ apiKey }) => llamaServerEnv(apiKey),
+      waitReady: async (p, signal) => {
+        for (;;) {
+          signal.throwIfAborted();
+          const ok = await fetch(`${p.baseUrl}/health`, { signal }).then(
+            (r) => r.status === 200,
+            () => false,
+          );
+          if (ok) return;
+          await new Promise((r) => setTimeout(r, 25));
+        }
       },
-      {
-        logger: createLogger("warn"),
-        dataDir,
-        backoffMs: SERVER_ENGINES.restart_backoff_ms,
-        maxBackoffMs: SERVER_ENGINES.restart_backoff_max_ms,
-      },
-    );
-    const process = await supervisor.start();
-    return new LlamaServerSession(supervisor, process, dataDir);
-  },
+    },
+    {
+      logger: createLogger("warn"),
+      dataDir,
+      backoffMs: SERVER_ENGINES.restart_backoff_ms,
+      maxBackoffMs: SERVER_ENGINES.restart_backoff_max_ms,
+    },
+  );
+  const process = await supervisor.start();
+  return new LlamaServerSession(supervisor, process, dataDir, samplers);
+}
+
+const SWITCHBOARD_SAMPLING = {
+  top_p: 1,
+  top_k: 0,
+  min_p: 0,
+  typical_p: 1,
+  samplers: ["penalties", "temperature", "top_p"],
 };
 
 class LlamaServerSession implements BenchSession {
@@ -92,6 +112,7 @@ class LlamaServerSession implements BenchSession {
     private readonly supervisor: ProcessSupervisor,
     private readonly process: EngineProcess,
     private readonly dataDir: string,
+    private readonly samplers: SamplerSettings,
   ) {}
 
   run(requests: BenchRequest[]): Promise<RequestResult[]> {
@@ -125,13 +146,10 @@ class LlamaServerSession implements BenchSession {
         n_predict: req.maxTokens,
         stream: true,
         cache_prompt: true,
-        // The sampling Switchboard asks for on a temperature/seed request.
         temperature: req.temperature,
-        top_p: 1,
-        top_k: 0,
-        min_p: 0,
-        samplers: ["penalties", "temperature", "top_p"],
         seed: req.seed,
+        // The sampling Switchboard asks for on a temperature/seed request (completion-request.ts).
+        ...(this.samplers === "switchboard" && SWITCHBOARD_SAMPLING),
       }),
       reset: true,
     });

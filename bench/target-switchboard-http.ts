@@ -218,6 +218,8 @@ class ChildServerSession extends HttpSession {
         dataDir,
       );
       session.enginePid = await engineProcessPid(baseUrl);
+      // Before any request: what the server holds at rest with its model loaded.
+      session.idleRss = readProcStatus(child.pid as number).VmRSS ?? "?";
       return session;
     } catch (err) {
       child.kill("SIGKILL");
@@ -227,11 +229,18 @@ class ChildServerSession extends HttpSession {
 
   /** The server's engine process (llama-server), when its engine runs in one. */
   enginePid: number | undefined;
+  idleRss = "?";
+
+  serverPid(): number | undefined {
+    // With the engine in the server process its CPU is the engine's: nothing of the server's own to tell apart.
+    return this.enginePid === undefined ? undefined : this.child.pid;
+  }
 
   resources(): ResourceUsage {
     const status = readProcStatus(this.child.pid as number);
     const engine = this.enginePid === undefined ? undefined : readProcStatus(this.enginePid);
     return {
+      "server child RSS at idle (model loaded, before any request)": this.idleRss,
       "server child RSS": status.VmRSS ?? "?",
       "server child peak RSS": status.VmHWM ?? "?",
       ...(engine && {

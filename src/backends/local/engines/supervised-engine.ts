@@ -25,6 +25,7 @@ import {
   type SupervisorTimings,
 } from "./process-supervisor.js";
 import { SlotCacheMirror } from "./slot-cache-mirror.js";
+import { TokenizeCache } from "./tokenize-cache.js";
 
 /** What every engine that runs its model in a supervised child process is configured with. */
 export interface SupervisedEngineOptions {
@@ -77,6 +78,8 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
   protected readonly scheduler: SlotScheduler;
   protected readonly slotCaches: SlotCacheMirror;
   protected readonly modelLoad = new ModelLoad(() => this.loadModel());
+  /** Texts tokenized recently: each miss is a round trip to the engine process. */
+  private readonly tokenizeCache = new TokenizeCache(4096);
   /** The GGUF file, once load() has resolved it. */
   protected modelPath: string | undefined;
 
@@ -166,7 +169,12 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
 
   async tokenize(text: string, options: { special: boolean; continuation?: boolean }): Promise<number[]> {
     if (text === "") return [];
-    return this.tokenizeInEngine(text, options);
+    const key = `${options.special ? 1 : 0}${options.continuation ? 1 : 0}${text}`;
+    const cached = this.tokenizeCache.get(key);
+    if (cached) return cached;
+    const tokens = await this.tokenizeInEngine(text, options);
+    this.tokenizeCache.set(key, tokens);
+    return tokens;
   }
 
   async detokenize(tokens: readonly number[]): Promise<string> {

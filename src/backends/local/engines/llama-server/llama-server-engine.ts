@@ -12,7 +12,6 @@ import { cachedFrom, completionBody, promptScoringBody } from "./completion-requ
 import { CompletionStream, type ProbEntry, scoreOf } from "./completion-stream.js";
 import { llamaServerArgs, llamaServerEnv } from "./llama-server-args.js";
 import { LlamaServerClient, waitForHealth } from "./llama-server-client.js";
-import { TokenizeCache } from "./tokenize-cache.js";
 
 export interface LlamaServerEngineOptions extends SupervisedEngineOptions {
   /** The llama-server executable. */
@@ -35,7 +34,6 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
   private facts: GgufFacts | undefined;
   private contextSize = 0;
   private client: LlamaServerClient | undefined;
-  private readonly tokenizeCache = new TokenizeCache(4096);
   private newlineTokens: number[] | undefined;
   /** Embedding mode: the pooling llama-server is started with. */
   private embeddingPooling: "mean" | "cls" | "last" | undefined;
@@ -272,14 +270,9 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     text: string,
     options: { special: boolean; continuation?: boolean },
   ): Promise<number[]> {
-    const key = `${options.special ? 1 : 0}${options.continuation ? 1 : 0}${text}`;
-    const cached = this.tokenizeCache.get(key);
-    if (cached) return cached;
-    const tokens = options.continuation
-      ? await this.tokenizeContinuation(text, options.special)
-      : await this.rawTokenize(text, options.special);
-    this.tokenizeCache.set(key, tokens);
-    return tokens;
+    return options.continuation
+      ? this.tokenizeContinuation(text, options.special)
+      : this.rawTokenize(text, options.special);
   }
 
   protected async detokenizeInEngine(tokens: readonly number[]): Promise<string> {
