@@ -1,3 +1,4 @@
+import type { ServiceError } from "../../../../core/errors.js";
 import type {
   EngineEvent,
   FimTokens,
@@ -6,12 +7,13 @@ import type {
   TokenGeneration,
 } from "../../engine.js";
 import { type GgufFacts, readGgufFacts } from "../gguf-facts.js";
+import { invalidGrammar } from "../grammar-check.js";
 import type { EngineProcess, EngineProcessSpec } from "../process-supervisor.js";
 import { type SlotRun, type SupervisedEngineOptions, SupervisedLocalEngine } from "../supervised-engine.js";
 import { cachedFrom, completionBody, promptScoringBody } from "./completion-request.js";
 import { CompletionStream, type ProbEntry, scoreOf } from "./completion-stream.js";
 import { llamaServerArgs, llamaServerEnv } from "./llama-server-args.js";
-import { LlamaServerClient, waitForHealth } from "./llama-server-client.js";
+import { LlamaServerClient, LlamaServerHttpError, waitForHealth } from "./llama-server-client.js";
 
 export interface LlamaServerEngineOptions extends SupervisedEngineOptions {
   /** The llama-server executable. */
@@ -196,6 +198,8 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
       }
       if (signal.aborted) return;
       throw new Error("llama-server ended the stream without a final message");
+    } catch (err) {
+      throw grammarRefusal(err) ?? err;
     } finally {
       if (completion.generated.length > 0) run.cached = [...prompt, ...completion.generated];
     }
@@ -337,6 +341,22 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     const tokens = await this.rawTokenize(text, true);
     return tokens.length === 1 ? tokens[0] : undefined;
   }
+}
+
+/**
+ * llama-server's 400 for a grammar its parser refuses (it answers before streaming anything),
+ * as the same 400 `invalid_grammar` the other engines give; undefined for any other failure.
+ */
+function grammarRefusal(err: unknown): ServiceError | undefined {
+  if (!(err instanceof LlamaServerHttpError) || err.status !== 400 || !/grammar/i.test(err.body))
+    return undefined;
+  let message = err.body;
+  try {
+    message = (JSON.parse(err.body) as { error?: { message?: string } }).error?.message ?? message;
+  } catch {
+    // Not JSON: the body as it came.
+  }
+  return invalidGrammar(`The grammar could not be parsed: ${message.slice(0, 200)}`);
 }
 
 /** How models spell their fill-in-the-middle tokens (prefix, suffix, middle). */
