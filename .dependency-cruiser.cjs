@@ -95,6 +95,20 @@ module.exports = {
       from: { path: "^src/" },
       to: { circular: true },
     },
+    {
+      name: "llama-bindings-only-where-a-model-runs",
+      severity: "error",
+      comment:
+        "node-llama-cpp (tens of MiB once loaded) is loaded only where a model runs in this process: the in-process engine, the runner child, and CLI tools; elsewhere type imports, or the engine factory's dynamic import.",
+      from: {
+        path: "^src/",
+        pathNot: "^src/(backends/local/engines/(in-process/|runner/runner-child[.]ts)|cli/|models/)",
+      },
+      to: {
+        path: "(^|/)node_modules/node-llama-cpp/|^src/backends/local/engines/in-process/",
+        dependencyTypesNot: ["type-only", "dynamic-import"],
+      },
+    },
     ...layers.map(([comment, from, to], i) => ({
       name: `layer-${i + 1}`,
       comment,

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { stringify as toYaml } from "yaml";
+import { SERVE_NODE_FLAGS } from "../src/cli/node-flags.js";
 import { validateConfig } from "../src/config/load.js";
 import { localModelSchema } from "../src/config/schema.js";
 import { createLogger } from "../src/observability/logger.js";
@@ -195,10 +196,15 @@ class ChildServerSession extends HttpSession {
     // Validated here too, so a bad bench config fails with the schema's message, not a child's.
     validateConfig({ ...config, port });
     await writeFile(configPath, toYaml({ ...config, port }));
-    const child = spawn(process.execPath, [...nodeArgs, MAIN_JS, "serve", "--config", configPath], {
-      stdio: ["ignore", "pipe", "pipe"],
-      cwd: dataDir,
-    });
+    // The node flags the `switchboard` command runs with, as deployed.
+    const child = spawn(
+      process.execPath,
+      [...SERVE_NODE_FLAGS, ...nodeArgs, MAIN_JS, "serve", "--config", configPath],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+        cwd: dataDir,
+      },
+    );
     liveChildren.add(child);
     child.once("exit", () => liveChildren.delete(child));
     let output = "";

@@ -7,7 +7,6 @@ import type { Config } from "../config/schema.js";
 import { LimitEnforcer } from "../limits/limit-enforcer.js";
 import type { LimitStore } from "../limits/limit-store.js";
 import { MemoryLimitStore } from "../limits/memory-limit-store.js";
-import { RedisLimitStore } from "../limits/redis-limit-store.js";
 import { openStorage, type Storage } from "../storage/storage.js";
 import { Metering } from "../usage/metering.js";
 import { UsageRecorder } from "../usage/usage-recorder.js";
@@ -48,8 +47,11 @@ export async function buildAccess(
 ): Promise<Access> {
   const now = options.now ?? Date.now;
   const storage = await openStorage({ url: databaseUrl(config) });
+  // The Redis client is loaded only when Redis is configured.
   const limitStore: LimitStore = config.redis
-    ? new RedisLimitStore(config.redis, { prefix: config.redis_prefix })
+    ? new (await import("../limits/redis-limit-store.js")).RedisLimitStore(config.redis, {
+        prefix: config.redis_prefix,
+      })
     : new MemoryLimitStore(now);
   const authenticator = new Authenticator({
     repositories: storage,

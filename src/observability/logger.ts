@@ -1,5 +1,5 @@
+import { createRequire } from "node:module";
 import { type DestinationStream, type Logger, pino } from "pino";
-import pinoPretty from "pino-pretty";
 
 /**
  * Paths that may carry secrets. Request and response bodies are never logged at all, so prompt
@@ -37,6 +37,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
  * the last lines before an exit are not lost.
  */
 export function createPrettyLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  // Loaded only for a terminal: a server logging JSON never holds the prettifier in memory.
+  const pinoPretty = createRequire(import.meta.url)("pino-pretty") as typeof import("pino-pretty");
   const pretty = pinoPretty({
     translateTime: "SYS:HH:MM:ss.l",
     ignore: "pid,hostname,service",

@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import SQLite from "better-sqlite3";
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from "kysely";
-import pg from "pg";
+import type pg from "pg";
 import { MIGRATIONS } from "./migrations/all.js";
 import type { DatabaseSchema } from "./schema.js";
 
@@ -26,12 +26,14 @@ export interface OpenDatabaseOptions {
 // bigint (20) and numeric (1700: SUM over bigint) arrive as strings from pg; our values fit in a
 // double (token counts, unix ms), so read them as numbers.
 const NUMERIC_TYPES = new Set([20, 1700]);
-const pgTypes = {
-  getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    NUMERIC_TYPES.has(oid)
-      ? (value: string) => Number(value)
-      : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
-};
+function pgTypes(types: typeof pg.types): { getTypeParser: typeof pg.types.getTypeParser } {
+  return {
+    getTypeParser: ((oid: number, format?: "text" | "binary") =>
+      NUMERIC_TYPES.has(oid)
+        ? (value: string) => Number(value)
+        : types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+  };
+}
 
 export function isPostgresUrl(url: string): boolean {
   return /^postgres(ql)?:\/\//i.test(url);
@@ -58,6 +60,8 @@ function openSqlite(path: string): Database {
 }
 
 async function openPostgres(options: OpenDatabaseOptions): Promise<Database> {
+  // Loaded only when a Postgres URL is configured: an embedded server never pays for the driver.
+  const { default: pg } = await import("pg");
   const schema = options.schema;
   if (schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema))
     throw new Error(`invalid schema name ${schema}`);
@@ -73,7 +77,7 @@ async function openPostgres(options: OpenDatabaseOptions): Promise<Database> {
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolSize ?? 10,
-    types: pgTypes,
+    types: pgTypes(pg.types),
     ...(schema ? { options: `-c search_path=${schema}` } : {}),
   });
   const db = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });

@@ -149,6 +149,8 @@ for (const target of engines) {
       await waitFor(
         "a new engine process",
         () => engine.processStatus().state === "ready" && engine.processStatus().pid !== pid,
+        // A runner loads node-llama-cpp and the model anew: seconds, many on a busy machine.
+        30_000,
       );
       expect(engine.processStatus().restarts).toBe(1);
       const next = await t.client.chat.completions.create({
@@ -164,6 +166,9 @@ for (const target of engines) {
       const t = await start(target);
       const engine = engineOf(t);
       const pid = engine.processStatus().pid as number;
+      // Tokenizing is the engine process's too: the same prompt once before, so this one's
+      // pieces come from the tokenize cache and the request goes on to take a slot.
+      await t.client.chat.completions.create({ model: TINY_MODEL, messages: hello, max_tokens: 1 });
       process.kill(pid, "SIGSTOP");
       const pending = t.client.chat.completions
         .create({ model: TINY_MODEL, messages: hello, max_tokens: 20, stream: true })
