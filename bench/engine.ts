@@ -19,6 +19,7 @@ import {
   formatTable,
   mean,
   median,
+  percentile,
   progress,
   type RepResult,
   type ResourceUsage,
@@ -81,6 +82,7 @@ const MAX_ATTEMPTS = 3;
 const TARGET_TTFT_OVERHEAD_MS = 3;
 const TARGET_SERVER_MICROS_PER_TOKEN = 50;
 const TARGET_VS_DEFAULTS = 0.95;
+const TARGET_ITL_RATIO = 1.1;
 
 function targetRatio(target: string, streams: number): number {
   if (target.startsWith("switchboard-http-llama-server")) return 0.98;
@@ -304,6 +306,8 @@ interface CellStats {
   tokensPerRequest: number;
   promptTokens: number;
   serverMicros: number;
+  /** p99 of the gaps between text pieces over each repetition's streams, median of reps. */
+  itlP99Ms: number;
   foreignCpu: number;
 }
 
@@ -319,6 +323,14 @@ function stats(row: CellRow): CellStats {
     tokensPerRequest: mean(all.map((r) => r.completionTokens)),
     promptTokens: mean(all.map((r) => r.promptTokens)),
     serverMicros: median(row.reps.map(serverMicrosPerToken).filter(Number.isFinite)),
+    itlP99Ms: median(
+      row.reps.map((rep) =>
+        percentile(
+          rep.requests.flatMap((r) => r.interTokenMs),
+          99,
+        ),
+      ),
+    ),
     foreignCpu: median(row.reps.map((r) => r.foreignCpuPercent)),
   };
 }
@@ -384,6 +396,7 @@ function report(
     ttftDelta: number;
     vsDefaults: number;
     serverMicros: number;
+    itlRatio: number;
   }[] = [];
   for (const row of rows) {
     const s = stats(row);
@@ -406,6 +419,7 @@ function report(
         ttftDelta,
         vsDefaults,
         serverMicros: s.serverMicros,
+        itlRatio: base ? s.itlP99Ms / base.itlP99Ms : Number.NaN,
       });
     table.push([
       row.target,
@@ -413,6 +427,7 @@ function report(
       String(row.threads),
       `${fmt(s.tokPerSec)} (${fmt(s.minTokPerSec)}-${fmt(s.maxTokPerSec)})`,
       fmt(s.ttftMs),
+      fmt(s.itlP99Ms, 2),
       row.baseline ? "1.00" : fmt(ratio, 3),
       row.baseline ? "" : signed(ttftDelta),
       Number.isFinite(s.serverTtftMs) ? fmt(s.serverTtftMs, 0) : "",
@@ -430,6 +445,7 @@ function report(
         "threads",
         "tok/s (min-max)",
         "TTFT ms",
+        "ITL p99 ms",
         "ratio vs direct",
         "TTFT Δ ms",
         "TTFT at server",
@@ -449,7 +465,7 @@ function report(
       (opts.interleave
         ? "median over repetitions of the ratio within each repetition (paired)"
         : "median tok/s over median tok/s of the baseline") +
-      "; server µs/tok: CPU time of the Switchboard process itself (its engine runs apart) per generated token, median of reps; other CPU %: share of the machine (all cores) " +
+      "; ITL p99: the 99th percentile of the gaps between text pieces as the client received them; server µs/tok: CPU time of the Switchboard process itself (its engine runs apart) per generated token, median of reps; other CPU %: share of the machine (all cores) " +
       "that processes other than the bench's used during the reps (median; >10 means a busy neighbour).",
   );
   for (const t of targets) out.push(`  ${t.name}: ${t.description}`);
@@ -471,6 +487,7 @@ function report(
     const parts = [
       `tok/s vs baseline ${verdict(ratioOk)} (${list((c) => `${fmt(c.ratio, 3)} of ≥${targetRatio(c.target, c.streams)}`)})`,
       `TTFT +≤${TARGET_TTFT_OVERHEAD_MS} ms ${verdict(ttftOk)} (${list((c) => `${signed(c.ttftDelta)} ms`)})`,
+      `ITL p99 ≤${TARGET_ITL_RATIO}× ${verdict(mine.every((c) => c.itlRatio <= TARGET_ITL_RATIO))} (${list((c) => `${fmt(c.itlRatio, 2)}×`)})`,
     ];
     if (mine.some((c) => Number.isFinite(c.vsDefaults)))
       parts.push(

@@ -41,6 +41,27 @@ export interface RequestResult {
   cachedTokens?: number;
   /** The server's own view of TTFT (whole ms), where it reports one: the rest is client and transport. */
   serverTtftMs?: number;
+  /** Gaps between successive pieces of generated text as the client received them, in ms. */
+  interTokenMs: number[];
+}
+
+/** Collects the arrival gaps of a stream's text pieces (inter-token latency as the client sees it). */
+export class ArrivalClock {
+  readonly gaps: number[] = [];
+  private last: number | undefined;
+
+  tick(): void {
+    const now = performance.now();
+    if (this.last !== undefined) this.gaps.push(now - this.last);
+    this.last = now;
+  }
+}
+
+/** The `p`-th percentile (0–100) of `values`, nearest rank. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
 }
 
 export interface ResourceUsage {

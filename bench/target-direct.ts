@@ -16,7 +16,7 @@ import type {
   RequestResult,
   ResourceUsage,
 } from "./harness.js";
-import { mib } from "./harness.js";
+import { ArrivalClock, mib } from "./harness.js";
 import { renderChatMl } from "./prompts.js";
 
 /** The server's engine settings from the same environment (context cap, gpu), for a like-for-like run. */
@@ -98,22 +98,24 @@ class DirectSession implements BenchSession {
       tokens = [bos, ...tokens];
     let ttftMs = Number.NaN;
     let generated = 0;
+    const arrivals = new ArrivalClock();
     if (req.maxTokens > 0) {
       const evaluation = sequence.evaluate(tokens as Token[], {
-        // The server's sampling for temperature/top_p/seed requests (top_p 1, top_k 40).
+        // The server's sampling for temperature/top_p/seed requests: every token (top_k 0), top_p 1.
         temperature: req.temperature,
         topP: 1,
-        topK: 40,
+        topK: 0,
         seed: req.seed,
         // A fixed number of tokens: an end-of-generation token does not stop the loop.
         yieldEogToken: true,
       });
       for await (const _token of evaluation) {
         if (generated === 0) ttftMs = performance.now() - started;
+        arrivals.tick();
         generated++;
         if (generated >= req.maxTokens) break;
       }
     }
-    return { ttftMs, completionTokens: generated, promptTokens: tokens.length };
+    return { ttftMs, completionTokens: generated, promptTokens: tokens.length, interTokenMs: arrivals.gaps };
   }
 }

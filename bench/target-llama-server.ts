@@ -12,13 +12,14 @@ import { type EngineProcess, ProcessSupervisor } from "../src/backends/local/eng
 import { loadConfig } from "../src/config/load.js";
 import { findLlamaServer } from "../src/engine-build/find-llama-server.js";
 import { createLogger } from "../src/observability/logger.js";
-import type {
-  BenchRequest,
-  BenchSession,
-  BenchTarget,
-  EngineSettings,
-  RequestResult,
-  ResourceUsage,
+import {
+  ArrivalClock,
+  type BenchRequest,
+  type BenchSession,
+  type BenchTarget,
+  type EngineSettings,
+  type RequestResult,
+  type ResourceUsage,
 } from "./harness.js";
 import { renderChatMl } from "./prompts.js";
 
@@ -156,6 +157,7 @@ class LlamaServerSession implements BenchSession {
     if (response.statusCode !== 200)
       throw new Error(`llama-server: ${response.statusCode} ${await response.body.text()}`);
     let ttftMs = Number.NaN;
+    const arrivals = new ArrivalClock();
     let final: Record<string, unknown> | undefined;
     let buffered = "";
     for await (const chunk of response.body as AsyncIterable<Buffer>) {
@@ -167,8 +169,10 @@ class LlamaServerSession implements BenchSession {
         end = buffered.indexOf("\n");
         if (!line.startsWith("data: ")) continue;
         const message = JSON.parse(line.slice(6)) as Record<string, unknown>;
-        if (Number.isNaN(ttftMs) && typeof message.content === "string" && message.content !== "")
-          ttftMs = performance.now() - started;
+        if (typeof message.content === "string" && message.content !== "") {
+          if (Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
+          arrivals.tick();
+        }
         if (message.stop === true) final = message;
       }
     }
@@ -179,6 +183,7 @@ class LlamaServerSession implements BenchSession {
       completionTokens: Number(final.tokens_predicted),
       promptTokens: Number(final.tokens_evaluated),
       cachedTokens: timings?.cache_n,
+      interTokenMs: arrivals.gaps,
     };
   }
 }

@@ -21,7 +21,7 @@ import type {
   RequestResult,
   ResourceUsage,
 } from "./harness.js";
-import { mib, progress } from "./harness.js";
+import { ArrivalClock, mib, progress } from "./harness.js";
 
 export type HttpMode = "child" | "in-process";
 
@@ -126,8 +126,12 @@ abstract class HttpSession implements BenchSession {
     const processing = Number(response.headers.get("openai-processing-ms"));
     let ttftMs = Number.NaN;
     let usage: OpenAI.CompletionUsage | undefined;
+    const arrivals = new ArrivalClock();
     for await (const chunk of stream) {
-      if (Number.isNaN(ttftMs) && chunk.choices[0]?.delta?.content) ttftMs = performance.now() - started;
+      if (chunk.choices[0]?.delta?.content) {
+        if (Number.isNaN(ttftMs)) ttftMs = performance.now() - started;
+        arrivals.tick();
+      }
       if (chunk.usage) usage = chunk.usage;
     }
     if (!usage) throw new Error("the stream carried no usage chunk");
@@ -137,6 +141,7 @@ abstract class HttpSession implements BenchSession {
       promptTokens: usage.prompt_tokens,
       cachedTokens: usage.prompt_tokens_details?.cached_tokens,
       serverTtftMs: Number.isFinite(processing) ? processing : undefined,
+      interTokenMs: arrivals.gaps,
     };
   }
 }
