@@ -14,6 +14,7 @@ import type {
   UsageCounts,
 } from "../core/generation.js";
 import { estimateEmbedding } from "../core/token-estimate.js";
+import type { Admitted } from "./deployment-state.js";
 import { canServe, type DeploymentTarget, orderTargets, unionOf } from "./deployment-target.js";
 import { backoffMs, isCallerFault, isRetryable, requestedDelayMs } from "./retry-delay.js";
 
@@ -73,7 +74,13 @@ class RoutedPreparedGeneration implements PreparedGeneration {
 interface OpenedStream {
   first: IteratorResult<GenerationPart>;
   rest: AsyncIterator<GenerationPart>;
-  target?: DeploymentTarget;
+  /** The deployment answering and its admission; none when a fallback model answers. */
+  served?: { target: DeploymentTarget; admission: Admitted };
+}
+
+/** Tokens a request may use at most: what the tpm caps reserve up front. */
+function reservedTokens(estimate: CostEstimate): number {
+  return estimate.promptTokens + estimate.maxTokensPerChoice * estimate.choices;
 }
 
 const deadlineExceeded = () =>
@@ -138,7 +145,7 @@ export class RoutedBackend implements ModelBackend {
     withFallbacks: boolean,
   ): AsyncGenerator<GenerationPart> {
     const opened = await this.open(routed, signal, withFallbacks);
-    const target = opened.target;
+    const served = opened.served;
     let failed = false;
     try {
       if (opened.first.done) return;
@@ -153,10 +160,14 @@ export class RoutedBackend implements ModelBackend {
       throw err;
     } finally {
       await opened.rest.return?.(undefined);
-      if (target) {
+      if (served) {
+        const { target, admission } = served;
         target.inFlight--;
-        // The answer had begun: a break now is the deployment's failure all the same.
-        if (failed) target.breaker.failed();
+        // The answer had begun: a break now is the deployment's failure all the same (its probe,
+        // if it was one, already closed the circuit).
+        if (failed) await target.state.failed({ ...admission, probe: false });
+        const used = routed.current.progress;
+        target.state.settle(admission, used.promptTokens + used.completionTokens);
       }
     }
   }
@@ -191,14 +202,9 @@ export class RoutedBackend implements ModelBackend {
         for (let attempt = 0; ; attempt++) {
           if (signal.aborted) throw signal.reason;
           if (deadlineHit || timing.now() >= deadlineAt) throw lastError ?? deadlineExceeded();
-          if (!target.breaker.tryAcquire()) break;
-          const tokens =
-            routed.estimate.promptTokens + routed.estimate.maxTokensPerChoice * routed.estimate.choices;
-          if (!target.rate.allows(tokens)) {
-            target.breaker.released();
-            break;
-          }
-          target.rate.record(tokens);
+          const admission = await target.state.admit(reservedTokens(routed.estimate));
+          // Open, probed by another request, or at its cap: the next deployment may answer now.
+          if (!admission.admitted) break;
           target.inFlight++;
           try {
             const reuse = routed.firstUnused && routed.first.backend === target.backend;
@@ -207,25 +213,27 @@ export class RoutedBackend implements ModelBackend {
             routed.current = prepared;
             const rest = target.backend.generate(prepared, attempts.signal)[Symbol.asyncIterator]();
             const first = await rest.next();
-            target.breaker.succeeded();
+            target.state.succeeded(admission);
             target.attempts.succeeded++;
-            return committed({ first, rest, target });
+            return committed({ first, rest, served: { target, admission } });
           } catch (err) {
             target.inFlight--;
+            // Nothing was answered: the tokens reserved against the tpm cap go back.
+            target.state.settle(admission, 0);
             if (signal.aborted) {
-              target.breaker.released();
+              target.state.released(admission);
               throw err;
             }
             if (deadlineHit) {
-              target.breaker.failed();
+              await target.state.failed(admission);
               target.attempts.failed++;
               throw deadlineExceeded();
             }
             if (isCallerFault(err)) {
-              target.breaker.released();
+              target.state.released(admission);
               throw err;
             }
-            target.breaker.failed();
+            await target.state.failed(admission);
             target.attempts.failed++;
             lastError = err;
             if (!isRetryable(err) || attempt >= target.maxRetries) break;
@@ -275,19 +283,22 @@ export class RoutedBackend implements ModelBackend {
     for (const target of orderTargets(this.targets, this.options.balance, this.options.timing.random)) {
       const backend = target.backend;
       if (!backend.capabilities.embeddings || !backend.embed || !backend.prepareEmbedding) continue;
-      if (!target.breaker.tryAcquire()) continue;
+      const admission = await target.state.admit(prepared.estimate.promptTokens);
+      if (!admission.admitted) continue;
       target.inFlight++;
       try {
         const result = await backend.embed(await backend.prepareEmbedding(prepared.request), signal);
-        target.breaker.succeeded();
+        target.state.succeeded(admission);
         target.attempts.succeeded++;
+        target.state.settle(admission, result.promptTokens);
         return result;
       } catch (err) {
+        target.state.settle(admission, 0);
         if (signal.aborted || isCallerFault(err)) {
-          target.breaker.released();
+          target.state.released(admission);
           throw err;
         }
-        target.breaker.failed();
+        await target.state.failed(admission);
         target.attempts.failed++;
         lastError = err;
       } finally {
