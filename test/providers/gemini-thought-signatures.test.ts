@@ -79,9 +79,9 @@ describe("multi-turn function calling with a Gemini 3 upstream", () => {
   });
 
   const modelTurn = (n: number) =>
-    (upstream.requests[n]?.body.contents as { role: string; parts: Record<string, unknown>[] }[]).find(
-      (c) => c.role === "model",
-    );
+    (
+      (upstream.requests[n]?.body.contents ?? []) as { role: string; parts: Record<string, unknown>[] }[]
+    ).find((c) => c.role === "model");
 
   it("gives each call's signature back on the part it came with when the client sends the calls back", async () => {
     const first = await gateway.client.chat.completions.create({

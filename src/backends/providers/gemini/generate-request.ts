@@ -157,7 +157,8 @@ function toContent(
     const signed = calls.some((call) => thoughtSignatureOf(call.id) !== undefined);
     for (const [j, call] of calls.entries()) {
       callNames.set(call.id, call.name);
-      const signature = thoughtSignatureOf(call.id) ?? (!signed && j === 0 ? SIGNATURE_VALIDATOR_SKIP : undefined);
+      const signature =
+        thoughtSignatureOf(call.id) ?? (!signed && j === 0 ? SIGNATURE_VALIDATOR_SKIP : undefined);
       parts.push({
         functionCall: { name: call.name, args: parseArguments(call.arguments) },
         ...(signature !== undefined && { thoughtSignature: signature }),
