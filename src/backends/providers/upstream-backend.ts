@@ -73,19 +73,23 @@ export class UpstreamBackend implements ModelBackend {
       // Sent and accepted: the prompt counts as consumed from here, until the upstream says more.
       progress.promptTokens = prepared.estimate.promptTokens;
       const decoder = this.adapter.decoder(req);
+      let whole = false;
       try {
-        for await (const event of sseEvents(response.body)) {
+        for await (const event of sseEvents(response.chunks())) {
           for (const part of decoder.read(event)) {
             countProgress(progress, part);
             yield part;
           }
           if (decoder.complete) break;
         }
+        whole = !signal.aborted;
       } catch (err) {
         if (signal.aborted || isServiceError(err)) throw err;
         throw upstreamTransportError(err);
       } finally {
-        response.body.destroy();
+        // A consumer that stops early (the client left) ends here too: then the body is dropped.
+        if (whole) response.release();
+        else response.abandon();
       }
       if (signal.aborted) return;
       for (const part of decoder.finish()) {
