@@ -127,49 +127,16 @@ export class RoutedBackend implements ModelBackend {
     throw firstError ?? noDeployment(this.options.id);
   }
 
-  async *generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
-    yield* this.route(prepared as RoutedPreparedGeneration, signal, true);
+  generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterableIterator<GenerationPart> {
+    return new RoutedStream((p) => this.open(p, signal, true), prepared as RoutedPreparedGeneration, signal);
   }
 
   /** This model's own deployments, without its fallbacks (when it is itself a fallback). */
   generateWithoutFallbacks(
     prepared: PreparedGeneration,
     signal: AbortSignal,
-  ): AsyncGenerator<GenerationPart> {
-    return this.route(prepared as RoutedPreparedGeneration, signal, false);
-  }
-
-  private async *route(
-    routed: RoutedPreparedGeneration,
-    signal: AbortSignal,
-    withFallbacks: boolean,
-  ): AsyncGenerator<GenerationPart> {
-    const opened = await this.open(routed, signal, withFallbacks);
-    const served = opened.served;
-    let failed = false;
-    try {
-      if (opened.first.done) return;
-      yield opened.first.value;
-      for (;;) {
-        const next = await opened.rest.next();
-        if (next.done) return;
-        yield next.value;
-      }
-    } catch (err) {
-      failed = !signal.aborted;
-      throw err;
-    } finally {
-      await opened.rest.return?.(undefined);
-      if (served) {
-        const { target, admission } = served;
-        target.inFlight--;
-        // The answer had begun: a break now is the deployment's failure all the same (its probe,
-        // if it was one, already closed the circuit).
-        if (failed) await target.state.failed({ ...admission, probe: false });
-        const used = routed.current.progress;
-        target.state.settle(admission, used.promptTokens + used.completionTokens);
-      }
-    }
+  ): AsyncIterableIterator<GenerationPart> {
+    return new RoutedStream((p) => this.open(p, signal, false), prepared as RoutedPreparedGeneration, signal);
   }
 
   /** Tries deployments (then fallbacks) until one yields a first part; throws the last failure. */
@@ -328,5 +295,71 @@ export class RoutedBackend implements ModelBackend {
 
   async close(): Promise<void> {
     await Promise.allSettled(this.targets.filter((t) => t.owned).map((t) => t.backend.close()));
+  }
+}
+
+/**
+ * The parts of a routed answer: the first part of the attempt that answered (the answer is then
+ * committed), then the rest of that attempt's parts. Its end — whole, failed or given up by the
+ * consumer — settles the deployment's books once: in flight, the circuit (a break after the answer
+ * began is still the deployment's failure) and the tokens reserved against its tpm cap. An iterator
+ * written out rather than an async generator: it passes each part on without a generator step of
+ * its own.
+ */
+class RoutedStream implements AsyncIterableIterator<GenerationPart> {
+  private opened: OpenedStream | undefined;
+  private firstSent = false;
+  private ended = false;
+
+  constructor(
+    private readonly open: (routed: RoutedPreparedGeneration) => Promise<OpenedStream>,
+    private readonly routed: RoutedPreparedGeneration,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<GenerationPart>> {
+    if (this.ended) return { done: true, value: undefined };
+    if (!this.opened) this.opened = await this.open(this.routed);
+    const opened = this.opened;
+    if (!this.firstSent) {
+      this.firstSent = true;
+      if (!opened.first.done) return opened.first;
+      await this.end(false);
+      return opened.first;
+    }
+    let next: IteratorResult<GenerationPart>;
+    try {
+      next = await opened.rest.next();
+    } catch (err) {
+      await this.end(!this.signal.aborted);
+      throw err;
+    }
+    if (next.done) await this.end(false);
+    return next;
+  }
+
+  async return(): Promise<IteratorResult<GenerationPart>> {
+    if (this.opened && !this.ended) await this.end(false);
+    this.ended = true;
+    return { done: true, value: undefined };
+  }
+
+  private async end(failed: boolean): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    const opened = this.opened as OpenedStream;
+    await opened.rest.return?.(undefined);
+    const served = opened.served;
+    if (!served) return;
+    const { target, admission } = served;
+    target.inFlight--;
+    // Its probe, if it was one, already closed the circuit when the answer began.
+    if (failed) await target.state.failed({ ...admission, probe: false });
+    const used = this.routed.current.progress;
+    target.state.settle(admission, used.promptTokens + used.completionTokens);
   }
 }

@@ -16,7 +16,7 @@ import type {
 import { estimateEmbedding } from "../../core/token-estimate.js";
 import { charsToTokens, estimatePromptTokens } from "./prompt-estimate.js";
 import type { ProviderAdapter } from "./provider-adapter.js";
-import { sseEvents } from "./sse-events.js";
+import { SseReader } from "./sse-events.js";
 import type { UpstreamClient } from "./upstream-client.js";
 import { upstreamTransportError } from "./upstream-errors.js";
 
@@ -73,13 +73,18 @@ export class UpstreamBackend implements ModelBackend {
       // Sent and accepted: the prompt counts as consumed from here, until the upstream says more.
       progress.promptTokens = prepared.estimate.promptTokens;
       const decoder = this.adapter.decoder(req);
+      const reader = new SseReader();
       let whole = false;
       try {
-        for await (const event of sseEvents(response.chunks())) {
-          for (const part of decoder.read(event)) {
-            countProgress(progress, part);
-            yield part;
+        // One loop over the body: each chunk's events are decoded and their parts yielded here.
+        read: for await (const chunk of response.chunks()) {
+          for (const event of reader.feed(chunk)) {
+            for (const part of counted(decoder.read(event), progress)) yield part;
+            if (decoder.complete) break read;
           }
+        }
+        for (const event of decoder.complete ? [] : reader.end()) {
+          for (const part of counted(decoder.read(event), progress)) yield part;
           if (decoder.complete) break;
         }
         whole = !signal.aborted;
@@ -138,6 +143,12 @@ export class UpstreamBackend implements ModelBackend {
   close(): Promise<void> {
     return this.client.close();
   }
+}
+
+/** An event's parts, counted into the live usage before they go out. */
+function counted(parts: GenerationPart[], progress: UsageCounts): GenerationPart[] {
+  for (const part of parts) countProgress(progress, part);
+  return parts;
 }
 
 function countProgress(progress: UsageCounts, part: GenerationPart): void {
