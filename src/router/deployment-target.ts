@@ -90,7 +90,8 @@ export function orderTargets(
   targets: readonly DeploymentTarget[],
   balance: "weighted" | "least_in_flight",
   random: () => number,
-): DeploymentTarget[] {
+): readonly DeploymentTarget[] {
+  if (targets.length === 1) return targets;
   const keyed = targets.map((target) => {
     if (target.weight === 0) return { target, key: Number.POSITIVE_INFINITY, tie: random() };
     if (balance === "least_in_flight") return { target, key: target.inFlight / target.weight, tie: random() };

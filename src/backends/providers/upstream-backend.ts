@@ -15,7 +15,7 @@ import type {
 } from "../../core/generation.js";
 import { estimateEmbedding } from "../../core/token-estimate.js";
 import { charsToTokens, estimatePromptTokens } from "./prompt-estimate.js";
-import type { ProviderAdapter } from "./provider-adapter.js";
+import type { ProviderAdapter, UpstreamCall } from "./provider-adapter.js";
 import { SseReader } from "./sse-events.js";
 import type { UpstreamClient } from "./upstream-client.js";
 import { upstreamTransportError } from "./upstream-errors.js";
@@ -32,6 +32,8 @@ class UpstreamPreparedGeneration implements PreparedGeneration {
   constructor(
     readonly request: GenerationRequest,
     readonly estimate: CostEstimate,
+    /** The upstream request, built (and checked) once. */
+    readonly call: UpstreamCall,
   ) {}
 }
 
@@ -53,19 +55,28 @@ export class UpstreamBackend implements ModelBackend {
   }
 
   async prepare(request: GenerationRequest): Promise<PreparedGeneration> {
-    this.adapter.check(request);
+    // Building the upstream's request is what refuses what the provider cannot do; it is sent as built.
+    const call = this.adapter.generationCall(
+      request,
+      this.options.upstreamModel,
+      this.options.defaultMaxTokens,
+    );
     const prompts = request.input.kind === "prompts" ? request.input.prompts.length : 1;
-    return new UpstreamPreparedGeneration(request, {
-      promptTokens: estimatePromptTokens(request),
-      maxTokensPerChoice: request.maxTokens ?? this.options.defaultMaxTokens,
-      choices: prompts * request.n,
-      exact: false,
-    });
+    return new UpstreamPreparedGeneration(
+      request,
+      {
+        promptTokens: estimatePromptTokens(request),
+        maxTokensPerChoice: request.maxTokens ?? this.options.defaultMaxTokens,
+        choices: prompts * request.n,
+        exact: false,
+      },
+      call,
+    );
   }
 
   async *generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
     const req = prepared.request;
-    const call = this.adapter.generationCall(req, this.options.upstreamModel, this.options.defaultMaxTokens);
+    const call = (prepared as UpstreamPreparedGeneration).call;
     this.inFlight++;
     try {
       const response = await this.client.post(call.path, call.body, signal, call.query);
