@@ -6,13 +6,17 @@
  *
  *   npm run bench:upstream [-- --requests 4000 --reps 3 --concurrency 1,16,64]
  *
- * Three processes, so none measures itself: this one generates the load (undici, timing each
- * request with performance.now(): sub-millisecond latencies need sub-millisecond clocks), one
- * child runs the mock upstream, one runs Switchboard. Switchboard's CPU time is read from /proc,
- * so "req/CPU-s" is what one core of Switchboard sustains, whatever else shares the machine.
+ * Three processes, so none measures itself: one child runs the mock upstream, one runs Switchboard,
+ * and the load comes from outside them. Non-streamed rows use wrk (Debian's `wrk` package, a load
+ * generator in C that reports latency in microseconds) when it is installed; streamed rows, and
+ * every row without wrk (or with --generator undici), use an undici generator in this process that
+ * times the first event of each stream with performance.now() (wrk cannot see a first byte).
+ * Switchboard's CPU time is read from /proc, so "req/CPU-s" is what one core of Switchboard
+ * sustains, whatever else shares the machine. Its heap is measured after a full GC at the start
+ * and at the end: growth between them over tens of thousands of requests is a leak, not sizing.
  */
-import { type ChildProcess, fork } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -33,6 +37,10 @@ const { values } = parseArgs({
     reps: { type: "string", default: "3" },
     concurrency: { type: "string", default: "1,16,64" },
     "cpu-prof": { type: "boolean", default: false },
+    /** wrk (non-streamed rows, when installed) or undici (every row). */
+    generator: { type: "string", default: "wrk" },
+    /** Seconds per wrk run. */
+    seconds: { type: "string", default: "5" },
   },
 });
 
@@ -120,6 +128,13 @@ async function runSwitchboard(upstream: string): Promise<Ready> {
     ],
   });
   const server = await startServer(config, { logger: createLogger("silent") });
+  // The driver asks for the heap after a full GC (the child runs with --expose-gc).
+  process.on("message", () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    gc?.();
+    process.send?.({ heapUsed: process.memoryUsage().heapUsed });
+  });
   // A member key with every limit set, so each request does the whole work of checking them.
   const created = await server.access.admin.createKey("proj_default", {
     name: "bench",
@@ -133,16 +148,21 @@ async function runSwitchboard(upstream: string): Promise<Ready> {
 
 interface Sample {
   /** Whole answer (non-stream) or first event (stream), ms. */
-  latency: number[];
+  p50: number;
+  p99: number;
   rps: number;
+  requests: number;
   /** Switchboard CPU seconds spent during the run (undefined for the direct target). */
   cpuSeconds?: number;
 }
 
 function startChild(args: string[]): Promise<{ child: ChildProcess; ready: Ready }> {
   const file = fileURLToPath(import.meta.url);
-  const execArgv =
-    values["cpu-prof"] && args.includes("gateway") ? ["--cpu-prof", "--cpu-prof-dir=build/bench-prof"] : [];
+  const gateway = args.includes("gateway");
+  const execArgv = [
+    ...(gateway ? ["--expose-gc"] : []),
+    ...(values["cpu-prof"] && gateway ? ["--cpu-prof", "--cpu-prof-dir=build/bench-prof"] : []),
+  ];
   const child = fork(file, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
   return new Promise((resolve, reject) => {
     child.once("message", (ready) => resolve({ child, ready: ready as Ready }));
@@ -208,6 +228,10 @@ async function load(
     await Promise.all(Array.from({ length: concurrency }, worker));
   };
   await run(warmup);
+  if (!stream && wrk) {
+    await pool.close();
+    return loadWithWrk(target, concurrency, pid);
+  }
   const latency: number[] = [];
   const cpuBefore = cpuSecondsOf(pid);
   const began = performance.now();
@@ -217,10 +241,75 @@ async function load(
   await pool.close();
   latency.sort((a, b) => a - b);
   return {
-    latency,
+    p50: quantile(latency, 0.5),
+    p99: quantile(latency, 0.99),
     rps: requests / wall,
+    requests,
     ...(cpuBefore !== undefined && cpuAfter !== undefined && { cpuSeconds: cpuAfter - cpuBefore }),
   };
+}
+
+/** wrk on the path, when asked for (the default) and installed. */
+const wrk = values.generator === "wrk" && hasWrk();
+
+function hasWrk(): boolean {
+  try {
+    execFileSync("wrk", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch (err) {
+    // wrk --version exits 1 after printing its version; only a missing binary is ENOENT.
+    return (err as NodeJS.ErrnoException).code !== "ENOENT";
+  }
+}
+
+/** One wrk run of --seconds at `concurrency` connections: its p50/p99 (µs resolution) and rate. */
+async function loadWithWrk(target: Ready, concurrency: number, pid?: number): Promise<Sample> {
+  const script = join(mkdtempSync(join(tmpdir(), "sb-wrk-")), "post.lua");
+  const headers = [`wrk.headers["Content-Type"] = "application/json"`];
+  if (target.key) headers.push(`wrk.headers["Authorization"] = "Bearer ${target.key}"`);
+  writeFileSync(
+    script,
+    [
+      `wrk.method = "POST"`,
+      `wrk.body = [[${JSON.stringify({ ...CHAT_BODY, stream: false })}]]`,
+      ...headers,
+    ].join("\n"),
+  );
+  const cpuBefore = cpuSecondsOf(pid);
+  const args = ["-t1", `-c${concurrency}`, `-d${values.seconds}s`, "--latency", "-s", script];
+  const output = await new Promise<string>((resolve, reject) => {
+    const child = spawn("wrk", [...args, `${target.url}/v1/chat/completions`]);
+    let text = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      text += chunk.toString("utf8");
+    });
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited with ${code}`))));
+  });
+  const cpuAfter = cpuSecondsOf(pid);
+  if (/Non-2xx or 3xx responses/.test(output)) throw new Error(`wrk saw error statuses:\n${output}`);
+  const ms = (percent: string) => {
+    const match = new RegExp(`\\s${percent}%\\s+([\\d.]+)(us|ms|s)`).exec(output);
+    if (!match) throw new Error(`no ${percent}% latency in wrk's output:\n${output}`);
+    const scale = { us: 0.001, ms: 1, s: 1000 }[match[2] as "us" | "ms" | "s"];
+    return Number(match[1]) * scale;
+  };
+  const requests = Number(/(\d+) requests in/.exec(output)?.[1] ?? Number.NaN);
+  return {
+    p50: ms("50"),
+    p99: ms("99"),
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? Number.NaN),
+    requests,
+    ...(cpuBefore !== undefined && cpuAfter !== undefined && { cpuSeconds: cpuAfter - cpuBefore }),
+  };
+}
+
+/** Switchboard's heap after a full GC, in MiB. */
+function heapAfterGc(child: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    child.once("message", (m) => resolve((m as { heapUsed: number }).heapUsed / 1024 / 1024));
+    child.send("memory");
+  });
 }
 
 const quantile = (sorted: number[], q: number) =>
@@ -235,9 +324,14 @@ async function drive(): Promise<void> {
   const mock = await startChild(["--role", "upstream"]);
   const gateway = await startChild(["--role", "gateway", "--upstream", mock.ready.url]);
   process.stderr.write(
-    `upstream benchmark: ${requests} requests per run after ${warmup} warm-up, ${reps} repetitions, ` +
+    `upstream benchmark: ${wrk ? `non-stream: wrk, ${values.seconds} s per run; stream: ` : ""}` +
+      `${requests} requests per run (undici) after ${warmup} warm-up, ${reps} repetitions, ` +
       `concurrency ${levels.join("/")}\n`,
   );
+  // The heap with the gateway started and warmed up once, before the measured load.
+  await load(gateway.ready, false, 1, warmup, warmup, gateway.child.pid);
+  const heapAtStart = await heapAfterGc(gateway.child);
+  let served = 0;
   const fmt = (n: number) => n.toFixed(3);
   const lines: string[] = [
     "| mode | c | direct p50 | direct p99 | via p50 | via p99 | added p50 | added p99 | direct req/s | via req/s | via req/CPU-s |",
@@ -251,14 +345,15 @@ async function drive(): Promise<void> {
       for (let r = 0; r < reps; r++) {
         // Interleaved, so drift on a shared machine hits both alike.
         direct.push(await load(mock.ready, stream, c, requests, warmup));
-        via.push(await load(gateway.ready, stream, c, requests, warmup, gateway.child.pid));
+        const sample = await load(gateway.ready, stream, c, requests, warmup, gateway.child.pid);
+        via.push(sample);
+        served += sample.requests + warmup;
       }
-      const p = (samples: Sample[], q: number) => median(samples.map((s) => quantile(s.latency, q)));
-      const d50 = p(direct, 0.5);
-      const d99 = p(direct, 0.99);
-      const v50 = p(via, 0.5);
-      const v99 = p(via, 0.99);
-      const perCpu = median(via.map((s) => (s.cpuSeconds ? requests / s.cpuSeconds : Number.NaN)));
+      const d50 = median(direct.map((s) => s.p50));
+      const d99 = median(direct.map((s) => s.p99));
+      const v50 = median(via.map((s) => s.p50));
+      const v99 = median(via.map((s) => s.p99));
+      const perCpu = median(via.map((s) => (s.cpuSeconds ? s.requests / s.cpuSeconds : Number.NaN)));
       const mode = stream ? "stream (first event)" : "non-stream";
       lines.push(
         `| ${mode} | ${c} | ${fmt(d50)} | ${fmt(d99)} | ${fmt(v50)} | ${fmt(v99)} | ${fmt(v50 - d50)} | ${fmt(v99 - d99)} | ` +
@@ -270,6 +365,7 @@ async function drive(): Promise<void> {
     }
   }
   const memory = rssOf(gateway.child.pid);
+  const heapAtEnd = await heapAfterGc(gateway.child);
   const opened = await new Promise<{ connections: number }>((resolve) => {
     mock.child.once("message", (m) => resolve(m as { connections: number }));
     mock.child.send("stats");
@@ -279,7 +375,8 @@ async function drive(): Promise<void> {
   console.log(lines.join("\n"));
   console.log(`connections the mock upstream accepted (direct and via Switchboard): ${opened.connections}`);
   console.log(
-    `Switchboard RSS after the runs: ${memory ? `${memory.rss.toFixed(0)} MiB (peak ${memory.peak.toFixed(0)} MiB)` : "unknown"}`,
+    `Switchboard RSS after the runs: ${memory ? `${memory.rss.toFixed(0)} MiB (peak ${memory.peak.toFixed(0)} MiB)` : "unknown"}; ` +
+      `heap after a full GC: ${heapAtStart.toFixed(1)} MiB warmed up, ${heapAtEnd.toFixed(1)} MiB after ${served} more requests`,
   );
   const best = Math.max(...levels.map((c) => summary[`n${c}cpu`] ?? 0));
   console.log(

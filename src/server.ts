@@ -36,7 +36,7 @@ export async function startServer(
   const logger = options.logger ?? createLogger(config.log_level);
   const registry = options.registry ?? (await buildRegistry(config, logger));
   const closeModels = async () => {
-    if (!options.registry) await Promise.allSettled(registry.all().map((d) => d.backend.close()));
+    if (!options.registry) await registry.close();
   };
   const modelNames = () => registry.all().flatMap((d) => [d.id, ...d.aliases]);
   const now = options.now ?? Date.now;

@@ -12,6 +12,13 @@ export const functionNameSchema = z
   .string()
   .regex(/^[a-zA-Z0-9_-]{1,64}$/, "use 1-64 letters, digits, _ or -");
 
+/**
+ * A tool call's id as a client sends it back (a call in an assistant turn, the call a tool result
+ * answers). Ids we mint are short, but an upstream's opaque state for the call can ride in it
+ * (Gemini's thought signatures, a few hundred bytes to some KiB), so the bound is generous.
+ */
+export const toolCallIdSchema = z.string().min(1).max(32_768);
+
 /** Up to 16 string pairs, keys ≤64 and values ≤512 characters. */
 export const metadataSchema = z
   .record(z.string().max(64), z.string().max(512))

@@ -1,16 +1,24 @@
 import { existsSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { readGgufFacts } from "../backends/local/engines/gguf-facts.js";
-import { DEMO_MODEL_ID, demoModelConfigs } from "../composition/build-registry.js";
+import {
+  DEMO_MODEL_ID,
+  demoModelConfigs,
+  deploymentStateSettings,
+  openDeploymentStates,
+} from "../composition/build-registry.js";
+import { deploymentNames } from "../config/routed-model-schema.js";
 import type { Config, LocalModelConfig } from "../config/schema.js";
 import { findLlamaServer } from "../engine-build/find-llama-server.js";
 import { hfCachePath, parseModelSource } from "../models/model-source.js";
 import { resolveModelFile } from "../models/resolve-model-file.js";
 import { createCommandLogger } from "../observability/logger.js";
+import type { DeploymentSnapshot } from "../router/deployment-state.js";
 import { describeConfigFile, loadCliConfig } from "./config-options.js";
 import { UsageError } from "./usage-error.js";
 
 type Print = (line: string) => void;
+type Logger = ReturnType<typeof createCommandLogger>;
 
 /** `switchboard models list|pull`. */
 export async function modelsCommand(args: string[], out: Print): Promise<number> {
@@ -18,15 +26,15 @@ export async function modelsCommand(args: string[], out: Print): Promise<number>
   if (sub !== "list" && sub !== "pull")
     throw new UsageError(`Unknown models command '${sub ?? ""}': use 'list' or 'pull' (see models --help).`);
   const { config, file } = loadCliConfig(rest);
-  if (sub === "list") {
-    out(describeConfigFile(file));
-    await listModels(config, out);
-    return 0;
-  }
   const logger = createCommandLogger(
     config.log_level === "info" ? "warn" : config.log_level,
     config.log_format,
   );
+  if (sub === "list") {
+    out(describeConfigFile(file));
+    await listModels(config, out, logger);
+    return 0;
+  }
   for (const m of config.models) {
     const path = await resolveModelFile(m, config, logger);
     out(`${m.id}\t${path}`);
@@ -35,8 +43,8 @@ export async function modelsCommand(args: string[], out: Print): Promise<number>
 }
 
 /** Each model the server would serve: names, source, file and its state, engine, context. */
-async function listModels(config: Config, out: Print): Promise<void> {
-  listRoutedModels(config, out);
+async function listModels(config: Config, out: Print, logger: Logger): Promise<void> {
+  await listRoutedModels(config, out, logger);
   if (config.models.length === 0 && config.routed_models.length > 0) return;
   const demo = config.models.length === 0;
   if (demo && !config.demo_model) {
@@ -62,25 +70,50 @@ async function listModels(config: Config, out: Print): Promise<void> {
 
 /**
  * Each routed model and its deployments as configured: provider, upstream model and host, and
- * whether its key is set (never the key). Circuit states live in the running server (/ready).
+ * whether its key is set (never the key); with Redis configured, each circuit as every instance
+ * shares it. Without Redis, circuits live in each running server (/ready, /admin/models).
  */
-function listRoutedModels(config: Config, out: Print): void {
-  for (const model of config.routed_models) {
-    out("");
-    const aliases = model.aliases.length ? ` (aliases: ${model.aliases.join(", ")})` : "";
-    out(`${model.id}${aliases} — routed, ${model.balance}, deadline ${model.deadline_ms} ms`);
-    for (const d of model.deployments) {
-      const name = d.name ?? `${d.provider}:${d.model}`;
-      if (d.provider === "local") {
-        out(`  deployment ${name}  local model '${d.model}'  weight ${d.weight}`);
-        continue;
+async function listRoutedModels(config: Config, out: Print, logger: Logger): Promise<void> {
+  if (config.routed_models.length === 0) return;
+  const states = openDeploymentStates(config, logger);
+  try {
+    for (const model of config.routed_models) {
+      out("");
+      const aliases = model.aliases.length ? ` (aliases: ${model.aliases.join(", ")})` : "";
+      out(`${model.id}${aliases} — routed, ${model.balance}, deadline ${model.deadline_ms} ms`);
+      const names = deploymentNames(model.deployments);
+      for (const [j, d] of model.deployments.entries()) {
+        const name = names[j] as string;
+        const state = states.shared
+          ? `  ${circuitText(await states.forDeployment(model.id, name, deploymentStateSettings(config, model, d)).read())}`
+          : "";
+        if (d.provider === "local") {
+          out(`  deployment ${name}  local model '${d.model}'  weight ${d.weight}${state}`);
+          continue;
+        }
+        const host = new URL(d.base_url).host;
+        const key = d.api_key ? "key set" : "no key";
+        out(
+          `  deployment ${name}  ${d.provider} ${host}  model ${d.model}  weight ${d.weight}  [${key}]${state}`,
+        );
       }
-      const host = new URL(d.base_url).host;
-      const key = d.api_key ? "key set" : "no key";
-      out(`  deployment ${name}  ${d.provider} ${host}  model ${d.model}  weight ${d.weight}  [${key}]`);
+      if (model.fallbacks.length) out(`  fallbacks  ${model.fallbacks.join(", ")}`);
     }
-    if (model.fallbacks.length) out(`  fallbacks  ${model.fallbacks.join(", ")}`);
+    if (!states.shared) {
+      out("");
+      out(
+        "Circuit states are kept by each running server: GET /ready or /admin/models (with redis: set, here too).",
+      );
+    }
+  } finally {
+    await states.close();
   }
+}
+
+function circuitText(state: DeploymentSnapshot | undefined): string {
+  if (!state) return "circuit unknown (Redis does not answer)";
+  const streak = state.consecutiveFailures;
+  return `circuit ${state.circuit}${streak > 0 ? ` (${streak} failure${streak === 1 ? "" : "s"} in a row)` : ""}`;
 }
 
 function demoNote(model: LocalModelConfig): string {

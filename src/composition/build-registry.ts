@@ -2,17 +2,26 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
+import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { LocalEngineFactory } from "../backends/local/engines/engine-factory.js";
 import { LocalBackend } from "../backends/local/local-backend.js";
 import { createUpstreamBackend } from "../backends/providers/create-upstream-backend.js";
-import type { RoutedModelConfig } from "../config/routed-model-schema.js";
+import {
+  type DeploymentConfig,
+  deploymentNames,
+  type RoutedModelConfig,
+} from "../config/routed-model-schema.js";
 import type { Config, LocalModelConfig } from "../config/schema.js";
 import type { ModelPricing } from "../core/pricing.js";
+import { FAIL_FAST_REDIS_OPTIONS } from "../limits/redis-limit-store.js";
 import { makeModel } from "../models/make-model.js";
 import { resolveModelFile } from "../models/resolve-model-file.js";
+import type { DeploymentStateSettings, DeploymentStateStore } from "../router/deployment-state.js";
 import { DeploymentTarget } from "../router/deployment-target.js";
+import { MemoryDeploymentStateStore } from "../router/memory-deployment-state.js";
 import { type Deployment, ModelRegistry } from "../router/model-registry.js";
+import { RedisDeploymentStateStore } from "../router/redis-deployment-state.js";
 import { RoutedBackend, type RouterTiming, realTiming } from "../router/routed-backend.js";
 
 export const DEMO_MODEL_ID = "switchboard-demo";
@@ -60,9 +69,36 @@ export async function buildRegistry(
       pricing: pricingOf(model.pricing),
     });
   }
-  for (const model of config.routed_models)
-    registry.add(routedDeployment(model, config, registry, created, timing));
+  if (config.routed_models.length > 0) {
+    const states = openDeploymentStates(config, logger, timing.now);
+    registry.own(states);
+    for (const model of config.routed_models)
+      registry.add(routedDeployment(model, config, registry, created, timing, states));
+  }
   return registry;
+}
+
+/**
+ * Where circuits and rpm / tpm caps are kept: in Redis when one is configured, so every instance
+ * opens, probes and closes a deployment's circuit together and shares its caps; else in this process.
+ */
+export function openDeploymentStates(
+  config: Config,
+  logger: Logger,
+  now: () => number = Date.now,
+): DeploymentStateStore {
+  if (!config.redis) return new MemoryDeploymentStateStore(now);
+  return new RedisDeploymentStateStore(new Redis(config.redis, FAIL_FAST_REDIS_OPTIONS), {
+    prefix: config.redis_prefix,
+    closeClient: true,
+    onAvailabilityChange: (err) =>
+      err
+        ? logger.warn(
+            { err: err.message },
+            "router state: Redis is unreachable; each deployment's circuit and caps are kept by this instance alone until it answers",
+          )
+        : logger.info("router state: Redis answers again; circuits and caps are shared"),
+  });
 }
 
 function routedDeployment(
@@ -71,24 +107,24 @@ function routedDeployment(
   registry: ModelRegistry,
   created: number,
   timing: RouterTiming,
+  states: DeploymentStateStore,
 ): Deployment {
-  const breaker = { failures: config.router.breaker_failures, cooldownMs: config.router.breaker_cooldown_ms };
-  const targets = model.deployments.map((d) => {
+  const names = deploymentNames(model.deployments);
+  const targets = model.deployments.map((d, j) => {
     const local = d.provider === "local";
+    const name = names[j] as string;
+    const state = states.forDeployment(model.id, name, deploymentStateSettings(config, model, d));
     return new DeploymentTarget(
       {
-        name: d.name ?? `${d.provider}:${d.model}`,
+        name,
         provider: d.provider,
         // Validation made sure a local deployment names a local model, added above.
         backend: local ? registry.resolve(d.model).backend : createUpstreamBackend(d),
         weight: d.weight,
         maxRetries: d.max_retries,
-        rpm: local ? undefined : d.rpm,
-        tpm: local ? undefined : d.tpm,
         owned: !local,
       },
-      breaker,
-      timing.now,
+      state,
     );
   });
   const backend = new RoutedBackend(targets, {
@@ -109,6 +145,22 @@ function routedDeployment(
     backend,
     loadAtStart: false,
     pricing: pricingOf(model.pricing),
+  };
+}
+
+/** The circuit and cap settings of one deployment of a routed model. */
+export function deploymentStateSettings(
+  config: Config,
+  model: RoutedModelConfig,
+  deployment: DeploymentConfig,
+): DeploymentStateSettings {
+  const local = deployment.provider === "local";
+  return {
+    breakerFailures: config.router.breaker_failures,
+    breakerCooldownMs: config.router.breaker_cooldown_ms,
+    probeTtlMs: model.deadline_ms,
+    rpm: local ? undefined : deployment.rpm,
+    tpm: local ? undefined : deployment.tpm,
   };
 }
 

@@ -217,11 +217,19 @@ function checkModelIdsUnique(config: Config, origins: Origins): void {
         throw new ConfigError(`Invalid configuration:\n  - ${at}: the name '${name}' is used twice`);
       seen.add(name);
     }
+    const named = new Set<string>();
     for (const [j, deployment] of model.deployments.entries()) {
       if (deployment.provider === "local" && !localIds.has(deployment.model))
         throw new ConfigError(
           `Invalid configuration:\n  - ${at}.deployments.${j}.model: no local model under 'models' has the id '${deployment.model}'`,
         );
+      // The name keys its circuit (shared through Redis), its metrics and its health report.
+      if (deployment.name === undefined) continue;
+      if (named.has(deployment.name))
+        throw new ConfigError(
+          `Invalid configuration:\n  - ${at}.deployments.${j}.name: another deployment of this model is also named '${deployment.name}'`,
+        );
+      named.add(deployment.name);
     }
   }
   for (const [i, model] of config.routed_models.entries()) {

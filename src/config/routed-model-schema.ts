@@ -140,6 +140,28 @@ export const routerSchema = z
   .strict();
 
 export type DeploymentConfig = z.infer<typeof deploymentSchema>;
+
+/**
+ * How logs, metrics, health reports and the shared circuit state name a model's deployments: the
+ * configured `name`, else `<provider>:<model>`, with `@<host>` when another deployment of the model
+ * would have the same (replicas of one model at several addresses), and `#<position>` if even that
+ * is taken. Configured names must differ (checked when the config is loaded).
+ */
+export function deploymentNames(deployments: readonly DeploymentConfig[]): string[] {
+  const plain = (d: DeploymentConfig) => d.name ?? `${d.provider}:${d.model}`;
+  const count = (names: string[], name: string) => names.filter((n) => n === name).length;
+  const first = deployments.map(plain);
+  const second = deployments.map((d, j) =>
+    d.name !== undefined || count(first, first[j] as string) === 1 || d.provider === "local"
+      ? (first[j] as string)
+      : `${first[j]}@${new URL(d.base_url).host}`,
+  );
+  return deployments.map((d, j) =>
+    d.name !== undefined || count(second, second[j] as string) === 1
+      ? (second[j] as string)
+      : `${second[j]}#${j}`,
+  );
+}
 export type UpstreamDeploymentConfig = Exclude<DeploymentConfig, { provider: "local" }>;
 export type RoutedModelConfig = z.infer<typeof routedModelSchema>;
 export type RouterConfig = z.infer<typeof routerSchema>;

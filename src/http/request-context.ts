@@ -18,20 +18,44 @@ declare module "fastify" {
   }
 }
 
+/** Per shutdown signal: the controllers of requests in flight, aborted together when it fires. */
+const inFlightByShutdown = new WeakMap<AbortSignal, Set<AbortController>>();
+
+function inFlightOf(shutdown: AbortSignal): Set<AbortController> {
+  let inFlight = inFlightByShutdown.get(shutdown);
+  if (!inFlight) {
+    const requests = new Set<AbortController>();
+    shutdown.addEventListener(
+      "abort",
+      () => {
+        for (const controller of requests) controller.abort(shutdown.reason);
+      },
+      { once: true },
+    );
+    inFlightByShutdown.set(shutdown, requests);
+    inFlight = requests;
+  }
+  return inFlight;
+}
+
 /**
  * An AbortSignal for the work a request starts: aborted when the client disconnects before the
- * response is complete, or when shutdown gives up waiting.
+ * response is complete, or when shutdown gives up waiting. One controller per request, and one
+ * shutdown listener for all of them: AbortSignal.any() would cost a composite signal and a
+ * registration on the long-lived shutdown signal per request.
  */
 export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
+  if (shutdown.aborted) return AbortSignal.abort(shutdown.reason);
   const controller = new AbortController();
-  const onClose = () => {
+  const inFlight = inFlightOf(shutdown);
+  inFlight.add(controller);
+  reply.raw.once("close", () => {
+    inFlight.delete(controller);
     if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
-  };
-  reply.raw.once("close", onClose);
-  const signal = AbortSignal.any([controller.signal, shutdown]);
+  });
   // Each of up to n=128 parallel choices listens on the same signal; that is expected, not a leak.
-  setMaxListeners(256, signal);
-  return signal;
+  setMaxListeners(256, controller.signal);
+  return controller.signal;
 }
 
 export function processingMs(request: FastifyRequest): string {

@@ -4,8 +4,7 @@ import type {
   GenerationRequest,
   ModelBackend,
 } from "../core/generation.js";
-import { CircuitBreaker } from "./circuit-breaker.js";
-import { RateWindow } from "./rate-window.js";
+import type { DeploymentState } from "./deployment-state.js";
 
 export interface DeploymentTargetOptions {
   name: string;
@@ -13,8 +12,6 @@ export interface DeploymentTargetOptions {
   backend: ModelBackend;
   weight: number;
   maxRetries: number;
-  rpm?: number;
-  tpm?: number;
   /** The router built (and closes) this backend; a local model's backend belongs to its own entry. */
   owned: boolean;
 }
@@ -27,32 +24,30 @@ export class DeploymentTarget {
   readonly weight: number;
   readonly maxRetries: number;
   readonly owned: boolean;
-  readonly breaker: CircuitBreaker;
-  readonly rate: RateWindow;
+  /** Circuit and rpm / tpm caps: this process' own, or shared by every instance through Redis. */
+  readonly state: DeploymentState;
+  /** Requests in flight from this instance (least_in_flight balances on it). */
   inFlight = 0;
+  /** Attempts this instance sent, by how they ended. */
   readonly attempts = { succeeded: 0, failed: 0 };
 
-  constructor(
-    options: DeploymentTargetOptions,
-    breaker: { failures: number; cooldownMs: number },
-    now: () => number,
-  ) {
+  constructor(options: DeploymentTargetOptions, state: DeploymentState) {
     this.name = options.name;
     this.provider = options.provider;
     this.backend = options.backend;
     this.weight = options.weight;
     this.maxRetries = options.maxRetries;
     this.owned = options.owned;
-    this.breaker = new CircuitBreaker(breaker, now);
-    this.rate = new RateWindow({ rpm: options.rpm, tpm: options.tpm }, now);
+    this.state = state;
   }
 
   report(): DeploymentReport {
+    const { circuit, consecutiveFailures } = this.state.snapshot();
     return {
       name: this.name,
       provider: this.provider,
-      circuit: this.breaker.state,
-      consecutiveFailures: this.breaker.failures,
+      circuit,
+      consecutiveFailures,
       inFlight: this.inFlight,
       attempts: { ...this.attempts },
     };
@@ -95,7 +90,8 @@ export function orderTargets(
   targets: readonly DeploymentTarget[],
   balance: "weighted" | "least_in_flight",
   random: () => number,
-): DeploymentTarget[] {
+): readonly DeploymentTarget[] {
+  if (targets.length === 1) return targets;
   const keyed = targets.map((target) => {
     if (target.weight === 0) return { target, key: Number.POSITIVE_INFINITY, tie: random() };
     if (balance === "least_in_flight") return { target, key: target.inFlight / target.weight, tie: random() };

@@ -18,10 +18,16 @@ export interface Deployment {
   pricing?: ModelPricing;
 }
 
+/** Something the models share and that closes with them (the router's Redis connection). */
+export interface SharedResource {
+  close(): Promise<void>;
+}
+
 /** Maps public model names (ids and aliases) to deployments. Names are configuration, never code. */
 export class ModelRegistry {
   private readonly byName = new Map<string, Deployment>();
   private readonly list: Deployment[] = [];
+  private readonly shared: SharedResource[] = [];
 
   add(deployment: Deployment): void {
     for (const name of [deployment.id, ...deployment.aliases]) {
@@ -44,5 +50,16 @@ export class ModelRegistry {
 
   all(): readonly Deployment[] {
     return this.list;
+  }
+
+  /** Closes `resource` with the models, after them. */
+  own(resource: SharedResource): void {
+    this.shared.push(resource);
+  }
+
+  /** Closes every model's backend, then what they shared; failures do not stop the rest. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.list.map((d) => d.backend.close()));
+    await Promise.allSettled(this.shared.map((r) => r.close()));
   }
 }

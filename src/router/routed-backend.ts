@@ -14,6 +14,7 @@ import type {
   UsageCounts,
 } from "../core/generation.js";
 import { estimateEmbedding } from "../core/token-estimate.js";
+import type { Admitted } from "./deployment-state.js";
 import { canServe, type DeploymentTarget, orderTargets, unionOf } from "./deployment-target.js";
 import { backoffMs, isCallerFault, isRetryable, requestedDelayMs } from "./retry-delay.js";
 
@@ -73,7 +74,13 @@ class RoutedPreparedGeneration implements PreparedGeneration {
 interface OpenedStream {
   first: IteratorResult<GenerationPart>;
   rest: AsyncIterator<GenerationPart>;
-  target?: DeploymentTarget;
+  /** The deployment answering and its admission; none when a fallback model answers. */
+  served?: { target: DeploymentTarget; admission: Admitted };
+}
+
+/** Tokens a request may use at most: what the tpm caps reserve up front. */
+function reservedTokens(estimate: CostEstimate): number {
+  return estimate.promptTokens + estimate.maxTokensPerChoice * estimate.choices;
 }
 
 const deadlineExceeded = () =>
@@ -120,45 +127,16 @@ export class RoutedBackend implements ModelBackend {
     throw firstError ?? noDeployment(this.options.id);
   }
 
-  async *generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
-    yield* this.route(prepared as RoutedPreparedGeneration, signal, true);
+  generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterableIterator<GenerationPart> {
+    return new RoutedStream((p) => this.open(p, signal, true), prepared as RoutedPreparedGeneration, signal);
   }
 
   /** This model's own deployments, without its fallbacks (when it is itself a fallback). */
   generateWithoutFallbacks(
     prepared: PreparedGeneration,
     signal: AbortSignal,
-  ): AsyncGenerator<GenerationPart> {
-    return this.route(prepared as RoutedPreparedGeneration, signal, false);
-  }
-
-  private async *route(
-    routed: RoutedPreparedGeneration,
-    signal: AbortSignal,
-    withFallbacks: boolean,
-  ): AsyncGenerator<GenerationPart> {
-    const opened = await this.open(routed, signal, withFallbacks);
-    const target = opened.target;
-    let failed = false;
-    try {
-      if (opened.first.done) return;
-      yield opened.first.value;
-      for (;;) {
-        const next = await opened.rest.next();
-        if (next.done) return;
-        yield next.value;
-      }
-    } catch (err) {
-      failed = !signal.aborted;
-      throw err;
-    } finally {
-      await opened.rest.return?.(undefined);
-      if (target) {
-        target.inFlight--;
-        // The answer had begun: a break now is the deployment's failure all the same.
-        if (failed) target.breaker.failed();
-      }
-    }
+  ): AsyncIterableIterator<GenerationPart> {
+    return new RoutedStream((p) => this.open(p, signal, false), prepared as RoutedPreparedGeneration, signal);
   }
 
   /** Tries deployments (then fallbacks) until one yields a first part; throws the last failure. */
@@ -191,14 +169,9 @@ export class RoutedBackend implements ModelBackend {
         for (let attempt = 0; ; attempt++) {
           if (signal.aborted) throw signal.reason;
           if (deadlineHit || timing.now() >= deadlineAt) throw lastError ?? deadlineExceeded();
-          if (!target.breaker.tryAcquire()) break;
-          const tokens =
-            routed.estimate.promptTokens + routed.estimate.maxTokensPerChoice * routed.estimate.choices;
-          if (!target.rate.allows(tokens)) {
-            target.breaker.released();
-            break;
-          }
-          target.rate.record(tokens);
+          const admission = await target.state.admit(reservedTokens(routed.estimate));
+          // Open, probed by another request, or at its cap: the next deployment may answer now.
+          if (!admission.admitted) break;
           target.inFlight++;
           try {
             const reuse = routed.firstUnused && routed.first.backend === target.backend;
@@ -207,25 +180,27 @@ export class RoutedBackend implements ModelBackend {
             routed.current = prepared;
             const rest = target.backend.generate(prepared, attempts.signal)[Symbol.asyncIterator]();
             const first = await rest.next();
-            target.breaker.succeeded();
+            target.state.succeeded(admission);
             target.attempts.succeeded++;
-            return committed({ first, rest, target });
+            return committed({ first, rest, served: { target, admission } });
           } catch (err) {
             target.inFlight--;
+            // Nothing was answered: the tokens reserved against the tpm cap go back.
+            target.state.settle(admission, 0);
             if (signal.aborted) {
-              target.breaker.released();
+              target.state.released(admission);
               throw err;
             }
             if (deadlineHit) {
-              target.breaker.failed();
+              await target.state.failed(admission);
               target.attempts.failed++;
               throw deadlineExceeded();
             }
             if (isCallerFault(err)) {
-              target.breaker.released();
+              target.state.released(admission);
               throw err;
             }
-            target.breaker.failed();
+            await target.state.failed(admission);
             target.attempts.failed++;
             lastError = err;
             if (!isRetryable(err) || attempt >= target.maxRetries) break;
@@ -275,19 +250,22 @@ export class RoutedBackend implements ModelBackend {
     for (const target of orderTargets(this.targets, this.options.balance, this.options.timing.random)) {
       const backend = target.backend;
       if (!backend.capabilities.embeddings || !backend.embed || !backend.prepareEmbedding) continue;
-      if (!target.breaker.tryAcquire()) continue;
+      const admission = await target.state.admit(prepared.estimate.promptTokens);
+      if (!admission.admitted) continue;
       target.inFlight++;
       try {
         const result = await backend.embed(await backend.prepareEmbedding(prepared.request), signal);
-        target.breaker.succeeded();
+        target.state.succeeded(admission);
         target.attempts.succeeded++;
+        target.state.settle(admission, result.promptTokens);
         return result;
       } catch (err) {
+        target.state.settle(admission, 0);
         if (signal.aborted || isCallerFault(err)) {
-          target.breaker.released();
+          target.state.released(admission);
           throw err;
         }
-        target.breaker.failed();
+        await target.state.failed(admission);
         target.attempts.failed++;
         lastError = err;
       } finally {
@@ -317,5 +295,71 @@ export class RoutedBackend implements ModelBackend {
 
   async close(): Promise<void> {
     await Promise.allSettled(this.targets.filter((t) => t.owned).map((t) => t.backend.close()));
+  }
+}
+
+/**
+ * The parts of a routed answer: the first part of the attempt that answered (the answer is then
+ * committed), then the rest of that attempt's parts. Its end — whole, failed or given up by the
+ * consumer — settles the deployment's books once: in flight, the circuit (a break after the answer
+ * began is still the deployment's failure) and the tokens reserved against its tpm cap. An iterator
+ * written out rather than an async generator: it passes each part on without a generator step of
+ * its own.
+ */
+class RoutedStream implements AsyncIterableIterator<GenerationPart> {
+  private opened: OpenedStream | undefined;
+  private firstSent = false;
+  private ended = false;
+
+  constructor(
+    private readonly open: (routed: RoutedPreparedGeneration) => Promise<OpenedStream>,
+    private readonly routed: RoutedPreparedGeneration,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<GenerationPart>> {
+    if (this.ended) return { done: true, value: undefined };
+    if (!this.opened) this.opened = await this.open(this.routed);
+    const opened = this.opened;
+    if (!this.firstSent) {
+      this.firstSent = true;
+      if (!opened.first.done) return opened.first;
+      await this.end(false);
+      return opened.first;
+    }
+    let next: IteratorResult<GenerationPart>;
+    try {
+      next = await opened.rest.next();
+    } catch (err) {
+      await this.end(!this.signal.aborted);
+      throw err;
+    }
+    if (next.done) await this.end(false);
+    return next;
+  }
+
+  async return(): Promise<IteratorResult<GenerationPart>> {
+    if (this.opened && !this.ended) await this.end(false);
+    this.ended = true;
+    return { done: true, value: undefined };
+  }
+
+  private async end(failed: boolean): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    const opened = this.opened as OpenedStream;
+    await opened.rest.return?.(undefined);
+    const served = opened.served;
+    if (!served) return;
+    const { target, admission } = served;
+    target.inFlight--;
+    // Its probe, if it was one, already closed the circuit when the answer began.
+    if (failed) await target.state.failed({ ...admission, probe: false });
+    const used = this.routed.current.progress;
+    target.state.settle(admission, used.promptTokens + used.completionTokens);
   }
 }

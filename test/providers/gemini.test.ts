@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { failureOf, type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
-import { type MockGemini, startMockGeminiUpstream } from "./helpers/mock-gemini-upstream.js";
+import {
+  MOCK_THOUGHT_SIGNATURE,
+  type MockGemini,
+  startMockGeminiUpstream,
+} from "./helpers/mock-gemini-upstream.js";
 
 const KEY = "AIzaSy-test-secret-gemini-42";
 
@@ -156,12 +160,13 @@ describe("a Gemini upstream behind the OpenAI API", () => {
     expect(message?.content).toBe("Checking.");
     expect(message?.tool_calls).toEqual([
       {
-        id: expect.stringMatching(/^call_/),
+        // The first call carries Gemini's thought signature in its id (gemini-thought-signatures.test.ts).
+        id: expect.stringMatching(/^call_[A-Za-z0-9]+_ts_[A-Za-z0-9_-]+$/),
         type: "function",
         function: { name: "get_weather", arguments: '{"city":"Paris"}' },
       },
       {
-        id: expect.stringMatching(/^call_/),
+        id: expect.stringMatching(/^call_[A-Za-z0-9]+$/),
         type: "function",
         function: { name: "get_weather", arguments: '{"city":"Lyon"}' },
       },
@@ -205,7 +210,10 @@ describe("a Gemini upstream behind the OpenAI API", () => {
       {
         role: "model",
         parts: [
-          { functionCall: { name: "get_weather", args: { city: "Paris" } } },
+          {
+            functionCall: { name: "get_weather", args: { city: "Paris" } },
+            thoughtSignature: MOCK_THOUGHT_SIGNATURE,
+          },
           { functionCall: { name: "get_weather", args: { city: "Lyon" } } },
         ],
       },

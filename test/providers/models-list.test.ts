@@ -1,8 +1,14 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 import { modelsCommand } from "../../src/cli/models-command.js";
+import { FAIL_FAST_REDIS_OPTIONS } from "../../src/limits/redis-limit-store.js";
+import { RedisDeploymentStateStore } from "../../src/router/redis-deployment-state.js";
+import { deleteRedisKeys, hasRedis, REDIS_URL, redisTestPrefix } from "../helpers/redis.js";
+
+const withRedis = await hasRedis();
 
 describe("switchboard models list with routed models", () => {
   afterEach(() => {
@@ -46,7 +52,76 @@ describe("switchboard models list with routed models", () => {
       "deployment vllm  openai-compatible vllm.internal:8000  model small  weight 1  [no key]",
     );
     expect(text).toContain("fallbacks  cheap");
+    expect(text).toContain("Circuit states are kept by each running server");
     expect(text).not.toContain("sk-never-printed");
+  });
+
+  it.runIf(withRedis)("shows each circuit as the instances share it in Redis", async () => {
+    const prefix = redisTestPrefix();
+    const store = new RedisDeploymentStateStore(new Redis(REDIS_URL, FAIL_FAST_REDIS_OPTIONS), {
+      prefix,
+      closeClient: true,
+    });
+    try {
+      // What a server's router records when a deployment fails twice in a row (breaker_failures 2).
+      const state = store.forDeployment("smart", "flaky", {
+        breakerFailures: 2,
+        breakerCooldownMs: 600_000,
+        probeTtlMs: 60_000,
+      });
+      for (let i = 0; i < 2; i++) {
+        const admission = await state.admit(1);
+        if (admission.admitted) await state.failed(admission);
+      }
+      const dir = mkdtempSync(join(tmpdir(), "sb-list-"));
+      const file = join(dir, "switchboard.yaml");
+      writeFileSync(
+        file,
+        [
+          "demo_model: false",
+          `redis: ${REDIS_URL}`,
+          `redis_prefix: "${prefix}"`,
+          "router:",
+          "  breaker_failures: 2",
+          "routed_models:",
+          "  - id: smart",
+          "    deployments:",
+          "      - provider: openai-compatible",
+          "        name: flaky",
+          "        base_url: https://a.example.com/v1",
+          "        model: m",
+          "      - provider: openai-compatible",
+          "        name: steady",
+          "        base_url: https://b.example.com/v1",
+          "        model: m",
+        ].join("\n"),
+      );
+      const lines: string[] = [];
+      expect(await modelsCommand(["list", "--config", file], (line) => lines.push(line))).toBe(0);
+      const text = lines.join("\n");
+      expect(text).toContain(
+        "deployment flaky  openai-compatible a.example.com  model m  weight 1  [no key]  circuit open (2 failures in a row)",
+      );
+      expect(text).toContain(
+        "deployment steady  openai-compatible b.example.com  model m  weight 1  [no key]  circuit closed",
+      );
+    } finally {
+      await store.close();
+      await deleteRedisKeys(prefix);
+    }
+  });
+
+  it("names replicas of one upstream model apart by host", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sb-list-"));
+    const file = join(dir, "switchboard.yaml");
+    writeFileSync(
+      file,
+      "demo_model: false\nrouted_models:\n  - id: a\n    deployments:\n      - provider: openai-compatible\n        base_url: http://gpu-1:8000/v1\n        model: m\n      - provider: openai-compatible\n        base_url: http://gpu-2:8000/v1\n        model: m\n",
+    );
+    const lines: string[] = [];
+    await modelsCommand(["list", "--config", file], (line) => lines.push(line));
+    expect(lines.join("\n")).toContain("deployment openai-compatible:m@gpu-1:8000");
+    expect(lines.join("\n")).toContain("deployment openai-compatible:m@gpu-2:8000");
   });
 
   it("refuses a fallback that names no configured model, naming the field", async () => {
@@ -58,6 +133,18 @@ describe("switchboard models list with routed models", () => {
     );
     await expect(modelsCommand(["list", "--config", file], () => {})).rejects.toThrow(
       "routed_models.0.fallbacks.0: 'nope' is not another configured model",
+    );
+  });
+
+  it("refuses two deployments of one model with the same name, naming the field", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sb-list-"));
+    const file = join(dir, "switchboard.yaml");
+    writeFileSync(
+      file,
+      "routed_models:\n  - id: a\n    deployments:\n      - provider: openai-compatible\n        name: x\n        base_url: http://h1/v1\n        model: m\n      - provider: openai-compatible\n        name: x\n        base_url: http://h2/v1\n        model: m\n",
+    );
+    await expect(modelsCommand(["list", "--config", file], () => {})).rejects.toThrow(
+      "routed_models.0.deployments.1.name: another deployment of this model is also named 'x'",
     );
   });
 });

@@ -95,6 +95,20 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
     expect(usages).toEqual([expect.objectContaining({ prompt_tokens: 11, completion_tokens: 7 })]);
   });
 
+  it("keeps one upstream connection alive across streamed answers", async () => {
+    const before = upstream.connections;
+    for (let i = 0; i < 5; i++) {
+      const stream = await gateway.client.chat.completions.create({
+        model: "remote",
+        messages: [{ role: "user", content: "Hi" }],
+        stream: true,
+      });
+      for await (const _ of stream);
+    }
+    // One kept-alive connection serves them all (an earlier test's, or one new one).
+    expect(upstream.connections - before).toBeLessThanOrEqual(1);
+  });
+
   it("streams tool calls the SDK can put back together, and passes the tools through", async () => {
     const stream = gateway.client.chat.completions.stream({
       model: "remote",

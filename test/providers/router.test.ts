@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DeploymentTarget, orderTargets } from "../../src/router/deployment-target.js";
+import { MemoryDeploymentState } from "../../src/router/memory-deployment-state.js";
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
 import { failureOf, type Gateway, manualTiming, readRawStream, startGateway } from "./helpers/gateway.js";
 import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
@@ -230,8 +231,7 @@ describe("balancing order", () => {
   const target = (name: string, weight: number) =>
     new DeploymentTarget(
       { name, provider: "test", backend: {} as never, weight, maxRetries: 0, owned: false },
-      { failures: 1, cooldownMs: 1 },
-      () => 0,
+      new MemoryDeploymentState({ breakerFailures: 1, breakerCooldownMs: 1, probeTtlMs: 1 }, () => 0),
     );
 
   it("weighted: each deployment comes first in proportion to its weight", () => {

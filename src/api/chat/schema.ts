@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { functionNameSchema, metadataSchema } from "../common-fields.js";
+import { functionNameSchema, metadataSchema, toolCallIdSchema } from "../common-fields.js";
 import { samplingExtensions } from "../sampling.js";
 
 /**
@@ -36,7 +36,7 @@ const name = z.string().min(1).max(256).optional();
 const functionName = functionNameSchema;
 
 const toolCall = z.strictObject({
-  id: z.string().min(1).max(256),
+  id: toolCallIdSchema,
   type: z.literal("function"),
   function: z.strictObject({ name: functionName, arguments: z.string() }),
 });
@@ -106,7 +106,7 @@ const assistantMessage = z.strictObject({
 const toolMessage = z.strictObject({
   role: z.literal("tool"),
   content: textOnlyContent,
-  tool_call_id: z.string().min(1),
+  tool_call_id: toolCallIdSchema,
 });
 const functionMessage = z.strictObject({
   role: z.literal("function"),

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { functionNameSchema, metadataSchema } from "../common-fields.js";
+import { functionNameSchema, metadataSchema, toolCallIdSchema } from "../common-fields.js";
 
 /**
  * The wire shape of POST /v1/responses. Every documented field is honoured or refused with a 400
@@ -56,7 +56,7 @@ const assistantMessage = z.strictObject({
 const functionCall = z.strictObject({
   type: z.literal("function_call"),
   id: itemId.optional(),
-  call_id: z.string().min(1).max(256),
+  call_id: toolCallIdSchema,
   name: functionName,
   arguments: z.string(),
   status: status.optional(),
@@ -64,7 +64,7 @@ const functionCall = z.strictObject({
 const functionCallOutput = z.strictObject({
   type: z.literal("function_call_output"),
   id: itemId.nullish(),
-  call_id: z.string().min(1).max(256),
+  call_id: toolCallIdSchema,
   output: z.union([z.string(), z.array(z.discriminatedUnion("type", [inputText, inputImage, inputFile]))]),
   status: status.nullish(),
 });

@@ -41,9 +41,10 @@ export interface ProviderAdapter {
   readonly capabilities: BackendCapabilities;
   /** Headers that authenticate (and version) every request. */
   authHeaders(apiKey: string | undefined): Record<string, string>;
-  /** Refuses, with a 400 naming the field, what this provider cannot do. */
-  check(req: GenerationRequest): void;
-  /** The streaming request for a chat or a raw prompt. */
+  /**
+   * The streaming request for a chat or a raw prompt; refuses, with a 400 naming the field, what
+   * this provider cannot do. Built once per attempt, when the request is prepared.
+   */
   generationCall(req: GenerationRequest, upstreamModel: string, defaultMaxTokens: number): UpstreamCall;
   decoder(req: GenerationRequest): StreamDecoder;
   embeddingCall?(req: EmbeddingRequest, upstreamModel: string): UpstreamCall;

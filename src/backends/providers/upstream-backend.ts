@@ -15,8 +15,8 @@ import type {
 } from "../../core/generation.js";
 import { estimateEmbedding } from "../../core/token-estimate.js";
 import { charsToTokens, estimatePromptTokens } from "./prompt-estimate.js";
-import type { ProviderAdapter } from "./provider-adapter.js";
-import { sseEvents } from "./sse-events.js";
+import type { ProviderAdapter, UpstreamCall } from "./provider-adapter.js";
+import { SseReader } from "./sse-events.js";
 import type { UpstreamClient } from "./upstream-client.js";
 import { upstreamTransportError } from "./upstream-errors.js";
 
@@ -32,6 +32,8 @@ class UpstreamPreparedGeneration implements PreparedGeneration {
   constructor(
     readonly request: GenerationRequest,
     readonly estimate: CostEstimate,
+    /** The upstream request, built (and checked) once. */
+    readonly call: UpstreamCall,
   ) {}
 }
 
@@ -53,19 +55,28 @@ export class UpstreamBackend implements ModelBackend {
   }
 
   async prepare(request: GenerationRequest): Promise<PreparedGeneration> {
-    this.adapter.check(request);
+    // Building the upstream's request is what refuses what the provider cannot do; it is sent as built.
+    const call = this.adapter.generationCall(
+      request,
+      this.options.upstreamModel,
+      this.options.defaultMaxTokens,
+    );
     const prompts = request.input.kind === "prompts" ? request.input.prompts.length : 1;
-    return new UpstreamPreparedGeneration(request, {
-      promptTokens: estimatePromptTokens(request),
-      maxTokensPerChoice: request.maxTokens ?? this.options.defaultMaxTokens,
-      choices: prompts * request.n,
-      exact: false,
-    });
+    return new UpstreamPreparedGeneration(
+      request,
+      {
+        promptTokens: estimatePromptTokens(request),
+        maxTokensPerChoice: request.maxTokens ?? this.options.defaultMaxTokens,
+        choices: prompts * request.n,
+        exact: false,
+      },
+      call,
+    );
   }
 
   async *generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
     const req = prepared.request;
-    const call = this.adapter.generationCall(req, this.options.upstreamModel, this.options.defaultMaxTokens);
+    const call = (prepared as UpstreamPreparedGeneration).call;
     this.inFlight++;
     try {
       const response = await this.client.post(call.path, call.body, signal, call.query);
@@ -73,19 +84,28 @@ export class UpstreamBackend implements ModelBackend {
       // Sent and accepted: the prompt counts as consumed from here, until the upstream says more.
       progress.promptTokens = prepared.estimate.promptTokens;
       const decoder = this.adapter.decoder(req);
+      const reader = new SseReader();
+      let whole = false;
       try {
-        for await (const event of sseEvents(response.body)) {
-          for (const part of decoder.read(event)) {
-            countProgress(progress, part);
-            yield part;
+        // One loop over the body: each chunk's events are decoded and their parts yielded here.
+        read: for await (const chunk of response.chunks()) {
+          for (const event of reader.feed(chunk)) {
+            for (const part of counted(decoder.read(event), progress)) yield part;
+            if (decoder.complete) break read;
           }
+        }
+        for (const event of decoder.complete ? [] : reader.end()) {
+          for (const part of counted(decoder.read(event), progress)) yield part;
           if (decoder.complete) break;
         }
+        whole = !signal.aborted;
       } catch (err) {
         if (signal.aborted || isServiceError(err)) throw err;
         throw upstreamTransportError(err);
       } finally {
-        response.body.destroy();
+        // A consumer that stops early (the client left) ends here too: then the body is dropped.
+        if (whole) response.release();
+        else response.abandon();
       }
       if (signal.aborted) return;
       for (const part of decoder.finish()) {
@@ -134,6 +154,12 @@ export class UpstreamBackend implements ModelBackend {
   close(): Promise<void> {
     return this.client.close();
   }
+}
+
+/** An event's parts, counted into the live usage before they go out. */
+function counted(parts: GenerationPart[], progress: UsageCounts): GenerationPart[] {
+  for (const part of parts) countProgress(progress, part);
+  return parts;
 }
 
 function countProgress(progress: UsageCounts, part: GenerationPart): void {

@@ -1,4 +1,4 @@
-import { Pool } from "undici";
+import { type Dispatcher, Pool } from "undici";
 import { retryAfterMs, upstreamStatusError, upstreamTransportError } from "./upstream-errors.js";
 
 export interface UpstreamClientOptions {
@@ -17,8 +17,35 @@ export interface UpstreamClientOptions {
   errorMessage(body: unknown): string | undefined;
 }
 
-export interface UpstreamResponse {
-  body: AsyncIterable<Uint8Array> & { destroy(): void };
+/** What is read of a successful answer's body after the answer is whole (its end), at most. */
+const TAIL_LIMIT_BYTES = 64 * 1024;
+
+/**
+ * A successful answer's body. Reading stops where the answer is whole (an end marker such as
+ * `[DONE]`); what is left is settled with `release()` or, when the answer is not wanted, `abandon()`.
+ */
+export class UpstreamResponse {
+  constructor(private readonly body: Dispatcher.ResponseData["body"]) {}
+
+  /** The body's chunks; leaving the loop early neither ends nor destroys the body. */
+  chunks(): AsyncIterable<Uint8Array> {
+    return this.body.iterator({ destroyOnReturn: false });
+  }
+
+  /**
+   * The answer is whole: the rest of the body (normally only the end of its chunked encoding) is
+   * read in the background, so the kept-alive connection goes back to the pool instead of being
+   * torn down, and no abort error is built for a body that simply ended.
+   */
+  release(): void {
+    if (this.body.readableEnded) return;
+    this.body.dump({ limit: TAIL_LIMIT_BYTES }).catch(() => {});
+  }
+
+  /** The answer is not wanted (failed, or the caller left): the body and its connection are dropped. */
+  abandon(): void {
+    this.body.destroy();
+  }
 }
 
 /**
@@ -60,7 +87,7 @@ export class UpstreamClient {
       if (signal.aborted) throw err;
       throw upstreamTransportError(err);
     }
-    if (response.statusCode < 400) return { body: response.body };
+    if (response.statusCode < 400) return new UpstreamResponse(response.body);
     const header = (name: string) => {
       const value = response.headers[name];
       return Array.isArray(value) ? value[0] : value;
@@ -74,8 +101,9 @@ export class UpstreamClient {
     const response = await this.post(path, body, signal);
     const chunks: Buffer[] = [];
     try {
-      for await (const chunk of response.body) chunks.push(Buffer.from(chunk));
+      for await (const chunk of response.chunks()) chunks.push(Buffer.from(chunk));
     } catch (err) {
+      response.abandon();
       if (signal.aborted) throw err;
       throw upstreamTransportError(err);
     }

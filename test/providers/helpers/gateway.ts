@@ -40,7 +40,7 @@ export async function startGateway(config: Record<string, unknown>, timing?: Rou
   const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "client-key", maxRetries: 0 });
   const stop = async () => {
     await server.stop();
-    if (registry) await Promise.allSettled(registry.all().map((d) => d.backend.close()));
+    await registry?.close();
   };
   return { server, url: server.url, client, logs, stop };
 }

@@ -6,7 +6,9 @@ import type { RecordedRequest } from "./mock-openai-upstream.js";
  * A Gemini-shaped upstream on loopback, after the generativelanguage API reference:
  * `models/<m>:streamGenerateContent?alt=sse` streamed as GenerateContentResponse chunks (the last
  * with finishReason and usageMetadata), and `models/<m>:batchEmbedContents`. `faults` are error
- * statuses with Google's error body.
+ * statuses with Google's error body. Like Gemini 3, it signs the first function call of an answer
+ * (`thoughtSignature`) and answers 400 when a function call of the current turn comes back without
+ * its signature.
  */
 export interface MockGemini {
   url: string;
@@ -21,6 +23,36 @@ const STATUS_NAMES: Readonly<Record<number, string>> = {
   500: "INTERNAL",
   503: "UNAVAILABLE",
 };
+
+/**
+ * What the mock signs its function calls with: opaque base64 of a few hundred bytes, with '+', '/'
+ * and padding, as real ones are.
+ */
+export const MOCK_THOUGHT_SIGNATURE = Buffer.from(
+  Array.from({ length: 451 }, (_, i) => (i * 37 + 11) % 256),
+).toString("base64");
+
+/**
+ * Gemini 3's check: in the current turn (from the last user message with content of its own, not
+ * a function's result), the first function call of each model step must carry a thought signature.
+ */
+function missingSignature(
+  contents: { role?: string; parts: Record<string, unknown>[] }[],
+): string | undefined {
+  let start = 0;
+  contents.forEach((content, i) => {
+    if (content.role === "user" && content.parts.some((p) => !p.functionResponse)) start = i;
+  });
+  for (const content of contents.slice(start)) {
+    if (content.role !== "model") continue;
+    const first = content.parts.find((p) => p.functionCall);
+    if (first && typeof first.thoughtSignature !== "string") {
+      const name = (first.functionCall as { name?: string }).name;
+      return `Function call is missing a thought_signature in functionCall parts. This is required for tools to work correctly. Additional data, function call \`${name}\``;
+    }
+  }
+  return undefined;
+}
 
 export async function startMockGeminiUpstream(): Promise<MockGemini> {
   const mock: MockGemini = {
@@ -55,6 +87,14 @@ export async function startMockGeminiUpstream(): Promise<MockGemini> {
       const requests = body.requests as unknown[];
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ embeddings: requests.map((_, i) => ({ values: [i, 0.5, -0.25] })) }));
+      return;
+    }
+    const unsigned = body.contents
+      ? missingSignature(body.contents as { role?: string; parts: Record<string, unknown>[] }[])
+      : undefined;
+    if (unsigned) {
+      res.writeHead(400, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: 400, message: unsigned, status: "INVALID_ARGUMENT" } }));
       return;
     }
     if (!req.url?.includes(":streamGenerateContent?alt=sse")) {
@@ -100,7 +140,8 @@ function answerChunks(body: Record<string, unknown>): unknown[] {
           candidate(
             0,
             [
-              { functionCall: { name, args: { city: "Paris" } } },
+              // Parallel calls: only the first is signed.
+              { functionCall: { name, args: { city: "Paris" } }, thoughtSignature: MOCK_THOUGHT_SIGNATURE },
               { functionCall: { name, args: { city: "Lyon" } } },
             ],
             "STOP",

@@ -30,6 +30,8 @@ export interface MockUpstream {
   faults: Fault[];
   /** Text the next normal chat answers stream, piece by piece. */
   answer: string[];
+  /** Connections accepted so far (keep-alive at work: far fewer than requests). */
+  connections: number;
   close(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
     requests: [],
     faults: [],
     answer: ["Hello", " from", " upstream"],
+    connections: 0,
     close: async () => {
       for (const res of hanging) res.destroy();
       server.closeAllConnections();
@@ -91,6 +94,9 @@ export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
       return;
     }
     res.end("data: [DONE]\n\n");
+  });
+  server.on("connection", () => {
+    mock.connections++;
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   mock.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -1,7 +1,7 @@
 import type { BackendCapabilities, GenerationRequest } from "../../../core/generation.js";
 import type { ProviderAdapter, StreamDecoder, UpstreamCall } from "../provider-adapter.js";
 import { AnthropicEventDecoder } from "./event-decoder.js";
-import { anthropicMessagesBody, checkAnthropicRequest } from "./messages-request.js";
+import { anthropicMessagesBody } from "./messages-request.js";
 
 const CAPABILITIES: BackendCapabilities = {
   chat: true,
@@ -24,11 +24,6 @@ export class AnthropicAdapter implements ProviderAdapter {
 
   authHeaders(apiKey: string | undefined): Record<string, string> {
     return { "anthropic-version": this.apiVersion, ...(apiKey && { "x-api-key": apiKey }) };
-  }
-
-  check(req: GenerationRequest): void {
-    checkAnthropicRequest(req);
-    anthropicMessagesBody(req, "", 1);
   }
 
   generationCall(req: GenerationRequest, upstreamModel: string, defaultMaxTokens: number): UpstreamCall {

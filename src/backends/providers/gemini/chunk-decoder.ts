@@ -3,6 +3,7 @@ import { randomId } from "../../../core/ids.js";
 import type { StreamDecoder } from "../provider-adapter.js";
 import { type EventSourceMessage, parseEventJson } from "../sse-events.js";
 import { upstreamProtocolError, upstreamStreamError } from "../upstream-errors.js";
+import { idWithThoughtSignature } from "./thought-signature.js";
 
 /** The fields of a GenerateContentResponse (one streamed chunk) this server reads. */
 interface GeminiChunk {
@@ -22,6 +23,8 @@ interface GeminiPart {
   text?: string;
   thought?: boolean;
   functionCall?: { name?: string; args?: unknown };
+  /** Opaque; wanted back on this same part in the next turn (see thought-signature.ts). */
+  thoughtSignature?: string;
 }
 
 interface GeminiUsage {
@@ -42,7 +45,8 @@ function finishReasonOf(reason: string, calledTools: boolean): FinishReason {
 
 /**
  * streamGenerateContent chunks → parts. Text parts marked `thought` are reasoning; a function
- * call arrives whole, so it becomes one tool-call part with an id of ours and all its arguments.
+ * call arrives whole, so it becomes one tool-call part with an id of ours (carrying the call's
+ * thought signature, when it has one) and all its arguments.
  * Usage counts are cumulative (the last wins) and are reported once the stream ends. Gemini's
  * stream has no end marker: it is whole when every candidate has a finish reason.
  */
@@ -106,11 +110,13 @@ export class GeminiChunkDecoder implements StreamDecoder {
       const index = this.calls.get(choice) ?? 0;
       if (index > 0 && !this.parallelCalls) return;
       this.calls.set(choice, index + 1);
+      const id = `call_${randomId()}`;
+      const signature = part.thoughtSignature;
       parts.push({
         type: "tool-call",
         choice,
         index,
-        id: `call_${randomId()}`,
+        id: typeof signature === "string" && signature ? idWithThoughtSignature(id, signature) : id,
         name: part.functionCall.name ?? "",
         argumentsDelta: JSON.stringify(part.functionCall.args ?? {}),
       });

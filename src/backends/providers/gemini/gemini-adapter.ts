@@ -9,7 +9,7 @@ import { charsToTokens } from "../prompt-estimate.js";
 import type { ProviderAdapter, StreamDecoder, UpstreamCall } from "../provider-adapter.js";
 import { upstreamProtocolError } from "../upstream-errors.js";
 import { GeminiChunkDecoder } from "./chunk-decoder.js";
-import { checkGeminiRequest, geminiGenerateBody } from "./generate-request.js";
+import { geminiGenerateBody } from "./generate-request.js";
 
 const CAPABILITIES: BackendCapabilities = {
   chat: true,
@@ -42,11 +42,6 @@ export class GeminiAdapter implements ProviderAdapter {
 
   authHeaders(apiKey: string | undefined): Record<string, string> {
     return apiKey ? { "x-goog-api-key": apiKey } : {};
-  }
-
-  check(req: GenerationRequest): void {
-    checkGeminiRequest(req);
-    geminiGenerateBody(req);
   }
 
   generationCall(req: GenerationRequest, upstreamModel: string): UpstreamCall {

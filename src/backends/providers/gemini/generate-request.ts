@@ -2,6 +2,7 @@ import { invalidRequest, unsupportedParameter } from "../../../core/errors.js";
 import type { ChatMessage, ContentPart, GenerationRequest } from "../../../core/generation.js";
 import { type OutputConstraint, type ToolChoice, textOf } from "../../../core/messages.js";
 import { toGeminiSchema } from "./response-schema.js";
+import { SIGNATURE_VALIDATOR_SKIP, thoughtSignatureOf } from "./thought-signature.js";
 
 /**
  * Our chat request as a Gemini generateContent request. What Gemini has no place for (raw
@@ -149,9 +150,19 @@ function toContent(
     const parts: Part[] = [];
     const text = textOf(message.content);
     if (text) parts.push({ text });
-    for (const call of message.toolCalls ?? []) {
+    const calls = message.toolCalls ?? [];
+    // Gemini wants each call's thought signature back on its part; a turn whose calls carry none
+    // (made by another model, or their ids rewritten) gets Google's stand-in on its first call,
+    // which Gemini 3 requires there.
+    const signed = calls.some((call) => thoughtSignatureOf(call.id) !== undefined);
+    for (const [j, call] of calls.entries()) {
       callNames.set(call.id, call.name);
-      parts.push({ functionCall: { name: call.name, args: parseArguments(call.arguments) } });
+      const signature =
+        thoughtSignatureOf(call.id) ?? (!signed && j === 0 ? SIGNATURE_VALIDATOR_SKIP : undefined);
+      parts.push({
+        functionCall: { name: call.name, args: parseArguments(call.arguments) },
+        ...(signature !== undefined && { thoughtSignature: signature }),
+      });
     }
     // An assistant turn with nothing Gemini can carry (a refusal only) still keeps its place.
     if (parts.length === 0) parts.push({ text: message.refusal ?? "" });

@@ -33,12 +33,8 @@ export class OpenAiCompatibleAdapter implements ProviderAdapter {
     return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
   }
 
-  check(req: GenerationRequest): void {
-    // Building the body refuses what cannot be sent (a file id from this server's store).
-    openAiGenerationBody(req, { upstreamModel: "", maxTokensField: this.maxTokensField });
-  }
-
   generationCall(req: GenerationRequest, upstreamModel: string): UpstreamCall {
+    // Building the body refuses what cannot be sent (a file id from this server's store).
     return {
       path: req.input.kind === "chat" ? "/chat/completions" : "/completions",
       body: openAiGenerationBody(req, { upstreamModel, maxTokensField: this.maxTokensField }),
