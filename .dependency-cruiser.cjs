@@ -109,6 +109,17 @@ module.exports = {
         dependencyTypesNot: ["type-only", "dynamic-import"],
       },
     },
+    {
+      name: "drivers-only-when-configured",
+      severity: "error",
+      comment:
+        "The Postgres driver and the Redis client are loaded only when configured: a static import only in the Redis limit store, which is itself imported dynamically.",
+      from: { path: "^src/", pathNot: "^src/limits/redis-limit-store[.]ts$" },
+      to: {
+        path: "(^|/)node_modules/(pg|ioredis)/|^src/limits/redis-limit-store[.]ts$",
+        dependencyTypesNot: ["type-only", "dynamic-import"],
+      },
+    },
     ...layers.map(([comment, from, to], i) => ({
       name: `layer-${i + 1}`,
       comment,

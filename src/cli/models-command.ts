@@ -75,7 +75,7 @@ async function listModels(config: Config, out: Print, logger: Logger): Promise<v
  */
 async function listRoutedModels(config: Config, out: Print, logger: Logger): Promise<void> {
   if (config.routed_models.length === 0) return;
-  const states = openDeploymentStates(config, logger);
+  const states = await openDeploymentStates(config, logger);
   try {
     for (const model of config.routed_models) {
       out("");

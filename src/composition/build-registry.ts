@@ -2,7 +2,6 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { LocalEngineFactory } from "../backends/local/engines/engine-factory.js";
 import { LocalBackend } from "../backends/local/local-backend.js";
@@ -14,14 +13,12 @@ import {
 } from "../config/routed-model-schema.js";
 import type { Config, LocalModelConfig } from "../config/schema.js";
 import type { ModelPricing } from "../core/pricing.js";
-import { FAIL_FAST_REDIS_OPTIONS } from "../limits/redis-limit-store.js";
 import { makeModel } from "../models/make-model.js";
 import { resolveModelFile } from "../models/resolve-model-file.js";
 import type { DeploymentStateSettings, DeploymentStateStore } from "../router/deployment-state.js";
 import { DeploymentTarget } from "../router/deployment-target.js";
 import { MemoryDeploymentStateStore } from "../router/memory-deployment-state.js";
 import { type Deployment, ModelRegistry } from "../router/model-registry.js";
-import { RedisDeploymentStateStore } from "../router/redis-deployment-state.js";
 import { RoutedBackend, type RouterTiming, realTiming } from "../router/routed-backend.js";
 
 export const DEMO_MODEL_ID = "switchboard-demo";
@@ -70,7 +67,7 @@ export async function buildRegistry(
     });
   }
   if (config.routed_models.length > 0) {
-    const states = openDeploymentStates(config, logger, timing.now);
+    const states = await openDeploymentStates(config, logger, timing.now);
     registry.own(states);
     for (const model of config.routed_models)
       registry.add(routedDeployment(model, config, registry, created, timing, states));
@@ -82,12 +79,18 @@ export async function buildRegistry(
  * Where circuits and rpm / tpm caps are kept: in Redis when one is configured, so every instance
  * opens, probes and closes a deployment's circuit together and shares its caps; else in this process.
  */
-export function openDeploymentStates(
+export async function openDeploymentStates(
   config: Config,
   logger: Logger,
   now: () => number = Date.now,
-): DeploymentStateStore {
+): Promise<DeploymentStateStore> {
   if (!config.redis) return new MemoryDeploymentStateStore(now);
+  // The Redis client is loaded only when Redis is configured.
+  const [{ Redis }, { FAIL_FAST_REDIS_OPTIONS }, { RedisDeploymentStateStore }] = await Promise.all([
+    import("ioredis"),
+    import("../limits/redis-limit-store.js"),
+    import("../router/redis-deployment-state.js"),
+  ]);
   return new RedisDeploymentStateStore(new Redis(config.redis, FAIL_FAST_REDIS_OPTIONS), {
     prefix: config.redis_prefix,
     closeClient: true,

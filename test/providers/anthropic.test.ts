@@ -1,3 +1,4 @@
+import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { failureOf, type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
 import { type MockAnthropic, startMockAnthropicUpstream } from "./helpers/mock-anthropic-upstream.js";
@@ -181,6 +182,29 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
     );
     expect(error.status).toBe(400);
     expect(error.param).toBe("n");
+    for (const [param, value] of [
+      ["min_p", 0.1],
+      ["repetition_penalty", 1.2],
+    ] as const) {
+      const refused = await failureOf(
+        gateway.client.chat.completions.create({
+          model: "claude",
+          messages: [{ role: "user", content: "Hi" }],
+          [param]: value,
+        } as ChatCompletionCreateParamsNonStreaming),
+      );
+      expect(refused.status).toBe(400);
+      expect(refused.param).toBe(param);
+    }
     expect(upstream.requests).toHaveLength(0);
+  });
+
+  it("sends the top_k extension as the Messages API's own top_k", async () => {
+    await gateway.client.chat.completions.create({
+      model: "claude",
+      messages: [{ role: "user", content: "Hi" }],
+      top_k: 20,
+    } as ChatCompletionCreateParamsNonStreaming);
+    expect(upstream.requests[0]?.body).toMatchObject({ top_k: 20 });
   });
 });

@@ -1,3 +1,4 @@
+import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { failureOf, type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
 import {
@@ -73,7 +74,8 @@ describe("a Gemini upstream behind the OpenAI API", () => {
       stop: ["END"],
       seed: 7,
       reasoning_effort: "low",
-    });
+      top_k: 30,
+    } as ChatCompletionCreateParamsNonStreaming);
     const message = completion.choices[0]?.message as { content: string; reasoning_content?: string };
     expect(message.content).toBe("Hello from Gemini");
     expect(message.reasoning_content).toBe("Hmm.");
@@ -94,6 +96,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
       generationConfig: {
         temperature: 0.5,
         topP: 0.9,
+        topK: 30,
         maxOutputTokens: 50,
         stopSequences: ["END"],
         seed: 7,

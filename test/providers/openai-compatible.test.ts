@@ -1,3 +1,4 @@
+import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { failureOf, type Gateway, readRawStream, startGateway } from "./helpers/gateway.js";
 import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
@@ -67,6 +68,17 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
         { role: "user", content: [{ type: "text", text: "Hi" }] },
       ],
     });
+  });
+
+  it("passes the sampling extensions on as the caller spelled them", async () => {
+    await gateway.client.chat.completions.create({
+      model: "remote",
+      messages: [{ role: "user", content: "Hi" }],
+      top_k: 20,
+      min_p: 0.05,
+      repetition_penalty: 1.1,
+    } as ChatCompletionCreateParamsNonStreaming);
+    expect(upstream.requests[0]?.body).toMatchObject({ top_k: 20, min_p: 0.05, repetition_penalty: 1.1 });
   });
 
   it("streams chunks the SDK accumulates, without a usage chunk unless the client asked", async () => {

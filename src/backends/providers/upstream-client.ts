@@ -44,6 +44,9 @@ export class UpstreamResponse {
 
   /** The answer is not wanted (failed, or the caller left): the body and its connection are dropped. */
   abandon(): void {
+    // undici reports a body destroyed before its end as an 'error' (an abort): nobody is reading
+    // it any more, and an error event without a listener would be an uncaught exception.
+    this.body.on("error", () => {});
     this.body.destroy();
   }
 }

@@ -26,6 +26,9 @@ export function checkAnthropicRequest(req: GenerationRequest): void {
   if (s.frequencyPenalty !== 0)
     throw unsupportedParameter("frequency_penalty", "This model has no frequency penalty.");
   if (s.seed !== undefined) throw unsupportedParameter("seed", "This model does not take a seed.");
+  if ((s.minP ?? 0) > 0) throw unsupportedParameter("min_p", "This model has no min_p.");
+  if ((s.repetitionPenalty ?? 1) !== 1)
+    throw unsupportedParameter("repetition_penalty", "This model has no repetition penalty.");
   if (s.logitBias && s.logitBias.size > 0)
     throw unsupportedParameter("logit_bias", "This model has no logit bias.");
   if (req.constraint?.tools?.choice.mode === "allowed") {
@@ -60,6 +63,7 @@ export function anthropicMessagesBody(
   if (system.length > 0) body.system = system;
   if (req.sampling.temperature !== 1) body.temperature = req.sampling.temperature;
   if (req.sampling.topP !== 1) body.top_p = req.sampling.topP;
+  if (req.sampling.topK) body.top_k = req.sampling.topK;
   if (req.stop.length > 0) body.stop_sequences = req.stop;
   const budget = req.reasoningEffort ? THINKING_BUDGET[req.reasoningEffort] : undefined;
   if (budget !== undefined)

@@ -30,6 +30,9 @@ export function checkGeminiRequest(req: GenerationRequest): void {
   if (req.sampling.logitBias && req.sampling.logitBias.size > 0) {
     throw unsupportedParameter("logit_bias", "This model has no logit bias.");
   }
+  if ((req.sampling.minP ?? 0) > 0) throw unsupportedParameter("min_p", "This model has no min_p.");
+  if ((req.sampling.repetitionPenalty ?? 1) !== 1)
+    throw unsupportedParameter("repetition_penalty", "This model has no repetition penalty.");
 }
 
 export function geminiGenerateBody(req: GenerationRequest): Record<string, unknown> {
@@ -59,6 +62,7 @@ function generationConfig(req: GenerationRequest): Record<string, unknown> {
   const config: Record<string, unknown> = {};
   if (s.temperature !== 1) config.temperature = s.temperature;
   if (s.topP !== 1) config.topP = s.topP;
+  if (s.topK) config.topK = s.topK;
   if (req.maxTokens !== undefined) config.maxOutputTokens = req.maxTokens;
   if (req.stop.length > 0) config.stopSequences = req.stop;
   if (req.n > 1) config.candidateCount = req.n;

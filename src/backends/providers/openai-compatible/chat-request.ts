@@ -26,6 +26,11 @@ export function openAiGenerationBody(req: GenerationRequest, options: OpenAiRequ
   if (s.seed !== undefined) body.seed = s.seed;
   if (s.presencePenalty !== 0) body.presence_penalty = s.presencePenalty;
   if (s.frequencyPenalty !== 0) body.frequency_penalty = s.frequencyPenalty;
+  // The extensions go on as the caller spelled them (vLLM and llama-server take them; an
+  // upstream that does not answers its own 400).
+  if (s.topK !== undefined) body.top_k = s.topK;
+  if (s.minP !== undefined) body.min_p = s.minP;
+  if (s.repetitionPenalty !== undefined) body.repetition_penalty = s.repetitionPenalty;
   // Token ids are the upstream's own: the caller chose them for that model.
   if (s.logitBias && s.logitBias.size > 0) body.logit_bias = Object.fromEntries(s.logitBias);
   if (req.maxTokens !== undefined) body[options.maxTokensField] = req.maxTokens;
