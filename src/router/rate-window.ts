@@ -1,6 +1,8 @@
 /**
  * Requests and tokens sent to a deployment in the current minute, against its rpm / tpm caps.
  * A deployment at its cap is passed over while others have room, instead of collecting 429s.
+ * Batch work may fill only a share of each cap, so it cannot take the whole minute from
+ * interactive traffic.
  */
 export class RateWindow {
   private minute = -1;
@@ -12,11 +14,14 @@ export class RateWindow {
     private readonly now: () => number,
   ) {}
 
-  allows(tokens: number): boolean {
+  /** `share`: the part of each cap this request may fill (1 for interactive requests). */
+  allows(tokens: number, share = 1): boolean {
     this.roll();
-    if (this.caps.rpm !== undefined && this.requests + 1 > this.caps.rpm) return false;
+    const { rpm, tpm } = this.caps;
+    // At least one request a minute, whatever the share, so a small cap still serves batch work.
+    if (rpm !== undefined && this.requests + 1 > Math.max(1, Math.floor(rpm * share))) return false;
     // One request larger than the whole cap still goes when the minute is fresh.
-    if (this.caps.tpm !== undefined && this.tokens > 0 && this.tokens + tokens > this.caps.tpm) return false;
+    if (tpm !== undefined && this.tokens > 0 && this.tokens + tokens > tpm * share) return false;
     return true;
   }
 

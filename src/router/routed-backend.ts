@@ -46,6 +46,8 @@ export interface RoutedModelOptions {
   deadlineMs: number;
   retryBaseMs: number;
   retryMaxMs: number;
+  /** The part of a deployment's rpm / tpm caps batch requests may fill (router.batch_rate_share). */
+  batchRateShare: number;
   /** The models to fall back on, in order, looked up when needed (they may be defined later). */
   fallbacks: () => ModelBackend[];
   timing: RouterTiming;
@@ -194,7 +196,8 @@ export class RoutedBackend implements ModelBackend {
           if (!target.breaker.tryAcquire()) break;
           const tokens =
             routed.estimate.promptTokens + routed.estimate.maxTokensPerChoice * routed.estimate.choices;
-          if (!target.rate.allows(tokens)) {
+          const share = request.priority === "batch" ? this.options.batchRateShare : 1;
+          if (!target.rate.allows(tokens, share)) {
             target.breaker.released();
             break;
           }
