@@ -250,6 +250,8 @@ export interface FileRepository {
   delete(projectId: string, fileId: string): Promise<StoredFile | undefined>;
   /** Files past their expiry, across projects (the sweeper's view). */
   expired(now: number, limit: number): Promise<StoredFile[]>;
+  /** Which of `keys` a file or an upload part refers to, across projects (the sweeper's view). */
+  referencedBlobKeys(keys: readonly string[]): Promise<Set<string>>;
 }
 
 export type UploadStatus = "pending" | "completed" | "cancelled" | "expired";
@@ -297,6 +299,11 @@ export interface UploadRepository {
   deleteParts(projectId: string, uploadId: string): Promise<void>;
   /** Pending uploads past their expiry, across projects. */
   expired(now: number, limit: number): Promise<StoredUpload[]>;
+  /**
+   * Uploads no longer pending that still have parts (a crash between ending the upload and
+   * removing its parts), across projects.
+   */
+  finishedWithParts(limit: number): Promise<StoredUpload[]>;
 }
 
 export type BatchStatus =
