@@ -95,7 +95,9 @@ describe("config defaults", () => {
     });
     expect(config.models[0]?.interactive_reserve).toBe(2);
     expect(() =>
-      validateConfig({ models: [{ id: "tiny", source: "./tiny.gguf", parallel: 2, interactive_reserve: 2 }] }),
+      validateConfig({
+        models: [{ id: "tiny", source: "./tiny.gguf", parallel: 2, interactive_reserve: 2 }],
+      }),
     ).toThrow(/interactive_reserve/);
   });
 

@@ -339,6 +339,8 @@ export class KyselyBatchRepository implements BatchRepository {
           eb.or([eb("b.finalize_until", "is", null), eb("b.finalize_until", "<", now)]),
           eb.or([
             eb("b.status", "in", ["cancelling", "finalizing"]),
+            // Never validated within its window (no worker ran): it expires with no lines.
+            eb.and([eb("b.status", "=", "validating"), eb("b.expires_at", "<=", now)]),
             eb.and([
               eb("b.status", "=", "in_progress"),
               eb.or([
@@ -365,7 +367,7 @@ export class KyselyBatchRepository implements BatchRepository {
       const outcome: BatchOutcome =
         batch.status === "cancelling"
           ? "cancelled"
-          : batch.status === "in_progress" && batch.expiresAt <= now
+          : (batch.status === "in_progress" || batch.status === "validating") && batch.expiresAt <= now
             ? "expired"
             : batch.status === "finalizing" &&
                 batch.expiresAt <= now &&

@@ -445,7 +445,10 @@ export interface BatchRepository {
     retryAt: number | null,
     uncounted?: boolean,
   ): Promise<void>;
-  /** Batches ready to end (all lines answered, cancelling, past their window) whose finalization no one holds. */
+  /**
+   * Batches ready to end (all lines answered, cancelling, past their window — validated or not)
+   * whose lease no one holds.
+   */
   dueForFinalization(now: number, limit: number): Promise<{ batch: StoredBatch; outcome: BatchOutcome }[]>;
   /**
    * Takes the batch's lease (to validate it, or to finalize it) until `until`, if it is still in
