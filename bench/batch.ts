@@ -2,7 +2,7 @@
  * Batch benchmark: the same chat requests run as a batch and sent online at the same concurrency,
  * and online time to first token while a batch runs against idle.
  *
- *   npm run bench:batch [-- --requests 24 --concurrency 2 --parallel 3 --reserve 1 --max-tokens 32 --engine auto]
+ *   npm run bench:batch [-- --requests 24 --concurrency 2 --parallel 3 --reserve 1 --max-tokens 32 --engine auto --threads N --preempt]
  *
  * `--concurrency`: online clients and batch worker lines; `--parallel`: the model's slots (default
  * concurrency + 1); `--reserve`: the model's interactive_reserve (default: the server's, 1 when
@@ -26,6 +26,8 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "2" },
     parallel: { type: "string" },
     reserve: { type: "string" },
+    threads: { type: "string" },
+    preempt: { type: "boolean", default: false },
     "max-tokens": { type: "string", default: "32" },
     probes: { type: "string", default: "20" },
     model: { type: "string", default: "smollm2-135m" },
@@ -126,13 +128,14 @@ const config = validateConfig({
   demo_model: false,
   log_level: "warn",
   data_dir: mkdtempSync(join(tmpdir(), "sb-bench-batch-")),
-  batches: { concurrency: CONCURRENCY, poll_interval_ms: 20 },
+  batches: { concurrency: CONCURRENCY, poll_interval_ms: 20, preempt: values.preempt },
   models: [
     {
       id: MODEL,
       source: modelPath,
       parallel: PARALLEL,
       ...(RESERVE === undefined ? {} : { interactive_reserve: RESERVE }),
+      ...(values.threads === undefined ? {} : { threads: Number(values.threads) }),
       context_size: 1024,
       engine: values.engine,
     },
@@ -165,7 +168,7 @@ try {
   const row = (name: string, r: { seconds: number; tokens: number }) =>
     `| ${name} | ${REQUESTS} | ${r.seconds.toFixed(2)} | ${(REQUESTS / r.seconds).toFixed(2)} | ${(r.tokens / r.seconds).toFixed(1)} |`;
   console.log(
-    `\nmodel ${values.model} q8_0, engine ${values.engine}, concurrency ${CONCURRENCY}, parallel ${PARALLEL}, interactive_reserve ${RESERVE ?? "default"}, max_tokens ${MAX_TOKENS}\n`,
+    `\nmodel ${values.model} q8_0, engine ${values.engine}, concurrency ${CONCURRENCY}, parallel ${PARALLEL}, interactive_reserve ${RESERVE ?? "default"}, threads ${values.threads ?? "default"}, batches.preempt ${values.preempt}, max_tokens ${MAX_TOKENS}\n`,
   );
   console.log("| mode | requests | seconds | requests/s | completion tokens/s |\n|---|---|---|---|---|");
   console.log(row("online", on));
