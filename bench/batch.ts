@@ -2,7 +2,7 @@
  * Batch benchmark: the same chat requests run as a batch and sent online at the same concurrency,
  * and online time to first token while a batch runs against idle.
  *
- *   npm run bench:batch [-- --requests 24 --concurrency 2 --parallel 3 --reserve 1 --max-tokens 32 --engine auto --threads N --preempt]
+ *   npm run bench:batch [-- --requests 24 --concurrency 2 --parallel 3 --reserve 1 --max-tokens 32 --engine auto --threads N]
  *
  * `--concurrency`: online clients and batch worker lines; `--parallel`: the model's slots (default
  * concurrency + 1); `--reserve`: the model's interactive_reserve (default: the server's, 1 when
@@ -27,7 +27,6 @@ const { values } = parseArgs({
     parallel: { type: "string" },
     reserve: { type: "string" },
     threads: { type: "string" },
-    preempt: { type: "boolean", default: false },
     "max-tokens": { type: "string", default: "32" },
     probes: { type: "string", default: "20" },
     model: { type: "string", default: "smollm2-135m" },
@@ -128,7 +127,7 @@ const config = validateConfig({
   demo_model: false,
   log_level: "warn",
   data_dir: mkdtempSync(join(tmpdir(), "sb-bench-batch-")),
-  batches: { concurrency: CONCURRENCY, poll_interval_ms: 20, preempt: values.preempt },
+  batches: { concurrency: CONCURRENCY, poll_interval_ms: 20 },
   models: [
     {
       id: MODEL,
@@ -153,7 +152,8 @@ try {
   progress(`TTFT idle: ${PROBES} streamed probes`);
   const idle = await ttftProbes(client);
   progress("TTFT while a batch runs");
-  const bg = await startBatch(client, REQUESTS * 4);
+  // Enough lines to outlast the probes (checked below).
+  const bg = await startBatch(client, Math.max(REQUESTS * 4, PROBES * 4));
   // Probes start once lines run (past validating, a line answered: the worker is at full pace).
   for (;;) {
     const running = await client.batches.retrieve(bg);
@@ -162,13 +162,13 @@ try {
   }
   const busy = await ttftProbes(client);
   const afterProbes = await client.batches.retrieve(bg);
-  await client.batches.cancel(bg);
+  if (afterProbes.status === "in_progress") await client.batches.cancel(bg);
   await waitBatch(client, bg);
 
   const row = (name: string, r: { seconds: number; tokens: number }) =>
     `| ${name} | ${REQUESTS} | ${r.seconds.toFixed(2)} | ${(REQUESTS / r.seconds).toFixed(2)} | ${(r.tokens / r.seconds).toFixed(1)} |`;
   console.log(
-    `\nmodel ${values.model} q8_0, engine ${values.engine}, concurrency ${CONCURRENCY}, parallel ${PARALLEL}, interactive_reserve ${RESERVE ?? "default"}, threads ${values.threads ?? "default"}, batches.preempt ${values.preempt}, max_tokens ${MAX_TOKENS}\n`,
+    `\nmodel ${values.model} q8_0, engine ${values.engine}, concurrency ${CONCURRENCY}, parallel ${PARALLEL}, interactive_reserve ${RESERVE ?? "default"}, threads ${values.threads ?? "default"}, max_tokens ${MAX_TOKENS}\n`,
   );
   console.log("| mode | requests | seconds | requests/s | completion tokens/s |\n|---|---|---|---|---|");
   console.log(row("online", on));

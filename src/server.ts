@@ -72,7 +72,6 @@ export async function startServer(
     leaseMs: config.batches.lease_ms,
     pollIntervalMs: config.batches.poll_interval_ms,
     maxAttempts: config.batches.max_attempts,
-    preempt: config.batches.preempt,
   });
   batchWorker.start();
   logger.info({ address }, "switchboard is listening");

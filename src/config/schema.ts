@@ -270,13 +270,6 @@ export const configSchema = z
         poll_interval_ms: z.number().int().min(10).max(600_000).default(1_000),
         /** Attempts at a line that meets a retryable error (overload, an engine restarting) before it is answered with that error. */
         max_attempts: z.number().int().min(1).max(100).default(5),
-        /**
-         * Stop running batch lines the moment an interactive request starts on their local model,
-         * and run them again (from the start, uncharged) once it has none: interactive latency stays
-         * near idle where batch lines would share the compute (CPU), at the cost of redone work, and
-         * batch lines progress only while the model has no interactive request.
-         */
-        preempt: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

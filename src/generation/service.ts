@@ -12,7 +12,6 @@ import type {
 } from "../core/generation.js";
 import type { Deployment, ModelRegistry } from "../router/model-registry.js";
 import type { Metering } from "../usage/metering.js";
-import { BatchPreempted, InteractiveTraffic } from "./interactive-traffic.js";
 import { assertSupported } from "./support.js";
 
 /** What the service learnt about a call, for the caller's log line and metrics. */
@@ -99,9 +98,6 @@ const CAPABILITY_NAMES: Readonly<Record<GenerationCapability, string>> = {
  * telemetry, then settle limits and record usage.
  */
 export class GenerationService {
-  /** Interactive requests in flight on local models, for batch work that gives way to them. */
-  readonly interactive = new InteractiveTraffic();
-
   constructor(
     private readonly deps: {
       registry: ModelRegistry;
@@ -137,15 +133,6 @@ export class GenerationService {
     }
   }
 
-  /** The deployment a model name (an id or an alias) resolves to; undefined for an unknown name. */
-  deploymentIdOf(model: string): string | undefined {
-    try {
-      return this.deps.registry.resolve(model).id;
-    } catch {
-      return undefined;
-    }
-  }
-
   /** The model's own tokenizer, for callers budgeting prompts. */
   tokenize(principal: Principal, model: string, text: string, special: boolean): Promise<number[]> {
     return this.tokenizerOf(principal, model).tokenize(text, { special });
@@ -161,16 +148,8 @@ export class GenerationService {
     const telemetry = call.telemetry ?? {};
     telemetry.model = deployment.id;
 
-    const traffic = this.trackInteractive(deployment, call.priority);
-    let prepared: Awaited<ReturnType<typeof backend.prepare>>;
-    let metered: Awaited<ReturnType<Metering["start"]>>;
-    try {
-      prepared = await backend.prepare(request);
-      metered = await this.deps.metering.start(call.principal, deployment, prepared, call.endpoint);
-    } catch (err) {
-      traffic.end();
-      throw err;
-    }
+    const prepared = await backend.prepare(request);
+    const metered = await this.deps.metering.start(call.principal, deployment, prepared, call.endpoint);
     const startedAt = call.startedAt ?? performance.now();
     let usage: UsageCounts | undefined;
     let ended = false;
@@ -194,16 +173,6 @@ export class GenerationService {
       end: async (outcome = {}) => {
         if (ended) return;
         ended = true;
-        traffic.end();
-        // A batch line stopped for an interactive request runs again later: this try is not charged.
-        if (call.signal.reason instanceof BatchPreempted) {
-          await metered.finish({
-            status: 503,
-            usage: NOTHING_USED,
-            latencyMs: performance.now() - startedAt,
-          });
-          return;
-        }
         if (usage) {
           telemetry.promptTokens = usage.promptTokens;
           telemetry.completionTokens = usage.completionTokens;
@@ -239,16 +208,8 @@ export class GenerationService {
     }
     const telemetry = call.telemetry ?? {};
     telemetry.model = deployment.id;
-    const traffic = this.trackInteractive(deployment, call.priority);
-    let prepared: Awaited<ReturnType<NonNullable<typeof backend.prepareEmbedding>>>;
-    let metered: Awaited<ReturnType<Metering["start"]>>;
-    try {
-      prepared = await backend.prepareEmbedding(withPriority(call.toRequest(deployment), call.priority));
-      metered = await this.deps.metering.start(call.principal, deployment, prepared, call.endpoint);
-    } catch (err) {
-      traffic.end();
-      throw err;
-    }
+    const prepared = await backend.prepareEmbedding(withPriority(call.toRequest(deployment), call.priority));
+    const metered = await this.deps.metering.start(call.principal, deployment, prepared, call.endpoint);
     const startedAt = call.startedAt ?? performance.now();
     let usage: UsageCounts | undefined;
     let status = 200;
@@ -264,37 +225,15 @@ export class GenerationService {
       status = statusFor(err);
       throw err;
     } finally {
-      traffic.end();
       // A caller that went away may have had its input evaluated already: it is charged as counted.
-      // A failure of the engine, and a batch line stopped for an interactive request, are not.
-      const charged =
-        call.signal.aborted && !(call.signal.reason instanceof BatchPreempted)
-          ? prepared.estimate.promptTokens
-          : 0;
+      // A failure of the engine is not charged.
+      const charged = call.signal.aborted ? prepared.estimate.promptTokens : 0;
       await metered.finish({
         status,
         usage: usage ?? { promptTokens: charged, completionTokens: 0, cachedTokens: 0 },
         latencyMs: performance.now() - startedAt,
       });
     }
-  }
-
-  /**
-   * Counts an interactive request on a local model (one with engine slots) until `end()`, so batch
-   * lines that give way to interactive traffic stop at once. Batch calls and upstream models are
-   * not counted.
-   */
-  private trackInteractive(deployment: Deployment, priority: RequestPriority | undefined): { end(): void } {
-    if (priority === "batch" || deployment.backend.stats().slots === 0) return { end: () => {} };
-    this.interactive.started(deployment.id);
-    let ended = false;
-    return {
-      end: () => {
-        if (ended) return;
-        ended = true;
-        this.interactive.ended(deployment.id);
-      },
-    };
   }
 
   /** The deployment and the internal request, once access and capabilities allow the call. */
@@ -340,8 +279,6 @@ function withPriority<T extends { priority?: RequestPriority }>(
 ): T {
   return priority === undefined ? request : { ...request, priority };
 }
-
-const NOTHING_USED: UsageCounts = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
 
 function statusFor(error: unknown): number {
   return error instanceof ServiceError ? statusOf(error.kind) : 500;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chatLine, downloadLines, jsonl, uploadBatchFile, waitForBatch } from "../helpers/batches.js";
+import { chatLine, jsonl, uploadBatchFile } from "../helpers/batches.js";
 import { startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
 
 describe("batch lines on a local model yield slots to interactive requests", () => {
@@ -51,54 +51,5 @@ describe("batch lines on a local model yield slots to interactive requests", () 
     expect(await interactive).toMatchObject({ object: "chat.completion" });
     const done = await server.client.batches.retrieve(batch.id);
     expect(done.request_counts).toEqual({ total: ids.length, completed: ids.length, failed: 0 });
-  });
-});
-
-describe("with batches.preempt, batch lines stop while an interactive request runs on their model", () => {
-  let server: TestServer;
-  beforeAll(async () => {
-    server = await startTestServer({
-      config: { batches: { concurrency: 2, poll_interval_ms: 20, preempt: true } },
-      model: { parallel: 3 },
-    });
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
-
-  it("leaves the model to the interactive request, then runs every line to its end, each answered once", async () => {
-    const backend = server.server.registry.resolve(TINY_MODEL).backend;
-    const ids = Array.from({ length: 6 }, (_, i) => `q${i}`);
-    const batch = await server.client.batches.create({
-      input_file_id: await uploadBatchFile(server.client, jsonl(ids.map((id) => chatLine(id, 64)))),
-      endpoint: "/v1/chat/completions",
-      completion_window: "24h",
-    });
-    // Both batch lines generating (two slots; the third is kept for interactive requests).
-    const deadline = Date.now() + 60_000;
-    while (backend.stats().busySlots < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    expect(backend.stats().busySlots).toBe(2);
-
-    const stream = await server.client.chat.completions.create({
-      model: TINY_MODEL,
-      messages: [{ role: "user", content: "Hi" }],
-      // Long enough to be running still when the slots are looked at.
-      max_tokens: 400,
-      stream: true,
-    });
-    const chunks = stream[Symbol.asyncIterator]();
-    await chunks.next();
-    // The batch lines were stopped when the request started: only it holds a slot now.
-    while (backend.stats().busySlots > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    expect(backend.stats()).toMatchObject({ busySlots: 1, queued: 0 });
-    const during = await server.client.batches.retrieve(batch.id);
-    for (;;) if ((await chunks.next()).done) break;
-
-    const done = await waitForBatch(server.client, batch.id);
-    expect(done.status).toBe("completed");
-    expect(done.request_counts).toEqual({ total: ids.length, completed: ids.length, failed: 0 });
-    expect(during.request_counts?.completed).toBeLessThan(ids.length);
-    const output = await downloadLines(server.client, done.output_file_id);
-    expect(output.map((l) => l.custom_id).sort()).toEqual([...ids].sort());
   });
 });

@@ -3,7 +3,6 @@ import type { Principal } from "../../src/auth/principal.js";
 import { ServiceError } from "../../src/core/errors.js";
 import type { GenerationPart } from "../../src/core/generation.js";
 import { textContent } from "../../src/core/messages.js";
-import { BatchPreempted } from "../../src/generation/interactive-traffic.js";
 import { collectGeneration, type GenerationCall, GenerationService } from "../../src/generation/service.js";
 import { LimitEnforcer } from "../../src/limits/limit-enforcer.js";
 import { MemoryLimitStore } from "../../src/limits/memory-limit-store.js";
@@ -126,40 +125,5 @@ describe("the generation service without a socket", () => {
     expect(backend.requests.at(-1)?.priority).toBeUndefined();
     await (await service.start(call(signal, { priority: "batch" }))).end();
     expect(backend.requests.at(-1)?.priority).toBe("batch");
-  });
-
-  it("counts interactive generations on a local model until they end, and tells listeners when one starts", async () => {
-    const { service } = harness();
-    const signal = new AbortController().signal;
-    const heard: string[] = [];
-    const unsubscribe = service.interactive.subscribe((id) => heard.push(id));
-    const batch = await service.start(call(signal, { priority: "batch" }));
-    expect(service.interactive.isBusy("scripted")).toBe(false);
-    const interactive = await service.start(
-      call(signal, { principal: { ...principal, keyLimits: NO_LIMITS } }),
-    );
-    expect(heard).toEqual(["scripted"]);
-    expect(service.interactive.isBusy("scripted")).toBe(true);
-    let idle = false;
-    const waiting = service.interactive.whenIdle("scripted", signal).then(() => {
-      idle = true;
-    });
-    await new Promise((r) => setImmediate(r));
-    expect(idle).toBe(false);
-    await interactive.end();
-    await waiting;
-    expect(service.interactive.isBusy("scripted")).toBe(false);
-    await batch.end();
-    unsubscribe();
-  });
-
-  it("does not charge a batch generation stopped for an interactive request", async () => {
-    const { service, records } = harness();
-    const controller = new AbortController();
-    const generation = await service.start(call(controller.signal, { priority: "batch" }));
-    controller.abort(new BatchPreempted());
-    const err = await collectGeneration(generation, controller.signal, textOf).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ServiceError);
-    expect(records.at(-1)).toMatchObject({ status: 503, promptTokens: 0, completionTokens: 0 });
   });
 });

@@ -2,7 +2,6 @@ import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { ServiceError } from "../../core/errors.js";
 import { objectIds, randomId } from "../../core/ids.js";
-import { BatchPreempted } from "../../generation/interactive-traffic.js";
 import { errorBody, toServiceError } from "../../http/errors.js";
 import type { BatchRepository, ClaimedLine, StoredBatch } from "../../storage/repositories/types.js";
 import type { FileService } from "../files/service.js";
@@ -21,20 +20,12 @@ export interface BatchWorkerOptions {
   leaseMs: number;
   pollIntervalMs: number;
   maxAttempts: number;
-  /**
-   * Stop a running line the moment an interactive request starts on its (local) model, and run
-   * it again once the model has none (batches.preempt).
-   */
-  preempt: boolean;
 }
 
 interface Running {
   line: ClaimedLine;
   controller: AbortController;
   done: Promise<void>;
-  /** With preemption: the deployment the line runs on, and the try under way. */
-  deploymentId?: string;
-  attempt?: AbortController;
 }
 
 /** A deferred line waits this long when the refusal named no time. */
@@ -70,18 +61,11 @@ export class BatchWorker {
   private validation: { batchId: string; done: Promise<void> } | undefined;
   /** No lines are claimed before this (a deferred line asked to wait). */
   private claimAfter = 0;
-  private unsubscribe: (() => void) | undefined;
 
   constructor(private readonly options: BatchWorkerOptions) {}
 
   start(): void {
     if (this.loopDone || this.options.concurrency === 0) return;
-    if (this.options.preempt) {
-      this.unsubscribe = this.options.lines.generation.interactive.subscribe((deploymentId) => {
-        for (const run of this.running.values())
-          if (run.deploymentId === deploymentId) run.attempt?.abort(new BatchPreempted());
-      });
-    }
     this.loopDone = this.loop();
     this.heartbeat = setInterval(
       () => void this.beat(),
@@ -102,7 +86,6 @@ export class BatchWorker {
     // A validation writes nothing until its check is whole; it ends by itself (the file is bounded).
     await this.validation?.done;
     if (this.heartbeat) clearInterval(this.heartbeat);
-    this.unsubscribe?.();
   }
 
   private get now(): number {
@@ -165,7 +148,7 @@ export class BatchWorker {
     const controller = new AbortController();
     const run: Running = { line, controller, done: Promise.resolve() };
     this.running.set(key(line), run);
-    run.done = this.runOne(run, controller.signal).finally(() => {
+    run.done = this.runOne(line, controller.signal).finally(() => {
       this.running.delete(key(line));
       this.wake?.();
     });
@@ -180,20 +163,23 @@ export class BatchWorker {
     return batch;
   }
 
-  private async runOne(run: Running, signal: AbortSignal): Promise<void> {
+  private async runOne(line: ClaimedLine, signal: AbortSignal): Promise<void> {
     const { batches, lines, maxAttempts } = this.options;
-    const line = run.line;
     try {
       const batch = await this.batchOf(line.batchId);
       if (batch?.status !== "in_progress") {
         await batches.release(this.owner, [line], null);
         return;
       }
-      if (this.options.preempt && batch.model)
-        run.deploymentId = lines.generation.deploymentIdOf(batch.model);
       let response: { statusCode: number; body: unknown };
       try {
-        response = await this.runGivingWay(run, batch, signal);
+        response = await runLine(
+          lines,
+          callerOf(batch),
+          batch.endpoint as BatchEndpoint,
+          JSON.parse(line.body),
+          signal,
+        );
       } catch (err) {
         // Cancelled, stopping or lease lost: the line stays unanswered for whoever comes next.
         if (signal.aborted) {
@@ -226,38 +212,6 @@ export class BatchWorker {
         "batch line failed; released",
       );
       await batches.release(this.owner, [line], null).catch(() => {});
-    }
-  }
-
-  /**
-   * Runs the line; with preemption, only while its model has no interactive request: it waits for
-   * that, and a try stopped by one (BatchPreempted, not charged) starts again once it is over.
-   */
-  private async runGivingWay(
-    run: Running,
-    batch: StoredBatch,
-    signal: AbortSignal,
-  ): Promise<{ statusCode: number; body: unknown }> {
-    const { lines } = this.options;
-    const traffic = lines.generation.interactive;
-    for (;;) {
-      if (run.deploymentId) await traffic.whenIdle(run.deploymentId, signal);
-      signal.throwIfAborted();
-      const attempt = new AbortController();
-      run.attempt = attempt;
-      try {
-        return await runLine(
-          lines,
-          callerOf(batch),
-          batch.endpoint as BatchEndpoint,
-          JSON.parse(run.line.body),
-          AbortSignal.any([signal, attempt.signal]),
-        );
-      } catch (err) {
-        if (signal.aborted || !attempt.signal.aborted) throw err;
-      } finally {
-        run.attempt = undefined;
-      }
     }
   }
 
