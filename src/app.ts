@@ -297,6 +297,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     },
     batchLines: {
       ...generating,
+      maxLineBytes: config.body_limit_bytes,
       responses: new ResponseTurns({
         ...generating,
         responses: deps.access?.responses,

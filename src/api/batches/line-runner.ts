@@ -30,6 +30,8 @@ export interface LineContext {
   ids: IdGenerator;
   now: () => number;
   maxN: number;
+  /** The longest line of an input file: as long as a request body may be (body_limit_bytes). */
+  maxLineBytes: number;
 }
 
 /** The creator's access as it was when the batch was made: every line runs as that caller. */
@@ -50,36 +52,43 @@ export interface LineResponse {
   body: unknown;
 }
 
+/** What checking a line found: its model, and (embeddings) how many inputs it holds. */
+export interface CheckedLine {
+  model: string;
+  embeddingInputs: number;
+}
+
 /**
  * Checks a line's body as its endpoint would (schema, field rules, the model and the caller's
- * access to it), without running it. Returns the model. Throws the request's 400/404.
+ * access to it), without running it. Throws the request's 400/404.
  */
 export function checkLineBody(
   context: LineContext,
   principal: Principal,
   endpoint: BatchEndpoint,
   body: unknown,
-): string {
+): CheckedLine {
   switch (endpoint) {
     case "/v1/chat/completions": {
       const req = parseBody(chatRequestSchema, body);
       noStreaming(req.stream);
       toChatRequest(req, req.model, { maxN: context.maxN });
       context.generation.checkModel(principal, req.model, "chat");
-      return req.model;
+      return { model: req.model, embeddingInputs: 0 };
     }
     case "/v1/completions": {
       const req = parseBody(completionRequestSchema, body);
       noStreaming(req.stream);
       toCompletionRequest(req, req.model, { maxN: context.maxN });
       context.generation.checkModel(principal, req.model, "completions");
-      return req.model;
+      return { model: req.model, embeddingInputs: 0 };
     }
     case "/v1/embeddings": {
       const req = parseBody(embeddingRequestSchema, body);
-      toEmbeddingRequest(req, req.model);
+      const mapped = toEmbeddingRequest(req, req.model);
       context.generation.checkModel(principal, req.model, "embeddings");
-      return req.model;
+      const inputs = mapped.input.kind === "text" ? mapped.input.texts.length : mapped.input.tokens.length;
+      return { model: req.model, embeddingInputs: inputs };
     }
     case "/v1/responses": {
       const req = parseBody(createResponseSchema, body);
@@ -93,7 +102,7 @@ export function checkLineBody(
       // it continues is read when the line runs (and a missing one answers that line with a 404).
       toResponseRequest(req, req.model, toChatMessages(toStoredItems(req.input), req.instructions));
       context.generation.checkModel(principal, req.model, "chat");
-      return req.model;
+      return { model: req.model, embeddingInputs: 0 };
     }
   }
 }

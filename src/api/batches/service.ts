@@ -3,6 +3,7 @@ import { invalidRequest, notFound } from "../../core/errors.js";
 import { isObjectId, objectIds } from "../../core/ids.js";
 import type { BatchRepository, StoredBatch } from "../../storage/repositories/types.js";
 import type { FileService } from "../files/service.js";
+import { MAX_BATCH_INPUT_BYTES } from "./input.js";
 import type { CreateBatchRequest } from "./schema.js";
 
 const WINDOW_MS = 24 * 3600_000;
@@ -35,6 +36,13 @@ export class BatchService {
         "The input file must be uploaded with purpose 'batch'.",
         "input_file_id",
         "invalid_file_purpose",
+      );
+    }
+    if (file.bytes > MAX_BATCH_INPUT_BYTES) {
+      throw invalidRequest(
+        `A batch input file may be at most ${MAX_BATCH_INPUT_BYTES} bytes; this one has ${file.bytes}.`,
+        "input_file_id",
+        "file_too_large",
       );
     }
     const now = this.deps.now();
