@@ -2,7 +2,11 @@
  * Batch benchmark: the same chat requests run as a batch and sent online at the same concurrency,
  * and online time to first token while a batch runs against idle.
  *
- *   npm run bench:batch [-- --requests 24 --concurrency 2 --max-tokens 32 --engine auto]
+ *   npm run bench:batch [-- --requests 24 --concurrency 2 --parallel 3 --reserve 1 --max-tokens 32 --engine auto --threads N]
+ *
+ * `--concurrency`: online clients and batch worker lines; `--parallel`: the model's slots (default
+ * concurrency + 1); `--reserve`: the model's interactive_reserve (default: the server's, 1 when
+ * parallel > 1; 0 reproduces batch lines that may take every slot).
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,6 +24,9 @@ const { values } = parseArgs({
   options: {
     requests: { type: "string", default: "24" },
     concurrency: { type: "string", default: "2" },
+    parallel: { type: "string" },
+    reserve: { type: "string" },
+    threads: { type: "string" },
     "max-tokens": { type: "string", default: "32" },
     probes: { type: "string", default: "20" },
     model: { type: "string", default: "smollm2-135m" },
@@ -28,6 +35,8 @@ const { values } = parseArgs({
 });
 const REQUESTS = Number(values.requests);
 const CONCURRENCY = Number(values.concurrency);
+const PARALLEL = values.parallel === undefined ? CONCURRENCY + 1 : Number(values.parallel);
+const RESERVE = values.reserve === undefined ? undefined : Number(values.reserve);
 const MAX_TOKENS = Number(values["max-tokens"]);
 const PROBES = Number(values.probes);
 const MODEL = "bench";
@@ -120,7 +129,15 @@ const config = validateConfig({
   data_dir: mkdtempSync(join(tmpdir(), "sb-bench-batch-")),
   batches: { concurrency: CONCURRENCY, poll_interval_ms: 20 },
   models: [
-    { id: MODEL, source: modelPath, parallel: CONCURRENCY, context_size: 1024, engine: values.engine },
+    {
+      id: MODEL,
+      source: modelPath,
+      parallel: PARALLEL,
+      ...(RESERVE === undefined ? {} : { interactive_reserve: RESERVE }),
+      ...(values.threads === undefined ? {} : { threads: Number(values.threads) }),
+      context_size: 1024,
+      engine: values.engine,
+    },
   ],
 });
 const server = await startServer(config, { logger: createLogger("warn") });
@@ -135,16 +152,23 @@ try {
   progress(`TTFT idle: ${PROBES} streamed probes`);
   const idle = await ttftProbes(client);
   progress("TTFT while a batch runs");
-  const bg = await startBatch(client, REQUESTS * 4);
-  await new Promise((r) => setTimeout(r, 500));
+  // Enough lines to outlast the probes (checked below).
+  const bg = await startBatch(client, Math.max(REQUESTS * 4, PROBES * 4));
+  // Probes start once lines run (past validating, a line answered: the worker is at full pace).
+  for (;;) {
+    const running = await client.batches.retrieve(bg);
+    if ((running.request_counts?.completed ?? 0) > 0) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
   const busy = await ttftProbes(client);
-  await client.batches.cancel(bg);
+  const afterProbes = await client.batches.retrieve(bg);
+  if (afterProbes.status === "in_progress") await client.batches.cancel(bg);
   await waitBatch(client, bg);
 
   const row = (name: string, r: { seconds: number; tokens: number }) =>
     `| ${name} | ${REQUESTS} | ${r.seconds.toFixed(2)} | ${(REQUESTS / r.seconds).toFixed(2)} | ${(r.tokens / r.seconds).toFixed(1)} |`;
   console.log(
-    `\nmodel ${values.model} q8_0, engine ${values.engine}, concurrency ${CONCURRENCY}, max_tokens ${MAX_TOKENS}\n`,
+    `\nmodel ${values.model} q8_0, engine ${values.engine}, concurrency ${CONCURRENCY}, parallel ${PARALLEL}, interactive_reserve ${RESERVE ?? "default"}, threads ${values.threads ?? "default"}, max_tokens ${MAX_TOKENS}\n`,
   );
   console.log("| mode | requests | seconds | requests/s | completion tokens/s |\n|---|---|---|---|---|");
   console.log(row("online", on));
@@ -153,6 +177,9 @@ try {
   console.log(`| idle | ${percentile(idle, 50).toFixed(0)} | ${percentile(idle, 99).toFixed(0)} |`);
   console.log(
     `| while a batch runs | ${percentile(busy, 50).toFixed(0)} | ${percentile(busy, 99).toFixed(0)} |`,
+  );
+  console.log(
+    `\nthe batch was ${afterProbes.status} through the probes (${afterProbes.request_counts?.completed} of ${afterProbes.request_counts?.total} lines answered by their end)`,
   );
   console.log(
     `\nbatch throughput is ${((bat.tokens / bat.seconds / (on.tokens / on.seconds)) * 100).toFixed(0)}% of online; p99 TTFT under a batch is ${(percentile(busy, 99) / percentile(idle, 99)).toFixed(2)}x idle`,

@@ -19,6 +19,7 @@ import { fileRoutes } from "./api/files/routes.js";
 import type { FileService } from "./api/files/service.js";
 import { modelRoutes } from "./api/models/routes.js";
 import { operationsRoutes } from "./api/operations/routes.js";
+import { ResponseTurns } from "./api/responses/response-turns.js";
 import { responseRoutes } from "./api/responses/routes.js";
 import { tokenizeRoutes } from "./api/tokenize/routes.js";
 import { uploadRoutes } from "./api/uploads/routes.js";
@@ -271,7 +272,6 @@ export function buildApp(config: Config, deps: AppDeps): App {
     const batches = new BatchService({
       batches: deps.files.batches,
       files: deps.files.files,
-      lines: generating,
       now: generating.now,
     });
     void fastify.register(batchRoutes, { batches });
@@ -295,6 +295,14 @@ export function buildApp(config: Config, deps: AppDeps): App {
     beginShutdown: () => {
       shuttingDown = true;
     },
-    batchLines: generating,
+    batchLines: {
+      ...generating,
+      maxLineBytes: config.body_limit_bytes,
+      responses: new ResponseTurns({
+        ...generating,
+        responses: deps.access?.responses,
+        conversations: deps.access?.conversations,
+      }),
+    },
   };
 }

@@ -13,9 +13,20 @@ export interface FilesFeature {
   files: FileService;
   uploads: UploadService;
   blobs: BlobStore;
+  /** The start-up sweep of what a crash left in the blob store (tests wait for it). */
+  startupSweep: Promise<void>;
   /** Stops the sweeper. */
   close(): Promise<void>;
 }
+
+/**
+ * A blob written (or a temporary file touched) this long ago with nothing referring to it is a
+ * crash's leftover, not a write in progress: no write lasts that long (a request is cut after
+ * request_timeout_ms, at most an hour too; batch output is written at database speed).
+ */
+const DEBRIS_AGE_MS = 3_600_000;
+/** The debris sweep walks the whole store, so it runs at start-up and then hourly, not every sweep. */
+const DEBRIS_SWEEP_EVERY_MS = 3_600_000;
 
 export function blobStoreFor(config: Config, storage: Storage): BlobStore {
   const kind =
@@ -39,17 +50,42 @@ export function buildFiles(
   const blobs = blobStoreFor(config, storage);
   const files = new FileService({ files: storage.files, blobs, now, maxBytes: config.files.max_bytes });
   const uploads = new UploadService({ uploads: storage.uploads, files, now });
+  // Debris is judged by the wall clock (how old the bytes really are), never an injected one.
+  const startedAt = Date.now();
+  // On SQLite this instance is the data's only user: at start-up, everything unfinished or
+  // unreferenced from before it started is a previous run's leftover, whatever its age.
+  const soleUser = storage.database.dialect === "sqlite";
+  const sweepDebris = async (before: number) => {
+    const leftoverUploads = await uploads.sweepLeftoverParts();
+    const { unfinished, orphaned } = await files.sweepDebris(before);
+    if (leftoverUploads + unfinished + orphaned > 0) {
+      logger.info(
+        { leftoverUploads, unfinishedWrites: unfinished, unreferencedBlobs: orphaned },
+        "left-overs of an earlier stop removed from the file store",
+      );
+    }
+  };
+  // One sweep at a time; a round that finds one still running is skipped.
   let sweeping: Promise<void> | undefined;
-  const sweep = () => {
-    sweeping ??= Promise.all([files.sweepExpired(), uploads.sweepExpired()])
-      .then(([removed, expired]) => {
-        if (removed + expired > 0) logger.info({ removed, expiredUploads: expired }, "expired files removed");
-      })
-      .catch((err: unknown) => logger.warn({ err }, "file expiry sweep failed"))
+  const runSweep = (work: () => Promise<void>): Promise<void> => {
+    sweeping ??= work()
+      .catch((err: unknown) => logger.warn({ err }, "file store sweep failed"))
       .finally(() => {
         sweeping = undefined;
       });
+    return sweeping;
   };
+  const startupSweep = runSweep(() => sweepDebris(soleUser ? startedAt : startedAt - DEBRIS_AGE_MS));
+  let lastDebrisSweep = startedAt;
+  const sweep = () =>
+    void runSweep(async () => {
+      const [removed, expired] = await Promise.all([files.sweepExpired(), uploads.sweepExpired()]);
+      if (removed + expired > 0) logger.info({ removed, expiredUploads: expired }, "expired files removed");
+      if (Date.now() - lastDebrisSweep >= DEBRIS_SWEEP_EVERY_MS) {
+        lastDebrisSweep = Date.now();
+        await sweepDebris(lastDebrisSweep - DEBRIS_AGE_MS);
+      }
+    });
   const timer = setInterval(sweep, config.files.sweep_interval_ms);
   timer.unref();
   logger.info({ store: blobs.kind }, "file store ready");
@@ -57,6 +93,7 @@ export function buildFiles(
     files,
     uploads,
     blobs,
+    startupSweep,
     close: async () => {
       clearInterval(timer);
       await sweeping;

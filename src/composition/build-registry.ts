@@ -136,6 +136,7 @@ function routedDeployment(
     deadlineMs: model.deadline_ms,
     retryBaseMs: config.router.retry_base_ms,
     retryMaxMs: config.router.retry_max_ms,
+    batchRateShare: config.router.batch_rate_share,
     fallbacks: () => model.fallbacks.map((name) => registry.resolve(name).backend),
     timing,
   });

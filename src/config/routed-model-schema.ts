@@ -136,6 +136,11 @@ export const routerSchema = z
     retry_base_ms: z.number().int().min(0).max(600_000).default(250),
     /** The longest retry delay. */
     retry_max_ms: z.number().int().min(0).max(600_000).default(8_000),
+    /**
+     * The part of each deployment's rpm / tpm caps batch lines may fill; the rest of the minute
+     * stays for interactive requests (batch lines wait for the next minute).
+     */
+    batch_rate_share: z.number().gt(0).max(1).default(0.5),
   })
   .strict();
 

@@ -96,6 +96,11 @@ export const localModelSchema = z
         repetition_penalty: z.number().gt(0).max(10).optional(),
       })
       .optional(),
+    /**
+     * Slots batch lines never take, kept free for interactive requests (which also go first when
+     * slots are scarce); default 1 when parallel > 1, else 0. At most parallel − 1.
+     */
+    interactive_reserve: z.number().int().min(0).max(63).optional(),
     /** Operator override of the GGUF's chat template (jinja). Never taken from a request. */
     chat_template: z.string().optional(),
     owned_by: z.string().default("switchboard"),
@@ -104,6 +109,13 @@ export const localModelSchema = z
   })
   .strict()
   .superRefine((model, ctx) => {
+    if (model.interactive_reserve !== undefined && model.interactive_reserve >= model.parallel) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["interactive_reserve"],
+        message: `must be below parallel (${model.parallel}) so batch lines have a slot to run on`,
+      });
+    }
     if (model.kind === "embedding") return;
     for (const key of ["pooling", "matryoshka"] as const) {
       if (model[key] !== undefined && model[key] !== false) {

@@ -62,7 +62,15 @@ export interface GenerationRequest {
   constraint?: OutputConstraint;
   /** How hard a reasoning model should think; absent = the model's default. */
   reasoningEffort?: ReasoningEffort;
+  /** Who waits on the answer; absent = interactive. Batch work yields capacity to interactive requests. */
+  priority?: RequestPriority;
 }
+
+/**
+ * interactive: a caller is waiting (HTTP requests). batch: queued work (batch lines) that runs on
+ * capacity interactive requests leave: it waits behind them for slots and deployment caps.
+ */
+export type RequestPriority = "interactive" | "batch";
 
 export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high";
 
@@ -177,6 +185,8 @@ export interface EmbeddingRequest {
    * them `input[i]` (`input` for a single item).
    */
   paramOf?: (index: number) => string;
+  /** Absent = interactive; see GenerationRequest.priority. */
+  priority?: RequestPriority;
 }
 
 /** An embedding request a backend has checked and measured (limits reserve from the estimate). */

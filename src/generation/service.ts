@@ -7,6 +7,7 @@ import type {
   GenerationPart,
   GenerationRequest,
   ModelBackend,
+  RequestPriority,
   UsageCounts,
 } from "../core/generation.js";
 import type { Deployment, ModelRegistry } from "../router/model-registry.js";
@@ -41,6 +42,8 @@ export interface GenerationCall {
   toRequest(deployment: Deployment): GenerationRequest;
   /** Aborted when the caller goes away or the server stops waiting. */
   signal: AbortSignal;
+  /** Default interactive; batch lines run as batch, behind interactive requests. */
+  priority?: RequestPriority;
   /** performance.now() when the call arrived; time to first token counts from it. */
   startedAt?: number;
   telemetry?: GenerationTelemetry;
@@ -56,6 +59,8 @@ export interface EmbeddingCall {
   /** Builds the internal request once the deployment is known (its id names the model). */
   toRequest(deployment: Deployment): EmbeddingRequest;
   signal: AbortSignal;
+  /** Default interactive; batch lines run as batch, behind interactive requests. */
+  priority?: RequestPriority;
   startedAt?: number;
   telemetry?: GenerationTelemetry;
 }
@@ -125,15 +130,6 @@ export class GenerationService {
     if (!able) {
       const what = capability === "embeddings" ? "embeddings" : CAPABILITY_NAMES[capability];
       throw invalidRequest(`The model '${model}' does not support ${what}.`, "model");
-    }
-  }
-
-  /** Whether interactive requests are waiting for the model's slots (batch work then holds back). */
-  hasWaiters(model: string): boolean {
-    try {
-      return this.deps.registry.resolve(model).backend.stats().queued > 0;
-    } catch {
-      return false;
     }
   }
 
@@ -212,7 +208,7 @@ export class GenerationService {
     }
     const telemetry = call.telemetry ?? {};
     telemetry.model = deployment.id;
-    const prepared = await backend.prepareEmbedding(call.toRequest(deployment));
+    const prepared = await backend.prepareEmbedding(withPriority(call.toRequest(deployment), call.priority));
     const metered = await this.deps.metering.start(call.principal, deployment, prepared, call.endpoint);
     const startedAt = call.startedAt ?? performance.now();
     let usage: UsageCounts | undefined;
@@ -257,7 +253,7 @@ export class GenerationService {
         "model",
       );
     }
-    const request = call.toRequest(deployment);
+    const request = withPriority(call.toRequest(deployment), call.priority);
     assertSupported(request, backend.capabilities, call.model);
     return { deployment, request };
   }
@@ -274,6 +270,14 @@ export class GenerationService {
     }
     return { tokenize: tokenize.bind(deployment.backend), detokenize: detokenize.bind(deployment.backend) };
   }
+}
+
+/** The request as the caller's priority has it (interactive unless said otherwise). */
+function withPriority<T extends { priority?: RequestPriority }>(
+  request: T,
+  priority: RequestPriority | undefined,
+): T {
+  return priority === undefined ? request : { ...request, priority };
 }
 
 function statusFor(error: unknown): number {

@@ -55,7 +55,11 @@ export interface DeploymentState {
    * May a request of `tokens` (estimated) go now? If so it is counted against the caps at once and,
    * when the circuit is half-open, it becomes the probe. Atomic across instances in a shared store.
    */
-  admit(tokens: number): Promise<Admission>;
+  /**
+   * `share` (0–1] of the rpm / tpm caps this request may use: below 1 (batch lines) it is admitted
+   * only while more than the rest of each cap is left, so online traffic always finds that much.
+   */
+  admit(tokens: number, share?: number): Promise<Admission>;
   /** The upstream answered: the circuit closes and the failure streak ends. */
   succeeded(admission: Admitted): void;
   /** The upstream failed: one more in the streak; enough, or a failed probe, opens the circuit. */
@@ -102,4 +106,10 @@ export function levelAt(bucket: CapBucket | undefined, cap: number, now: number)
  */
 export function tokensFit(level: number, tokens: number, cap: number): boolean {
   return level >= tokens || level >= cap;
+}
+
+/** What a request with `share` of a cap must leave in its bucket (at least one request a minute still goes). */
+export function heldBack(cap: number, share: number, perRequest = false): number {
+  const held = cap * (1 - share);
+  return perRequest ? Math.min(held, cap - 1) : held;
 }

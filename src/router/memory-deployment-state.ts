@@ -6,6 +6,7 @@ import {
   type DeploymentState,
   type DeploymentStateSettings,
   type DeploymentStateStore,
+  heldBack,
   levelAt,
   tokensFit,
 } from "./deployment-state.js";
@@ -34,7 +35,7 @@ export class MemoryDeploymentState implements DeploymentState {
   ) {}
 
   /** Synchronous: the Redis store falls back on it when Redis cannot answer. */
-  admitNow(tokens: number): Admission {
+  admitNow(tokens: number, share = 1): Admission {
     const now = this.now();
     let probe = false;
     if (this.openedAt !== undefined) {
@@ -44,9 +45,11 @@ export class MemoryDeploymentState implements DeploymentState {
     }
     const { rpm, tpm } = this.settings;
     const requestLevel = rpm === undefined ? 0 : levelAt(this.requests, rpm, now);
-    if (rpm !== undefined && requestLevel < 1) return { admitted: false, reason: "capped" };
+    if (rpm !== undefined && requestLevel - 1 < heldBack(rpm, share, true))
+      return { admitted: false, reason: "capped" };
     const tokenLevel = tpm === undefined ? 0 : levelAt(this.tokens, tpm, now);
-    if (tpm !== undefined && !tokensFit(tokenLevel, tokens, tpm))
+    const tokensHeld = tpm === undefined ? 0 : heldBack(tpm, share);
+    if (tpm !== undefined && !tokensFit(tokenLevel - tokensHeld, tokens, tpm - tokensHeld))
       return { admitted: false, reason: "capped" };
     if (rpm !== undefined) this.requests = { level: requestLevel - 1, at: now };
     if (tpm !== undefined) this.tokens = { level: tokenLevel - tokens, at: now };
@@ -60,8 +63,8 @@ export class MemoryDeploymentState implements DeploymentState {
     };
   }
 
-  admit(tokens: number): Promise<Admission> {
-    return Promise.resolve(this.admitNow(tokens));
+  admit(tokens: number, share = 1): Promise<Admission> {
+    return Promise.resolve(this.admitNow(tokens, share));
   }
 
   succeeded(_admission: Admitted): void {

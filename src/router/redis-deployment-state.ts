@@ -34,7 +34,7 @@ local function ago(opened, now)
 end
 `;
 
-// ARGV: cooldown, probe ttl, rpm (0: none), tpm (0: none), tokens, key ttl.
+// ARGV: cooldown, probe ttl, rpm (0: none), tpm (0: none), tokens, key ttl, share of the caps (0-1].
 // Reply: {admitted, probe (admitted) or capped (refused), failures, opened ago}.
 const ADMIT = `${PRELUDE}
 local now = now_ms()
@@ -42,6 +42,7 @@ local s = redis.call('HMGET', KEYS[1], 'failures', 'opened', 'probe', 'rq', 'rq_
 local failures, opened = tonumber(s[1]) or 0, tonumber(s[2])
 local cooldown, probe_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rpm, tpm, tokens, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local share = tonumber(ARGV[7]) or 1
 local probe = 0
 if opened ~= nil then
   if now - opened < cooldown then return {0, 0, failures, ago(opened, now)} end
@@ -52,11 +53,12 @@ end
 local rq, tk
 if rpm > 0 then
   rq = level(s[4], s[5], rpm, now)
-  if rq < 1 then return {0, 1, failures, ago(opened, now)} end
+  if rq - 1 < math.min(rpm * (1 - share), rpm - 1) then return {0, 1, failures, ago(opened, now)} end
 end
 if tpm > 0 then
   tk = level(s[6], s[7], tpm, now)
-  if tk < tokens and tk < tpm then return {0, 1, failures, ago(opened, now)} end
+  local held = tpm * (1 - share)
+  if tk - held < tokens and tk < tpm then return {0, 1, failures, ago(opened, now)} end
 end
 if rpm > 0 then redis.call('HSET', KEYS[1], 'rq', num(rq - 1), 'rq_at', num(now)) end
 if tpm > 0 then redis.call('HSET', KEYS[1], 'tk', num(tk - tokens), 'tk_at', num(now)) end
@@ -107,6 +109,7 @@ interface RouterScripts {
     tpm: number,
     tokens: number,
     ttlMs: number,
+    share: number,
   ): Promise<[number, number, number, number]>;
   sbRouterFailed(key: string, failures: number, probe: number, ttlMs: number): Promise<Reply>;
   sbRouterSettle(key: string, tpm: number, unused: number, ttlMs: number): Promise<number>;
@@ -250,12 +253,12 @@ class RedisDeploymentState implements DeploymentState {
     this.local = new MemoryDeploymentState(settings, now, "local");
   }
 
-  async admit(tokens: number): Promise<Admission> {
+  async admit(tokens: number, share = 1): Promise<Admission> {
     const { breakerCooldownMs, probeTtlMs, rpm, tpm } = this.settings;
     const reply = await this.store.run((s) =>
-      s.sbRouterAdmit(this.key, breakerCooldownMs, probeTtlMs, rpm ?? 0, tpm ?? 0, tokens, KEY_TTL_MS),
+      s.sbRouterAdmit(this.key, breakerCooldownMs, probeTtlMs, rpm ?? 0, tpm ?? 0, tokens, KEY_TTL_MS, share),
     );
-    if (!reply) return this.local.admitNow(tokens);
+    if (!reply) return this.local.admitNow(tokens, share);
     const [admitted, flag, failures, openedAgo] = reply;
     this.saw(failures, openedAgo);
     if (admitted !== 1) return { admitted: false, reason: flag === 1 ? "capped" : "open" };

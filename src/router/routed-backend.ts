@@ -47,6 +47,8 @@ export interface RoutedModelOptions {
   deadlineMs: number;
   retryBaseMs: number;
   retryMaxMs: number;
+  /** The part of a deployment's rpm / tpm caps batch requests may fill (router.batch_rate_share). */
+  batchRateShare: number;
   /** The models to fall back on, in order, looked up when needed (they may be defined later). */
   fallbacks: () => ModelBackend[];
   timing: RouterTiming;
@@ -169,7 +171,9 @@ export class RoutedBackend implements ModelBackend {
         for (let attempt = 0; ; attempt++) {
           if (signal.aborted) throw signal.reason;
           if (deadlineHit || timing.now() >= deadlineAt) throw lastError ?? deadlineExceeded();
-          const admission = await target.state.admit(reservedTokens(routed.estimate));
+          // Batch lines may take only their share of a deployment's rpm / tpm: the rest stays for online traffic.
+          const share = request.priority === "batch" ? this.options.batchRateShare : 1;
+          const admission = await target.state.admit(reservedTokens(routed.estimate), share);
           // Open, probed by another request, or at its cap: the next deployment may answer now.
           if (!admission.admitted) break;
           target.inFlight++;

@@ -120,6 +120,8 @@ export interface BlobChunksTable {
   blob_key: string;
   seq: number;
   data: Buffer;
+  /** Unix ms; null for chunks written before it was recorded. */
+  written_at: number | null;
 }
 
 export interface UploadsTable {

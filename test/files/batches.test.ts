@@ -1,8 +1,17 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AccessServer, call, expectError, newAdminKey, startAccessServer } from "../helpers/access.js";
-import { chatLine, downloadLines, jsonl, uploadBatchFile, waitForBatch } from "../helpers/batches.js";
+import {
+  chatLine,
+  downloadLines,
+  jsonl,
+  STATUS_ORDER,
+  uploadBatchFile,
+  waitForBatch,
+  watchBatch,
+} from "../helpers/batches.js";
 import { serverDatabases } from "../helpers/shared-database.js";
+import { TINY_MODEL } from "../helpers/test-server.js";
 
 const databases = await serverDatabases();
 
@@ -30,9 +39,9 @@ describe.each(databases)("batches on $name", (database) => {
     await database.drop();
   });
 
-  it("runs a batch end to end with the SDK: every custom_id answered once, in OpenAI's line format", async () => {
-    const ids = ["a", "b", "c", "d", "e"];
-    const inputFileId = await uploadBatchFile(client, jsonl(ids.map((id) => chatLine(id))));
+  it("runs a batch end to end with the SDK: validating → in_progress → … → completed, every custom_id answered once, in OpenAI's line format", async () => {
+    const ids = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    const inputFileId = await uploadBatchFile(client, jsonl(ids.map((id) => chatLine(id, 24))));
     const created = await client.batches.create({
       input_file_id: inputFileId,
       endpoint: "/v1/chat/completions",
@@ -44,12 +53,23 @@ describe.each(databases)("batches on $name", (database) => {
       endpoint: "/v1/chat/completions",
       metadata: { run: "sdk" },
     });
-    expect(["validating", "in_progress"]).toContain(created.status);
-    const done = await waitForBatch(client, created.id);
+    // The input is checked after create answers: the batch is validating until a worker has.
+    expect(created.status).toBe("validating");
+    expect(created.in_progress_at).toBeNull();
+    expect(created.request_counts).toEqual({ total: 0, completed: 0, failed: 0 });
+    const { statuses, batch: done } = await watchBatch(client, created.id);
+    const seen = ["validating", ...statuses];
+    expect(seen).toContain("in_progress");
+    expect(seen.map((s) => STATUS_ORDER.indexOf(s))).toEqual(
+      [...seen.map((s) => STATUS_ORDER.indexOf(s))].sort((x, y) => x - y),
+    );
     expect(done.status).toBe("completed");
-    expect(done.request_counts).toEqual({ total: 5, completed: 5, failed: 0 });
+    expect(done.model).toBe(chatLine("a").body.model);
+    expect(done.request_counts).toEqual({ total: ids.length, completed: ids.length, failed: 0 });
     for (const at of ["in_progress_at", "finalizing_at", "completed_at"] as const)
       expect(done[at]).toBeGreaterThan(0);
+    expect(done.in_progress_at).toBeGreaterThanOrEqual(done.created_at);
+    expect(done.finalizing_at).toBeGreaterThanOrEqual(done.in_progress_at as number);
     expect(done.error_file_id).toBeNull();
     const output = await downloadLines(client, done.output_file_id);
     expect(output.map((l) => l.custom_id).sort()).toEqual(ids);
@@ -78,13 +98,18 @@ describe.each(databases)("batches on $name", (database) => {
         body: { model: "no-such-model", messages: [{ role: "user", content: "x" }] },
       },
     ]);
-    const batch = await client.batches.create({
+    const created = await client.batches.create({
       input_file_id: await uploadBatchFile(client, text),
       endpoint: "/v1/chat/completions",
       completion_window: "24h",
     });
+    expect(created.status).toBe("validating");
+    const { statuses, batch } = await watchBatch(client, created.id);
+    expect(statuses).not.toContain("in_progress");
     expect(batch.status).toBe("failed");
     expect(batch.failed_at).toBeGreaterThan(0);
+    expect(batch.in_progress_at).toBeNull();
+    expect(batch.output_file_id).toBeNull();
     const errors = batch.errors?.data ?? [];
     const byLine = Object.fromEntries(errors.map((e) => [e.line, e]));
     expect(byLine[2]?.code).toBe("invalid_json_line");
@@ -116,9 +141,25 @@ describe.each(databases)("batches on $name", (database) => {
     ).rejects.toMatchObject({ status: 400, param: "input_file_id" });
     const res = await call(server.url, "POST", "/v1/batches", {
       key: client.apiKey as string,
-      body: { input_file_id: id, endpoint: "/v1/responses", completion_window: "24h" },
+      body: { input_file_id: id, endpoint: "/v1/moderations", completion_window: "24h" },
     });
     expectError(res, 400, { param: "endpoint" });
+  });
+
+  it("cancels a batch still validating: cancelled, with no line run", async () => {
+    const created = await client.batches.create({
+      input_file_id: await uploadBatchFile(client, jsonl([chatLine("v1"), chatLine("v2")])),
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    const cancelling = await client.batches.cancel(created.id);
+    // A worker may have taken it meanwhile; either way it ends cancelled, every line answered once.
+    expect(["cancelling", "cancelled"]).toContain(cancelling.status);
+    const done = await waitForBatch(client, created.id);
+    expect(done.status).toBe("cancelled");
+    expect(done.cancelled_at).toBeGreaterThan(0);
+    const counts = done.request_counts ?? { total: 0, completed: 0, failed: 0 };
+    expect(counts.completed + counts.failed).toBe(counts.total);
   });
 
   it("cancels mid-run: cancelling → cancelled, one line per input line across output and error files", async () => {
@@ -178,6 +219,90 @@ describe.each(databases)("batches on $name", (database) => {
     } finally {
       skewMs = 0;
     }
+  });
+
+  it("runs /v1/responses lines as the Responses API answers them, stored as each line says", async () => {
+    const line = (customId: string, body: Record<string, unknown>) => ({
+      custom_id: customId,
+      method: "POST",
+      url: "/v1/responses",
+      body: { model: TINY_MODEL, max_output_tokens: 16, ...body },
+    });
+    const created = await client.batches.create({
+      input_file_id: await uploadBatchFile(
+        client,
+        jsonl([
+          line("stored", { input: "Say hi" }),
+          line("unstored", { input: "Say hi", store: false }),
+          line("instructed", {
+            instructions: "Answer briefly.",
+            input: [{ role: "user", content: "Hello" }],
+            metadata: { line: "3" },
+          }),
+        ]),
+      ),
+      endpoint: "/v1/responses",
+      completion_window: "24h",
+    });
+    expect(created).toMatchObject({ endpoint: "/v1/responses", status: "validating" });
+    const done = await waitForBatch(client, created.id);
+    expect(done.status).toBe("completed");
+    expect(done.request_counts).toEqual({ total: 3, completed: 3, failed: 0 });
+    const output = await downloadLines(client, done.output_file_id);
+    const byId = Object.fromEntries(output.map((l) => [l.custom_id, l]));
+    expect(Object.keys(byId).sort()).toEqual(["instructed", "stored", "unstored"]);
+    for (const result of output) {
+      expect(result.error).toBeNull();
+      expect(result.response.status_code).toBe(200);
+      const response = result.response.body;
+      expect(response).toMatchObject({ object: "response", model: TINY_MODEL, background: false });
+      expect(response.id).toMatch(/^resp_/);
+      expect(["completed", "incomplete"]).toContain(response.status);
+      expect(response.output.some((item: { type: string }) => item.type === "message")).toBe(true);
+      expect(response.usage.output_tokens).toBeGreaterThan(0);
+    }
+    expect(byId.instructed.response.body).toMatchObject({
+      instructions: "Answer briefly.",
+      metadata: { line: "3" },
+    });
+    // store (the default) keeps the response for retrieval and chains; store: false does not.
+    const stored = byId.stored.response.body;
+    const retrieved = await client.responses.retrieve(stored.id);
+    expect(retrieved.id).toBe(stored.id);
+    expect(retrieved.output).toEqual(stored.output);
+    expect(byId.unstored.response.body.store).toBe(false);
+    await expect(client.responses.retrieve(byId.unstored.response.body.id)).rejects.toMatchObject({
+      status: 404,
+    });
+  });
+
+  it("refuses /v1/responses lines that would stream or run in the background, naming the line", async () => {
+    const line = (customId: string, body: Record<string, unknown>) => ({
+      custom_id: customId,
+      method: "POST",
+      url: "/v1/responses",
+      body: { model: TINY_MODEL, input: "Hi", ...body },
+    });
+    const created = await client.batches.create({
+      input_file_id: await uploadBatchFile(
+        client,
+        jsonl([
+          line("fine", {}),
+          line("streamed", { stream: true }),
+          line("background", { background: true }),
+          line("tokens", { max_output_tokens: 1 }),
+        ]),
+      ),
+      endpoint: "/v1/responses",
+      completion_window: "24h",
+    });
+    const done = await waitForBatch(client, created.id);
+    expect(done.status).toBe("failed");
+    const byLine = Object.fromEntries((done.errors?.data ?? []).map((e) => [e.line, e]));
+    expect(byLine[1]).toBeUndefined();
+    expect(byLine[2]?.param).toBe("body.stream");
+    expect(byLine[3]?.param).toBe("body.background");
+    expect(byLine[4]?.param).toBe("body.max_output_tokens");
   });
 
   it("hides batches from other projects", async () => {

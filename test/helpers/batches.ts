@@ -46,6 +46,26 @@ export async function waitForBatch(
   }
 }
 
+/** Polls closely until the batch ends, returning every status seen (in order, repeats dropped) and the end. */
+export async function watchBatch(
+  client: OpenAI,
+  batchId: string,
+  timeoutMs = 120_000,
+): Promise<{ statuses: string[]; batch: OpenAI.Batches.Batch }> {
+  const statuses: string[] = [];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const batch = await client.batches.retrieve(batchId);
+    if (statuses.at(-1) !== batch.status) statuses.push(batch.status);
+    if (["completed", "failed", "expired", "cancelled"].includes(batch.status)) return { statuses, batch };
+    if (Date.now() > deadline) throw new Error(`batch ${batchId} still ${batch.status}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The order statuses may be seen in (any may be missed between two polls). */
+export const STATUS_ORDER = ["validating", "in_progress", "finalizing", "completed"];
+
 // biome-ignore lint/suspicious/noExplicitAny: output lines are probed field by field
 export type ResultLine = any;
 

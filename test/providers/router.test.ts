@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { DeploymentTarget, orderTargets } from "../../src/router/deployment-target.js";
 import { MemoryDeploymentState } from "../../src/router/memory-deployment-state.js";
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
+import { chatLine, downloadLines, jsonl, uploadBatchFile, waitForBatch } from "../helpers/batches.js";
 import { failureOf, type Gateway, manualTiming, readRawStream, startGateway } from "./helpers/gateway.js";
 import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
 
@@ -224,6 +225,78 @@ describe("the router across deployments", () => {
     timing.advance(60_000);
     await ask(g);
     expect([a.requests.length, b.requests.length]).toEqual([2, 1]);
+  });
+});
+
+describe("batch lines and a deployment's rate caps", () => {
+  let upstream: MockUpstream;
+  let gateway: Gateway | undefined;
+  beforeAll(async () => {
+    upstream = await startMockOpenAiUpstream();
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+  });
+
+  it("leaves the rest of a deployment's minute to interactive requests, and defers batch lines without failing them", async () => {
+    const timing = manualTiming();
+    gateway = await startGateway(
+      {
+        routed_models: [{ id: "routed", deployments: [deployment(upstream, { rpm: 2 })] }],
+        router: { batch_rate_share: 0.5 },
+        // One attempt: a deferral that counted as one would answer the line with an error.
+        batches: { concurrency: 1, poll_interval_ms: 20, max_attempts: 1 },
+      },
+      timing,
+    );
+    const g = gateway;
+    const lines = ["b1", "b2"].map((id) => ({
+      ...chatLine(id),
+      body: { ...chatLine(id).body, model: "routed" },
+    }));
+    const batch = await g.client.batches.create({
+      input_file_id: await uploadBatchFile(g.client, jsonl(lines)),
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    // Half of rpm 2: one batch line this minute.
+    for (;;) {
+      const now = await g.client.batches.retrieve(batch.id);
+      if ((now.request_counts?.completed ?? 0) >= 1) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(upstream.requests).toHaveLength(1);
+    // The other half of the minute is there for an interactive request.
+    expect((await ask(g)).choices[0]?.message.content).toBe("Hello from upstream");
+    expect(upstream.requests).toHaveLength(2);
+    const waiting = await g.client.batches.retrieve(batch.id);
+    expect(waiting.status).toBe("in_progress");
+    expect(waiting.request_counts).toEqual({ total: 2, completed: 1, failed: 0 });
+
+    timing.advance(60_000);
+    const done = await waitForBatch(g.client, batch.id, undefined, 30_000);
+    expect(done.status).toBe("completed");
+    expect(done.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
+    const output = await downloadLines(g.client, done.output_file_id);
+    expect(output.map((l) => l.response.status_code)).toEqual([200, 200]);
+  });
+
+  it("a deployment's caps give batch requests their share, and at least one request a minute", () => {
+    let now = 0;
+    const settings = { breakerFailures: 3, breakerCooldownMs: 1000, probeTtlMs: 1000 };
+    const state = new MemoryDeploymentState({ ...settings, rpm: 4, tpm: 1000 }, () => now);
+    expect(state.admitNow(100, 0.5).admitted).toBe(true);
+    expect(state.admitNow(100, 0.5).admitted).toBe(true);
+    // Two of four requests taken: the batch half is used; online requests still have room.
+    expect(state.admitNow(100, 0.5).admitted).toBe(false);
+    expect(state.admitNow(100).admitted).toBe(true);
+    now += 60_000;
+    expect(state.admitNow(500, 0.5).admitted).toBe(true);
+    expect(state.admitNow(100, 0.5).admitted).toBe(false);
+    expect(state.admitNow(100).admitted).toBe(true);
+    const tiny = new MemoryDeploymentState({ ...settings, rpm: 1 }, () => now);
+    expect(tiny.admitNow(1, 0.5).admitted).toBe(true);
   });
 });
 

@@ -89,6 +89,18 @@ describe("config defaults", () => {
     );
   });
 
+  it("takes a model's interactive reserve below parallel, and refuses one that would leave batch work no slot", () => {
+    const config = validateConfig({
+      models: [{ id: "tiny", source: "./tiny.gguf", parallel: 3, interactive_reserve: 2 }],
+    });
+    expect(config.models[0]?.interactive_reserve).toBe(2);
+    expect(() =>
+      validateConfig({
+        models: [{ id: "tiny", source: "./tiny.gguf", parallel: 2, interactive_reserve: 2 }],
+      }),
+    ).toThrow(/interactive_reserve/);
+  });
+
   it("an empty or missing optional file means defaults", () => {
     expect(loadConfig({ file: yamlFile(""), env: {} }).port).toBe(8080);
     expect(loadConfig({ file: join(dir, "absent.yaml"), fileRequired: false, env: {} }).port).toBe(8080);

@@ -117,4 +117,13 @@ describe("the generation service without a socket", () => {
     expect((err as ServiceError).kind).toBe("unavailable");
     expect(records.at(-1)?.status).toBe(503);
   });
+
+  it("hands the caller's priority to the backend: interactive unless the call says batch", async () => {
+    const { service, backend } = harness();
+    const signal = new AbortController().signal;
+    await (await service.start(call(signal))).end();
+    expect(backend.requests.at(-1)?.priority).toBeUndefined();
+    await (await service.start(call(signal, { priority: "batch" }))).end();
+    expect(backend.requests.at(-1)?.priority).toBe("batch");
+  });
 });

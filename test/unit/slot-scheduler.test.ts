@@ -73,7 +73,7 @@ describe("SlotScheduler", () => {
   });
 
   it("refuses with 429 server_overloaded and retry-after headers once the queue is full", async () => {
-    const scheduler = new SlotScheduler(1, 2, 3);
+    const scheduler = new SlotScheduler(1, 2, { retryAfterSeconds: 3 });
     await scheduler.acquire(never());
     void scheduler.acquire(never());
     void scheduler.acquire(never());
@@ -211,5 +211,106 @@ describe("SlotScheduler", () => {
     expect(scheduler.busy).toBe(1);
     held.release();
     expect(scheduler.busy).toBe(0);
+  });
+
+  describe("interactive requests before batch work", () => {
+    it("gives a freed slot to a waiting interactive request before batch requests that queued earlier", async () => {
+      const scheduler = new SlotScheduler(1, 10);
+      const held = await scheduler.acquire(never());
+      const order: string[] = [];
+      const batch = scheduler.acquire(never(), undefined, "batch").then((lease) => {
+        order.push("batch");
+        return lease;
+      });
+      const interactive = scheduler.acquire(never()).then((lease) => {
+        order.push("interactive");
+        return lease;
+      });
+      held.release();
+      (await interactive).release();
+      await batch;
+      expect(order).toEqual(["interactive", "batch"]);
+    });
+
+    it("keeps one slot of several free for interactive requests by default", async () => {
+      const scheduler = new SlotScheduler(3, 10);
+      expect(scheduler.interactiveReserve).toBe(1);
+      const batchLeases = [
+        await scheduler.acquire(never(), undefined, "batch"),
+        await scheduler.acquire(never(), undefined, "batch"),
+      ];
+      const third = scheduler.acquire(never(), undefined, "batch");
+      expect(await state(third)).toBe("pending");
+      expect(scheduler.busy).toBe(2);
+      // The reserved slot is there for an interactive request at once.
+      const interactive = await scheduler.acquire(never());
+      expect(batchLeases.map((l) => l.slot)).not.toContain(interactive.slot);
+      // A slot freed by batch work goes back to batch work only while the reserve stays free.
+      batchLeases[0]?.release();
+      expect(await state(third)).toBe("pending");
+      interactive.release();
+      expect(await state(third)).toBe("fulfilled");
+    });
+
+    it("lets batch work use every slot when there is only one, or when the reserve is 0", async () => {
+      const single = new SlotScheduler(1, 10);
+      expect(single.interactiveReserve).toBe(0);
+      await single.acquire(never(), undefined, "batch");
+      const open = new SlotScheduler(2, 10, { interactiveReserve: 0 });
+      await open.acquire(never(), undefined, "batch");
+      await open.acquire(never(), undefined, "batch");
+      expect(open.busy).toBe(2);
+    });
+
+    it("never reserves every slot: batch work keeps at least one", async () => {
+      const scheduler = new SlotScheduler(2, 10, { interactiveReserve: 5 });
+      expect(scheduler.interactiveReserve).toBe(1);
+      await scheduler.acquire(never(), undefined, "batch");
+      expect(await state(scheduler.acquire(never(), undefined, "batch"))).toBe("pending");
+    });
+
+    it("does not start batch work while an interactive request waits, even with slots beyond the reserve", async () => {
+      const scheduler = new SlotScheduler(3, 10, { interactiveReserve: 1 });
+      const a = await scheduler.acquire(never());
+      const b = await scheduler.acquire(never());
+      const c = await scheduler.acquire(never());
+      const waiting = scheduler.acquire(never());
+      a.release();
+      // The freed slot went to the interactive waiter, so nothing is free for the batch request.
+      const lease = await waiting;
+      const batch = scheduler.acquire(never(), undefined, "batch");
+      expect(await state(batch)).toBe("pending");
+      b.release();
+      c.release();
+      expect(await state(batch)).toBe("fulfilled");
+      lease.release();
+    });
+
+    it("bounds each queue on its own: batch waiters never fill the queue interactive requests wait in", async () => {
+      const scheduler = new SlotScheduler(1, 1);
+      await scheduler.acquire(never());
+      void scheduler.acquire(never(), undefined, "batch");
+      await expect(scheduler.acquire(never(), undefined, "batch")).rejects.toMatchObject({ status: 429 });
+      const interactive = scheduler.acquire(never());
+      expect(await state(interactive)).toBe("pending");
+      expect(scheduler.queued).toBe(2);
+    });
+
+    it("an aborted batch waiter leaves its queue, and rejectAll fails waiters of both kinds", async () => {
+      const scheduler = new SlotScheduler(1, 10);
+      await scheduler.acquire(never());
+      const controller = new AbortController();
+      const leaving = scheduler.acquire(controller.signal, undefined, "batch");
+      const batch = scheduler.acquire(never(), undefined, "batch");
+      const interactive = scheduler.acquire(never());
+      controller.abort(new Error("cancelled"));
+      await expect(leaving).rejects.toThrow("cancelled");
+      expect(scheduler.queued).toBe(2);
+      const shutdown = new Error("shutting down");
+      scheduler.rejectAll(shutdown);
+      await expect(batch).rejects.toBe(shutdown);
+      await expect(interactive).rejects.toBe(shutdown);
+      expect(scheduler.queued).toBe(0);
+    });
   });
 });

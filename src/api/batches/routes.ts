@@ -7,7 +7,7 @@ import type { BatchService } from "./service.js";
 
 type BatchParams = { Params: { batch_id: string } };
 
-/** /v1/batches: create (input checked at once), retrieve, list, cancel. */
+/** /v1/batches: create (answers validating; a worker checks the input), retrieve, list, cancel. */
 export async function batchRoutes(app: FastifyInstance, opts: { batches: BatchService }): Promise<void> {
   const service = opts.batches;
   app.post("/v1/batches", async (request) => {

@@ -1,6 +1,11 @@
 import { z } from "zod";
 
-export const BATCH_ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"] as const;
+export const BATCH_ENDPOINTS = [
+  "/v1/chat/completions",
+  "/v1/completions",
+  "/v1/embeddings",
+  "/v1/responses",
+] as const;
 export type BatchEndpoint = (typeof BATCH_ENDPOINTS)[number];
 
 export const createBatchSchema = z.strictObject({

@@ -3,8 +3,7 @@ import { invalidRequest, notFound } from "../../core/errors.js";
 import { isObjectId, objectIds } from "../../core/ids.js";
 import type { BatchRepository, StoredBatch } from "../../storage/repositories/types.js";
 import type { FileService } from "../files/service.js";
-import { checkBatchInput } from "./input.js";
-import type { LineContext } from "./line-runner.js";
+import { MAX_BATCH_INPUT_BYTES } from "./input.js";
 import type { CreateBatchRequest } from "./schema.js";
 
 const WINDOW_MS = 24 * 3600_000;
@@ -15,14 +14,14 @@ export class BatchService {
     private readonly deps: {
       batches: BatchRepository;
       files: FileService;
-      lines: LineContext;
       now: () => number;
     },
   ) {}
 
   /**
-   * Checks the input file line by line and stores the batch with its lines in one transaction:
-   * in_progress, or failed with the line-numbered errors.
+   * Stores the batch as `validating` once its input file is found; a worker then checks the file
+   * line by line and moves the batch to in_progress with its lines, or to failed with the
+   * line-numbered errors (BatchValidation).
    */
   async create(principal: Principal, req: CreateBatchRequest): Promise<StoredBatch> {
     const file = await this.deps.files.get(principal.projectId, req.input_file_id).catch(() => {
@@ -39,25 +38,25 @@ export class BatchService {
         "invalid_file_purpose",
       );
     }
-    const checked = await checkBatchInput(
-      this.deps.files.content(file),
-      req.endpoint,
-      principal,
-      this.deps.lines,
-    );
+    if (file.bytes > MAX_BATCH_INPUT_BYTES) {
+      throw invalidRequest(
+        `A batch input file may be at most ${MAX_BATCH_INPUT_BYTES} bytes; this one has ${file.bytes}.`,
+        "input_file_id",
+        "file_too_large",
+      );
+    }
     const now = this.deps.now();
-    const failed = checked.errors.length > 0;
     const batch: StoredBatch = {
       id: objectIds.batch(),
       projectId: principal.projectId,
       endpoint: req.endpoint,
-      model: checked.model,
+      model: null,
       inputFileId: file.id,
       completionWindow: req.completion_window,
-      status: failed ? "failed" : "in_progress",
+      status: "validating",
       outputFileId: null,
       errorFileId: null,
-      errors: failed ? checked.errors : null,
+      errors: null,
       metadata: req.metadata ?? null,
       caller: {
         keyId: principal.keyId,
@@ -66,18 +65,18 @@ export class BatchService {
         projectLimits: principal.projectLimits,
       },
       outputExpiresAfterSeconds: req.output_expires_after?.seconds ?? null,
-      counts: { total: failed ? 0 : checked.lines.length, completed: 0, failed: 0 },
+      counts: { total: 0, completed: 0, failed: 0 },
       createdAt: now,
-      inProgressAt: failed ? null : now,
+      inProgressAt: null,
       expiresAt: now + WINDOW_MS,
       finalizingAt: null,
       completedAt: null,
-      failedAt: failed ? now : null,
+      failedAt: null,
       expiredAt: null,
       cancellingAt: null,
       cancelledAt: null,
     };
-    await this.deps.batches.create(batch, failed ? [] : checked.lines);
+    await this.deps.batches.create(batch, []);
     return batch;
   }
 

@@ -1,18 +1,14 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
-import type { Principal } from "../../auth/principal.js";
+import type { ServiceError } from "../../core/errors.js";
 import { objectIds, randomId } from "../../core/ids.js";
 import { errorBody, toServiceError } from "../../http/errors.js";
-import type {
-  BatchOutcome,
-  BatchRepository,
-  ClaimedLine,
-  StoredBatch,
-  StoredFile,
-} from "../../storage/repositories/types.js";
+import type { BatchRepository, ClaimedLine, StoredBatch } from "../../storage/repositories/types.js";
 import type { FileService } from "../files/service.js";
+import { writeBatchOutput } from "./batch-output.js";
+import { validateBatch } from "./batch-validation.js";
 import { encodeResultLine } from "./encode.js";
-import { type LineContext, runLine } from "./line-runner.js";
+import { callerOf, type LineContext, runLine } from "./line-runner.js";
 import type { BatchEndpoint } from "./schema.js";
 
 export interface BatchWorkerOptions {
@@ -32,15 +28,25 @@ interface Running {
   done: Promise<void>;
 }
 
-const RESULT_PAGE = 1000;
+/** A deferred line waits this long when the refusal named no time. */
+const DEFAULT_DEFER_MS = 1_000;
+/** …and never longer than this at once (a limit's window, a deployment's minute). */
+const MAX_DEFER_MS = 60_000;
+
 const key = (line: { batchId: string; lineNo: number }) => `${line.batchId}#${line.lineNo}`;
 
 /**
- * Runs batch lines claimed from the database under leases, in every instance. A line counts as
- * answered only when its result row is written (once: the write is conditional), so a worker that
- * dies loses nothing — its leases lapse and another worker runs those lines again — and nothing is
- * answered twice. Lines go through the generation service like online requests, after them: a
- * line waits while interactive requests wait for the model's slots.
+ * Runs batches in every instance: validates new ones, runs their lines claimed from the database
+ * under leases, and writes their output. A line counts as answered only when its result row is
+ * written (once: the write is conditional), so a worker that dies loses nothing — its leases lapse
+ * and another worker runs those lines again — and nothing is answered twice.
+ *
+ * Lines go through the generation service like online requests, at batch priority: a local model
+ * serves waiting interactive requests first and keeps slots free for them (SlotScheduler), and the
+ * router lets batch lines fill only a share of a deployment's rate caps. A line refused for want of
+ * capacity (a rate limit, a full queue, no deployment with room) is deferred, not failed: it goes
+ * back unanswered, its attempt uncounted, and this worker claims nothing more until the wait the
+ * refusal asked for has passed.
  */
 export class BatchWorker {
   /** This worker's name on the leases it holds. */
@@ -51,6 +57,10 @@ export class BatchWorker {
   private loopDone: Promise<void> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private wake: (() => void) | undefined;
+  /** The batch being validated here (one at a time, beside the lines), and its end. */
+  private validation: { batchId: string; done: Promise<void> } | undefined;
+  /** No lines are claimed before this (a deferred line asked to wait). */
+  private claimAfter = 0;
 
   constructor(private readonly options: BatchWorkerOptions) {}
 
@@ -73,6 +83,8 @@ export class BatchWorker {
     while (this.running.size > 0 && Date.now() < deadline) await delay(20);
     for (const run of this.running.values()) run.controller.abort(new Error("worker stopping"));
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
+    // A validation writes nothing until its check is whole; it ends by itself (the file is bounded).
+    await this.validation?.done;
     if (this.heartbeat) clearInterval(this.heartbeat);
   }
 
@@ -85,8 +97,9 @@ export class BatchWorker {
       let worked = false;
       try {
         worked = await this.finalizeDue();
+        worked = (await this.validateDue()) || worked;
         const free = this.options.concurrency - this.running.size;
-        if (free > 0 && !this.stopping && !this.interactiveWaiting()) {
+        if (free > 0 && !this.stopping && Date.now() >= this.claimAfter) {
           const claimed = await this.options.batches.claim(this.owner, this.now, this.options.leaseMs, free);
           for (const line of claimed) this.startLine(line);
           worked ||= claimed.length > 0;
@@ -106,13 +119,29 @@ export class BatchWorker {
     }
   }
 
-  /** Interactive requests wait for the slots of a model some running line uses. */
-  private interactiveWaiting(): boolean {
-    for (const run of this.running.values()) {
-      const model = this.batchCache.get(run.line.batchId)?.model;
-      if (model && this.options.lines.generation.hasWaiters(model)) return true;
-    }
-    return false;
+  /** Takes a batch waiting for validation, if none is being validated here, and checks it in the background. */
+  private async validateDue(): Promise<boolean> {
+    if (this.validation || this.stopping) return false;
+    const { batches, leaseMs } = this.options;
+    const [batch] = await batches.dueForValidation(this.now, 1);
+    if (!batch) return false;
+    const now = this.now;
+    if (!(await batches.claimFinalization(batch.id, "validating", this.owner, now, now + leaseMs)))
+      return true;
+    const done = validateBatch({ ...this.options, owner: this.owner }, batch)
+      .catch((err: unknown) => {
+        // The lease lapses and a worker checks the file again.
+        this.options.logger.warn(
+          { err, batchId: batch.id },
+          "batch validation failed; retried after its lease",
+        );
+      })
+      .finally(() => {
+        this.validation = undefined;
+        this.wake?.();
+      });
+    this.validation = { batchId: batch.id, done };
+    return true;
   }
 
   private startLine(line: ClaimedLine): void {
@@ -142,13 +171,11 @@ export class BatchWorker {
         await batches.release(this.owner, [line], null);
         return;
       }
-      // Interactive traffic first: the line starts once no request waits for the model.
-      while (batch.model && lines.generation.hasWaiters(batch.model) && !signal.aborted) await delay(25);
       let response: { statusCode: number; body: unknown };
       try {
         response = await runLine(
           lines,
-          principalOf(batch),
+          callerOf(batch),
           batch.endpoint as BatchEndpoint,
           JSON.parse(line.body),
           signal,
@@ -160,6 +187,12 @@ export class BatchWorker {
           return;
         }
         const error = toServiceError(err);
+        if (isCapacityRefusal(error)) {
+          const wait = deferralMs(error);
+          this.claimAfter = Math.max(this.claimAfter, Date.now() + wait);
+          await batches.release(this.owner, [line], this.now + wait, true);
+          return;
+        }
         if (error.retryable && line.attempts < maxAttempts) {
           await batches.release(this.owner, [line], this.now + 250 * 2 ** line.attempts);
           return;
@@ -182,15 +215,21 @@ export class BatchWorker {
     }
   }
 
-  /** Renews the leases of running lines, and stops lines whose batch was cancelled or expired. */
+  /**
+   * Renews the leases of running lines (and of a validation), and stops lines whose batch was
+   * cancelled or expired.
+   */
   private async beat(): Promise<void> {
-    if (this.running.size === 0) return;
+    const until = this.now + this.options.leaseMs;
     try {
+      if (this.validation)
+        await this.options.batches.renewBatchLease(this.validation.batchId, this.owner, until);
+      if (this.running.size === 0) return;
       const runs = [...this.running.values()];
       await this.options.batches.renew(
         this.owner,
         runs.map((r) => r.line),
-        this.now + this.options.leaseMs,
+        until,
       );
       for (const batchId of new Set(runs.map((r) => r.line.batchId))) {
         const batch = await this.options.batches.getForWorker(batchId);
@@ -225,92 +264,24 @@ export class BatchWorker {
       }
       if (batch.status === "in_progress" && outcome === "completed")
         await batches.markFinalizing(batch.id, this.owner, now);
-      await this.writeOutput(batch, outcome);
+      await writeBatchOutput({ ...this.options, owner: this.owner, now: () => this.now }, batch, outcome);
       finalized = true;
     }
     return finalized;
   }
-
-  /** The output and error files (one line per input line between them), then the final status. */
-  private async writeOutput(batch: StoredBatch, outcome: BatchOutcome): Promise<void> {
-    const { batches, files } = this.options;
-    let unanswered = 0;
-    const unansweredError =
-      outcome === "expired"
-        ? {
-            code: "batch_expired",
-            message: "This request could not be executed before the completion window expired.",
-          }
-        : {
-            code: "batch_cancelled",
-            message: "This request was not executed because the batch was cancelled.",
-          };
-    async function* linesOf(errors: boolean): AsyncIterable<Buffer> {
-      let after = 0;
-      for (;;) {
-        const page = await batches.results(batch.id, after, RESULT_PAGE);
-        if (page.length === 0) return;
-        const out: string[] = [];
-        for (const line of page) {
-          after = line.lineNo;
-          if (line.done && line.result !== null) {
-            if (line.failed === errors) out.push(line.result);
-          } else if (errors) {
-            unanswered++;
-            out.push(encodeResultLine(objectIds.batchRequest(), line.customId, null, unansweredError));
-          }
-        }
-        if (out.length > 0) yield Buffer.from(`${out.join("\n")}\n`);
-      }
-    }
-    const written: StoredFile[] = [];
-    const store = async (errors: boolean): Promise<StoredFile | null> => {
-      const stored = await files.storeBytes(linesOf(errors), Number.MAX_SAFE_INTEGER);
-      if (stored.bytes === 0) {
-        await files.discard(stored.blobKey);
-        return null;
-      }
-      const file = files.describe(
-        {
-          projectId: batch.projectId,
-          filename: `${batch.id}_${errors ? "error" : "output"}.jsonl`,
-          purpose: "batch_output",
-          mimeType: "application/jsonl",
-          expiresAfterSeconds: batch.outputExpiresAfterSeconds ?? undefined,
-        },
-        stored.blobKey,
-        stored.bytes,
-      );
-      written.push(file);
-      return file;
-    };
-    try {
-      const output = await store(false);
-      const error = await store(true);
-      const finished = await batches.finish(
-        batch.id,
-        this.owner,
-        outcome,
-        { output, error },
-        unanswered,
-        this.now,
-      );
-      if (!finished) for (const file of written) await files.discard(file.blobKey);
-      else this.options.logger.info({ batchId: batch.id, outcome }, "batch finished");
-    } catch (err) {
-      for (const file of written) await files.discard(file.blobKey).catch(() => {});
-      throw err;
-    }
-  }
 }
 
-function principalOf(batch: StoredBatch): Principal {
-  return {
-    projectId: batch.projectId,
-    keyId: batch.caller.keyId,
-    role: "member",
-    allowedModels: batch.caller.allowedModels,
-    keyLimits: batch.caller.keyLimits,
-    projectLimits: batch.caller.projectLimits,
-  };
+/**
+ * A refusal that says "not now" rather than "this line is wrong": a rate limit (the caller's, or a
+ * full slot queue), or no deployment with room under its caps. Batch lines wait those out.
+ */
+function isCapacityRefusal(error: ServiceError): boolean {
+  return error.kind === "rate_limited" || error.code === "no_deployment_available";
+}
+
+/** How long a deferred line waits: what the refusal asked for, within bounds. */
+function deferralMs(error: ServiceError): number {
+  const asked = Number(error.hints["retry-after-ms"] ?? Number(error.hints["retry-after"]) * 1000);
+  const wait = Number.isFinite(asked) && asked > 0 ? asked : DEFAULT_DEFER_MS;
+  return Math.min(MAX_DEFER_MS, Math.max(100, wait));
 }

@@ -24,6 +24,9 @@ export interface NewFile {
   maxBytes?: number;
 }
 
+/** Blob keys checked against their references at once by the debris sweep. */
+const DEBRIS_PAGE = 100;
+
 /** Batch input and output files expire after 30 days unless asked otherwise, as OpenAI's do. */
 const BATCH_DEFAULT_TTL_S = 30 * 24 * 3600;
 
@@ -151,6 +154,35 @@ export class FileService {
   /** Bytes stored with `storeBytes` and not (yet) a file: an upload's parts. */
   blobContent(blobKey: string): AsyncIterable<Buffer> {
     return this.options.blobs.get(blobKey);
+  }
+
+  /**
+   * Removes what a crash left in the blob store, last written before `before` (unix ms, wall
+   * clock): temporary files of writes cut short, and whole blobs no file or upload part refers to
+   * (the server stopped between writing bytes and recording them, or between removing a row and
+   * its bytes). An old blob never gains a reference (files and parts refer to bytes written just
+   * before), so one found unreferenced stays so.
+   */
+  async sweepDebris(before: number): Promise<{ unfinished: number; orphaned: number }> {
+    const { blobs, files } = this.options;
+    const unfinished = await blobs.removeUnfinished(before);
+    let orphaned = 0;
+    let page: string[] = [];
+    const removeUnreferenced = async () => {
+      const referenced = await files.referencedBlobKeys(page);
+      for (const key of page) {
+        if (referenced.has(key)) continue;
+        await blobs.delete(key);
+        orphaned++;
+      }
+      page = [];
+    };
+    for await (const key of blobs.keysWrittenBefore(before)) {
+      page.push(key);
+      if (page.length >= DEBRIS_PAGE) await removeUnreferenced();
+    }
+    await removeUnreferenced();
+    return { unfinished, orphaned };
   }
 
   /** Removes expired files, bytes first gone with the row; returns how many. */

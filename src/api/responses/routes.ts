@@ -1,21 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Principal } from "../../auth/principal.js";
-import {
-  invalidRequest,
-  notFound,
-  ServiceError,
-  serviceUnavailable,
-  unsupportedParameter,
-} from "../../core/errors.js";
+import { invalidRequest, notFound, serviceUnavailable } from "../../core/errors.js";
 import type { IdGenerator } from "../../core/ids.js";
-import { collectGeneration, type Generation, type GenerationService } from "../../generation/service.js";
+import type { Generation, GenerationService } from "../../generation/service.js";
 import { streamErrorBody } from "../../http/errors.js";
 import { type StreamEnding, streamGeneration } from "../../http/generation-stream.js";
 import { pendingHeaders, requestAbortSignal } from "../../http/request-context.js";
 import { SseWriter } from "../../http/sse.js";
 import { parseBody } from "../../http/validation.js";
 import type { ConversationRepository, ResponseRepository } from "../../storage/repositories/types.js";
-import { toRow } from "../conversations/routes.js";
 import { type BackgroundRun, BackgroundRuns } from "./background-runs.js";
 import {
   EventSequencer,
@@ -24,16 +17,9 @@ import {
   type ResponseEvent,
   type ResponseMeta,
 } from "./encode.js";
-import { type CreateResponseRequest, createResponseSchema, inputItemsQuerySchema } from "./schema.js";
-import {
-  checkCallOutputs,
-  rejectUnsupported,
-  type StoredItem,
-  toChatMessages,
-  toGenerationRequest,
-  toStoredItems,
-  withFreshIds,
-} from "./service.js";
+import { ResponseTurns } from "./response-turns.js";
+import { createResponseSchema, inputItemsQuerySchema } from "./schema.js";
+import { rejectUnsupported, type StoredItem, toChatMessages, toGenerationRequest } from "./service.js";
 
 export interface ResponseRouteOptions {
   /** Whether this instance is the database's only user (SQLite): then, at start-up, every unfinished background response is known to be orphaned. */
@@ -48,14 +34,10 @@ export interface ResponseRouteOptions {
   shutdown: AbortSignal;
 }
 
-/** How far back a previous_response_id chain is followed. */
-const MAX_CHAIN = 512;
-/** Items of a conversation given to a response (more than any context holds). */
-const MAX_CONVERSATION_ITEMS = 10_000;
-
 /** POST /v1/responses and the stored responses' routes. */
 export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOptions): Promise<void> {
   const store = opts.responses;
+  const turns = new ResponseTurns(opts);
   const runs =
     store &&
     new BackgroundRuns({
@@ -78,56 +60,10 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
   app.addHook("onClose", async () => runs?.close());
   await runs?.swept;
 
-  /** This request's items after the conversation it continues (a chain or a conversation). */
-  async function conversation(principal: Principal, body: CreateResponseRequest) {
-    const conversationId = conversationIdOf(body);
-    const earlier = body.previous_response_id
-      ? await chainItems(principal, body.previous_response_id)
-      : conversationId
-        ? await conversationItems(principal, conversationId)
-        : [];
-    const input = toStoredItems(body.input);
-    const items = [...earlier, ...input];
-    checkCallOutputs(items, earlier.length);
-    return { input, items };
-  }
-
-  async function chainItems(principal: Principal, id: string): Promise<StoredItem[]> {
-    if (!store) throw unsupportedParameter("previous_response_id", "This server stores no responses.");
-    const turns: StoredItem[][] = [];
-    let next: string | null = id;
-    while (next && turns.length < MAX_CHAIN) {
-      const found = await store.get(principal.projectId, next);
-      if (!found) {
-        // The one named must exist; an older one deleted since only shortens the conversation.
-        if (turns.length === 0) {
-          throw notFound(`Previous response with id '${id}' not found.`, "not_found", "previous_response_id");
-        }
-        break;
-      }
-      const response = JSON.parse(found.responseJson) as { output: StoredItem[] };
-      turns.push([...(JSON.parse(found.inputJson) as StoredItem[]), ...response.output]);
-      next = found.previousResponseId;
-    }
-    return turns.reverse().flat();
-  }
-
-  async function conversationItems(principal: Principal, id: string): Promise<StoredItem[]> {
-    const found = opts.conversations ? await opts.conversations.get(principal.projectId, id) : undefined;
-    if (!opts.conversations || !found) {
-      throw notFound(`Conversation with id '${id}' not found.`, "not_found", "conversation");
-    }
-    const rows = await opts.conversations.listItems(principal.projectId, id, {
-      order: "asc",
-      limit: MAX_CONVERSATION_ITEMS,
-    });
-    return rows.map((row) => JSON.parse(row.itemJson) as StoredItem);
-  }
-
   app.post("/v1/responses/input_tokens", async (request) => {
     const body = parseBody(createResponseSchema, request.body);
     rejectUnsupported(body);
-    const { items } = await conversation(request.principal, body);
+    const { items } = await turns.conversation(request.principal, body);
     const counted = await opts.generation.countInputTokens({
       principal: request.principal,
       endpoint: "responses",
@@ -142,86 +78,40 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
   app.post("/v1/responses", async (request, reply) => {
     const body = parseBody(createResponseSchema, request.body);
     rejectUnsupported(body);
-    const stored = body.store ?? true;
-    if (stored && !store) {
-      throw invalidRequest("This server has no database to store responses in; send store: false.", "store");
-    }
-    if (body.background && !stored) {
-      throw invalidRequest("A background response must be stored: leave store on.", "background");
-    }
-    const { input, items } = await conversation(request.principal, body);
-    const id = opts.ids.response();
-    const run = body.background ? runs?.start(id) : undefined;
+    request.telemetry.stream = body.stream === true;
+    const turn = await turns.begin({
+      principal: request.principal,
+      body,
+      endpoint: "responses",
+      startedAt: request.startedAt,
+      telemetry: request.telemetry,
+    });
+    const { meta } = turn;
+    const run = body.background ? runs?.start(meta.id) : undefined;
     // A background response runs on whatever the client does; only cancel and shutdown stop it.
     const signal = run
       ? anySignal(run.abort.signal, opts.shutdown)
       : requestAbortSignal(reply, opts.shutdown);
-    request.telemetry.stream = body.stream === true;
-    const principal = request.principal;
-    const start = (context: readonly StoredItem[]) =>
-      opts.generation.start({
-        principal,
-        endpoint: "responses",
-        capability: "chat",
-        model: body.model,
-        toRequest: (deployment) =>
-          toGenerationRequest(body, deployment.id, toChatMessages(context, body.instructions)),
-        signal,
-        startedAt: request.startedAt,
-        telemetry: request.telemetry,
-      });
-    const createdAtMs = opts.now();
-    const meta: ResponseMeta = {
-      id,
-      createdAt: Math.floor(createdAtMs / 1000),
-      model: body.model,
-      request: body,
-      store: stored,
-    };
-    const conversationId = conversationIdOf(body);
-    const save = async (response: { output: unknown; status: string }) => {
-      const finished = response.status !== "queued" && response.status !== "in_progress";
-      // A conversation gets this turn's input and output, stored response or not.
-      if (finished && conversationId && opts.conversations && response.status !== "failed") {
-        const added = [...withFreshIds(input), ...(response.output as StoredItem[])];
-        await opts.conversations.append(principal.projectId, conversationId, added.map(toRow));
-      }
-      if (!stored || !store) return;
-      await store.save({
-        id: meta.id,
-        projectId: principal.projectId,
-        createdAt: createdAtMs,
-        previousResponseId: body.previous_response_id ?? null,
-        status: response.status,
-        heartbeatAt: finished ? null : opts.now(),
-        responseJson: JSON.stringify(response),
-        inputJson: JSON.stringify(input),
-      });
-    };
 
     if (run && runs) {
       const queued = new ResponseBuilder(meta, false).snapshot("queued", null);
-      await save(queued);
-      const begin = () => (body.truncation === "auto" ? startTruncated(items, start) : start(items));
-      void runInBackground(meta, run, signal, begin, save).finally(() => runs.finished(id));
+      await turn.save(queued);
+      void runInBackground(meta, run, signal, () => turn.start(signal), turn.save).finally(() =>
+        runs.finished(meta.id),
+      );
       if (!body.stream) return reply.send(queued);
       return streamRun(request, reply, run, -1);
     }
 
-    const generation = body.truncation === "auto" ? await startTruncated(items, start) : await start(items);
-    reply.headers(generation.hints);
-    const builder = new ResponseBuilder(meta, generation.request.logprobs !== undefined);
-    const finished = () => builder.snapshot(builder.status, Math.floor(opts.now() / 1000));
-
     if (!body.stream) {
-      const response = await collectGeneration(generation, signal, async (parts) => {
-        for await (const part of parts) builder.add(part);
-        return finished();
-      });
-      await save(response);
+      const response = await turns.collectTurn(turn, signal, (generation) => reply.headers(generation.hints));
       return reply.send(response);
     }
 
+    const generation = await turn.start(signal);
+    reply.headers(generation.hints);
+    const builder = new ResponseBuilder(meta, generation.request.logprobs !== undefined);
+    const finished = () => builder.snapshot(builder.status, Math.floor(opts.now() / 1000));
     const sequencer = new EventSequencer();
     const send = async (sse: SseWriter, event: ResponseEvent) => {
       const frame = sequencer.frame(event);
@@ -250,7 +140,7 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
         }
         if (!sse.isOpen || signal.aborted) return;
         const response = finished();
-        await save(response);
+        await turn.save(response);
         await send(sse, { type: terminalEvent(response.status), response });
       },
       ending,
@@ -385,35 +275,6 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     const found = store ? await store.get(principal.projectId, id) : undefined;
     if (!found) throw responseNotFound(id);
     return found;
-  }
-}
-
-function conversationIdOf(body: CreateResponseRequest): string | undefined {
-  const conversation = body.conversation;
-  if (conversation == null) return undefined;
-  return typeof conversation === "string" ? conversation : conversation.id;
-}
-
-/**
- * truncation: "auto": while the conversation does not fit the model's context, the oldest items
- * go (a call's output never outlives its call at the front). Each try renders and counts again,
- * which only a conversation that does not fit pays for.
- */
-async function startTruncated<T>(
-  items: readonly StoredItem[],
-  start: (context: readonly StoredItem[]) => Promise<T>,
-): Promise<T> {
-  let context = items;
-  for (;;) {
-    try {
-      return await start(context);
-    } catch (err) {
-      const tooLong = err instanceof ServiceError && err.code === "context_length_exceeded";
-      if (!tooLong || context.length <= 1) throw err;
-      let drop = 1;
-      while (drop < context.length - 1 && context[drop]?.type === "function_call_output") drop++;
-      context = context.slice(drop);
-    }
   }
 }
 

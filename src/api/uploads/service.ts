@@ -168,6 +168,20 @@ export class UploadService {
     return expired;
   }
 
+  /**
+   * Removes the parts (bytes and rows) of uploads that were completed, cancelled or expired but
+   * kept their parts because the server stopped in between; returns how many uploads.
+   */
+  async sweepLeftoverParts(): Promise<number> {
+    let swept = 0;
+    for (;;) {
+      const uploads = await this.deps.uploads.finishedWithParts(100);
+      if (uploads.length === 0) return swept;
+      for (const upload of uploads) await this.removeParts(upload);
+      swept += uploads.length;
+    }
+  }
+
   private async expire(upload: StoredUpload): Promise<boolean> {
     if (!(await this.deps.uploads.finish(upload.projectId, upload.id, "expired"))) return false;
     await this.removeParts(upload);

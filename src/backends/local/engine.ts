@@ -1,5 +1,5 @@
 import { invalidRequest, type ServiceError } from "../../core/errors.js";
-import type { SamplingParams } from "../../core/generation.js";
+import type { RequestPriority, SamplingParams } from "../../core/generation.js";
 
 /**
  * A token-level engine under the local backend. Chat templates, stop strings, n>1, tools and the
@@ -28,7 +28,11 @@ export interface LocalEngine {
    * order. The inputs are taken as they are (the backend adds start/end tokens) and each fits the
    * context. Waits for a slot like generate(); throws for a model not loaded to embed.
    */
-  embed(inputs: readonly (readonly number[])[], signal: AbortSignal): Promise<Float32Array[]>;
+  embed(
+    inputs: readonly (readonly number[])[],
+    signal: AbortSignal,
+    priority?: RequestPriority,
+  ): Promise<Float32Array[]>;
   /** Whether generate() takes a grammar; an engine without refuses one rather than ignore it. */
   readonly grammars: boolean;
   stats(): EngineStats;
@@ -105,6 +109,8 @@ export interface TokenGeneration {
    * slot's KV cache keep no logits, so none of it is reused (cachedTokens 0).
    */
   promptLogprobs?: number;
+  /** Absent = interactive; batch generations wait behind interactive ones for slots (SlotScheduler). */
+  priority?: RequestPriority;
 }
 
 /** A grammar in llama.cpp's GBNF, applied from the first token or, when lazy, from a trigger on. */

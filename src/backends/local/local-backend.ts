@@ -348,6 +348,7 @@ export class LocalBackend implements ModelBackend {
         topLogprobs: req.logprobs?.top,
         ...(plan?.grammar ? { grammar: plan.grammar } : {}),
         ...(req.logprobs?.prompt ? { promptLogprobs: req.logprobs.top } : {}),
+        ...(req.priority ? { priority: req.priority } : {}),
       },
       signal,
     );

@@ -72,7 +72,7 @@ export class LocalEmbedder {
 
   async embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
     if (!(prepared instanceof LocalPreparedEmbedding)) throw new Error("prepared by another backend");
-    const raw = await this.engine.embed(prepared.inputs, signal);
+    const raw = await this.engine.embed(prepared.inputs, signal, prepared.request.priority);
     const dimensions = prepared.request.dimensions;
     const vectors = raw.map((vector) => {
       const kept =

@@ -13,6 +13,16 @@ export interface BlobStore {
   get(key: string): AsyncIterable<Buffer>;
   /** Removes the bytes; a missing key is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Removes what writes cut short by a crash left behind (temporary files) that was last written
+   * before `before` (unix ms); returns how many. Writes still going on are newer than that.
+   */
+  removeUnfinished(before: number): Promise<number>;
+  /**
+   * Keys of blobs last written before `before` (unix ms), for the sweeper to match against the
+   * files and upload parts that refer to them: one nothing refers to is a crash's leftover.
+   */
+  keysWrittenBefore(before: number): AsyncIterable<string>;
 }
 
 export interface BlobLimit {
@@ -52,7 +62,13 @@ export class ByteMeter {
   }
 }
 
+const BLOB_KEY = /^[A-Za-z0-9_-]{8,64}$/;
+
 /** Keys are ours; anything else reaching a store is a bug, never a path to follow. */
 export function assertBlobKey(key: string): void {
-  if (!/^[A-Za-z0-9_-]{8,64}$/.test(key)) throw new Error("invalid blob key");
+  if (!isBlobKey(key)) throw new Error("invalid blob key");
+}
+
+export function isBlobKey(key: string): boolean {
+  return BLOB_KEY.test(key);
 }

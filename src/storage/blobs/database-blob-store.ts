@@ -3,6 +3,7 @@ import type { DatabaseSchema } from "../schema.js";
 import { assertBlobKey, type BlobLimit, type BlobStore, type BlobWritten, ByteMeter } from "./blob-store.js";
 
 const CHUNK_BYTES = 1024 * 1024;
+const KEY_PAGE = 500;
 
 /**
  * Blobs as rows of 1 MiB chunks in the shared database, so every instance serves every file.
@@ -24,7 +25,8 @@ export class DatabaseBlobStore implements BlobStore {
       if (pendingBytes === 0 && seq > 0) return;
       await this.db
         .insertInto("blob_chunks")
-        .values({ blob_key: key, seq, data: Buffer.concat(pending, pendingBytes) })
+        // The wall clock, not a test's: how old a chunk is decides whether the sweeper may take it.
+        .values({ blob_key: key, seq, data: Buffer.concat(pending, pendingBytes), written_at: Date.now() })
         .execute();
       seq++;
       pending = [];
@@ -67,5 +69,28 @@ export class DatabaseBlobStore implements BlobStore {
   async delete(key: string): Promise<void> {
     assertBlobKey(key);
     await this.db.deleteFrom("blob_chunks").where("blob_key", "=", key).execute();
+  }
+
+  /** A write cut short leaves chunks under a key nothing refers to: keysWrittenBefore finds those. */
+  async removeUnfinished(): Promise<number> {
+    return 0;
+  }
+
+  async *keysWrittenBefore(before: number): AsyncIterable<string> {
+    let after = "";
+    for (;;) {
+      const rows = await this.db
+        .selectFrom("blob_chunks")
+        .select("blob_key")
+        .where("blob_key", ">", after)
+        .groupBy("blob_key")
+        .having((eb) => eb(eb.fn.max(eb.fn.coalesce("written_at", eb.lit(0))), "<", before))
+        .orderBy("blob_key")
+        .limit(KEY_PAGE)
+        .execute();
+      for (const row of rows) yield row.blob_key;
+      if (rows.length < KEY_PAGE) return;
+      after = rows[rows.length - 1]?.blob_key ?? after;
+    }
   }
 }

@@ -1,9 +1,10 @@
-import { type Kysely, type Selectable, sql } from "kysely";
+import { type Kysely, type Selectable, sql, type Transaction } from "kysely";
 import type { Dialect } from "../database.js";
 import type { BatchesTable, DatabaseSchema } from "../schema.js";
 import { fileRow } from "./file-repository.js";
 import type {
   BatchCaller,
+  BatchLineError,
   BatchOutcome,
   BatchRepository,
   BatchStatus,
@@ -86,26 +87,95 @@ export class KyselyBatchRepository implements BatchRepository {
           finalize_until: null,
         })
         .execute();
-      for (let i = 0; i < lines.length; i += INSERT_CHUNK) {
-        await trx
-          .insertInto("batch_lines")
-          .values(
-            lines.slice(i, i + INSERT_CHUNK).map((line) => ({
-              batch_id: batch.id,
-              line_no: line.lineNo,
-              custom_id: line.customId,
-              body: line.body,
-              done: 0,
-              lease_owner: null,
-              lease_until: null,
-              attempts: 0,
-              failed: 0,
-              result: null,
-            })),
-          )
-          .execute();
-      }
+      await insertLines(trx, batch.id, lines);
     });
+  }
+
+  async dueForValidation(now: number, limit: number): Promise<StoredBatch[]> {
+    const rows = await this.db
+      .selectFrom("batches")
+      .selectAll()
+      .where("status", "=", "validating")
+      .where((eb) => eb.or([eb("finalize_until", "is", null), eb("finalize_until", "<", now)]))
+      .orderBy("created_at")
+      .limit(limit)
+      .execute();
+    return rows.map(toBatch);
+  }
+
+  async startRunning(
+    batchId: string,
+    owner: string,
+    model: string | null,
+    lines: readonly NewBatchLine[],
+    now: number,
+  ): Promise<boolean> {
+    try {
+      return await this.db.transaction().execute(async (trx) => {
+        const updated = await trx
+          .updateTable("batches")
+          .set({
+            status: "in_progress",
+            in_progress_at: now,
+            model,
+            total: lines.length,
+            finalize_owner: null,
+            finalize_until: null,
+          })
+          .where("id", "=", batchId)
+          .where("status", "=", "validating")
+          .where("finalize_owner", "=", owner)
+          .executeTakeFirst();
+        if (Number(updated.numUpdatedRows) !== 1) throw new NotTaken();
+        await insertLines(trx, batchId, lines);
+        return true;
+      });
+    } catch (err) {
+      if (err instanceof NotTaken) return false;
+      throw err;
+    }
+  }
+
+  async failValidation(
+    batchId: string,
+    owner: string,
+    errors: readonly BatchLineError[],
+    now: number,
+  ): Promise<boolean> {
+    const updated = await this.db
+      .updateTable("batches")
+      .set({
+        status: "failed",
+        failed_at: now,
+        errors: JSON.stringify(errors),
+        finalize_owner: null,
+        finalize_until: null,
+      })
+      .where("id", "=", batchId)
+      .where("status", "=", "validating")
+      .where("finalize_owner", "=", owner)
+      .executeTakeFirst();
+    return Number(updated.numUpdatedRows) === 1;
+  }
+
+  async renewBatchLease(batchId: string, owner: string, until: number): Promise<boolean> {
+    const updated = await this.db
+      .updateTable("batches")
+      .set({ finalize_until: until })
+      .where("id", "=", batchId)
+      .where("finalize_owner", "=", owner)
+      .where("finalize_until", "is not", null)
+      .executeTakeFirst();
+    return Number(updated.numUpdatedRows) === 1;
+  }
+
+  async releaseBatchLease(batchId: string, owner: string): Promise<void> {
+    await this.db
+      .updateTable("batches")
+      .set({ finalize_owner: null, finalize_until: null })
+      .where("id", "=", batchId)
+      .where("finalize_owner", "=", owner)
+      .execute();
   }
 
   async get(projectId: string, batchId: string): Promise<StoredBatch | undefined> {
@@ -239,11 +309,16 @@ export class KyselyBatchRepository implements BatchRepository {
     owner: string,
     lines: readonly { batchId: string; lineNo: number }[],
     retryAt: number | null,
+    uncounted = false,
   ): Promise<void> {
     for (const line of lines) {
       await this.db
         .updateTable("batch_lines")
-        .set({ lease_owner: null, lease_until: retryAt })
+        .set((eb) => ({
+          lease_owner: null,
+          lease_until: retryAt,
+          ...(uncounted ? { attempts: eb("attempts", "-", 1) } : {}),
+        }))
         .where("batch_id", "=", line.batchId)
         .where("line_no", "=", line.lineNo)
         .where("lease_owner", "=", owner)
@@ -264,6 +339,8 @@ export class KyselyBatchRepository implements BatchRepository {
           eb.or([eb("b.finalize_until", "is", null), eb("b.finalize_until", "<", now)]),
           eb.or([
             eb("b.status", "in", ["cancelling", "finalizing"]),
+            // Never validated within its window (no worker ran): it expires with no lines.
+            eb.and([eb("b.status", "=", "validating"), eb("b.expires_at", "<=", now)]),
             eb.and([
               eb("b.status", "=", "in_progress"),
               eb.or([
@@ -290,7 +367,7 @@ export class KyselyBatchRepository implements BatchRepository {
       const outcome: BatchOutcome =
         batch.status === "cancelling"
           ? "cancelled"
-          : batch.status === "in_progress" && batch.expiresAt <= now
+          : (batch.status === "in_progress" || batch.status === "validating") && batch.expiresAt <= now
             ? "expired"
             : batch.status === "finalizing" &&
                 batch.expiresAt <= now &&
@@ -386,3 +463,29 @@ export class KyselyBatchRepository implements BatchRepository {
 
 /** Rolls a transaction back when its conditional update found nothing to do. */
 class NotTaken extends Error {}
+
+async function insertLines(
+  trx: Transaction<DatabaseSchema>,
+  batchId: string,
+  lines: readonly NewBatchLine[],
+): Promise<void> {
+  for (let i = 0; i < lines.length; i += INSERT_CHUNK) {
+    await trx
+      .insertInto("batch_lines")
+      .values(
+        lines.slice(i, i + INSERT_CHUNK).map((line) => ({
+          batch_id: batchId,
+          line_no: line.lineNo,
+          custom_id: line.customId,
+          body: line.body,
+          done: 0,
+          lease_owner: null,
+          lease_until: null,
+          attempts: 0,
+          failed: 0,
+          result: null,
+        })),
+      )
+      .execute();
+  }
+}

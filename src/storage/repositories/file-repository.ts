@@ -81,6 +81,17 @@ export class KyselyFileRepository implements FileRepository {
     return row ? toStoredFile(row) : undefined;
   }
 
+  async referencedBlobKeys(keys: readonly string[]): Promise<Set<string>> {
+    if (keys.length === 0) return new Set();
+    const rows = await this.db
+      .selectFrom("files")
+      .select("blob_key")
+      .where("blob_key", "in", keys)
+      .union(this.db.selectFrom("upload_parts").select("blob_key").where("blob_key", "in", keys))
+      .execute();
+    return new Set(rows.map((r) => r.blob_key));
+  }
+
   async expired(now: number, limit: number): Promise<StoredFile[]> {
     const rows = await this.db
       .selectFrom("files")

@@ -250,6 +250,8 @@ export interface FileRepository {
   delete(projectId: string, fileId: string): Promise<StoredFile | undefined>;
   /** Files past their expiry, across projects (the sweeper's view). */
   expired(now: number, limit: number): Promise<StoredFile[]>;
+  /** Which of `keys` a file or an upload part refers to, across projects (the sweeper's view). */
+  referencedBlobKeys(keys: readonly string[]): Promise<Set<string>>;
 }
 
 export type UploadStatus = "pending" | "completed" | "cancelled" | "expired";
@@ -297,6 +299,11 @@ export interface UploadRepository {
   deleteParts(projectId: string, uploadId: string): Promise<void>;
   /** Pending uploads past their expiry, across projects. */
   expired(now: number, limit: number): Promise<StoredUpload[]>;
+  /**
+   * Uploads no longer pending that still have parts (a crash between ending the upload and
+   * removing its parts), across projects.
+   */
+  finishedWithParts(limit: number): Promise<StoredUpload[]>;
 }
 
 export type BatchStatus =
@@ -378,6 +385,11 @@ export interface LineResult {
 /** How a batch ends once its lines are done, or it is cancelled, or its window passed. */
 export type BatchOutcome = "completed" | "cancelled" | "expired";
 
+/**
+ * Batches and their lines. Batch-level steps (validating the input, then writing the output files)
+ * are done by one worker at a time under a lease on the batch (`claimFinalization`), which lapses
+ * when that worker dies, so another takes the step over.
+ */
 export interface BatchRepository {
   /** The batch and all its lines, in one transaction. */
   create(batch: StoredBatch, lines: readonly NewBatchLine[]): Promise<void>;
@@ -387,6 +399,30 @@ export interface BatchRepository {
   list(projectId: string, query: { limit: number; after?: string }): Promise<StoredBatch[]>;
   /** in_progress (or validating) → cancelling; the batch as it is afterwards. */
   requestCancel(projectId: string, batchId: string, now: number): Promise<StoredBatch | undefined>;
+  /** Validating batches whose lease no one holds (new, or their worker died). */
+  dueForValidation(now: number, limit: number): Promise<StoredBatch[]>;
+  /**
+   * validating → in_progress with its lines, for the holder of the batch's lease, in one
+   * transaction; false (nothing written) when the batch was cancelled or the lease lost meanwhile.
+   */
+  startRunning(
+    batchId: string,
+    owner: string,
+    model: string | null,
+    lines: readonly NewBatchLine[],
+    now: number,
+  ): Promise<boolean>;
+  /** validating → failed with the input's errors, for the holder of the batch's lease. */
+  failValidation(
+    batchId: string,
+    owner: string,
+    errors: readonly BatchLineError[],
+    now: number,
+  ): Promise<boolean>;
+  /** Extends `owner`'s lease on a batch-level step; false when it no longer holds it. */
+  renewBatchLease(batchId: string, owner: string, until: number): Promise<boolean>;
+  /** Gives a batch-level lease back at once (a validation that found the batch cancelled). */
+  releaseBatchLease(batchId: string, owner: string): Promise<void>;
   /**
    * Leases up to `max` unanswered lines of running batches whose lease is free or lapsed
    * (`FOR UPDATE SKIP LOCKED` on Postgres, so instances never take the same line).
@@ -399,15 +435,25 @@ export interface BatchRepository {
    * batch is no longer taking results (being finalized, cancelled).
    */
   complete(batchId: string, lineNo: number, result: string, failed: boolean): Promise<boolean>;
-  /** Gives leases back (shutdown, a retry later at `retryAt`). */
+  /**
+   * Gives leases back (shutdown, a retry later at `retryAt`). `uncounted`: the claim does not count
+   * as an attempt (the line was deferred, never tried: capacity kept for interactive requests).
+   */
   release(
     owner: string,
     lines: readonly { batchId: string; lineNo: number }[],
     retryAt: number | null,
+    uncounted?: boolean,
   ): Promise<void>;
-  /** Batches ready to end (all lines answered, cancelling, past their window) whose finalization no one holds. */
+  /**
+   * Batches ready to end (all lines answered, cancelling, past their window — validated or not)
+   * whose lease no one holds.
+   */
   dueForFinalization(now: number, limit: number): Promise<{ batch: StoredBatch; outcome: BatchOutcome }[]>;
-  /** Takes the right to finalize `batchId` until `until`; false if another holds it or it changed. */
+  /**
+   * Takes the batch's lease (to validate it, or to finalize it) until `until`, if it is still in
+   * status `from`; false if another holds it or it changed.
+   */
   claimFinalization(
     batchId: string,
     from: BatchStatus,

@@ -118,6 +118,19 @@ export class KyselyUploadRepository implements UploadRepository {
       .execute();
   }
 
+  async finishedWithParts(limit: number): Promise<StoredUpload[]> {
+    const rows = await this.db
+      .selectFrom("uploads as u")
+      .selectAll("u")
+      .where("u.status", "<>", "pending")
+      .where((eb) =>
+        eb.exists(eb.selectFrom("upload_parts as p").select("p.id").whereRef("p.upload_id", "=", "u.id")),
+      )
+      .limit(limit)
+      .execute();
+    return rows.map(toUpload);
+  }
+
   async expired(now: number, limit: number): Promise<StoredUpload[]> {
     const rows = await this.db
       .selectFrom("uploads")

@@ -49,6 +49,7 @@ export class LocalEngineFactory {
     const { engines } = this.config;
     const shared = {
       contextSizeCap: engines.default_context_cap,
+      interactiveReserve: model.interactive_reserve,
       gpu: engines.gpu,
       embedding: model.kind === "embedding" ? { pooling: model.pooling } : undefined,
     };

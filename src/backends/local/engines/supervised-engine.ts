@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { ServiceError, serviceUnavailable } from "../../../core/errors.js";
+import type { RequestPriority } from "../../../core/generation.js";
 import {
   type EmbeddingMode,
   type EngineEvent,
@@ -42,6 +43,8 @@ export interface SupervisedEngineOptions {
   threads: number;
   gpuLayers: "auto" | "max" | number;
   maxQueue: number;
+  /** Slots batch generations leave free for interactive ones (SlotScheduler); default 1 with parallel > 1. */
+  interactiveReserve?: number;
   /** Stop the engine process after this long unused; undefined = never. */
   idleTtlMs?: number;
   /** Where pid records of engine processes live. */
@@ -88,7 +91,9 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
     readonly engineName: string,
     protected readonly options: Options,
   ) {
-    this.scheduler = new SlotScheduler(options.slots, options.maxQueue);
+    this.scheduler = new SlotScheduler(options.slots, options.maxQueue, {
+      interactiveReserve: options.interactiveReserve,
+    });
     this.slotCaches = new SlotCacheMirror(options.slots);
     this.supervisor = new ProcessSupervisor(this.processSpec(), {
       logger: options.logger,
@@ -186,9 +191,13 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
   abstract readonly grammars: boolean;
 
   /** One slot per request, whatever its number of inputs: the queue and its 429s are generate()'s. */
-  async embed(inputs: readonly (readonly number[])[], signal: AbortSignal): Promise<Float32Array[]> {
+  async embed(
+    inputs: readonly (readonly number[])[],
+    signal: AbortSignal,
+    priority?: RequestPriority,
+  ): Promise<Float32Array[]> {
     if (!this.options.embedding) throw notAnEmbeddingEngine();
-    const lease = await this.scheduler.acquire(signal);
+    const lease = await this.scheduler.acquire(signal, undefined, priority);
     let processLease: ProcessLease | undefined;
     try {
       processLease = await this.supervisor.acquire(signal);
@@ -206,7 +215,11 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
     if (this.options.embedding) throw notAnEmbeddingEngine();
     if (req.grammar) this.checkGrammar(req.grammar);
     const prompt = req.promptTokens;
-    const lease = await this.scheduler.acquire(signal, (free) => this.slotCaches.pick(prompt, free));
+    const lease = await this.scheduler.acquire(
+      signal,
+      (free) => this.slotCaches.pick(prompt, free),
+      req.priority,
+    );
     const run: SlotRun = { slot: lease.slot };
     let processLease: ProcessLease | undefined;
     let started = false;

@@ -13,7 +13,7 @@ import {
 } from "node-llama-cpp";
 import type { Logger } from "pino";
 import { invalidRequest, type ServiceError } from "../../../../core/errors.js";
-import type { SamplingParams } from "../../../../core/generation.js";
+import type { RequestPriority, SamplingParams } from "../../../../core/generation.js";
 import { readAhead } from "../../../../core/read-ahead.js";
 import {
   type EmbeddingMode,
@@ -53,6 +53,8 @@ export interface InProcessEngineOptions {
   threads: number;
   gpuLayers: "auto" | "max" | number;
   maxQueue: number;
+  /** Slots batch generations leave free for interactive ones (SlotScheduler); default 1 with parallel > 1. */
+  interactiveReserve?: number;
   logger: Logger;
   /** Load the model to embed (an embedding context instead of generation sequences). */
   embedding?: EmbeddingMode;
@@ -87,7 +89,9 @@ export class InProcessEngine implements LocalEngine {
   private grammarStarts = new WeakMap<LlamaGrammar, LlamaGrammarEvaluationState>();
 
   constructor(private readonly options: InProcessEngineOptions) {
-    this.scheduler = new SlotScheduler(options.slots, options.maxQueue);
+    this.scheduler = new SlotScheduler(options.slots, options.maxQueue, {
+      interactiveReserve: options.interactiveReserve,
+    });
     this.grammarParser = new GrammarParser(() => sharedLlama(options.logger, options.gpu));
   }
 
@@ -123,8 +127,12 @@ export class InProcessEngine implements LocalEngine {
   /** llama.cpp's grammar sampler on the native path; the grammar state filters TokenSampler's choice with logprobs. */
   readonly grammars = true;
 
-  async embed(inputs: readonly (readonly number[])[], signal: AbortSignal): Promise<Float32Array[]> {
-    const lease = await this.scheduler.acquire(signal);
+  async embed(
+    inputs: readonly (readonly number[])[],
+    signal: AbortSignal,
+    priority?: RequestPriority,
+  ): Promise<Float32Array[]> {
+    const lease = await this.scheduler.acquire(signal, undefined, priority);
     try {
       return await this.embedNow(inputs, signal);
     } finally {
@@ -156,8 +164,10 @@ export class InProcessEngine implements LocalEngine {
     // A grammar that cannot run is refused before the request waits for a slot.
     if (req.grammar) await this.grammarParser.parse(req.grammar);
     const prompt = req.promptTokens as Token[];
-    const lease = await this.scheduler.acquire(signal, (free) =>
-      longestPrefixSlot(free, prompt, (slot) => this.slotTokens(slot)),
+    const lease = await this.scheduler.acquire(
+      signal,
+      (free) => longestPrefixSlot(free, prompt, (slot) => this.slotTokens(slot)),
+      req.priority,
     );
     try {
       yield* this.generateOnSlot(lease.slot, req, signal);
