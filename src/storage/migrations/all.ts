@@ -2,10 +2,12 @@ import type { Migration } from "kysely";
 import * as initial from "./001-initial.js";
 import * as filesBatches from "./002-files-batches.js";
 import * as responsesConversations from "./003-responses-conversations.js";
+import * as vectorStores from "./004-vector-stores.js";
 
 /** Every migration, in order. A static list (no directory scan) works from source and build alike. */
 export const MIGRATIONS: Record<string, Migration> = {
   "001-initial": initial,
   "002-files-batches": filesBatches,
   "003-responses-conversations": responsesConversations,
+  "004-vector-stores": vectorStores,
 };
