@@ -133,21 +133,18 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
     ).toBe(true);
     expect(await repo.chunkCount("vs_ingest", "file-1")).toBe(3);
     // The old owner can no longer finish it.
-    expect(await repo.completeIngestion("w1", "vs_ingest", "file-1", { pages: ["x"], usageBytes: 1 })).toBe(
-      false,
-    );
+    expect(await repo.completeIngestion("w1", "vs_ingest", "file-1", ["x"])).toBe(false);
     expect(await storage.chunkIndex.keywordSearch("vs_ingest", ["whale"], null, 5)).toEqual([]);
 
-    expect(
-      await repo.completeIngestion("w2", "vs_ingest", "file-1", {
-        pages: ["page one", "page two"],
-        usageBytes: 300,
-      }),
-    ).toBe(true);
+    expect(await repo.completeIngestion("w2", "vs_ingest", "file-1", ["page one", "page two"])).toBe(true);
     expect(mine).toHaveLength(1);
     expect((await repo.getFile("proj_a", "vs_ingest", "file-1"))?.status).toBe("completed");
     expect(await repo.filePages("proj_a", "vs_ingest", "file-1")).toEqual(["page one", "page two"]);
-    expect((await repo.usage("proj_a", ["vs_ingest"])).get("vs_ingest")?.usageBytes).toBe(300);
+    // Text bytes plus 8 float32s per chunk.
+    const text = "the red fox jumps" + "a blue whale sings" + "green grass grows";
+    expect((await repo.usage("proj_a", ["vs_ingest"])).get("vs_ingest")?.usageBytes).toBe(
+      text.length + 3 * 32,
+    );
 
     const keyword = await storage.chunkIndex.keywordSearch("vs_ingest", ["whales", "nothing"], null, 5);
     const [found] = await storage.chunkIndex.chunks(keyword.map((h) => h.chunkId));
@@ -174,7 +171,7 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
     );
     expect(jobs).toHaveLength(2);
     await repo.addChunks("w3", "vs_drop", "file-d", [chunk(0, "zebra crossing", vector(3))]);
-    await repo.completeIngestion("w3", "vs_drop", "file-d", { pages: ["zebra crossing"], usageBytes: 10 });
+    await repo.completeIngestion("w3", "vs_drop", "file-d", ["zebra crossing"]);
     await repo.addChunks("w3", "vs_drop", "file-f", [chunk(0, "zebra stripes", vector(3))]);
     expect(
       await repo.failIngestion("w3", "vs_drop", "file-f", { code: "invalid_file", message: "broken" }),
@@ -219,7 +216,7 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
       (j) => j.vectorStoreId === "vs_batch",
     );
     await repo.addChunks("w5", "vs_batch", "file-x", [chunk(0, "alpha", vector(4))]);
-    await repo.completeIngestion("w5", "vs_batch", "file-x", { pages: ["alpha"], usageBytes: 5 });
+    await repo.completeIngestion("w5", "vs_batch", "file-x", ["alpha"]);
     await repo.cancelBatch("proj_a", "vs_batch", "vsfb_1", T0 + 5);
     expect(await repo.batchCounts("vsfb_1")).toEqual({
       inProgress: 0,

@@ -142,7 +142,7 @@ export class KyselyVectorIngestion {
     owner: string,
     storeId: string,
     fileId: string,
-    result: { pages: readonly string[]; usageBytes: number },
+    pages: readonly string[],
   ): Promise<boolean> {
     return this.whileHeld(owner, storeId, fileId, async (trx, projectId) => {
       await trx
@@ -150,11 +150,11 @@ export class KyselyVectorIngestion {
         .where("vector_store_id", "=", storeId)
         .where("file_id", "=", fileId)
         .execute();
-      for (let i = 0; i < result.pages.length; i += INSERT_CHUNK) {
+      for (let i = 0; i < pages.length; i += INSERT_CHUNK) {
         await trx
           .insertInto("vector_store_file_pages")
           .values(
-            result.pages.slice(i, i + INSERT_CHUNK).map((text, j) => ({
+            pages.slice(i, i + INSERT_CHUNK).map((text, j) => ({
               vector_store_id: storeId,
               file_id: fileId,
               project_id: projectId,
@@ -171,11 +171,21 @@ export class KyselyVectorIngestion {
         .where("vector_store_id", "=", storeId)
         .where("file_id", "=", fileId)
         .execute();
+      const bytes =
+        this.dialect === "postgres"
+          ? sql<number>`coalesce(sum(octet_length(text) + octet_length(embedding)), 0)`
+          : sql<number>`coalesce(sum(length(cast(text as blob)) + length(embedding)), 0)`;
+      const usage = await trx
+        .selectFrom("vector_store_chunks")
+        .select(bytes.as("bytes"))
+        .where("vector_store_id", "=", storeId)
+        .where("file_id", "=", fileId)
+        .executeTakeFirst();
       await trx
         .updateTable("vector_store_files")
         .set({
           status: "completed",
-          usage_bytes: result.usageBytes,
+          usage_bytes: Number(usage?.bytes ?? 0),
           lease_until: null,
           error_code: null,
           error_message: null,

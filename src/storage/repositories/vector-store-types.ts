@@ -188,12 +188,15 @@ export interface VectorStoreRepository {
    * skipped. False when the lease or the file is gone.
    */
   addChunks(owner: string, storeId: string, fileId: string, chunks: readonly NewChunk[]): Promise<boolean>;
-  /** Stores the file's text, makes its chunks searchable and marks it completed, if `owner` still holds it. */
+  /**
+   * Stores the file's text, makes its chunks searchable and marks it completed, if `owner` still
+   * holds it; its usage_bytes are the bytes of its chunks' text and vectors.
+   */
   completeIngestion(
     owner: string,
     storeId: string,
     fileId: string,
-    result: { pages: readonly string[]; usageBytes: number },
+    pages: readonly string[],
   ): Promise<boolean>;
   /** Marks the file failed (its chunks dropped), if `owner` still holds it. */
   failIngestion(owner: string, storeId: string, fileId: string, error: IngestionError): Promise<boolean>;
