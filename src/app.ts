@@ -270,11 +270,39 @@ export function buildApp(config: Config, deps: AppDeps): App {
   void fastify.register(embeddingRoutes, { generation, shutdown });
   void fastify.register(tokenizeRoutes, { generation });
   void fastify.register(chatRoutes, generating);
+  // Vector stores (their routes, and the Responses API's file_search tool).
+  const vectors = deps.files?.vectorStores;
+  const fileSearch =
+    vectors && deps.files
+      ? {
+          service: new VectorStoreService({
+            stores: vectors.stores,
+            files: deps.files.files,
+            generation,
+            now: generating.now,
+            embeddingModel: vectors.embeddingModel,
+            embeddingModels: () =>
+              deps.registry
+                .all()
+                .filter((d) => d.backend.capabilities.embeddings)
+                .map((d) => d.id),
+            wakeIngestion: vectors.wakeIngestion,
+          }),
+          search: new VectorStoreSearch({
+            stores: vectors.stores,
+            chunks: vectors.chunks,
+            generation,
+            rewriteModel: vectors.rewriteModel,
+          }),
+        }
+      : undefined;
+  if (fileSearch) void fastify.register(vectorStoreRoutes, { ...fileSearch, shutdown });
   void fastify.register(responseRoutes, {
     ...generating,
     responses: deps.access?.responses,
     conversations: deps.access?.conversations,
     soleInstance: deps.access?.sharedDatabase !== true,
+    fileSearch,
   });
   if (deps.access) {
     void fastify.register(conversationRoutes, {
@@ -292,29 +320,6 @@ export function buildApp(config: Config, deps: AppDeps): App {
       now: generating.now,
     });
     void fastify.register(batchRoutes, { batches });
-    const vectors = deps.files.vectorStores;
-    if (vectors) {
-      const service = new VectorStoreService({
-        stores: vectors.stores,
-        files: deps.files.files,
-        generation,
-        now: generating.now,
-        embeddingModel: vectors.embeddingModel,
-        embeddingModels: () =>
-          deps.registry
-            .all()
-            .filter((d) => d.backend.capabilities.embeddings)
-            .map((d) => d.id),
-        wakeIngestion: vectors.wakeIngestion,
-      });
-      const search = new VectorStoreSearch({
-        stores: vectors.stores,
-        chunks: vectors.chunks,
-        generation,
-        rewriteModel: vectors.rewriteModel,
-      });
-      void fastify.register(vectorStoreRoutes, { service, search, shutdown });
-    }
   }
   if (deps.access) {
     void fastify.register(adminRoutes, {

@@ -5,6 +5,7 @@ import { makeDocx, makePdf } from "../helpers/document-fixtures.js";
 import { HashEmbeddingBackend, hashEmbedDeployment } from "../helpers/hash-embedder.js";
 import { expectMatchesSchema, prepareSpecValidators } from "../helpers/openapi.js";
 import { serverDatabases } from "../helpers/shared-database.js";
+import { TINY_MODEL } from "../helpers/test-server.js";
 
 const databases = await serverDatabases();
 const HASH_EMBED = "hash-embed";
@@ -42,6 +43,7 @@ describe.each(databases)("vector stores on $name", (database) => {
       "VectorStoreFileBatchObject",
       "VectorStoreSearchResultsPage",
       "VectorStoreFileContentResponse",
+      "Response",
     );
     await database.setup();
     server = await startAccessServer({
@@ -404,5 +406,76 @@ describe.each(databases)("vector stores on $name", (database) => {
     } finally {
       server.server.ingestionWorker.start();
     }
+  });
+
+  it("answers with the file_search tool in the Responses API: the call item, its results when included, citations", async () => {
+    const store = await client.vectorStores.create({ name: "answers" });
+    const file = await client.vectorStores.files.uploadAndPoll(
+      store.id,
+      await toFile(Buffer.from("Emperor penguins huddle together to keep warm in winter."), "penguins.txt"),
+      POLL,
+    );
+    const tools: OpenAI.Responses.Tool[] = [
+      { type: "file_search", vector_store_ids: [store.id], max_num_results: 2 },
+    ];
+    const question = "How do penguins keep warm?";
+    const response = await client.responses.create({
+      model: TINY_MODEL,
+      input: question,
+      tools,
+      include: ["file_search_call.results"],
+      max_output_tokens: 16,
+      store: false,
+    });
+    expectMatchesSchema(response, "Response");
+    const [searchCall, message] = response.output;
+    expect(searchCall).toMatchObject({ type: "file_search_call", status: "completed", queries: [question] });
+    const results = (searchCall as OpenAI.Responses.ResponseFileSearchToolCall).results;
+    expect(results?.[0]).toMatchObject({ file_id: file.id, filename: "penguins.txt" });
+    expect(results?.[0]?.text).toContain("Emperor penguins");
+    expect(message?.type).toBe("message");
+    const text = (message as OpenAI.Responses.ResponseOutputMessage)
+      .content[0] as OpenAI.Responses.ResponseOutputText;
+    expect(text.annotations).toEqual([
+      { type: "file_citation", file_id: file.id, filename: "penguins.txt", index: 0 },
+    ]);
+    expect(response.tools[0]).toMatchObject({ type: "file_search", vector_store_ids: [store.id] });
+
+    // Without include, the call says what it searched for but not what it found.
+    const plain = await client.responses.create({
+      model: TINY_MODEL,
+      input: question,
+      tools,
+      max_output_tokens: 16,
+      store: false,
+    });
+    expect(plain.output[0]).toMatchObject({ type: "file_search_call", results: null });
+
+    // Streamed: the search's events come first, the citation with the text.
+    const stream = await client.responses.create({
+      model: TINY_MODEL,
+      input: question,
+      tools,
+      max_output_tokens: 16,
+      store: false,
+      stream: true,
+    });
+    const types: string[] = [];
+    for await (const event of stream) types.push(event.type);
+    const at = (type: string) => types.indexOf(type);
+    expect(at("response.file_search_call.completed")).toBeGreaterThan(at("response.in_progress"));
+    expect(at("response.output_text.annotation.added")).toBeGreaterThan(
+      at("response.file_search_call.completed"),
+    );
+    // The random model may well run into max_output_tokens.
+    expect(["response.completed", "response.incomplete"]).toContain(types.at(-1));
+
+    // Another project's store is not found, and the field says which.
+    const theirs = await call(server.url, "POST", "/v1/responses", {
+      key: (other as unknown as { apiKey: string }).apiKey,
+      body: { model: TINY_MODEL, input: question, tools, max_output_tokens: 16, store: false },
+    });
+    expect(theirs.status).toBe(404);
+    expect(theirs.body.error.param).toBe("tools[0].vector_store_ids[0]");
   });
 });

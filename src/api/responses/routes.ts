@@ -24,6 +24,12 @@ import {
   type ResponseEvent,
   type ResponseMeta,
 } from "./encode.js";
+import {
+  type FileSearchDeps,
+  type FileSearchOutcome,
+  fileSearchEvents,
+  runFileSearch,
+} from "./file-search.js";
 import { type CreateResponseRequest, createResponseSchema, inputItemsQuerySchema } from "./schema.js";
 import {
   checkCallOutputs,
@@ -46,6 +52,8 @@ export interface ResponseRouteOptions {
   ids: IdGenerator;
   now: () => number;
   shutdown: AbortSignal;
+  /** Vector stores, for the file_search tool; without them that tool is refused. */
+  fileSearch?: FileSearchDeps;
 }
 
 /** How far back a previous_response_id chain is followed. */
@@ -158,6 +166,9 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
       : requestAbortSignal(reply, opts.shutdown);
     request.telemetry.stream = body.stream === true;
     const principal = request.principal;
+    // The file_search tool runs before the model; its excerpts join the model's context.
+    const searched = await runFileSearch(opts.fileSearch, principal, body, items, signal);
+    const context = searched ? searched.withContext(items) : items;
     const start = (context: readonly StoredItem[]) =>
       opts.generation.start({
         principal,
@@ -202,15 +213,19 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     if (run && runs) {
       const queued = new ResponseBuilder(meta, false).snapshot("queued", null);
       await save(queued);
-      const begin = () => (body.truncation === "auto" ? startTruncated(items, start) : start(items));
-      void runInBackground(meta, run, signal, begin, save).finally(() => runs.finished(id));
+      const begin = () => (body.truncation === "auto" ? startTruncated(context, start) : start(context));
+      void runInBackground(meta, run, signal, begin, save, searched).finally(() => runs.finished(id));
       if (!body.stream) return reply.send(queued);
       return streamRun(request, reply, run, -1);
     }
 
-    const generation = body.truncation === "auto" ? await startTruncated(items, start) : await start(items);
+    const generation =
+      body.truncation === "auto" ? await startTruncated(context, start) : await start(context);
     reply.headers(generation.hints);
     const builder = new ResponseBuilder(meta, generation.request.logprobs !== undefined);
+    const hostedEvents = searched
+      ? builder.addHosted(searched.item, searched.annotations, fileSearchEvents)
+      : [];
     const finished = () => builder.snapshot(builder.status, Math.floor(opts.now() / 1000));
 
     if (!body.stream) {
@@ -242,6 +257,7 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
       async (first, rest, sse) => {
         await send(sse, { type: "response.created", response: builder.snapshot("in_progress", null) });
         await send(sse, { type: "response.in_progress", response: builder.snapshot("in_progress", null) });
+        for (const event of hostedEvents) await send(sse, event);
         let part = first;
         while (part && sse.isOpen) {
           for (const event of builder.add(part)) await send(sse, event);
@@ -267,6 +283,7 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     signal: AbortSignal,
     begin: () => Promise<Generation>,
     save: (response: { output: unknown; status: string }) => Promise<void>,
+    searched?: FileSearchOutcome,
   ): Promise<void> {
     const sequencer = new EventSequencer();
     const emit = (event: ResponseEvent) => {
@@ -282,6 +299,9 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
       const running = builder.snapshot("in_progress", null);
       await save(running);
       emit({ type: "response.in_progress", response: running });
+      if (searched)
+        for (const event of builder.addHosted(searched.item, searched.annotations, fileSearchEvents))
+          emit(event);
       for await (const part of generation.parts) for (const event of builder.add(part)) emit(event);
       // Parts stop early when cancelled or when shutdown stops waiting: neither is a finished answer.
       if (run.abort.signal.aborted) throw cancelled;

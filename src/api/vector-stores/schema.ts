@@ -127,3 +127,13 @@ export const searchSchema = z.strictObject({
   ranking_options: rankingOptionsSchema.optional(),
 });
 export type SearchRequest = z.infer<typeof searchSchema>;
+
+/** The `file_search` tool of the Responses API. */
+export const fileSearchToolSchema = z.strictObject({
+  type: z.literal("file_search"),
+  vector_store_ids: z.array(z.string().min(1).max(128)).min(1).max(16),
+  max_num_results: z.number().int().min(1).max(50).optional(),
+  ranking_options: rankingOptionsSchema.optional(),
+  filters: filterSchema.nullish(),
+});
+export type FileSearchTool = z.infer<typeof fileSearchToolSchema>;
