@@ -1,3 +1,4 @@
+import { ServiceError } from "../../core/errors.js";
 import type { ChunkingSizes } from "../../storage/repositories/vector-store-types.js";
 
 /** `auto`: what OpenAI documents for it. */
@@ -15,8 +16,12 @@ export interface TextChunk {
   tokens: number;
 }
 
-/** Text is tokenized in pieces of about this many characters, cut at whitespace. */
+/**
+ * Text is tokenized in pieces of about this many characters, cut at whitespace; a model whose
+ * context cannot take that much at once (its tokenizer refuses longer texts) gets halves.
+ */
 const TOKENIZE_PIECE = 16_384;
+const SMALLEST_PIECE = 128;
 const CHARS_PER_TOKEN = 4;
 
 /**
@@ -44,17 +49,35 @@ export async function* chunkText(
     }
     return;
   }
-  const tokens: number[] = [];
-  for (const piece of pieces(text, TOKENIZE_PIECE)) {
-    const ids = await tokenizer.tokenize(piece);
-    for (const id of ids) tokens.push(id);
-  }
+  const tokens = await tokenizeAll(text, tokenizer);
   for (let start = 0; start < tokens.length; start += step) {
     const window = tokens.slice(start, start + sizes.maxChunkSizeTokens);
     const chunk = trimBrokenCharacters(await tokenizer.detokenize(window));
     if (chunk.trim() !== "") yield { seq: seq++, text: chunk, tokens: window.length };
     if (start + sizes.maxChunkSizeTokens >= tokens.length) break;
   }
+}
+
+async function tokenizeAll(text: string, tokenizer: ChunkTokenizer): Promise<number[]> {
+  const tokens: number[] = [];
+  let size = TOKENIZE_PIECE;
+  let rest = text;
+  while (rest !== "") {
+    const piece = pieces(rest, size).next().value as string;
+    let ids: number[];
+    try {
+      ids = await tokenizer.tokenize(piece);
+    } catch (err) {
+      const tooLong = err instanceof ServiceError && err.code === "context_length_exceeded";
+      if (!tooLong || size <= SMALLEST_PIECE) throw err;
+      size = Math.floor(size / 2);
+      continue;
+    }
+    // A loop, not push(...ids): spreading a long array into a call overflows the stack.
+    for (const id of ids) tokens.push(id);
+    rest = rest.slice(piece.length);
+  }
+  return tokens;
 }
 
 /** Consecutive pieces of `text` of about `size` characters, cut after whitespace where there is some. */
