@@ -1,7 +1,8 @@
+import { endianness } from "node:os";
 import { type Kysely, sql } from "kysely";
 import type { Dialect } from "../database.js";
 import type { DatabaseSchema } from "../schema.js";
-import { float32Bytes } from "./vector-ingestion-repository.js";
+import { float32Bytes, float32FromBytes } from "./vector-ingestion-repository.js";
 import { vectorTableName, vectorTables } from "./vector-store-rows.js";
 import type { ChunkHit, ChunkIndex, StoredChunk } from "./vector-store-types.js";
 
@@ -123,11 +124,11 @@ export class KyselyChunkIndex implements ChunkIndex {
       for (const row of rows) {
         const bytes = row.embedding as Uint8Array;
         if (bytes.byteLength !== query.length * 4) continue;
-        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        const vector = floats(bytes);
         let dot = 0;
         let norm = 0;
         for (let i = 0; i < query.length; i++) {
-          const x = view.getFloat32(i * 4, true);
+          const x = vector[i] as number;
           dot += x * (query[i] as number);
           norm += x * x;
         }
@@ -138,6 +139,18 @@ export class KyselyChunkIndex implements ChunkIndex {
     }
     return best.sorted();
   }
+}
+
+const LITTLE_ENDIAN = endianness() === "LE";
+
+/** Stored little-endian float32 bytes as floats: a view where alignment and byte order allow, else decoded. */
+function floats(bytes: Uint8Array): Float32Array {
+  if (LITTLE_ENDIAN) {
+    if (bytes.byteOffset % 4 === 0)
+      return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    return new Float32Array(bytes.slice().buffer);
+  }
+  return float32FromBytes(bytes);
 }
 
 /** The k best hits seen so far (a bounded sorted list: k is at most a few hundred). */
