@@ -186,6 +186,38 @@ describe.each(databases)("vector stores on $name", (database) => {
     );
   });
 
+  it("starts a store with file_ids and a chunking strategy, and lists its files by status", async () => {
+    const a = await upload("a.md", "# Kites\n\nKites fly on windy beaches.");
+    const b = await upload("b.md", "# Drums\n\nDrums keep the rhythm.");
+    const store = await client.vectorStores.create({
+      name: "seeded",
+      file_ids: [a.id, b.id],
+      chunking_strategy: {
+        type: "static",
+        static: { max_chunk_size_tokens: 200, chunk_overlap_tokens: 100 },
+      },
+    });
+    expect(store.file_counts.total).toBe(2);
+    for (const id of [a.id, b.id]) {
+      const done = await client.vectorStores.files.poll(store.id, id, POLL);
+      expect(done.status).toBe("completed");
+      expect(done.chunking_strategy).toEqual({
+        type: "static",
+        static: { max_chunk_size_tokens: 200, chunk_overlap_tokens: 100 },
+      });
+    }
+    const listed = await client.vectorStores.files.list(store.id, {
+      filter: "completed",
+      order: "asc",
+      limit: 1,
+    });
+    expect(listed.data).toHaveLength(1);
+    expect(listed.has_more).toBe(true);
+    expect((await client.vectorStores.search(store.id, { query: "windy kites" })).data[0]?.file_id).toBe(
+      a.id,
+    );
+  });
+
   it("filters on attributes with comparison and compound filters", async () => {
     const store = await client.vectorStores.create({ name: "filtered" });
     const specs = [
