@@ -68,6 +68,13 @@ describe.each(databases)("vector stores on $name", (database) => {
   const upload = async (name: string, content: string | Buffer) =>
     client.files.create({ file: await toFile(Buffer.from(content), name), purpose: "assistants" });
 
+  it("says at start-up which vector search it does: sqlite-vec, or an exact scan on Postgres", () => {
+    const said = server.logs.join("\n");
+    if (database.name === "postgres")
+      expect(said).toContain("scans every vector of a store (exact; pgvector is not used)");
+    else expect(said).toContain("vector search uses sqlite-vec");
+  });
+
   it("creates a store, ingests files with the SDK's uploadAndPoll helpers, and searches them", async () => {
     const store = await client.vectorStores.create({ name: "kb", metadata: { team: "docs" } });
     expectMatchesSchema(store, "VectorStoreObject");
