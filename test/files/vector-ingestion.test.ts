@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { call } from "../helpers/access.js";
 import { type CliServer, startCliServer } from "../helpers/cli-server.js";
 import { compiledCli } from "../helpers/compiled-cli.js";
-import { startTestServer, TEST_ENGINE, type TestServer } from "../helpers/test-server.js";
+import { startTestServer, TEST_ENGINE, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
 
 /** Ingestion on a real local embedding model (embed-tiny): its tokenizer cuts the chunks. */
 const EMBED = "embed";
@@ -35,7 +35,14 @@ describe("ingestion on a local embedding model", () => {
   let t: TestServer;
   beforeAll(async () => {
     t = await startTestServer({
-      config: { vector_stores: { embedding_model: EMBED, poll_interval_ms: 50, embed_batch_size: 8 } },
+      config: {
+        vector_stores: {
+          embedding_model: EMBED,
+          rewrite_model: TINY_MODEL,
+          poll_interval_ms: 50,
+          embed_batch_size: 8,
+        },
+      },
       extraModels: [
         { id: EMBED, source: inject("embedModelPath"), kind: "embedding", context_size: 1024, load: "start" },
       ],
@@ -85,6 +92,15 @@ describe("ingestion on a local embedding model", () => {
       static: { max_chunk_size_tokens: 800, chunk_overlap_tokens: 400 },
     });
     expect(auto.status).toBe("completed");
+
+    // rewrite_query with a rewrite model configured: the model's rewrite is what was searched for.
+    const rewritten = await call(t.url, "POST", `/v1/vector_stores/${store.id}/search`, {
+      body: { query: "which lantern is near the orchard?", rewrite_query: true, max_num_results: 3 },
+    });
+    expect(rewritten.status).toBe(200);
+    expect(rewritten.body.search_query).toHaveLength(1);
+    expect(typeof rewritten.body.search_query[0]).toBe("string");
+    expect(rewritten.body.search_query[0].length).toBeGreaterThan(0);
   });
 });
 
