@@ -158,7 +158,7 @@ async function measure(storage: Storage, name: string, size: number): Promise<st
         recallSum += indexed.value.filter((h) => truth.has(h.chunkId)).length / Math.max(1, truth.size);
       }
     }
-    const terms = [WORDS[i % WORDS.length] as string, WORDS[(i * 5) % WORDS.length] as string];
+    const terms = [WORDS[(i * 37) % WORDS.length] as string, WORDS[(i * 101) % WORDS.length] as string];
     keywordTimes.push((await timed(() => index.keywordSearch(storeId, terms, null, 50))).ms);
   }
   const row = (what: string, times: number[], recall: string) => {
@@ -177,6 +177,7 @@ async function measure(storage: Storage, name: string, size: number): Promise<st
   if (hasIndex) rows.push(row(`vector ${index.vectorIndex}`, indexTimes, fmt(recallSum / exactQueries, 3)));
   rows.push(row("keyword", keywordTimes, "-"));
   rows.push([name, String(size), `write + index: ${fmt(writeRate, 0)} chunks/s`, "", "", "", ""]);
+  for (const row of rows) progress(`  ${row.join(" | ")}`);
   return rows;
 }
 

@@ -59,6 +59,9 @@ function openSqlite(path: string): Database {
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("busy_timeout = 5000");
   sqlite.pragma("foreign_keys = ON");
+  // Reads through a memory map instead of a read() per page: a vector search scans a store's
+  // vectors, which a page cache of a few MiB cannot hold (bench/RESULTS.md).
+  sqlite.pragma("mmap_size = 268435456");
   const db = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
   return {
     db,

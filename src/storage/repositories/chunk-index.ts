@@ -111,16 +111,23 @@ export class KyselyChunkIndex implements ChunkIndex {
     for (const x of query) queryNorm += x * x;
     queryNorm = Math.sqrt(queryNorm) || 1;
     const best = new TopK(limit);
-    let after = -1;
+    // Paged along the (store, file, seq) unique index: a range read per page. (Paging by id made
+    // both databases sort the whole store again for every page: quadratic in the store's size.)
+    let after: { fileId: string; seq: number } | undefined;
     for (;;) {
       let select = this.db
         .selectFrom("vector_store_chunks")
-        .select(["id", "embedding"])
+        .select(["id", "file_id", "seq", "embedding"])
         .where("vector_store_id", "=", storeId)
-        .where("searchable", "=", 1)
-        .where("id", ">", after);
+        .where("searchable", "=", 1);
+      if (after) {
+        const { fileId, seq } = after;
+        select = select.where((eb) =>
+          eb.or([eb("file_id", ">", fileId), eb.and([eb("file_id", "=", fileId), eb("seq", ">", seq)])]),
+        );
+      }
       if (fileIds) select = select.where("file_id", "in", fileIds as string[]);
-      const rows = await select.orderBy("id").limit(SCAN_PAGE).execute();
+      const rows = await select.orderBy("file_id").orderBy("seq").limit(SCAN_PAGE).execute();
       for (const row of rows) {
         const bytes = row.embedding as Uint8Array;
         if (bytes.byteLength !== query.length * 4) continue;
@@ -134,8 +141,9 @@ export class KyselyChunkIndex implements ChunkIndex {
         }
         best.offer(Number(row.id), dot / ((Math.sqrt(norm) || 1) * queryNorm));
       }
-      if (rows.length < SCAN_PAGE) break;
-      after = Number(rows[rows.length - 1]?.id);
+      const last = rows[rows.length - 1];
+      if (rows.length < SCAN_PAGE || !last) break;
+      after = { fileId: last.file_id, seq: Number(last.seq) };
     }
     return best.sorted();
   }
