@@ -8,7 +8,7 @@
  *     generation/     the request lifecycle, no HTTP
  *     router/ backends/ admin/
  *     auth/ limits/ usage/        (access)
- *     storage/ config/ observability/ models/ engine-build/ grammar/ console/
+ *     storage/ config/ observability/ models/ engine-build/ grammar/ console/ queue/
  *     core/           types and errors every layer shares
  */
 
@@ -24,6 +24,7 @@ const layers = [
   ["config sits on core only", ["config"], ["(?!core/|config/)[^/]+"]],
   ["console (static files for the browser) sits on core only", ["console"], ["(?!core/|console/)[^/]+"]],
   ["grammar (JSON Schema → GBNF) sits on core only", ["grammar"], ["(?!core/|grammar/)[^/]+"]],
+  ["queue (durable leased jobs) sits on core only", ["queue"], ["(?!core/|queue/)[^/]+"]],
   [
     "access (auth, limits, usage) sits on storage, config and core",
     ["auth", "limits", "usage"],

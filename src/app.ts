@@ -24,6 +24,9 @@ import { responseRoutes } from "./api/responses/routes.js";
 import { tokenizeRoutes } from "./api/tokenize/routes.js";
 import { uploadRoutes } from "./api/uploads/routes.js";
 import type { UploadService } from "./api/uploads/service.js";
+import { vectorStoreRoutes } from "./api/vector-stores/routes.js";
+import { VectorStoreSearch } from "./api/vector-stores/search.js";
+import { VectorStoreService } from "./api/vector-stores/service.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import { OPEN_PRINCIPAL, type Principal } from "./auth/principal.js";
 import type { Config } from "./config/schema.js";
@@ -46,6 +49,7 @@ import type {
   ResponseRepository,
   UsageRepository,
 } from "./storage/repositories/types.js";
+import type { ChunkIndex, VectorStoreRepository } from "./storage/repositories/vector-store-types.js";
 import { Metering } from "./usage/metering.js";
 
 export interface AppDeps {
@@ -68,6 +72,19 @@ export interface FilesDeps {
   files: FileService;
   uploads: UploadService;
   batches: BatchRepository;
+  /** Vector stores over these files; without it /v1/vector_stores is absent. */
+  vectorStores?: VectorStoresDeps;
+}
+
+export interface VectorStoresDeps {
+  stores: VectorStoreRepository;
+  chunks: ChunkIndex;
+  /** The embedding model new stores use; undefined = the first model that embeds. */
+  embeddingModel?: string;
+  /** The chat model that rewrites queries (rewrite_query). */
+  rewriteModel?: string;
+  /** Tells the ingestion workers that files were attached. */
+  wakeIngestion: () => void;
 }
 
 export interface AccessDeps {
@@ -254,11 +271,39 @@ export function buildApp(config: Config, deps: AppDeps): App {
   void fastify.register(embeddingRoutes, { generation, shutdown });
   void fastify.register(tokenizeRoutes, { generation });
   void fastify.register(chatRoutes, generating);
+  // Vector stores (their routes, and the Responses API's file_search tool).
+  const vectors = deps.files?.vectorStores;
+  const fileSearch =
+    vectors && deps.files
+      ? {
+          service: new VectorStoreService({
+            stores: vectors.stores,
+            files: deps.files.files,
+            generation,
+            now: generating.now,
+            embeddingModel: vectors.embeddingModel,
+            embeddingModels: () =>
+              deps.registry
+                .all()
+                .filter((d) => d.backend.capabilities.embeddings)
+                .map((d) => d.id),
+            wakeIngestion: vectors.wakeIngestion,
+          }),
+          search: new VectorStoreSearch({
+            stores: vectors.stores,
+            chunks: vectors.chunks,
+            generation,
+            rewriteModel: vectors.rewriteModel,
+          }),
+        }
+      : undefined;
+  if (fileSearch) void fastify.register(vectorStoreRoutes, { ...fileSearch, shutdown });
   void fastify.register(responseRoutes, {
     ...generating,
     responses: deps.access?.responses,
     conversations: deps.access?.conversations,
     soleInstance: deps.access?.sharedDatabase !== true,
+    fileSearch,
   });
   if (deps.access) {
     void fastify.register(conversationRoutes, {

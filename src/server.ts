@@ -1,8 +1,9 @@
 import type { Logger } from "pino";
 import { BatchWorker } from "./api/batches/worker.js";
+import { IngestionWorker } from "./api/vector-stores/ingestion-worker.js";
 import { type App, buildApp } from "./app.js";
 import { type Access, buildAccess } from "./composition/build-access.js";
-import { buildFiles, type FilesFeature } from "./composition/build-files.js";
+import { buildFiles, type FilesFeature, vectorIndexFor } from "./composition/build-files.js";
 import { buildRegistry, loadStartupModels } from "./composition/build-registry.js";
 import type { Config } from "./config/schema.js";
 import { createLogger } from "./observability/logger.js";
@@ -14,6 +15,7 @@ export interface RunningServer {
   access: Access;
   files: FilesFeature;
   batchWorker: BatchWorker;
+  ingestionWorker: IngestionWorker;
   url: string;
   /** Stops accepting, lets in-flight requests finish within the grace period, then cancels them. */
   stop(): Promise<void>;
@@ -43,13 +45,25 @@ export async function startServer(
   const access = await buildAccess(config, logger, { modelNames, now });
   const files = buildFiles(config, access.storage, logger, { now });
   const shutdown = new AbortController();
+  let ingestionWorker: IngestionWorker | undefined;
   const app = buildApp(config, {
     registry,
     logger,
     now,
     shutdown: shutdown.signal,
     access,
-    files: { files: files.files, uploads: files.uploads, batches: access.storage.batches },
+    files: {
+      files: files.files,
+      uploads: files.uploads,
+      batches: access.storage.batches,
+      vectorStores: {
+        stores: access.storage.vectorStores,
+        chunks: vectorIndexFor(config, access.storage, logger),
+        embeddingModel: config.vector_stores.embedding_model,
+        rewriteModel: config.vector_stores.rewrite_model,
+        wakeIngestion: () => ingestionWorker?.wake(),
+      },
+    },
   });
   let address: string;
   try {
@@ -74,6 +88,21 @@ export async function startServer(
     maxAttempts: config.batches.max_attempts,
   });
   batchWorker.start();
+  const vectorSettings = config.vector_stores;
+  ingestionWorker = new IngestionWorker({
+    stores: access.storage.vectorStores,
+    files: files.files,
+    generation: app.batchLines.generation,
+    now,
+    logger,
+    concurrency: vectorSettings.concurrency,
+    leaseMs: vectorSettings.lease_ms,
+    pollIntervalMs: vectorSettings.poll_interval_ms,
+    maxAttempts: vectorSettings.max_attempts,
+    embedBatchSize: vectorSettings.embed_batch_size,
+    maxFileBytes: vectorSettings.max_file_bytes,
+  });
+  ingestionWorker.start();
   logger.info({ address }, "switchboard is listening");
 
   let stopping: Promise<void> | undefined;
@@ -86,7 +115,11 @@ export async function startServer(
       );
       grace.unref();
       // Batch lines finish within the grace too; the rest give their leases back for the next start.
-      await Promise.all([app.fastify.close(), batchWorker.stop(config.shutdown_grace_ms)]);
+      await Promise.all([
+        app.fastify.close(),
+        batchWorker.stop(config.shutdown_grace_ms),
+        ingestionWorker?.stop(config.shutdown_grace_ms),
+      ]);
       clearTimeout(grace);
       await files.close();
       await access.close();
@@ -94,7 +127,7 @@ export async function startServer(
     })();
     return stopping;
   };
-  return { app, registry, access, files, batchWorker, url: address, stop };
+  return { app, registry, access, files, batchWorker, ingestionWorker, url: address, stop };
 }
 
 async function listen(app: App, config: Config): Promise<string> {

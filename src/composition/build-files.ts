@@ -6,6 +6,8 @@ import type { Config } from "../config/schema.js";
 import type { BlobStore } from "../storage/blobs/blob-store.js";
 import { DatabaseBlobStore } from "../storage/blobs/database-blob-store.js";
 import { FilesystemBlobStore } from "../storage/blobs/filesystem-blob-store.js";
+import { KyselyChunkIndex } from "../storage/repositories/chunk-index.js";
+import type { ChunkIndex } from "../storage/repositories/vector-store-types.js";
 import type { Storage } from "../storage/storage.js";
 
 /** Files and their housekeeping, built over the access layer's storage. */
@@ -99,4 +101,24 @@ export function buildFiles(
       await sweeping;
     },
   };
+}
+
+/**
+ * The chunk index vector stores search with, and the start-up notice saying which vector search
+ * it does: sqlite-vec's index, or an exact scan of every vector (Postgres without pgvector, a
+ * SQLite where sqlite-vec does not load, or `vector_stores.index: exact`).
+ */
+export function vectorIndexFor(config: Config, storage: Storage, logger: Logger): ChunkIndex {
+  const forced = config.vector_stores.index === "exact";
+  const reason = forced ? "vector_stores.index is exact" : storage.database.exactVectorSearchReason;
+  const index = forced
+    ? new KyselyChunkIndex(storage.database.db, storage.database.dialect, { exactOnly: true })
+    : storage.chunkIndex;
+  if (index.vectorIndex === "exact") {
+    logger.warn(
+      { vectorSearch: "exact" },
+      `Vector stores: ${reason}. Search time grows with a store's size; fine for stores of some ten thousand chunks.`,
+    );
+  } else logger.info({ vectorSearch: index.vectorIndex }, "vector stores: vector search uses sqlite-vec");
+  return index;
 }

@@ -285,6 +285,35 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Vector stores and file search: their models, their index and the ingestion workers. */
+    vector_stores: z
+      .object({
+        /** The model that embeds new stores' chunks and queries; default: the first model of kind embedding. */
+        embedding_model: z.string().min(1).max(256).optional(),
+        /** A chat model that rewrites queries when a search asks (rewrite_query); without it that is a 400. */
+        rewrite_model: z.string().min(1).max(256).optional(),
+        /** `auto`: sqlite-vec on SQLite where it loads, else an exact scan; `exact`: always the scan. */
+        index: z.enum(["auto", "exact"]).default("auto"),
+        /** Files this instance ingests at once; 0 = this instance ingests none. */
+        concurrency: z.number().int().min(0).max(64).default(1),
+        /** A file being ingested is given to another worker if its own has not renewed it for this long. */
+        lease_ms: z.number().int().min(1000).max(3_600_000).default(60_000),
+        /** How often an idle worker looks for files to ingest. */
+        poll_interval_ms: z.number().int().min(10).max(600_000).default(1_000),
+        /** Tries at a file that meets a retryable error before it is marked failed. */
+        max_attempts: z.number().int().min(1).max(100).default(5),
+        /** Chunks per embedding call. */
+        embed_batch_size: z.number().int().min(1).max(2048).default(32),
+        /** Largest file that is indexed (it is read into memory); larger ones fail with invalid_file. */
+        max_file_bytes: z
+          .number()
+          .int()
+          .min(1)
+          .max(1024 ** 3)
+          .default(64 * 1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
     /** Serve the web console (playground, models, keys, usage) under /console. */
     console: z.boolean().default(true),
     /** How long a verified key is trusted before storage is asked again (revocation delay). */

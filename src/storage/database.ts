@@ -3,6 +3,7 @@ import { dirname, resolve } from "node:path";
 import SQLite from "better-sqlite3";
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from "kysely";
 import type pg from "pg";
+import * as sqliteVec from "sqlite-vec";
 import { MIGRATIONS } from "./migrations/all.js";
 import type { DatabaseSchema } from "./schema.js";
 
@@ -11,6 +12,11 @@ export type Dialect = "sqlite" | "postgres";
 export interface Database {
   db: Kysely<DatabaseSchema>;
   dialect: Dialect;
+  /**
+   * Why vector search scans every vector instead of an index, or null when sqlite-vec is loaded
+   * (SQLite). Postgres: pgvector is not used, so always a reason.
+   */
+  exactVectorSearchReason: string | null;
   close(): Promise<void>;
 }
 
@@ -55,8 +61,26 @@ function openSqlite(path: string): Database {
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("busy_timeout = 5000");
   sqlite.pragma("foreign_keys = ON");
+  // Reads through a memory map instead of a read() per page: a vector search scans a store's
+  // vectors, which a page cache of a few MiB cannot hold (bench/RESULTS.md).
+  sqlite.pragma("mmap_size = 268435456");
   const db = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
-  return { db, dialect: "sqlite", close: () => db.destroy() };
+  return {
+    db,
+    dialect: "sqlite",
+    exactVectorSearchReason: loadVectorExtension(sqlite),
+    close: () => db.destroy(),
+  };
+}
+
+/** Loads sqlite-vec (the vector index); on failure says why vector search will scan instead. */
+function loadVectorExtension(sqlite: SQLite.Database): string | null {
+  try {
+    sqliteVec.load(sqlite);
+    return null;
+  } catch (err) {
+    return `sqlite-vec could not be loaded (${(err as Error).message.slice(0, 200)}), so vector search scans every vector of a store (exact)`;
+  }
 }
 
 async function openPostgres(options: OpenDatabaseOptions): Promise<Database> {
@@ -81,7 +105,13 @@ async function openPostgres(options: OpenDatabaseOptions): Promise<Database> {
     ...(schema ? { options: `-c search_path=${schema}` } : {}),
   });
   const db = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
-  return { db, dialect: "postgres", close: () => db.destroy() };
+  return {
+    db,
+    dialect: "postgres",
+    exactVectorSearchReason:
+      "on Postgres, vector search scans every vector of a store (exact; pgvector is not used)",
+    close: () => db.destroy(),
+  };
 }
 
 async function currentSchema(database: Database): Promise<string> {

@@ -1,6 +1,7 @@
 import { type Database, migrate, type OpenDatabaseOptions, openDatabase } from "./database.js";
 import { KyselyApiKeyRepository } from "./repositories/api-key-repository.js";
 import { KyselyBatchRepository } from "./repositories/batch-repository.js";
+import { KyselyChunkIndex } from "./repositories/chunk-index.js";
 import { KyselyConversationRepository } from "./repositories/conversation-repository.js";
 import { KyselyFileRepository } from "./repositories/file-repository.js";
 import { KyselyProjectRepository } from "./repositories/project-repository.js";
@@ -8,8 +9,13 @@ import { KyselyResponseRepository } from "./repositories/response-repository.js"
 import type { Repositories } from "./repositories/types.js";
 import { KyselyUploadRepository } from "./repositories/upload-repository.js";
 import { KyselyUsageRepository } from "./repositories/usage-repository.js";
+import { KyselyVectorStoreRepository } from "./repositories/vector-store-repository.js";
+import type { ChunkIndex, VectorStoreRepository } from "./repositories/vector-store-types.js";
 
 export interface Storage extends Repositories {
+  vectorStores: VectorStoreRepository;
+  /** Keyword and vector retrieval over vector stores' chunks. */
+  chunkIndex: ChunkIndex;
   database: Database;
   close(): Promise<void>;
 }
@@ -33,6 +39,10 @@ export async function openStorage(options: OpenDatabaseOptions): Promise<Storage
     files: new KyselyFileRepository(database.db),
     uploads: new KyselyUploadRepository(database.db),
     batches: new KyselyBatchRepository(database.db, database.dialect),
+    vectorStores: new KyselyVectorStoreRepository(database.db, database.dialect),
+    chunkIndex: new KyselyChunkIndex(database.db, database.dialect, {
+      exactOnly: database.exactVectorSearchReason !== null,
+    }),
     close: () => database.close(),
   };
 }

@@ -3,6 +3,7 @@ import http from "node:http";
 import OpenAI from "openai";
 import { expect } from "vitest";
 import { randomId } from "../../src/core/ids.js";
+import type { Deployment } from "../../src/router/model-registry.js";
 import { startTestServer, type TestServer, TINY_MODEL } from "./test-server.js";
 
 /**
@@ -250,6 +251,7 @@ export async function startAccessServer(
     extraModels?: { id: string; aliases?: string[] }[];
     adminKey?: string | null;
     now?: () => number;
+    extraDeployments?: Deployment[];
   } = {},
 ): Promise<AccessServer> {
   const adminKey = options.adminKey === null ? undefined : (options.adminKey ?? newAdminKey());
@@ -258,6 +260,7 @@ export async function startAccessServer(
     model: options.model,
     extraModels: options.extraModels,
     now: options.now,
+    extraDeployments: options.extraDeployments,
   });
   return { ...t, adminKey, admin: new AdminClient(t.url, adminKey) };
 }

@@ -26,7 +26,12 @@ export type SpecSchemaName =
   | "CreateCompletionResponse"
   | "CreateEmbeddingResponse"
   | "Response"
-  | "ErrorResponse";
+  | "ErrorResponse"
+  | "VectorStoreObject"
+  | "VectorStoreFileObject"
+  | "VectorStoreFileBatchObject"
+  | "VectorStoreSearchResultsPage"
+  | "VectorStoreFileContentResponse";
 
 const SPEC_ID = "spec";
 let ajv: Ajv | undefined;
@@ -86,6 +91,16 @@ function validatorFor(name: string): ValidateFunction {
  * Asserts that `value` matches the spec's `components.schemas[schemaName]`. Skipped (with one
  * warning per process) when the spec file is not there.
  */
+/**
+ * Parses the spec and compiles these validators now: the first parse blocks the process for
+ * seconds, so a test whose server runs in the same process does it before the server starts
+ * (a request waiting meanwhile would find its kept-alive connection timed out).
+ */
+export function prepareSpecValidators(...names: SpecSchemaName[]): void {
+  if (!specAvailable) return;
+  for (const name of names) validatorFor(name);
+}
+
 export function expectMatchesSchema(value: unknown, schemaName: SpecSchemaName): void {
   if (!specAvailable) {
     if (process.env.SWITCHBOARD_REQUIRE_SPEC === "1") {

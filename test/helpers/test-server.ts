@@ -4,10 +4,12 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import OpenAI from "openai";
 import { inject } from "vitest";
+import { buildRegistry } from "../../src/composition/build-registry.js";
 import { validateConfig } from "../../src/config/load.js";
 import type { Config } from "../../src/config/schema.js";
 import { findLlamaServer } from "../../src/engine-build/find-llama-server.js";
 import { createLogger } from "../../src/observability/logger.js";
+import type { Deployment } from "../../src/router/model-registry.js";
 import { type RunningServer, startServer } from "../../src/server.js";
 
 export const TINY_MODEL = "tiny";
@@ -69,6 +71,8 @@ export async function startTestServer(
     extraModels?: ({ id: string; aliases?: string[] } & Record<string, unknown>)[];
     /** The server's clock (expiry tests move it). */
     now?: () => number;
+    /** Deployments added beside the configured models (test backends, such as a deterministic embedder). */
+    extraDeployments?: Deployment[];
   } = {},
 ): Promise<TestServer> {
   const config: Config = validateConfig({
@@ -114,12 +118,22 @@ export async function startTestServer(
     },
   });
   const logger = createLogger(config.log_level, sink);
-  const server = await startServer(config, { logger, now: options.now });
+  let registry: Awaited<ReturnType<typeof buildRegistry>> | undefined;
+  if (options.extraDeployments) {
+    registry = await buildRegistry(config, logger);
+    for (const deployment of options.extraDeployments) registry.add(deployment);
+  }
+  const server = await startServer(config, { logger, now: options.now, registry });
   const client = new OpenAI({
     baseURL: `${server.url}/v1`,
     apiKey: "test-key",
     maxRetries: 0,
     timeout: 30_000,
   });
-  return { server, url: server.url, dataDir: config.data_dir, client, logs, stop: () => server.stop() };
+  const stop = async () => {
+    await server.stop();
+    // A registry given to the server is the giver's to close.
+    if (registry) await Promise.allSettled(registry.all().map((d) => d.backend.close()));
+  };
+  return { server, url: server.url, dataDir: config.data_dir, client, logs, stop };
 }

@@ -43,6 +43,8 @@ export class ResponseBuilder {
   private callIndex = -1;
   private finish: FinishReason | undefined;
   private usage: UsageCounts | undefined;
+  /** Annotations of the message's text (file citations of a file search). */
+  private annotations: object[] = [];
 
   constructor(
     private readonly meta: ResponseMeta,
@@ -82,13 +84,17 @@ export class ResponseBuilder {
       temperature: req.temperature ?? 1,
       text: { format: req.text?.format ?? { type: "text" }, verbosity: "medium" },
       tool_choice: req.tool_choice ?? "auto",
-      tools: (req.tools ?? []).map((tool) => ({
-        type: "function",
-        name: tool.name,
-        description: tool.description ?? null,
-        parameters: tool.parameters ?? null,
-        strict: tool.strict ?? true,
-      })),
+      tools: (req.tools ?? []).map((tool) =>
+        tool.type === "file_search"
+          ? { ...tool, filters: tool.filters ?? null }
+          : {
+              type: "function",
+              name: tool.name,
+              description: tool.description ?? null,
+              parameters: tool.parameters ?? null,
+              strict: tool.strict ?? true,
+            },
+      ),
       top_logprobs: req.top_logprobs ?? 0,
       top_p: req.top_p ?? 1,
       truncation: req.truncation ?? "disabled",
@@ -96,6 +102,16 @@ export class ResponseBuilder {
       ...(req.user !== undefined ? { user: req.user } : {}),
       metadata: req.metadata ?? {},
     };
+  }
+
+  /**
+   * Adds an item made before generation (a file search's call), with the annotations its results
+   * put on the message; returns the events that announce it.
+   */
+  addHosted(item: Item, annotations: object[], announce: (item: Item, index: number) => ResponseEvent[]) {
+    this.annotations = annotations;
+    this.output.push(item);
+    return announce(item, this.output.length - 1);
   }
 
   /** The status the finished response has. */
@@ -266,7 +282,18 @@ export class ResponseBuilder {
       });
     } else {
       const logprobs = this.wantLogprobs ? encodeLogprobs(open.logprobs) : [];
-      const part = { type: "output_text", text, annotations: [], logprobs };
+      const annotations = this.annotations;
+      const part = { type: "output_text", text, annotations, logprobs };
+      annotations.forEach((annotation, annotationIndex) => {
+        events.push({
+          type: "response.output_text.annotation.added",
+          item_id: item.id,
+          output_index: index,
+          content_index: 0,
+          annotation_index: annotationIndex,
+          annotation,
+        });
+      });
       const refusal = open.refusal;
       item.content = refusal === undefined ? [part] : [part, { type: "refusal", refusal }];
       events.push({

@@ -5,7 +5,13 @@ import type { IdGenerator } from "../../core/ids.js";
 import { collectGeneration, type Generation, type GenerationService } from "../../generation/service.js";
 import type { ConversationRepository, ResponseRepository } from "../../storage/repositories/types.js";
 import { toRow } from "../conversations/routes.js";
-import { ResponseBuilder, type ResponseMeta } from "./encode.js";
+import { ResponseBuilder, type ResponseEvent, type ResponseMeta } from "./encode.js";
+import {
+  type FileSearchDeps,
+  type FileSearchOutcome,
+  fileSearchEvents,
+  runFileSearch,
+} from "./file-search.js";
 import type { CreateResponseRequest } from "./schema.js";
 import {
   checkCallOutputs,
@@ -29,6 +35,8 @@ export interface ResponseTurnOptions {
   conversations: ConversationRepository | undefined;
   ids: IdGenerator;
   now: () => number;
+  /** Vector stores, for the file_search tool; without them that tool is refused. */
+  fileSearch?: FileSearchDeps;
 }
 
 /** One POST /v1/responses as its caller asked for it, whoever the caller is (a route, a batch line). */
@@ -53,6 +61,11 @@ export interface ResponseTurn {
    * auto); `signal` stops it.
    */
   start(signal: AbortSignal): Promise<Generation>;
+  /**
+   * After start(): the file_search call (when the request has that tool) added to the response
+   * being built, before the model's output; the events that say so, for streams.
+   */
+  addSearch(builder: ResponseBuilder): ResponseEvent[];
   /** Stores the response (when `store`) and adds a finished turn to its conversation. */
   save(response: { output: unknown; status: string }): Promise<void>;
 }
@@ -120,14 +133,21 @@ export class ResponseTurns {
         startedAt: call.startedAt,
         telemetry: call.telemetry,
       });
+    let searched: FileSearchOutcome | undefined;
     return {
       meta,
       input,
       items,
-      start: (signal) =>
-        body.truncation === "auto"
-          ? startTruncated(items, (context) => startOn(signal, context))
-          : startOn(signal, items),
+      start: async (signal) => {
+        // The file_search tool runs before the model; its excerpts join the model's context.
+        searched = await runFileSearch(this.options.fileSearch, principal, body, items, signal);
+        const context = searched ? searched.withContext(items) : items;
+        return body.truncation === "auto"
+          ? startTruncated(context, (trimmed) => startOn(signal, trimmed))
+          : startOn(signal, context);
+      },
+      addSearch: (builder) =>
+        searched ? builder.addHosted(searched.item, searched.annotations, fileSearchEvents) : [],
       save: (response) => this.save(principal, body, meta, input, createdAtMs, response),
     };
   }
@@ -153,6 +173,7 @@ export class ResponseTurns {
     const generation = await turn.start(signal);
     onStarted?.(generation);
     const builder = new ResponseBuilder(turn.meta, generation.request.logprobs !== undefined);
+    turn.addSearch(builder);
     const response = await collectGeneration(generation, signal, async (parts) => {
       for await (const part of parts) builder.add(part);
       return builder.snapshot(builder.status, Math.floor(this.options.now() / 1000));

@@ -17,7 +17,8 @@ import {
   type ResponseEvent,
   type ResponseMeta,
 } from "./encode.js";
-import { ResponseTurns } from "./response-turns.js";
+import type { FileSearchDeps } from "./file-search.js";
+import { type ResponseTurn, ResponseTurns } from "./response-turns.js";
 import { createResponseSchema, inputItemsQuerySchema } from "./schema.js";
 import { rejectUnsupported, type StoredItem, toChatMessages, toGenerationRequest } from "./service.js";
 
@@ -32,6 +33,8 @@ export interface ResponseRouteOptions {
   ids: IdGenerator;
   now: () => number;
   shutdown: AbortSignal;
+  /** Vector stores, for the file_search tool; without them that tool is refused. */
+  fileSearch?: FileSearchDeps;
 }
 
 /** POST /v1/responses and the stored responses' routes. */
@@ -96,9 +99,7 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     if (run && runs) {
       const queued = new ResponseBuilder(meta, false).snapshot("queued", null);
       await turn.save(queued);
-      void runInBackground(meta, run, signal, () => turn.start(signal), turn.save).finally(() =>
-        runs.finished(meta.id),
-      );
+      void runInBackground(meta, run, signal, turn).finally(() => runs.finished(meta.id));
       if (!body.stream) return reply.send(queued);
       return streamRun(request, reply, run, -1);
     }
@@ -111,6 +112,7 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     const generation = await turn.start(signal);
     reply.headers(generation.hints);
     const builder = new ResponseBuilder(meta, generation.request.logprobs !== undefined);
+    const hostedEvents = turn.addSearch(builder);
     const finished = () => builder.snapshot(builder.status, Math.floor(opts.now() / 1000));
     const sequencer = new EventSequencer();
     const send = async (sse: SseWriter, event: ResponseEvent) => {
@@ -132,6 +134,7 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
       async (first, rest, sse) => {
         await send(sse, { type: "response.created", response: builder.snapshot("in_progress", null) });
         await send(sse, { type: "response.in_progress", response: builder.snapshot("in_progress", null) });
+        for (const event of hostedEvents) await send(sse, event);
         let part = first;
         while (part && sse.isOpen) {
           for (const event of builder.add(part)) await send(sse, event);
@@ -155,9 +158,9 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     meta: ResponseMeta,
     run: BackgroundRun,
     signal: AbortSignal,
-    begin: () => Promise<Generation>,
-    save: (response: { output: unknown; status: string }) => Promise<void>,
+    turn: ResponseTurn,
   ): Promise<void> {
+    const save = turn.save;
     const sequencer = new EventSequencer();
     const emit = (event: ResponseEvent) => {
       const frame = sequencer.frame(event);
@@ -167,11 +170,13 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
     emit({ type: "response.created", response: builder.snapshot("queued", null) });
     let generation: Generation | undefined;
     try {
-      generation = await begin();
+      generation = await turn.start(signal);
       builder = new ResponseBuilder(meta, generation.request.logprobs !== undefined);
+      const hosted = turn.addSearch(builder);
       const running = builder.snapshot("in_progress", null);
       await save(running);
       emit({ type: "response.in_progress", response: running });
+      for (const event of hosted) emit(event);
       for await (const part of generation.parts) for (const event of builder.add(part)) emit(event);
       // Parts stop early when cancelled or when shutdown stops waiting: neither is a finished answer.
       if (run.abort.signal.aborted) throw cancelled;

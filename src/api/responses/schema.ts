@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { functionNameSchema, metadataSchema, toolCallIdSchema } from "../common-fields.js";
+import { fileSearchToolSchema } from "../vector-stores/schema.js";
 
 /**
  * The wire shape of POST /v1/responses. Every documented field is honoured or refused with a 400
@@ -131,7 +132,14 @@ export const createResponseSchema = z.strictObject({
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
   max_output_tokens: z.number().int().min(16).nullish(),
-  tools: z.array(functionTool).max(128, "at most 128 tools").optional(),
+  tools: z
+    .array(z.union([functionTool, fileSearchToolSchema]))
+    .max(128, "at most 128 tools")
+    .refine(
+      (tools) => tools.filter((t) => t.type === "file_search").length <= 1,
+      "at most one file_search tool",
+    )
+    .optional(),
   tool_choice: toolChoice.optional(),
   parallel_tool_calls: z.boolean().nullish(),
   text: z

@@ -12,7 +12,7 @@ import type { CreateResponseRequest, WireInputItem } from "./schema.js";
  */
 export type StoredItem = Record<string, unknown> & { id: string; type: string };
 
-const INCLUDABLE = new Set(["message.output_text.logprobs"]);
+const INCLUDABLE = new Set(["message.output_text.logprobs", "file_search_call.results"]);
 
 /** Refuses, with a 400 naming the field, what this server does not do with a response. */
 export function rejectUnsupported(req: CreateResponseRequest): void {
@@ -198,12 +198,13 @@ export function toGenerationRequest(
 
 function toConstraint(req: CreateResponseRequest): OutputConstraint | undefined {
   const constraint: OutputConstraint = {};
-  const tools = req.tools ?? [];
+  // Function tools are the model's; file_search runs before it (file-search.ts). Indexes stay the request's.
+  const tools = (req.tools ?? []).flatMap((tool, i) => (tool.type === "function" ? [{ tool, i }] : []));
   assertUniqueToolNames(
-    tools.map((tool) => tool.name),
-    (i) => `tools[${i}].name`,
+    tools.map(({ tool }) => tool.name),
+    (n) => `tools[${tools[n]?.i ?? n}].name`,
   );
-  const definitions = tools.map((tool, i): ToolDefinition => {
+  const definitions = tools.map(({ tool, i }): ToolDefinition => {
     return {
       name: tool.name,
       ...(tool.description ? { description: tool.description } : {}),

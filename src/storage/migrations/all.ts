@@ -3,6 +3,7 @@ import * as initial from "./001-initial.js";
 import * as filesBatches from "./002-files-batches.js";
 import * as responsesConversations from "./003-responses-conversations.js";
 import * as blobHousekeeping from "./004-blob-housekeeping.js";
+import * as vectorStores from "./005-vector-stores.js";
 
 /** Every migration, in order. A static list (no directory scan) works from source and build alike. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -10,4 +11,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "002-files-batches": filesBatches,
   "003-responses-conversations": responsesConversations,
   "004-blob-housekeeping": blobHousekeeping,
+  "005-vector-stores": vectorStores,
 };

@@ -1,0 +1,205 @@
+import type { Principal } from "../../auth/principal.js";
+import { ServiceError } from "../../core/errors.js";
+import type { GenerationService } from "../../generation/service.js";
+import { LeasedJobRunner } from "../../queue/leased-job-runner.js";
+import type {
+  ClaimedIngestion,
+  IngestionError,
+  NewChunk,
+  StoredVectorStore,
+  StoredVectorStoreFile,
+  VectorStoreRepository,
+} from "../../storage/repositories/vector-store-types.js";
+import type { FileService } from "../files/service.js";
+import { type ChunkTokenizer, chunkText } from "./chunker.js";
+import { extractPages, IngestionFailure } from "./text-extraction.js";
+
+export interface IngestionWorkerOptions {
+  stores: VectorStoreRepository;
+  files: FileService;
+  generation: GenerationService;
+  now: () => number;
+  logger: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+  concurrency: number;
+  leaseMs: number;
+  pollIntervalMs: number;
+  /** Tries at a file that meets a retryable error (overload, an engine restarting) before it fails. */
+  maxAttempts: number;
+  /** Chunks embedded per embedding call. */
+  embedBatchSize: number;
+  /** Larger files fail with invalid_file instead of being read into memory. */
+  maxFileBytes: number;
+}
+
+const jobKey = (job: ClaimedIngestion) => `${job.vectorStoreId}/${job.fileId}`;
+
+/**
+ * Reads, chunks and embeds attached files off the request path, on every instance, through the
+ * leased job runner (the file rows are the jobs). Chunks are written batch by batch as they are
+ * embedded; a worker that dies mid-file leaves them, and the next one to take the file embeds only
+ * the chunks after them (the cut is deterministic, and chunk numbers are unique). The file becomes
+ * searchable in one transaction at the end. Embeddings go through the generation service, as
+ * /v1/embeddings requests do, with the attaching key's access and limits.
+ */
+export class IngestionWorker {
+  private readonly runner: LeasedJobRunner<ClaimedIngestion>;
+
+  constructor(private readonly options: IngestionWorkerOptions) {
+    const { stores } = options;
+    this.runner = new LeasedJobRunner<ClaimedIngestion>({
+      name: "ingestion worker",
+      store: {
+        claim: (owner, now, leaseMs, max) => stores.claimIngestion(owner, now, leaseMs, max),
+        renew: (owner, jobs, until) => stores.renewIngestion(owner, jobs, until),
+        release: (owner, jobs, retryAt) => stores.releaseIngestion(owner, jobs, retryAt),
+      },
+      keyOf: jobKey,
+      run: (job, signal) => this.ingest(job, signal),
+      concurrency: options.concurrency,
+      leaseMs: options.leaseMs,
+      pollIntervalMs: options.pollIntervalMs,
+      now: options.now,
+      logger: options.logger,
+      // A file detached, re-attached or cancelled meanwhile: its run stops.
+      afterRenew: async (running) => {
+        for (const { job, abort } of running) {
+          const target = await stores.ingestionTarget(job.vectorStoreId, job.fileId);
+          if (target?.file.status !== "in_progress") abort(new Error("file no longer waits for ingestion"));
+        }
+      },
+    });
+  }
+
+  start(): void {
+    this.runner.start();
+  }
+
+  wake(): void {
+    this.runner.wake();
+  }
+
+  stop(graceMs: number): Promise<void> {
+    return this.runner.stop(graceMs);
+  }
+
+  private get owner(): string {
+    return this.runner.owner;
+  }
+
+  private async ingest(job: ClaimedIngestion, signal: AbortSignal): Promise<void> {
+    const { stores, maxAttempts, now } = this.options;
+    const target = await stores.ingestionTarget(job.vectorStoreId, job.fileId);
+    if (target?.file.status !== "in_progress") {
+      await stores.releaseIngestion(this.owner, [job], null);
+      return;
+    }
+    const { store, file } = target;
+    try {
+      await this.process(store, file, signal);
+    } catch (err) {
+      if (signal.aborted) {
+        await stores.releaseIngestion(this.owner, [job], null);
+        return;
+      }
+      if (err instanceof ServiceError && err.retryable && job.attempts < maxAttempts) {
+        await stores.releaseIngestion(this.owner, [job], now() + 500 * 2 ** job.attempts);
+        return;
+      }
+      const failure = ingestionError(err);
+      if (failure.code === "server_error")
+        this.options.logger.warn({ err, fileId: file.fileId }, "file ingestion failed");
+      await stores.failIngestion(this.owner, store.id, file.fileId, failure);
+    }
+  }
+
+  private async process(
+    store: StoredVectorStore,
+    file: StoredVectorStoreFile,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const { stores, files, generation } = this.options;
+    const source = await files.get(file.projectId, file.fileId).catch(() => {
+      throw new IngestionFailure("invalid_file", "The file was deleted before it could be indexed.");
+    });
+    if (source.bytes > this.options.maxFileBytes) {
+      throw new IngestionFailure(
+        "invalid_file",
+        `The file has ${source.bytes} bytes; files of up to ${this.options.maxFileBytes} bytes can be indexed.`,
+      );
+    }
+    const parts: Buffer[] = [];
+    for await (const part of files.content(source)) parts.push(part);
+    const pages = await extractPages(Buffer.concat(parts), source.filename, source.mimeType);
+    const principal = principalOf(file);
+    const written = await stores.chunkCount(store.id, file.fileId);
+    const tokenizer = await this.tokenizerFor(principal, store.embeddingModel);
+    let pending: { seq: number; text: string; tokens: number }[] = [];
+    const flush = async () => {
+      if (pending.length === 0) return;
+      const batch = pending;
+      pending = [];
+      // Batch priority: interactive requests go first for the model's slots.
+      const embedded = await generation.embed({
+        priority: "batch",
+        principal,
+        endpoint: "vector_stores.files",
+        model: store.embeddingModel,
+        toRequest: (deployment) => ({
+          model: deployment.id,
+          input: { kind: "text", texts: batch.map((c) => c.text) },
+          paramOf: (i) => `chunk ${(batch[i]?.seq ?? 0) + 1}`,
+        }),
+        signal,
+      });
+      const chunks: NewChunk[] = batch.map((c, i) => ({
+        ...c,
+        embedding: embedded.result.vectors[i] as Float32Array,
+      }));
+      if (!(await stores.addChunks(this.owner, store.id, file.fileId, chunks))) throw leaseLost();
+    };
+    for await (const chunk of chunkText(pages, file.chunking, tokenizer)) {
+      if (signal.aborted) throw leaseLost();
+      if (chunk.seq < written) continue;
+      pending.push(chunk);
+      if (pending.length >= this.options.embedBatchSize) await flush();
+    }
+    await flush();
+    if (!(await stores.completeIngestion(this.owner, store.id, file.fileId, pages))) throw leaseLost();
+  }
+
+  /** The embedding model's own tokenizer, or null when it offers none (upstream models). */
+  private async tokenizerFor(principal: Principal, model: string): Promise<ChunkTokenizer | null> {
+    const { generation } = this.options;
+    try {
+      await generation.tokenize(principal, model, "probe", false);
+    } catch (err) {
+      if (err instanceof ServiceError && err.kind === "invalid_request") return null;
+      throw err;
+    }
+    return {
+      tokenize: (text) => generation.tokenize(principal, model, text, false),
+      detokenize: (tokens) => generation.detokenize(principal, model, [...tokens]),
+    };
+  }
+}
+
+function leaseLost(): Error {
+  return new ServiceError("unavailable", "The file's ingestion was taken over or stopped.");
+}
+
+function principalOf(file: StoredVectorStoreFile): Principal {
+  return {
+    projectId: file.projectId,
+    keyId: file.caller.keyId,
+    role: "member",
+    allowedModels: file.caller.allowedModels,
+    keyLimits: file.caller.keyLimits,
+    projectLimits: file.caller.projectLimits,
+  };
+}
+
+function ingestionError(err: unknown): IngestionError {
+  if (err instanceof IngestionFailure) return { code: err.code, message: err.message };
+  if (err instanceof ServiceError) return { code: "server_error", message: err.message };
+  return { code: "server_error", message: "The file could not be indexed because of an internal error." };
+}

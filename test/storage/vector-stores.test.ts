@@ -1,0 +1,247 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NO_LIMITS } from "../../src/storage/repositories/types.js";
+import type {
+  NewChunk,
+  StoredVectorStore,
+  StoredVectorStoreFile,
+} from "../../src/storage/repositories/vector-store-types.js";
+import type { Storage } from "../../src/storage/storage.js";
+import { type TestDatabase, testDatabases } from "../helpers/databases.js";
+
+const databases = await testDatabases();
+const T0 = Date.UTC(2026, 10, 20, 12, 0, 0);
+const LEASE = 60_000;
+
+function store(id: string, projectId = "proj_a", extra: Partial<StoredVectorStore> = {}): StoredVectorStore {
+  return {
+    id,
+    projectId,
+    name: id,
+    description: null,
+    metadata: { team: "x" },
+    embeddingModel: "embed",
+    expiresAfterDays: null,
+    expiresAt: null,
+    lastActiveAt: T0,
+    createdAt: T0,
+    ...extra,
+  };
+}
+
+function file(
+  storeId: string,
+  fileId: string,
+  extra: Partial<StoredVectorStoreFile> = {},
+): StoredVectorStoreFile {
+  return {
+    vectorStoreId: storeId,
+    fileId,
+    projectId: "proj_a",
+    batchId: null,
+    filename: `${fileId}.txt`,
+    status: "in_progress",
+    lastError: null,
+    chunking: { maxChunkSizeTokens: 800, chunkOverlapTokens: 400 },
+    attributes: { year: 2024, lang: "en" },
+    usageBytes: 0,
+    caller: { keyId: null, allowedModels: null, keyLimits: NO_LIMITS, projectLimits: NO_LIMITS },
+    createdAt: T0,
+    ...extra,
+  };
+}
+
+/** A unit vector along axis `i` of 8, nudged by `j` toward the next axis. */
+function vector(i: number, j = 0): Float32Array {
+  const v = new Float32Array(8);
+  v[i % 8] = 1;
+  v[(i + 1) % 8] = j;
+  return v;
+}
+
+const chunk = (seq: number, text: string, embedding: Float32Array): NewChunk => ({
+  seq,
+  text,
+  tokens: text.split(" ").length,
+  embedding,
+});
+
+describe.each(databases)("vector store storage on $name", (database: TestDatabase) => {
+  let storage: Storage;
+  beforeAll(async () => {
+    storage = await database.open();
+  });
+  afterAll(async () => {
+    await storage?.close();
+    await database.drop();
+  });
+
+  it("creates stores with their first files, pages them both ways, and hides them from other projects", async () => {
+    // sqlite-vec loads on SQLite here; Postgres scans (pgvector is not used).
+    expect(storage.chunkIndex.vectorIndex).toBe(database.name === "sqlite" ? "sqlite-vec" : "exact");
+    const repo = storage.vectorStores;
+    for (let i = 0; i < 5; i++) await repo.create(store(`vs_page${i}`, "proj_p", { createdAt: T0 + i }), []);
+    const first = await repo.list("proj_p", { limit: 2, order: "desc" });
+    expect(first.map((s) => s.id)).toEqual(["vs_page4", "vs_page3", "vs_page2"]);
+    const next = await repo.list("proj_p", { limit: 2, order: "desc", after: "vs_page3" });
+    expect(next.map((s) => s.id)).toEqual(["vs_page2", "vs_page1", "vs_page0"]);
+    const back = await repo.list("proj_p", { limit: 2, order: "desc", before: "vs_page1" });
+    expect(back.map((s) => s.id)).toEqual(["vs_page3", "vs_page2", "vs_page4"]);
+    const asc = await repo.list("proj_p", { limit: 10, order: "asc" });
+    expect(asc.map((s) => s.id)).toEqual(["vs_page0", "vs_page1", "vs_page2", "vs_page3", "vs_page4"]);
+
+    await repo.create(store("vs_one"), [file("vs_one", "file-a"), file("vs_one", "file-b")]);
+    expect(await repo.get("proj_a", "vs_one")).toMatchObject({ id: "vs_one", metadata: { team: "x" } });
+    expect(await repo.get("proj_other", "vs_one")).toBeUndefined();
+    expect(await repo.list("proj_other", { limit: 10, order: "desc" })).toEqual([]);
+    expect(await repo.getFile("proj_other", "vs_one", "file-a")).toBeUndefined();
+    expect(await repo.deleteFile("proj_other", "vs_one", "file-a")).toBe(false);
+    expect(await repo.delete("proj_other", "vs_one")).toBe(false);
+    const usage = await repo.usage("proj_a", ["vs_one"]);
+    expect(usage.get("vs_one")).toEqual({
+      usageBytes: 0,
+      counts: { inProgress: 2, completed: 0, failed: 0, cancelled: 0, total: 2 },
+    });
+    expect(await repo.update("proj_a", "vs_one", { name: "renamed", metadata: null })).toMatchObject({
+      name: "renamed",
+      metadata: null,
+    });
+  });
+
+  it("leases each waiting file to one worker, resumes without duplicate chunks, and indexes it on completion", async () => {
+    const repo = storage.vectorStores;
+    await repo.create(store("vs_ingest"), [file("vs_ingest", "file-1")]);
+    const claimed = await repo.claimIngestion("w1", T0, LEASE, 10);
+    expect(claimed.map((c) => c.fileId)).toContain("file-1");
+    const mine = claimed.filter((c) => c.vectorStoreId === "vs_ingest");
+    expect(await repo.claimIngestion("w2", T0 + 1, LEASE, 10)).toEqual([]);
+
+    expect(
+      await repo.addChunks("w1", "vs_ingest", "file-1", [chunk(0, "the red fox jumps", vector(0))]),
+    ).toBe(true);
+    // Another worker without the lease writes nothing.
+    expect(await repo.addChunks("w2", "vs_ingest", "file-1", [chunk(1, "intruder", vector(1))])).toBe(false);
+    // The lease lapses (w1 died); w2 takes the file over and writes everything again.
+    const retaken = await repo.claimIngestion("w2", T0 + LEASE + 1, LEASE, 10);
+    expect(retaken.find((c) => c.fileId === "file-1")?.attempts).toBe(2);
+    expect(await repo.chunkCount("vs_ingest", "file-1")).toBe(1);
+    expect(
+      await repo.addChunks("w2", "vs_ingest", "file-1", [
+        chunk(0, "the red fox jumps", vector(0)),
+        chunk(1, "a blue whale sings", vector(1)),
+        chunk(2, "green grass grows", vector(2)),
+      ]),
+    ).toBe(true);
+    expect(await repo.chunkCount("vs_ingest", "file-1")).toBe(3);
+    // The old owner can no longer finish it.
+    expect(await repo.completeIngestion("w1", "vs_ingest", "file-1", ["x"])).toBe(false);
+    expect(await storage.chunkIndex.keywordSearch("vs_ingest", ["whale"], null, 5)).toEqual([]);
+
+    expect(await repo.completeIngestion("w2", "vs_ingest", "file-1", ["page one", "page two"])).toBe(true);
+    expect(mine).toHaveLength(1);
+    expect((await repo.getFile("proj_a", "vs_ingest", "file-1"))?.status).toBe("completed");
+    expect(await repo.filePages("proj_a", "vs_ingest", "file-1")).toEqual(["page one", "page two"]);
+    // Text bytes plus 8 float32s per chunk.
+    const text = "the red fox jumps" + "a blue whale sings" + "green grass grows";
+    expect((await repo.usage("proj_a", ["vs_ingest"])).get("vs_ingest")?.usageBytes).toBe(
+      text.length + 3 * 32,
+    );
+
+    const keyword = await storage.chunkIndex.keywordSearch("vs_ingest", ["whales", "nothing"], null, 5);
+    const [found] = await storage.chunkIndex.chunks(keyword.map((h) => h.chunkId));
+    expect(found?.text).toBe("a blue whale sings");
+
+    for (const exact of [false, true]) {
+      const hits = await storage.chunkIndex.vectorSearch("vs_ingest", vector(2, 0.1), null, 2, { exact });
+      expect(hits).toHaveLength(2);
+      const texts = (await storage.chunkIndex.chunks(hits.map((h) => h.chunkId))).map((c) => c.text);
+      expect(texts).toContain("green grass grows");
+      expect(hits[0]?.score).toBeCloseTo(1 / Math.sqrt(1.01), 4);
+    }
+    // Restricted to files: the scan honours it.
+    expect(await storage.chunkIndex.vectorSearch("vs_ingest", vector(2), ["file-none"], 5)).toEqual([]);
+    expect(await storage.chunkIndex.keywordSearch("vs_ingest", ["whale"], ["file-none"], 5)).toEqual([]);
+    expect(await storage.chunkIndex.keywordSearch("vs_ingest", ["whale"], ["file-1"], 5)).toHaveLength(1);
+  });
+
+  it("drops a detached or failed file's chunks from both indexes, and never claims files of expired stores", async () => {
+    const repo = storage.vectorStores;
+    await repo.create(store("vs_drop"), [file("vs_drop", "file-d"), file("vs_drop", "file-f")]);
+    const jobs = (await repo.claimIngestion("w3", T0, LEASE, 50)).filter(
+      (j) => j.vectorStoreId === "vs_drop",
+    );
+    expect(jobs).toHaveLength(2);
+    await repo.addChunks("w3", "vs_drop", "file-d", [chunk(0, "zebra crossing", vector(3))]);
+    await repo.completeIngestion("w3", "vs_drop", "file-d", ["zebra crossing"]);
+    await repo.addChunks("w3", "vs_drop", "file-f", [chunk(0, "zebra stripes", vector(3))]);
+    expect(
+      await repo.failIngestion("w3", "vs_drop", "file-f", { code: "invalid_file", message: "broken" }),
+    ).toBe(true);
+    expect(await repo.getFile("proj_a", "vs_drop", "file-f")).toMatchObject({
+      status: "failed",
+      lastError: { code: "invalid_file", message: "broken" },
+    });
+    expect(await repo.chunkCount("vs_drop", "file-f")).toBe(0);
+    expect(await storage.chunkIndex.keywordSearch("vs_drop", ["zebra"], null, 5)).toHaveLength(1);
+
+    expect(await repo.deleteFile("proj_a", "vs_drop", "file-d")).toBe(true);
+    expect(await storage.chunkIndex.keywordSearch("vs_drop", ["zebra"], null, 5)).toEqual([]);
+    expect(await storage.chunkIndex.vectorSearch("vs_drop", vector(3), null, 5)).toEqual([]);
+    expect(await storage.chunkIndex.vectorSearch("vs_drop", vector(3), null, 5, { exact: true })).toEqual([]);
+
+    await repo.create(store("vs_old", "proj_a", { expiresAt: T0 + 10 }), [file("vs_old", "file-o")]);
+    const later = await repo.claimIngestion("w4", T0 + 11, LEASE, 50);
+    expect(later.filter((j) => j.vectorStoreId === "vs_old")).toEqual([]);
+  });
+
+  it("cancels a file batch's unfinished files and counts them; deleting a store removes everything", async () => {
+    const repo = storage.vectorStores;
+    await repo.create(store("vs_batch"), []);
+    const batch = {
+      id: "vsfb_1",
+      vectorStoreId: "vs_batch",
+      projectId: "proj_a",
+      createdAt: T0,
+      cancelledAt: null,
+    };
+    await repo.attachFiles(
+      [file("vs_batch", "file-x", { batchId: "vsfb_1" }), file("vs_batch", "file-y", { batchId: "vsfb_1" })],
+      batch,
+    );
+    expect(await repo.getBatch("proj_a", "vs_batch", "vsfb_1")).toMatchObject({
+      id: "vsfb_1",
+      cancelledAt: null,
+    });
+    expect(await repo.getBatch("proj_b", "vs_batch", "vsfb_1")).toBeUndefined();
+    const jobs = (await repo.claimIngestion("w5", T0, LEASE, 50)).filter(
+      (j) => j.vectorStoreId === "vs_batch",
+    );
+    await repo.addChunks("w5", "vs_batch", "file-x", [chunk(0, "alpha", vector(4))]);
+    await repo.completeIngestion("w5", "vs_batch", "file-x", ["alpha"]);
+    await repo.cancelBatch("proj_a", "vs_batch", "vsfb_1", T0 + 5);
+    expect(await repo.batchCounts("vsfb_1")).toEqual({
+      inProgress: 0,
+      completed: 1,
+      failed: 0,
+      cancelled: 1,
+      total: 2,
+    });
+    expect(jobs).toHaveLength(2);
+    expect(await repo.addChunks("w5", "vs_batch", "file-y", [chunk(0, "beta", vector(5))])).toBe(false);
+    const listed = await repo.listFiles("proj_a", "vs_batch", {
+      limit: 10,
+      order: "asc",
+      status: "cancelled",
+    });
+    expect(listed.map((f) => f.fileId)).toEqual(["file-y"]);
+
+    // Attaching a file again starts it over.
+    await repo.attachFiles([file("vs_batch", "file-x")]);
+    expect((await repo.getFile("proj_a", "vs_batch", "file-x"))?.status).toBe("in_progress");
+    expect(await storage.chunkIndex.keywordSearch("vs_batch", ["alpha"], null, 5)).toEqual([]);
+
+    expect(await repo.delete("proj_a", "vs_batch")).toBe(true);
+    expect(await repo.get("proj_a", "vs_batch")).toBeUndefined();
+    expect(await repo.listFiles("proj_a", "vs_batch", { limit: 10, order: "asc" })).toEqual([]);
+    expect(await repo.chunkCount("vs_batch", "file-x")).toBe(0);
+  });
+});
