@@ -4,7 +4,7 @@
  * project key with every limit set, limits in memory), at several concurrencies, non-streamed
  * (whole answer) and streamed (time to the first event), a few repetitions each.
  *
- *   npm run bench:upstream [-- --requests 4000 --reps 3 --concurrency 1,16,64]
+ *   npm run bench:upstream [-- --requests 4000 --reps 3 --concurrency 1,16,64 --redis redis://127.0.0.1:6379]
  *
  * Three processes, so none measures itself: one child runs the mock upstream, one runs Switchboard,
  * and the load comes from outside them. Non-streamed rows use wrk (Debian's `wrk` package, a load
@@ -41,6 +41,8 @@ const { values } = parseArgs({
     generator: { type: "string", default: "wrk" },
     /** Seconds per wrk run. */
     seconds: { type: "string", default: "5" },
+    /** redis://… : limits and the router's circuits and caps in Redis, as several instances run. */
+    redis: { type: "string", default: "" },
   },
 });
 
@@ -118,6 +120,7 @@ async function runSwitchboard(upstream: string): Promise<Ready> {
     demo_model: false,
     data_dir: mkdtempSync(join(tmpdir(), "sb-upstream-bench-")),
     admin_key: "sb-bench-admin-key-0123456789",
+    ...(values.redis && { redis: values.redis, redis_prefix: `sb-bench-${process.pid}:` }),
     routed_models: [
       {
         id: "bench",
@@ -322,11 +325,17 @@ async function drive(): Promise<void> {
   const reps = Number(values.reps);
   const levels = (values.concurrency ?? "").split(",").map(Number);
   const mock = await startChild(["--role", "upstream"]);
-  const gateway = await startChild(["--role", "gateway", "--upstream", mock.ready.url]);
+  const gateway = await startChild([
+    "--role",
+    "gateway",
+    "--upstream",
+    mock.ready.url,
+    ...(values.redis ? ["--redis", values.redis] : []),
+  ]);
   process.stderr.write(
     `upstream benchmark: ${wrk ? `non-stream: wrk, ${values.seconds} s per run; stream: ` : ""}` +
       `${requests} requests per run (undici) after ${warmup} warm-up, ${reps} repetitions, ` +
-      `concurrency ${levels.join("/")}\n`,
+      `concurrency ${levels.join("/")}${values.redis ? "; limits and router state in Redis" : ""}\n`,
   );
   // The heap with the gateway started and warmed up once, before the measured load.
   await load(gateway.ready, false, 1, warmup, warmup, gateway.child.pid);

@@ -51,6 +51,12 @@ export class SseWriter {
   private keepAliveTimer: NodeJS.Timeout | undefined;
   private opened = false;
   private ended = false;
+  /** Frames written in one tick leave in one write: the socket is corked until the tick ends. */
+  private corked = false;
+  private readonly uncork = () => {
+    this.corked = false;
+    this.res.uncork();
+  };
 
   constructor(
     res: ServerResponse,
@@ -88,6 +94,9 @@ export class SseWriter {
   open(): void {
     if (this.opened) return;
     this.opened = true;
+    // The headers go out with the first frames written in this tick (the stream driver opens
+    // once the first part is there), not in a write of their own.
+    this.corkForTick();
     this.res.writeHead(200, {
       ...this.options.headers,
       "content-type": "text/event-stream; charset=utf-8",
@@ -146,8 +155,22 @@ export class SseWriter {
   private async write(frame: string): Promise<void> {
     if (!this.isOpen) return;
     this.armKeepAlive();
+    this.corkForTick();
     if (this.res.write(frame)) return;
     await this.waitForDrain();
+  }
+
+  /**
+   * Holds writes until the current tick's work is done (process.nextTick runs after the promise
+   * jobs in flight): parts that arrive together — one upstream chunk often holds several events,
+   * and the last frames, [DONE] and the end come together — go out in one system call instead of
+   * one each, and nothing waits beyond the tick it was written in. end() flushes at once.
+   */
+  private corkForTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.res.cork();
+    process.nextTick(this.uncork);
   }
 
   /** Shutdown stopped waiting: end with an error event (a client that is not reading is just cut off). */

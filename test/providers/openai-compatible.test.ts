@@ -284,6 +284,38 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
     expect(JSON.parse(events.at(-1) ?? "{}")).toMatchObject({ error: { type: "server_error" } });
   });
 
+  it("passes a slow stream through whole while each gap stays under the idle timeout", async () => {
+    upstream.faults.push({ eventDelayMs: 300 });
+    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }], stream: true }),
+    });
+    const { events, done } = await readRawStream(response);
+    expect(done).toBe(true);
+    const text = events
+      .slice(0, -1)
+      .map(
+        (e) =>
+          (JSON.parse(e) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? "",
+      )
+      .join("");
+    expect(text).toBe("Hello from upstream");
+  });
+
+  it("cuts off a stream that goes silent past idle_timeout_ms: an error event and no [DONE]", async () => {
+    upstream.faults.push({ stallBeforeDone: true });
+    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }], stream: true }),
+    });
+    const { events, done } = await readRawStream(response);
+    expect(done).toBe(false);
+    expect(events.length).toBeGreaterThan(1);
+    expect(JSON.parse(events.at(-1) ?? "{}")).toMatchObject({ error: { type: "server_error" } });
+  });
+
   it("refuses malformed upstream events with a 502, not a crash", async () => {
     upstream.faults.push({ malformed: true });
     const error = await failureOf(

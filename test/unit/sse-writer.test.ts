@@ -186,6 +186,31 @@ describe("SseWriter", () => {
     );
   });
 
+  it("sends what one tick writes — the headers and the frames — in one write to the socket", async () => {
+    const { sse, res, client } = await start();
+    const socket = res.socket as unknown as Record<"_write" | "_writev", (...args: unknown[]) => unknown>;
+    let writes = 0;
+    for (const name of ["_write", "_writev"] as const) {
+      const original = socket[name].bind(socket);
+      socket[name] = (...args: unknown[]) => {
+        writes++;
+        return original(...args);
+      };
+    }
+    sse.open();
+    void sse.sendRaw('{"a":1}');
+    void sse.sendRaw('{"b":2}');
+    void sse.sendRaw('{"c":3}');
+    await client.waitFor(() => client.body.includes('"c"'), "the frames");
+    expect(writes).toBe(1);
+    expect(client.status).toBe(200);
+    // A frame of a later tick goes out in that tick: nothing waits for more.
+    await sse.sendRaw('{"d":4}');
+    await client.waitFor(() => client.body.includes('"d"'), "the later frame");
+    expect(writes).toBe(2);
+    await sse.done();
+  });
+
   it("frames typed events with event: and id: lines, and refuses names that would break framing", async () => {
     const { sse, client } = await start();
     sse.open();

@@ -16,7 +16,9 @@ export type Fault =
   /** Send an event whose data is not JSON. */
   | { malformed: true }
   /** Send the answer, then hang without [DONE]. */
-  | { stallBeforeDone: true };
+  | { stallBeforeDone: true }
+  /** Send each event this long after the previous one (a slow but live stream). */
+  | { eventDelayMs: number };
 
 export interface RecordedRequest {
   path: string;
@@ -86,6 +88,8 @@ export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
         res.destroy();
         return;
       }
+      if (fault && "eventDelayMs" in fault)
+        await new Promise((resolve) => setTimeout(resolve, fault.eventDelayMs));
       // Flushed before going on, so a disconnect comes after these bytes, never instead of them.
       await new Promise((resolve) => res.write(`data: ${JSON.stringify(event)}\n\n`, resolve));
     }
