@@ -51,7 +51,7 @@ describe("chunking", () => {
 
   it("joins pages and counts about four characters a token without a tokenizer", async () => {
     const chunks = await collect(["a".repeat(30), "b".repeat(30)], 10, 5, null);
-    expect(chunks[0]?.text).toBe("a".repeat(30) + "\n\n" + "b".repeat(8));
+    expect(chunks[0]?.text).toBe(`${"a".repeat(30)}\n\n${"b".repeat(8)}`);
     expect(chunks.every((c) => c.text.length <= 40)).toBe(true);
     expect(chunks.at(-1)?.text.endsWith("b")).toBe(true);
   });

@@ -120,12 +120,9 @@ export class KyselyChunkIndex implements ChunkIndex {
         .select(["id", "file_id", "seq", "embedding"])
         .where("vector_store_id", "=", storeId)
         .where("searchable", "=", 1);
-      if (after) {
-        const { fileId, seq } = after;
-        select = select.where((eb) =>
-          eb.or([eb("file_id", ">", fileId), eb.and([eb("file_id", "=", fileId), eb("seq", ">", seq)])]),
-        );
-      }
+      // A row-value comparison: both planners read it as one range of the index (an OR of two
+      // conditions sent Postgres back to sorting the store for every page).
+      if (after) select = select.where(sql<boolean>`(file_id, seq) > (${after.fileId}, ${after.seq})`);
       if (fileIds) select = select.where("file_id", "in", fileIds as string[]);
       const rows = await select.orderBy("file_id").orderBy("seq").limit(SCAN_PAGE).execute();
       for (const row of rows) {
