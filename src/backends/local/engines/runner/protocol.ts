@@ -97,7 +97,8 @@ export type StreamMessage =
   | [id: number, kind: typeof S_END, reason: "stop" | "length", slotTokens: number]
   | [id: number, kind: typeof S_DONE, slotTokens: number]
   /** code: set when the request itself was refused (a 400 `invalid_grammar`, say), not the runner failing. */
-  | [id: number, kind: typeof S_ERROR, message: string, code?: string];
+  /** code (and the parameter it names) when the request was refused: the server answers 400. */
+  | [id: number, kind: typeof S_ERROR, message: string, code?: string, param?: string | null];
 
 export function toWireGeneration(req: TokenGeneration): WireGeneration {
   const { logitBias, ...sampling } = req.sampling;

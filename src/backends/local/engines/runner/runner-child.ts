@@ -106,7 +106,7 @@ async function generate(id: number, slot: number, wire: WireGeneration): Promise
   } catch (err) {
     if (err instanceof ServiceError && err.kind === "invalid_request") {
       // The request was refused (a grammar llama.cpp cannot parse): the server answers 400.
-      send([id, S_ERROR, err.message, err.code ?? "invalid_request"]);
+      send([id, S_ERROR, err.message, err.code ?? "invalid_request", err.param]);
     } else {
       logger.error({ err, slot }, "generation failed");
       send([id, S_ERROR, (err as Error).message]);

@@ -127,7 +127,7 @@ export class RunnerEngine extends SupervisedLocalEngine<RunnerEngineOptions> {
             held = message[2];
             return;
           case S_ERROR:
-            if (message[3] !== undefined) throw invalidRequest(message[2], null, message[3]);
+            if (message[3] !== undefined) throw invalidRequest(message[2], message[4] ?? null, message[3]);
             throw new Error(`the runner failed: ${message[2]}`);
         }
       }
