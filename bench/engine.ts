@@ -41,6 +41,7 @@ const USAGE = `npm run bench:engine -- [options]
   --threads 1                 compute threads, comma-separated (default 1, the server default; try 1,2)
   --reps 3                    repetitions per cell (default 3)
   --tokens 128                generated tokens per stream (default 128)
+  --temperature 0.8           every request's temperature (default 0.8; 0 = greedy on every engine)
   --only NAME[,NAME]          only these targets: direct-node-llama-cpp, switchboard-http, and the opt-in
                               switchboard-http-llama-server (the server on its llama-server engine),
                               switchboard-http-runner (the server on its runner engine: node-llama-cpp in
@@ -67,7 +68,6 @@ const USAGE = `npm run bench:engine -- [options]
   --json FILE                 also write the raw measurements as JSON
 `;
 
-const TEMPERATURE = 0.8;
 const WARMUP_TOKENS = 8;
 const WARMUP_SHORT_ROUNDS = 4;
 const SHORT_PROMPT_WORDS = 4;
@@ -97,6 +97,8 @@ interface Options {
   threads: number[];
   reps: number;
   tokens: number;
+  /** Every request's temperature: 0 is greedy on every engine (top-k 1). */
+  temperature: number;
   only: string[] | undefined;
   httpMode: HttpMode;
   turns: number;
@@ -215,9 +217,11 @@ async function runCell(
     open[i] = session;
     // Warm-up touches every sequence (and pages the weights in) before anything is timed, then
     // short requests get the request path's code optimised, as in a server that has been up a while.
-    await session.run(requests(settings.streams, "warmup", WARMUP_TOKENS));
+    await session.run(requests(settings.streams, "warmup", WARMUP_TOKENS, opts.temperature));
     for (let round = 0; round < WARMUP_SHORT_ROUNDS; round++) {
-      await session.run(requests(settings.streams, `warmup${round}`, 2, SHORT_PROMPT_WORDS));
+      await session.run(
+        requests(settings.streams, `warmup${round}`, 2, opts.temperature, SHORT_PROMPT_WORDS),
+      );
     }
     return session;
   };
@@ -230,7 +234,11 @@ async function runCell(
       await guard.waitForQuiet(ownPids);
       // Every attempt gets fresh prompts: a repeat must not hit the prompt cache.
       const key = `${settings.modelLabel}/${cell}/rep${rep}${attempt ? `/again${attempt}` : ""}`;
-      const result = await timeRep(session, requests(settings.streams, key, opts.tokens), ownPids);
+      const result = await timeRep(
+        session,
+        requests(settings.streams, key, opts.tokens, opts.temperature),
+        ownPids,
+      );
       progress(
         `${cell} rep ${rep + 1}/${opts.reps} ${target.name}: ${fmt(tokensPerSecond(result))} tok/s, ` +
           `TTFT ${fmt(median(result.requests.map((r) => r.ttftMs)))} ms, ` +
@@ -284,11 +292,17 @@ function baseName(target: BenchTarget): string {
   return target.name.replace(/ \[.*\]$/, "");
 }
 
-function requests(streams: number, key: string, maxTokens: number, userWords?: number): BenchRequest[] {
+function requests(
+  streams: number,
+  key: string,
+  maxTokens: number,
+  temperature: number,
+  userWords?: number,
+): BenchRequest[] {
   return Array.from({ length: streams }, (_, stream) => ({
     messages: singlePrompt(`${key}/stream${stream}`, userWords),
     maxTokens,
-    temperature: TEMPERATURE,
+    temperature,
     // A fixed seed per stream: every repetition and target samples alike.
     seed: 1000 + stream,
   }));
@@ -358,7 +372,7 @@ function report(
   const out: string[] = [];
   out.push(
     `Switchboard engine benchmark: ${modelLabel} (random weights), ${opts.tokens} tokens per stream, ` +
-      `temperature ${TEMPERATURE}, ${opts.reps} reps per cell`,
+      `temperature ${opts.temperature}, ${opts.reps} reps per cell`,
   );
   out.push(
     `machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? "?"}), Node ${process.version}, ` +
@@ -519,6 +533,7 @@ function parseOptions(args: string[]): Options {
       threads: { type: "string", default: "1" },
       reps: { type: "string", default: "3" },
       tokens: { type: "string", default: "128" },
+      temperature: { type: "string", default: "0.8" },
       only: { type: "string" },
       "http-mode": { type: "string", default: "child" },
       turns: { type: "string", default: "6" },
@@ -550,6 +565,7 @@ function parseOptions(args: string[]): Options {
     threads: intList(values.threads, "--threads"),
     reps: positiveInt(values.reps, "--reps"),
     tokens: positiveInt(values.tokens, "--tokens"),
+    temperature: temperatureOf(values.temperature),
     only: values.only?.split(",").map((s) => s.trim()),
     httpMode,
     turns: nonNegativeInt(values.turns, "--turns"),
@@ -561,6 +577,12 @@ function parseOptions(args: string[]): Options {
     interleave: values.interleave === true,
     json: values.json,
   };
+}
+
+function temperatureOf(value: string): number {
+  const t = Number(value);
+  if (!Number.isFinite(t) || t < 0 || t > 2) usage("--temperature must be a number from 0 to 2");
+  return t;
 }
 
 function intList(value: string, flag: string): number[] {

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
 import { readGgufFacts } from "../src/backends/local/engines/gguf-facts.js";
+import { samplingFields } from "../src/backends/local/engines/llama-server/completion-request.js";
 import {
   llamaServerArgs,
   llamaServerEnv,
@@ -100,13 +101,14 @@ async function openLlamaServer(settings: EngineSettings, samplers: SamplerSettin
   return new LlamaServerSession(supervisor, process, dataDir, samplers);
 }
 
-const SWITCHBOARD_SAMPLING = {
-  top_p: 1,
-  top_k: 0,
-  min_p: 0,
-  typical_p: 1,
-  samplers: ["penalties", "temperature", "top_p"],
-};
+/** The sampler fields Switchboard sends for a request with this temperature and seed (no extensions). */
+function switchboardSampling(temperature: number, seed: number): Record<string, unknown> {
+  const { ignore_eos: _, ...fields } = samplingFields(
+    { temperature, topP: 1, seed, presencePenalty: 0, frequencyPenalty: 0 },
+    0,
+  );
+  return fields;
+}
 
 class LlamaServerSession implements BenchSession {
   constructor(
@@ -150,7 +152,7 @@ class LlamaServerSession implements BenchSession {
         temperature: req.temperature,
         seed: req.seed,
         // The sampling Switchboard asks for on a temperature/seed request (completion-request.ts).
-        ...(this.samplers === "switchboard" && SWITCHBOARD_SAMPLING),
+        ...(this.samplers === "switchboard" && switchboardSampling(req.temperature, req.seed)),
       }),
       reset: true,
     });

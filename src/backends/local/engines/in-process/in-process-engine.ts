@@ -37,6 +37,7 @@ import { longestTokenBytes } from "../gguf-facts.js";
 import { GrammarParser } from "../grammar-check.js";
 import { ModelLoad } from "../model-load.js";
 import { longestPrefixSlot } from "../slot-cache-mirror.js";
+import { DecodeStepBarrier } from "./decode-step-barrier.js";
 import { GrammarRun, grammarBinding } from "./grammar-run.js";
 import { type GpuMode, sharedLlama } from "./llama-instance.js";
 
@@ -83,6 +84,8 @@ export class InProcessEngine implements LocalEngine {
   private readonly modelLoad = new ModelLoad(() => this.loadModel());
   private readonly scheduler: SlotScheduler;
   private readonly pieceCache = new Map<number, string>();
+  /** Keeps the generations' next-token decodes in one batch (see DecodeStepBarrier). */
+  private readonly decodeSteps = new DecodeStepBarrier();
   /** Parsed grammars, the most recently used 64. */
   private readonly grammarParser: GrammarParser;
   /** Per parsed grammar, its start state for this model (dropped with the grammar). */
@@ -294,13 +297,21 @@ export class InProcessEngine implements LocalEngine {
     const generated: Token[] = [];
     const options = this.samplingOptions(req.sampling, prompt, generated);
     if (grammar) options.grammarEvaluationState = () => grammar.active;
-    for await (const token of sequence.evaluate(tokens, options)) {
-      generated.push(token);
-      const text = decoder.push(token);
-      grammar?.observe(token, text);
-      yield { token, text };
-      // No token past the budget is asked for: the decoder and the grammar must not see one.
-      if (generated.length >= req.maxTokens) return;
+    const turn = this.decodeSteps.turn();
+    try {
+      await turn.beforeDecode();
+      for await (const token of sequence.evaluate(tokens, options)) {
+        turn.afterDecode();
+        generated.push(token);
+        const text = decoder.push(token);
+        grammar?.observe(token, text);
+        yield { token, text };
+        // No token past the budget is asked for: the decoder and the grammar must not see one.
+        if (generated.length >= req.maxTokens) return;
+        await turn.beforeDecode();
+      }
+    } finally {
+      turn.close();
     }
   }
 
@@ -329,8 +340,11 @@ export class InProcessEngine implements LocalEngine {
       { probabilities: true },
       { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 0, yieldEogToken: true },
     );
+    const turn = this.decodeSteps.turn();
     try {
+      await turn.beforeDecode();
       let next = await evaluation.next();
+      turn.afterDecode();
       while (!next.done) {
         const distribution = next.value.probabilities;
         const constrained = grammar?.active !== undefined;
@@ -351,9 +365,12 @@ export class InProcessEngine implements LocalEngine {
           top: this.topCandidates(distribution, top),
         };
         if (++count >= req.maxTokens) return;
+        await turn.beforeDecode();
         next = await evaluation.next(token);
+        turn.afterDecode();
       }
     } finally {
+      turn.close();
       await evaluation.return();
     }
   }
@@ -455,7 +472,7 @@ export class InProcessEngine implements LocalEngine {
     const minP = sampling.minP ?? 0;
     const options: SequenceEvaluateOptions = {
       temperature,
-      topK: sampling.topK ?? 0,
+      topK: sampling.topK ?? (null as unknown as number),
       topP: sampling.topP,
       minP: minP > 0 && temperature > 0 ? minP ** temperature : minP,
       seed: sampling.seed ?? Math.floor(Math.random() * 2 ** 31),

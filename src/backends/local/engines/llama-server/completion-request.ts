@@ -87,7 +87,7 @@ const OPENAI_SAMPLERS = ["penalties", "temperature", "top_p"];
  * distribution would, without it. Penalties span the whole context; logit bias goes as
  * [[id, bias]] (false bans a token).
  */
-function samplingFields(sampling: SamplingParams, contextSize: number): Record<string, unknown> {
+export function samplingFields(sampling: SamplingParams, contextSize: number): Record<string, unknown> {
   const topK = sampling.topK ?? 0;
   const minP = sampling.minP ?? 0;
   const greedy = sampling.temperature <= 0;
