@@ -1,0 +1,77 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { describe, expect, it } from "vitest";
+import { DecodeStepBarrier } from "../../src/backends/local/engines/in-process/decode-step-barrier.js";
+
+/** Whether a promise has settled after the microtasks and one event-loop turn in flight. */
+async function settled(promise: Promise<void> | undefined): Promise<boolean> {
+  if (promise === undefined) return true;
+  let done = false;
+  void promise.then(() => {
+    done = true;
+  });
+  await nextTurn();
+  await nextTurn();
+  return done;
+}
+
+describe("DecodeStepBarrier", () => {
+  it("lets a generation alone decode at once", () => {
+    const barrier = new DecodeStepBarrier();
+    const turn = barrier.turn();
+    expect(turn.beforeDecode()).toBeUndefined();
+    turn.afterDecode();
+    expect(turn.beforeDecode()).toBeUndefined();
+  });
+
+  it("holds a generation back until every decode in flight has its token, then releases all together", async () => {
+    const barrier = new DecodeStepBarrier();
+    const a = barrier.turn();
+    const b = barrier.turn();
+    const c = barrier.turn();
+    // b and c asked while a's decode runs: they wait for it, as the next batch.
+    expect(a.beforeDecode()).toBeUndefined();
+    const waitB = b.beforeDecode();
+    const waitC = c.beforeDecode();
+    expect(await settled(waitB)).toBe(false);
+    a.afterDecode();
+    // a asks again before the release: it joins the same batch instead of going alone.
+    const waitA = a.beforeDecode();
+    expect(await settled(waitB)).toBe(true);
+    expect(await settled(waitC)).toBe(true);
+    expect(await settled(waitA)).toBe(true);
+    // Now three decodes are in flight: nobody new goes until all three are in.
+    b.afterDecode();
+    c.afterDecode();
+    const again = b.beforeDecode();
+    expect(await settled(again)).toBe(false);
+    a.afterDecode();
+    expect(await settled(again)).toBe(true);
+  });
+
+  it("never waits for a generation that holds no decode (a reader that stopped pulling)", async () => {
+    const barrier = new DecodeStepBarrier();
+    const slowReader = barrier.turn();
+    const other = barrier.turn();
+    expect(slowReader.beforeDecode()).toBeUndefined();
+    slowReader.afterDecode();
+    // slowReader does not ask again; other goes at once, every time.
+    for (let i = 0; i < 3; i++) {
+      expect(other.beforeDecode()).toBeUndefined();
+      other.afterDecode();
+    }
+  });
+
+  it("lets go of the decode a closed generation held, so the others are not stuck", async () => {
+    const barrier = new DecodeStepBarrier();
+    const aborted = barrier.turn();
+    const other = barrier.turn();
+    expect(aborted.beforeDecode()).toBeUndefined();
+    const wait = other.beforeDecode();
+    expect(await settled(wait)).toBe(false);
+    aborted.close();
+    aborted.close();
+    expect(await settled(wait)).toBe(true);
+    other.afterDecode();
+    expect(barrier.turn().beforeDecode()).toBeUndefined();
+  });
+});
