@@ -26,6 +26,7 @@ import type {
 } from "../../core/generation.js";
 import { mergeStreams } from "../../core/merge-streams.js";
 import type { ToolDefinition } from "../../core/messages.js";
+import { ArrivalGate } from "./arrival-gate.js";
 import { ChatTemplate, type PromptSegment } from "./chat-template.js";
 import type { EngineEvent, FimTokens, LocalEngine, PromptTokenScore, TokenCandidate } from "./engine.js";
 import { engineReportOf, engineServing } from "./engines/engine-status.js";
@@ -91,6 +92,8 @@ export class LocalBackend implements ModelBackend {
   private template: ChatTemplate | undefined;
   private syntax: ToolSyntax | undefined;
   private readonly embedder: LocalEmbedder | undefined;
+  /** Requests that arrive together go to the engine together (see ArrivalGate). */
+  private readonly arrivals = new ArrivalGate(ARRIVAL_WAIT_MS);
 
   constructor(
     readonly engine: LocalEngine,
@@ -181,7 +184,11 @@ export class LocalBackend implements ModelBackend {
     return this.embedder;
   }
 
-  async prepare(req: GenerationRequest): Promise<PreparedGeneration> {
+  prepare(req: GenerationRequest): Promise<PreparedGeneration> {
+    return this.arrivals.preparing(() => this.prepareNow(req));
+  }
+
+  private async prepareNow(req: GenerationRequest): Promise<PreparedGeneration> {
     await this.ensureLoaded(req.model);
     const meta = this.engine.metadata();
     checkLogitBias(req, meta.vocabSize);
@@ -272,6 +279,7 @@ export class LocalBackend implements ModelBackend {
   async *generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
     if (!(prepared instanceof LocalPreparedGeneration)) throw new Error("prepared by another backend");
     const { request: req, prompts, maxTokensPerChoice } = prepared;
+    await this.arrivals.beforeSubmit();
     const meta = this.engine.metadata();
     const counters = prepared.progress;
     const choices = Array.from({ length: prompts.length * req.n }, (_, choice) => {
@@ -578,6 +586,11 @@ function withBos(tokens: number[], addBos: boolean, bosId: number | undefined): 
 }
 
 const utf8 = new TextEncoder();
+/**
+ * The longest a prepared request waits for others being prepared with it: tokenizing a prompt
+ * through the engine process takes a few milliseconds, one prompt decode far longer.
+ */
+const ARRIVAL_WAIT_MS = 10;
 
 function toTokenLogprob(event: Extract<EngineEvent, { type: "token" }>): TokenLogprob {
   const piece = event.piece ?? event.text;
