@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { ServiceError, serviceUnavailable } from "../../../core/errors.js";
 import type { RequestPriority } from "../../../core/generation.js";
+import { linkSignals } from "../../../core/linked-signal.js";
 import {
   type EmbeddingMode,
   type EngineEvent,
@@ -265,11 +266,13 @@ export abstract class SupervisedLocalEngine<Options extends SupervisedEngineOpti
   ): Promise<T> {
     const signal = AbortSignal.timeout(60_000);
     const lease = await this.supervisor.acquire(signal);
+    const linked = linkSignals(signal, lease.process.signal);
     try {
-      return await call(lease.process, AbortSignal.any([signal, lease.process.signal]));
+      return await call(lease.process, linked.signal);
     } catch (err) {
       throw this.failure(err, false);
     } finally {
+      linked.dispose();
       lease.release();
     }
   }

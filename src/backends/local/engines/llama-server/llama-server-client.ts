@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Pool, errors as undiciErrors } from "undici";
+import { linkSignals } from "../../../../core/linked-signal.js";
 import type { EngineProcess } from "../process-supervisor.js";
 
 /** How often /health is polled while llama-server loads. */
@@ -29,22 +30,28 @@ export class LlamaServerClient {
 
   /** A JSON call; one retry when a kept-alive connection turns out to be closed. */
   async json<T>(method: "GET" | "POST", path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const response = await this.pool.request({
-          method,
-          path,
-          headers: { authorization: this.auth, "content-type": "application/json" },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: signal ? AbortSignal.any([signal, this.process.signal]) : this.process.signal,
-        });
-        const text = await response.body.text();
-        if (response.statusCode !== 200) throw new LlamaServerHttpError(path, response.statusCode, text);
-        return JSON.parse(text) as T;
-      } catch (err) {
-        if (attempt === 0 && isConnectionReset(err) && !this.process.signal.aborted) continue;
-        throw err;
+    // The call ends when the caller gives up or the process goes, whichever comes first.
+    const linked = signal ? linkSignals(signal, this.process.signal) : undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const response = await this.pool.request({
+            method,
+            path,
+            headers: { authorization: this.auth, "content-type": "application/json" },
+            body: body === undefined ? undefined : JSON.stringify(body),
+            signal: linked?.signal ?? this.process.signal,
+          });
+          const text = await response.body.text();
+          if (response.statusCode !== 200) throw new LlamaServerHttpError(path, response.statusCode, text);
+          return JSON.parse(text) as T;
+        } catch (err) {
+          if (attempt === 0 && isConnectionReset(err) && !this.process.signal.aborted) continue;
+          throw err;
+        }
       }
+    } finally {
+      linked?.dispose();
     }
   }
 

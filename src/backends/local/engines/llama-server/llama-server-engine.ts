@@ -1,4 +1,5 @@
 import type { ServiceError } from "../../../../core/errors.js";
+import { linkSignals } from "../../../../core/linked-signal.js";
 import type {
   EngineEvent,
   FimTokens,
@@ -174,12 +175,13 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     // What llama-server will hold in this slot whatever happens next: the prompt, then what it generates.
     run.cached = [...prompt];
     const completion = new CompletionStream(req.topLogprobs);
+    const linked = linkSignals(signal, process.signal);
     try {
       const contextSize = this.modelLoad.peek()?.contextSize ?? this.contextSize;
       const stream = this.clientFor(process).stream(
         "/completion",
         completionBody(req, run.slot, contextSize),
-        AbortSignal.any([signal, process.signal]),
+        linked.signal,
       );
       let started = scoring;
       for await (const message of stream) {
@@ -201,6 +203,7 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
     } catch (err) {
       throw grammarRefusal(err) ?? err;
     } finally {
+      linked.dispose();
       if (completion.generated.length > 0) run.cached = [...prompt, ...completion.generated];
     }
   }
@@ -227,7 +230,7 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
       "POST",
       "/completion",
       promptScoringBody(prompt, req.promptLogprobs ?? 0, run.slot),
-      AbortSignal.any([signal, process.signal]),
+      signal,
     );
     const entries = result.completion_probabilities ?? [];
     run.cached = prompt.slice(0, 1 + entries.length);
@@ -256,7 +259,7 @@ export class LlamaServerEngine extends SupervisedLocalEngine<LlamaServerEngineOp
       "POST",
       "/embedding",
       { content: inputs, embd_normalize: -1 },
-      AbortSignal.any([signal, process.signal]),
+      signal,
     );
     const vectors: Float32Array[] = new Array(inputs.length);
     for (const result of results) {
