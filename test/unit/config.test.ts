@@ -101,6 +101,25 @@ describe("config defaults", () => {
     ).toThrow(/interactive_reserve/);
   });
 
+  it("takes sampling_defaults on a local model only: a routed model or deployment naming them is refused", () => {
+    const config = validateConfig({
+      models: [{ id: "tiny", source: "./tiny.gguf", sampling_defaults: { top_k: 40, min_p: 0.05 } }],
+    });
+    expect(config.models[0]?.sampling_defaults).toEqual({ top_k: 40, min_p: 0.05 });
+    const deployment = { provider: "openai-compatible", base_url: "http://127.0.0.1:9/v1", model: "m" };
+    // Upstream providers apply their own defaults; a request's own top_k/min_p are passed on.
+    expect(() =>
+      validateConfig({
+        routed_models: [{ id: "up", deployments: [deployment], sampling_defaults: { top_k: 40 } }],
+      }),
+    ).toThrow(/sampling_defaults/);
+    expect(() =>
+      validateConfig({
+        routed_models: [{ id: "up", deployments: [{ ...deployment, sampling_defaults: { top_k: 40 } }] }],
+      }),
+    ).toThrow(/sampling_defaults/);
+  });
+
   it("an empty or missing optional file means defaults", () => {
     expect(loadConfig({ file: yamlFile(""), env: {} }).port).toBe(8080);
     expect(loadConfig({ file: join(dir, "absent.yaml"), fileRequired: false, env: {} }).port).toBe(8080);
