@@ -23,6 +23,7 @@ import {
   llamaServerArgs,
   llamaServerEnv,
 } from "../src/backends/local/engines/llama-server/llama-server-args.js";
+import { waitForHealth } from "../src/backends/local/engines/llama-server/llama-server-client.js";
 import { type EngineProcess, ProcessSupervisor } from "../src/backends/local/engines/process-supervisor.js";
 import { validateConfig } from "../src/config/load.js";
 import { findLlamaServer } from "../src/engine-build/find-llama-server.js";
@@ -108,17 +109,7 @@ const llamaServerDirect: Target = {
             port,
           ),
         env: ({ apiKey }) => llamaServerEnv(apiKey),
-        waitReady: async (p, signal) => {
-          for (;;) {
-            signal.throwIfAborted();
-            const ok = await fetch(`${p.baseUrl}/health`, { signal }).then(
-              (r) => r.status === 200,
-              () => false,
-            );
-            if (ok) return;
-            await new Promise((r) => setTimeout(r, 25));
-          }
-        },
+        waitReady: waitForHealth,
       },
       { logger: createLogger("warn"), dataDir, backoffMs: 500, maxBackoffMs: 30_000 },
     );
