@@ -24,6 +24,19 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
           },
         ],
       },
+      {
+        id: "remote-reasoning",
+        deployments: [
+          {
+            provider: "openai-compatible",
+            base_url: `${url}/v1`,
+            api_key: SECRET,
+            model: "upstream-reasoning-model",
+            max_tokens_field: "max_completion_tokens",
+            max_retries: 0,
+          },
+        ],
+      },
     ],
     // The timeout tests wait on real clocks.
     timing: "real",
@@ -251,6 +264,20 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
       max_tokens: 5,
       model: "upstream-model",
     });
+  });
+
+  it("asks for max_completion_tokens where configured, but max_tokens on /completions, which has no other", async () => {
+    await env.gateway.client.chat.completions.create({
+      model: "remote-reasoning",
+      messages: [{ role: "user", content: "Hi" }],
+      max_tokens: 5,
+    });
+    await env.gateway.client.completions.create({ model: "remote-reasoning", prompt: "Once", max_tokens: 5 });
+    const [chat, completion] = env.upstream.requests.map((request) => request.body);
+    expect(chat).toMatchObject({ max_completion_tokens: 5 });
+    expect(chat).not.toHaveProperty("max_tokens");
+    expect(completion).toMatchObject({ max_tokens: 5 });
+    expect(completion).not.toHaveProperty("max_completion_tokens");
   });
 
   it("sends a legacy completion with a token prompt, logprobs and a seed in the spec's shape", async () => {
