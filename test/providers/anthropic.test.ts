@@ -119,6 +119,54 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
     ]);
   });
 
+  it("sends tools whose parameters leave out `type`, or that have none, as the object schemas Anthropic requires", async () => {
+    await env.gateway.client.chat.completions.create({
+      model: "claude",
+      messages: [{ role: "user", content: "Weather?" }],
+      tools: [
+        {
+          type: "function",
+          function: { name: "get_weather", parameters: { properties: { city: { type: "string" } } } },
+        },
+        { type: "function", function: { name: "get_time" } },
+      ],
+      tool_choice: "none",
+      temperature: 0.5,
+      top_p: 0.9,
+      max_tokens: 2000,
+    });
+    expect(env.upstream.requests[0]?.body).toMatchObject({
+      tools: [
+        { name: "get_weather", input_schema: { type: "object", properties: { city: { type: "string" } } } },
+        { name: "get_time", input_schema: { type: "object", properties: {} } },
+      ],
+      tool_choice: { type: "none" },
+      temperature: 0.5,
+      top_p: 0.9,
+      max_tokens: 2000,
+    });
+  });
+
+  it("refuses an image of a type the Messages API does not take, naming the part", async () => {
+    const error = await failureOf(
+      env.gateway.client.chat.completions.create({
+        model: "claude",
+        messages: [
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "What is this?" },
+              { type: "image_url", image_url: { url: "data:image/bmp;base64,Qk0=" } },
+            ],
+          },
+        ],
+      }),
+    );
+    expect(error.status).toBe(400);
+    expect(error.param).toBe("messages[0].content[1]");
+    expect(env.upstream.requests).toHaveLength(0);
+  });
+
   it("streams text deltas", async () => {
     const stream = await env.gateway.client.chat.completions.create({
       model: "claude",
