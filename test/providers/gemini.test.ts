@@ -276,6 +276,60 @@ describe("a Gemini upstream behind the OpenAI API", () => {
     expect(env.upstream.requests).toHaveLength(1);
   });
 
+  it("sends JSON Schema's count and length limits as the int64 strings of Gemini's Schema", async () => {
+    await env.gateway.client.chat.completions.create({
+      model: "gemini",
+      messages: [{ role: "user", content: "The answer?" }],
+      response_format: {
+        type: "json_schema",
+        json_schema: {
+          name: "answer",
+          schema: {
+            type: "object",
+            properties: {
+              answer: { type: "integer", minimum: 0, maximum: 100 },
+              tags: {
+                type: "array",
+                items: { type: "string", minLength: 1, maxLength: 20 },
+                minItems: 1,
+                maxItems: 3,
+              },
+              extra: {
+                type: "object",
+                properties: { note: { type: "string" } },
+                minProperties: 0,
+                maxProperties: 1,
+              },
+            },
+            required: ["answer", "tags"],
+          },
+        },
+      },
+    });
+    expect(env.upstream.requests[0]?.body.generationConfig).toEqual({
+      responseMimeType: "application/json",
+      responseSchema: {
+        type: "OBJECT",
+        properties: {
+          answer: { type: "INTEGER", minimum: 0, maximum: 100 },
+          tags: {
+            type: "ARRAY",
+            items: { type: "STRING", minLength: "1", maxLength: "20" },
+            minItems: "1",
+            maxItems: "3",
+          },
+          extra: {
+            type: "OBJECT",
+            properties: { note: { type: "STRING" } },
+            minProperties: "0",
+            maxProperties: "1",
+          },
+        },
+        required: ["answer", "tags"],
+      },
+    });
+  });
+
   it("refuses an image URL with a 400 naming the part, since the server never fetches it", async () => {
     const error = await failureOf(
       env.gateway.client.chat.completions.create({
