@@ -157,7 +157,8 @@ function isTaggedBy(
  * ajv's errors as lines a person reads: the JSON pointer into the body, then what is wrong there.
  * Summaries ("must match a schema in anyOf") go when something more precise was said, and so do
  * the branches of a union that a value is not even the JSON type of (`content` "must be string")
- * when another branch found something wrong inside it.
+ * when another branch found something wrong inside it. Deepest first: where a union's branches
+ * all fail, the one that got furthest into the value usually names the mistake.
  */
 export function describeSchemaErrors(
   errors: readonly ErrorObject[] | null | undefined,
@@ -169,7 +170,9 @@ export function describeSchemaErrors(
       !["anyOf", "oneOf", "if", "allOf"].includes(e.keyword) &&
       !(e.keyword === "type" && all.some((inner) => inner.instancePath.startsWith(`${e.instancePath}/`))),
   );
-  const lines = [...new Set((precise.length > 0 ? precise : all).map(describeError))];
+  const depth = (e: ErrorObject) => e.instancePath.split("/").length;
+  const chosen = [...(precise.length > 0 ? precise : all)].sort((a, b) => depth(b) - depth(a));
+  const lines = [...new Set(chosen.map(describeError))];
   return lines.length > limit ? [...lines.slice(0, limit), `… and ${lines.length - limit} more`] : lines;
 }
 
