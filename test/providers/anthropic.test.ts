@@ -1,47 +1,32 @@
 import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { failureOf, type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
-import { type MockAnthropic, startMockAnthropicUpstream } from "./helpers/mock-anthropic-upstream.js";
+import { describe, expect, it } from "vitest";
+import { failureOf } from "./helpers/gateway.js";
+import { startMockAnthropicUpstream } from "./helpers/mock-anthropic-upstream.js";
+import { useMockProviderGateway } from "./helpers/mock-provider-gateway.js";
 
 const KEY = "sk-ant-test-secret-42";
 
 describe("an Anthropic upstream behind the OpenAI API", () => {
-  let upstream: MockAnthropic;
-  let gateway: Gateway;
-
-  beforeAll(async () => {
-    upstream = await startMockAnthropicUpstream();
-    gateway = await startGateway(
+  const env = useMockProviderGateway({
+    start: startMockAnthropicUpstream,
+    models: (url) => [
       {
-        routed_models: [
+        id: "claude",
+        deployments: [
           {
-            id: "claude",
-            deployments: [
-              {
-                provider: "anthropic",
-                base_url: upstream.url,
-                api_key: KEY,
-                model: "claude-test",
-                max_retries: 1,
-              },
-            ],
+            provider: "anthropic",
+            base_url: url,
+            api_key: KEY,
+            model: "claude-test",
+            max_retries: 1,
           },
         ],
       },
-      manualTiming(),
-    );
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-  });
-  beforeEach(() => {
-    upstream.requests.length = 0;
-    upstream.faults.length = 0;
+    ],
   });
 
   it("answers a chat: system and developer messages hoisted, thinking as reasoning, usage with cache tokens", async () => {
-    const completion = await gateway.client.chat.completions.create({
+    const completion = await env.gateway.client.chat.completions.create({
       model: "claude",
       messages: [
         { role: "system", content: "Be brief." },
@@ -57,7 +42,7 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
     expect(completion.choices[0]?.finish_reason).toBe("stop");
     expect(completion.usage).toMatchObject({ prompt_tokens: 27, completion_tokens: 6 });
     expect(completion.usage?.prompt_tokens_details?.cached_tokens).toBe(5);
-    const sent = upstream.requests[0];
+    const sent = env.upstream.requests[0];
     expect(sent?.path).toBe("/v1/messages");
     expect(sent?.headers["x-api-key"]).toBe(KEY);
     expect(sent?.headers["anthropic-version"]).toBe("2023-06-01");
@@ -85,7 +70,7 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
         },
       },
     ];
-    const final = await gateway.client.chat.completions
+    const final = await env.gateway.client.chat.completions
       .stream({
         model: "claude",
         messages: [{ role: "user", content: "Weather?" }],
@@ -100,12 +85,12 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
     expect(message?.tool_calls).toEqual([
       { id: "toolu_1", type: "function", function: { name: "get_weather", arguments: '{"city": "Paris"}' } },
     ]);
-    expect(upstream.requests[0]?.body).toMatchObject({
+    expect(env.upstream.requests[0]?.body).toMatchObject({
       tools: [{ name: "get_weather", input_schema: { type: "object" } }],
       tool_choice: { type: "tool", name: "get_weather", disable_parallel_tool_use: true },
     });
 
-    await gateway.client.chat.completions.create({
+    await env.gateway.client.chat.completions.create({
       model: "claude",
       messages: [
         { role: "user", content: "Weather?" },
@@ -124,7 +109,7 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
       ],
       tools,
     });
-    expect(upstream.requests[1]?.body.messages).toEqual([
+    expect(env.upstream.requests[1]?.body.messages).toEqual([
       { role: "user", content: [{ type: "text", text: "Weather?" }] },
       {
         role: "assistant",
@@ -134,8 +119,56 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
     ]);
   });
 
+  it("sends tools whose parameters leave out `type`, or that have none, as the object schemas Anthropic requires", async () => {
+    await env.gateway.client.chat.completions.create({
+      model: "claude",
+      messages: [{ role: "user", content: "Weather?" }],
+      tools: [
+        {
+          type: "function",
+          function: { name: "get_weather", parameters: { properties: { city: { type: "string" } } } },
+        },
+        { type: "function", function: { name: "get_time" } },
+      ],
+      tool_choice: "none",
+      temperature: 0.5,
+      top_p: 0.9,
+      max_tokens: 2000,
+    });
+    expect(env.upstream.requests[0]?.body).toMatchObject({
+      tools: [
+        { name: "get_weather", input_schema: { type: "object", properties: { city: { type: "string" } } } },
+        { name: "get_time", input_schema: { type: "object", properties: {} } },
+      ],
+      tool_choice: { type: "none" },
+      temperature: 0.5,
+      top_p: 0.9,
+      max_tokens: 2000,
+    });
+  });
+
+  it("refuses an image of a type the Messages API does not take, naming the part", async () => {
+    const error = await failureOf(
+      env.gateway.client.chat.completions.create({
+        model: "claude",
+        messages: [
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "What is this?" },
+              { type: "image_url", image_url: { url: "data:image/bmp;base64,Qk0=" } },
+            ],
+          },
+        ],
+      }),
+    );
+    expect(error.status).toBe(400);
+    expect(error.param).toBe("messages[0].content[1]");
+    expect(env.upstream.requests).toHaveLength(0);
+  });
+
   it("streams text deltas", async () => {
-    const stream = await gateway.client.chat.completions.create({
+    const stream = await env.gateway.client.chat.completions.create({
       model: "claude",
       messages: [
         { role: "user", content: [{ type: "image_url", image_url: { url: "data:image/png;base64,AAAA" } }] },
@@ -145,7 +178,7 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
     let text = "";
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
     expect(text).toBe("Hello from Claude");
-    expect(upstream.requests[0]?.body.messages).toEqual([
+    expect(env.upstream.requests[0]?.body.messages).toEqual([
       {
         role: "user",
         content: [{ type: "image", source: { type: "base64", media_type: "image/png", data: "AAAA" } }],
@@ -154,16 +187,16 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
   });
 
   it("retries Anthropic's 529 overloaded, and keeps a 400 a 400 with its message", async () => {
-    upstream.faults.push({ status: 529, type: "overloaded_error", message: "Overloaded" });
-    await gateway.client.chat.completions.create({
+    env.upstream.faults.push({ status: 529, type: "overloaded_error", message: "Overloaded" });
+    await env.gateway.client.chat.completions.create({
       model: "claude",
       messages: [{ role: "user", content: "Hi" }],
     });
-    expect(upstream.requests).toHaveLength(2);
+    expect(env.upstream.requests).toHaveLength(2);
 
-    upstream.faults.push({ status: 400, type: "invalid_request_error", message: "prompt is too long" });
+    env.upstream.faults.push({ status: 400, type: "invalid_request_error", message: "prompt is too long" });
     const error = await failureOf(
-      gateway.client.chat.completions.create({
+      env.gateway.client.chat.completions.create({
         model: "claude",
         messages: [{ role: "user", content: "Hi" }],
       }),
@@ -174,7 +207,7 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
 
   it("refuses what the Messages API cannot carry, naming the field", async () => {
     const error = await failureOf(
-      gateway.client.chat.completions.create({
+      env.gateway.client.chat.completions.create({
         model: "claude",
         messages: [{ role: "user", content: "Hi" }],
         n: 2,
@@ -187,7 +220,7 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
       ["repetition_penalty", 1.2],
     ] as const) {
       const refused = await failureOf(
-        gateway.client.chat.completions.create({
+        env.gateway.client.chat.completions.create({
           model: "claude",
           messages: [{ role: "user", content: "Hi" }],
           [param]: value,
@@ -196,15 +229,15 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
       expect(refused.status).toBe(400);
       expect(refused.param).toBe(param);
     }
-    expect(upstream.requests).toHaveLength(0);
+    expect(env.upstream.requests).toHaveLength(0);
   });
 
   it("sends the top_k extension as the Messages API's own top_k", async () => {
-    await gateway.client.chat.completions.create({
+    await env.gateway.client.chat.completions.create({
       model: "claude",
       messages: [{ role: "user", content: "Hi" }],
       top_k: 20,
     } as ChatCompletionCreateParamsNonStreaming);
-    expect(upstream.requests[0]?.body).toMatchObject({ top_k: 20 });
+    expect(env.upstream.requests[0]?.body).toMatchObject({ top_k: 20 });
   });
 });

@@ -1,16 +1,12 @@
 import type OpenAI from "openai";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   idWithThoughtSignature,
   SIGNATURE_VALIDATOR_SKIP,
   thoughtSignatureOf,
 } from "../../src/backends/providers/gemini/thought-signature.js";
-import { type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
-import {
-  MOCK_THOUGHT_SIGNATURE,
-  type MockGemini,
-  startMockGeminiUpstream,
-} from "./helpers/mock-gemini-upstream.js";
+import { MOCK_THOUGHT_SIGNATURE, startMockGeminiUpstream } from "./helpers/mock-gemini-upstream.js";
+import { useMockProviderGateway } from "./helpers/mock-provider-gateway.js";
 
 const parameters = {
   type: "object",
@@ -46,45 +42,30 @@ describe("Gemini thought signatures in tool-call ids", () => {
 });
 
 describe("multi-turn function calling with a Gemini 3 upstream", () => {
-  let upstream: MockGemini;
-  let gateway: Gateway;
-
-  beforeAll(async () => {
-    upstream = await startMockGeminiUpstream();
-    gateway = await startGateway(
+  const env = useMockProviderGateway({
+    start: startMockGeminiUpstream,
+    models: (url) => [
       {
-        routed_models: [
+        id: "gemini",
+        deployments: [
           {
-            id: "gemini",
-            deployments: [
-              {
-                provider: "gemini",
-                base_url: `${upstream.url}/v1beta`,
-                model: "gemini-3-test",
-                max_retries: 0,
-              },
-            ],
+            provider: "gemini",
+            base_url: `${url}/v1beta`,
+            model: "gemini-3-test",
+            max_retries: 0,
           },
         ],
       },
-      manualTiming(),
-    );
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-  });
-  beforeEach(() => {
-    upstream.requests.length = 0;
+    ],
   });
 
   const modelTurn = (n: number) =>
     (
-      (upstream.requests[n]?.body.contents ?? []) as { role: string; parts: Record<string, unknown>[] }[]
+      (env.upstream.requests[n]?.body.contents ?? []) as { role: string; parts: Record<string, unknown>[] }[]
     ).find((c) => c.role === "model");
 
   it("gives each call's signature back on the part it came with when the client sends the calls back", async () => {
-    const first = await gateway.client.chat.completions.create({
+    const first = await env.gateway.client.chat.completions.create({
       model: "gemini",
       messages: [{ role: "user", content: "Weather in Paris and Lyon?" }],
       tools: [chatTool],
@@ -93,7 +74,7 @@ describe("multi-turn function calling with a Gemini 3 upstream", () => {
       []) as OpenAI.ChatCompletionMessageFunctionToolCall[];
     expect(calls).toHaveLength(2);
 
-    const second = await gateway.client.chat.completions.create({
+    const second = await env.gateway.client.chat.completions.create({
       model: "gemini",
       messages: [
         { role: "user", content: "Weather in Paris and Lyon?" },
@@ -115,7 +96,7 @@ describe("multi-turn function calling with a Gemini 3 upstream", () => {
   });
 
   it("gives calls Gemini never made (another model's) Google's stand-in signature instead of failing the turn", async () => {
-    const answer = await gateway.client.chat.completions.create({
+    const answer = await env.gateway.client.chat.completions.create({
       model: "gemini",
       messages: [
         { role: "user", content: "Weather in Paris and Lyon?" },
@@ -146,7 +127,7 @@ describe("multi-turn function calling with a Gemini 3 upstream", () => {
 
   it("carries the signature through the Responses API's call_id too", async () => {
     const tools = [{ type: "function" as const, name: "get_weather", parameters, strict: true }];
-    const first = await gateway.client.responses.create({
+    const first = await env.gateway.client.responses.create({
       model: "gemini",
       input: "Weather in Paris and Lyon?",
       tools,
@@ -154,7 +135,7 @@ describe("multi-turn function calling with a Gemini 3 upstream", () => {
     });
     const calls = first.output.filter((item) => item.type === "function_call");
     expect(calls).toHaveLength(2);
-    const second = await gateway.client.responses.create({
+    const second = await env.gateway.client.responses.create({
       model: "gemini",
       input: [
         { role: "user", content: "Weather in Paris and Lyon?" },

@@ -1,11 +1,8 @@
 import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { failureOf, type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
-import {
-  MOCK_THOUGHT_SIGNATURE,
-  type MockGemini,
-  startMockGeminiUpstream,
-} from "./helpers/mock-gemini-upstream.js";
+import { describe, expect, it } from "vitest";
+import { failureOf } from "./helpers/gateway.js";
+import { MOCK_THOUGHT_SIGNATURE, startMockGeminiUpstream } from "./helpers/mock-gemini-upstream.js";
+import { useMockProviderGateway } from "./helpers/mock-provider-gateway.js";
 
 const KEY = "AIzaSy-test-secret-gemini-42";
 
@@ -24,42 +21,26 @@ const weatherTool = {
 };
 
 describe("a Gemini upstream behind the OpenAI API", () => {
-  let upstream: MockGemini;
-  let gateway: Gateway;
-
-  beforeAll(async () => {
-    upstream = await startMockGeminiUpstream();
-    gateway = await startGateway(
+  const env = useMockProviderGateway({
+    start: startMockGeminiUpstream,
+    models: (url) => [
       {
-        routed_models: [
+        id: "gemini",
+        deployments: [
           {
-            id: "gemini",
-            deployments: [
-              {
-                provider: "gemini",
-                base_url: `${upstream.url}/v1beta`,
-                api_key: KEY,
-                model: "gemini-test",
-                max_retries: 1,
-              },
-            ],
+            provider: "gemini",
+            base_url: `${url}/v1beta`,
+            api_key: KEY,
+            model: "gemini-test",
+            max_retries: 1,
           },
         ],
       },
-      manualTiming(),
-    );
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-  });
-  beforeEach(() => {
-    upstream.requests.length = 0;
-    upstream.faults.length = 0;
+    ],
   });
 
   it("answers a chat: system and developer messages as systemInstruction, thoughts as reasoning, usage", async () => {
-    const completion = await gateway.client.chat.completions.create({
+    const completion = await env.gateway.client.chat.completions.create({
       model: "gemini",
       messages: [
         { role: "system", content: "Be brief." },
@@ -83,7 +64,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
     expect(completion.usage).toMatchObject({ prompt_tokens: 21, completion_tokens: 9, total_tokens: 30 });
     expect(completion.usage?.prompt_tokens_details?.cached_tokens).toBe(4);
     expect(completion.usage?.completion_tokens_details?.reasoning_tokens).toBe(3);
-    const sent = upstream.requests[0];
+    const sent = env.upstream.requests[0];
     expect(sent?.path).toBe("/v1beta/models/gemini-test:streamGenerateContent?alt=sse");
     expect(sent?.headers["x-goog-api-key"]).toBe(KEY);
     expect(sent?.body).toEqual({
@@ -106,7 +87,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
   });
 
   it("streams text deltas, sends data-URL images inline, and maps MAX_TOKENS to length", async () => {
-    const stream = await gateway.client.chat.completions.create({
+    const stream = await env.gateway.client.chat.completions.create({
       model: "gemini",
       messages: [
         {
@@ -128,7 +109,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
     }
     expect(text).toBe("Hello from Gemini");
     expect(finish).toBe("length");
-    expect(upstream.requests[0]?.body.contents).toEqual([
+    expect(env.upstream.requests[0]?.body.contents).toEqual([
       {
         role: "user",
         parts: [{ text: "What is this?" }, { inlineData: { mimeType: "image/png", data: "AAAA" } }],
@@ -137,7 +118,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
   });
 
   it("returns n choices as Gemini candidates", async () => {
-    const completion = await gateway.client.chat.completions.create({
+    const completion = await env.gateway.client.chat.completions.create({
       model: "gemini",
       messages: [{ role: "user", content: "Hi" }],
       n: 2,
@@ -146,11 +127,11 @@ describe("a Gemini upstream behind the OpenAI API", () => {
       "Hello from Gemini",
       "Hello from Gemini",
     ]);
-    expect(upstream.requests[0]?.body.generationConfig).toEqual({ candidateCount: 2 });
+    expect(env.upstream.requests[0]?.body.generationConfig).toEqual({ candidateCount: 2 });
   });
 
   it("streams function calls the SDK puts back together, and sends results back as functionResponse", async () => {
-    const final = await gateway.client.chat.completions
+    const final = await env.gateway.client.chat.completions
       .stream({
         model: "gemini",
         messages: [{ role: "user", content: "Weather?" }],
@@ -174,7 +155,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
         function: { name: "get_weather", arguments: '{"city":"Lyon"}' },
       },
     ]);
-    expect(upstream.requests[0]?.body).toMatchObject({
+    expect(env.upstream.requests[0]?.body).toMatchObject({
       tools: [
         {
           functionDeclarations: [
@@ -197,7 +178,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
     });
 
     const calls = message?.tool_calls ?? [];
-    const answer = await gateway.client.chat.completions.create({
+    const answer = await env.gateway.client.chat.completions.create({
       model: "gemini",
       messages: [
         { role: "user", content: "Weather?" },
@@ -208,7 +189,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
       tools: [weatherTool],
     });
     expect(answer.choices[0]?.message.content).toBe("Hello from Gemini");
-    expect(upstream.requests[1]?.body.contents).toEqual([
+    expect(env.upstream.requests[1]?.body.contents).toEqual([
       { role: "user", parts: [{ text: "Weather?" }] },
       {
         role: "model",
@@ -228,11 +209,11 @@ describe("a Gemini upstream behind the OpenAI API", () => {
         ],
       },
     ]);
-    expect(upstream.requests[1]?.body.toolConfig).toEqual({ functionCallingConfig: { mode: "AUTO" } });
+    expect(env.upstream.requests[1]?.body.toolConfig).toEqual({ functionCallingConfig: { mode: "AUTO" } });
   });
 
   it("keeps to one call when parallel_tool_calls is false, and maps allowed_tools to allowedFunctionNames", async () => {
-    const completion = await gateway.client.chat.completions.create({
+    const completion = await env.gateway.client.chat.completions.create({
       model: "gemini",
       messages: [{ role: "user", content: "Weather?" }],
       tools: [weatherTool],
@@ -243,13 +224,13 @@ describe("a Gemini upstream behind the OpenAI API", () => {
       parallel_tool_calls: false,
     });
     expect(completion.choices[0]?.message.tool_calls).toHaveLength(1);
-    expect(upstream.requests[0]?.body.toolConfig).toEqual({
+    expect(env.upstream.requests[0]?.body.toolConfig).toEqual({
       functionCallingConfig: { mode: "VALIDATED", allowedFunctionNames: ["get_weather"] },
     });
   });
 
   it("asks for JSON with a responseSchema, and refuses a keyword Gemini cannot take, naming it", async () => {
-    const completion = await gateway.client.chat.completions.create({
+    const completion = await env.gateway.client.chat.completions.create({
       model: "gemini",
       messages: [{ role: "user", content: "The answer?" }],
       response_format: {
@@ -267,7 +248,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
       },
     });
     expect(JSON.parse(completion.choices[0]?.message.content ?? "")).toEqual({ answer: 42 });
-    expect(upstream.requests[0]?.body.generationConfig).toEqual({
+    expect(env.upstream.requests[0]?.body.generationConfig).toEqual({
       responseMimeType: "application/json",
       responseSchema: {
         type: "OBJECT",
@@ -277,7 +258,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
     });
 
     const error = await failureOf(
-      gateway.client.chat.completions.create({
+      env.gateway.client.chat.completions.create({
         model: "gemini",
         messages: [{ role: "user", content: "The answer?" }],
         response_format: {
@@ -292,12 +273,66 @@ describe("a Gemini upstream behind the OpenAI API", () => {
     expect(error.status).toBe(400);
     expect(error.param).toBe("response_format.json_schema.schema.properties.tags.uniqueItems");
     expect(error.message).toContain("uniqueItems");
-    expect(upstream.requests).toHaveLength(1);
+    expect(env.upstream.requests).toHaveLength(1);
+  });
+
+  it("sends JSON Schema's count and length limits as the int64 strings of Gemini's Schema", async () => {
+    await env.gateway.client.chat.completions.create({
+      model: "gemini",
+      messages: [{ role: "user", content: "The answer?" }],
+      response_format: {
+        type: "json_schema",
+        json_schema: {
+          name: "answer",
+          schema: {
+            type: "object",
+            properties: {
+              answer: { type: "integer", minimum: 0, maximum: 100 },
+              tags: {
+                type: "array",
+                items: { type: "string", minLength: 1, maxLength: 20 },
+                minItems: 1,
+                maxItems: 3,
+              },
+              extra: {
+                type: "object",
+                properties: { note: { type: "string" } },
+                minProperties: 0,
+                maxProperties: 1,
+              },
+            },
+            required: ["answer", "tags"],
+          },
+        },
+      },
+    });
+    expect(env.upstream.requests[0]?.body.generationConfig).toEqual({
+      responseMimeType: "application/json",
+      responseSchema: {
+        type: "OBJECT",
+        properties: {
+          answer: { type: "INTEGER", minimum: 0, maximum: 100 },
+          tags: {
+            type: "ARRAY",
+            items: { type: "STRING", minLength: "1", maxLength: "20" },
+            minItems: "1",
+            maxItems: "3",
+          },
+          extra: {
+            type: "OBJECT",
+            properties: { note: { type: "STRING" } },
+            minProperties: "0",
+            maxProperties: "1",
+          },
+        },
+        required: ["answer", "tags"],
+      },
+    });
   });
 
   it("refuses an image URL with a 400 naming the part, since the server never fetches it", async () => {
     const error = await failureOf(
-      gateway.client.chat.completions.create({
+      env.gateway.client.chat.completions.create({
         model: "gemini",
         messages: [
           {
@@ -312,20 +347,20 @@ describe("a Gemini upstream behind the OpenAI API", () => {
     );
     expect(error.status).toBe(400);
     expect(error.param).toBe("messages[0].content[1]");
-    expect(upstream.requests).toHaveLength(0);
+    expect(env.upstream.requests).toHaveLength(0);
   });
 
   it("retries a 429, keeps a 400 a 400, turns a 500 into a 502, and never shows or logs the key", async () => {
-    upstream.faults.push({ status: 429, message: "Resource has been exhausted" });
-    await gateway.client.chat.completions.create({
+    env.upstream.faults.push({ status: 429, message: "Resource has been exhausted" });
+    await env.gateway.client.chat.completions.create({
       model: "gemini",
       messages: [{ role: "user", content: "Hi" }],
     });
-    expect(upstream.requests).toHaveLength(2);
+    expect(env.upstream.requests).toHaveLength(2);
 
-    upstream.faults.push({ status: 400, message: `Invalid value at 'contents' for key ${KEY}` });
+    env.upstream.faults.push({ status: 400, message: `Invalid value at 'contents' for key ${KEY}` });
     const invalid = await failureOf(
-      gateway.client.chat.completions.create({
+      env.gateway.client.chat.completions.create({
         model: "gemini",
         messages: [{ role: "user", content: "Hi" }],
       }),
@@ -334,24 +369,24 @@ describe("a Gemini upstream behind the OpenAI API", () => {
     expect(invalid.message).toContain("Invalid value at 'contents'");
     expect(invalid.message).not.toContain(KEY);
 
-    upstream.faults.push(
+    env.upstream.faults.push(
       { status: 500, message: "Internal error" },
       { status: 500, message: "Internal error" },
     );
     const failed = await failureOf(
-      gateway.client.chat.completions.create({
+      env.gateway.client.chat.completions.create({
         model: "gemini",
         messages: [{ role: "user", content: "Hi" }],
       }),
     );
     expect(failed.status).toBe(502);
 
-    for (const request of upstream.requests) expect(request.path).not.toContain(KEY);
-    expect(gateway.logs.join("")).not.toContain(KEY);
+    for (const request of env.upstream.requests) expect(request.path).not.toContain(KEY);
+    expect(env.gateway.logs.join("")).not.toContain(KEY);
   });
 
   it("creates embeddings with batchEmbedContents", async () => {
-    const result = await gateway.client.embeddings.create({
+    const result = await env.gateway.client.embeddings.create({
       model: "gemini",
       input: ["a", "b"],
       dimensions: 3,
@@ -360,7 +395,7 @@ describe("a Gemini upstream behind the OpenAI API", () => {
       [0, 0.5, -0.25],
       [1, 0.5, -0.25],
     ]);
-    const sent = upstream.requests[0];
+    const sent = env.upstream.requests[0];
     expect(sent?.path).toBe("/v1beta/models/gemini-test:batchEmbedContents");
     expect(sent?.body).toEqual({
       requests: [

@@ -1,46 +1,49 @@
 import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { failureOf, type Gateway, readRawStream, startGateway } from "./helpers/gateway.js";
-import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
+import { describe, expect, it } from "vitest";
+import { failureOf, readRawStream } from "./helpers/gateway.js";
+import { startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
+import { useMockProviderGateway } from "./helpers/mock-provider-gateway.js";
 
 const SECRET = "sk-upstream-secret-0123456789";
 
 describe("an OpenAI-compatible upstream behind the gateway", () => {
-  let upstream: MockUpstream;
-  let gateway: Gateway;
-
-  beforeAll(async () => {
-    upstream = await startMockOpenAiUpstream();
-    gateway = await startGateway({
-      routed_models: [
-        {
-          id: "remote",
-          deployments: [
-            {
-              provider: "openai-compatible",
-              base_url: `${upstream.url}/v1`,
-              api_key: SECRET,
-              model: "upstream-model",
-              max_retries: 0,
-              timeout_ms: 2_000,
-              idle_timeout_ms: 2_000,
-            },
-          ],
-        },
-      ],
-    });
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-  });
-  beforeEach(() => {
-    upstream.requests.length = 0;
-    upstream.faults.length = 0;
+  const env = useMockProviderGateway({
+    start: startMockOpenAiUpstream,
+    models: (url) => [
+      {
+        id: "remote",
+        deployments: [
+          {
+            provider: "openai-compatible",
+            base_url: `${url}/v1`,
+            api_key: SECRET,
+            model: "upstream-model",
+            max_retries: 0,
+            timeout_ms: 2_000,
+            idle_timeout_ms: 2_000,
+          },
+        ],
+      },
+      {
+        id: "remote-reasoning",
+        deployments: [
+          {
+            provider: "openai-compatible",
+            base_url: `${url}/v1`,
+            api_key: SECRET,
+            model: "upstream-reasoning-model",
+            max_tokens_field: "max_completion_tokens",
+            max_retries: 0,
+          },
+        ],
+      },
+    ],
+    // The timeout tests wait on real clocks.
+    timing: "real",
   });
 
   it("answers a chat with the upstream's text and usage, asking the upstream under its own name", async () => {
-    const completion = await gateway.client.chat.completions.create({
+    const completion = await env.gateway.client.chat.completions.create({
       model: "remote",
       messages: [
         { role: "system", content: "Be brief." },
@@ -54,7 +57,7 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
     expect(completion.choices[0]?.finish_reason).toBe("stop");
     expect(completion.usage).toMatchObject({ prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 });
     expect(completion.usage?.prompt_tokens_details?.cached_tokens).toBe(3);
-    const sent = upstream.requests[0];
+    const sent = env.upstream.requests[0];
     expect(sent?.path).toBe("/v1/chat/completions");
     expect(sent?.headers.authorization).toBe(`Bearer ${SECRET}`);
     expect(sent?.body).toMatchObject({
@@ -71,18 +74,18 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
   });
 
   it("passes the sampling extensions on as the caller spelled them", async () => {
-    await gateway.client.chat.completions.create({
+    await env.gateway.client.chat.completions.create({
       model: "remote",
       messages: [{ role: "user", content: "Hi" }],
       top_k: 20,
       min_p: 0.05,
       repetition_penalty: 1.1,
     } as ChatCompletionCreateParamsNonStreaming);
-    expect(upstream.requests[0]?.body).toMatchObject({ top_k: 20, min_p: 0.05, repetition_penalty: 1.1 });
+    expect(env.upstream.requests[0]?.body).toMatchObject({ top_k: 20, min_p: 0.05, repetition_penalty: 1.1 });
   });
 
   it("streams chunks the SDK accumulates, without a usage chunk unless the client asked", async () => {
-    const stream = await gateway.client.chat.completions.create({
+    const stream = await env.gateway.client.chat.completions.create({
       model: "remote",
       messages: [{ role: "user", content: "Hi" }],
       stream: true,
@@ -96,7 +99,7 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
     expect(text).toBe("Hello from upstream");
     expect(usageChunks).toBe(0);
 
-    const withUsage = await gateway.client.chat.completions.create({
+    const withUsage = await env.gateway.client.chat.completions.create({
       model: "remote",
       messages: [{ role: "user", content: "Hi" }],
       stream: true,
@@ -108,9 +111,9 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
   });
 
   it("keeps one upstream connection alive across streamed answers", async () => {
-    const before = upstream.connections;
+    const before = env.upstream.connections;
     for (let i = 0; i < 5; i++) {
-      const stream = await gateway.client.chat.completions.create({
+      const stream = await env.gateway.client.chat.completions.create({
         model: "remote",
         messages: [{ role: "user", content: "Hi" }],
         stream: true,
@@ -118,11 +121,11 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
       for await (const _ of stream);
     }
     // One kept-alive connection serves them all (an earlier test's, or one new one).
-    expect(upstream.connections - before).toBeLessThanOrEqual(1);
+    expect(env.upstream.connections - before).toBeLessThanOrEqual(1);
   });
 
   it("streams tool calls the SDK can put back together, and passes the tools through", async () => {
-    const stream = gateway.client.chat.completions.stream({
+    const stream = env.gateway.client.chat.completions.stream({
       model: "remote",
       messages: [{ role: "user", content: "Weather in Paris?" }],
       tools: [
@@ -143,14 +146,67 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
     expect(message?.tool_calls).toEqual([
       { id: "call_up1", type: "function", function: { name: "get_weather", arguments: '{"city": "Paris"}' } },
     ]);
-    expect(upstream.requests[0]?.body).toMatchObject({
+    expect(env.upstream.requests[0]?.body).toMatchObject({
       tool_choice: "required",
       tools: [{ type: "function", function: { name: "get_weather" } }],
     });
   });
 
+  it("sends every chat field it forwards in the shape the spec gives it", async () => {
+    const calls = [
+      { id: "call_1", type: "function" as const, function: { name: "get_weather", arguments: "{}" } },
+    ];
+    await env.gateway.client.chat.completions.create({
+      model: "remote",
+      messages: [
+        { role: "developer", content: "Be brief." },
+        {
+          role: "user",
+          name: "ann",
+          content: [
+            { type: "text", text: "Hear, read and look" },
+            { type: "input_audio", input_audio: { data: "AAAA", format: "wav" } },
+            { type: "file", file: { file_data: "data:application/pdf;base64,JVBERi0=", filename: "a.pdf" } },
+            { type: "image_url", image_url: { url: "data:image/png;base64,AAAA", detail: "low" } },
+          ],
+        },
+        { role: "assistant", content: null, refusal: "Not that.", tool_calls: calls },
+        { role: "tool", tool_call_id: "call_1", content: "Sunny" },
+      ],
+      tools: [
+        {
+          type: "function",
+          function: {
+            name: "get_weather",
+            parameters: { type: "object", properties: {}, additionalProperties: false },
+            strict: true,
+          },
+        },
+      ],
+      tool_choice: {
+        type: "allowed_tools",
+        allowed_tools: { mode: "required", tools: [{ type: "function", function: { name: "get_weather" } }] },
+      },
+      parallel_tool_calls: false,
+      logprobs: true,
+      top_logprobs: 2,
+      seed: 7,
+      presence_penalty: 0.5,
+      frequency_penalty: -0.5,
+      logit_bias: { "42": 1 },
+      stop: ["END"],
+      reasoning_effort: "low",
+    });
+    expect(env.upstream.requests[0]?.body).toMatchObject({
+      parallel_tool_calls: false,
+      tool_choice: { type: "allowed_tools" },
+      logprobs: true,
+      top_logprobs: 2,
+    });
+  });
+
   it("passes a JSON schema response format through and returns the structured answer", async () => {
-    const completion = await gateway.client.chat.completions.create({
+    const completion = await env.gateway.client.chat.completions.create({
       model: "remote",
       messages: [{ role: "user", content: "The answer?" }],
       response_format: {
@@ -163,14 +219,14 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
       },
     });
     expect(JSON.parse(completion.choices[0]?.message.content ?? "")).toEqual({ answer: 42 });
-    expect(upstream.requests[0]?.body.response_format).toMatchObject({
+    expect(env.upstream.requests[0]?.body.response_format).toMatchObject({
       type: "json_schema",
       json_schema: { name: "answer", strict: true },
     });
   });
 
   it("passes image URLs through to the upstream without fetching them", async () => {
-    await gateway.client.chat.completions.create({
+    await env.gateway.client.chat.completions.create({
       model: "remote",
       messages: [
         {
@@ -182,8 +238,8 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
         },
       ],
     });
-    expect(upstream.requests).toHaveLength(1);
-    expect(upstream.requests[0]?.body.messages).toEqual([
+    expect(env.upstream.requests).toHaveLength(1);
+    expect(env.upstream.requests[0]?.body.messages).toEqual([
       {
         role: "user",
         content: [
@@ -195,23 +251,50 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
   });
 
   it("serves legacy completions", async () => {
-    const completion = await gateway.client.completions.create({
+    const completion = await env.gateway.client.completions.create({
       model: "remote",
       prompt: "Once",
       max_tokens: 5,
     });
     expect(completion.choices[0]?.text).toBe("Hello from upstream");
     expect(completion.choices[0]?.finish_reason).toBe("length");
-    expect(upstream.requests[0]?.path).toBe("/v1/completions");
-    expect(upstream.requests[0]?.body).toMatchObject({
+    expect(env.upstream.requests[0]?.path).toBe("/v1/completions");
+    expect(env.upstream.requests[0]?.body).toMatchObject({
       prompt: "Once",
       max_tokens: 5,
       model: "upstream-model",
     });
   });
 
+  it("asks for max_completion_tokens where configured, but max_tokens on /completions, which has no other", async () => {
+    await env.gateway.client.chat.completions.create({
+      model: "remote-reasoning",
+      messages: [{ role: "user", content: "Hi" }],
+      max_tokens: 5,
+    });
+    await env.gateway.client.completions.create({ model: "remote-reasoning", prompt: "Once", max_tokens: 5 });
+    const [chat, completion] = env.upstream.requests.map((request) => request.body);
+    expect(chat).toMatchObject({ max_completion_tokens: 5 });
+    expect(chat).not.toHaveProperty("max_tokens");
+    expect(completion).toMatchObject({ max_tokens: 5 });
+    expect(completion).not.toHaveProperty("max_completion_tokens");
+  });
+
+  it("sends a legacy completion with a token prompt, logprobs and a seed in the spec's shape", async () => {
+    await env.gateway.client.completions.create({
+      model: "remote",
+      prompt: [1, 2, 3],
+      max_tokens: 5,
+      logprobs: 2,
+      seed: 7,
+      stop: ["END"],
+      presence_penalty: 0.5,
+    });
+    expect(env.upstream.requests[0]?.body).toMatchObject({ prompt: [1, 2, 3], logprobs: 2 });
+  });
+
   it("creates embeddings through /v1/embeddings", async () => {
-    const result = await gateway.client.embeddings.create({
+    const result = await env.gateway.client.embeddings.create({
       model: "remote",
       input: ["a", "b"],
       encoding_format: "float",
@@ -221,7 +304,7 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
       [1, 0.5, -0.25],
     ]);
     expect(result.usage.prompt_tokens).toBe(6);
-    expect(upstream.requests[0]?.body).toEqual({
+    expect(env.upstream.requests[0]?.body).toEqual({
       model: "upstream-model",
       input: ["a", "b"],
       encoding_format: "float",
@@ -229,9 +312,12 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
   });
 
   it("keeps an upstream 400 a 400 with the upstream's message", async () => {
-    upstream.faults.push({ status: 400, body: { error: { message: "messages too long for this model" } } });
+    env.upstream.faults.push({
+      status: 400,
+      body: { error: { message: "messages too long for this model" } },
+    });
     const error = await failureOf(
-      gateway.client.chat.completions.create({
+      env.gateway.client.chat.completions.create({
         model: "remote",
         messages: [{ role: "user", content: "Hi" }],
       }),
@@ -242,8 +328,8 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
   });
 
   it("turns an upstream 500 into a 502 that says a retry may help", async () => {
-    upstream.faults.push({ status: 500 });
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+    env.upstream.faults.push({ status: 500 });
+    const response = await fetch(`${env.gateway.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }] }),
@@ -255,11 +341,11 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
   });
 
   it("never shows the upstream key: an upstream that echoes it in a 401 becomes a generic 502", async () => {
-    upstream.faults.push({
+    env.upstream.faults.push({
       status: 401,
       body: { error: { message: `Incorrect API key provided: ${SECRET}` } },
     });
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+    const response = await fetch(`${env.gateway.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }] }),
@@ -267,14 +353,14 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
     const text = await response.text();
     expect(response.status).toBe(502);
     expect(text).not.toContain(SECRET);
-    const ready = await (await fetch(`${gateway.url}/ready`)).text();
-    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
-    expect(ready + metrics + gateway.logs.join("")).not.toContain(SECRET);
+    const ready = await (await fetch(`${env.gateway.url}/ready`)).text();
+    const metrics = await (await fetch(`${env.gateway.url}/metrics`)).text();
+    expect(ready + metrics + env.gateway.logs.join("")).not.toContain(SECRET);
   });
 
   it("ends a stream the upstream broke off with an error event and no [DONE]", async () => {
-    upstream.faults.push({ disconnectAfter: 2 });
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+    env.upstream.faults.push({ disconnectAfter: 2 });
+    const response = await fetch(`${env.gateway.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }], stream: true }),
@@ -285,8 +371,8 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
   });
 
   it("passes a slow stream through whole while each gap stays under the idle timeout", async () => {
-    upstream.faults.push({ eventDelayMs: 300 });
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+    env.upstream.faults.push({ eventDelayMs: 300 });
+    const response = await fetch(`${env.gateway.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }], stream: true }),
@@ -304,8 +390,8 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
   });
 
   it("cuts off a stream that goes silent past idle_timeout_ms: an error event and no [DONE]", async () => {
-    upstream.faults.push({ stallBeforeDone: true });
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+    env.upstream.faults.push({ stallBeforeDone: true });
+    const response = await fetch(`${env.gateway.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }], stream: true }),
@@ -317,9 +403,9 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
   });
 
   it("refuses malformed upstream events with a 502, not a crash", async () => {
-    upstream.faults.push({ malformed: true });
+    env.upstream.faults.push({ malformed: true });
     const error = await failureOf(
-      gateway.client.chat.completions.create({
+      env.gateway.client.chat.completions.create({
         model: "remote",
         messages: [{ role: "user", content: "Hi" }],
       }),
@@ -328,9 +414,9 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
   });
 
   it("answers 504 when the upstream hangs past the attempt's timeout", async () => {
-    upstream.faults.push({ hang: true });
+    env.upstream.faults.push({ hang: true });
     const error = await failureOf(
-      gateway.client.chat.completions.create({
+      env.gateway.client.chat.completions.create({
         model: "remote",
         messages: [{ role: "user", content: "Hi" }],
       }),

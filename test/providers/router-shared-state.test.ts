@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { deleteRedisKeys, hasRedis, REDIS_URL, redisTestPrefix } from "../helpers/redis.js";
 import { type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
 import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
+import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
 
 interface ReadyBody {
   models: { id: string; deployments?: { name: string; circuit: string; consecutiveFailures?: number }[] }[];
@@ -34,6 +35,7 @@ describe.runIf(await hasRedis())("two Switchboard instances sharing one Redis", 
     await second?.stop();
     first = second = undefined;
     await deleteRedisKeys(prefix);
+    expectRequestsConform(a, b);
   });
 
   /** Both instances with the same config and the same Redis prefix, as behind a load balancer. */

@@ -5,6 +5,7 @@ import type { RoutedBackend } from "../../src/router/routed-backend.js";
 import { chatLine, downloadLines, jsonl, uploadBatchFile, waitForBatch } from "../helpers/batches.js";
 import { failureOf, type Gateway, manualTiming, readRawStream, startGateway } from "./helpers/gateway.js";
 import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
+import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
 
 const deployment = (upstream: MockUpstream, fields: Record<string, unknown> = {}) => ({
   provider: "openai-compatible",
@@ -41,6 +42,7 @@ describe("the router across deployments", () => {
   afterEach(async () => {
     await gateway?.stop();
     gateway = undefined;
+    expectRequestsConform(a, b);
   });
 
   const start = async (models: Record<string, unknown>[], router: Record<string, unknown> = {}) => {
@@ -237,6 +239,9 @@ describe("batch lines and a deployment's rate caps", () => {
   afterAll(async () => {
     await gateway?.stop();
     await upstream?.close();
+  });
+  afterEach(() => {
+    expectRequestsConform(upstream);
   });
 
   it("leaves the rest of a deployment's minute to interactive requests, and defers batch lines without failing them", async () => {

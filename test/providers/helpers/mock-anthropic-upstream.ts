@@ -1,13 +1,20 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { RecordedRequest } from "./mock-openai-upstream.js";
+import {
+  checkUpstreamRequest,
+  prepareSdkRequestValidators,
+  type SchemaCheckedUpstream,
+} from "./upstream-request-schemas.js";
 
 /**
  * An Anthropic-shaped upstream on loopback, after the Messages API reference: POST /v1/messages
  * streamed as message_start, content blocks (text, or tool_use with input_json_delta pieces),
- * message_delta with the stop reason and usage, message_stop. `faults` are error statuses.
+ * message_delta with the stop reason and usage, message_stop. `faults` are error statuses. Every
+ * body is checked against the SDK's MessageCreateParamsStreaming first: one that does not match
+ * is answered 400, as Anthropic would, and recorded in `violations`.
  */
-export interface MockAnthropic {
+export interface MockAnthropic extends SchemaCheckedUpstream {
   url: string;
   requests: RecordedRequest[];
   faults: { status: number; type: string; message: string }[];
@@ -15,10 +22,12 @@ export interface MockAnthropic {
 }
 
 export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
+  prepareSdkRequestValidators("anthropic-messages");
   const mock: MockAnthropic = {
     url: "",
     requests: [],
     faults: [],
+    violations: [],
     close: async () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
@@ -28,8 +37,12 @@ export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
-    mock.requests.push({ path: req.url ?? "", headers: req.headers, body });
-    const fault = mock.faults.shift();
+    const path = req.url ?? "";
+    mock.requests.push({ path, headers: req.headers, body });
+    const mismatch = checkUpstreamRequest(mock, { method: req.method, path, body }, "anthropic-messages");
+    const fault = mismatch
+      ? { status: 400, type: "invalid_request_error", message: mismatch }
+      : mock.faults.shift();
     if (fault) {
       res.writeHead(fault.status, { "content-type": "application/json" });
       res.end(JSON.stringify({ type: "error", error: { type: fault.type, message: fault.message } }));

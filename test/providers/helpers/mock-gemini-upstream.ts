@@ -1,6 +1,12 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { RecordedRequest } from "./mock-openai-upstream.js";
+import {
+  checkUpstreamRequest,
+  prepareSdkRequestValidators,
+  type SchemaCheckedUpstream,
+  type UpstreamRequestSchema,
+} from "./upstream-request-schemas.js";
 
 /**
  * A Gemini-shaped upstream on loopback, after the generativelanguage API reference:
@@ -8,9 +14,11 @@ import type { RecordedRequest } from "./mock-openai-upstream.js";
  * with finishReason and usageMetadata), and `models/<m>:batchEmbedContents`. `faults` are error
  * statuses with Google's error body. Like Gemini 3, it signs the first function call of an answer
  * (`thoughtSignature`) and answers 400 when a function call of the current turn comes back without
- * its signature.
+ * its signature. Every body is checked first against the request type put together from
+ * @google/genai's types (test/providers/schemas/provider-request-types.ts): one that does not
+ * match is answered 400, as Gemini would, and recorded in `violations`.
  */
-export interface MockGemini {
+export interface MockGemini extends SchemaCheckedUpstream {
   url: string;
   requests: RecordedRequest[];
   faults: { status: number; message: string }[];
@@ -55,10 +63,12 @@ function missingSignature(
 }
 
 export async function startMockGeminiUpstream(): Promise<MockGemini> {
+  prepareSdkRequestValidators("gemini-generate-content", "gemini-batch-embed-contents");
   const mock: MockGemini = {
     url: "",
     requests: [],
     faults: [],
+    violations: [],
     close: async () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
@@ -68,8 +78,13 @@ export async function startMockGeminiUpstream(): Promise<MockGemini> {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
-    mock.requests.push({ path: req.url ?? "", headers: req.headers, body });
-    const fault = mock.faults.shift();
+    const path = req.url ?? "";
+    mock.requests.push({ path, headers: req.headers, body });
+    const schema: UpstreamRequestSchema = path.includes(":batchEmbedContents")
+      ? "gemini-batch-embed-contents"
+      : "gemini-generate-content";
+    const mismatch = checkUpstreamRequest(mock, { method: req.method, path, body }, schema);
+    const fault = mismatch ? { status: 400, message: mismatch } : mock.faults.shift();
     if (fault) {
       res.writeHead(fault.status, { "content-type": "application/json" });
       res.end(

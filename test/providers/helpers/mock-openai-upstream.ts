@@ -1,10 +1,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { prepareSpecRequestValidators, type SpecRequestSchemaName } from "../../helpers/openapi.js";
+import { checkUpstreamRequest, type SchemaCheckedUpstream } from "./upstream-request-schemas.js";
 
 /**
  * An OpenAI-compatible upstream on loopback, following the public API reference: chat
  * completions and completions as event streams (or JSON), embeddings. Each request takes the
  * next fault from `faults` (none: a normal answer), so tests can count calls and break things.
+ * Every body is checked first against the OpenAPI spec's request schema for its path, held
+ * strictly: one that does not match is answered 400 and recorded in `violations`.
  */
 
 export type Fault =
@@ -26,7 +30,7 @@ export interface RecordedRequest {
   body: Record<string, unknown>;
 }
 
-export interface MockUpstream {
+export interface MockUpstream extends SchemaCheckedUpstream {
   url: string;
   requests: RecordedRequest[];
   faults: Fault[];
@@ -37,7 +41,17 @@ export interface MockUpstream {
   close(): Promise<void>;
 }
 
+/** The spec's schema for the body of each path the mock serves. */
+function requestSchema(path: string): SpecRequestSchemaName | undefined {
+  if (path.endsWith("/chat/completions")) return "CreateChatCompletionRequest";
+  if (path.endsWith("/completions")) return "CreateCompletionRequest";
+  if (path.endsWith("/embeddings")) return "CreateEmbeddingRequest";
+  return undefined;
+}
+
 export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
+  // The spec's first parse blocks for seconds: done now, before any server is listening.
+  prepareSpecRequestValidators();
   const hanging = new Set<ServerResponse>();
   const mock: MockUpstream = {
     url: "",
@@ -45,6 +59,7 @@ export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
     faults: [],
     answer: ["Hello", " from", " upstream"],
     connections: 0,
+    violations: [],
     close: async () => {
       for (const res of hanging) res.destroy();
       server.closeAllConnections();
@@ -56,8 +71,13 @@ export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString("utf8");
     const body = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
-    mock.requests.push({ path: req.url ?? "", headers: req.headers, body });
-    const fault = mock.faults.shift();
+    const path = req.url ?? "";
+    mock.requests.push({ path, headers: req.headers, body });
+    const schema = requestSchema(path);
+    const mismatch = schema && checkUpstreamRequest(mock, { method: req.method, path, body }, schema);
+    const fault: Fault | undefined = mismatch
+      ? { status: 400, body: { error: { message: mismatch, type: "invalid_request_error" } } }
+      : mock.faults.shift();
     if (fault && "status" in fault) {
       res.writeHead(fault.status, { "content-type": "application/json", ...fault.headers });
       res.end(

@@ -1,11 +1,14 @@
 import { invalidRequest, unsupportedParameter } from "../../../core/errors.js";
 import type { ChatMessage, ContentPart, GenerationRequest } from "../../../core/generation.js";
-import type { ToolChoice } from "../../../core/messages.js";
+import type { JsonSchema, ToolChoice } from "../../../core/messages.js";
 
 /**
  * Our chat request as an Anthropic Messages API request. What the Messages API has no place for
  * (n > 1, penalties, seed, logit bias) is refused with a 400 naming the field, never dropped.
  */
+
+/** The image types the Messages API takes (its Base64ImageSource.media_type). */
+const IMAGE_MEDIA_TYPES = new Set(["image/jpeg", "image/png", "image/gif", "image/webp"]);
 
 /** Thinking budgets for reasoning_effort (Anthropic asks for tokens, not levels). */
 const THINKING_BUDGET: Readonly<Record<string, number>> = { low: 1024, medium: 4096, high: 16_384 };
@@ -45,13 +48,13 @@ export function anthropicMessagesBody(
   const input = req.input as Extract<GenerationRequest["input"], { kind: "chat" }>;
   const system: Block[] = [];
   const messages: WireMessage[] = [];
-  for (const message of input.messages) {
+  for (const [i, message] of input.messages.entries()) {
     if (message.role === "system" || message.role === "developer") {
       for (const part of message.content)
         if (part.type === "text") system.push({ type: "text", text: part.text });
       continue;
     }
-    appendTurn(messages, toTurn(message));
+    appendTurn(messages, toTurn(message, i));
   }
   const maxTokens = req.maxTokens ?? defaultMaxTokens;
   const body: Record<string, unknown> = {
@@ -70,10 +73,10 @@ export function anthropicMessagesBody(
     body.thinking = { type: "enabled", budget_tokens: Math.min(budget, Math.max(1024, maxTokens - 1)) };
   const tools = req.constraint?.tools;
   if (tools) {
-    body.tools = tools.definitions.map((tool) => ({
+    body.tools = tools.definitions.map((tool, i) => ({
       name: tool.name,
       ...(tool.description !== undefined && { description: tool.description }),
-      input_schema: tool.parameters ?? { type: "object", properties: {} },
+      input_schema: inputSchema(tool.parameters, tool.param ?? `${tools.param}[${i}].function.parameters`),
     }));
     body.tool_choice = {
       ...toolChoice(tools.choice),
@@ -81,6 +84,18 @@ export function anthropicMessagesBody(
     };
   }
   return body;
+}
+
+/**
+ * A function's parameters as Anthropic's input_schema, which must say `type: "object"`: JSON
+ * Schema lets parameters leave it implied (`{"properties": …}`), and a function may have none.
+ */
+function inputSchema(parameters: JsonSchema | undefined, param: string): Block {
+  if (!parameters) return { type: "object", properties: {} };
+  if (parameters.type !== undefined && parameters.type !== "object") {
+    throw invalidRequest(`${param} must be an object schema (type "object") for this model.`, param);
+  }
+  return { type: "object", ...parameters };
 }
 
 function toolChoice(choice: ToolChoice): Block {
@@ -103,7 +118,7 @@ function appendTurn(messages: WireMessage[], turn: WireMessage): void {
   else messages.push(turn);
 }
 
-function toTurn(message: Exclude<ChatMessage, { role: "system" | "developer" }>): WireMessage {
+function toTurn(message: Exclude<ChatMessage, { role: "system" | "developer" }>, index: number): WireMessage {
   if (message.role === "tool") {
     return {
       role: "user",
@@ -119,21 +134,29 @@ function toTurn(message: Exclude<ChatMessage, { role: "system" | "developer" }>)
     }
     return { role: "assistant", content };
   }
-  return { role: "user", content: message.content.map(userBlock) };
+  return {
+    role: "user",
+    content: message.content.map((part, j) => userBlock(part, `messages[${index}].content[${j}]`)),
+  };
 }
 
-function userBlock(part: ContentPart): Block {
+function userBlock(part: ContentPart, param: string): Block {
   switch (part.type) {
     case "text":
       return { type: "text", text: part.text };
     case "image":
       // A URL goes to Anthropic as it came; this server never fetches it.
+      if (part.source.kind === "url") return { type: "image", source: { type: "url", url: part.source.url } };
+      if (!IMAGE_MEDIA_TYPES.has(part.source.mediaType)) {
+        throw invalidRequest(
+          `${param}: this model takes JPEG, PNG, GIF and WebP images only.`,
+          param,
+          "unsupported_content",
+        );
+      }
       return {
         type: "image",
-        source:
-          part.source.kind === "url"
-            ? { type: "url", url: part.source.url }
-            : { type: "base64", media_type: part.source.mediaType, data: part.source.base64 },
+        source: { type: "base64", media_type: part.source.mediaType, data: part.source.base64 },
       };
     default:
       throw invalidRequest("This model takes text and images only.", "messages", "unsupported_content");

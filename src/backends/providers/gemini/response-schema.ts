@@ -14,20 +14,20 @@ const KEPT = new Set([
   "description",
   "title",
   "format",
-  "minItems",
-  "maxItems",
-  "minLength",
-  "maxLength",
   "pattern",
   "minimum",
   "maximum",
-  "minProperties",
-  "maxProperties",
   "nullable",
   "default",
   "example",
   "propertyOrdering",
 ]);
+
+/**
+ * Counts and lengths, which Gemini's Schema types as int64: in the JSON of its REST API (and
+ * @google/genai's types) a decimal string.
+ */
+const INT64 = new Set(["minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"]);
 
 const IGNORED = new Set(["$schema", "$id", "$comment"]);
 
@@ -49,6 +49,13 @@ function convert(schema: unknown, path: Path, param: string): Record<string, unk
     if (IGNORED.has(key)) continue;
     if (KEPT.has(key)) {
       out[key] = value;
+      continue;
+    }
+    if (INT64.has(key)) {
+      if (!Number.isSafeInteger(value) || (value as number) < 0) {
+        throw refusal(param, at, `${key} must be a non-negative integer`);
+      }
+      out[key] = String(value);
       continue;
     }
     switch (key) {

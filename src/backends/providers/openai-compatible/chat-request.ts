@@ -33,14 +33,16 @@ export function openAiGenerationBody(req: GenerationRequest, options: OpenAiRequ
   if (s.repetitionPenalty !== undefined) body.repetition_penalty = s.repetitionPenalty;
   // Token ids are the upstream's own: the caller chose them for that model.
   if (s.logitBias && s.logitBias.size > 0) body.logit_bias = Object.fromEntries(s.logitBias);
-  if (req.maxTokens !== undefined) body[options.maxTokensField] = req.maxTokens;
   if (req.stop.length > 0) body.stop = req.stop;
   if (req.input.kind === "prompts") {
+    // /completions has max_tokens only: max_completion_tokens is the chat API's newer name for it.
+    if (req.maxTokens !== undefined) body.max_tokens = req.maxTokens;
     const prompts = req.input.prompts.map((p) => ("text" in p ? p.text : p.tokens));
     body.prompt = prompts.length === 1 ? prompts[0] : prompts;
     if (req.logprobs) body.logprobs = req.logprobs.top;
     return body;
   }
+  if (req.maxTokens !== undefined) body[options.maxTokensField] = req.maxTokens;
   body.messages = req.input.messages.map(toWireMessage);
   if (req.logprobs) {
     body.logprobs = true;
