@@ -1,40 +1,28 @@
-import type { Browser } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AccessServer, call, startAccessServer } from "../helpers/access.js";
+import { describe, expect, it } from "vitest";
+import { call, startAccessServer } from "../helpers/access.js";
 import {
   chromiumForTests,
   consolePage,
   expectNoProblems,
-  launchChromium,
-  requireBuiltConsole,
   screenshot,
+  serverInChromium,
 } from "../helpers/browser.js";
-import { startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
+import { startTestServer, TINY_MODEL } from "../helpers/test-server.js";
 
 const executable = chromiumForTests();
 
 describe.skipIf(!executable)("the console's keys and projects page, in Chromium", () => {
-  let t: AccessServer;
-  let browser: Browser;
-  beforeAll(async () => {
-    requireBuiltConsole();
-    t = await startAccessServer();
-    browser = await launchChromium(executable ?? "");
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
-  });
+  const suite = serverInChromium(executable, () => startAccessServer());
 
   it("serves the console without a key while the API wants one", async () => {
-    expect((await call(t.url, "GET", "/console/")).status).toBe(200);
-    expect((await call(t.url, "GET", "/v1/models")).status).toBe(401);
+    expect((await call(suite.server.url, "GET", "/console/")).status).toBe(200);
+    expect((await call(suite.server.url, "GET", "/v1/models")).status).toBe(401);
   });
 
   it("creates a project and a key whose secret is shown once and then works against /v1/models", async () => {
-    const { page, problems } = await consolePage(browser);
-    await page.goto(`${t.url}/console/#/keys`);
-    await page.getByLabel("API key").fill(t.adminKey ?? "");
+    const { page, problems } = await consolePage(suite.browser);
+    await page.goto(`${suite.server.url}/console/#/keys`);
+    await page.getByLabel("API key").fill(suite.server.adminKey ?? "");
     await page.getByRole("button", { name: "Use key" }).click();
 
     await page.locator("input[name=project-name]").fill("console-project");
@@ -51,13 +39,15 @@ describe.skipIf(!executable)("the console's keys and projects page, in Chromium"
       .toBe("active");
     await screenshot(page, "keys");
 
-    const models = await call(t.url, "GET", "/v1/models", { key: secret });
+    const models = await call(suite.server.url, "GET", "/v1/models", { key: secret });
     expect(models.status, models.text).toBe(200);
 
     // The admin key stays in this tab's sessionStorage, never in the URL or a cookie.
-    expect(page.url()).not.toContain(t.adminKey ?? "");
+    expect(page.url()).not.toContain(suite.server.adminKey ?? "");
     expect(await page.evaluate<string>("document.cookie")).toBe("");
-    expect(await page.evaluate<string | null>("sessionStorage.getItem('switchboard.key')")).toBe(t.adminKey);
+    expect(await page.evaluate<string | null>("sessionStorage.getItem('switchboard.key')")).toBe(
+      suite.server.adminKey,
+    );
 
     // Shown once: after a reload the key is listed by its hint only.
     await page.reload();
@@ -74,7 +64,9 @@ describe.skipIf(!executable)("the console's keys and projects page, in Chromium"
       .poll(() => page.locator('tr[data-key="console-key"] td[data-col="status"]').textContent())
       .toBe("revoked");
     await expect
-      .poll(async () => (await call(t.url, "GET", "/v1/models", { key: secret })).status, { timeout: 10_000 })
+      .poll(async () => (await call(suite.server.url, "GET", "/v1/models", { key: secret })).status, {
+        timeout: 10_000,
+      })
       .toBe(401);
     expectNoProblems(problems);
     await page.context().close();
@@ -82,22 +74,14 @@ describe.skipIf(!executable)("the console's keys and projects page, in Chromium"
 });
 
 describe.skipIf(!executable)("the console's projects and allowed models, in Chromium", () => {
-  let t: AccessServer;
-  let browser: Browser;
-  beforeAll(async () => {
-    requireBuiltConsole();
-    t = await startAccessServer({ extraModels: [{ id: "other-model" }] });
-    browser = await launchChromium(executable ?? "");
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
-  });
+  const suite = serverInChromium(executable, () =>
+    startAccessServer({ extraModels: [{ id: "other-model" }] }),
+  );
 
   it("creates a key for one model only, and archiving its project stops the key", async () => {
-    const { page, problems } = await consolePage(browser);
-    await page.goto(`${t.url}/console/#/keys`);
-    await page.getByLabel("API key").fill(t.adminKey ?? "");
+    const { page, problems } = await consolePage(suite.browser);
+    await page.goto(`${suite.server.url}/console/#/keys`);
+    await page.getByLabel("API key").fill(suite.server.adminKey ?? "");
     await page.getByRole("button", { name: "Use key" }).click();
     await page.locator("input[name=project-name]").fill("archived-later");
     await page.getByRole("button", { name: "Create project" }).click();
@@ -111,12 +95,12 @@ describe.skipIf(!executable)("the console's projects and allowed models, in Chro
       TINY_MODEL,
     );
 
-    const allowed = await call(t.url, "POST", "/v1/chat/completions", {
+    const allowed = await call(suite.server.url, "POST", "/v1/chat/completions", {
       key: secret,
       body: { model: TINY_MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 1 },
     });
     expect(allowed.status, allowed.text).toBe(200);
-    const other = await call(t.url, "POST", "/v1/chat/completions", {
+    const other = await call(suite.server.url, "POST", "/v1/chat/completions", {
       key: secret,
       body: { model: "other-model", messages: [{ role: "user", content: "Hi" }], max_tokens: 1 },
     });
@@ -132,7 +116,9 @@ describe.skipIf(!executable)("the console's projects and allowed models, in Chro
     await page.getByLabel("Show archived").check();
     await expect.poll(() => project.locator('td[data-col="status"]').textContent()).toBe("archived");
     await expect
-      .poll(async () => (await call(t.url, "GET", "/v1/models", { key: secret })).status, { timeout: 10_000 })
+      .poll(async () => (await call(suite.server.url, "GET", "/v1/models", { key: secret })).status, {
+        timeout: 10_000,
+      })
       .toBe(401);
     await screenshot(page, "keys-archived-project");
     expectNoProblems(problems);
@@ -141,21 +127,11 @@ describe.skipIf(!executable)("the console's projects and allowed models, in Chro
 });
 
 describe.skipIf(!executable)("the console's admin pages without an admin key, in Chromium", () => {
-  let t: TestServer;
-  let browser: Browser;
-  beforeAll(async () => {
-    requireBuiltConsole();
-    t = await startTestServer();
-    browser = await launchChromium(executable ?? "");
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
-  });
+  const suite = serverInChromium(executable, () => startTestServer());
 
   it("say how to create one (auth off on loopback)", async () => {
-    const { page, problems } = await consolePage(browser);
-    await page.goto(`${t.url}/console/#/keys`);
+    const { page, problems } = await consolePage(suite.browser);
+    await page.goto(`${suite.server.url}/console/#/keys`);
     const help = page.getByTestId("admin-help");
     await expect.poll(() => help.textContent()).toContain("switchboard keys create --admin");
     await screenshot(page, "keys-without-admin-key");

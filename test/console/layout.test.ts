@@ -1,13 +1,12 @@
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AccessServer, chat, startAccessServer } from "../helpers/access.js";
+import type { Page } from "playwright-core";
+import { describe, expect, it } from "vitest";
+import { chat, startAccessServer } from "../helpers/access.js";
 import {
   chromiumForTests,
   consolePage,
   expectNoProblems,
-  launchChromium,
-  requireBuiltConsole,
   screenshot,
+  serverInChromium,
 } from "../helpers/browser.js";
 
 /** Every page on a phone in dark mode, and the console from the keyboard alone. */
@@ -26,32 +25,24 @@ const overflow = (page: Page) =>
   page.evaluate<number>("document.documentElement.scrollWidth - window.innerWidth");
 
 describe.skipIf(!executable)("the console's layout and keyboard use, in Chromium", () => {
-  let t: AccessServer;
-  let browser: Browser;
-  beforeAll(async () => {
-    requireBuiltConsole();
-    t = await startAccessServer();
-    browser = await launchChromium(executable ?? "");
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
-  });
+  const suite = serverInChromium(executable, () => startAccessServer());
 
   it("fits every page on a phone screen in dark mode, with nothing wider than the screen", async () => {
-    const { page, problems } = await consolePage(browser, {
+    const { page, problems } = await consolePage(suite.browser, {
       colorScheme: "dark",
       viewport: { width: 390, height: 844 },
     });
     // Some traffic, so the usage page has a chart and a table to fit.
-    const { key } = await t.admin.projectWithKey();
-    expect((await chat(t.url, key.secret, { max_tokens: 3 })).status).toBe(200);
-    await expect.poll(async () => (await t.admin.usage("group_by=model")).length).toBeGreaterThan(0);
-    await page.goto(`${t.url}/console/`);
-    await page.getByLabel("API key").fill(t.adminKey ?? "");
+    const { key } = await suite.server.admin.projectWithKey();
+    expect((await chat(suite.server.url, key.secret, { max_tokens: 3 })).status).toBe(200);
+    await expect
+      .poll(async () => (await suite.server.admin.usage("group_by=model")).length)
+      .toBeGreaterThan(0);
+    await page.goto(`${suite.server.url}/console/`);
+    await page.getByLabel("API key").fill(suite.server.adminKey ?? "");
     await page.getByRole("button", { name: "Use key" }).click();
     for (const { path, loaded } of PAGES) {
-      await page.goto(`${t.url}/console/#/${path}`);
+      await page.goto(`${suite.server.url}/console/#/${path}`);
       await expect.poll(() => page.locator(loaded).count(), { timeout: 15_000 }).toBeGreaterThan(0);
       expect(await overflow(page), path).toBeLessThanOrEqual(0);
       await screenshot(page, `${path}-phone-dark`);
@@ -61,8 +52,8 @@ describe.skipIf(!executable)("the console's layout and keyboard use, in Chromium
   });
 
   it("is usable from the keyboard: skip link, page links, and focus that shows", async () => {
-    const { page, problems } = await consolePage(browser);
-    await page.goto(`${t.url}/console/`);
+    const { page, problems } = await consolePage(suite.browser);
+    await page.goto(`${suite.server.url}/console/`);
     await page.keyboard.press("Tab");
     expect(await page.evaluate<string>("document.activeElement.textContent")).toBe("Skip to content");
     await page.keyboard.press("Tab");

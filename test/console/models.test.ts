@@ -1,42 +1,32 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Browser } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AdminClient, chat, newAdminKey } from "../helpers/access.js";
 import {
   chromiumForTests,
   consolePage,
   expectNoProblems,
-  launchChromium,
-  requireBuiltConsole,
   screenshot,
+  serverInChromium,
 } from "../helpers/browser.js";
 import { fakeLlamaServerBuild } from "../helpers/fake-llama-server.js";
-import { startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
+import { startTestServer, TINY_MODEL } from "../helpers/test-server.js";
 
 const executable = chromiumForTests();
 
 describe.skipIf(!executable)("the console's models page, in Chromium", () => {
-  let t: TestServer;
-  let browser: Browser;
-  beforeAll(async () => {
-    requireBuiltConsole();
+  const suite = serverInChromium(executable, async () => {
     // The runner is an engine process with a pid, so the page can show it die and come back.
-    t = await startTestServer({
+    return startTestServer({
       model: { engine: "runner" },
       config: { engines: { restart_backoff_ms: 100 } },
     });
-    browser = await launchChromium(executable ?? "");
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
   });
 
   it("shows each model's engine, state, pid, slots and queue, and an engine restart after its process is killed", async () => {
-    const { page, problems } = await consolePage(browser);
-    await page.goto(`${t.url}/console/#/models`);
+    const { page, problems } = await consolePage(suite.browser);
+    await page.goto(`${suite.server.url}/console/#/models`);
     const row = page.locator(`tr[data-model="${TINY_MODEL}"]`);
     const cell = (name: string) => row.locator(`td[data-col="${name}"]`).textContent();
     await expect.poll(() => cell("engine"), { timeout: 15_000 }).toBe("runner");
@@ -48,7 +38,7 @@ describe.skipIf(!executable)("the console's models page, in Chromium", () => {
     expect(pid).toBeGreaterThan(0);
 
     // Some traffic, so the next refresh shows a decode rate.
-    const res = await chat(t.url, undefined, { max_tokens: 8 });
+    const res = await chat(suite.server.url, undefined, { max_tokens: 8 });
     expect(res.status, res.text).toBe(200);
     await expect.poll(async () => Number(await cell("tps")), { timeout: 10_000 }).toBeGreaterThan(0);
 
@@ -63,29 +53,21 @@ describe.skipIf(!executable)("the console's models page, in Chromium", () => {
 });
 
 describe.skipIf(!executable)("the console's models page says why each engine was chosen, in Chromium", () => {
-  let t: TestServer;
-  let browser: Browser;
   let binary: string;
   const adminKey = newAdminKey();
-  beforeAll(async () => {
-    requireBuiltConsole();
+  const suite = serverInChromium(executable, async () => {
     binary = fakeLlamaServerBuild(mkdtempSync(join(tmpdir(), "sb-cache-")));
-    t = await startTestServer({
+    return startTestServer({
       config: { admin_key: adminKey, engines: { llama_server: { binary } } },
       model: { engine: "in-process" },
       // Loaded on demand and never asked for: its binary is described, never started.
       extraModels: [{ id: "on-llama-server", engine: "llama-server" }],
     });
-    browser = await launchChromium(executable ?? "");
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
   });
 
   it("with the llama-server build (revision, flags) for any key, and its path for an admin key", async () => {
-    const { page, problems } = await consolePage(browser);
-    await page.goto(`${t.url}/console/#/models`);
+    const { page, problems } = await consolePage(suite.browser);
+    await page.goto(`${suite.server.url}/console/#/models`);
     await page.getByLabel("API key").fill(adminKey);
     await page.getByRole("button", { name: "Use key" }).click();
     const choice = (model: string, field: string) =>
@@ -103,7 +85,7 @@ describe.skipIf(!executable)("the console's models page says why each engine was
     await screenshot(page, "models-engine-choice");
 
     // A project's key reads /ready, which leaves the path out.
-    const { key } = await new AdminClient(t.url, adminKey).projectWithKey();
+    const { key } = await new AdminClient(suite.server.url, adminKey).projectWithKey();
     await page.getByLabel("API key").fill(key.secret);
     await page.getByRole("button", { name: "Use key" }).click();
     await expect.poll(() => choice("on-llama-server", "path")).toBe("(shown with an admin key)");

@@ -1,15 +1,14 @@
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { describe, expect, it } from "vitest";
 import { call, type WireJson } from "../helpers/access.js";
 import {
   chromiumForTests,
   consolePage,
   expectNoProblems,
-  launchChromium,
-  requireBuiltConsole,
   screenshot,
+  serverInChromium,
 } from "../helpers/browser.js";
-import { startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
+import { startTestServer, TINY_MODEL } from "../helpers/test-server.js";
 
 /**
  * The playground's tools and structured-output editors. The tiny model has random weights: every
@@ -63,23 +62,15 @@ async function addWeatherTool(page: Page): Promise<void> {
 const activeId = (page: Page) => page.evaluate<string>("document.activeElement && document.activeElement.id");
 
 describe.skipIf(!executable)("the console playground's tools and structured outputs, in Chromium", () => {
-  let t: TestServer;
-  let browser: Browser;
-  beforeAll(async () => {
-    requireBuiltConsole();
+  const suite = serverInChromium(executable, async () => {
     // Tool definitions make long prompts on the tiny model's byte-level tokenizer.
-    t = await startTestServer({ model: { context_size: 2048 } });
-    browser = await launchChromium(executable ?? "");
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
+    return startTestServer({ model: { context_size: 2048 } });
   });
 
   it("names bad JSON and bad names next to their fields, keyboard first, and sends nothing broken", async () => {
-    const { page, problems } = await consolePage(browser);
+    const { page, problems } = await consolePage(suite.browser);
     const sent = sentRequests(page);
-    await openPlayground(page, t.url);
+    await openPlayground(page, suite.server.url);
     await page.getByLabel("Message 1", { exact: true }).fill("Weather?");
 
     // The editors open and fill from the keyboard alone.
@@ -139,9 +130,9 @@ describe.skipIf(!executable)("the console playground's tools and structured outp
   });
 
   it("streams a tool call (name, then its arguments) and continues with the tool's result", async () => {
-    const { page, problems } = await consolePage(browser);
+    const { page, problems } = await consolePage(suite.browser);
     const sent = sentRequests(page);
-    await openPlayground(page, t.url);
+    await openPlayground(page, suite.server.url);
     await page.getByLabel("Message 1", { exact: true }).fill("What is the weather in Oslo?");
     // The call's wrapping and JSON are many tokens on a byte-level tokenizer.
     await page.locator("input[name=max_tokens]").fill("600");
@@ -214,8 +205,8 @@ describe.skipIf(!executable)("the console playground's tools and structured outp
   });
 
   it("answers under a strict JSON schema, and the code it shows carries tools and response_format", async () => {
-    const { page, problems } = await consolePage(browser);
-    await openPlayground(page, t.url);
+    const { page, problems } = await consolePage(suite.browser);
+    await openPlayground(page, suite.server.url);
     await page.getByLabel("Message 1", { exact: true }).fill("Is it sunny? Answer in JSON.");
     await page.locator("input[name=max_tokens]").fill("48");
     await page.locator("input[name=seed]").fill("5");
@@ -251,7 +242,7 @@ describe.skipIf(!executable)("the console playground's tools and structured outp
       },
     ]);
     // The request as shown is one the server takes.
-    const res = await call(t.url, "POST", "/v1/chat/completions", { body });
+    const res = await call(suite.server.url, "POST", "/v1/chat/completions", { body });
     expect(res.status, res.text).toBe(200);
 
     await page.getByRole("button", { name: "As OpenAI SDK" }).click();
@@ -264,8 +255,8 @@ describe.skipIf(!executable)("the console playground's tools and structured outp
   });
 
   it("shows a server's refusal of a schema next to the schema field", async () => {
-    const { page, problems } = await consolePage(browser);
-    await openPlayground(page, t.url);
+    const { page, problems } = await consolePage(suite.browser);
+    await openPlayground(page, suite.server.url);
     await page.getByLabel("Message 1", { exact: true }).fill("Hi");
     await page.getByTestId("format-editor").locator("summary").click();
     await page.locator("select[name=response_format]").selectOption("json_schema");
@@ -284,11 +275,11 @@ describe.skipIf(!executable)("the console playground's tools and structured outp
   });
 
   it("fits the editors on a phone screen in dark mode", async () => {
-    const { page, problems } = await consolePage(browser, {
+    const { page, problems } = await consolePage(suite.browser, {
       colorScheme: "dark",
       viewport: { width: 390, height: 844 },
     });
-    await openPlayground(page, t.url);
+    await openPlayground(page, suite.server.url);
     await addWeatherTool(page);
     await page.getByTestId("format-editor").locator("summary").click();
     await page.locator("select[name=response_format]").selectOption("json_schema");

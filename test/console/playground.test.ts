@@ -1,13 +1,12 @@
-import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call } from "../helpers/access.js";
 import {
   chromiumForTests,
   consolePage,
   expectNoProblems,
-  launchChromium,
   requireBuiltConsole,
   screenshot,
+  serverInChromium,
 } from "../helpers/browser.js";
 import { startTestServer, type TestServer, TINY_MODEL } from "../helpers/test-server.js";
 
@@ -73,21 +72,11 @@ describe("the web console is served under /console", () => {
 const executable = chromiumForTests();
 
 describe.skipIf(!executable)("the console's playground, in Chromium", () => {
-  let t: TestServer;
-  let browser: Browser;
-  beforeAll(async () => {
-    requireBuiltConsole();
-    t = await startTestServer();
-    browser = await launchChromium(executable ?? "");
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
-  });
+  const suite = serverInChromium(executable, () => startTestServer());
 
   it("streams a reply with its stop reason, usage, time to first token and tokens/s (auth off: no key)", async () => {
-    const { page, problems } = await consolePage(browser);
-    await page.goto(`${t.url}/console/`);
+    const { page, problems } = await consolePage(suite.browser);
+    await page.goto(`${suite.server.url}/console/`);
     await expect.poll(() => page.locator("select[name=model]").inputValue()).toBe(TINY_MODEL);
     await page.getByLabel("Message 1", { exact: true }).fill("Hello there");
     await page.locator("input[name=max_tokens]").fill("12");
@@ -109,27 +98,27 @@ describe.skipIf(!executable)("the console's playground, in Chromium", () => {
   });
 
   it("shows the exact request as curl and as OpenAI SDK code, and the curl body works as it is", async () => {
-    const { page, problems } = await consolePage(browser);
-    await page.goto(`${t.url}/console/#/playground`);
+    const { page, problems } = await consolePage(suite.browser);
+    await page.goto(`${suite.server.url}/console/#/playground`);
     await expect.poll(() => page.locator("select[name=model]").inputValue()).toBe(TINY_MODEL);
     await page.getByLabel("Message 1", { exact: true }).fill("It's a test");
     await page.locator("input[name=max_tokens]").fill("3");
     await page.getByRole("button", { name: "As curl" }).click();
     const curl = (await page.getByTestId("code").textContent()) ?? "";
-    expect(curl).toContain(`curl '${t.url}/v1/chat/completions'`);
+    expect(curl).toContain(`curl '${suite.server.url}/v1/chat/completions'`);
     expect(curl).toContain("Authorization: Bearer $SWITCHBOARD_API_KEY");
     // The shell quoting of the body, undone, is the request the playground sends.
     const quoted = curl.slice(curl.indexOf("-d '") + 4, curl.lastIndexOf("'"));
     const body = JSON.parse(quoted.replaceAll(`'\\''`, "'"));
     expect(body).toMatchObject({ model: TINY_MODEL, max_tokens: 3, stream: true });
     expect(body.messages).toEqual([{ role: "user", content: "It's a test" }]);
-    const res = await call(t.url, "POST", "/v1/chat/completions", { body });
+    const res = await call(suite.server.url, "POST", "/v1/chat/completions", { body });
     expect(res.status, res.text).toBe(200);
     expect(res.text).toContain('"usage"');
 
     await page.getByRole("button", { name: "As OpenAI SDK" }).click();
     const sdk = (await page.getByTestId("code").textContent()) ?? "";
-    expect(sdk).toContain(`baseURL: "${t.url}/v1"`);
+    expect(sdk).toContain(`baseURL: "${suite.server.url}/v1"`);
     expect(sdk).toContain("client.chat.completions.create(");
     expect(sdk).toContain("process.env.SWITCHBOARD_API_KEY");
     await screenshot(page, "playground-code");
@@ -138,8 +127,8 @@ describe.skipIf(!executable)("the console's playground, in Chromium", () => {
   });
 
   it("shows the reply token by token with its log probabilities when asked", async () => {
-    const { page, problems } = await consolePage(browser);
-    await page.goto(`${t.url}/console/#/playground`);
+    const { page, problems } = await consolePage(suite.browser);
+    await page.goto(`${suite.server.url}/console/#/playground`);
     await expect.poll(() => page.locator("select[name=model]").inputValue()).toBe(TINY_MODEL);
     await page.getByLabel("Message 1", { exact: true }).fill("Hello");
     await page.locator("input[name=max_tokens]").fill("6");
@@ -162,11 +151,11 @@ describe.skipIf(!executable)("the console's playground, in Chromium", () => {
   });
 
   it("fits a phone screen in dark mode", async () => {
-    const { page, problems } = await consolePage(browser, {
+    const { page, problems } = await consolePage(suite.browser, {
       colorScheme: "dark",
       viewport: { width: 390, height: 844 },
     });
-    await page.goto(`${t.url}/console/`);
+    await page.goto(`${suite.server.url}/console/`);
     await expect.poll(() => page.locator("select[name=model]").inputValue()).toBe(TINY_MODEL);
     // Page scripts as strings: the tests' tsconfig has no DOM types.
     const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - window.innerWidth");

@@ -1,39 +1,30 @@
-import type { Browser } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AccessServer, chat, startAccessServer } from "../helpers/access.js";
+import { describe, expect, it } from "vitest";
+import { chat, startAccessServer } from "../helpers/access.js";
 import {
   chromiumForTests,
   consolePage,
   expectNoProblems,
-  launchChromium,
-  requireBuiltConsole,
   screenshot,
+  serverInChromium,
 } from "../helpers/browser.js";
 import { TINY_MODEL } from "../helpers/test-server.js";
 
 const executable = chromiumForTests();
 
 describe.skipIf(!executable)("the console's usage page, in Chromium", () => {
-  let t: AccessServer;
-  let browser: Browser;
-  beforeAll(async () => {
-    requireBuiltConsole();
-    t = await startAccessServer();
-    browser = await launchChromium(executable ?? "");
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
-  });
+  const suite = serverInChromium(executable, () => startAccessServer());
 
   it("charts requests, tokens and cost per day after some traffic, with a table under each chart", async () => {
-    const { key } = await t.admin.projectWithKey();
-    for (let i = 0; i < 3; i++) expect((await chat(t.url, key.secret, { max_tokens: 3 })).status).toBe(200);
-    await expect.poll(async () => (await t.admin.usage("group_by=model")).length).toBeGreaterThan(0);
+    const { key } = await suite.server.admin.projectWithKey();
+    for (let i = 0; i < 3; i++)
+      expect((await chat(suite.server.url, key.secret, { max_tokens: 3 })).status).toBe(200);
+    await expect
+      .poll(async () => (await suite.server.admin.usage("group_by=model")).length)
+      .toBeGreaterThan(0);
 
-    const { page, problems } = await consolePage(browser);
-    await page.goto(`${t.url}/console/#/usage`);
-    await page.getByLabel("API key").fill(t.adminKey ?? "");
+    const { page, problems } = await consolePage(suite.browser);
+    await page.goto(`${suite.server.url}/console/#/usage`);
+    await page.getByLabel("API key").fill(suite.server.adminKey ?? "");
     await page.getByRole("button", { name: "Use key" }).click();
 
     for (const measure of ["requests", "total_tokens", "cost_usd"]) {

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { expect } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 
 /** Where the console tests leave their screenshots (gitignored). */
 export const ARTIFACTS = join(import.meta.dirname, "../../test-artifacts/console");
@@ -43,6 +43,33 @@ export function launchChromium(executablePath: string): Promise<Browser> {
   // As root (CI, containers) Chromium refuses to start with its sandbox on.
   const root = typeof process.getuid === "function" && process.getuid() === 0;
   return chromium.launch({ executablePath, headless: true, args: root ? ["--no-sandbox"] : [] });
+}
+
+/** A server and Chromium for the tests of one describe block; read them inside the tests. */
+export interface ServerInChromium<S> {
+  readonly server: S;
+  readonly browser: Browser;
+}
+
+/**
+ * Starts the server `start` gives and Chromium before the tests of the describe block it is
+ * called in (the console must be built), and closes both after them.
+ */
+export function serverInChromium<S extends { stop(): Promise<void> }>(
+  executable: string | undefined,
+  start: () => Promise<S>,
+): ServerInChromium<S> {
+  const suite = {} as { server: S; browser: Browser };
+  beforeAll(async () => {
+    requireBuiltConsole();
+    suite.server = await start();
+    suite.browser = await launchChromium(executable ?? "");
+  });
+  afterAll(async () => {
+    await suite.browser?.close();
+    await suite.server?.stop();
+  });
+  return suite;
 }
 
 /**
