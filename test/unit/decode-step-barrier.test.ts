@@ -74,4 +74,36 @@ describe("DecodeStepBarrier", () => {
     other.afterDecode();
     expect(barrier.turn().beforeDecode()).toBeUndefined();
   });
+
+  it("holds batch generations back while an interactive prompt waits or is decoded, then lets them go", async () => {
+    const barrier = new DecodeStepBarrier();
+    const batchA = barrier.turn("batch");
+    const batchB = barrier.turn("batch");
+    expect(batchA.beforeDecode()).toBeUndefined();
+    // An interactive request arrives while batch A's step runs; batch B asks for its next step.
+    const prompt = barrier.turn("interactive");
+    const promptWait = prompt.beforeDecode();
+    const batchWait = batchB.beforeDecode();
+    batchA.afterDecode();
+    // The step after the one in flight is the prompt's alone.
+    expect(await settled(promptWait)).toBe(true);
+    expect(await settled(batchWait)).toBe(false);
+    const batchAgain = batchA.beforeDecode();
+    expect(await settled(batchAgain)).toBe(false);
+    // Its first token is in: batch work shares the steps again, the interactive one included.
+    prompt.afterDecode();
+    expect(await settled(batchWait)).toBe(true);
+    expect(await settled(batchAgain)).toBe(true);
+  });
+
+  it("lets batch work go on when an interactive request is abandoned before its first token", async () => {
+    const barrier = new DecodeStepBarrier();
+    const prompt = barrier.turn("interactive");
+    expect(prompt.beforeDecode()).toBeUndefined();
+    const batch = barrier.turn("batch");
+    const wait = batch.beforeDecode();
+    expect(await settled(wait)).toBe(false);
+    prompt.close();
+    expect(await settled(wait)).toBe(true);
+  });
 });

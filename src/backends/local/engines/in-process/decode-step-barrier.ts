@@ -1,3 +1,5 @@
+import type { RequestPriority } from "../../../../core/generation.js";
+
 /**
  * Lines up the decodes of a context's generations so that node-llama-cpp runs them as one batch.
  *
@@ -16,28 +18,38 @@
  * let go of the context: their decodes queue in one tick and go out as one batch. Nobody waits
  * for a generation that has no decode outstanding (a consumer that stopped reading, a prompt not
  * yet submitted), so a slow reader never holds the others back.
+ *
+ * Batch work yields to interactive requests here: while an interactive generation's prompt is
+ * waiting or being decoded, batch generations ask for no decode, so the prompt is evaluated in a
+ * step of its own (at most after the step in flight) instead of beside their tokens, and the
+ * interactive request's first token comes about as soon as on an idle engine.
  */
 export class DecodeStepBarrier {
   /** Decodes queued or running: each will bring a token. */
   private outstanding = 0;
-  private waiting: (() => void)[] = [];
+  /** Interactive generations whose prompt is not decoded yet: batch work holds back meanwhile. */
+  private interactivePrompts = 0;
+  private waiting: Waiter[] = [];
   private releaseScheduled = false;
 
   /** One generation's use of the barrier; `close()` it when the generation ends, however it ends. */
-  turn(): DecodeTurn {
-    return new DecodeTurn(this);
+  turn(priority: RequestPriority = "interactive"): DecodeTurn {
+    return new DecodeTurn(this, priority === "batch");
   }
 
   /** @internal the start of a decode; resolves when the decode may be asked for. */
-  acquire(): Promise<void> | undefined {
-    if (this.outstanding === 0 && this.waiting.length === 0) {
+  acquire(batch: boolean): Promise<void> | undefined {
+    if (this.outstanding === 0 && this.waiting.length === 0 && !(batch && this.interactivePrompts > 0)) {
       this.outstanding++;
       return undefined;
     }
     return new Promise((resolve) => {
-      this.waiting.push(() => {
-        this.outstanding++;
-        resolve();
+      this.waiting.push({
+        batch,
+        go: () => {
+          this.outstanding++;
+          resolve();
+        },
       });
       this.releaseWhenDone();
     });
@@ -49,26 +61,53 @@ export class DecodeStepBarrier {
     this.releaseWhenDone();
   }
 
+  /** @internal an interactive generation starts (true) or ends (false) its prompt. */
+  interactivePrompt(starts: boolean): void {
+    this.interactivePrompts += starts ? 1 : -1;
+    if (this.interactivePrompts === 0) this.releaseWhenDone();
+  }
+
   private releaseWhenDone(): void {
     if (this.outstanding > 0 || this.waiting.length === 0 || this.releaseScheduled) return;
     this.releaseScheduled = true;
     setImmediate(() => {
       this.releaseScheduled = false;
-      const released = this.waiting;
-      this.waiting = [];
-      for (const go of released) go();
+      // While an interactive prompt is on its way, batch generations keep waiting: its first token
+      // comes from a decode of its own prompt, not one shared with their tokens.
+      const holdBatch = this.interactivePrompts > 0;
+      const released = holdBatch ? this.waiting.filter((w) => !w.batch) : this.waiting;
+      this.waiting = holdBatch ? this.waiting.filter((w) => w.batch) : [];
+      for (const waiter of released) waiter.go();
     });
   }
 }
 
+interface Waiter {
+  batch: boolean;
+  go(): void;
+}
+
 export class DecodeTurn {
   private holding = false;
+  /** An interactive generation between its first decode request and its first token. */
+  private inPrompt = false;
+  private started = false;
 
-  constructor(private readonly barrier: DecodeStepBarrier) {}
+  constructor(
+    private readonly barrier: DecodeStepBarrier,
+    private readonly batch: boolean,
+  ) {}
 
   /** Await (when it returns a promise) before asking for a decode. */
   beforeDecode(): Promise<void> | undefined {
-    const wait = this.barrier.acquire();
+    if (!this.started) {
+      this.started = true;
+      if (!this.batch) {
+        this.inPrompt = true;
+        this.barrier.interactivePrompt(true);
+      }
+    }
+    const wait = this.barrier.acquire(this.batch);
     if (!wait) {
       this.holding = true;
       return undefined;
@@ -80,13 +119,21 @@ export class DecodeTurn {
 
   /** The token of the decode asked for is in. */
   afterDecode(): void {
-    if (!this.holding) return;
-    this.holding = false;
-    this.barrier.finish();
+    if (this.holding) {
+      this.holding = false;
+      this.barrier.finish();
+    }
+    this.promptDone();
   }
 
   /** The generation ends; a decode it still held (an abort, an error, the end of the text) is let go. */
   close(): void {
     this.afterDecode();
+  }
+
+  private promptDone(): void {
+    if (!this.inPrompt) return;
+    this.inPrompt = false;
+    this.barrier.interactivePrompt(false);
   }
 }

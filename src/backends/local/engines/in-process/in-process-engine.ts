@@ -299,7 +299,7 @@ export class InProcessEngine implements LocalEngine {
     const generated: Token[] = [];
     const options = this.samplingOptions(req.sampling, prompt, generated);
     if (grammar) options.grammarEvaluationState = () => grammar.active;
-    const turn = this.decodeSteps.turn();
+    const turn = this.decodeSteps.turn(req.priority);
     try {
       await turn.beforeDecode();
       for await (const token of sequence.evaluate(tokens, options)) {
@@ -342,7 +342,7 @@ export class InProcessEngine implements LocalEngine {
       { probabilities: true },
       { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 0, yieldEogToken: true },
     );
-    const turn = this.decodeSteps.turn();
+    const turn = this.decodeSteps.turn(req.priority);
     try {
       await turn.beforeDecode();
       let next = await evaluation.next();

@@ -1,4 +1,4 @@
-import type { SamplingParams } from "../../../../core/generation.js";
+import type { RequestPriority, SamplingParams } from "../../../../core/generation.js";
 import type {
   EmbeddingMode,
   EngineEvent,
@@ -41,6 +41,8 @@ export interface WireGeneration {
   /** Plain data already: GBNF text and trigger words and patterns. */
   grammar?: EngineGrammar;
   promptLogprobs?: number;
+  /** Batch work yields decode steps to interactive prompts inside the runner too. */
+  priority?: RequestPriority;
 }
 
 export type ParentMessage =
@@ -110,6 +112,7 @@ export function toWireGeneration(req: TokenGeneration): WireGeneration {
   if (req.topLogprobs !== undefined) wire.topLogprobs = req.topLogprobs;
   if (req.grammar) wire.grammar = req.grammar;
   if (req.promptLogprobs !== undefined) wire.promptLogprobs = req.promptLogprobs;
+  if (req.priority) wire.priority = req.priority;
   return wire;
 }
 
@@ -123,6 +126,7 @@ export function fromWireGeneration(wire: WireGeneration): TokenGeneration {
   if (wire.topLogprobs !== undefined) req.topLogprobs = wire.topLogprobs;
   if (wire.grammar) req.grammar = wire.grammar;
   if (wire.promptLogprobs !== undefined) req.promptLogprobs = wire.promptLogprobs;
+  if (wire.priority) req.priority = wire.priority;
   return req;
 }
 
