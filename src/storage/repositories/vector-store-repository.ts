@@ -1,4 +1,4 @@
-import type { ExpressionBuilder, SelectQueryBuilder } from "kysely";
+import { type KeysetPage, keysetPage } from "./keyset-page.js";
 import { KyselyVectorIngestion } from "./vector-ingestion-repository.js";
 import {
   countsOf,
@@ -22,46 +22,15 @@ import type {
 } from "./vector-store-types.js";
 import { NO_FILES } from "./vector-store-types.js";
 
-type Cursor = { createdAt: number; id: string };
-
-/**
- * Keyset paging over (created_at, id): `after` continues in the chosen order, `before` goes back
- * (read in the other order, then turned around). One more row than `limit` tells has_more.
- */
-function paged<DB, T extends keyof DB & string, O>(
-  select: SelectQueryBuilder<DB, T, O>,
-  idColumn: string,
-  query: PageQuery,
-  cursor: Cursor | undefined,
-): { select: SelectQueryBuilder<DB, T, O>; reverse: boolean } {
-  const back = query.before !== undefined;
-  const descending = (query.order === "desc") !== back;
-  const op = descending ? "<" : ">";
-  let out = select;
-  if (cursor) {
-    // biome-ignore lint/suspicious/noExplicitAny: the two columns exist on every table paged here
-    out = out.where((eb: ExpressionBuilder<any, any>) =>
-      eb.or([
-        eb("created_at", op, cursor.createdAt),
-        eb.and([eb("created_at", "=", cursor.createdAt), eb(idColumn, op, cursor.id)]),
-      ]),
-    ) as typeof out;
-  }
-  const direction = descending ? "desc" : "asc";
-  out = out
-    // biome-ignore lint/suspicious/noExplicitAny: as above
-    .orderBy("created_at" as any, direction)
-    // biome-ignore lint/suspicious/noExplicitAny: as above
-    .orderBy(idColumn as any, direction)
-    .limit(query.limit + 1) as typeof out;
-  return { select: out, reverse: back };
-}
-
-function finishPage<T>(rows: T[], limit: number, reverse: boolean): T[] {
-  if (!reverse) return rows;
-  // Going back, the extra row is the farthest one; the page is read nearest first.
-  const page = rows.slice(0, limit).reverse();
-  return rows.length > limit ? [...page, rows[limit] as T] : page;
+/** Stores and files are listed by (created_at, id); each list reads one more than it shows. */
+function pageOf(query: PageQuery, cursor: { createdAt: number; id: string } | undefined): KeysetPage {
+  return {
+    order: query.order,
+    limit: query.limit + 1,
+    ...(cursor
+      ? { cursor: { values: [cursor.createdAt, cursor.id], before: query.before !== undefined } }
+      : {}),
+  };
 }
 
 export class KyselyVectorStoreRepository extends KyselyVectorIngestion implements VectorStoreRepository {
@@ -87,8 +56,8 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
     const cursorId = query.after ?? query.before;
     const cursorStore = cursorId === undefined ? undefined : await this.get(projectId, cursorId);
     const base = this.db.selectFrom("vector_stores").selectAll().where("project_id", "=", projectId);
-    const { select, reverse } = paged(base, "id", query, cursorStore);
-    return finishPage((await select.execute()).map(toVectorStore), query.limit, reverse);
+    const { select, finish } = keysetPage(base, ["created_at", "id"], pageOf(query, cursorStore));
+    return finish((await select.execute()).map(toVectorStore));
   }
 
   async update(
@@ -215,8 +184,8 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
     if (query.status) base = base.where("status", "=", query.status);
     if (query.batchId) base = base.where("batch_id", "=", query.batchId);
     const cursor = cursorFile ? { createdAt: cursorFile.createdAt, id: cursorFile.fileId } : undefined;
-    const { select, reverse } = paged(base, "file_id", query, cursor);
-    return finishPage((await select.execute()).map(toVectorStoreFile), query.limit, reverse);
+    const { select, finish } = keysetPage(base, ["created_at", "file_id"], pageOf(query, cursor));
+    return finish((await select.execute()).map(toVectorStoreFile));
   }
 
   async filesWithStatus(
