@@ -12,6 +12,7 @@ import type {
 } from "../../storage/repositories/vector-store-types.js";
 import type { FileService } from "../files/service.js";
 import { type ChunkTokenizer, chunkText } from "./chunker.js";
+import { isExpired } from "./expiry.js";
 import { extractPages, IngestionFailure } from "./text-extraction.js";
 
 export interface IngestionWorkerOptions {
@@ -60,11 +61,12 @@ export class IngestionWorker {
       pollIntervalMs: options.pollIntervalMs,
       now: options.now,
       logger: options.logger,
-      // A file detached, re-attached or cancelled meanwhile: its run stops.
+      // A file detached, re-attached or cancelled meanwhile, or its store expired: its run stops.
       afterRenew: async (running) => {
         for (const { job, abort } of running) {
           const target = await stores.ingestionTarget(job.vectorStoreId, job.fileId);
-          if (target?.file.status !== "in_progress") abort(new Error("file no longer waits for ingestion"));
+          if (target?.file.status !== "in_progress" || isExpired(target.store, options.now()))
+            abort(new Error("file no longer waits for ingestion"));
         }
       },
     });
@@ -89,7 +91,8 @@ export class IngestionWorker {
   private async ingest(job: ClaimedIngestion, signal: AbortSignal): Promise<void> {
     const { stores, maxAttempts, now } = this.options;
     const target = await stores.ingestionTarget(job.vectorStoreId, job.fileId);
-    if (target?.file.status !== "in_progress") {
+    // An expired store's files are cancelled by the expiry sweep.
+    if (target?.file.status !== "in_progress" || isExpired(target.store, now())) {
       await stores.releaseIngestion(this.owner, [job], null);
       return;
     }

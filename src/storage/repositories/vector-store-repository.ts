@@ -1,5 +1,6 @@
 import { type KeysetPage, keysetPage } from "./keyset-page.js";
 import { KyselyVectorIngestion } from "./vector-ingestion-repository.js";
+import { KyselyVectorStoreExpiry } from "./vector-store-expiry.js";
 import {
   countsOf,
   dropChunks,
@@ -11,6 +12,7 @@ import {
 import type {
   FileAttributes,
   FileCounts,
+  NewVectorStore,
   PageQuery,
   StoredFileBatch,
   StoredVectorStore,
@@ -34,7 +36,9 @@ function pageOf(query: PageQuery, cursor: { createdAt: number; id: string } | un
 }
 
 export class KyselyVectorStoreRepository extends KyselyVectorIngestion implements VectorStoreRepository {
-  async create(store: StoredVectorStore, files: readonly StoredVectorStoreFile[]): Promise<void> {
+  private readonly expiry = new KyselyVectorStoreExpiry(this.db, this.dialect);
+
+  async create(store: NewVectorStore, files: readonly StoredVectorStoreFile[]): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       await trx.insertInto("vector_stores").values(vectorStoreRow(store)).execute();
       if (files.length > 0)
@@ -65,21 +69,22 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
     id: string,
     patch: Parameters<VectorStoreRepository["update"]>[2],
   ): Promise<StoredVectorStore | undefined> {
-    const set: Record<string, unknown> = {};
-    if (patch.name !== undefined) set.name = patch.name;
+    const described: Record<string, unknown> = {};
+    if (patch.name !== undefined) described.name = patch.name;
     if (patch.metadata !== undefined)
-      set.metadata = patch.metadata === null ? null : JSON.stringify(patch.metadata);
-    if (patch.expiresAfterDays !== undefined) set.expires_after_days = patch.expiresAfterDays;
-    if (patch.expiresAt !== undefined) set.expires_at = patch.expiresAt;
-    if (patch.lastActiveAt !== undefined) set.last_active_at = patch.lastActiveAt;
-    if (Object.keys(set).length > 0) {
-      await this.db
-        .updateTable("vector_stores")
-        .set(set)
-        .where("project_id", "=", projectId)
-        .where("id", "=", id)
-        .execute();
-    }
+      described.metadata = patch.metadata === null ? null : JSON.stringify(patch.metadata);
+    const expiry: Record<string, unknown> = {};
+    if (patch.expiresAfterDays !== undefined) expiry.expires_after_days = patch.expiresAfterDays;
+    if (patch.expiresAt !== undefined) expiry.expires_at = patch.expiresAt;
+    if (patch.lastActiveAt !== undefined) expiry.last_active_at = patch.lastActiveAt;
+    await this.db.transaction().execute(async (trx) => {
+      const scoped = () =>
+        trx.updateTable("vector_stores").where("project_id", "=", projectId).where("id", "=", id);
+      if (Object.keys(described).length > 0) await scoped().set(described).execute();
+      // An expired store stays expired: its expiry no longer moves.
+      if (Object.keys(expiry).length > 0)
+        await scoped().set(expiry).where("expired_at", "is", null).execute();
+    });
     return this.get(projectId, id);
   }
 
@@ -123,9 +128,21 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
     return out;
   }
 
-  async attachFiles(files: readonly StoredVectorStoreFile[], batch?: StoredFileBatch): Promise<void> {
-    if (files.length === 0 && !batch) return;
-    await this.db.transaction().execute(async (trx) => {
+  async attachFiles(
+    storeId: string,
+    files: readonly StoredVectorStoreFile[],
+    batch?: StoredFileBatch,
+  ): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      // A no-op update locks the store's row (Postgres) against the expiry sweep, and tells
+      // whether the sweep expired the store before.
+      const live = await trx
+        .updateTable("vector_stores")
+        .set((eb) => ({ last_active_at: eb.ref("last_active_at") }))
+        .where("id", "=", storeId)
+        .where("expired_at", "is", null)
+        .executeTakeFirst();
+      if (Number(live.numUpdatedRows) !== 1) return false;
       if (batch) {
         await trx
           .insertInto("vector_store_file_batches")
@@ -151,7 +168,20 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
       }
       if (files.length > 0)
         await trx.insertInto("vector_store_files").values(files.map(vectorStoreFileRow)).execute();
+      return true;
     });
+  }
+
+  claimExpired(now: number, leaseMs: number, max: number): Promise<StoredVectorStore[]> {
+    return this.expiry.claimExpired(now, leaseMs, max);
+  }
+
+  purgeExpiredFile(storeId: string): Promise<boolean> {
+    return this.expiry.purgeExpiredFile(storeId);
+  }
+
+  finishPurge(storeId: string, now: number): Promise<void> {
+    return this.expiry.finishPurge(storeId, now);
   }
 
   async getFile(
