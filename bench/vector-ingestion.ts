@@ -285,17 +285,28 @@ function report(reps: readonly Rep[], engine: string): void {
     ? `static ${chunking.static.max_chunk_size_tokens}/${chunking.static.chunk_overlap_tokens}`
     : "auto (800/400)";
   process.stdout.write(
-    `\nVector store ingestion: ${values.model} on ${engine}, ${FILES} files (txt, md, html) of ${fmt(mb(reps[0]?.inputBytes ?? 0), 2)} MB in all, chunking ${strategy}, ingestion concurrency ${values.concurrency}, embed batch ${values["embed-batch"]}, ${values.parallel} slots; median of ${reps.length}\n\n`,
+    `\nVector store ingestion: ${values.model} on ${engine}, ${FILES} files (txt, md, html) of ${fmt(mb(reps[0]?.inputBytes ?? 0), 3)} MB (${reps[0]?.inputBytes} bytes) in all, chunking ${strategy}, ingestion concurrency ${values.concurrency}, embed batch ${values["embed-batch"]}, ${values.parallel} slots; median of ${reps.length}\n\n`,
   );
   process.stdout.write(
     `${formatTable(
-      ["rep", "chunks", "seconds", "chunks/s", "MB/s", "embedded tokens/s", "upload s", "other CPU %"],
+      [
+        "rep",
+        "chunks",
+        "seconds",
+        "chunks/s",
+        "MB/s",
+        "KB/s",
+        "embedded tokens/s",
+        "upload s",
+        "other CPU %",
+      ],
       reps.map((r, i) => [
         String(i + 1),
         String(r.chunks),
         fmt(r.seconds, 2),
         fmt(r.chunks / r.seconds, 1),
-        fmt(mb(r.inputBytes) / r.seconds, 3),
+        fmt(mb(r.inputBytes) / r.seconds, 4),
+        fmt(r.inputBytes / 1000 / r.seconds, 2),
         fmt(r.tokens / r.seconds, 0),
         fmt(r.uploadSeconds, 2),
         fmt(r.otherCpu, 0),
@@ -323,17 +334,11 @@ function report(reps: readonly Rep[], engine: string): void {
       ]),
     )}\n`,
   );
+  const chunksPerSecond = pick((r) => r.chunks / r.seconds);
+  const bytesPerSecond = pick((r) => r.inputBytes / r.seconds);
+  const embedShare = pick((r) => (100 * r.stageSeconds.embed) / total(r));
   process.stdout.write(
-    `\nIngestion: ${fmt(
-      pick((r) => r.chunks / r.seconds),
-      1,
-    )} chunks/s, ${fmt(
-      pick((r) => mb(r.inputBytes) / r.seconds),
-      3,
-    )} MB/s of input; embedding is ${fmt(
-      pick((r) => (100 * r.stageSeconds.embed) / total(r)),
-      0,
-    )}% of the server's ingestion time\n`,
+    `\nIngestion: ${fmt(chunksPerSecond, 1)} chunks/s, ${fmt(mb(bytesPerSecond), 4)} MB/s of input (${fmt(bytesPerSecond / 1000, 2)} KB/s); embedding is ${fmt(embedShare, 0)}% of the server's ingestion time\n`,
   );
 }
 
