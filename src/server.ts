@@ -101,6 +101,11 @@ export async function startServer(
     maxAttempts: vectorSettings.max_attempts,
     embedBatchSize: vectorSettings.embed_batch_size,
     maxFileBytes: vectorSettings.max_file_bytes,
+    telemetry: {
+      stage: (stage, seconds) => app.metrics.ingestionSeconds.inc({ stage }, seconds),
+      chunks: (count) => app.metrics.ingestedChunks.inc(count),
+      completed: (bytes) => app.metrics.ingestedBytes.inc(bytes),
+    },
   });
   ingestionWorker.start();
   logger.info({ address }, "switchboard is listening");

@@ -2,6 +2,7 @@ import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { FileService } from "../api/files/service.js";
 import { UploadService } from "../api/uploads/service.js";
+import { sweepExpiredVectorStores } from "../api/vector-stores/expiry.js";
 import type { Config } from "../config/schema.js";
 import type { BlobStore } from "../storage/blobs/blob-store.js";
 import { DatabaseBlobStore } from "../storage/blobs/database-blob-store.js";
@@ -10,13 +11,21 @@ import { KyselyChunkIndex } from "../storage/repositories/chunk-index.js";
 import type { ChunkIndex } from "../storage/repositories/vector-store-types.js";
 import type { Storage } from "../storage/storage.js";
 
-/** Files and their housekeeping, built over the access layer's storage. */
+/**
+ * Files and their housekeeping, built over the access layer's storage. The periodic sweep also
+ * expires vector stores (their chunks are the bulk of what the database holds for files).
+ */
 export interface FilesFeature {
   files: FileService;
   uploads: UploadService;
   blobs: BlobStore;
   /** The start-up sweep of what a crash left in the blob store (tests wait for it). */
   startupSweep: Promise<void>;
+  /**
+   * One round of the periodic housekeeping now (expired files, uploads and vector stores), after
+   * the one under way if any; the timer runs the same every `files.sweep_interval_ms`.
+   */
+  sweep(): Promise<void>;
   /** Stops the sweeper. */
   close(): Promise<void>;
 }
@@ -79,16 +88,21 @@ export function buildFiles(
   };
   const startupSweep = runSweep(() => sweepDebris(soleUser ? startedAt : startedAt - DEBRIS_AGE_MS));
   let lastDebrisSweep = startedAt;
-  const sweep = () =>
-    void runSweep(async () => {
-      const [removed, expired] = await Promise.all([files.sweepExpired(), uploads.sweepExpired()]);
+  const sweepRound = () =>
+    runSweep(async () => {
+      const [removed, expired, stores] = await Promise.all([
+        files.sweepExpired(),
+        uploads.sweepExpired(),
+        sweepExpiredVectorStores(storage.vectorStores, now, () => storage.database.reclaimSpace()),
+      ]);
       if (removed + expired > 0) logger.info({ removed, expiredUploads: expired }, "expired files removed");
+      if (stores > 0) logger.info({ vectorStores: stores }, "expired vector stores' chunks removed");
       if (Date.now() - lastDebrisSweep >= DEBRIS_SWEEP_EVERY_MS) {
         lastDebrisSweep = Date.now();
         await sweepDebris(lastDebrisSweep - DEBRIS_AGE_MS);
       }
     });
-  const timer = setInterval(sweep, config.files.sweep_interval_ms);
+  const timer = setInterval(() => void sweepRound(), config.files.sweep_interval_ms);
   timer.unref();
   logger.info({ store: blobs.kind }, "file store ready");
   return {
@@ -96,6 +110,10 @@ export function buildFiles(
     uploads,
     blobs,
     startupSweep,
+    sweep: async () => {
+      await sweeping;
+      await sweepRound();
+    },
     close: async () => {
       clearInterval(timer);
       await sweeping;

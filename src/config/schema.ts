@@ -266,7 +266,7 @@ export const configSchema = z
          * `auto`: database on Postgres, filesystem on SQLite.
          */
         store: z.enum(["auto", "filesystem", "database"]).default("auto"),
-        /** How often expired files and uploads are looked for and removed. */
+        /** How often expired files and uploads are looked for and removed, and expired vector stores' chunks. */
         sweep_interval_ms: z.number().int().min(100).max(86_400_000).default(60_000),
       })
       .strict()

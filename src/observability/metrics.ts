@@ -16,6 +16,10 @@ export class Metrics {
   readonly latency: Histogram<"route">;
   readonly tokens: Counter<"model" | "kind">;
   readonly timeToFirstToken: Histogram<"model">;
+  /** Vector store ingestion: seconds by stage (extract, chunk, embed, store), chunks written, bytes of completed files. */
+  readonly ingestionSeconds: Counter<"stage">;
+  readonly ingestedChunks: Counter;
+  readonly ingestedBytes: Counter;
 
   constructor(models: ServedModels) {
     const registers = [this.registry];
@@ -51,6 +55,22 @@ export class Metrics {
       help: "Time from request to the first generated text",
       labelNames: ["model"],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.ingestionSeconds = new Counter({
+      name: "switchboard_vector_ingestion_seconds_total",
+      help: "Time vector store ingestion spent, by stage: extract (read and parse), chunk (tokenize and cut), embed, store (write chunks and complete); files ingested at once add up",
+      labelNames: ["stage"],
+      registers,
+    });
+    this.ingestedChunks = new Counter({
+      name: "switchboard_vector_ingestion_chunks_total",
+      help: "Chunks embedded and written by vector store ingestion",
+      registers,
+    });
+    this.ingestedBytes = new Counter({
+      name: "switchboard_vector_ingestion_bytes_total",
+      help: "Bytes of the files vector store ingestion completed",
       registers,
     });
     const perModel = (name: string, help: string, read: (stats: BackendStats) => number) =>

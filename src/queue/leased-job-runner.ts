@@ -6,7 +6,8 @@ import { randomId } from "../core/ids.js";
  * with a lease (owner + until), the lease is renewed while the job runs, and given back on
  * shutdown. A worker that dies simply stops renewing; once its leases lapse another takes the
  * jobs. Whether a job's result counts is the store's business (a conditional write that checks
- * the lease), so a job run twice is never recorded twice.
+ * the lease, or that the job is still unanswered), so a job run twice is never recorded twice.
+ * Batch lines and vector store file ingestion both run on it.
  */
 export interface LeasedJobStore<J> {
   /** Leases up to `max` jobs whose lease is free or lapsed. */
@@ -32,6 +33,15 @@ export interface LeasedJobRunnerOptions<J> {
   mayClaim?: () => boolean;
   /** Called after each renewal with the running jobs, to abort those that should end. */
   afterRenew?: (running: readonly { job: J; abort(reason: Error): void }[]) => Promise<void>;
+  /**
+   * Work of the runner's user beside the jobs, done by the same loop before each claim (a batch's
+   * validation and finalization); true when it found some, so the loop looks again at once.
+   */
+  beforeClaim?: () => Promise<boolean>;
+  /** Called on every heartbeat, jobs running or not, before their renewal (leases held beside the jobs). */
+  onHeartbeat?: () => Promise<void>;
+  /** What stop() waits for once the jobs have ended, while the heartbeat still beats (work begun in beforeClaim). */
+  drain?: () => Promise<void>;
   /** A name for log lines. */
   name: string;
 }
@@ -77,6 +87,7 @@ export class LeasedJobRunner<J> {
     while (this.running.size > 0 && Date.now() < deadline) await delay(20);
     for (const run of this.running.values()) run.controller.abort(new Error(`${this.options.name} stopping`));
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
+    await this.options.drain?.();
     if (this.heartbeat) clearInterval(this.heartbeat);
     // Stopped for good unless started again.
     this.loopDone = undefined;
@@ -88,16 +99,22 @@ export class LeasedJobRunner<J> {
     return this.running.size;
   }
 
+  /** Whether stop() was called and has not finished. */
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
   private async loop(): Promise<void> {
     const { store, concurrency, leaseMs, pollIntervalMs } = this.options;
     while (!this.stopping) {
       let worked = false;
       try {
+        worked = (await this.options.beforeClaim?.()) ?? false;
         const free = concurrency - this.running.size;
-        if (free > 0 && (this.options.mayClaim?.() ?? true)) {
+        if (free > 0 && !this.stopping && (this.options.mayClaim?.() ?? true)) {
           const claimed = await store.claim(this.owner, this.options.now(), leaseMs, free);
           for (const job of claimed) this.startJob(job);
-          worked = claimed.length > 0;
+          worked ||= claimed.length > 0;
         }
       } catch (err) {
         this.options.logger.warn({ err }, `${this.options.name}: a round failed; retrying`);
@@ -133,8 +150,9 @@ export class LeasedJobRunner<J> {
   }
 
   private async beat(): Promise<void> {
-    if (this.running.size === 0) return;
     try {
+      await this.options.onHeartbeat?.();
+      if (this.running.size === 0) return;
       const runs = [...this.running.values()];
       await this.options.store.renew(
         this.owner,

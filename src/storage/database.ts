@@ -17,6 +17,12 @@ export interface Database {
    * (SQLite). Postgres: pgvector is not used, so always a reason.
    */
   exactVectorSearchReason: string | null;
+  /**
+   * Gives the pages of deleted rows back to the file system where the database does that:
+   * SQLite files created with incremental auto-vacuum (older files keep them for new rows until a
+   * VACUUM). Postgres reuses the space after its autovacuum: nothing to do.
+   */
+  reclaimSpace(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -55,6 +61,9 @@ function openSqlite(path: string): Database {
   const file = path === ":memory:" ? path : resolve(path);
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
   const sqlite = new SQLite(file);
+  // Freed pages (an expired vector store's chunks) can go back to the file system: takes effect
+  // on a new database only; an older file keeps them for new rows until a VACUUM.
+  sqlite.pragma("auto_vacuum = INCREMENTAL");
   // WAL: readers never block the writer; NORMAL sync is durable across process crashes in WAL
   // mode (only an OS crash can lose the last commits); a busy timeout instead of SQLITE_BUSY.
   sqlite.pragma("journal_mode = WAL");
@@ -69,6 +78,12 @@ function openSqlite(path: string): Database {
     db,
     dialect: "sqlite",
     exactVectorSearchReason: loadVectorExtension(sqlite),
+    // exec, not a prepared statement: each step of incremental_vacuum frees one page, and exec
+    // steps to the end. Under kysely's connection, so it never lands inside a transaction.
+    reclaimSpace: () =>
+      db.connection().execute(async () => {
+        sqlite.exec("pragma incremental_vacuum");
+      }),
     close: () => db.destroy(),
   };
 }
@@ -110,6 +125,7 @@ async function openPostgres(options: OpenDatabaseOptions): Promise<Database> {
     dialect: "postgres",
     exactVectorSearchReason:
       "on Postgres, vector search scans every vector of a store (exact; pgvector is not used)",
+    reclaimSpace: async () => {},
     close: () => db.destroy(),
   };
 }

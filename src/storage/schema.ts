@@ -220,6 +220,12 @@ export interface VectorStoresTable {
   expires_at: number | null;
   last_active_at: number;
   created_at: number;
+  /** When the expiry sweep found it expired; once set, the store is expired for good. */
+  expired_at: number | null;
+  /** The expiry sweep removing its data holds it until then. */
+  purge_until: number | null;
+  /** When its chunks, pages and index rows were gone. */
+  purged_at: number | null;
 }
 
 export interface VectorStoreFileBatchesTable {

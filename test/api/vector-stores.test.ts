@@ -1,8 +1,9 @@
+import { sql } from "kysely";
 import OpenAI, { toFile } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AccessServer, call, newAdminKey, startAccessServer } from "../helpers/access.js";
 import { makeDocx, makePdf } from "../helpers/document-fixtures.js";
-import { HashEmbeddingBackend, hashEmbedDeployment } from "../helpers/hash-embedder.js";
+import { HASH_DIMENSIONS, HashEmbeddingBackend, hashEmbedDeployment } from "../helpers/hash-embedder.js";
 import { expectMatchesSchema, prepareSpecValidators } from "../helpers/openapi.js";
 import { serverDatabases } from "../helpers/shared-database.js";
 import { TINY_MODEL } from "../helpers/test-server.js";
@@ -415,6 +416,134 @@ describe.each(databases)("vector stores on $name", (database) => {
     expect(
       (await call(server.url, "GET", `/v1/vector_stores/${created[0]?.id}`, { key: mine.key.secret })).status,
     ).toBe(404);
+  });
+
+  it("expires a store once its days pass (injected clock): the sweep removes its chunks, the store stays as expired", async () => {
+    const db = server.server.access.storage.database.db;
+    const rows = async (table: string, storeId: string) =>
+      Number(
+        (
+          await sql<{
+            n: number;
+          }>`select count(*) as n from ${sql.table(table)} where vector_store_id = ${storeId}`.execute(db)
+        ).rows[0]?.n,
+      );
+    const store = await client.vectorStores.create({
+      name: "expiring",
+      expires_after: { anchor: "last_active_at", days: 1 },
+    });
+    const kept = await client.vectorStores.create({ name: "kept" });
+    const names = ["seals.txt", "seals.md", "seals.html"];
+    const texts = ["Seals sleep on ice floes.", "# Seals\n\nSeals dive deep.", "<p>Seals bark at dawn.</p>"];
+    const files = await Promise.all(names.map((name, i) => upload(name, texts[i] as string)));
+    for (const target of [store, kept])
+      await client.vectorStores.fileBatches.createAndPoll(
+        target.id,
+        { file_ids: files.map((f) => f.id) },
+        POLL,
+      );
+    expect((await client.vectorStores.search(store.id, { query: "seals" })).data.length).toBeGreaterThan(0);
+    expect((await client.vectorStores.retrieve(store.id)).usage_bytes).toBeGreaterThan(0);
+    const chunkIds = (
+      await sql<{
+        id: number;
+      }>`select id from vector_store_chunks where vector_store_id = ${store.id}`.execute(db)
+    ).rows.map((r) => Number(r.id));
+    expect(chunkIds).toHaveLength(3);
+
+    // A file still waiting for a worker when the store expires: its ingestion is cancelled.
+    await server.server.ingestionWorker.stop(0);
+    let late: OpenAI.Files.FileObject;
+    try {
+      late = await upload("late.txt", "Seals arrive late.");
+      await client.vectorStores.files.create(store.id, { file_id: late.id });
+      skewMs += 2 * DAY;
+      // Expired as soon as its time passed, before any sweep.
+      expect((await client.vectorStores.retrieve(store.id)).status).toBe("expired");
+      await server.server.files.sweep();
+    } finally {
+      server.server.ingestionWorker.start();
+    }
+    try {
+      for (const table of ["vector_store_chunks", "vector_store_file_pages"]) {
+        expect(await rows(table, store.id), table).toBe(0);
+        expect(await rows(table, kept.id), table).toBe(3);
+      }
+      if (database.name === "sqlite") {
+        const ids = sql.join(chunkIds);
+        for (const index of ["vector_store_chunks_fts", `vector_store_vec_${HASH_DIMENSIONS}`]) {
+          const left = await sql<{
+            n: number;
+          }>`select count(*) as n from ${sql.table(index)} where rowid in (${ids})`.execute(db);
+          expect(Number(left.rows[0]?.n), index).toBe(0);
+        }
+      }
+      const expired = await client.vectorStores.retrieve(store.id);
+      expectMatchesSchema(expired, "VectorStoreObject");
+      expect(expired).toMatchObject({ status: "expired", usage_bytes: 0 });
+      expect(expired.file_counts).toEqual({
+        in_progress: 0,
+        completed: 3,
+        failed: 0,
+        cancelled: 1,
+        total: 4,
+      });
+      const listed = await client.vectorStores.list({ limit: 100 });
+      expect(listed.data.find((s) => s.id === store.id)?.status).toBe("expired");
+      expect((await client.vectorStores.files.retrieve(late.id, { vector_store_id: store.id })).status).toBe(
+        "cancelled",
+      );
+      // The other store is untouched.
+      expect((await client.vectorStores.search(kept.id, { query: "seals" })).data.length).toBeGreaterThan(0);
+
+      // Searching, attaching, reading the parsed content and moving the expiry are refused, naming the store.
+      const refused: [string, string, unknown, string][] = [
+        ["POST", `/v1/vector_stores/${store.id}/search`, { query: "seals" }, "vector_store_id"],
+        ["POST", `/v1/vector_stores/${store.id}/files`, { file_id: files[0]?.id }, "vector_store_id"],
+        [
+          "POST",
+          `/v1/vector_stores/${store.id}/file_batches`,
+          { file_ids: [files[0]?.id] },
+          "vector_store_id",
+        ],
+        ["GET", `/v1/vector_stores/${store.id}/files/${files[0]?.id}/content`, undefined, "vector_store_id"],
+        [
+          "POST",
+          `/v1/vector_stores/${store.id}`,
+          { expires_after: { anchor: "last_active_at", days: 7 } },
+          "expires_after",
+        ],
+        [
+          "POST",
+          "/v1/responses",
+          {
+            model: TINY_MODEL,
+            input: "seals?",
+            tools: [{ type: "file_search", vector_store_ids: [store.id] }],
+            max_output_tokens: 16,
+            store: false,
+          },
+          "tools[0].vector_store_ids[0]",
+        ],
+      ];
+      for (const [method, path, body, param] of refused) {
+        const res = await call(server.url, method, path, { key: mine.key.secret, body });
+        expect(res.status, `${method} ${path}`).toBe(400);
+        expect(res.headers.get("content-type")).toContain("application/json");
+        expect(res.body.error, `${method} ${path}`).toMatchObject({
+          type: "invalid_request_error",
+          code: "vector_store_expired",
+          param,
+        });
+      }
+      // Renaming still works; deleting works.
+      expect((await client.vectorStores.update(store.id, { name: "gone" })).name).toBe("gone");
+    } finally {
+      skewMs -= 2 * DAY;
+    }
+    // Expired for good, even with the clock back where it was.
+    expect((await client.vectorStores.retrieve(store.id)).status).toBe("expired");
+    expect(await client.vectorStores.delete(store.id)).toMatchObject({ deleted: true });
   });
 
   it("detaches files (search forgets them) and cancels a file batch", async () => {

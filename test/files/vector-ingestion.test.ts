@@ -70,11 +70,21 @@ describe("ingestion on a local embedding model", () => {
       { pollIntervalMs: 50 },
     );
     expect(attached.status).toBe("completed");
+    // The server's metrics say where the time went, and what was ingested.
+    const metrics = (await call(t.url, "GET", "/metrics")).text;
+    const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+    for (const stage of ["extract", "chunk", "embed", "store"])
+      expect(
+        metric(`switchboard_vector_ingestion_seconds_total\\{stage="${stage}"\\}`),
+        stage,
+      ).toBeGreaterThan(0);
+    expect(metric("switchboard_vector_ingestion_bytes_total")).toBe(Buffer.byteLength(longText(600)));
     const page = await t.client.vectorStores.search(store.id, {
       query: "lantern orchard",
       max_num_results: 50,
     });
     expect(page.data.length).toBeGreaterThan(5);
+    expect(metric("switchboard_vector_ingestion_chunks_total")).toBeGreaterThanOrEqual(page.data.length);
     for (const result of page.data) {
       const text = result.content[0]?.text ?? "";
       const counted = await call(t.url, "POST", "/tokenize", { body: { model: EMBED, content: text } });

@@ -1,8 +1,10 @@
+import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sweepExpiredVectorStores } from "../../src/api/vector-stores/expiry.js";
 import { NO_LIMITS } from "../../src/storage/repositories/types.js";
 import type {
   NewChunk,
-  StoredVectorStore,
+  NewVectorStore,
   StoredVectorStoreFile,
 } from "../../src/storage/repositories/vector-store-types.js";
 import type { Storage } from "../../src/storage/storage.js";
@@ -12,7 +14,7 @@ const databases = await testDatabases();
 const T0 = Date.UTC(2026, 10, 20, 12, 0, 0);
 const LEASE = 60_000;
 
-function store(id: string, projectId = "proj_a", extra: Partial<StoredVectorStore> = {}): StoredVectorStore {
+function store(id: string, projectId = "proj_a", extra: Partial<NewVectorStore> = {}): NewVectorStore {
   return {
     id,
     projectId,
@@ -204,6 +206,7 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
       cancelledAt: null,
     };
     await repo.attachFiles(
+      "vs_batch",
       [file("vs_batch", "file-x", { batchId: "vsfb_1" }), file("vs_batch", "file-y", { batchId: "vsfb_1" })],
       batch,
     );
@@ -235,7 +238,7 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
     expect(listed.map((f) => f.fileId)).toEqual(["file-y"]);
 
     // Attaching a file again starts it over.
-    await repo.attachFiles([file("vs_batch", "file-x")]);
+    await repo.attachFiles("vs_batch", [file("vs_batch", "file-x")]);
     expect((await repo.getFile("proj_a", "vs_batch", "file-x"))?.status).toBe("in_progress");
     expect(await storage.chunkIndex.keywordSearch("vs_batch", ["alpha"], null, 5)).toEqual([]);
 
@@ -243,5 +246,145 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
     expect(await repo.get("proj_a", "vs_batch")).toBeUndefined();
     expect(await repo.listFiles("proj_a", "vs_batch", { limit: 10, order: "asc" })).toEqual([]);
     expect(await repo.chunkCount("vs_batch", "file-x")).toBe(0);
+  });
+  it("expires stores whose time passed: chunks, pages and index rows go, the store and its file rows stay; two sweepers split the work", async () => {
+    const repo = storage.vectorStores;
+    const DAY = 86_400_000;
+    const expiring = (id: string) => store(id, "proj_x", { expiresAfterDays: 1, expiresAt: T0 + DAY });
+    const xfile = (storeId: string, fileId: string, extra: Partial<StoredVectorStoreFile> = {}) =>
+      file(storeId, fileId, { projectId: "proj_x", ...extra });
+    await repo.create(expiring("vs_exp1"), [xfile("vs_exp1", "file-e1"), xfile("vs_exp1", "file-e2")]);
+    await repo.create(expiring("vs_exp2"), []);
+    await repo.create(store("vs_keep", "proj_x"), [xfile("vs_keep", "file-k")]);
+    const batch = {
+      id: "vsfb_exp",
+      vectorStoreId: "vs_exp2",
+      projectId: "proj_x",
+      createdAt: T0,
+      cancelledAt: null,
+    };
+    expect(
+      await repo.attachFiles("vs_exp2", [xfile("vs_exp2", "file-e3", { batchId: "vsfb_exp" })], batch),
+    ).toBe(true);
+    const owner = "w_exp";
+    const claimed = (await repo.claimIngestion(owner, T0, LEASE, 100)).filter((j) =>
+      ["vs_exp1", "vs_exp2", "vs_keep"].includes(j.vectorStoreId),
+    );
+    expect(claimed).toHaveLength(4);
+    // file-e1 and file-k complete (indexed), file-e2 is half written, file-e3 has not started.
+    await repo.addChunks(owner, "vs_exp1", "file-e1", [
+      chunk(0, "walrus tusks", vector(6)),
+      chunk(1, "walrus naps", vector(7)),
+    ]);
+    await repo.completeIngestion(owner, "vs_exp1", "file-e1", ["walrus tusks walrus naps"]);
+    await repo.addChunks(owner, "vs_exp1", "file-e2", [chunk(0, "walrus half", vector(6))]);
+    await repo.addChunks(owner, "vs_keep", "file-k", [chunk(0, "walrus kept", vector(6))]);
+    await repo.completeIngestion(owner, "vs_keep", "file-k", ["walrus kept"]);
+    const db = storage.database.db;
+    const count = async (table: string, storeId: string) =>
+      Number(
+        (
+          await sql<{
+            n: number;
+          }>`select count(*) as n from ${sql.table(table)} where vector_store_id = ${storeId}`.execute(db)
+        ).rows[0]?.n,
+      );
+    const chunkIds = (
+      await sql<{ id: number }>`select id from vector_store_chunks where vector_store_id = 'vs_exp1'`.execute(
+        db,
+      )
+    ).rows.map((r) => Number(r.id));
+    expect(chunkIds).toHaveLength(3);
+    expect((await repo.usage("proj_x", ["vs_exp1"])).get("vs_exp1")?.usageBytes).toBeGreaterThan(0);
+
+    // Not yet due: untouched.
+    await sweepExpiredVectorStores(repo, () => T0 + DAY - 1);
+    expect((await repo.get("proj_x", "vs_exp1"))?.expiredAt).toBeNull();
+    expect(await count("vector_store_chunks", "vs_exp1")).toBe(3);
+
+    const now = T0 + DAY + 1;
+    const due = Number(
+      (
+        await sql<{
+          n: number;
+        }>`select count(*) as n from vector_stores where purged_at is null and expires_at <= ${now}`.execute(
+          db,
+        )
+      ).rows[0]?.n,
+    );
+    const other = await database.open();
+    const reclaim = () => storage.database.reclaimSpace();
+    try {
+      // Two instances sweep at once on Postgres; SQLite has one writer (one instance), so one after the other.
+      const sweeps =
+        database.name === "postgres"
+          ? await Promise.all([
+              sweepExpiredVectorStores(repo, () => now, reclaim),
+              sweepExpiredVectorStores(other.vectorStores, () => now, reclaim),
+            ])
+          : [
+              await sweepExpiredVectorStores(repo, () => now, reclaim),
+              await sweepExpiredVectorStores(other.vectorStores, () => now, reclaim),
+            ];
+      expect((sweeps[0] ?? 0) + (sweeps[1] ?? 0)).toBe(due);
+    } finally {
+      await other.close();
+    }
+
+    for (const table of ["vector_store_chunks", "vector_store_file_pages"]) {
+      expect(await count(table, "vs_exp1"), table).toBe(0);
+      expect(await count(table, "vs_keep"), table).toBe(1);
+    }
+    if (database.name === "sqlite") {
+      const ids = sql.join(chunkIds);
+      const fts = await sql<{
+        n: number;
+      }>`select count(*) as n from vector_store_chunks_fts where rowid in (${ids})`.execute(db);
+      expect(Number(fts.rows[0]?.n)).toBe(0);
+      const vec = await sql<{
+        n: number;
+      }>`select count(*) as n from vector_store_vec_8 where rowid in (${ids})`.execute(db);
+      expect(Number(vec.rows[0]?.n)).toBe(0);
+      expect(await storage.chunkIndex.keywordSearch("vs_keep", ["walrus"], null, 5)).toHaveLength(1);
+      // The freed pages went back to the file system (a new database has incremental auto-vacuum).
+      const pragma = async (name: string) =>
+        Number(Object.values((await sql.raw(`pragma ${name}`).execute(db)).rows[0] as object)[0]);
+      expect(await pragma("auto_vacuum")).toBe(2);
+      expect(await pragma("freelist_count")).toBe(0);
+    }
+    expect(await storage.chunkIndex.keywordSearch("vs_exp1", ["walrus"], null, 5)).toEqual([]);
+    expect(await storage.chunkIndex.vectorSearch("vs_exp1", vector(6), null, 5, { exact: true })).toEqual([]);
+
+    // The store and its files remain, expired, with nothing counted; unfinished files and their batch are cancelled.
+    expect(await repo.get("proj_x", "vs_exp1")).toMatchObject({ id: "vs_exp1", expiredAt: now });
+    expect((await repo.usage("proj_x", ["vs_exp1"])).get("vs_exp1")).toEqual({
+      usageBytes: 0,
+      counts: { inProgress: 0, completed: 1, failed: 0, cancelled: 1, total: 2 },
+    });
+    expect((await repo.getFile("proj_x", "vs_exp2", "file-e3"))?.status).toBe("cancelled");
+    expect((await repo.getBatch("proj_x", "vs_exp2", "vsfb_exp"))?.cancelledAt).toBe(now);
+    expect((await repo.usage("proj_x", ["vs_keep"])).get("vs_keep")?.usageBytes).toBeGreaterThan(0);
+
+    // Ingestion writes nothing more, takes nothing more; attaching is refused; the expiry no longer moves.
+    expect(await repo.addChunks(owner, "vs_exp1", "file-e2", [chunk(1, "walrus late", vector(6))])).toBe(
+      false,
+    );
+    expect(await repo.completeIngestion(owner, "vs_exp1", "file-e2", ["late"])).toBe(false);
+    expect(
+      (await repo.claimIngestion("w_late", now + 2 * LEASE, LEASE, 100)).map((j) => j.vectorStoreId),
+    ).not.toContain("vs_exp1");
+    expect(await repo.attachFiles("vs_exp1", [xfile("vs_exp1", "file-e4")])).toBe(false);
+    expect(await repo.getFile("proj_x", "vs_exp1", "file-e4")).toBeUndefined();
+    const touched = await repo.update("proj_x", "vs_exp1", {
+      name: "renamed",
+      lastActiveAt: now,
+      expiresAt: now + DAY,
+    });
+    expect(touched).toMatchObject({ name: "renamed", expiresAt: T0 + DAY, expiredAt: now });
+
+    // A later sweep finds nothing to do; the expired store can still be deleted.
+    expect(await sweepExpiredVectorStores(repo, () => now + DAY)).toBe(0);
+    expect(await repo.delete("proj_x", "vs_exp1")).toBe(true);
+    expect(await repo.get("proj_x", "vs_exp1")).toBeUndefined();
   });
 });

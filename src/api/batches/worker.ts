@@ -1,8 +1,8 @@
-import { setTimeout as delay } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { ServiceError } from "../../core/errors.js";
-import { objectIds, randomId } from "../../core/ids.js";
+import { objectIds } from "../../core/ids.js";
 import { errorBody, toServiceError } from "../../http/errors.js";
+import { LeasedJobRunner } from "../../queue/leased-job-runner.js";
 import type { BatchRepository, ClaimedLine, StoredBatch } from "../../storage/repositories/types.js";
 import type { FileService } from "../files/service.js";
 import { writeBatchOutput } from "./batch-output.js";
@@ -22,24 +22,20 @@ export interface BatchWorkerOptions {
   maxAttempts: number;
 }
 
-interface Running {
-  line: ClaimedLine;
-  controller: AbortController;
-  done: Promise<void>;
-}
-
 /** A deferred line waits this long when the refusal named no time. */
 const DEFAULT_DEFER_MS = 1_000;
 /** …and never longer than this at once (a limit's window, a deployment's minute). */
 const MAX_DEFER_MS = 60_000;
 
-const key = (line: { batchId: string; lineNo: number }) => `${line.batchId}#${line.lineNo}`;
+const lineKey = (line: ClaimedLine) => `${line.batchId}#${line.lineNo}`;
 
 /**
  * Runs batches in every instance: validates new ones, runs their lines claimed from the database
- * under leases, and writes their output. A line counts as answered only when its result row is
- * written (once: the write is conditional), so a worker that dies loses nothing — its leases lapse
- * and another worker runs those lines again — and nothing is answered twice.
+ * under leases, and writes their output. Lines are the jobs of the shared LeasedJobRunner (claim,
+ * renewal, release on shutdown); validation and finalization are batch-level steps the runner's
+ * loop does before each claim, under a lease on the batch. A line counts as answered only when its
+ * result row is written (once: the write is conditional), so a worker that dies loses nothing — its
+ * leases lapse and another worker runs those lines again — and nothing is answered twice.
  *
  * Lines go through the generation service like online requests, at batch priority: a local model
  * serves waiting interactive requests first and keeps slots free for them (SlotScheduler), and the
@@ -49,79 +45,65 @@ const key = (line: { batchId: string; lineNo: number }) => `${line.batchId}#${li
  * refusal asked for has passed.
  */
 export class BatchWorker {
-  /** This worker's name on the leases it holds. */
-  readonly owner = `w_${randomId(16)}`;
-  private readonly running = new Map<string, Running>();
+  private readonly runner: LeasedJobRunner<ClaimedLine>;
   private readonly batchCache = new Map<string, StoredBatch>();
-  private stopping = false;
-  private loopDone: Promise<void> | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
-  private wake: (() => void) | undefined;
   /** The batch being validated here (one at a time, beside the lines), and its end. */
   private validation: { batchId: string; done: Promise<void> } | undefined;
   /** No lines are claimed before this (a deferred line asked to wait). */
   private claimAfter = 0;
 
-  constructor(private readonly options: BatchWorkerOptions) {}
+  constructor(private readonly options: BatchWorkerOptions) {
+    const { batches } = options;
+    this.runner = new LeasedJobRunner<ClaimedLine>({
+      name: "batch worker",
+      store: {
+        claim: (owner, now, leaseMs, max) => batches.claim(owner, now, leaseMs, max),
+        renew: (owner, lines, until) => batches.renew(owner, lines, until),
+        release: (owner, lines, retryAt) => batches.release(owner, lines, retryAt),
+      },
+      keyOf: lineKey,
+      run: (line, signal) => this.runOne(line, signal),
+      concurrency: options.concurrency,
+      leaseMs: options.leaseMs,
+      pollIntervalMs: options.pollIntervalMs,
+      now: () => options.lines.now(),
+      logger: options.logger,
+      mayClaim: () => Date.now() >= this.claimAfter,
+      beforeClaim: async () => {
+        const finalized = await this.finalizeDue();
+        const validating = await this.validateDue();
+        return finalized || validating;
+      },
+      onHeartbeat: () => this.renewValidation(),
+      afterRenew: (running) => this.stopEndedBatches(running),
+      // A validation writes nothing until its check is whole; it ends by itself (the file is bounded).
+      drain: async () => {
+        await this.validation?.done;
+      },
+    });
+  }
+
+  /** This worker's name on the leases it holds. */
+  get owner(): string {
+    return this.runner.owner;
+  }
 
   start(): void {
-    if (this.loopDone || this.options.concurrency === 0) return;
-    this.loopDone = this.loop();
-    this.heartbeat = setInterval(
-      () => void this.beat(),
-      Math.max(100, Math.min(this.options.leaseMs / 3, 5_000)),
-    );
-    this.heartbeat.unref();
+    this.runner.start();
   }
 
   /** Stops claiming, lets running lines finish within `graceMs`, then cancels the rest and gives their leases back. */
-  async stop(graceMs: number): Promise<void> {
-    this.stopping = true;
-    this.wake?.();
-    await this.loopDone;
-    const deadline = Date.now() + graceMs;
-    while (this.running.size > 0 && Date.now() < deadline) await delay(20);
-    for (const run of this.running.values()) run.controller.abort(new Error("worker stopping"));
-    await Promise.allSettled([...this.running.values()].map((r) => r.done));
-    // A validation writes nothing until its check is whole; it ends by itself (the file is bounded).
-    await this.validation?.done;
-    if (this.heartbeat) clearInterval(this.heartbeat);
+  stop(graceMs: number): Promise<void> {
+    return this.runner.stop(graceMs);
   }
 
   private get now(): number {
     return this.options.lines.now();
   }
 
-  private async loop(): Promise<void> {
-    while (!this.stopping) {
-      let worked = false;
-      try {
-        worked = await this.finalizeDue();
-        worked = (await this.validateDue()) || worked;
-        const free = this.options.concurrency - this.running.size;
-        if (free > 0 && !this.stopping && Date.now() >= this.claimAfter) {
-          const claimed = await this.options.batches.claim(this.owner, this.now, this.options.leaseMs, free);
-          for (const line of claimed) this.startLine(line);
-          worked ||= claimed.length > 0;
-        }
-      } catch (err) {
-        this.options.logger.warn({ err }, "batch worker: a round failed; retrying");
-      }
-      if (this.stopping) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, worked ? 10 : this.options.pollIntervalMs);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = undefined;
-    }
-  }
-
   /** Takes a batch waiting for validation, if none is being validated here, and checks it in the background. */
   private async validateDue(): Promise<boolean> {
-    if (this.validation || this.stopping) return false;
+    if (this.validation || this.runner.isStopping) return false;
     const { batches, leaseMs } = this.options;
     const [batch] = await batches.dueForValidation(this.now, 1);
     if (!batch) return false;
@@ -138,20 +120,10 @@ export class BatchWorker {
       })
       .finally(() => {
         this.validation = undefined;
-        this.wake?.();
+        this.runner.wake();
       });
     this.validation = { batchId: batch.id, done };
     return true;
-  }
-
-  private startLine(line: ClaimedLine): void {
-    const controller = new AbortController();
-    const run: Running = { line, controller, done: Promise.resolve() };
-    this.running.set(key(line), run);
-    run.done = this.runOne(line, controller.signal).finally(() => {
-      this.running.delete(key(line));
-      this.wake?.();
-    });
   }
 
   private async batchOf(batchId: string): Promise<StoredBatch | undefined> {
@@ -215,32 +187,26 @@ export class BatchWorker {
     }
   }
 
-  /**
-   * Renews the leases of running lines (and of a validation), and stops lines whose batch was
-   * cancelled or expired.
-   */
-  private async beat(): Promise<void> {
-    const until = this.now + this.options.leaseMs;
-    try {
-      if (this.validation)
-        await this.options.batches.renewBatchLease(this.validation.batchId, this.owner, until);
-      if (this.running.size === 0) return;
-      const runs = [...this.running.values()];
-      await this.options.batches.renew(
+  /** Keeps the lease on the batch being validated here. */
+  private async renewValidation(): Promise<void> {
+    if (this.validation)
+      await this.options.batches.renewBatchLease(
+        this.validation.batchId,
         this.owner,
-        runs.map((r) => r.line),
-        until,
+        this.now + this.options.leaseMs,
       );
-      for (const batchId of new Set(runs.map((r) => r.line.batchId))) {
-        const batch = await this.options.batches.getForWorker(batchId);
-        if (batch) this.batchCache.set(batchId, batch);
-        if (batch?.status !== "in_progress" || batch.expiresAt <= this.now) {
-          for (const run of runs)
-            if (run.line.batchId === batchId) run.controller.abort(new Error("batch ended"));
-        }
+  }
+
+  /** After each renewal: stops the lines whose batch was cancelled or expired. */
+  private async stopEndedBatches(
+    running: readonly { job: ClaimedLine; abort(reason: Error): void }[],
+  ): Promise<void> {
+    for (const batchId of new Set(running.map((r) => r.job.batchId))) {
+      const batch = await this.options.batches.getForWorker(batchId);
+      if (batch) this.batchCache.set(batchId, batch);
+      if (batch?.status !== "in_progress" || batch.expiresAt <= this.now) {
+        for (const run of running) if (run.job.batchId === batchId) run.abort(new Error("batch ended"));
       }
-    } catch (err) {
-      this.options.logger.warn({ err }, "batch worker: lease renewal failed");
     }
   }
 

@@ -6,6 +6,7 @@ import { randomId } from "../../core/ids.js";
 import { parseBody } from "../../http/validation.js";
 import type { Conversation, ConversationRepository } from "../../storage/repositories/types.js";
 import { metadataSchema } from "../common-fields.js";
+import { encodePage } from "../files/encode.js";
 import { inputItemSchema } from "../responses/schema.js";
 import { type StoredItem, toConversationItems } from "../responses/service.js";
 
@@ -101,14 +102,12 @@ export async function conversationRoutes(
       ...(query.after ? { after: query.after } : {}),
       limit: limit + 1,
     });
-    const data = rows.slice(0, limit).map((row) => JSON.parse(row.itemJson) as StoredItem);
-    return {
-      object: "list",
-      data,
-      first_id: data[0]?.id ?? null,
-      last_id: data.at(-1)?.id ?? null,
-      has_more: rows.length > limit,
-    };
+    return encodePage(
+      rows,
+      limit,
+      (row) => JSON.parse(row.itemJson) as StoredItem,
+      (row) => row.id,
+    );
   });
 
   app.get<ItemParams>("/v1/conversations/:id/items/:itemId", async (request) => {

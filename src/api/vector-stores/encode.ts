@@ -6,6 +6,7 @@ import type {
   VectorStoreUsage,
 } from "../../storage/repositories/vector-store-types.js";
 import { unixSeconds } from "../files/encode.js";
+import { isExpired } from "./expiry.js";
 import type { SearchResult } from "./search.js";
 
 const at = (ms: number | null) => (ms === null ? null : unixSeconds(ms));
@@ -18,10 +19,6 @@ function encodeCounts(counts: FileCounts) {
     cancelled: counts.cancelled,
     total: counts.total,
   };
-}
-
-export function isExpired(store: StoredVectorStore, now: number): boolean {
-  return store.expiresAt !== null && store.expiresAt <= now;
 }
 
 export function encodeVectorStore(store: StoredVectorStore, usage: VectorStoreUsage, now: number): object {

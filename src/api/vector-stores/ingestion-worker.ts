@@ -12,6 +12,7 @@ import type {
 } from "../../storage/repositories/vector-store-types.js";
 import type { FileService } from "../files/service.js";
 import { type ChunkTokenizer, chunkText } from "./chunker.js";
+import { isExpired } from "./expiry.js";
 import { extractPages, IngestionFailure } from "./text-extraction.js";
 
 export interface IngestionWorkerOptions {
@@ -29,6 +30,36 @@ export interface IngestionWorkerOptions {
   embedBatchSize: number;
   /** Larger files fail with invalid_file instead of being read into memory. */
   maxFileBytes: number;
+  /** Where the time goes (the server's metrics). */
+  telemetry?: IngestionTelemetry;
+}
+
+/** extract: read and parse the file; chunk: cut it (the model's tokenizer); embed; store: write chunks and complete. */
+export type IngestionStage = "extract" | "chunk" | "embed" | "store";
+
+export interface IngestionTelemetry {
+  /** Seconds one step of a file's ingestion spent in a stage (steps of files ingested at once add up). */
+  stage(stage: IngestionStage, seconds: number): void;
+  /** Chunks embedded and written. */
+  chunks(count: number): void;
+  /** A file completed, with its size. */
+  completed(bytes: number): void;
+}
+
+const NO_TELEMETRY: IngestionTelemetry = { stage() {}, chunks() {}, completed() {} };
+
+/** Runs `work`, adding its time to `stage`. */
+async function timed<T>(
+  telemetry: IngestionTelemetry,
+  stage: IngestionStage,
+  work: () => Promise<T>,
+): Promise<T> {
+  const started = performance.now();
+  try {
+    return await work();
+  } finally {
+    telemetry.stage(stage, (performance.now() - started) / 1000);
+  }
 }
 
 const jobKey = (job: ClaimedIngestion) => `${job.vectorStoreId}/${job.fileId}`;
@@ -60,11 +91,12 @@ export class IngestionWorker {
       pollIntervalMs: options.pollIntervalMs,
       now: options.now,
       logger: options.logger,
-      // A file detached, re-attached or cancelled meanwhile: its run stops.
+      // A file detached, re-attached or cancelled meanwhile, or its store expired: its run stops.
       afterRenew: async (running) => {
         for (const { job, abort } of running) {
           const target = await stores.ingestionTarget(job.vectorStoreId, job.fileId);
-          if (target?.file.status !== "in_progress") abort(new Error("file no longer waits for ingestion"));
+          if (target?.file.status !== "in_progress" || isExpired(target.store, options.now()))
+            abort(new Error("file no longer waits for ingestion"));
         }
       },
     });
@@ -89,7 +121,8 @@ export class IngestionWorker {
   private async ingest(job: ClaimedIngestion, signal: AbortSignal): Promise<void> {
     const { stores, maxAttempts, now } = this.options;
     const target = await stores.ingestionTarget(job.vectorStoreId, job.fileId);
-    if (target?.file.status !== "in_progress") {
+    // An expired store's files are cancelled by the expiry sweep.
+    if (target?.file.status !== "in_progress" || isExpired(target.store, now())) {
       await stores.releaseIngestion(this.owner, [job], null);
       return;
     }
@@ -118,53 +151,72 @@ export class IngestionWorker {
     signal: AbortSignal,
   ): Promise<void> {
     const { stores, files, generation } = this.options;
-    const source = await files.get(file.projectId, file.fileId).catch(() => {
-      throw new IngestionFailure("invalid_file", "The file was deleted before it could be indexed.");
+    const telemetry = this.options.telemetry ?? NO_TELEMETRY;
+    const { source, pages } = await timed(telemetry, "extract", async () => {
+      const source = await files.get(file.projectId, file.fileId).catch(() => {
+        throw new IngestionFailure("invalid_file", "The file was deleted before it could be indexed.");
+      });
+      if (source.bytes > this.options.maxFileBytes) {
+        throw new IngestionFailure(
+          "invalid_file",
+          `The file has ${source.bytes} bytes; files of up to ${this.options.maxFileBytes} bytes can be indexed.`,
+        );
+      }
+      const parts: Buffer[] = [];
+      for await (const part of files.content(source)) parts.push(part);
+      return { source, pages: await extractPages(Buffer.concat(parts), source.filename, source.mimeType) };
     });
-    if (source.bytes > this.options.maxFileBytes) {
-      throw new IngestionFailure(
-        "invalid_file",
-        `The file has ${source.bytes} bytes; files of up to ${this.options.maxFileBytes} bytes can be indexed.`,
-      );
-    }
-    const parts: Buffer[] = [];
-    for await (const part of files.content(source)) parts.push(part);
-    const pages = await extractPages(Buffer.concat(parts), source.filename, source.mimeType);
     const principal = principalOf(file);
-    const written = await stores.chunkCount(store.id, file.fileId);
-    const tokenizer = await this.tokenizerFor(principal, store.embeddingModel);
+    const written = await timed(telemetry, "store", () => stores.chunkCount(store.id, file.fileId));
+    const tokenizer = await timed(telemetry, "chunk", () =>
+      this.tokenizerFor(principal, store.embeddingModel),
+    );
     let pending: { seq: number; text: string; tokens: number }[] = [];
     const flush = async () => {
       if (pending.length === 0) return;
       const batch = pending;
       pending = [];
       // Batch priority: interactive requests go first for the model's slots.
-      const embedded = await generation.embed({
-        priority: "batch",
-        principal,
-        endpoint: "vector_stores.files",
-        model: store.embeddingModel,
-        toRequest: (deployment) => ({
-          model: deployment.id,
-          input: { kind: "text", texts: batch.map((c) => c.text) },
-          paramOf: (i) => `chunk ${(batch[i]?.seq ?? 0) + 1}`,
+      const embedded = await timed(telemetry, "embed", () =>
+        generation.embed({
+          priority: "batch",
+          principal,
+          endpoint: "vector_stores.files",
+          model: store.embeddingModel,
+          toRequest: (deployment) => ({
+            model: deployment.id,
+            input: { kind: "text", texts: batch.map((c) => c.text) },
+            paramOf: (i) => `chunk ${(batch[i]?.seq ?? 0) + 1}`,
+          }),
+          signal,
         }),
-        signal,
-      });
+      );
       const chunks: NewChunk[] = batch.map((c, i) => ({
         ...c,
         embedding: embedded.result.vectors[i] as Float32Array,
       }));
-      if (!(await stores.addChunks(this.owner, store.id, file.fileId, chunks))) throw leaseLost();
+      const added = await timed(telemetry, "store", () =>
+        stores.addChunks(this.owner, store.id, file.fileId, chunks),
+      );
+      if (!added) throw leaseLost();
+      telemetry.chunks(chunks.length);
     };
-    for await (const chunk of chunkText(pages, file.chunking, tokenizer)) {
+    // Iterated by hand so the time spent cutting (tokenize, detokenize) is told apart from the rest.
+    const cut = chunkText(pages, file.chunking, tokenizer);
+    for (;;) {
+      const next = await timed(telemetry, "chunk", () => cut.next());
+      if (next.done) break;
       if (signal.aborted) throw leaseLost();
-      if (chunk.seq < written) continue;
-      pending.push(chunk);
+      if (next.value.seq < written) continue;
+      pending.push(next.value);
       if (pending.length >= this.options.embedBatchSize) await flush();
     }
     await flush();
-    if (!(await stores.completeIngestion(this.owner, store.id, file.fileId, pages))) throw leaseLost();
+    const completed = await timed(telemetry, "store", () =>
+      stores.completeIngestion(this.owner, store.id, file.fileId, pages),
+    );
+    if (!completed) throw leaseLost();
+    telemetry.completed(source.bytes);
   }
 
   /** The embedding model's own tokenizer, or null when it offers none (upstream models). */

@@ -15,7 +15,7 @@ import type {
 } from "../../storage/repositories/vector-store-types.js";
 import type { FileService } from "../files/service.js";
 import { AUTO_CHUNKING } from "./chunker.js";
-import { isExpired } from "./encode.js";
+import { isExpired } from "./expiry.js";
 import type {
   CreateFileBatchRequest,
   CreateVectorStoreFileRequest,
@@ -88,6 +88,7 @@ export class VectorStoreService {
       expiresAt: days === null ? null : now + days * DAY_MS,
       lastActiveAt: now,
       createdAt: now,
+      expiredAt: null,
     };
     const files = await this.describeFiles(
       principal,
@@ -108,16 +109,13 @@ export class VectorStoreService {
     return store;
   }
 
-  /** A store that is not expired (searching or attaching to an expired one is refused). */
+  /**
+   * A store that is not expired: searching an expired one, attaching files to it or reading its
+   * files' parsed content is refused (its chunks are removed).
+   */
   async getActive(projectId: string, id: string, param?: string): Promise<StoredVectorStore> {
     const store = await this.get(projectId, id, param);
-    if (isExpired(store, this.now)) {
-      throw invalidRequest(
-        `The vector store ${store.id} has expired; create a new one.`,
-        param ?? "vector_store_id",
-        "vector_store_expired",
-      );
-    }
+    if (isExpired(store, this.now)) throw storeExpired(store.id, param);
     return store;
   }
 
@@ -143,6 +141,8 @@ export class VectorStoreService {
     if (req.name !== undefined) patch.name = req.name ?? "";
     if (req.metadata !== undefined) patch.metadata = req.metadata;
     if (req.expires_after !== undefined) {
+      // Its data is gone or going: an expired store cannot be brought back.
+      if (isExpired(store, this.now)) throw storeExpired(store.id, "expires_after");
       patch.expiresAfterDays = req.expires_after?.days ?? null;
       patch.expiresAt = req.expires_after ? store.lastActiveAt + req.expires_after.days * DAY_MS : null;
     }
@@ -177,7 +177,8 @@ export class VectorStoreService {
       req.attributes ?? null,
       null,
     );
-    await this.deps.stores.attachFiles([file as StoredVectorStoreFile]);
+    if (!(await this.deps.stores.attachFiles(store.id, [file as StoredVectorStoreFile])))
+      throw storeExpired(store.id);
     await this.touch(store);
     this.deps.wakeIngestion();
     return file as StoredVectorStoreFile;
@@ -223,7 +224,7 @@ export class VectorStoreService {
       req.attributes ?? null,
       batch.id,
     );
-    await this.deps.stores.attachFiles(files, batch);
+    if (!(await this.deps.stores.attachFiles(store.id, files, batch))) throw storeExpired(store.id);
     await this.touch(store);
     this.deps.wakeIngestion();
     return batch;
@@ -270,6 +271,7 @@ export class VectorStoreService {
   }
 
   async fileContent(projectId: string, storeId: string, fileId: string): Promise<string[]> {
+    await this.getActive(projectId, storeId);
     await this.getFile(projectId, storeId, fileId);
     return this.deps.stores.filePages(projectId, storeId, fileId);
   }
@@ -355,6 +357,14 @@ export class VectorStoreService {
     }
     return out;
   }
+}
+
+function storeExpired(id: string, param?: string) {
+  return invalidRequest(
+    `The vector store ${id} has expired and its contents were removed; create a new one.`,
+    param ?? "vector_store_id",
+    "vector_store_expired",
+  );
 }
 
 function fileNotAttached(fileId: string) {

@@ -2,6 +2,7 @@ import { type Kysely, type Selectable, sql, type Transaction } from "kysely";
 import type { Dialect } from "../database.js";
 import type { BatchesTable, DatabaseSchema } from "../schema.js";
 import { fileRow } from "./file-repository.js";
+import { keysetPage } from "./keyset-page.js";
 import type {
   BatchCaller,
   BatchLineError,
@@ -194,24 +195,14 @@ export class KyselyBatchRepository implements BatchRepository {
   }
 
   async list(projectId: string, query: { limit: number; after?: string }): Promise<StoredBatch[]> {
-    let select = this.db.selectFrom("batches").selectAll().where("project_id", "=", projectId);
-    if (query.after !== undefined) {
-      const cursor = await this.get(projectId, query.after);
-      if (cursor) {
-        select = select.where((eb) =>
-          eb.or([
-            eb("created_at", "<", cursor.createdAt),
-            eb.and([eb("created_at", "=", cursor.createdAt), eb("id", "<", cursor.id)]),
-          ]),
-        );
-      }
-    }
-    const rows = await select
-      .orderBy("created_at", "desc")
-      .orderBy("id", "desc")
-      .limit(query.limit + 1)
-      .execute();
-    return rows.map(toBatch);
+    const base = this.db.selectFrom("batches").selectAll().where("project_id", "=", projectId);
+    const cursor = query.after === undefined ? undefined : await this.get(projectId, query.after);
+    const { select } = keysetPage(base, ["created_at", "id"], {
+      order: "desc",
+      limit: query.limit + 1,
+      ...(cursor ? { cursor: { values: [cursor.createdAt, cursor.id] } } : {}),
+    });
+    return (await select.execute()).map(toBatch);
   }
 
   async requestCancel(projectId: string, batchId: string, now: number): Promise<StoredBatch | undefined> {

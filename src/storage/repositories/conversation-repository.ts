@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from "kysely";
 import type { DatabaseSchema } from "../schema.js";
+import { keysetPage } from "./keyset-page.js";
 import type { Conversation, ConversationItem, ConversationRepository } from "./types.js";
 
 export class KyselyConversationRepository implements ConversationRepository {
@@ -89,22 +90,28 @@ export class KyselyConversationRepository implements ConversationRepository {
     id: string,
     page: { order: "asc" | "desc"; after?: string; limit: number },
   ): Promise<ConversationItem[]> {
-    let query = this.db
-      .selectFrom("conversation_items")
-      .select(["id", "item_json", "position"])
-      .where("project_id", "=", projectId)
-      .where("conversation_id", "=", id);
+    let cursor: number | undefined;
     if (page.after !== undefined) {
-      const cursor = await this.db
+      const found = await this.db
         .selectFrom("conversation_items")
         .select("position")
         .where("conversation_id", "=", id)
         .where("id", "=", page.after)
         .executeTakeFirst();
-      if (!cursor) return [];
-      query = query.where("position", page.order === "asc" ? ">" : "<", Number(cursor.position));
+      if (!found) return [];
+      cursor = Number(found.position);
     }
-    const rows = await query.orderBy("position", page.order).limit(page.limit).execute();
+    const base = this.db
+      .selectFrom("conversation_items")
+      .select(["id", "item_json", "position"])
+      .where("project_id", "=", projectId)
+      .where("conversation_id", "=", id);
+    const { select } = keysetPage(base, ["position"], {
+      order: page.order,
+      limit: page.limit,
+      ...(cursor === undefined ? {} : { cursor: { values: [cursor] } }),
+    });
+    const rows = await select.execute();
     return rows.map((row) => ({ id: row.id, itemJson: row.item_json }));
   }
 

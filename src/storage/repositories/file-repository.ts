@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from "kysely";
 import type { DatabaseSchema, FilesTable } from "../schema.js";
+import { keysetPage } from "./keyset-page.js";
 import type { FileListQuery, FilePurpose, FileRepository, StoredFile } from "./types.js";
 
 export function toStoredFile(row: Selectable<FilesTable>): StoredFile {
@@ -48,27 +49,16 @@ export class KyselyFileRepository implements FileRepository {
   }
 
   async list(projectId: string, query: FileListQuery): Promise<StoredFile[]> {
-    let select = this.db.selectFrom("files").selectAll().where("project_id", "=", projectId);
-    if (query.purpose !== undefined) select = select.where("purpose", "=", query.purpose);
-    if (query.after !== undefined) {
-      const cursor = await this.get(projectId, query.after);
-      if (cursor) {
-        // (created_at, id) orders files uniquely, so a page boundary never skips or repeats one.
-        const op = query.order === "asc" ? ">" : "<";
-        select = select.where((eb) =>
-          eb.or([
-            eb("created_at", op, cursor.createdAt),
-            eb.and([eb("created_at", "=", cursor.createdAt), eb("id", op, cursor.id)]),
-          ]),
-        );
-      }
-    }
-    const rows = await select
-      .orderBy("created_at", query.order)
-      .orderBy("id", query.order)
-      .limit(query.limit + 1)
-      .execute();
-    return rows.map(toStoredFile);
+    let base = this.db.selectFrom("files").selectAll().where("project_id", "=", projectId);
+    if (query.purpose !== undefined) base = base.where("purpose", "=", query.purpose);
+    const cursor = query.after === undefined ? undefined : await this.get(projectId, query.after);
+    // (created_at, id) orders files uniquely, so a page boundary never skips or repeats one.
+    const { select } = keysetPage(base, ["created_at", "id"], {
+      order: query.order,
+      limit: query.limit + 1,
+      ...(cursor ? { cursor: { values: [cursor.createdAt, cursor.id] } } : {}),
+    });
+    return (await select.execute()).map(toStoredFile);
   }
 
   async delete(projectId: string, fileId: string): Promise<StoredFile | undefined> {

@@ -38,7 +38,7 @@ export class KyselyVectorIngestion {
         select f.vector_store_id, f.file_id from vector_store_files f
         join vector_stores s on s.id = f.vector_store_id
         where f.status = 'in_progress' and (f.lease_until is null or f.lease_until < ${now})
-          and (s.expires_at is null or s.expires_at > ${now})
+          and s.expired_at is null and (s.expires_at is null or s.expires_at > ${now})
         order by f.created_at, f.file_id
         limit ${max}
         ${lock}

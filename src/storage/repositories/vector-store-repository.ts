@@ -1,5 +1,6 @@
-import type { ExpressionBuilder, SelectQueryBuilder } from "kysely";
+import { type KeysetPage, keysetPage } from "./keyset-page.js";
 import { KyselyVectorIngestion } from "./vector-ingestion-repository.js";
+import { KyselyVectorStoreExpiry } from "./vector-store-expiry.js";
 import {
   countsOf,
   dropChunks,
@@ -11,6 +12,7 @@ import {
 import type {
   FileAttributes,
   FileCounts,
+  NewVectorStore,
   PageQuery,
   StoredFileBatch,
   StoredVectorStore,
@@ -22,50 +24,21 @@ import type {
 } from "./vector-store-types.js";
 import { NO_FILES } from "./vector-store-types.js";
 
-type Cursor = { createdAt: number; id: string };
-
-/**
- * Keyset paging over (created_at, id): `after` continues in the chosen order, `before` goes back
- * (read in the other order, then turned around). One more row than `limit` tells has_more.
- */
-function paged<DB, T extends keyof DB & string, O>(
-  select: SelectQueryBuilder<DB, T, O>,
-  idColumn: string,
-  query: PageQuery,
-  cursor: Cursor | undefined,
-): { select: SelectQueryBuilder<DB, T, O>; reverse: boolean } {
-  const back = query.before !== undefined;
-  const descending = (query.order === "desc") !== back;
-  const op = descending ? "<" : ">";
-  let out = select;
-  if (cursor) {
-    // biome-ignore lint/suspicious/noExplicitAny: the two columns exist on every table paged here
-    out = out.where((eb: ExpressionBuilder<any, any>) =>
-      eb.or([
-        eb("created_at", op, cursor.createdAt),
-        eb.and([eb("created_at", "=", cursor.createdAt), eb(idColumn, op, cursor.id)]),
-      ]),
-    ) as typeof out;
-  }
-  const direction = descending ? "desc" : "asc";
-  out = out
-    // biome-ignore lint/suspicious/noExplicitAny: as above
-    .orderBy("created_at" as any, direction)
-    // biome-ignore lint/suspicious/noExplicitAny: as above
-    .orderBy(idColumn as any, direction)
-    .limit(query.limit + 1) as typeof out;
-  return { select: out, reverse: back };
-}
-
-function finishPage<T>(rows: T[], limit: number, reverse: boolean): T[] {
-  if (!reverse) return rows;
-  // Going back, the extra row is the farthest one; the page is read nearest first.
-  const page = rows.slice(0, limit).reverse();
-  return rows.length > limit ? [...page, rows[limit] as T] : page;
+/** Stores and files are listed by (created_at, id); each list reads one more than it shows. */
+function pageOf(query: PageQuery, cursor: { createdAt: number; id: string } | undefined): KeysetPage {
+  return {
+    order: query.order,
+    limit: query.limit + 1,
+    ...(cursor
+      ? { cursor: { values: [cursor.createdAt, cursor.id], before: query.before !== undefined } }
+      : {}),
+  };
 }
 
 export class KyselyVectorStoreRepository extends KyselyVectorIngestion implements VectorStoreRepository {
-  async create(store: StoredVectorStore, files: readonly StoredVectorStoreFile[]): Promise<void> {
+  private readonly expiry = new KyselyVectorStoreExpiry(this.db, this.dialect);
+
+  async create(store: NewVectorStore, files: readonly StoredVectorStoreFile[]): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
       await trx.insertInto("vector_stores").values(vectorStoreRow(store)).execute();
       if (files.length > 0)
@@ -87,8 +60,8 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
     const cursorId = query.after ?? query.before;
     const cursorStore = cursorId === undefined ? undefined : await this.get(projectId, cursorId);
     const base = this.db.selectFrom("vector_stores").selectAll().where("project_id", "=", projectId);
-    const { select, reverse } = paged(base, "id", query, cursorStore);
-    return finishPage((await select.execute()).map(toVectorStore), query.limit, reverse);
+    const { select, finish } = keysetPage(base, ["created_at", "id"], pageOf(query, cursorStore));
+    return finish((await select.execute()).map(toVectorStore));
   }
 
   async update(
@@ -96,21 +69,22 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
     id: string,
     patch: Parameters<VectorStoreRepository["update"]>[2],
   ): Promise<StoredVectorStore | undefined> {
-    const set: Record<string, unknown> = {};
-    if (patch.name !== undefined) set.name = patch.name;
+    const described: Record<string, unknown> = {};
+    if (patch.name !== undefined) described.name = patch.name;
     if (patch.metadata !== undefined)
-      set.metadata = patch.metadata === null ? null : JSON.stringify(patch.metadata);
-    if (patch.expiresAfterDays !== undefined) set.expires_after_days = patch.expiresAfterDays;
-    if (patch.expiresAt !== undefined) set.expires_at = patch.expiresAt;
-    if (patch.lastActiveAt !== undefined) set.last_active_at = patch.lastActiveAt;
-    if (Object.keys(set).length > 0) {
-      await this.db
-        .updateTable("vector_stores")
-        .set(set)
-        .where("project_id", "=", projectId)
-        .where("id", "=", id)
-        .execute();
-    }
+      described.metadata = patch.metadata === null ? null : JSON.stringify(patch.metadata);
+    const expiry: Record<string, unknown> = {};
+    if (patch.expiresAfterDays !== undefined) expiry.expires_after_days = patch.expiresAfterDays;
+    if (patch.expiresAt !== undefined) expiry.expires_at = patch.expiresAt;
+    if (patch.lastActiveAt !== undefined) expiry.last_active_at = patch.lastActiveAt;
+    await this.db.transaction().execute(async (trx) => {
+      const scoped = () =>
+        trx.updateTable("vector_stores").where("project_id", "=", projectId).where("id", "=", id);
+      if (Object.keys(described).length > 0) await scoped().set(described).execute();
+      // An expired store stays expired: its expiry no longer moves.
+      if (Object.keys(expiry).length > 0)
+        await scoped().set(expiry).where("expired_at", "is", null).execute();
+    });
     return this.get(projectId, id);
   }
 
@@ -154,9 +128,21 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
     return out;
   }
 
-  async attachFiles(files: readonly StoredVectorStoreFile[], batch?: StoredFileBatch): Promise<void> {
-    if (files.length === 0 && !batch) return;
-    await this.db.transaction().execute(async (trx) => {
+  async attachFiles(
+    storeId: string,
+    files: readonly StoredVectorStoreFile[],
+    batch?: StoredFileBatch,
+  ): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      // A no-op update locks the store's row (Postgres) against the expiry sweep, and tells
+      // whether the sweep expired the store before.
+      const live = await trx
+        .updateTable("vector_stores")
+        .set((eb) => ({ last_active_at: eb.ref("last_active_at") }))
+        .where("id", "=", storeId)
+        .where("expired_at", "is", null)
+        .executeTakeFirst();
+      if (Number(live.numUpdatedRows) !== 1) return false;
       if (batch) {
         await trx
           .insertInto("vector_store_file_batches")
@@ -182,7 +168,20 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
       }
       if (files.length > 0)
         await trx.insertInto("vector_store_files").values(files.map(vectorStoreFileRow)).execute();
+      return true;
     });
+  }
+
+  claimExpired(now: number, leaseMs: number, max: number): Promise<StoredVectorStore[]> {
+    return this.expiry.claimExpired(now, leaseMs, max);
+  }
+
+  purgeExpiredFile(storeId: string): Promise<boolean> {
+    return this.expiry.purgeExpiredFile(storeId);
+  }
+
+  finishPurge(storeId: string, now: number): Promise<void> {
+    return this.expiry.finishPurge(storeId, now);
   }
 
   async getFile(
@@ -215,8 +214,8 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
     if (query.status) base = base.where("status", "=", query.status);
     if (query.batchId) base = base.where("batch_id", "=", query.batchId);
     const cursor = cursorFile ? { createdAt: cursorFile.createdAt, id: cursorFile.fileId } : undefined;
-    const { select, reverse } = paged(base, "file_id", query, cursor);
-    return finishPage((await select.execute()).map(toVectorStoreFile), query.limit, reverse);
+    const { select, finish } = keysetPage(base, ["created_at", "file_id"], pageOf(query, cursor));
+    return finish((await select.execute()).map(toVectorStoreFile));
   }
 
   async filesWithStatus(

@@ -5,6 +5,7 @@ import type { BatchCaller } from "./types.js";
 import type {
   FileCounts,
   IngestionError,
+  NewVectorStore,
   StoredVectorStore,
   StoredVectorStoreFile,
   VectorStoreFileStatus,
@@ -24,10 +25,11 @@ export function toVectorStore(row: Selectable<VectorStoresTable>): StoredVectorS
     expiresAt: row.expires_at === null ? null : Number(row.expires_at),
     lastActiveAt: Number(row.last_active_at),
     createdAt: Number(row.created_at),
+    expiredAt: row.expired_at === null ? null : Number(row.expired_at),
   };
 }
 
-export function vectorStoreRow(store: StoredVectorStore): VectorStoresTable {
+export function vectorStoreRow(store: NewVectorStore): VectorStoresTable {
   return {
     id: store.id,
     project_id: store.projectId,
@@ -39,6 +41,9 @@ export function vectorStoreRow(store: StoredVectorStore): VectorStoresTable {
     expires_at: store.expiresAt,
     last_active_at: store.lastActiveAt,
     created_at: store.createdAt,
+    expired_at: null,
+    purge_until: null,
+    purged_at: null,
   };
 }
 

@@ -24,7 +24,15 @@ export interface StoredVectorStore {
   expiresAt: number | null;
   lastActiveAt: number;
   createdAt: number;
+  /**
+   * When the expiry sweep expired it (its chunks then go); null before. Once set the store stays
+   * expired, whatever expiresAt says.
+   */
+  expiredAt: number | null;
 }
+
+/** A store as it is created: never expired yet. */
+export type NewVectorStore = Omit<StoredVectorStore, "expiredAt">;
 
 export interface FileCounts {
   inProgress: number;
@@ -116,7 +124,7 @@ export interface StoredChunk {
 
 export interface VectorStoreRepository {
   /** The store and the files it starts with, in one transaction. */
-  create(store: StoredVectorStore, files: readonly StoredVectorStoreFile[]): Promise<void>;
+  create(store: NewVectorStore, files: readonly StoredVectorStoreFile[]): Promise<void>;
   get(projectId: string, id: string): Promise<StoredVectorStore | undefined>;
   /** One more than `limit` when there are more. */
   list(projectId: string, query: PageQuery): Promise<StoredVectorStore[]>;
@@ -137,10 +145,15 @@ export interface VectorStoreRepository {
   usage(projectId: string, ids: readonly string[]): Promise<Map<string, VectorStoreUsage>>;
 
   /**
-   * Attaches files (with the batch they come in, if any). A file attached before is attached
-   * anew: its chunks and text are dropped and it is ingested again.
+   * Attaches files to `storeId` (with the batch they come in, if any). A file attached before is
+   * attached anew: its chunks and text are dropped and it is ingested again. False, with nothing
+   * written, when the store was expired by the sweep meanwhile.
    */
-  attachFiles(files: readonly StoredVectorStoreFile[], batch?: StoredFileBatch): Promise<void>;
+  attachFiles(
+    storeId: string,
+    files: readonly StoredVectorStoreFile[],
+    batch?: StoredFileBatch,
+  ): Promise<boolean>;
   getFile(projectId: string, storeId: string, fileId: string): Promise<StoredVectorStoreFile | undefined>;
   listFiles(
     projectId: string,
@@ -200,6 +213,23 @@ export interface VectorStoreRepository {
   ): Promise<boolean>;
   /** Marks the file failed (its chunks dropped), if `owner` still holds it. */
   failIngestion(owner: string, storeId: string, fileId: string, error: IngestionError): Promise<boolean>;
+
+  /**
+   * Expiry, step one: takes up to `max` stores whose expires_at has passed and whose data is not
+   * yet purged, each until `now + leaseMs` (a store whose purge was cut short is taken again once
+   * that passes; instances sharing the database do not take one store together). Each is marked
+   * expired in the same transaction (expired_at, kept if already set), its unfinished files and
+   * the file batches they belonged to cancelled, so ingestion stops and writes nothing more.
+   */
+  claimExpired(now: number, leaseMs: number, max: number): Promise<StoredVectorStore[]>;
+  /**
+   * Expiry, step two: drops the chunks, pages and index rows of one file of an expired store that
+   * still has any, in one transaction, its usage_bytes set to 0; false once none is left. Doing
+   * it twice (two instances) does no harm: the second finds nothing.
+   */
+  purgeExpiredFile(storeId: string): Promise<boolean>;
+  /** Expiry, the end: records the store's data as gone. */
+  finishPurge(storeId: string, now: number): Promise<void>;
 }
 
 /** Keyword and vector retrieval over the searchable chunks of one store. */
