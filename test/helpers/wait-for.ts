@@ -17,3 +17,23 @@ export async function waitFor<T>(
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+/**
+ * Whether `promise` has settled once the work already queued (microtasks and two turns of the
+ * event loop) has run; undefined counts as settled (a call that did not have to wait).
+ */
+export async function settledSoon(promise: Promise<unknown> | undefined): Promise<boolean> {
+  if (promise === undefined) return true;
+  let done = false;
+  void promise.then(
+    () => {
+      done = true;
+    },
+    () => {
+      done = true;
+    },
+  );
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  return done;
+}

@@ -1,6 +1,6 @@
-import { setImmediate as nextTurn } from "node:timers/promises";
 import { describe, expect, it, vi } from "vitest";
 import { ArrivalGate } from "../../src/backends/local/arrival-gate.js";
+import { settledSoon } from "../helpers/wait-for.js";
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
@@ -8,16 +8,6 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
     resolve = r;
   });
   return { promise, resolve };
-}
-
-async function settled(promise: Promise<void> | undefined): Promise<boolean> {
-  if (promise === undefined) return true;
-  let done = false;
-  void promise.then(() => {
-    done = true;
-  });
-  await nextTurn();
-  return done;
 }
 
 describe("ArrivalGate", () => {
@@ -34,11 +24,11 @@ describe("ArrivalGate", () => {
     const pending = gate.preparing(() => slow.promise);
     await fast;
     const first = gate.beforeSubmit();
-    expect(await settled(first)).toBe(false);
+    expect(await settledSoon(first)).toBe(false);
     slow.resolve();
     await pending;
     expect(gate.beforeSubmit()).toBeUndefined();
-    expect(await settled(first)).toBe(true);
+    expect(await settledSoon(first)).toBe(true);
   });
 
   it("lets a failed preparation count as done", async () => {
@@ -51,7 +41,7 @@ describe("ArrivalGate", () => {
     const wait = gate.beforeSubmit();
     failing.resolve();
     await expect(bad).rejects.toThrow("refused");
-    expect(await settled(wait)).toBe(true);
+    expect(await settledSoon(wait)).toBe(true);
   });
 
   it("stops waiting after its bound even if another preparation is still running", async () => {

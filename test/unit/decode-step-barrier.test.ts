@@ -1,18 +1,6 @@
-import { setImmediate as nextTurn } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { DecodeStepBarrier } from "../../src/backends/local/engines/in-process/decode-step-barrier.js";
-
-/** Whether a promise has settled after the microtasks and one event-loop turn in flight. */
-async function settled(promise: Promise<void> | undefined): Promise<boolean> {
-  if (promise === undefined) return true;
-  let done = false;
-  void promise.then(() => {
-    done = true;
-  });
-  await nextTurn();
-  await nextTurn();
-  return done;
-}
+import { settledSoon } from "../helpers/wait-for.js";
 
 describe("DecodeStepBarrier", () => {
   it("lets a generation alone decode at once", () => {
@@ -32,20 +20,20 @@ describe("DecodeStepBarrier", () => {
     expect(a.beforeDecode()).toBeUndefined();
     const waitB = b.beforeDecode();
     const waitC = c.beforeDecode();
-    expect(await settled(waitB)).toBe(false);
+    expect(await settledSoon(waitB)).toBe(false);
     a.afterDecode();
     // a asks again before the release: it joins the same batch instead of going alone.
     const waitA = a.beforeDecode();
-    expect(await settled(waitB)).toBe(true);
-    expect(await settled(waitC)).toBe(true);
-    expect(await settled(waitA)).toBe(true);
+    expect(await settledSoon(waitB)).toBe(true);
+    expect(await settledSoon(waitC)).toBe(true);
+    expect(await settledSoon(waitA)).toBe(true);
     // Now three decodes are in flight: nobody new goes until all three are in.
     b.afterDecode();
     c.afterDecode();
     const again = b.beforeDecode();
-    expect(await settled(again)).toBe(false);
+    expect(await settledSoon(again)).toBe(false);
     a.afterDecode();
-    expect(await settled(again)).toBe(true);
+    expect(await settledSoon(again)).toBe(true);
   });
 
   it("never waits for a generation that holds no decode (a reader that stopped pulling)", async () => {
@@ -67,10 +55,10 @@ describe("DecodeStepBarrier", () => {
     const other = barrier.turn();
     expect(aborted.beforeDecode()).toBeUndefined();
     const wait = other.beforeDecode();
-    expect(await settled(wait)).toBe(false);
+    expect(await settledSoon(wait)).toBe(false);
     aborted.close();
     aborted.close();
-    expect(await settled(wait)).toBe(true);
+    expect(await settledSoon(wait)).toBe(true);
     other.afterDecode();
     expect(barrier.turn().beforeDecode()).toBeUndefined();
   });
@@ -86,14 +74,14 @@ describe("DecodeStepBarrier", () => {
     const batchWait = batchB.beforeDecode();
     batchA.afterDecode();
     // The step after the one in flight is the prompt's alone.
-    expect(await settled(promptWait)).toBe(true);
-    expect(await settled(batchWait)).toBe(false);
+    expect(await settledSoon(promptWait)).toBe(true);
+    expect(await settledSoon(batchWait)).toBe(false);
     const batchAgain = batchA.beforeDecode();
-    expect(await settled(batchAgain)).toBe(false);
+    expect(await settledSoon(batchAgain)).toBe(false);
     // Its first token is in: batch work shares the steps again, the interactive one included.
     prompt.afterDecode();
-    expect(await settled(batchWait)).toBe(true);
-    expect(await settled(batchAgain)).toBe(true);
+    expect(await settledSoon(batchWait)).toBe(true);
+    expect(await settledSoon(batchAgain)).toBe(true);
   });
 
   it("lets batch work go on when an interactive request is abandoned before its first token", async () => {
@@ -102,8 +90,8 @@ describe("DecodeStepBarrier", () => {
     expect(prompt.beforeDecode()).toBeUndefined();
     const batch = barrier.turn("batch");
     const wait = batch.beforeDecode();
-    expect(await settled(wait)).toBe(false);
+    expect(await settledSoon(wait)).toBe(false);
     prompt.close();
-    expect(await settled(wait)).toBe(true);
+    expect(await settledSoon(wait)).toBe(true);
   });
 });
