@@ -220,6 +220,8 @@ export interface VectorStoresTable {
   expires_at: number | null;
   last_active_at: number;
   created_at: number;
+  /** Raised with every change to the store's searchable chunks (in-memory copies compare it). */
+  vectors_version: Generated<number>;
 }
 
 export interface VectorStoreFileBatchesTable {

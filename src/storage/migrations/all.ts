@@ -4,6 +4,7 @@ import * as filesBatches from "./002-files-batches.js";
 import * as responsesConversations from "./003-responses-conversations.js";
 import * as blobHousekeeping from "./004-blob-housekeeping.js";
 import * as vectorStores from "./005-vector-stores.js";
+import * as vectorStoreVersions from "./006-vector-store-versions.js";
 
 /** Every migration, in order. A static list (no directory scan) works from source and build alike. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -12,4 +13,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "003-responses-conversations": responsesConversations,
   "004-blob-housekeeping": blobHousekeeping,
   "005-vector-stores": vectorStores,
+  "006-vector-store-versions": vectorStoreVersions,
 };

@@ -3,6 +3,7 @@ import { KyselyVectorIngestion } from "./vector-ingestion-repository.js";
 import {
   countsOf,
   dropChunks,
+  touchStoreVectors,
   toVectorStore,
   toVectorStoreFile,
   vectorStoreFileRow,
@@ -172,6 +173,8 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
       const byStore = new Map<string, string[]>();
       for (const file of files)
         byStore.set(file.vectorStoreId, [...(byStore.get(file.vectorStoreId) ?? []), file.fileId]);
+      // Store rows before file rows, in one order (see touchStoreVectors).
+      for (const storeId of [...byStore.keys()].sort()) await touchStoreVectors(trx, storeId);
       for (const [storeId, fileIds] of byStore) {
         await dropChunks(trx, this.dialect, { storeId, fileIds });
         await trx
@@ -252,6 +255,7 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
 
   async deleteFile(projectId: string, storeId: string, fileId: string): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
+      await touchStoreVectors(trx, storeId, projectId);
       const removed = await trx
         .deleteFrom("vector_store_files")
         .where("project_id", "=", projectId)
@@ -315,6 +319,7 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
         .where("cancelled_at", "is", null)
         .executeTakeFirst();
       if (Number(marked.numUpdatedRows) !== 1) return;
+      await touchStoreVectors(trx, storeId);
       const unfinished = await trx
         .updateTable("vector_store_files")
         .set({ status: "cancelled", lease_owner: null, lease_until: null })
