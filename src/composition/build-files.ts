@@ -126,7 +126,7 @@ export function vectorIndexFor(config: Config, storage: Storage, logger: Logger)
   if (index.vectorIndex === "exact") {
     logger.warn(
       { vectorSearch: "exact", cacheBytes: budget },
-      `Vector stores: ${reason}. Vector search is exact: ${memory}; a store that does not fit is read from the database for every search (bench/RESULTS.md: about half a second at 10,000 chunks of 384 dimensions on Postgres, ten at 100,000).`,
+      `Vector stores: ${reason}. Vector search is exact: ${memory}; a store that does not fit is read from the database for every search (bench/RESULTS.md: 1–2 s at 100,000 chunks of 384 dimensions on Postgres).`,
     );
   } else {
     logger.info(
