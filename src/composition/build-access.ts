@@ -46,7 +46,10 @@ export async function buildAccess(
   options: { now?: () => number; modelNames?: () => readonly string[] } = {},
 ): Promise<Access> {
   const now = options.now ?? Date.now;
-  const storage = await openStorage({ url: databaseUrl(config) });
+  const storage = await openStorage({
+    url: databaseUrl(config),
+    vectorCacheBytes: config.vector_stores.cache_bytes,
+  });
   // The Redis client is loaded only when Redis is configured.
   const limitStore: LimitStore = config.redis
     ? new (await import("../limits/redis-limit-store.js")).RedisLimitStore(config.redis, {

@@ -122,21 +122,39 @@ export function buildFiles(
 }
 
 /**
- * The chunk index vector stores search with, and the start-up notice saying which vector search
- * it does: sqlite-vec's index, or an exact scan of every vector (Postgres without pgvector, a
- * SQLite where sqlite-vec does not load, or `vector_stores.index: exact`).
+ * The chunk index vector stores search with, and the start-up notice saying how it searches
+ * vectors: exactly over stores' copies in memory (within vector_stores.cache_bytes), and for a store
+ * that does not fit, sqlite-vec's index or an exact scan read from the database (Postgres, where
+ * pgvector is not used; a SQLite where sqlite-vec does not load; `vector_stores.index: exact`).
  */
 export function vectorIndexFor(config: Config, storage: Storage, logger: Logger): ChunkIndex {
-  const forced = config.vector_stores.index === "exact";
+  const { index: setting, cache_bytes: budget } = config.vector_stores;
+  const forced = setting === "exact";
   const reason = forced ? "vector_stores.index is exact" : storage.database.exactVectorSearchReason;
   const index = forced
-    ? new KyselyChunkIndex(storage.database.db, storage.database.dialect, { exactOnly: true })
+    ? new KyselyChunkIndex(storage.database.db, storage.database.dialect, {
+        exactOnly: true,
+        memoryBudgetBytes: budget,
+      })
     : storage.chunkIndex;
+  const memory =
+    budget > 0
+      ? `each store's vectors are searched in a copy in memory (vector_stores.cache_bytes: ${mib(budget)} across stores, loaded once per change to a store)`
+      : "vector_stores.cache_bytes is 0: no store's vectors are kept in memory";
   if (index.vectorIndex === "exact") {
     logger.warn(
-      { vectorSearch: "exact" },
-      `Vector stores: ${reason}. Search time grows with a store's size (bench/RESULTS.md: about half a second at 10,000 chunks of 384 dimensions on Postgres, ten at 100,000).`,
+      { vectorSearch: "exact", cacheBytes: budget },
+      `Vector stores: ${reason}. Vector search is exact: ${memory}; a store that does not fit is read from the database for every search (bench/RESULTS.md: 1–2 s at 100,000 chunks of 384 dimensions on Postgres).`,
     );
-  } else logger.info({ vectorSearch: index.vectorIndex }, "vector stores: vector search uses sqlite-vec");
+  } else {
+    logger.info(
+      { vectorSearch: index.vectorIndex, cacheBytes: budget },
+      `vector stores: vector search is exact: ${memory}; sqlite-vec answers for a store that does not fit, and while a copy loads`,
+    );
+  }
   return index;
+}
+
+function mib(bytes: number): string {
+  return `${Math.round((bytes / 1024 / 1024) * 10) / 10} MiB`;
 }

@@ -292,8 +292,18 @@ export const configSchema = z
         embedding_model: z.string().min(1).max(256).optional(),
         /** A chat model that rewrites queries when a search asks (rewrite_query); without it that is a 400. */
         rewrite_model: z.string().min(1).max(256).optional(),
-        /** `auto`: sqlite-vec on SQLite where it loads, else an exact scan; `exact`: always the scan. */
+        /** `auto`: sqlite-vec on SQLite where it loads, else an exact scan; `exact`: never sqlite-vec. */
         index: z.enum(["auto", "exact"]).default("auto"),
+        /**
+         * Bytes of stores' vectors this instance keeps in memory for exact search (least recently
+         * searched stores dropped first); 0 = every search reads the vectors from the database.
+         */
+        cache_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .max(64 * 1024 ** 3)
+          .default(512 * 1024 * 1024),
         /** Files this instance ingests at once; 0 = this instance ingests none. */
         concurrency: z.number().int().min(0).max(64).default(1),
         /** A file being ingested is given to another worker if its own has not renewed it for this long. */

@@ -13,8 +13,8 @@ export interface Database {
   db: Kysely<DatabaseSchema>;
   dialect: Dialect;
   /**
-   * Why vector search scans every vector instead of an index, or null when sqlite-vec is loaded
-   * (SQLite). Postgres: pgvector is not used, so always a reason.
+   * Why there is no vector index (vector search is an exact scan), or null when sqlite-vec is
+   * loaded (SQLite). Postgres: pgvector is not used, so always a reason.
    */
   exactVectorSearchReason: string | null;
   /**
@@ -94,7 +94,7 @@ function loadVectorExtension(sqlite: SQLite.Database): string | null {
     sqliteVec.load(sqlite);
     return null;
   } catch (err) {
-    return `sqlite-vec could not be loaded (${(err as Error).message.slice(0, 200)}), so vector search scans every vector of a store (exact)`;
+    return `sqlite-vec could not be loaded (${(err as Error).message.slice(0, 200)}), so there is no vector index`;
   }
 }
 
@@ -123,11 +123,29 @@ async function openPostgres(options: OpenDatabaseOptions): Promise<Database> {
   return {
     db,
     dialect: "postgres",
-    exactVectorSearchReason:
-      "on Postgres, vector search scans every vector of a store (exact; pgvector is not used)",
+    exactVectorSearchReason: await pgvectorNotice(db),
     reclaimSpace: async () => {},
     close: () => db.destroy(),
   };
+}
+
+/** Why Postgres has no vector index: Switchboard does not use pgvector; says whether the server has it. */
+async function pgvectorNotice(db: Kysely<DatabaseSchema>): Promise<string> {
+  let available: boolean | undefined;
+  try {
+    const result = await sql<{ n: number }>`select count(*) as n from pg_available_extensions
+      where name = 'vector'`.execute(db);
+    available = Number(result.rows[0]?.n ?? 0) > 0;
+  } catch {
+    // Only the wording depends on it.
+  }
+  const pgvector =
+    available === undefined
+      ? "pgvector is not used"
+      : available
+        ? "pgvector is installed on this server but Switchboard does not use it"
+        : "pgvector is not installed on this server (nor used by Switchboard)";
+  return `on Postgres there is no vector index (${pgvector})`;
 }
 
 async function currentSchema(database: Database): Promise<string> {

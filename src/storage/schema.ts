@@ -226,6 +226,8 @@ export interface VectorStoresTable {
   purge_until: number | null;
   /** When its chunks, pages and index rows were gone. */
   purged_at: number | null;
+  /** Raised with every change to the store's searchable chunks (in-memory copies compare it). */
+  vectors_version: Generated<number>;
 }
 
 export interface VectorStoreFileBatchesTable {

@@ -20,8 +20,13 @@ export interface Storage extends Repositories {
   close(): Promise<void>;
 }
 
+export interface StorageOptions extends OpenDatabaseOptions {
+  /** Bytes of stores' vectors vector search may hold in memory (default 512 MiB; 0 = none). */
+  vectorCacheBytes?: number;
+}
+
 /** Opens the database, applies migrations, and returns the repositories over it. */
-export async function openStorage(options: OpenDatabaseOptions): Promise<Storage> {
+export async function openStorage(options: StorageOptions): Promise<Storage> {
   const database = await openDatabase(options);
   try {
     await migrate(database);
@@ -42,6 +47,7 @@ export async function openStorage(options: OpenDatabaseOptions): Promise<Storage
     vectorStores: new KyselyVectorStoreRepository(database.db, database.dialect),
     chunkIndex: new KyselyChunkIndex(database.db, database.dialect, {
       exactOnly: database.exactVectorSearchReason !== null,
+      ...(options.vectorCacheBytes === undefined ? {} : { memoryBudgetBytes: options.vectorCacheBytes }),
     }),
     close: () => database.close(),
   };

@@ -69,11 +69,15 @@ describe.each(databases)("vector stores on $name", (database) => {
   const upload = async (name: string, content: string | Buffer) =>
     client.files.create({ file: await toFile(Buffer.from(content), name), purpose: "assistants" });
 
-  it("says at start-up which vector search it does: sqlite-vec, or an exact scan on Postgres", () => {
+  it("says at start-up how it searches vectors: exactly in memory, then sqlite-vec or (Postgres) the database", () => {
     const said = server.logs.join("\n");
-    if (database.name === "postgres")
-      expect(said).toContain("scans every vector of a store (exact; pgvector is not used)");
-    else expect(said).toContain("vector search uses sqlite-vec");
+    expect(said).toContain(
+      "each store's vectors are searched in a copy in memory (vector_stores.cache_bytes: 512 MiB",
+    );
+    if (database.name === "postgres") {
+      expect(said).toMatch(/on Postgres there is no vector index \(pgvector is (not installed|installed)/);
+      expect(said).toContain("a store that does not fit is read from the database for every search");
+    } else expect(said).toContain("sqlite-vec answers for a store that does not fit");
   });
 
   it("creates a store, ingests files with the SDK's uploadAndPoll helpers, and searches them", async () => {

@@ -1,13 +1,14 @@
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sweepExpiredVectorStores } from "../../src/api/vector-stores/expiry.js";
+import { rowBytes } from "../../src/storage/repositories/store-vectors.js";
 import { NO_LIMITS } from "../../src/storage/repositories/types.js";
 import type {
   NewChunk,
   NewVectorStore,
   StoredVectorStoreFile,
 } from "../../src/storage/repositories/vector-store-types.js";
-import type { Storage } from "../../src/storage/storage.js";
+import { openStorage, type Storage } from "../../src/storage/storage.js";
 import { type TestDatabase, testDatabases } from "../helpers/databases.js";
 
 const databases = await testDatabases();
@@ -58,6 +59,16 @@ function vector(i: number, j = 0): Float32Array {
   v[i % 8] = 1;
   v[(i + 1) % 8] = j;
   return v;
+}
+
+/** Deterministic vectors of 8 floats in [-1, 1), not unit length (memory search scales them itself). */
+function spread(seed: number, count: number): Float32Array[] {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  };
+  return Array.from({ length: count }, () => Float32Array.from({ length: 8 }, next));
 }
 
 const chunk = (seq: number, text: string, embedding: Float32Array): NewChunk => ({
@@ -152,8 +163,8 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
     const [found] = await storage.chunkIndex.chunks(keyword.map((h) => h.chunkId));
     expect(found?.text).toBe("a blue whale sings");
 
-    for (const exact of [false, true]) {
-      const hits = await storage.chunkIndex.vectorSearch("vs_ingest", vector(2, 0.1), null, 2, { exact });
+    for (const via of ["auto", "memory", "index", "scan"] as const) {
+      const hits = await storage.chunkIndex.vectorSearch("vs_ingest", vector(2, 0.1), null, 2, { via });
       expect(hits).toHaveLength(2);
       const texts = (await storage.chunkIndex.chunks(hits.map((h) => h.chunkId))).map((c) => c.text);
       expect(texts).toContain("green grass grows");
@@ -187,12 +198,107 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
 
     expect(await repo.deleteFile("proj_a", "vs_drop", "file-d")).toBe(true);
     expect(await storage.chunkIndex.keywordSearch("vs_drop", ["zebra"], null, 5)).toEqual([]);
-    expect(await storage.chunkIndex.vectorSearch("vs_drop", vector(3), null, 5)).toEqual([]);
-    expect(await storage.chunkIndex.vectorSearch("vs_drop", vector(3), null, 5, { exact: true })).toEqual([]);
+    for (const via of ["auto", "memory", "index", "scan"] as const)
+      expect(await storage.chunkIndex.vectorSearch("vs_drop", vector(3), null, 5, { via })).toEqual([]);
 
     await repo.create(store("vs_old", "proj_a", { expiresAt: T0 + 10 }), [file("vs_old", "file-o")]);
     const later = await repo.claimIngestion("w4", T0 + 11, LEASE, 50);
     expect(later.filter((j) => j.vectorStoreId === "vs_old")).toEqual([]);
+  });
+
+  it("searches a store's copy in memory exactly as the database scan does, and sees writes made through another handle", async () => {
+    // Two handles on one database: two instances of a scaled-out deployment.
+    const other = await database.open();
+    try {
+      const repo = storage.vectorStores;
+      await repo.create(store("vs_mem"), [file("vs_mem", "file-m1"), file("vs_mem", "file-m2")]);
+      await repo.claimIngestion("w6", T0, LEASE, 50);
+      const first = spread(1, 40);
+      await repo.addChunks(
+        "w6",
+        "vs_mem",
+        "file-m1",
+        first.map((v, i) => chunk(i, `one ${i}`, v)),
+      );
+      await repo.completeIngestion("w6", "vs_mem", "file-m1", ["one"]);
+      const probe = spread(99, 1)[0] as Float32Array;
+      const search = (index: Storage["chunkIndex"], via: "memory" | "scan", files: string[] | null = null) =>
+        index.vectorSearch("vs_mem", probe, files, 10, { via });
+      const texts = async (hits: { chunkId: number }[]) => {
+        const byId = new Map(
+          (await other.chunkIndex.chunks(hits.map((h) => h.chunkId))).map((c) => [c.id, c]),
+        );
+        return hits.map((h) => byId.get(h.chunkId)?.text);
+      };
+      const expectSame = async (files: string[] | null = null) => {
+        const scanned = await search(other.chunkIndex, "scan", files);
+        const held = await search(other.chunkIndex, "memory", files);
+        expect(held.map((h) => h.chunkId)).toEqual(scanned.map((h) => h.chunkId));
+        for (const [i, hit] of held.entries()) expect(hit.score).toBeCloseTo(scanned[i]?.score as number, 5);
+        return held;
+      };
+
+      const before = await expectSame();
+      expect(before).toHaveLength(10);
+      expect(other.chunkIndex.memoryStats()).toMatchObject({ stores: 1, bytes: 40 * rowBytes(8) });
+
+      // The second file completes through the first handle; the next search through the other
+      // handle sees it. Its best chunk is the probe itself, so it must come first.
+      await repo.addChunks("w6", "vs_mem", "file-m2", [
+        chunk(0, "two best", probe),
+        chunk(1, "two next", first[0] as Float32Array),
+      ]);
+      await repo.completeIngestion("w6", "vs_mem", "file-m2", ["two"]);
+      const after = await expectSame();
+      expect((await texts(after))[0]).toBe("two best");
+      expect(after[0]?.score).toBeCloseTo(1, 5);
+      expect(await texts(await expectSame(["file-m2"]))).toEqual(["two best", "two next"]);
+      expect(await search(other.chunkIndex, "memory", ["file-none"])).toEqual([]);
+
+      // Detached through the first handle: gone from the other's next search.
+      expect(await repo.deleteFile("proj_a", "vs_mem", "file-m1")).toBe(true);
+      expect(await texts(await expectSame())).toEqual(["two best", "two next"]);
+
+      // A re-attached file is out until it completes again.
+      await repo.attachFiles("vs_mem", [file("vs_mem", "file-m2")]);
+      expect(await expectSame()).toEqual([]);
+
+      await repo.delete("proj_a", "vs_mem");
+      expect(await search(other.chunkIndex, "memory")).toEqual([]);
+      expect(other.chunkIndex.memoryStats()?.stores).toBe(0);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("keeps no vectors in memory with a budget of 0, and scans a store larger than the budget from the database", async () => {
+    const repo = storage.vectorStores;
+    await repo.create(store("vs_big"), [file("vs_big", "file-big")]);
+    await repo.claimIngestion("w7", T0, LEASE, 50);
+    const vectors = spread(5, 30);
+    await repo.addChunks(
+      "w7",
+      "vs_big",
+      "file-big",
+      vectors.map((v, i) => chunk(i, `big ${i}`, v)),
+    );
+    await repo.completeIngestion("w7", "vs_big", "file-big", ["big"]);
+    const probe = vectors[7] as Float32Array;
+    const reference = await storage.chunkIndex.vectorSearch("vs_big", probe, null, 5, { via: "scan" });
+    expect(reference).toHaveLength(5);
+    // 30 rows of 8 floats take 30 × rowBytes(8) = 2,280 bytes: 1,000 is too few, 0 keeps nothing.
+    for (const budget of [0, 1000]) {
+      const handle = await (database.name === "sqlite"
+        ? openStorage({ url: database.url, vectorCacheBytes: budget })
+        : openStorage({ url: database.url, schema: database.schema as string, vectorCacheBytes: budget }));
+      try {
+        const hits = await handle.chunkIndex.vectorSearch("vs_big", probe, null, 5, { via: "memory" });
+        expect(hits.map((h) => h.chunkId)).toEqual(reference.map((h) => h.chunkId));
+        expect(handle.chunkIndex.memoryStats()?.stores ?? 0).toBe(0);
+      } finally {
+        await handle.close();
+      }
+    }
   });
 
   it("cancels a file batch's unfinished files and counts them; deleting a store removes everything", async () => {
@@ -353,7 +459,7 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
       expect(await pragma("freelist_count")).toBe(0);
     }
     expect(await storage.chunkIndex.keywordSearch("vs_exp1", ["walrus"], null, 5)).toEqual([]);
-    expect(await storage.chunkIndex.vectorSearch("vs_exp1", vector(6), null, 5, { exact: true })).toEqual([]);
+    expect(await storage.chunkIndex.vectorSearch("vs_exp1", vector(6), null, 5, { via: "scan" })).toEqual([]);
 
     // The store and its files remain, expired, with nothing counted; unfinished files and their batch are cancelled.
     expect(await repo.get("proj_x", "vs_exp1")).toMatchObject({ id: "vs_exp1", expiredAt: now });

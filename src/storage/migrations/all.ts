@@ -5,6 +5,7 @@ import * as responsesConversations from "./003-responses-conversations.js";
 import * as blobHousekeeping from "./004-blob-housekeeping.js";
 import * as vectorStores from "./005-vector-stores.js";
 import * as vectorStoreExpiry from "./006-vector-store-expiry.js";
+import * as vectorStoreVersions from "./007-vector-store-versions.js";
 
 /** Every migration, in order. A static list (no directory scan) works from source and build alike. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "004-blob-housekeeping": blobHousekeeping,
   "005-vector-stores": vectorStores,
   "006-vector-store-expiry": vectorStoreExpiry,
+  "007-vector-store-versions": vectorStoreVersions,
 };

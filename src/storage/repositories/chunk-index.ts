@@ -1,29 +1,44 @@
-import { endianness } from "node:os";
 import { type Kysely, sql } from "kysely";
 import type { Dialect } from "../database.js";
 import type { DatabaseSchema } from "../schema.js";
-import { float32Bytes, float32FromBytes } from "./vector-ingestion-repository.js";
+import { StoreVectorCache } from "./store-vector-cache.js";
+import { StoreVectorReader } from "./store-vector-reader.js";
+import { searchStoreVectors } from "./store-vectors.js";
+import { float32Bytes } from "./vector-ingestion-repository.js";
 import { vectorTableName, vectorTables } from "./vector-store-rows.js";
-import type { ChunkHit, ChunkIndex, StoredChunk } from "./vector-store-types.js";
+import type { ChunkHit, ChunkIndex, StoredChunk, VectorSearchPath } from "./vector-store-types.js";
 
-/** Rows read per round of an exact scan: memory stays bounded whatever the store's size. */
-const SCAN_PAGE = 4096;
+/** What vector search may hold in memory by default (vector_stores.cache_bytes). */
+export const DEFAULT_VECTOR_CACHE_BYTES = 512 * 1024 * 1024;
 
 /**
  * Retrieval over searchable chunks. Keyword: SQLite FTS5 (bm25) or Postgres full-text
- * (ts_rank_cd), any of the terms matching. Vectors: sqlite-vec's vec0 tables (one per vector size,
- * partitioned by store) where loaded, else an exact cosine scan of the store's vectors.
+ * (ts_rank_cd), any of the terms matching. Vectors: an exact cosine scan of the store's vectors
+ * held in memory (StoreVectorCache) where they fit in the budget; else sqlite-vec's vec0 tables
+ * (one per vector size, partitioned by store: a search reads only its store's vectors) where
+ * loaded; else an exact cosine scan read from the database.
  */
 export class KyselyChunkIndex implements ChunkIndex {
   readonly vectorIndex: "sqlite-vec" | "exact";
+  readonly memoryBudgetBytes: number;
+  private readonly cache: StoreVectorCache | undefined;
+  private readonly reader: StoreVectorReader;
   private knownTables: Set<string> | undefined;
 
   constructor(
     private readonly db: Kysely<DatabaseSchema>,
     private readonly dialect: Dialect,
-    options: { exactOnly: boolean },
+    options: { exactOnly: boolean; memoryBudgetBytes?: number },
   ) {
     this.vectorIndex = dialect === "sqlite" && !options.exactOnly ? "sqlite-vec" : "exact";
+    this.memoryBudgetBytes = options.memoryBudgetBytes ?? DEFAULT_VECTOR_CACHE_BYTES;
+    this.cache = this.memoryBudgetBytes > 0 ? new StoreVectorCache(this.memoryBudgetBytes) : undefined;
+    this.reader = new StoreVectorReader(db, dialect);
+  }
+
+  /** What the in-memory copies hold now (undefined when the budget is 0). */
+  memoryStats(): { stores: number; bytes: number; budgetBytes: number } | undefined {
+    return this.cache?.stats();
   }
 
   async keywordSearch(
@@ -61,12 +76,20 @@ export class KyselyChunkIndex implements ChunkIndex {
     query: Float32Array,
     fileIds: readonly string[] | null,
     limit: number,
-    options: { exact?: boolean } = {},
+    options: { via?: VectorSearchPath } = {},
   ): Promise<ChunkHit[]> {
     if (fileIds?.length === 0 || limit <= 0) return [];
-    if (this.vectorIndex === "sqlite-vec" && !options.exact && fileIds === null)
-      return this.indexSearch(storeId, query, limit);
-    return this.exactSearch(storeId, query, fileIds, limit);
+    const via = options.via ?? "auto";
+    const indexed = this.vectorIndex === "sqlite-vec" && fileIds === null;
+    if (this.cache && (via === "auto" || via === "memory")) {
+      const hits = await this.memorySearch(this.cache, storeId, query, fileIds, limit, {
+        // sqlite-vec answers (in tens of ms) while a cold copy loads; without it the load is the scan.
+        answerMeanwhile: via === "auto" && indexed,
+      });
+      if (hits) return hits;
+    }
+    if (indexed && via !== "scan") return this.indexSearch(storeId, query, limit);
+    return this.reader.scan(storeId, query, fileIds, limit);
   }
 
   async chunks(ids: readonly number[]): Promise<StoredChunk[]> {
@@ -100,80 +123,33 @@ export class KyselyChunkIndex implements ChunkIndex {
     return rows.rows.map((r) => ({ chunkId: Number(r.id), score: 1 - Number(r.distance) }));
   }
 
-  /** Cosine similarity against every searchable vector of the store (of `fileIds`), page by page. */
-  private async exactSearch(
+  /**
+   * The search over the store's copy in memory at its current version; null when the copy does
+   * not fit (or, with `answerMeanwhile`, is not loaded yet: its load starts for later searches).
+   */
+  private async memorySearch(
+    cache: StoreVectorCache,
     storeId: string,
     query: Float32Array,
     fileIds: readonly string[] | null,
     limit: number,
-  ): Promise<ChunkHit[]> {
-    let queryNorm = 0;
-    for (const x of query) queryNorm += x * x;
-    queryNorm = Math.sqrt(queryNorm) || 1;
-    const best = new TopK(limit);
-    // Paged along the (store, file, seq) unique index: a range read per page. (Paging by id made
-    // both databases sort the whole store again for every page: quadratic in the store's size.)
-    let after: { fileId: string; seq: number } | undefined;
-    for (;;) {
-      let select = this.db
-        .selectFrom("vector_store_chunks")
-        .select(["id", "file_id", "seq", "embedding"])
-        .where("vector_store_id", "=", storeId)
-        .where("searchable", "=", 1);
-      // A row-value comparison: both planners read it as one range of the index (an OR of two
-      // conditions sent Postgres back to sorting the store for every page).
-      if (after) select = select.where(sql<boolean>`(file_id, seq) > (${after.fileId}, ${after.seq})`);
-      if (fileIds) select = select.where("file_id", "in", fileIds as string[]);
-      const rows = await select.orderBy("file_id").orderBy("seq").limit(SCAN_PAGE).execute();
-      for (const row of rows) {
-        const bytes = row.embedding as Uint8Array;
-        if (bytes.byteLength !== query.length * 4) continue;
-        const vector = floats(bytes);
-        let dot = 0;
-        let norm = 0;
-        for (let i = 0; i < query.length; i++) {
-          const x = vector[i] as number;
-          dot += x * (query[i] as number);
-          norm += x * x;
-        }
-        best.offer(Number(row.id), dot / ((Math.sqrt(norm) || 1) * queryNorm));
-      }
-      const last = rows[rows.length - 1];
-      if (rows.length < SCAN_PAGE || !last) break;
-      after = { fileId: last.file_id, seq: Number(last.seq) };
+    options: { answerMeanwhile: boolean },
+  ): Promise<ChunkHit[] | null> {
+    const version = await this.reader.version(storeId);
+    if (version === undefined) {
+      cache.forget(storeId);
+      return [];
     }
-    return best.sorted();
-  }
-}
-
-const LITTLE_ENDIAN = endianness() === "LE";
-
-/** Stored little-endian float32 bytes as floats: a view where alignment and byte order allow, else decoded. */
-function floats(bytes: Uint8Array): Float32Array {
-  if (LITTLE_ENDIAN) {
-    if (bytes.byteOffset % 4 === 0)
-      return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-    return new Float32Array(bytes.slice().buffer);
-  }
-  return float32FromBytes(bytes);
-}
-
-/** The k best hits seen so far (a bounded sorted list: k is at most a few hundred). */
-class TopK {
-  private readonly hits: ChunkHit[] = [];
-
-  constructor(private readonly k: number) {}
-
-  offer(chunkId: number, score: number): void {
-    const hits = this.hits;
-    if (hits.length === this.k && score <= (hits[hits.length - 1] as ChunkHit).score) return;
-    let i = hits.length;
-    while (i > 0 && (hits[i - 1] as ChunkHit).score < score) i--;
-    hits.splice(i, 0, { chunkId, score });
-    if (hits.length > this.k) hits.pop();
-  }
-
-  sorted(): ChunkHit[] {
-    return this.hits;
+    const dims = query.length;
+    const held = cache.held(storeId, version, dims);
+    if (held) return searchStoreVectors(held, query, fileIds, limit);
+    const load = cache.vectors(storeId, version, dims, this.reader.loader(storeId, version, dims));
+    if (options.answerMeanwhile) {
+      // A failed load is tried again by the next search; this one is answered either way.
+      load.catch(() => {});
+      return null;
+    }
+    const vectors = await load;
+    return vectors ? searchStoreVectors(vectors, query, fileIds, limit) : null;
   }
 }

@@ -1,7 +1,13 @@
 import { type Kysely, sql, type Transaction } from "kysely";
 import type { Dialect } from "../database.js";
 import type { DatabaseSchema } from "../schema.js";
-import { dropChunks, toVectorStore, toVectorStoreFile, vectorTableName } from "./vector-store-rows.js";
+import {
+  dropChunks,
+  touchStoreVectors,
+  toVectorStore,
+  toVectorStoreFile,
+  vectorTableName,
+} from "./vector-store-rows.js";
 import type {
   ClaimedIngestion,
   IngestionError,
@@ -116,7 +122,8 @@ export class KyselyVectorIngestion {
     fileId: string,
     chunks: readonly NewChunk[],
   ): Promise<boolean> {
-    return this.whileHeld(owner, storeId, fileId, async (trx, projectId) => {
+    // Chunks are written unsearchable: the store's searchable set (and its version) stays as it is.
+    return this.whileHeld(owner, storeId, fileId, { touchesSearchable: false }, async (trx, projectId) => {
       for (let i = 0; i < chunks.length; i += INSERT_CHUNK) {
         await trx
           .insertInto("vector_store_chunks")
@@ -144,7 +151,7 @@ export class KyselyVectorIngestion {
     fileId: string,
     pages: readonly string[],
   ): Promise<boolean> {
-    return this.whileHeld(owner, storeId, fileId, async (trx, projectId) => {
+    return this.whileHeld(owner, storeId, fileId, { touchesSearchable: true }, async (trx, projectId) => {
       await trx
         .deleteFrom("vector_store_file_pages")
         .where("vector_store_id", "=", storeId)
@@ -202,7 +209,8 @@ export class KyselyVectorIngestion {
     fileId: string,
     error: IngestionError,
   ): Promise<boolean> {
-    return this.whileHeld(owner, storeId, fileId, async (trx) => {
+    // Its chunks were never searchable, but dropChunks raises the version: the store's row first.
+    return this.whileHeld(owner, storeId, fileId, { touchesSearchable: true }, async (trx) => {
       await dropChunks(trx, this.dialect, { storeId, fileIds: [fileId] });
       await trx
         .updateTable("vector_store_files")
@@ -248,16 +256,20 @@ export class KyselyVectorIngestion {
 
   /**
    * Runs `write` in a transaction that first checks (and on Postgres locks) the file row: still
-   * in_progress and leased by `owner`. False, with nothing written, when it is not.
+   * in_progress and leased by `owner`. False, with nothing written, when it is not. A write that
+   * changes the store's searchable chunks raises its vectors_version first (the store's row is
+   * locked before the file's, as every writer does).
    */
   private async whileHeld(
     owner: string,
     storeId: string,
     fileId: string,
+    options: { touchesSearchable: boolean },
     write: (trx: Transaction<DatabaseSchema>, projectId: string) => Promise<void>,
   ): Promise<boolean> {
     try {
       return await this.db.transaction().execute(async (trx) => {
+        if (options.touchesSearchable) await touchStoreVectors(trx, storeId);
         // A no-op update takes the row's lock (Postgres) and tells whether we still hold it.
         const held = await trx
           .updateTable("vector_store_files")

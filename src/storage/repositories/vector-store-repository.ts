@@ -4,6 +4,7 @@ import { KyselyVectorStoreExpiry } from "./vector-store-expiry.js";
 import {
   countsOf,
   dropChunks,
+  touchStoreVectors,
   toVectorStore,
   toVectorStoreFile,
   vectorStoreFileRow,
@@ -158,6 +159,8 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
       const byStore = new Map<string, string[]>();
       for (const file of files)
         byStore.set(file.vectorStoreId, [...(byStore.get(file.vectorStoreId) ?? []), file.fileId]);
+      // Store rows before file rows, in one order (see touchStoreVectors).
+      for (const storeId of [...byStore.keys()].sort()) await touchStoreVectors(trx, storeId);
       for (const [storeId, fileIds] of byStore) {
         await dropChunks(trx, this.dialect, { storeId, fileIds });
         await trx
@@ -251,6 +254,7 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
 
   async deleteFile(projectId: string, storeId: string, fileId: string): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
+      await touchStoreVectors(trx, storeId, projectId);
       const removed = await trx
         .deleteFrom("vector_store_files")
         .where("project_id", "=", projectId)
@@ -314,6 +318,7 @@ export class KyselyVectorStoreRepository extends KyselyVectorIngestion implement
         .where("cancelled_at", "is", null)
         .executeTakeFirst();
       if (Number(marked.numUpdatedRows) !== 1) return;
+      await touchStoreVectors(trx, storeId);
       const unfinished = await trx
         .updateTable("vector_store_files")
         .set({ status: "cancelled", lease_owner: null, lease_until: null })

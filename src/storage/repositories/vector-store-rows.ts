@@ -1,4 +1,4 @@
-import { type Kysely, type Selectable, sql, type Transaction } from "kysely";
+import { type Insertable, type Kysely, type Selectable, sql, type Transaction } from "kysely";
 import type { Dialect } from "../database.js";
 import type { DatabaseSchema, VectorStoreFilesTable, VectorStoresTable } from "../schema.js";
 import type { BatchCaller } from "./types.js";
@@ -29,7 +29,7 @@ export function toVectorStore(row: Selectable<VectorStoresTable>): StoredVectorS
   };
 }
 
-export function vectorStoreRow(store: NewVectorStore): VectorStoresTable {
+export function vectorStoreRow(store: NewVectorStore): Insertable<VectorStoresTable> {
   return {
     id: store.id,
     project_id: store.projectId,
@@ -126,8 +126,29 @@ export async function vectorTables(
 type Scope = { storeId: string; fileIds?: readonly string[] };
 
 /**
+ * Raises the store's vectors_version: call it in the transaction that changes which chunks of the
+ * store are searchable, so in-memory copies of its vectors (on any instance) are reloaded. On
+ * Postgres it locks the store's row: writers take it before any file row (as deleting the store
+ * does), so two writers never wait on each other crosswise. With `projectId`, only that project's
+ * store is touched (a call naming another project's store writes nothing).
+ */
+export async function touchStoreVectors(
+  trx: Transaction<DatabaseSchema>,
+  storeId: string,
+  projectId?: string,
+): Promise<void> {
+  let update = trx
+    .updateTable("vector_stores")
+    .set((eb) => ({ vectors_version: eb("vectors_version", "+", 1) }))
+    .where("id", "=", storeId);
+  if (projectId !== undefined) update = update.where("project_id", "=", projectId);
+  await update.execute();
+}
+
+/**
  * Removes chunks (all of a store, or of some of its files) with their index rows and stored text.
- * On SQLite the keyword and vector indexes are tables of their own and are cleaned here.
+ * On SQLite the keyword and vector indexes are tables of their own and are cleaned here. The store's
+ * vectors_version is raised (on Postgres, callers touch it before locking any file row).
  */
 export async function dropChunks(
   trx: Transaction<DatabaseSchema>,
@@ -135,6 +156,7 @@ export async function dropChunks(
   scope: Scope,
 ): Promise<void> {
   if (scope.fileIds?.length === 0) return;
+  await touchStoreVectors(trx, scope.storeId);
   if (dialect === "sqlite") {
     const ids = sql`select id from vector_store_chunks where vector_store_id = ${scope.storeId} and searchable = 1${
       scope.fileIds ? sql` and file_id in (${sql.join(scope.fileIds)})` : sql``

@@ -232,10 +232,22 @@ export interface VectorStoreRepository {
   finishPurge(storeId: string, now: number): Promise<void>;
 }
 
+/**
+ * How a vector search is answered. `auto`: the store's vectors in memory where they fit the budget
+ * (while a cold copy loads, sqlite-vec answers where it can), else sqlite-vec, else the database
+ * scan. `memory`: as auto, but waits for a cold copy to load. `index`: sqlite-vec where it can,
+ * else the database scan. `scan`: the exact scan read from the database (the reference).
+ */
+export type VectorSearchPath = "auto" | "memory" | "index" | "scan";
+
 /** Keyword and vector retrieval over the searchable chunks of one store. */
 export interface ChunkIndex {
-  /** Which vector search the index does: `sqlite-vec`, or `exact` (a scan of every vector). */
+  /** Which vector index the database has: `sqlite-vec`, or `exact` (none: vectors are scanned). */
   readonly vectorIndex: "sqlite-vec" | "exact";
+  /** Bytes of stores' vectors searches may hold in memory (0: every search reads the database). */
+  readonly memoryBudgetBytes: number;
+  /** What is held in memory now (undefined when the budget is 0). */
+  memoryStats(): { stores: number; bytes: number; budgetBytes: number } | undefined;
   /** Best first; `fileIds` restricts to those files (search filters). */
   keywordSearch(
     storeId: string,
@@ -243,13 +255,13 @@ export interface ChunkIndex {
     fileIds: readonly string[] | null,
     limit: number,
   ): Promise<ChunkHit[]>;
-  /** Best first, score = cosine similarity. `exact` forces the scan even where an index exists. */
+  /** Best first, score = cosine similarity; `via` picks how (default `auto`). */
   vectorSearch(
     storeId: string,
     query: Float32Array,
     fileIds: readonly string[] | null,
     limit: number,
-    options?: { exact?: boolean },
+    options?: { via?: VectorSearchPath },
   ): Promise<ChunkHit[]>;
   chunks(ids: readonly number[]): Promise<StoredChunk[]>;
 }
