@@ -44,7 +44,12 @@ const KEEP_ALIVE_FRAME = ": keep-alive\n\n";
  */
 export class SseWriter {
   private readonly res: ServerResponse;
-  private readonly abortController = new AbortController();
+  /**
+   * Made only when someone asks for `signal`: an AbortSignal costs microseconds to create on
+   * Node 20, and most streams end without anyone listening. `abortReason` is the state itself.
+   */
+  private abortController: AbortController | undefined;
+  private abortReason: Error | undefined;
   private readonly keepAliveMs: number;
   private readonly drainTimeoutMs: number;
   private readonly cancelSignal: AbortSignal | undefined;
@@ -84,11 +89,20 @@ export class SseWriter {
 
   /** Aborted when the client goes away or stops reading. */
   get signal(): AbortSignal {
+    if (!this.abortController) {
+      this.abortController = new AbortController();
+      if (this.abortReason) this.abortController.abort(this.abortReason);
+    }
     return this.abortController.signal;
   }
 
+  /** Whether `signal` is aborted (without making the signal). */
+  get aborted(): boolean {
+    return this.abortReason !== undefined;
+  }
+
   get isOpen(): boolean {
-    return this.opened && !this.ended && !this.signal.aborted;
+    return this.opened && !this.ended && this.abortReason === undefined;
   }
 
   open(): void {
@@ -203,7 +217,9 @@ export class SseWriter {
 
   private abort(reason: string): void {
     this.clearKeepAlive();
-    if (!this.signal.aborted) this.abortController.abort(new Error(reason));
+    if (this.abortReason) return;
+    this.abortReason = new Error(reason);
+    this.abortController?.abort(this.abortReason);
   }
 
   /** Pushes the keep-alive back by a full interval; called on every write, so it reuses one timer. */
