@@ -31,6 +31,9 @@ interface Scope {
  * and settled with the real usage afterwards.
  */
 export class LimitEnforcer {
+  /** The UTC month of the last request, and the times it spans: formatted once a month, not per request. */
+  private month: { key: string; from: number; until: number } | undefined;
+
   constructor(
     private readonly store: LimitStore,
     private readonly usage: UsageRepository,
@@ -62,7 +65,7 @@ export class LimitEnforcer {
     leaseId: string,
   ): Promise<Reservation> {
     const scopes = this.scopesOf(principal);
-    const month = new Date(this.now()).toISOString().slice(0, 7);
+    const month = this.monthOf(this.now());
     await this.checkBudgets(principal, scopes, month);
 
     const rollback: (() => Promise<void>)[] = [];
@@ -137,6 +140,18 @@ export class LimitEnforcer {
         await Promise.allSettled(work);
       },
     };
+  }
+
+  /** "2026-12": the period monthly budgets count in. */
+  private monthOf(now: number): string {
+    const known = this.month;
+    if (known && now >= known.from && now < known.until) return known.key;
+    const date = new Date(now);
+    const from = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1);
+    const until = Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 1);
+    const key = date.toISOString().slice(0, 7);
+    this.month = { key, from, until };
+    return key;
   }
 
   private scopesOf(principal: Principal): Scope[] {
