@@ -1,5 +1,5 @@
 import { type Kysely, sql } from "kysely";
-import { randomId } from "../../core/ids.js";
+import { timeOrderedId } from "../../core/ids.js";
 import type { DatabaseSchema } from "../schema.js";
 import type { UsageGroup, UsageQuery, UsageRecord, UsageRepository, UsageSummaryRow } from "./types.js";
 
@@ -17,7 +17,9 @@ export class KyselyUsageRepository implements UsageRepository {
         const chunk = records.slice(i, i + INSERT_CHUNK).map((r) => {
           const iso = new Date(r.createdAt).toISOString();
           return {
-            id: `usage_${randomId(20)}`,
+            // In time order: a random key would make each insert rewrite a random page of the
+            // primary-key index (SQLite: ~20-25 µs per row at 60k rows, ~14 µs in time order).
+            id: `usage_${timeOrderedId(r.createdAt)}`,
             project_id: r.projectId,
             key_id: r.keyId,
             model: r.model,
