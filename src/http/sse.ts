@@ -79,12 +79,36 @@ export class SseWriter {
     this.keepAliveMs = keepAliveMs;
     this.drainTimeoutMs = drainTimeoutMs;
     this.cancelSignal = options.cancel ?? policy?.cancel;
-    const onCancel = () => this.cancel();
-    this.cancelSignal?.addEventListener("abort", onCancel, { once: true });
+    const cancelling = this.cancelSignal && SseWriter.openOn(this.cancelSignal);
+    cancelling?.add(this);
     res.on("close", () => {
-      this.cancelSignal?.removeEventListener("abort", onCancel);
+      cancelling?.delete(this);
       if (!this.ended) this.abort("client disconnected");
     });
+  }
+
+  /**
+   * Per cancel signal (the server's shutdown), the writers made on it: one listener cancels them
+   * all. A listener per stream on that long-lived signal cost a registration and a removal per
+   * stream, and more than ten open streams set off Node's listener-leak warning.
+   */
+  private static readonly writersByCancel = new WeakMap<AbortSignal, Set<SseWriter>>();
+
+  private static openOn(cancel: AbortSignal): Set<SseWriter> {
+    let writers = SseWriter.writersByCancel.get(cancel);
+    if (!writers) {
+      const created = new Set<SseWriter>();
+      cancel.addEventListener(
+        "abort",
+        () => {
+          for (const writer of created) writer.cancel();
+        },
+        { once: true },
+      );
+      SseWriter.writersByCancel.set(cancel, created);
+      writers = created;
+    }
+    return writers;
   }
 
   /** Aborted when the client goes away or stops reading. */
