@@ -6,8 +6,8 @@
  *
  *   npm run bench:upstream [-- --requests 4000 --reps 3 --concurrency 1,16,64 --redis redis://127.0.0.1:6379]
  *
- * Three processes, so none measures itself: one child runs the mock upstream, one runs Switchboard,
- * and the load comes from outside them. Non-streamed rows use wrk (Debian's `wrk` package, a load
+ * Three processes, so none measures itself: one child runs the mock upstream, one runs Switchboard
+ * (with the node flags `switchboard serve` runs with), and the load comes from outside them. Non-streamed rows use wrk (Debian's `wrk` package, a load
  * generator in C that reports latency in microseconds) when it is installed; streamed rows, and
  * every row without wrk (or with --generator undici), use an undici generator in this process that
  * times the first event of each stream with performance.now() (wrk cannot see a first byte).
@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Pool } from "undici";
+import { SERVE_NODE_FLAGS } from "../src/cli/node-flags.js";
 import { validateConfig } from "../src/config/load.js";
 import { createLogger } from "../src/observability/logger.js";
 import { startServer } from "../src/server.js";
@@ -198,7 +199,8 @@ function startChild(args: string[]): Promise<{ child: ChildProcess; ready: Ready
   const file = fileURLToPath(import.meta.url);
   const gateway = args.includes("gateway");
   const execArgv = [
-    ...(gateway ? ["--expose-gc"] : []),
+    // The gateway runs with the node flags `switchboard serve` has (its young generation size).
+    ...(gateway ? [...SERVE_NODE_FLAGS, "--expose-gc"] : []),
     ...(values["cpu-prof"] && gateway ? ["--cpu-prof", "--cpu-prof-dir=build/bench-prof"] : []),
   ];
   const child = fork(file, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
