@@ -312,24 +312,39 @@ class ObservedParts implements AsyncIterableIterator<GenerationPart> {
     return { done: true, value: undefined };
   }
 
-  private readonly step = async (): Promise<IteratorResult<GenerationPart>> => {
-    try {
-      if (this.finished) return { done: true, value: undefined };
-      this.source ??= this.open();
-      const result = await this.source.next();
-      if (result.done) {
-        this.finished = true;
-        return { done: true, value: undefined };
-      }
-      this.see(result.value);
-      return result;
-    } catch (err) {
-      // A source that threw is done: it is not asked to return.
-      this.finished = true;
-      throw err;
-    } finally {
+  /** Promise callbacks rather than an async function: one promise per part, no async frame. */
+  private readonly step = (): Promise<IteratorResult<GenerationPart>> => {
+    if (this.finished) {
       this.running--;
+      return Promise.resolve({ done: true, value: undefined });
     }
+    let pending: Promise<IteratorResult<GenerationPart>>;
+    try {
+      this.source ??= this.open();
+      pending = this.source.next();
+    } catch (err) {
+      this.running--;
+      this.finished = true;
+      return Promise.reject(err);
+    }
+    return pending.then(this.passed, this.failed);
+  };
+
+  private readonly passed = (result: IteratorResult<GenerationPart>): IteratorResult<GenerationPart> => {
+    this.running--;
+    if (result.done) {
+      this.finished = true;
+      return { done: true, value: undefined };
+    }
+    this.see(result.value);
+    return result;
+  };
+
+  /** A source that threw is done: it is not asked to return. */
+  private readonly failed = (err: unknown): never => {
+    this.running--;
+    this.finished = true;
+    throw err;
   };
 }
 
