@@ -6,14 +6,16 @@
  *
  *   npm run bench:upstream [-- --requests 4000 --reps 3 --concurrency 1,16,64 --redis redis://127.0.0.1:6379]
  *
- * Three processes, so none measures itself: one child runs the mock upstream, one runs Switchboard,
- * and the load comes from outside them. Non-streamed rows use wrk (Debian's `wrk` package, a load
+ * Three processes, so none measures itself: one child runs the mock upstream, one runs Switchboard
+ * (with the node flags `switchboard serve` runs with), and the load comes from outside them. Non-streamed rows use wrk (Debian's `wrk` package, a load
  * generator in C that reports latency in microseconds) when it is installed; streamed rows, and
  * every row without wrk (or with --generator undici), use an undici generator in this process that
  * times the first event of each stream with performance.now() (wrk cannot see a first byte).
  * Switchboard's CPU time is read from /proc, so "req/CPU-s" is what one core of Switchboard
- * sustains, whatever else shares the machine. Its heap is measured after a full GC at the start
- * and at the end: growth between them over tens of thousands of requests is a leak, not sizing.
+ * sustains, whatever else shares the machine; "other CPU %" is the share of the machine (100 = all
+ * cores) that processes outside the bench used during the routed runs (median), to read them by.
+ * Its heap is measured after a full GC at the start and at the end: growth between them over tens
+ * of thousands of requests is a leak, not sizing.
  */
 import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -24,9 +26,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Pool } from "undici";
+import { SERVE_NODE_FLAGS } from "../src/cli/node-flags.js";
 import { validateConfig } from "../src/config/load.js";
 import { createLogger } from "../src/observability/logger.js";
 import { startServer } from "../src/server.js";
+import { type CpuSnapshot, snapshot } from "./cpu-monitor.js";
 
 const { values } = parseArgs({
   options: {
@@ -157,13 +161,46 @@ interface Sample {
   requests: number;
   /** Switchboard CPU seconds spent during the run (undefined for the direct target). */
   cpuSeconds?: number;
+  /** Share of the machine (100 = all cores) processes outside this bench used during the run. */
+  otherCpuPercent: number;
+}
+
+/** The bench's own processes: this driver and its children (the mock upstream, Switchboard). */
+let ownPids: number[] = [];
+
+/** The machine, the bench's own processes, and the children it already reaped (wrk runs). */
+function machineSnapshot(): { machine?: CpuSnapshot; reaped: number } {
+  return { machine: snapshot(ownPids), reaped: reapedChildJiffies() };
+}
+
+/** Percent of the whole machine other processes used between two snapshots (NaN off Linux). */
+function otherCpuPercent(
+  a: ReturnType<typeof machineSnapshot>,
+  b: ReturnType<typeof machineSnapshot>,
+): number {
+  if (!a.machine || !b.machine || b.machine.total <= a.machine.total) return Number.NaN;
+  const own = b.machine.own - a.machine.own + (b.reaped - a.reaped);
+  const other = b.machine.busy - a.machine.busy - own;
+  return Math.max(0, (100 * other) / (b.machine.total - a.machine.total));
+}
+
+/** cutime + cstime of this process: CPU of its children that exited (each wrk run), in jiffies. */
+function reapedChildJiffies(): number {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[13]) + Number(fields[14]);
+  } catch {
+    return 0;
+  }
 }
 
 function startChild(args: string[]): Promise<{ child: ChildProcess; ready: Ready }> {
   const file = fileURLToPath(import.meta.url);
   const gateway = args.includes("gateway");
   const execArgv = [
-    ...(gateway ? ["--expose-gc"] : []),
+    // The gateway runs with the node flags `switchboard serve` has (its young generation size).
+    ...(gateway ? [...SERVE_NODE_FLAGS, "--expose-gc"] : []),
     ...(values["cpu-prof"] && gateway ? ["--cpu-prof", "--cpu-prof-dir=build/bench-prof"] : []),
   ];
   const child = fork(file, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
@@ -236,11 +273,13 @@ async function load(
     return loadWithWrk(target, concurrency, pid);
   }
   const latency: number[] = [];
+  const machineBefore = machineSnapshot();
   const cpuBefore = cpuSecondsOf(pid);
   const began = performance.now();
   await run(requests, latency);
   const wall = (performance.now() - began) / 1000;
   const cpuAfter = cpuSecondsOf(pid);
+  const otherCpu = otherCpuPercent(machineBefore, machineSnapshot());
   await pool.close();
   latency.sort((a, b) => a - b);
   return {
@@ -248,6 +287,7 @@ async function load(
     p99: quantile(latency, 0.99),
     rps: requests / wall,
     requests,
+    otherCpuPercent: otherCpu,
     ...(cpuBefore !== undefined && cpuAfter !== undefined && { cpuSeconds: cpuAfter - cpuBefore }),
   };
 }
@@ -278,6 +318,7 @@ async function loadWithWrk(target: Ready, concurrency: number, pid?: number): Pr
       ...headers,
     ].join("\n"),
   );
+  const machineBefore = machineSnapshot();
   const cpuBefore = cpuSecondsOf(pid);
   const args = ["-t1", `-c${concurrency}`, `-d${values.seconds}s`, "--latency", "-s", script];
   const output = await new Promise<string>((resolve, reject) => {
@@ -290,6 +331,7 @@ async function loadWithWrk(target: Ready, concurrency: number, pid?: number): Pr
     child.on("exit", (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited with ${code}`))));
   });
   const cpuAfter = cpuSecondsOf(pid);
+  const otherCpu = otherCpuPercent(machineBefore, machineSnapshot());
   if (/Non-2xx or 3xx responses/.test(output)) throw new Error(`wrk saw error statuses:\n${output}`);
   const ms = (percent: string) => {
     const match = new RegExp(`\\s${percent}%\\s+([\\d.]+)(us|ms|s)`).exec(output);
@@ -303,6 +345,7 @@ async function loadWithWrk(target: Ready, concurrency: number, pid?: number): Pr
     p99: ms("99"),
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? Number.NaN),
     requests,
+    otherCpuPercent: otherCpu,
     ...(cpuBefore !== undefined && cpuAfter !== undefined && { cpuSeconds: cpuAfter - cpuBefore }),
   };
 }
@@ -332,6 +375,7 @@ async function drive(): Promise<void> {
     mock.ready.url,
     ...(values.redis ? ["--redis", values.redis] : []),
   ]);
+  ownPids = [mock.child.pid, gateway.child.pid].filter((pid): pid is number => pid !== undefined);
   process.stderr.write(
     `upstream benchmark: ${wrk ? `non-stream: wrk, ${values.seconds} s per run; stream: ` : ""}` +
       `${requests} requests per run (undici) after ${warmup} warm-up, ${reps} repetitions, ` +
@@ -343,8 +387,8 @@ async function drive(): Promise<void> {
   let served = 0;
   const fmt = (n: number) => n.toFixed(3);
   const lines: string[] = [
-    "| mode | c | direct p50 | direct p99 | via p50 | via p99 | added p50 | added p99 | direct req/s | via req/s | via req/CPU-s |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "| mode | c | direct p50 | direct p99 | via p50 | via p99 | added p50 | added p99 | direct req/s | via req/s | via req/CPU-s | other CPU % |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   const summary: Record<string, number> = {};
   for (const stream of [false, true]) {
@@ -366,7 +410,8 @@ async function drive(): Promise<void> {
       const mode = stream ? "stream (first event)" : "non-stream";
       lines.push(
         `| ${mode} | ${c} | ${fmt(d50)} | ${fmt(d99)} | ${fmt(v50)} | ${fmt(v99)} | ${fmt(v50 - d50)} | ${fmt(v99 - d99)} | ` +
-          `${median(direct.map((s) => s.rps)).toFixed(0)} | ${median(via.map((s) => s.rps)).toFixed(0)} | ${perCpu.toFixed(0)} |`,
+          `${median(direct.map((s) => s.rps)).toFixed(0)} | ${median(via.map((s) => s.rps)).toFixed(0)} | ${perCpu.toFixed(0)} | ` +
+          `${median(via.map((s) => s.otherCpuPercent)).toFixed(0)} |`,
       );
       summary[`${stream ? "s" : "n"}${c}p50`] = v50 - d50;
       summary[`${stream ? "s" : "n"}${c}p99`] = v99 - d99;

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import { randomId } from "../core/ids.js";
 
 export const KEY_PREFIX = "sk-sb-";
@@ -8,9 +8,12 @@ export function generateKeySecret(): string {
   return `${KEY_PREFIX}${randomId(48)}`;
 }
 
-/** Keys are random and long, so a fast hash is safe at rest (no dictionary to attack). */
+/**
+ * Keys are random and long, so a fast hash is safe at rest (no dictionary to attack). One-shot
+ * crypto.hash (Node 20.12+): half the cost of a Hash object, and every request hashes its key.
+ */
 export function hashKeySecret(secret: string): string {
-  return createHash("sha256").update(secret, "utf8").digest("hex");
+  return hash("sha256", secret, "hex");
 }
 
 /** What lists show so a person can recognise a key: its start and its last four characters. */

@@ -90,11 +90,14 @@ export class Authenticator {
 
   private async verify(secret: string): Promise<Principal> {
     const hash = hashKeySecret(secret);
-    if (this.bootstrapHash && sameHash(hash, this.bootstrapHash)) return bootstrapAdmin();
     const now = this.now();
     let entry = this.cache.get(hash);
     if (!entry || entry.expires <= now) {
-      const { verdict, expiresAt } = await this.lookup(hash, now);
+      // The bootstrap key is compared on a miss only: its verdict is cached like any key's.
+      const { verdict, expiresAt } =
+        this.bootstrapHash && sameHash(hash, this.bootstrapHash)
+          ? { verdict: bootstrapAdmin(), expiresAt: undefined }
+          : await this.lookup(hash, now);
       // A key that expires sooner than the cache entry would is not trusted past its expiry.
       entry = { verdict, expires: Math.min(now + this.ttl, expiresAt ?? Number.POSITIVE_INFINITY) };
       if (this.cache.size >= CACHE_LIMIT) this.cache.clear();

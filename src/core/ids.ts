@@ -21,6 +21,25 @@ export function randomId(length = 24): string {
   return out;
 }
 
+/** Base62 digits of a millisecond time, fixed width: 8 digits reach the year 8000. */
+const TIME_DIGITS = 8;
+
+/**
+ * An id that sorts by `at` (ms since the epoch), then random: `TIME_DIGITS` base62 digits of the
+ * time (the alphabet is in ASCII order, so text order is time order) and `randomLength` random
+ * characters. Rows keyed by it are appended at the end of their primary-key index instead of
+ * landing on a random page of it, which every insert into a large table otherwise rewrites.
+ */
+export function timeOrderedId(at: number, randomLength = 12): string {
+  let time = Math.max(0, Math.floor(at));
+  let digits = "";
+  for (let i = 0; i < TIME_DIGITS; i++) {
+    digits = ALPHABET[time % 62] + digits;
+    time = Math.floor(time / 62);
+  }
+  return digits + randomId(randomLength);
+}
+
 export interface IdGenerator {
   chatCompletion(): string;
   response(): string;

@@ -154,22 +154,21 @@ export class GenerationService {
     let usage: UsageCounts | undefined;
     let ended = false;
     const observer = this.deps.observer;
-
-    async function* observed(): AsyncGenerator<GenerationPart> {
-      for await (const part of backend.generate(prepared, call.signal)) {
+    const parts = new ObservedParts(
+      () => backend.generate(prepared, call.signal)[Symbol.asyncIterator](),
+      (part) => {
         if (telemetry.timeToFirstTokenMs === undefined && part.type !== "usage") {
           telemetry.timeToFirstTokenMs = performance.now() - startedAt;
         }
         if (part.type === "usage") usage = part;
-        yield part;
-      }
-    }
+      },
+    );
 
     return {
       deployment,
       request,
       hints: metered.hints,
-      parts: observed(),
+      parts,
       end: async (outcome = {}) => {
         if (ended) return;
         ended = true;
@@ -270,6 +269,83 @@ export class GenerationService {
     }
     return { tokenize: tokenize.bind(deployment.backend), detokenize: detokenize.bind(deployment.backend) };
   }
+}
+
+/**
+ * A backend's parts, each shown to `see` (telemetry, usage) as it passes. The backend's generation
+ * starts at the first next(). An iterator written out rather than an async generator around a
+ * for-await: the same parts, ends and errors, without a generator step (and its extra await of
+ * each yielded part) per part. Calls made while a next() is pending wait for it, as a
+ * generator's would.
+ */
+class ObservedParts implements AsyncIterableIterator<GenerationPart> {
+  private source: AsyncIterator<GenerationPart> | undefined;
+  private finished = false;
+  /** next() calls not yet settled, and the last of them. */
+  private running = 0;
+  private last: Promise<IteratorResult<GenerationPart>> | undefined;
+
+  constructor(
+    private readonly open: () => AsyncIterator<GenerationPart>,
+    private readonly see: (part: GenerationPart) => void,
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<GenerationPart>> {
+    const queued = this.running > 0 ? this.last : undefined;
+    this.running++;
+    const step = queued ? queued.then(this.step, this.step) : this.step();
+    this.last = step;
+    return step;
+  }
+
+  async return(): Promise<IteratorResult<GenerationPart>> {
+    if (this.running > 0) await this.last?.catch(() => {});
+    if (!this.finished) {
+      this.finished = true;
+      // As a for-await left early: the backend's iterator is told, unless it never started.
+      await this.source?.return?.(undefined);
+    }
+    return { done: true, value: undefined };
+  }
+
+  /** Promise callbacks rather than an async function: one promise per part, no async frame. */
+  private readonly step = (): Promise<IteratorResult<GenerationPart>> => {
+    if (this.finished) {
+      this.running--;
+      return Promise.resolve({ done: true, value: undefined });
+    }
+    let pending: Promise<IteratorResult<GenerationPart>>;
+    try {
+      this.source ??= this.open();
+      pending = this.source.next();
+    } catch (err) {
+      this.running--;
+      this.finished = true;
+      return Promise.reject(err);
+    }
+    return pending.then(this.passed, this.failed);
+  };
+
+  private readonly passed = (result: IteratorResult<GenerationPart>): IteratorResult<GenerationPart> => {
+    this.running--;
+    if (result.done) {
+      this.finished = true;
+      return { done: true, value: undefined };
+    }
+    this.see(result.value);
+    return result;
+  };
+
+  /** A source that threw is done: it is not asked to return. */
+  private readonly failed = (err: unknown): never => {
+    this.running--;
+    this.finished = true;
+    throw err;
+  };
 }
 
 /** The request as the caller's priority has it (interactive unless said otherwise). */

@@ -56,7 +56,7 @@ export async function streamGeneration(
   let failure: unknown;
   try {
     await write(first.done ? undefined : first.value, iterator, sse);
-    if (signal.aborted || sse.signal.aborted) sse.end();
+    if (signal.aborted || sse.aborted) sse.end();
     else await ending.done(sse);
   } catch (err) {
     failure = err;

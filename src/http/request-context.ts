@@ -1,4 +1,3 @@
-import { setMaxListeners } from "node:events";
 import type { FastifyReply, FastifyRequest } from "fastify";
 
 /** What a route learnt about a request, for the one log line and the metrics written at its end. */
@@ -53,8 +52,6 @@ export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): 
     inFlight.delete(controller);
     if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
   });
-  // Each of up to n=128 parallel choices listens on the same signal; that is expected, not a leak.
-  setMaxListeners(256, controller.signal);
   return controller.signal;
 }
 

@@ -44,7 +44,12 @@ const KEEP_ALIVE_FRAME = ": keep-alive\n\n";
  */
 export class SseWriter {
   private readonly res: ServerResponse;
-  private readonly abortController = new AbortController();
+  /**
+   * Made only when someone asks for `signal`: an AbortSignal costs microseconds to create on
+   * Node 20, and most streams end without anyone listening. `abortReason` is the state itself.
+   */
+  private abortController: AbortController | undefined;
+  private abortReason: Error | undefined;
   private readonly keepAliveMs: number;
   private readonly drainTimeoutMs: number;
   private readonly cancelSignal: AbortSignal | undefined;
@@ -74,21 +79,54 @@ export class SseWriter {
     this.keepAliveMs = keepAliveMs;
     this.drainTimeoutMs = drainTimeoutMs;
     this.cancelSignal = options.cancel ?? policy?.cancel;
-    const onCancel = () => this.cancel();
-    this.cancelSignal?.addEventListener("abort", onCancel, { once: true });
+    const cancelling = this.cancelSignal && SseWriter.openOn(this.cancelSignal);
+    cancelling?.add(this);
     res.on("close", () => {
-      this.cancelSignal?.removeEventListener("abort", onCancel);
+      cancelling?.delete(this);
       if (!this.ended) this.abort("client disconnected");
     });
   }
 
+  /**
+   * Per cancel signal (the server's shutdown), the writers made on it: one listener cancels them
+   * all. A listener per stream on that long-lived signal cost a registration and a removal per
+   * stream, and more than ten open streams set off Node's listener-leak warning.
+   */
+  private static readonly writersByCancel = new WeakMap<AbortSignal, Set<SseWriter>>();
+
+  private static openOn(cancel: AbortSignal): Set<SseWriter> {
+    let writers = SseWriter.writersByCancel.get(cancel);
+    if (!writers) {
+      const created = new Set<SseWriter>();
+      cancel.addEventListener(
+        "abort",
+        () => {
+          for (const writer of created) writer.cancel();
+        },
+        { once: true },
+      );
+      SseWriter.writersByCancel.set(cancel, created);
+      writers = created;
+    }
+    return writers;
+  }
+
   /** Aborted when the client goes away or stops reading. */
   get signal(): AbortSignal {
+    if (!this.abortController) {
+      this.abortController = new AbortController();
+      if (this.abortReason) this.abortController.abort(this.abortReason);
+    }
     return this.abortController.signal;
   }
 
+  /** Whether `signal` is aborted (without making the signal). */
+  get aborted(): boolean {
+    return this.abortReason !== undefined;
+  }
+
   get isOpen(): boolean {
-    return this.opened && !this.ended && !this.signal.aborted;
+    return this.opened && !this.ended && this.abortReason === undefined;
   }
 
   open(): void {
@@ -203,7 +241,9 @@ export class SseWriter {
 
   private abort(reason: string): void {
     this.clearKeepAlive();
-    if (!this.signal.aborted) this.abortController.abort(new Error(reason));
+    if (this.abortReason) return;
+    this.abortReason = new Error(reason);
+    this.abortController?.abort(this.abortReason);
   }
 
   /** Pushes the keep-alive back by a full interval; called on every write, so it reuses one timer. */

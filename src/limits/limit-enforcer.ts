@@ -20,9 +20,27 @@ export interface Reservation {
   settle(used: { tokens: number; costUsd: number }): Promise<void>;
 }
 
+/** A key's or a project's limits, and the names of its counters in the limit store. */
 interface Scope {
   id: string;
   limits: Limits;
+  rpm: string;
+  tpm: string;
+  conc: string;
+  monthTokens: string;
+  monthCost: string;
+}
+
+function scopeOf(id: string, limits: Limits): Scope {
+  return {
+    id,
+    limits,
+    rpm: `${id}:rpm`,
+    tpm: `${id}:tpm`,
+    conc: `${id}:conc`,
+    monthTokens: `${id}:month-tokens`,
+    monthCost: `${id}:month-cost`,
+  };
 }
 
 /**
@@ -31,6 +49,10 @@ interface Scope {
  * and settled with the real usage afterwards.
  */
 export class LimitEnforcer {
+  /** The UTC month of the last request, and the times it spans: formatted once a month, not per request. */
+  private month: { key: string; from: number; until: number } | undefined;
+  private readonly scopesByPrincipal = new WeakMap<Principal, Scope[]>();
+
   constructor(
     private readonly store: LimitStore,
     private readonly usage: UsageRepository,
@@ -62,7 +84,7 @@ export class LimitEnforcer {
     leaseId: string,
   ): Promise<Reservation> {
     const scopes = this.scopesOf(principal);
-    const month = new Date(this.now()).toISOString().slice(0, 7);
+    const month = this.monthOf(this.now());
     await this.checkBudgets(principal, scopes, month);
 
     const rollback: (() => Promise<void>)[] = [];
@@ -73,22 +95,22 @@ export class LimitEnforcer {
       for (const scope of scopes) {
         const rpm = scope.limits.requestsPerMinute;
         if (rpm !== null) {
-          const result = await this.store.take(`${scope.id}:rpm`, rpm, MINUTE, 1);
+          const result = await this.store.take(scope.rpm, rpm, MINUTE, 1);
           if (!result.allowed) throw tooMany("requests", rpm, result);
-          rollback.push(() => this.store.adjust(`${scope.id}:rpm`, rpm, MINUTE, 1));
+          rollback.push(() => this.store.adjust(scope.rpm, rpm, MINUTE, 1));
           requests = tighter(requests, { limit: rpm, result });
         }
         const tpm = scope.limits.tokensPerMinute;
         if (tpm !== null) {
-          const result = await this.store.take(`${scope.id}:tpm`, tpm, MINUTE, estimatedTokens);
+          const result = await this.store.take(scope.tpm, tpm, MINUTE, estimatedTokens);
           if (!result.allowed) throw tooMany("tokens", tpm, result, estimatedTokens);
-          rollback.push(() => this.store.adjust(`${scope.id}:tpm`, tpm, MINUTE, estimatedTokens));
+          rollback.push(() => this.store.adjust(scope.tpm, tpm, MINUTE, estimatedTokens));
           tokens = tighter(tokens, { limit: tpm, result });
         }
         const concurrent = scope.limits.maxConcurrent;
         if (concurrent !== null) {
           const ok = await this.store.acquireConcurrency(
-            `${scope.id}:conc`,
+            scope.conc,
             concurrent,
             leaseId,
             CONCURRENCY_LEASE_MS,
@@ -104,7 +126,7 @@ export class LimitEnforcer {
               },
             );
           }
-          rollback.push(() => this.store.releaseConcurrency(`${scope.id}:conc`, leaseId));
+          rollback.push(() => this.store.releaseConcurrency(scope.conc, leaseId));
         }
       }
     } catch (err) {
@@ -123,15 +145,15 @@ export class LimitEnforcer {
         for (const scope of scopes) {
           const tpm = scope.limits.tokensPerMinute;
           if (tpm !== null && used.tokens !== estimatedTokens) {
-            work.push(this.store.adjust(`${scope.id}:tpm`, tpm, MINUTE, estimatedTokens - used.tokens));
+            work.push(this.store.adjust(scope.tpm, tpm, MINUTE, estimatedTokens - used.tokens));
           }
           if (scope.limits.maxConcurrent !== null)
-            work.push(this.store.releaseConcurrency(`${scope.id}:conc`, leaseId));
+            work.push(this.store.releaseConcurrency(scope.conc, leaseId));
           if (scope.limits.monthlyTokenBudget !== null && used.tokens > 0) {
-            work.push(this.store.addToTotal(`${scope.id}:month-tokens`, month, used.tokens));
+            work.push(this.store.addToTotal(scope.monthTokens, month, used.tokens));
           }
           if (scope.limits.monthlyCostBudgetUsd !== null && used.costUsd > 0) {
-            work.push(this.store.addToTotal(`${scope.id}:month-cost`, month, used.costUsd));
+            work.push(this.store.addToTotal(scope.monthCost, month, used.costUsd));
           }
         }
         await Promise.allSettled(work);
@@ -139,10 +161,30 @@ export class LimitEnforcer {
     };
   }
 
+  /** "2026-12": the period monthly budgets count in. */
+  private monthOf(now: number): string {
+    const known = this.month;
+    if (known && now >= known.from && now < known.until) return known.key;
+    const date = new Date(now);
+    const from = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1);
+    const until = Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 1);
+    const key = date.toISOString().slice(0, 7);
+    this.month = { key, from, until };
+    return key;
+  }
+
+  /**
+   * The principal's scopes, made once per principal: the authenticator hands out the same
+   * principal for a key while it is cached, so its counters' names are not built per request.
+   */
   private scopesOf(principal: Principal): Scope[] {
-    const scopes: Scope[] = [];
-    if (principal.keyId) scopes.push({ id: `key:${principal.keyId}`, limits: principal.keyLimits });
-    scopes.push({ id: `project:${principal.projectId}`, limits: principal.projectLimits });
+    let scopes = this.scopesByPrincipal.get(principal);
+    if (!scopes) {
+      scopes = [];
+      if (principal.keyId) scopes.push(scopeOf(`key:${principal.keyId}`, principal.keyLimits));
+      scopes.push(scopeOf(`project:${principal.projectId}`, principal.projectLimits));
+      this.scopesByPrincipal.set(principal, scopes);
+    }
     return scopes;
   }
 
@@ -154,7 +196,7 @@ export class LimitEnforcer {
       const storageScope = isKey
         ? { projectId: principal.projectId, keyId: principal.keyId ?? undefined }
         : { projectId: principal.projectId };
-      const spent = await this.monthTotals(scope.id, month, storageScope);
+      const spent = await this.monthTotals(scope, month, storageScope);
       const over =
         (monthlyTokenBudget !== null && spent.tokens >= monthlyTokenBudget) ||
         (monthlyCostBudgetUsd !== null && spent.costUsd >= monthlyCostBudgetUsd);
@@ -171,16 +213,16 @@ export class LimitEnforcer {
 
   /** Monthly totals live in the limit store; the first look in a period seeds them from storage. */
   private async monthTotals(
-    scopeId: string,
+    scope: Scope,
     month: string,
     storageScope: { projectId: string; keyId?: string },
   ): Promise<{ tokens: number; costUsd: number }> {
-    let tokens = await this.store.getTotal(`${scopeId}:month-tokens`, month);
-    let costUsd = await this.store.getTotal(`${scopeId}:month-cost`, month);
+    let tokens = await this.store.getTotal(scope.monthTokens, month);
+    let costUsd = await this.store.getTotal(scope.monthCost, month);
     if (tokens === undefined || costUsd === undefined) {
       const stored = await this.usage.monthTotals(storageScope, month);
-      tokens = await this.store.seedTotal(`${scopeId}:month-tokens`, month, stored.tokens);
-      costUsd = await this.store.seedTotal(`${scopeId}:month-cost`, month, stored.costUsd);
+      tokens = await this.store.seedTotal(scope.monthTokens, month, stored.tokens);
+      costUsd = await this.store.seedTotal(scope.monthCost, month, stored.costUsd);
     }
     return { tokens, costUsd };
   }

@@ -325,8 +325,14 @@ class RoutedStream implements AsyncIterableIterator<GenerationPart> {
     return this;
   }
 
-  async next(): Promise<IteratorResult<GenerationPart>> {
-    if (this.ended) return { done: true, value: undefined };
+  next(): Promise<IteratorResult<GenerationPart>> {
+    if (this.ended) return Promise.resolve({ done: true, value: undefined });
+    // Past the first part (every part but one), promise callbacks rather than an async function.
+    if (this.opened && this.firstSent) return this.opened.rest.next().then(this.passOn, this.failed);
+    return this.first();
+  }
+
+  private async first(): Promise<IteratorResult<GenerationPart>> {
     if (!this.opened) this.opened = await this.open(this.routed);
     const opened = this.opened;
     if (!this.firstSent) {
@@ -335,16 +341,18 @@ class RoutedStream implements AsyncIterableIterator<GenerationPart> {
       await this.end(false);
       return opened.first;
     }
-    let next: IteratorResult<GenerationPart>;
-    try {
-      next = await opened.rest.next();
-    } catch (err) {
-      await this.end(!this.signal.aborted);
-      throw err;
-    }
-    if (next.done) await this.end(false);
-    return next;
+    return this.opened.rest.next().then(this.passOn, this.failed);
   }
+
+  private readonly passOn = (
+    next: IteratorResult<GenerationPart>,
+  ): IteratorResult<GenerationPart> | Promise<IteratorResult<GenerationPart>> =>
+    next.done ? this.end(false).then(() => next) : next;
+
+  private readonly failed = async (err: unknown): Promise<never> => {
+    await this.end(!this.signal.aborted);
+    throw err;
+  };
 
   async return(): Promise<IteratorResult<GenerationPart>> {
     if (this.opened && !this.ended) await this.end(false);

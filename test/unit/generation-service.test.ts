@@ -126,4 +126,53 @@ describe("the generation service without a socket", () => {
     await (await service.start(call(signal, { priority: "batch" }))).end();
     expect(backend.requests.at(-1)?.priority).toBe("batch");
   });
+
+  it("starts the backend at the first part asked for, and tells it when the caller leaves early", async () => {
+    const { service, backend } = harness();
+    const signal = new AbortController().signal;
+    const events: string[] = [];
+    backend.generate = async function* () {
+      events.push("started");
+      try {
+        yield { type: "text", choice: 0, text: "one" };
+        yield { type: "text", choice: 0, text: "two" };
+      } finally {
+        events.push("stopped");
+      }
+    };
+    const telemetry: { timeToFirstTokenMs?: number } = {};
+    const generation = await service.start(call(signal, { telemetry }));
+    expect(events).toEqual([]);
+    const parts = generation.parts[Symbol.asyncIterator]();
+    // Two asks at once are answered in order, as a generator answers them.
+    const [first, second] = await Promise.all([parts.next(), parts.next()]);
+    expect([first.value, second.value]).toMatchObject([{ text: "one" }, { text: "two" }]);
+    expect(telemetry.timeToFirstTokenMs).toBeGreaterThanOrEqual(0);
+    await parts.return?.(undefined);
+    expect(events).toEqual(["started", "stopped"]);
+    expect(await parts.next()).toEqual({ done: true, value: undefined });
+    await generation.end();
+  });
+
+  it("ends the parts with the backend's error, and does not ask a failed backend to return", async () => {
+    const { service, backend } = harness();
+    const signal = new AbortController().signal;
+    let returned = false;
+    const failing = {
+      [Symbol.asyncIterator]: () => failing,
+      next: () => Promise.reject(new Error("upstream broke")),
+      return: async () => {
+        returned = true;
+        return { done: true as const, value: undefined };
+      },
+    };
+    backend.generate = () => failing as unknown as AsyncGenerator<GenerationPart>;
+    const generation = await service.start(call(signal));
+    const parts = generation.parts[Symbol.asyncIterator]();
+    await expect(parts.next()).rejects.toThrow("upstream broke");
+    expect(await parts.next()).toEqual({ done: true, value: undefined });
+    await parts.return?.(undefined);
+    expect(returned).toBe(false);
+    await generation.end({ error: new Error("upstream broke") });
+  });
 });

@@ -2,6 +2,7 @@ import { once } from "node:events";
 import { createServer, type Server, type ServerResponse } from "node:http";
 import { type AddressInfo, connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { SHUTDOWN_STREAM_ERROR } from "../../src/http/errors.js";
 import { type SseOptions, SseWriter } from "../../src/http/sse.js";
 
 /** A real HTTP server whose handler hands each response to the test. */
@@ -260,6 +261,53 @@ describe("SseWriter", () => {
     await sse.done();
     await client.waitFor(() => client.ended, "the end of the response");
     expect(client.body.endsWith("data: [DONE]\n\n")).toBe(true);
+  });
+
+  it("ends every open stream with the shutdown error when its cancel signal fires, without a listener per stream", async () => {
+    server = new TestServer();
+    const port = await server.listen();
+    const cancel = new AbortController();
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on("warning", onWarning);
+    const streams: { sse: SseWriter; client: RawClient }[] = [];
+    // More than the ten listeners after which Node warns of a leak on the cancel signal.
+    for (let i = 0; i < 12; i++) {
+      const client = await RawClient.connect(port);
+      clients.push(client);
+      const res = await server.nextResponse();
+      streams.push({
+        client,
+        sse: new SseWriter(res, { keepAliveMs: 0, drainTimeoutMs: 30_000, cancel: cancel.signal }),
+      });
+    }
+    const [finished, unopened, ...open] = streams as [
+      (typeof streams)[0],
+      (typeof streams)[0],
+      ...typeof streams,
+    ];
+    finished.sse.open();
+    await finished.sse.done();
+    for (const { sse } of open) {
+      sse.open();
+      await sse.send({ n: 1 });
+    }
+    cancel.abort();
+    const cancelled = `data: ${JSON.stringify(SHUTDOWN_STREAM_ERROR)}\n\n`;
+    for (const { sse, client } of open) {
+      await client.waitFor(() => client.ended, "the end of the stream");
+      expect(client.body).toBe(`data: {"n":1}\n\n${cancelled}`);
+      expect(sse.signal.aborted).toBe(true);
+    }
+    // A writer made before the signal fired and opened after it ends at once, the same way.
+    unopened.sse.open();
+    await unopened.client.waitFor(() => unopened.client.ended, "the end of the stream");
+    expect(unopened.client.body).toBe(cancelled);
+    await finished.client.waitFor(() => finished.client.ended, "the end of the stream");
+    expect(finished.client.body).toBe("data: [DONE]\n\n");
+    await settle();
+    process.off("warning", onWarning);
+    expect(warnings.filter((w) => w.name === "MaxListenersExceededWarning")).toEqual([]);
   });
 
   it("aborts its signal when the client disconnects", async () => {

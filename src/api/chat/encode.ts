@@ -104,7 +104,8 @@ export async function collectChatCompletion(
   n: number,
   wantLogprobs: boolean,
 ): Promise<{ body: object; usage: UsageCounts | undefined }> {
-  const choices = Array.from({ length: n }, () => new ChoiceAccumulator());
+  const choices: ChoiceAccumulator[] = [];
+  for (let i = 0; i < n; i++) choices.push(new ChoiceAccumulator());
   let usage: UsageCounts | undefined;
   for await (const part of parts) {
     if (part.type === "usage") usage = part;

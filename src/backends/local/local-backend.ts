@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import {
   contextLengthExceeded,
   invalidRequest,
@@ -282,6 +283,9 @@ export class LocalBackend implements ModelBackend {
     await this.arrivals.beforeSubmit();
     const meta = this.engine.metadata();
     const counters = prepared.progress;
+    // Each choice running at once (up to n=128) listens on the signal: expected, not a leak. Set
+    // here, where the choices fan out, rather than on every request's signal (a cost per request).
+    if (prompts.length * req.n > 1) setMaxListeners(256, signal);
     const choices = Array.from({ length: prompts.length * req.n }, (_, choice) => {
       const prompt = prompts[Math.floor(choice / req.n)] as number[];
       // Without max_tokens a choice may fill what its own prompt leaves.

@@ -88,7 +88,7 @@ export class UpstreamBackend implements ModelBackend {
       let whole = false;
       try {
         // One loop over the body: each chunk's events are decoded and their parts yielded here.
-        read: for await (const chunk of response.chunks()) {
+        read: for (let chunk = await response.read(); chunk; chunk = await response.read()) {
           for (const event of reader.feed(chunk)) {
             for (const part of counted(decoder.read(event), progress)) yield part;
             if (decoder.complete) break read;

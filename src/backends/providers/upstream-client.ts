@@ -1,5 +1,6 @@
-import { type Dispatcher, Pool } from "undici";
+import { Pool } from "undici";
 import { retryAfterMs, upstreamStatusError, upstreamTransportError } from "./upstream-errors.js";
+import { type ResponseHead, UpstreamResponse } from "./upstream-response.js";
 
 export interface UpstreamClientOptions {
   /** The API root; requests go to paths under it. */
@@ -15,40 +16,6 @@ export interface UpstreamClientOptions {
   idleTimeoutMs: number;
   /** Reads the upstream's error message out of its error body. */
   errorMessage(body: unknown): string | undefined;
-}
-
-/** What is read of a successful answer's body after the answer is whole (its end), at most. */
-const TAIL_LIMIT_BYTES = 64 * 1024;
-
-/**
- * A successful answer's body. Reading stops where the answer is whole (an end marker such as
- * `[DONE]`); what is left is settled with `release()` or, when the answer is not wanted, `abandon()`.
- */
-export class UpstreamResponse {
-  constructor(private readonly body: Dispatcher.ResponseData["body"]) {}
-
-  /** The body's chunks; leaving the loop early neither ends nor destroys the body. */
-  chunks(): AsyncIterable<Uint8Array> {
-    return this.body.iterator({ destroyOnReturn: false });
-  }
-
-  /**
-   * The answer is whole: the rest of the body (normally only the end of its chunked encoding) is
-   * read in the background, so the kept-alive connection goes back to the pool instead of being
-   * torn down, and no abort error is built for a body that simply ended.
-   */
-  release(): void {
-    if (this.body.readableEnded) return;
-    this.body.dump({ limit: TAIL_LIMIT_BYTES }).catch(() => {});
-  }
-
-  /** The answer is not wanted (failed, or the caller left): the body and its connection are dropped. */
-  abandon(): void {
-    // undici reports a body destroyed before its end as an 'error' (an abort): nobody is reading
-    // it any more, and an error event without a listener would be an uncaught exception.
-    this.body.on("error", () => {});
-    this.body.destroy();
-  }
 }
 
 /**
@@ -77,26 +44,30 @@ export class UpstreamClient {
    * to our errors and thrown. `query` is appended as it is (the caller builds it from config).
    */
   async post(path: string, body: unknown, signal: AbortSignal, query = ""): Promise<UpstreamResponse> {
-    let response: Awaited<ReturnType<Pool["request"]>>;
+    const response = new UpstreamResponse(signal);
+    let head: ResponseHead;
     try {
-      response = await this.pool.request({
-        path: `${this.basePath}${path}${query}`,
-        method: "POST",
-        headers: this.headers,
-        body: JSON.stringify(body),
-        signal,
-      });
+      this.pool.dispatch(
+        {
+          path: `${this.basePath}${path}${query}`,
+          method: "POST",
+          headers: this.headers,
+          body: JSON.stringify(body),
+        },
+        response,
+      );
+      head = await response.head;
     } catch (err) {
       if (signal.aborted) throw err;
       throw upstreamTransportError(err);
     }
-    if (response.statusCode < 400) return new UpstreamResponse(response.body);
+    if (head.statusCode < 400) return response;
     const header = (name: string) => {
-      const value = response.headers[name];
+      const value = head.headers[name];
       return Array.isArray(value) ? value[0] : value;
     };
-    const text = await readBounded(response.body, 64 * 1024).catch(() => "");
-    throw upstreamStatusError(response.statusCode, this.redact(this.messageOf(text)), retryAfterMs(header));
+    const text = await readBounded(response, 64 * 1024).catch(() => "");
+    throw upstreamStatusError(head.statusCode, this.redact(this.messageOf(text)), retryAfterMs(header));
   }
 
   /** POSTs JSON and reads a JSON answer (embeddings). */
@@ -104,7 +75,7 @@ export class UpstreamClient {
     const response = await this.post(path, body, signal);
     const chunks: Buffer[] = [];
     try {
-      for await (const chunk of response.chunks()) chunks.push(Buffer.from(chunk));
+      for (let chunk = await response.read(); chunk; chunk = await response.read()) chunks.push(chunk);
     } catch (err) {
       response.abandon();
       if (signal.aborted) throw err;
@@ -138,12 +109,12 @@ function clipMessage(message: string): string {
   return message.length > 512 ? `${message.slice(0, 512)}…` : message;
 }
 
-async function readBounded(body: AsyncIterable<Uint8Array> & { destroy(): void }, max: number) {
+async function readBounded(response: UpstreamResponse, max: number): Promise<string> {
   let text = "";
-  for await (const chunk of body) {
-    text += Buffer.from(chunk).toString("utf8");
+  for (let chunk = await response.read(); chunk; chunk = await response.read()) {
+    text += chunk.toString("utf8");
     if (text.length > max) {
-      body.destroy();
+      response.abandon();
       break;
     }
   }

@@ -1,0 +1,142 @@
+import { once } from "node:events";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { UpstreamClient } from "../../src/backends/providers/upstream-client.js";
+
+/** An upstream whose handler each test writes; it counts connections and requests. */
+async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => void) {
+  const state = { connections: 0, requests: 0, closed: 0 };
+  const server: Server = createServer((req, res) => {
+    state.requests++;
+    req.resume();
+    req.on("end", () => handler(req, res));
+  });
+  server.on("connection", (socket) => {
+    state.connections++;
+    socket.on("close", () => state.closed++);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { server, state, url };
+}
+
+function clientOf(url: string): UpstreamClient {
+  return new UpstreamClient({
+    baseUrl: `${url}/v1`,
+    headers: {},
+    secrets: ["sk-secret"],
+    maxConnections: 4,
+    timeoutMs: 5_000,
+    idleTimeoutMs: 5_000,
+    errorMessage: (body) => (body as { error?: { message?: string } }).error?.message,
+  });
+}
+
+/** Waits until `condition` holds, checking after each turn of the event loop. */
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+}
+
+describe("the upstream client", () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const close of cleanup.splice(0)) await close();
+  });
+
+  async function setUp(handler: (req: IncomingMessage, res: ServerResponse) => void) {
+    const up = await upstream(handler);
+    const client = clientOf(up.url);
+    cleanup.push(async () => {
+      await client.close();
+      up.server.closeAllConnections();
+      up.server.close();
+    });
+    return { ...up, client };
+  }
+
+  it("reads a whole answer and keeps its connection open", async () => {
+    const { client, state } = await setUp((_req, res) => res.end("data: one\n\ndata: [DONE]\n\n"));
+    for (let i = 0; i < 3; i++) {
+      const response = await client.post("/chat/completions", { i }, new AbortController().signal);
+      let text = "";
+      for (let chunk = await response.read(); chunk; chunk = await response.read()) text += chunk;
+      expect(text).toBe("data: one\n\ndata: [DONE]\n\n");
+      response.release();
+    }
+    // Kept alive: none closed (the pool may open a second one for a request sent in the same turn).
+    expect(state).toMatchObject({ requests: 3, closed: 0 });
+  });
+
+  it("reads the rest of a released answer in the background, and keeps the connection", async () => {
+    let ended = 0;
+    const { client, state } = await setUp((_req, res) => {
+      res.write("data: [DONE]\n\n");
+      setImmediate(() => res.end(": trailing comment\n\n", () => ended++));
+    });
+    const response = await client.post("/chat/completions", {}, new AbortController().signal);
+    expect(String(await response.read())).toBe("data: [DONE]\n\n");
+    response.release();
+    const next = await client.post("/chat/completions", {}, new AbortController().signal);
+    expect(String(await next.read())).toBe("data: [DONE]\n\n");
+    next.release();
+    await until(() => ended === 2);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(state).toMatchObject({ requests: 2, closed: 0 });
+  });
+
+  it("cuts a released answer off instead of reading more than 64 KiB of it", async () => {
+    const { client, state } = await setUp((_req, res) => {
+      res.write("data: [DONE]\n\n");
+      res.write("x".repeat(70 * 1024));
+      // Never ends: only cutting the connection ends this exchange.
+    });
+    const response = await client.post("/chat/completions", {}, new AbortController().signal);
+    await response.read();
+    response.release();
+    await until(() => state.closed === 1);
+  });
+
+  it("stops when the caller's signal aborts mid-answer: the reason is thrown and the connection dropped", async () => {
+    const { client, state } = await setUp((_req, res) => res.write("data: one\n\n"));
+    const caller = new AbortController();
+    const response = await client.post("/chat/completions", {}, caller.signal);
+    expect(String(await response.read())).toBe("data: one\n\n");
+    const reason = new Error("client disconnected");
+    const next = response.read();
+    caller.abort(reason);
+    await expect(next).rejects.toBe(reason);
+    response.abandon();
+    await until(() => state.closed === 1);
+  });
+
+  it("sends nothing for a signal that aborted before the request, and throws its reason", async () => {
+    const { client, state } = await setUp((_req, res) => res.end("never"));
+    const reason = new Error("gone before it began");
+    const caller = new AbortController();
+    caller.abort(reason);
+    await expect(client.post("/chat/completions", {}, caller.signal)).rejects.toBe(reason);
+    expect(state.requests).toBe(0);
+  });
+
+  it("reads an error status's body (bounded) into our error, with the wait the upstream asked for", async () => {
+    const { client } = await setUp((_req, res) => {
+      res.writeHead(429, { "content-type": "application/json", "retry-after-ms": "1500" });
+      res.end(JSON.stringify({ error: { message: "slow down, sk-secret" } }));
+    });
+    const err = await client.post("/chat/completions", {}, new AbortController().signal).catch((e) => e);
+    expect(err).toMatchObject({ kind: "rate_limited", code: "upstream_rate_limited" });
+    expect(err.message).toBe("The upstream provider is rate limiting requests: slow down, [redacted]");
+    expect(err.hints).toMatchObject({ "retry-after-ms": "1500", "retry-after": "2" });
+  });
+
+  it("reads a JSON answer whole (embeddings)", async () => {
+    const { client } = await setUp((_req, res) => {
+      res.write('{"data":[{"embedding":[0.5,');
+      setImmediate(() => res.end('1]}],"usage":{"prompt_tokens":2}}'));
+    });
+    const body = await client.postJson("/embeddings", {}, new AbortController().signal);
+    expect(body).toEqual({ data: [{ embedding: [0.5, 1] }], usage: { prompt_tokens: 2 } });
+  });
+});

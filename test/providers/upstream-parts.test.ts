@@ -1,0 +1,136 @@
+import { once } from "node:events";
+import { createServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { OpenAiCompatibleAdapter } from "../../src/backends/providers/openai-compatible/openai-adapter.js";
+import { UpstreamBackend } from "../../src/backends/providers/upstream-backend.js";
+import { UpstreamClient } from "../../src/backends/providers/upstream-client.js";
+import type { GenerationPart, GenerationRequest } from "../../src/core/generation.js";
+import { textContent } from "../../src/core/messages.js";
+
+const chunk = (delta: object, finish: string | null = null) =>
+  `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+
+const REQUEST: GenerationRequest = {
+  model: "remote",
+  input: { kind: "chat", messages: [{ role: "user", content: textContent("Hi") }] },
+  sampling: { temperature: 1, topP: 1, presencePenalty: 0, frequencyPenalty: 0 },
+  maxTokens: 16,
+  stop: [],
+  n: 1,
+};
+
+/** An OpenAI-compatible upstream each test answers by hand, and a backend in front of it. */
+async function setUp(answer: (res: ServerResponse) => void) {
+  const state = { requests: 0, closed: 0 };
+  const server = createServer((req, res) => {
+    state.requests++;
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      answer(res);
+    });
+  });
+  server.on("connection", (socket) => socket.on("close", () => state.closed++));
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const client = new UpstreamClient({
+    baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    headers: {},
+    secrets: [],
+    maxConnections: 2,
+    timeoutMs: 5_000,
+    idleTimeoutMs: 5_000,
+    errorMessage: () => undefined,
+  });
+  const backend = new UpstreamBackend(new OpenAiCompatibleAdapter("max_tokens"), client, {
+    upstreamModel: "upstream",
+    defaultMaxTokens: 16,
+  });
+  const close = async () => {
+    await client.close();
+    server.closeAllConnections();
+    server.close();
+  };
+  return { backend, state, close };
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+}
+
+describe("an upstream answer's parts", () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const close of cleanup.splice(0)) await close();
+  });
+
+  it("are asked for at the first part, come out whole, and leave nothing in flight", async () => {
+    const up = await setUp((res) =>
+      res.end(
+        `${chunk({ role: "assistant", content: "Hel" })}${chunk({ content: "lo" })}${chunk({}, "stop")}data: [DONE]\n\n`,
+      ),
+    );
+    cleanup.push(up.close);
+    const prepared = await up.backend.prepare(REQUEST);
+    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    expect(up.state.requests).toBe(0);
+    const seen: GenerationPart[] = [];
+    for (let next = await parts.next(); !next.done; next = await parts.next()) {
+      seen.push(next.value);
+      expect(up.backend.stats().busySlots).toBe(1);
+    }
+    expect(seen).toEqual([
+      { type: "text", choice: 0, text: "Hel" },
+      { type: "text", choice: 0, text: "lo" },
+      { type: "finish", choice: 0, reason: "stop" },
+    ]);
+    expect(up.backend.stats().busySlots).toBe(0);
+    expect(await parts.next()).toEqual({ done: true, value: undefined });
+    expect(up.state.closed).toBe(0);
+  });
+
+  it("give the parts before an upstream error in the same chunk, then the error", async () => {
+    const up = await setUp((res) =>
+      res.end(
+        `${chunk({ content: "partial" })}data: ${JSON.stringify({ error: { message: "overloaded" } })}\n\n`,
+      ),
+    );
+    cleanup.push(up.close);
+    const prepared = await up.backend.prepare(REQUEST);
+    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    expect((await parts.next()).value).toEqual({ type: "text", choice: 0, text: "partial" });
+    await expect(parts.next()).rejects.toMatchObject({ code: "upstream_error" });
+    expect(await parts.next()).toEqual({ done: true, value: undefined });
+    expect(up.backend.stats().busySlots).toBe(0);
+  });
+
+  it("stop when the caller leaves early: the body and its connection are dropped, what went out is counted", async () => {
+    const up = await setUp((res) => res.write(chunk({ content: "a long answer begins" })));
+    cleanup.push(up.close);
+    const prepared = await up.backend.prepare(REQUEST);
+    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    expect((await parts.next()).value).toMatchObject({ text: "a long answer begins" });
+    await parts.return?.(undefined);
+    expect(up.backend.stats().busySlots).toBe(0);
+    expect(prepared.progress.completionTokens).toBeGreaterThan(0);
+    expect(prepared.progress.promptTokens).toBe(prepared.estimate.promptTokens);
+    await until(() => up.state.closed === 1);
+    expect(await parts.next()).toEqual({ done: true, value: undefined });
+  });
+
+  it("end without the decoder's closing check when the caller's signal cut the answer", async () => {
+    const up = await setUp((res) => res.write(chunk({ content: "never finished" })));
+    cleanup.push(up.close);
+    const prepared = await up.backend.prepare(REQUEST);
+    const caller = new AbortController();
+    const parts = up.backend.generate(prepared, caller.signal)[Symbol.asyncIterator]();
+    await parts.next();
+    const reason = new Error("client disconnected");
+    const pending = parts.next();
+    caller.abort(reason);
+    await expect(pending).rejects.toBe(reason);
+    expect(up.backend.stats().busySlots).toBe(0);
+    await until(() => up.state.closed === 1);
+  });
+});
