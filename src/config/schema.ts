@@ -212,7 +212,15 @@ export const configSchema = z
     /** Serve the built-in random-weight demo model when no model is configured. */
     demo_model: z.boolean().default(true),
     /** postgres://… for Postgres; otherwise a SQLite file (default: <data_dir>/switchboard.db). */
-    database: z.string().min(1).optional(),
+    database: z
+      .string()
+      .min(1)
+      // Anything but postgres:// is taken as a file path, so `sqlite:///x.db` would make a folder
+      // named "sqlite:"; a URL of another scheme is refused instead (drive letters are paths).
+      .refine((value) => /^postgres(ql)?:\/\//i.test(value) || !/^[a-z][a-z0-9+.-]+:/i.test(value), {
+        message: "use a postgres:// URL, or a file path for SQLite (not a sqlite: or file: URL)",
+      })
+      .optional(),
     /** redis://… to share rate limits, concurrency and budgets between instances. */
     redis: z
       .string()

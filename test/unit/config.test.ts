@@ -120,6 +120,24 @@ describe("config defaults", () => {
     ).toThrow(/sampling_defaults/);
   });
 
+  it("takes a postgres:// URL or a file path as the database, and refuses other URLs naming the field", () => {
+    expect(validateConfig({ database: "postgres://u@127.0.0.1:5432/db" }).database).toBe(
+      "postgres://u@127.0.0.1:5432/db",
+    );
+    expect(validateConfig({ database: "./data/sb.db" }).database).toBe("./data/sb.db");
+    expect(validateConfig({ database: "C:\\data\\sb.db" }).database).toBe("C:\\data\\sb.db");
+    for (const url of [
+      "sqlite:///tmp/sb.db",
+      "sqlite:/tmp/sb.db",
+      "file:///tmp/sb.db",
+      "mysql://root@localhost/db",
+    ]) {
+      expect(() => validateConfig({ database: url }), url).toThrow(
+        /database.*postgres:\/\/ URL, or a file path/s,
+      );
+    }
+  });
+
   it("an empty or missing optional file means defaults", () => {
     expect(loadConfig({ file: yamlFile(""), env: {} }).port).toBe(8080);
     expect(loadConfig({ file: join(dir, "absent.yaml"), fileRequired: false, env: {} }).port).toBe(8080);
