@@ -138,6 +138,16 @@ describe("config defaults", () => {
     }
   });
 
+  it("takes vector_stores.cache_bytes from 0 to 64 GiB, and refuses anything else naming it", () => {
+    expect(validateConfig({}).vector_stores.cache_bytes).toBe(512 * 1024 * 1024);
+    expect(validateConfig({ vector_stores: { cache_bytes: 0 } }).vector_stores.cache_bytes).toBe(0);
+    for (const bad of [-1, 1.5, 64 * 1024 ** 3 + 1, "lots"]) {
+      expect(() => validateConfig({ vector_stores: { cache_bytes: bad } }), String(bad)).toThrow(
+        /cache_bytes/,
+      );
+    }
+  });
+
   it("an empty or missing optional file means defaults", () => {
     expect(loadConfig({ file: yamlFile(""), env: {} }).port).toBe(8080);
     expect(loadConfig({ file: join(dir, "absent.yaml"), fileRequired: false, env: {} }).port).toBe(8080);
