@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sweepExpiredVectorStores } from "../../src/api/vector-stores/expiry.js";
+import { postgresKeywordSearch } from "../../src/storage/repositories/postgres-keyword-search.js";
 import { rowBytes } from "../../src/storage/repositories/store-vectors.js";
 import { NO_LIMITS } from "../../src/storage/repositories/types.js";
 import type {
@@ -299,6 +300,57 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
         await handle.close();
       }
     }
+  });
+
+  it("ranks keyword matches by how well they match; on Postgres a common word ranks a bounded set of candidates without crowding out a rare one", async () => {
+    const repo = storage.vectorStores;
+    await repo.create(store("vs_kw"), [file("vs_kw", "file-k")]);
+    await repo.claimIngestion("w9", T0, LEASE, 50);
+    // Every chunk says harbor (one to three times); the last three say it five times, and quartz.
+    const texts = Array.from({ length: 40 }, (_, i) =>
+      i >= 37
+        ? `harbor harbor harbor harbor harbor filler${i} quartz`
+        : `${"harbor ".repeat(1 + (i % 3))}filler${i}`,
+    );
+    await repo.addChunks(
+      "w9",
+      "vs_kw",
+      "file-k",
+      texts.map((t, i) => chunk(i, t, vector(i))),
+    );
+    await repo.completeIngestion("w9", "vs_kw", "file-k", texts);
+    const textsOf = async (hits: readonly { chunkId: number }[]) =>
+      (await storage.chunkIndex.chunks(hits.map((h) => h.chunkId))).map((c) => c.text);
+
+    const both = await storage.chunkIndex.keywordSearch("vs_kw", ["harbor", "quartz"], null, 50);
+    expect(both).toHaveLength(40);
+    expect((await textsOf(both.slice(0, 3))).every((t) => t.includes("quartz"))).toBe(true);
+    if (database.name !== "postgres") return;
+
+    const db = storage.database.db;
+    // Under the budget every match is ranked: the same list as ranking all of them.
+    const exhaustive = await sql<{ id: number; score: number }>`
+      select id, ts_rank_cd(text_search, q) as score
+      from vector_store_chunks, to_tsquery('english', '''harbor'' | ''quartz''') q
+      where vector_store_id = 'vs_kw' and searchable = 1 and text_search @@ q
+      order by score desc, id limit 20`.execute(db);
+    const ranked = await storage.chunkIndex.keywordSearch("vs_kw", ["harbor", "quartz"], null, 20);
+    expect(ranked).toEqual(exhaustive.rows.map((r) => ({ chunkId: Number(r.id), score: Number(r.score) })));
+
+    // Over it (10 candidates shared by two terms, at least the 3 asked for each), harbor brings only
+    // some of its 40 matches, and quartz, in the last chunks written, still comes first.
+    const bounded = await postgresKeywordSearch(db, "vs_kw", ["harbor", "quartz"], null, 3, 10);
+    expect(bounded).toHaveLength(3);
+    expect((await textsOf(bounded)).every((t) => t.includes("quartz"))).toBe(true);
+    expect(await postgresKeywordSearch(db, "vs_kw", ["harbor"], null, 40, 10)).toHaveLength(40);
+    // harbor alone ranks the first 10 it finds (in table order): not the last three, its best.
+    const sample = await postgresKeywordSearch(db, "vs_kw", ["harbor"], null, 3, 10);
+    expect(sample).toHaveLength(3);
+    expect((await textsOf(sample)).some((t) => t.includes("quartz"))).toBe(false);
+    const all = await postgresKeywordSearch(db, "vs_kw", ["harbor"], null, 3);
+    expect((await textsOf(all)).every((t) => t.includes("quartz"))).toBe(true);
+    // A file filter applies before the budget.
+    expect(await postgresKeywordSearch(db, "vs_kw", ["harbor"], ["file-none"], 3, 10)).toEqual([]);
   });
 
   it("cancels a file batch's unfinished files and counts them; deleting a store removes everything", async () => {

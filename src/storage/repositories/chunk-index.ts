@@ -1,6 +1,7 @@
 import { type Kysely, sql } from "kysely";
 import type { Dialect } from "../database.js";
 import type { DatabaseSchema } from "../schema.js";
+import { postgresKeywordSearch } from "./postgres-keyword-search.js";
 import { StoreVectorCache } from "./store-vector-cache.js";
 import { StoreVectorReader } from "./store-vector-reader.js";
 import { searchStoreVectors } from "./store-vectors.js";
@@ -61,14 +62,8 @@ export class KyselyChunkIndex implements ChunkIndex {
       // bm25 is lower for better matches.
       return rows.rows.map((r) => ({ chunkId: Number(r.id), score: -Number(r.rank) }));
     }
-    const query = terms.map((t) => `'${t.replaceAll("'", "''").replaceAll("\\", "")}'`).join(" | ");
-    const files = fileIds ? sql` and file_id in (${sql.join(fileIds)})` : sql``;
-    const rows = await sql<{ id: number; score: number }>`
-      select id, ts_rank_cd(text_search, q) as score
-      from vector_store_chunks, to_tsquery('english', ${query}) q
-      where vector_store_id = ${storeId} and searchable = 1${files} and text_search @@ q
-      order by score desc, id limit ${limit}`.execute(this.db);
-    return rows.rows.map((r) => ({ chunkId: Number(r.id), score: Number(r.score) }));
+    // Ranks a bounded set of candidates: a word in most of a large store stays cheap.
+    return postgresKeywordSearch(this.db, storeId, terms, fileIds, limit);
   }
 
   async vectorSearch(
