@@ -63,6 +63,13 @@ const upstreamCommon = {
   headers: z.record(z.string().regex(/^[A-Za-z0-9-]{1,64}$/), z.string().max(4096)).default({}),
   /** Completion tokens assumed for a request without max_tokens (limits reserve from it). */
   default_max_tokens: z.number().int().min(1).max(1_000_000).default(4096),
+  /**
+   * Embedding models: the most tokens the upstream takes in one input (e.g. 512 for a BERT-style
+   * model, 8192 for OpenAI's). Vector stores size their `auto` chunks to fit it and refuse a
+   * larger static chunk size. Unset: no bound is assumed. Switchboard counts an upstream's tokens
+   * as about four characters each, so leave some margin.
+   */
+  max_input_tokens: z.number().int().min(1).max(1_048_576).optional(),
 };
 
 export const openAiCompatibleDeploymentSchema = z

@@ -290,6 +290,13 @@ export interface ModelBackend {
   prepareEmbedding?(req: EmbeddingRequest): Promise<PreparedEmbedding>;
   embed?(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult>;
   /**
+   * Embedding models: the most tokens one input may hold, as the model's tokenizer counts plain
+   * text (the start and end tokens it adds are already taken off); Infinity where no bound is
+   * known (an upstream deployment without max_input_tokens); undefined while it cannot be known
+   * yet (a local model not loaded). Absent: Infinity.
+   */
+  embeddingInputLimit?(): number | undefined;
+  /**
    * The model's own tokenizer (local models). `special`: parse special-token text (as a template
    * would); otherwise the text is plain data.
    */

@@ -133,6 +133,16 @@ export class GenerationService {
     }
   }
 
+  /**
+   * The most tokens one input of an embedding model may hold (ModelBackend.embeddingInputLimit):
+   * Infinity where no bound is known, undefined while it cannot be known yet (a local model that
+   * is not loaded).
+   */
+  embeddingInputLimit(model: string): number | undefined {
+    const backend = this.deps.registry.resolve(model).backend;
+    return backend.embeddingInputLimit ? backend.embeddingInputLimit() : Number.POSITIVE_INFINITY;
+  }
+
   /** The model's own tokenizer, for callers budgeting prompts. */
   tokenize(principal: Principal, model: string, text: string, special: boolean): Promise<number[]> {
     return this.tokenizerOf(principal, model).tokenize(text, { special });

@@ -279,6 +279,18 @@ export class RoutedBackend implements ModelBackend {
     throw lastError ?? noDeployment(this.options.id);
   }
 
+  /** The smallest of the embedding deployments' limits (any may answer); unknown while one is. */
+  embeddingInputLimit(): number | undefined {
+    let limit = Number.POSITIVE_INFINITY;
+    for (const { backend } of this.targets) {
+      if (!backend.capabilities.embeddings) continue;
+      const own = backend.embeddingInputLimit ? backend.embeddingInputLimit() : Number.POSITIVE_INFINITY;
+      if (own === undefined) return undefined;
+      limit = Math.min(limit, own);
+    }
+    return limit;
+  }
+
   async ready(): Promise<void> {}
 
   isReady(): boolean {

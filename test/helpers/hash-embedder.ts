@@ -1,3 +1,4 @@
+import { invalidRequest } from "../../src/core/errors.js";
 import type {
   EmbeddingRequest,
   EmbeddingResult,
@@ -23,6 +24,17 @@ export class HashEmbeddingBackend implements ModelBackend {
   /** Texts embedded so far (ingestion and queries), for tests that count calls. */
   readonly embedded: string[] = [];
 
+  /**
+   * `inputLimit`: what embeddingInputLimit() answers at each call (undefined: not known yet); an
+   * input over a known limit (at four characters a token, as chunking counts for it) is refused
+   * as a real model refuses one. None: no bound.
+   */
+  constructor(private readonly inputLimit?: () => number | undefined) {}
+
+  embeddingInputLimit(): number | undefined {
+    return this.inputLimit ? this.inputLimit() : Number.POSITIVE_INFINITY;
+  }
+
   async prepare(): Promise<PreparedGeneration> {
     throw new Error("embedding only");
   }
@@ -34,6 +46,15 @@ export class HashEmbeddingBackend implements ModelBackend {
 
   async prepareEmbedding(request: EmbeddingRequest): Promise<PreparedEmbedding> {
     const texts = request.input.kind === "text" ? request.input.texts : [];
+    const limit = this.inputLimit?.();
+    texts.forEach((text, i) => {
+      if (limit !== undefined && Math.ceil(text.length / 4) > limit)
+        throw invalidRequest(
+          `This model's maximum input is ${limit} tokens.`,
+          `input[${i}]`,
+          "context_length_exceeded",
+        );
+    });
     const tokens = texts.reduce((sum, t) => sum + words(t).length, 0);
     return { request, estimate: { promptTokens: tokens, maxTokensPerChoice: 0, choices: 1, exact: true } };
   }

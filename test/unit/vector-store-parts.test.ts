@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { AUTO_CHUNKING, fitChunking } from "../../src/api/vector-stores/chunk-sizes.js";
 import { type ChunkTokenizer, chunkText } from "../../src/api/vector-stores/chunker.js";
 import { checkFilter, matchesFilter } from "../../src/api/vector-stores/filters.js";
 import { keywordTerms } from "../../src/api/vector-stores/search.js";
+import type { ModelMetadata } from "../../src/backends/local/engine.js";
+import { embeddingInputLimit } from "../../src/backends/local/local-embeddings.js";
 import { contextLengthExceeded } from "../../src/core/errors.js";
 
 /** One token per character, refusing texts longer than `limit` as a model's tokenizer does. */
@@ -54,6 +57,65 @@ describe("chunking", () => {
     expect(chunks[0]?.text).toBe(`${"a".repeat(30)}\n\n${"b".repeat(8)}`);
     expect(chunks.every((c) => c.text.length <= 40)).toBe(true);
     expect(chunks.at(-1)?.text.endsWith("b")).toBe(true);
+  });
+
+  it("shortens a window whose text encodes to more tokens than asked, and loses no text doing so", async () => {
+    // Encoding again costs one token more wherever a text ends inside a word (a seam).
+    const seams: ChunkTokenizer = {
+      async tokenize(text: string) {
+        const ids = [...text].map((c) => c.codePointAt(0) as number);
+        return /\w$/.test(text) ? [...ids, 0] : ids;
+      },
+      async detokenize(tokens: readonly number[]) {
+        return String.fromCodePoint(...tokens.filter((t) => t !== 0));
+      },
+    };
+    const text = "alpha beta gamma delta epsilon zeta eta theta iota kappa";
+    const chunks = await collect([text], 10, 0, seams);
+    for (const chunk of chunks) expect((await seams.tokenize(chunk.text)).length).toBeLessThanOrEqual(10);
+    expect(chunks.map((c) => c.text).join("")).toBe(text);
+    expect(chunks.some((c) => c.text.length < 10)).toBe(true);
+  });
+});
+
+describe("chunk sizes for the embedding model", () => {
+  const auto = AUTO_CHUNKING;
+  const fixed = (max: number, overlap: number) => ({ maxChunkSizeTokens: max, chunkOverlapTokens: overlap });
+
+  it("keeps auto at 800/400 where the model takes that much, else lowers it to the limit with half as overlap", () => {
+    expect(fitChunking(auto, Number.POSITIVE_INFINITY, "m")).toEqual({ sizes: auto });
+    expect(fitChunking(auto, 8191, "m")).toEqual({ sizes: auto });
+    expect(fitChunking(auto, 509, "m")).toEqual({
+      sizes: { maxChunkSizeTokens: 509, chunkOverlapTokens: 254, auto: true },
+    });
+    expect(fitChunking(auto, 100, "m")).toEqual({
+      sizes: { maxChunkSizeTokens: 100, chunkOverlapTokens: 50, auto: true },
+    });
+  });
+
+  it("keeps a static size that fits and refuses one that does not, naming the limit", () => {
+    expect(fitChunking(fixed(509, 0), 509, "bge")).toEqual({ sizes: fixed(509, 0) });
+    const refused = fitChunking(fixed(1000, 400), 509, "bge");
+    expect(refused).toEqual({ refusal: expect.stringContaining("takes at most 509 tokens per input") });
+    expect(JSON.stringify(refused)).toContain("'bge'");
+  });
+
+  it("refuses every strategy for a model that cannot take the smallest chunk the spec allows", () => {
+    expect(fitChunking(auto, 99, "m")).toEqual({ refusal: expect.stringContaining("at least 100") });
+    expect(fitChunking(fixed(100, 0), 64, "m")).toEqual({ refusal: expect.stringContaining("at most 64") });
+  });
+
+  it("tells a local model's limit in plain-text tokens: its context less a spare position and the framing tokens", () => {
+    const meta = {
+      contextSize: 512,
+      addBosToken: true,
+      bosTokenId: 1,
+      addEosToken: true,
+      eosTokenId: 2,
+    } as ModelMetadata;
+    expect(embeddingInputLimit(meta)).toBe(509);
+    expect(embeddingInputLimit({ ...meta, addEosToken: false })).toBe(510);
+    expect(embeddingInputLimit({ ...meta, bosTokenId: undefined, addEosToken: false })).toBe(511);
   });
 });
 

@@ -1,9 +1,6 @@
 import { ServiceError } from "../../core/errors.js";
 import type { ChunkingSizes } from "../../storage/repositories/vector-store-types.js";
 
-/** `auto`: what OpenAI documents for it. */
-export const AUTO_CHUNKING: ChunkingSizes = { maxChunkSizeTokens: 800, chunkOverlapTokens: 400 };
-
 /** A model's tokenizer, or none (upstream models): then about four characters make a token. */
 export interface ChunkTokenizer {
   tokenize(text: string): Promise<number[]>;
@@ -25,10 +22,10 @@ const SMALLEST_PIECE = 128;
 const CHARS_PER_TOKEN = 4;
 
 /**
- * Cuts the pages' text into windows of `maxChunkSizeTokens` tokens, each starting
- * `chunkOverlapTokens` before the previous one ended, counted with the embedding model's own
- * tokenizer. The cut is the same every time for the same text, so a resumed ingestion finds the
- * chunks it wrote before under the same numbers.
+ * Cuts the pages' text into windows of at most `maxChunkSizeTokens` tokens (as the embedding
+ * model's own tokenizer counts each chunk's text), each starting `chunkOverlapTokens` before the
+ * previous one ended. The cut is the same every time for the same text, so a resumed ingestion
+ * finds the chunks it wrote before under the same numbers.
  */
 export async function* chunkText(
   pages: readonly string[],
@@ -50,12 +47,33 @@ export async function* chunkText(
     return;
   }
   const tokens = await tokenizeAll(text, tokenizer);
-  for (let start = 0; start < tokens.length; start += step) {
-    const window = tokens.slice(start, start + sizes.maxChunkSizeTokens);
-    const chunk = trimBrokenCharacters(await tokenizer.detokenize(window));
-    if (chunk.trim() !== "") yield { seq: seq++, text: chunk, tokens: window.length };
-    if (start + sizes.maxChunkSizeTokens >= tokens.length) break;
+  const max = sizes.maxChunkSizeTokens;
+  for (let start = 0; start < tokens.length; ) {
+    let end = Math.min(tokens.length, start + max);
+    let chunk = await windowText(tokens, start, end, tokenizer);
+    // The text is what the model reads: encoded again it can take a token or two more where the
+    // window cut a word. Such a window is shortened until its text holds at most `max` tokens,
+    // so a chunk sized to the model's input limit always fits it.
+    let counted = (await tokenizer.tokenize(chunk)).length;
+    while (counted > max && end - start > 1) {
+      end = Math.max(start + 1, end - (counted - max));
+      chunk = await windowText(tokens, start, end, tokenizer);
+      counted = (await tokenizer.tokenize(chunk)).length;
+    }
+    if (chunk.trim() !== "") yield { seq: seq++, text: chunk, tokens: counted };
+    if (end >= tokens.length) break;
+    // The next window overlaps this one's actual end, so a shortened window loses no text.
+    start = Math.max(start + 1, end - sizes.chunkOverlapTokens);
   }
+}
+
+async function windowText(
+  tokens: readonly number[],
+  start: number,
+  end: number,
+  tokenizer: ChunkTokenizer,
+): Promise<string> {
+  return trimBrokenCharacters(await tokenizer.detokenize(tokens.slice(start, end)));
 }
 
 async function tokenizeAll(text: string, tokenizer: ChunkTokenizer): Promise<number[]> {

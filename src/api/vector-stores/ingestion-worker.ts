@@ -3,6 +3,7 @@ import { ServiceError } from "../../core/errors.js";
 import type { GenerationService } from "../../generation/service.js";
 import { LeasedJobRunner } from "../../queue/leased-job-runner.js";
 import type {
+  ChunkingSizes,
   ClaimedIngestion,
   IngestionError,
   NewChunk,
@@ -11,6 +12,7 @@ import type {
   VectorStoreRepository,
 } from "../../storage/repositories/vector-store-types.js";
 import type { FileService } from "../files/service.js";
+import { fitChunking, sameSizes } from "./chunk-sizes.js";
 import { type ChunkTokenizer, chunkText } from "./chunker.js";
 import { isExpired } from "./expiry.js";
 import { extractPages, IngestionFailure } from "./text-extraction.js";
@@ -171,6 +173,7 @@ export class IngestionWorker {
     const tokenizer = await timed(telemetry, "chunk", () =>
       this.tokenizerFor(principal, store.embeddingModel),
     );
+    const chunking = await this.fittedChunking(store, file, written);
     let pending: { seq: number; text: string; tokens: number }[] = [];
     const flush = async () => {
       if (pending.length === 0) return;
@@ -202,7 +205,7 @@ export class IngestionWorker {
       telemetry.chunks(chunks.length);
     };
     // Iterated by hand so the time spent cutting (tokenize, detokenize) is told apart from the rest.
-    const cut = chunkText(pages, file.chunking, tokenizer);
+    const cut = chunkText(pages, chunking, tokenizer);
     for (;;) {
       const next = await timed(telemetry, "chunk", () => cut.next());
       if (next.done) break;
@@ -217,6 +220,35 @@ export class IngestionWorker {
     );
     if (!completed) throw leaseLost();
     telemetry.completed(source.bytes);
+  }
+
+  /**
+   * The sizes the file is cut with: its own, fitted to the embedding model's input limit (known by
+   * now for a local model: cutting loaded it), and recorded first where fitting lowered `auto`, so
+   * the file reports what was used and a resumed ingestion cuts the same way. A static size the
+   * model cannot take fails the file.
+   */
+  private async fittedChunking(
+    store: StoredVectorStore,
+    file: StoredVectorStoreFile,
+    written: number,
+  ): Promise<ChunkingSizes> {
+    // Unknown still (a routed model over a local one not loaded): the sizes stay as they are.
+    const limit =
+      this.options.generation.embeddingInputLimit(store.embeddingModel) ?? Number.POSITIVE_INFINITY;
+    const fitted = fitChunking(file.chunking, limit, store.embeddingModel);
+    if ("refusal" in fitted) throw new IngestionFailure("invalid_file", fitted.refusal);
+    if (sameSizes(fitted.sizes, file.chunking)) return file.chunking;
+    if (written > 0) {
+      // Part of the file was cut and embedded with the old sizes, before the model's limit shrank.
+      throw new IngestionFailure(
+        "invalid_file",
+        `The embedding model '${store.embeddingModel}' now takes at most ${Math.floor(limit)} tokens per input, fewer than when this file's indexing began; attach it again.`,
+      );
+    }
+    if (!(await this.options.stores.setChunking(this.owner, store.id, file.fileId, fitted.sizes)))
+      throw leaseLost();
+    return fitted.sizes;
   }
 
   /** The embedding model's own tokenizer, or null when it offers none (upstream models). */

@@ -14,7 +14,7 @@ import type {
   VectorStoreUsage,
 } from "../../storage/repositories/vector-store-types.js";
 import type { FileService } from "../files/service.js";
-import { AUTO_CHUNKING } from "./chunker.js";
+import { AUTO_CHUNKING, fitChunking } from "./chunk-sizes.js";
 import { isExpired } from "./expiry.js";
 import type {
   CreateFileBatchRequest,
@@ -203,6 +203,7 @@ export class VectorStoreService {
           fileId: f.file_id,
           param: `files[${i}].file_id`,
           chunking: f.chunking_strategy ? chunkingOf(f.chunking_strategy) : undefined,
+          chunkingParam: `files[${i}].chunking_strategy`,
           attributes: f.attributes,
         }))
       : (req.file_ids ?? []).map((fileId, i) => ({ fileId, param: `file_ids[${i}]` }));
@@ -318,7 +319,12 @@ export class VectorStoreService {
     return model;
   }
 
-  /** Looks every file up in the caller's project (404 naming the entry) and describes its attachment. */
+  /**
+   * Looks every file up in the caller's project (404 naming the entry) and describes its
+   * attachment. Where the store's embedding model tells its input limit now, each file's chunking
+   * is fitted to it (auto lowered, a static size too large refused with 400); else ingestion fits
+   * it once the model is loaded.
+   */
   private async describeFiles(
     principal: Principal,
     store: StoredVectorStore,
@@ -326,6 +332,7 @@ export class VectorStoreService {
       fileId: string;
       param: string;
       chunking?: ChunkingSizes;
+      chunkingParam?: string;
       attributes?: FileAttributes | null;
     }[],
     chunking: ChunkingSizes,
@@ -334,7 +341,19 @@ export class VectorStoreService {
   ): Promise<StoredVectorStoreFile[]> {
     const now = this.now;
     const out: StoredVectorStoreFile[] = [];
+    if (entries.length === 0) return out;
+    const limit = this.deps.generation.embeddingInputLimit(store.embeddingModel);
     for (const entry of entries) {
+      let sizes = entry.chunking ?? chunking;
+      if (limit !== undefined) {
+        const fitted = fitChunking(sizes, limit, store.embeddingModel);
+        if ("refusal" in fitted) {
+          const strategy = (entry.chunking && entry.chunkingParam) || "chunking_strategy";
+          const param = sizes.auto ? strategy : `${strategy}.static.max_chunk_size_tokens`;
+          throw invalidRequest(fitted.refusal, param, "invalid_value");
+        }
+        sizes = fitted.sizes;
+      }
       const file = await this.deps.files.get(principal.projectId, entry.fileId).catch((err: unknown) => {
         if (err instanceof ServiceError && err.kind === "not_found")
           throw notFound(`No such File object: ${entry.fileId.slice(0, 80)}`, "file_not_found", entry.param);
@@ -348,7 +367,7 @@ export class VectorStoreService {
         filename: file.filename,
         status: "in_progress",
         lastError: null,
-        chunking: entry.chunking ?? chunking,
+        chunking: sizes,
         attributes: entry.attributes === undefined ? attributes : entry.attributes,
         usageBytes: 0,
         caller: callerOf(principal),

@@ -31,7 +31,7 @@ import { ArrivalGate } from "./arrival-gate.js";
 import { ChatTemplate, type PromptSegment } from "./chat-template.js";
 import type { EngineEvent, FimTokens, LocalEngine, PromptTokenScore, TokenCandidate } from "./engine.js";
 import { engineReportOf, engineServing } from "./engines/engine-status.js";
-import { type EmbeddingSettings, LocalEmbedder } from "./local-embeddings.js";
+import { type EmbeddingSettings, embeddingInputLimit, LocalEmbedder } from "./local-embeddings.js";
 import { StopMatcher } from "./stop-matcher.js";
 import {
   assertCallable,
@@ -178,6 +178,12 @@ export class LocalBackend implements ModelBackend {
 
   embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
     return this.embedderOf(prepared.request.model).embed(prepared, signal);
+  }
+
+  /** Known once the model is loaded: its context, less the tokens that frame an input. */
+  embeddingInputLimit(): number | undefined {
+    if (!this.embedder || !this.engine.isLoaded()) return undefined;
+    return embeddingInputLimit(this.engine.metadata());
   }
 
   private embedderOf(model: string): LocalEmbedder {

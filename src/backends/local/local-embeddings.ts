@@ -64,6 +64,7 @@ export class LocalEmbedder {
       const wrapped = wrap(tokens, meta);
       if (wrapped.length === 0) throw invalidRequest(`${param} holds no tokens.`, param, "invalid_value");
       // node-llama-cpp needs one position to spare; llama-server's slot holds contextSize.
+      // embeddingInputLimit() below is this same bound, told in plain-text tokens.
       if (wrapped.length >= meta.contextSize) throw tooLong(meta.contextSize, wrapped.length, param, false);
       inputs.push(wrapped);
     }
@@ -98,6 +99,18 @@ export class LocalEmbedder {
       );
     }
   }
+}
+
+/**
+ * The most plain-text tokens one input may hold: what prepare() lets through once the model's
+ * start and end tokens are added and one position is kept spare. Over-long inputs are refused
+ * (400 context_length_exceeded), never truncated; vector store chunks are sized to this.
+ */
+export function embeddingInputLimit(meta: ModelMetadata): number {
+  const framing =
+    (meta.addBosToken && meta.bosTokenId !== undefined ? 1 : 0) +
+    (meta.addEosToken && meta.eosTokenId !== undefined ? 1 : 0);
+  return Math.max(0, meta.contextSize - 1 - framing);
 }
 
 function tooLong(limit: number, tokens: number, param: string, atLeast: boolean) {

@@ -33,5 +33,6 @@ export function createUpstreamBackend(config: UpstreamDeploymentConfig): Upstrea
   return new UpstreamBackend(adapter, client, {
     upstreamModel: config.model,
     defaultMaxTokens: config.default_max_tokens,
+    ...(config.max_input_tokens === undefined ? {} : { maxInputTokens: config.max_input_tokens }),
   });
 }

@@ -25,6 +25,8 @@ export interface UpstreamBackendOptions {
   upstreamModel: string;
   /** Completion tokens reserved for a request without max_tokens. */
   defaultMaxTokens: number;
+  /** Embedding models: the most tokens one input may hold (the deployment's max_input_tokens). */
+  maxInputTokens?: number;
 }
 
 class UpstreamPreparedGeneration implements PreparedGeneration {
@@ -135,6 +137,10 @@ export class UpstreamBackend implements ModelBackend {
     } finally {
       this.inFlight--;
     }
+  }
+
+  embeddingInputLimit(): number {
+    return this.options.maxInputTokens ?? Number.POSITIVE_INFINITY;
   }
 
   async ready(): Promise<void> {}

@@ -2,6 +2,7 @@ import { type Kysely, sql, type Transaction } from "kysely";
 import type { Dialect } from "../database.js";
 import type { DatabaseSchema } from "../schema.js";
 import {
+  chunkingColumn,
   dropChunks,
   touchStoreVectors,
   toVectorStore,
@@ -9,6 +10,7 @@ import {
   vectorTableName,
 } from "./vector-store-rows.js";
 import type {
+  ChunkingSizes,
   ClaimedIngestion,
   IngestionError,
   NewChunk,
@@ -201,6 +203,23 @@ export class KyselyVectorIngestion {
         .where("file_id", "=", fileId)
         .execute();
     });
+  }
+
+  async setChunking(
+    owner: string,
+    storeId: string,
+    fileId: string,
+    chunking: ChunkingSizes,
+  ): Promise<boolean> {
+    const result = await this.db
+      .updateTable("vector_store_files")
+      .set({ chunking: chunkingColumn(chunking) })
+      .where("vector_store_id", "=", storeId)
+      .where("file_id", "=", fileId)
+      .where("lease_owner", "=", owner)
+      .where("status", "=", "in_progress")
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
   }
 
   async failIngestion(

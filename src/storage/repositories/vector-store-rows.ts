@@ -3,6 +3,7 @@ import type { Dialect } from "../database.js";
 import type { DatabaseSchema, VectorStoreFilesTable, VectorStoresTable } from "../schema.js";
 import type { BatchCaller } from "./types.js";
 import type {
+  ChunkingSizes,
   FileCounts,
   IngestionError,
   NewVectorStore,
@@ -48,7 +49,7 @@ export function vectorStoreRow(store: NewVectorStore): Insertable<VectorStoresTa
 }
 
 export function toVectorStoreFile(row: Selectable<VectorStoreFilesTable>): StoredVectorStoreFile {
-  const chunking = JSON.parse(row.chunking) as { max: number; overlap: number };
+  const chunking = JSON.parse(row.chunking) as { max: number; overlap: number; auto?: boolean };
   return {
     vectorStoreId: row.vector_store_id,
     fileId: row.file_id,
@@ -60,12 +61,26 @@ export function toVectorStoreFile(row: Selectable<VectorStoreFilesTable>): Store
       row.error_code === null
         ? null
         : { code: row.error_code as IngestionError["code"], message: row.error_message ?? "" },
-    chunking: { maxChunkSizeTokens: chunking.max, chunkOverlapTokens: chunking.overlap },
+    chunking: {
+      maxChunkSizeTokens: chunking.max,
+      chunkOverlapTokens: chunking.overlap,
+      // Rows written before `auto` was recorded: 800/400 was what auto meant.
+      auto: chunking.auto ?? (chunking.max === 800 && chunking.overlap === 400),
+    },
     attributes: row.attributes === null ? null : JSON.parse(row.attributes),
     usageBytes: Number(row.usage_bytes),
     caller: JSON.parse(row.caller) as BatchCaller,
     createdAt: Number(row.created_at),
   };
+}
+
+/** The chunking column: the sizes, and whether they were asked for as `auto`. */
+export function chunkingColumn(chunking: ChunkingSizes): string {
+  return JSON.stringify({
+    max: chunking.maxChunkSizeTokens,
+    overlap: chunking.chunkOverlapTokens,
+    auto: chunking.auto === true,
+  });
 }
 
 export function vectorStoreFileRow(file: StoredVectorStoreFile): VectorStoreFilesTable {
@@ -78,10 +93,7 @@ export function vectorStoreFileRow(file: StoredVectorStoreFile): VectorStoreFile
     status: file.status,
     error_code: file.lastError?.code ?? null,
     error_message: file.lastError?.message ?? null,
-    chunking: JSON.stringify({
-      max: file.chunking.maxChunkSizeTokens,
-      overlap: file.chunking.chunkOverlapTokens,
-    }),
+    chunking: chunkingColumn(file.chunking),
     attributes: file.attributes === null ? null : JSON.stringify(file.attributes),
     usage_bytes: file.usageBytes,
     caller: JSON.stringify(file.caller),

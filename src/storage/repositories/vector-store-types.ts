@@ -8,6 +8,8 @@ export type VectorStoreFileStatus = "in_progress" | "completed" | "failed" | "ca
 export interface ChunkingSizes {
   maxChunkSizeTokens: number;
   chunkOverlapTokens: number;
+  /** Asked for as `auto`: the sizes may be lowered to fit the embedding model (never a static size). */
+  auto?: boolean;
 }
 
 export type FileAttributeValue = string | number | boolean;
@@ -211,6 +213,8 @@ export interface VectorStoreRepository {
     fileId: string,
     pages: readonly string[],
   ): Promise<boolean>;
+  /** Records the sizes the file is cut with (auto fitted to the model), if `owner` still holds it. */
+  setChunking(owner: string, storeId: string, fileId: string, chunking: ChunkingSizes): Promise<boolean>;
   /** Marks the file failed (its chunks dropped), if `owner` still holds it. */
   failIngestion(owner: string, storeId: string, fileId: string, error: IngestionError): Promise<boolean>;
 
