@@ -114,6 +114,67 @@ describe("ingestion on a local embedding model", () => {
   });
 });
 
+describe("ingestion on a local embedding model whose context is smaller than auto's chunks", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({
+      config: { vector_stores: { embedding_model: EMBED, poll_interval_ms: 50, embed_batch_size: 8 } },
+      extraModels: [
+        { id: EMBED, source: inject("embedModelPath"), kind: "embedding", context_size: 160, load: "start" },
+      ],
+    });
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it("cuts auto chunks to the model's context (less its framing tokens) and refuses a static size over it", async () => {
+    const store = await t.client.vectorStores.create({ name: "small-context" });
+    const file = await t.client.files.create({
+      file: await toFile(Buffer.from(longText(1200)), "long.txt"),
+      purpose: "assistants",
+    });
+    const auto = await t.client.vectorStores.files.createAndPoll(
+      store.id,
+      { file_id: file.id },
+      { pollIntervalMs: 50 },
+    );
+    expect(auto).toMatchObject({ status: "completed", last_error: null });
+    const strategy = auto.chunking_strategy;
+    const max = strategy?.type === "static" ? strategy.static.max_chunk_size_tokens : 0;
+    // 160 positions: one kept spare, and the start/end tokens the model's tokenizer adds.
+    expect(max).toBeGreaterThanOrEqual(157);
+    expect(max).toBeLessThanOrEqual(159);
+    expect(auto.chunking_strategy).toEqual({
+      type: "static",
+      static: { max_chunk_size_tokens: max, chunk_overlap_tokens: Math.floor(max / 2) },
+    });
+    const page = await t.client.vectorStores.search(store.id, {
+      query: "lantern orchard",
+      max_num_results: 50,
+    });
+    expect(page.data.length).toBeGreaterThan(5);
+    for (const result of page.data) {
+      const text = result.content[0]?.text ?? "";
+      const counted = await call(t.url, "POST", "/tokenize", { body: { model: EMBED, content: text } });
+      expect(counted.body.tokens.length).toBeLessThanOrEqual(max);
+    }
+
+    const refused = await call(t.url, "POST", `/v1/vector_stores/${store.id}/files`, {
+      body: {
+        file_id: file.id,
+        chunking_strategy: {
+          type: "static",
+          static: { max_chunk_size_tokens: 400, chunk_overlap_tokens: 0 },
+        },
+      },
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.param).toBe("chunking_strategy.static.max_chunk_size_tokens");
+    expect(refused.body.error.message).toContain(`takes at most ${max} tokens per input`);
+  });
+});
+
 describe("ingestion survives kill -9 of its server", () => {
   const dir = mkdtempSync(join(tmpdir(), "sb-ingest-crash-"));
   const running: CliServer[] = [];

@@ -120,6 +120,19 @@ describe("config defaults", () => {
     ).toThrow(/sampling_defaults/);
   });
 
+  it("takes an upstream deployment's max_input_tokens (what vector store chunks are fitted to), a positive count", () => {
+    const deployment = { provider: "openai-compatible", base_url: "http://127.0.0.1:9/v1", model: "bge" };
+    const config = validateConfig({
+      routed_models: [{ id: "bge", deployments: [{ ...deployment, max_input_tokens: 512 }] }],
+    });
+    expect(config.routed_models[0]?.deployments[0]).toMatchObject({ max_input_tokens: 512 });
+    expect(() =>
+      validateConfig({
+        routed_models: [{ id: "bge", deployments: [{ ...deployment, max_input_tokens: 0 }] }],
+      }),
+    ).toThrow(/max_input_tokens/);
+  });
+
   it("takes a postgres:// URL or a file path as the database, and refuses other URLs naming the field", () => {
     expect(validateConfig({ database: "postgres://u@127.0.0.1:5432/db" }).database).toBe(
       "postgres://u@127.0.0.1:5432/db",
