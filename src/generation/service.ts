@@ -136,10 +136,11 @@ export class GenerationService {
   /**
    * The most tokens one input of an embedding model may hold (ModelBackend.embeddingInputLimit):
    * Infinity where no bound is known, undefined while it cannot be known yet (a local model that
-   * is not loaded).
+   * is not loaded, or a model no longer configured: embedding is what refuses that).
    */
   embeddingInputLimit(model: string): number | undefined {
-    const backend = this.deps.registry.resolve(model).backend;
+    const backend = this.deps.registry.find(model)?.backend;
+    if (!backend) return undefined;
     return backend.embeddingInputLimit ? backend.embeddingInputLimit() : Number.POSITIVE_INFINITY;
   }
 

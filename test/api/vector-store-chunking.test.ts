@@ -46,6 +46,14 @@ describe.each(databases)(
                   max_input_tokens: 300,
                   max_retries: 0,
                 },
+                // Any deployment may embed a chunk: the smallest limit (300) holds for the model.
+                { provider: "openai-compatible", base_url: `${upstream.url}/v1`, model: "other-embedder" },
+                {
+                  provider: "openai-compatible",
+                  base_url: `${upstream.url}/v1`,
+                  model: "wider-embedder",
+                  max_input_tokens: 2048,
+                },
               ],
             },
           ],
