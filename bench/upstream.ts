@@ -31,6 +31,7 @@ import { validateConfig } from "../src/config/load.js";
 import { createLogger } from "../src/observability/logger.js";
 import { startServer } from "../src/server.js";
 import { type CpuSnapshot, snapshot } from "./cpu-monitor.js";
+import { chatRequestProblem } from "./mock-chat-check.js";
 
 const { values } = parseArgs({
   options: {
@@ -97,6 +98,14 @@ async function runMockUpstream(): Promise<Ready> {
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { stream?: boolean };
+      const problem = chatRequestProblem(body);
+      if (problem !== undefined) {
+        res.writeHead(400, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({ error: { message: `mock upstream: ${problem}`, type: "invalid_request_error" } }),
+        );
+        return;
+      }
       if (body.stream) {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
         res.end(STREAM_BODY);

@@ -48,7 +48,8 @@ export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): 
   const controller = new AbortController();
   const inFlight = inFlightOf(shutdown);
   inFlight.add(controller);
-  reply.raw.once("close", () => {
+  // 'close' comes once per response: on() spares the wrapper once() would allocate.
+  reply.raw.on("close", () => {
     inFlight.delete(controller);
     if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
   });

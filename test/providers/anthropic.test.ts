@@ -240,4 +240,30 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
     } as ChatCompletionCreateParamsNonStreaming);
     expect(env.upstream.requests[0]?.body).toMatchObject({ top_k: 20 });
   });
+  it("keeps the thinking budget below max_tokens, and refuses reasoning_effort when max_tokens leaves no room for it", async () => {
+    await env.gateway.client.chat.completions.create({
+      model: "claude",
+      messages: [{ role: "user", content: "Hi" }],
+      max_tokens: 1500,
+      reasoning_effort: "medium",
+    });
+    expect(env.upstream.requests[0]?.body).toMatchObject({
+      max_tokens: 1500,
+      thinking: { type: "enabled", budget_tokens: 1499 },
+    });
+    for (const max_tokens of [1024, 200]) {
+      const refused = await failureOf(
+        env.gateway.client.chat.completions.create({
+          model: "claude",
+          messages: [{ role: "user", content: "Hi" }],
+          max_tokens,
+          reasoning_effort: "low",
+        }),
+      );
+      expect(refused.status).toBe(400);
+      expect(refused.param).toBe("reasoning_effort");
+      expect(refused.message).toContain(`above 1024`);
+    }
+    expect(env.upstream.requests).toHaveLength(1);
+  });
 });

@@ -133,4 +133,26 @@ describe("an upstream answer's parts", () => {
     expect(up.backend.stats().busySlots).toBe(0);
     await until(() => up.state.closed === 1);
   });
+  it("send nothing when given up before the first part, and keep calls made together in order", async () => {
+    const up = await setUp((res) =>
+      res.end(`${chunk({ content: "one" })}${chunk({ content: "two" })}${chunk({}, "stop")}data: [DONE]\n\n`),
+    );
+    cleanup.push(up.close);
+    const prepared = await up.backend.prepare(REQUEST);
+    const unused = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    expect(await unused.return?.(undefined)).toEqual({ done: true, value: undefined });
+    expect(await unused.next()).toEqual({ done: true, value: undefined });
+    expect(up.state.requests).toBe(0);
+    expect(up.backend.stats().busySlots).toBe(0);
+
+    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    const together = await Promise.all([parts.next(), parts.next(), parts.next(), parts.next()]);
+    expect(together.map((r) => r.value)).toEqual([
+      { type: "text", choice: 0, text: "one" },
+      { type: "text", choice: 0, text: "two" },
+      { type: "finish", choice: 0, reason: "stop" },
+      undefined,
+    ]);
+    expect(up.backend.stats().busySlots).toBe(0);
+  });
 });

@@ -14,11 +14,10 @@ import type {
   UsageCounts,
 } from "../../core/generation.js";
 import { estimateEmbedding } from "../../core/token-estimate.js";
-import { charsToTokens, estimatePromptTokens } from "./prompt-estimate.js";
+import { estimatePromptTokens } from "./prompt-estimate.js";
 import type { ProviderAdapter, UpstreamCall } from "./provider-adapter.js";
-import { SseReader } from "./sse-events.js";
 import type { UpstreamClient } from "./upstream-client.js";
-import { upstreamTransportError } from "./upstream-errors.js";
+import { UpstreamParts } from "./upstream-parts.js";
 
 export interface UpstreamBackendOptions {
   /** The model name the upstream knows. */
@@ -76,47 +75,21 @@ export class UpstreamBackend implements ModelBackend {
     );
   }
 
-  async *generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
-    const req = prepared.request;
+  generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterableIterator<GenerationPart> {
     const call = (prepared as UpstreamPreparedGeneration).call;
-    this.inFlight++;
-    try {
-      const response = await this.client.post(call.path, call.body, signal, call.query);
-      const progress = prepared.progress;
-      // Sent and accepted: the prompt counts as consumed from here, until the upstream says more.
-      progress.promptTokens = prepared.estimate.promptTokens;
-      const decoder = this.adapter.decoder(req);
-      const reader = new SseReader();
-      let whole = false;
-      try {
-        // One loop over the body: each chunk's events are decoded and their parts yielded here.
-        read: for (let chunk = await response.read(); chunk; chunk = await response.read()) {
-          for (const event of reader.feed(chunk)) {
-            for (const part of counted(decoder.read(event), progress)) yield part;
-            if (decoder.complete) break read;
-          }
-        }
-        for (const event of decoder.complete ? [] : reader.end()) {
-          for (const part of counted(decoder.read(event), progress)) yield part;
-          if (decoder.complete) break;
-        }
-        whole = !signal.aborted;
-      } catch (err) {
-        if (signal.aborted || isServiceError(err)) throw err;
-        throw upstreamTransportError(err);
-      } finally {
-        // A consumer that stops early (the client left) ends here too: then the body is dropped.
-        if (whole) response.release();
-        else response.abandon();
-      }
-      if (signal.aborted) return;
-      for (const part of decoder.finish()) {
-        countProgress(progress, part);
-        yield part;
-      }
-    } finally {
-      this.inFlight--;
-    }
+    return new UpstreamParts({
+      send: () => this.client.post(call.path, call.body, signal, call.query),
+      decoder: this.adapter.decoder(prepared.request),
+      progress: prepared.progress,
+      promptTokens: prepared.estimate.promptTokens,
+      signal,
+      started: () => {
+        this.inFlight++;
+      },
+      ended: () => {
+        this.inFlight--;
+      },
+    });
   }
 
   async prepareEmbedding(req: EmbeddingRequest): Promise<PreparedEmbedding> {
@@ -160,26 +133,4 @@ export class UpstreamBackend implements ModelBackend {
   close(): Promise<void> {
     return this.client.close();
   }
-}
-
-/** An event's parts, counted into the live usage before they go out. */
-function counted(parts: GenerationPart[], progress: UsageCounts): GenerationPart[] {
-  for (const part of parts) countProgress(progress, part);
-  return parts;
-}
-
-function countProgress(progress: UsageCounts, part: GenerationPart): void {
-  if (part.type === "usage") {
-    progress.promptTokens = part.promptTokens;
-    progress.completionTokens = part.completionTokens;
-    progress.cachedTokens = part.cachedTokens;
-  } else if (part.type === "text" || part.type === "reasoning" || part.type === "refusal") {
-    progress.completionTokens += charsToTokens(part.text.length);
-  } else if (part.type === "tool-call") {
-    progress.completionTokens += charsToTokens(part.argumentsDelta.length);
-  }
-}
-
-function isServiceError(err: unknown): boolean {
-  return (err as { name?: unknown } | undefined)?.name === "ServiceError";
 }

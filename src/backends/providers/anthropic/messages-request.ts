@@ -12,6 +12,8 @@ const IMAGE_MEDIA_TYPES = new Set(["image/jpeg", "image/png", "image/gif", "imag
 
 /** Thinking budgets for reasoning_effort (Anthropic asks for tokens, not levels). */
 const THINKING_BUDGET: Readonly<Record<string, number>> = { low: 1024, medium: 4096, high: 16_384 };
+/** The smallest thinking budget the Messages API takes; the budget must also stay below max_tokens. */
+const MIN_THINKING_BUDGET = 1024;
 
 type Block = Record<string, unknown>;
 interface WireMessage {
@@ -69,8 +71,19 @@ export function anthropicMessagesBody(
   if (req.sampling.topK) body.top_k = req.sampling.topK;
   if (req.stop.length > 0) body.stop_sequences = req.stop;
   const budget = req.reasoningEffort ? THINKING_BUDGET[req.reasoningEffort] : undefined;
-  if (budget !== undefined)
-    body.thinking = { type: "enabled", budget_tokens: Math.min(budget, Math.max(1024, maxTokens - 1)) };
+  if (budget !== undefined) {
+    // Thinking spends max_tokens too (as reasoning tokens count against OpenAI's completion cap),
+    // and its budget must be at least 1024 and below max_tokens. A cap that leaves no room is
+    // refused rather than raised (the caller's cap and the tokens reserved against its limits
+    // would no longer hold) or silently run without thinking.
+    if (maxTokens <= MIN_THINKING_BUDGET) {
+      throw invalidRequest(
+        `reasoning_effort needs max_tokens (or max_completion_tokens) above ${MIN_THINKING_BUDGET} for this model: its extended thinking takes at least ${MIN_THINKING_BUDGET} of them; got ${maxTokens}.`,
+        "reasoning_effort",
+      );
+    }
+    body.thinking = { type: "enabled", budget_tokens: Math.min(budget, maxTokens - 1) };
+  }
   const tools = req.constraint?.tools;
   if (tools) {
     body.tools = tools.definitions.map((tool, i) => ({
