@@ -2,14 +2,18 @@
  * Batch benchmark: the same chat requests run as a batch and sent online at the same concurrency,
  * and online time to first token while a batch runs against idle.
  *
- *   npm run bench:batch [-- --requests 24 --concurrency 2 --parallel 3 --reserve 1 --max-tokens 32 --engine auto --threads N]
+ *   npm run bench:batch [-- --requests 24 --concurrency 2 --parallel 3 --reserve 1 --max-tokens 32 --engine auto --threads N --probes 40 --rounds 3]
  *
  * `--concurrency`: online clients and batch worker lines; `--parallel`: the model's slots (default
  * concurrency + 1); `--reserve`: the model's interactive_reserve (default: the server's, 1 when
  * parallel > 1; 0 reproduces batch lines that may take every slot).
+ *
+ * Throughput runs online, batch, batch, online (so a drift in the machine's speed weighs on both
+ * alike). TTFT runs `--rounds` rounds of `--probes` idle probes then `--probes` probes while a batch
+ * runs; the percentiles pool every round, and each round's own ratio is printed beside them.
  */
 import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import OpenAI, { toFile } from "openai";
@@ -28,7 +32,8 @@ const { values } = parseArgs({
     reserve: { type: "string" },
     threads: { type: "string" },
     "max-tokens": { type: "string", default: "32" },
-    probes: { type: "string", default: "20" },
+    probes: { type: "string", default: "40" },
+    rounds: { type: "string", default: "3" },
     model: { type: "string", default: "smollm2-135m" },
     engine: { type: "string", default: "auto" },
   },
@@ -39,6 +44,7 @@ const PARALLEL = values.parallel === undefined ? CONCURRENCY + 1 : Number(values
 const RESERVE = values.reserve === undefined ? undefined : Number(values.reserve);
 const MAX_TOKENS = Number(values["max-tokens"]);
 const PROBES = Number(values.probes);
+const ROUNDS = Number(values.rounds);
 const MODEL = "bench";
 
 const body = (i: number) => ({
@@ -143,27 +149,43 @@ const config = validateConfig({
 const server = await startServer(config, { logger: createLogger("warn") });
 const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "none", maxRetries: 0, timeout: 600_000 });
 try {
+  const loadBefore = loadavg()[0]?.toFixed(1);
   progress("warming up");
   await client.chat.completions.create(body(0));
-  progress(`online: ${REQUESTS} requests at concurrency ${CONCURRENCY}`);
-  const on = await online(client);
-  progress(`batch: ${REQUESTS} lines, worker concurrency ${CONCURRENCY}`);
-  const bat = await batched(client);
-  progress(`TTFT idle: ${PROBES} streamed probes`);
-  const idle = await ttftProbes(client);
-  progress("TTFT while a batch runs");
-  // Enough lines to outlast the probes (checked below).
-  const bg = await startBatch(client, Math.max(REQUESTS * 4, PROBES * 4));
-  // Probes start once lines run (past validating, a line answered: the worker is at full pace).
-  for (;;) {
-    const running = await client.batches.retrieve(bg);
-    if ((running.request_counts?.completed ?? 0) > 0) break;
-    await new Promise((r) => setTimeout(r, 25));
+  progress(`online, batch, batch, online: ${REQUESTS} requests each at concurrency ${CONCURRENCY}`);
+  const on1 = await online(client);
+  const bat1 = await batched(client);
+  const bat2 = await batched(client);
+  const on2 = await online(client);
+  const on = { seconds: on1.seconds + on2.seconds, tokens: on1.tokens + on2.tokens };
+  const bat = { seconds: bat1.seconds + bat2.seconds, tokens: bat1.tokens + bat2.tokens };
+  const idle: number[] = [];
+  const busy: number[] = [];
+  const rounds: string[] = [];
+  let answered = "";
+  for (let round = 1; round <= ROUNDS; round++) {
+    progress(`round ${round}: TTFT idle, ${PROBES} streamed probes`);
+    const idleRound = await ttftProbes(client);
+    progress(`round ${round}: TTFT while a batch runs`);
+    // Enough lines to outlast the probes (checked below).
+    const bg = await startBatch(client, Math.max(REQUESTS * 4, PROBES * 4));
+    // Probes start once lines run (past validating, a line answered: the worker is at full pace).
+    for (;;) {
+      const running = await client.batches.retrieve(bg);
+      if ((running.request_counts?.completed ?? 0) > 0) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const busyRound = await ttftProbes(client);
+    const afterProbes = await client.batches.retrieve(bg);
+    if (afterProbes.status === "in_progress") await client.batches.cancel(bg);
+    await waitBatch(client, bg);
+    idle.push(...idleRound);
+    busy.push(...busyRound);
+    answered += ` ${afterProbes.status} (${afterProbes.request_counts?.completed}/${afterProbes.request_counts?.total})`;
+    rounds.push(
+      `| ${round} | ${percentile(idleRound, 50).toFixed(0)} → ${percentile(busyRound, 50).toFixed(0)} | ${percentile(idleRound, 99).toFixed(0)} → ${percentile(busyRound, 99).toFixed(0)} | ${(percentile(busyRound, 99) / percentile(idleRound, 99)).toFixed(2)}x |`,
+    );
   }
-  const busy = await ttftProbes(client);
-  const afterProbes = await client.batches.retrieve(bg);
-  if (afterProbes.status === "in_progress") await client.batches.cancel(bg);
-  await waitBatch(client, bg);
 
   const row = (name: string, r: { seconds: number; tokens: number }) =>
     `| ${name} | ${REQUESTS} | ${r.seconds.toFixed(2)} | ${(REQUESTS / r.seconds).toFixed(2)} | ${(r.tokens / r.seconds).toFixed(1)} |`;
@@ -178,9 +200,12 @@ try {
   console.log(
     `| while a batch runs | ${percentile(busy, 50).toFixed(0)} | ${percentile(busy, 99).toFixed(0)} |`,
   );
+  console.log(`\nload average (1 min) at start ${loadBefore}, at end ${loadavg()[0]?.toFixed(1)}`);
   console.log(
-    `\nthe batch was ${afterProbes.status} through the probes (${afterProbes.request_counts?.completed} of ${afterProbes.request_counts?.total} lines answered by their end)`,
+    "\n| round | TTFT p50 idle → busy (ms) | p99 idle → busy (ms) | p99 ratio |\n|---|---|---|---|",
   );
+  for (const line of rounds) console.log(line);
+  console.log(`\nthe batch at the end of each round's probes (lines answered/total):${answered}`);
   console.log(
     `\nbatch throughput is ${((bat.tokens / bat.seconds / (on.tokens / on.seconds)) * 100).toFixed(0)}% of online; p99 TTFT under a batch is ${(percentile(busy, 99) / percentile(idle, 99)).toFixed(2)}x idle`,
   );
