@@ -223,10 +223,16 @@ export async function backfillPgvector(db: Kysely<DatabaseSchema>, pgvector: Pgv
     const { rows } = await sql<ChunkVectorRow>`select c.id, c.embedding from vector_store_chunks c
       where c.searchable = 1 and c.id > ${after}${sql.join(missing, sql``)}
       order by c.id limit ${BACKFILL_PAGE}`.execute(db);
-    if (rows.length === 0) return indexed;
-    await db.transaction().execute((trx) => indexChunkVectors(trx, pgvector, rows));
-    indexed += rows.length;
-    after = Number(rows[rows.length - 1]?.id);
-    if (rows.length < BACKFILL_PAGE) return indexed;
+    if (rows.length > 0) {
+      await db.transaction().execute((trx) => indexChunkVectors(trx, pgvector, rows));
+      indexed += rows.length;
+      after = Number(rows[rows.length - 1]?.id);
+    }
+    if (rows.length < BACKFILL_PAGE) break;
   }
+  // The planner walks the HNSW index only where it knows a store is a large share of the table:
+  // statistics now rather than at autovacuum's next round.
+  if (indexed > 0)
+    for (const table of await pgvectorTables(db)) await sql`analyze ${sql.table(table)}`.execute(db);
+  return indexed;
 }
