@@ -1,4 +1,5 @@
 import { sql } from "kysely";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sweepExpiredVectorStores } from "../../src/api/vector-stores/expiry.js";
 import { KyselyChunkIndex } from "../../src/storage/repositories/chunk-index.js";
@@ -293,6 +294,49 @@ describe("pgvector on Postgres (PGlite with pgvector over the wire protocol)", (
       expect(await rows(`vector_store_vec_${DIMS}`, "vs_x")).toBe(12);
     } finally {
       await exact.close();
+    }
+  });
+});
+
+describe("pgvector on a server where the role may not create it", () => {
+  let pglite: PgliteServer;
+  beforeAll(async () => {
+    pglite = await startPgliteServer();
+  }, 60_000);
+  afterAll(async () => {
+    await pglite?.stop();
+  });
+
+  it("falls back to the exact scan and says why at start", async () => {
+    // PGlite takes every connection as its one user: a role set in its one session holds for all.
+    const admin = new pg.Client({ connectionString: pglite.url });
+    await admin.connect();
+    try {
+      await admin.query("create role app_limited nosuperuser");
+      await admin.query("grant all on schema public to app_limited");
+      await admin.query("set role app_limited");
+    } finally {
+      await admin.end();
+    }
+    const storage = await openStorage({ url: pglite.url, poolSize: 2, vectorCacheBytes: 0 });
+    try {
+      expect(storage.database.pgvector).toBeNull();
+      expect(storage.chunkIndex.vectorIndex).toBe("exact");
+      expect(storage.database.exactVectorSearchReason).toMatch(
+        /^on Postgres there is no vector index \(pgvector is installed on this server but could not be enabled in this database: create extension vector failed: permission denied/,
+      );
+      // Searches work without it.
+      await storage.vectorStores.create(store("vs_plain"), []);
+      await ingest(storage.vectorStores, "vs_plain", "file-p1", spread(51, 10));
+      const hits = await storage.chunkIndex.vectorSearch(
+        "vs_plain",
+        spread(52, 1)[0] as Float32Array,
+        null,
+        3,
+      );
+      expect(hits).toHaveLength(3);
+    } finally {
+      await storage.close();
     }
   });
 });
