@@ -94,9 +94,13 @@ function quoteId(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/** pgvector's `vector` holds at most this many floats; larger vectors stay out of its tables (scanned). */
+export const PGVECTOR_MAX_DIMENSIONS = 16_000;
+
 /** The index table of vectors of `dims` floats (one per size: an HNSW index needs a fixed one). */
 export function pgvectorTableName(dims: number): string {
-  if (!Number.isInteger(dims) || dims < 1 || dims > 16_000) throw new Error(`bad vector size ${dims}`);
+  if (!Number.isInteger(dims) || dims < 1 || dims > PGVECTOR_MAX_DIMENSIONS)
+    throw new Error(`bad vector size ${dims}`);
   return `vector_store_vec_${dims}`;
 }
 
@@ -180,10 +184,10 @@ export async function indexChunkVectors(
 ): Promise<void> {
   const bySize = new Map<number, { ids: number[]; texts: string[] }>();
   for (const row of rows) {
-    if (row.embedding.byteLength % 4 !== 0 || row.embedding.byteLength === 0) continue;
+    const dims = row.embedding.byteLength / 4;
+    if (!Number.isInteger(dims) || dims < 1 || dims > PGVECTOR_MAX_DIMENSIONS) continue;
     const text = vectorText(row.embedding);
     if (text === null) continue;
-    const dims = row.embedding.byteLength / 4;
     let group = bySize.get(dims);
     if (!group) {
       group = { ids: [], texts: [] };

@@ -1,6 +1,12 @@
 import { type Kysely, sql } from "kysely";
 import type { Dialect } from "../database.js";
-import { backfillPgvector, type Pgvector, pgvectorTableName, pgvectorTables } from "../pgvector.js";
+import {
+  backfillPgvector,
+  PGVECTOR_MAX_DIMENSIONS,
+  type Pgvector,
+  pgvectorTableName,
+  pgvectorTables,
+} from "../pgvector.js";
 import type { DatabaseSchema } from "../schema.js";
 import { pgvectorSearch } from "./pgvector-search.js";
 import { StoreVectorCache } from "./store-vector-cache.js";
@@ -91,7 +97,7 @@ export class KyselyChunkIndex implements ChunkIndex {
     const via = options.via ?? "auto";
     const indexed = this.vectorIndex === "sqlite-vec" && fileIds === null;
     // pgvector also answers with a file filter: an exact ordering of the store's rows in the database.
-    const pgIndexed = this.pgvector !== null && this.pgvectorReady;
+    const pgIndexed = this.pgvector !== null && this.pgvectorReady && query.length <= PGVECTOR_MAX_DIMENSIONS;
     if (this.cache && (via === "auto" || via === "memory")) {
       const hits = await this.memorySearch(this.cache, storeId, query, fileIds, limit, {
         // The index answers (in tens of ms) while a cold copy loads; without one the load is the scan.
