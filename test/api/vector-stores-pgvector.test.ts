@@ -1,7 +1,8 @@
 import OpenAI, { toFile } from "openai";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AccessServer, newAdminKey, startAccessServer } from "../helpers/access.js";
-import { HashEmbeddingBackend, hashEmbedDeployment } from "../helpers/hash-embedder.js";
+import { HASH_DIMENSIONS, HashEmbeddingBackend, hashEmbedDeployment } from "../helpers/hash-embedder.js";
 import { type PgliteServer, startPgliteServer } from "../helpers/pglite-server.js";
 
 const HASH_EMBED = "hash-embed";
@@ -103,6 +104,23 @@ describe("vector stores on Postgres with pgvector", () => {
       POLL,
     );
 
+    // The vectors are in pgvector's table of their size, each store's own.
+    const indexRows = async () => {
+      const db = new pg.Client({ connectionString: pglite.url });
+      await db.connect();
+      try {
+        const result = await db.query<{ store: string; n: string }>(
+          `select vector_store_id as store, count(*) as n from vector_store_vec_${HASH_DIMENSIONS} group by 1`,
+        );
+        return new Map(result.rows.map((r) => [r.store, Number(r.n)]));
+      } finally {
+        await db.end();
+      }
+    };
+    const before = await indexRows();
+    expect(before.get(store.id)).toBeGreaterThanOrEqual(files.length);
+    expect(before.get(other.id)).toBeGreaterThanOrEqual(4);
+
     for (const query of QUERIES) {
       for (const ranker of ["none", "auto"] as const) {
         const ask = (c: OpenAI, id: string) =>
@@ -136,6 +154,7 @@ describe("vector stores on Postgres with pgvector", () => {
       ).data;
       expect(hits.map((r) => [r.file_id, r.score])).toEqual(exactHits.map((r) => [r.file_id, r.score]));
     }
+    expect((await indexRows()).get(store.id)).toBeLessThan(before.get(store.id) as number);
     // The other store still has it.
     const theirs = (
       await client.vectorStores.search(other.id, {
