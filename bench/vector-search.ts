@@ -9,9 +9,14 @@
  * only: no embedding model in the loop).
  *
  *   npm run bench:vectors [-- --sizes 10000,100000 --dims 384 --queries 200 --postgres --skip-quantized]
+ *   npm run bench:vectors -- --pglite --skip-sqlite --sizes 10000 --queries 100
  *
  * Storage is opened directly (SQLite in a temporary folder; Postgres in a throwaway schema with
- * --postgres), as the server opens it. Every query is a fresh random vector: no result is reused.
+ * --postgres), as the server opens it. Where Postgres has pgvector, its index is measured as well.
+ * --pglite measures Postgres on PGlite with its pgvector build instead (started here and served
+ * over the wire protocol, as the tests do): single-threaded WASM in this very process, not a real
+ * server, so its numbers say how pgvector's index compares with the exact scan, not how fast a
+ * Postgres server is. Every query is a fresh random vector: no result is reused.
  * The chunks' words come from a vocabulary of 14, so a keyword query matches almost every chunk
  * (the keyword side's worst case).
  */
@@ -37,6 +42,9 @@ const { values } = parseArgs({
     /** Exact scans are slow at 100k: at most this many of the queries run exactly. */
     "exact-queries": { type: "string", default: "50" },
     postgres: { type: "boolean", default: false },
+    /** Postgres on PGlite with pgvector, in this process (a dev dependency): see above. */
+    pglite: { type: "boolean", default: false },
+    "skip-sqlite": { type: "boolean", default: false },
     /** Leave out sqlite-vec's quantized experiments (they are slow: long runs for a steadier p99). */
     "skip-quantized": { type: "boolean", default: false },
     "postgres-url": { type: "string", default: "postgres://postgres@127.0.0.1:5432/test" },
@@ -246,6 +254,26 @@ async function quantizedSearch(
   return scored.sort((a, b) => b.score - a.score).slice(0, 10);
 }
 
+/** Which way Postgres answers pgvector's search of the store: its HNSW index, or a sort of the store's rows. */
+async function pgvectorPlan(storage: Storage, storeId: string, probe: Float32Array): Promise<string> {
+  const pgvector = storage.database.pgvector;
+  if (!pgvector) return "-";
+  const plan = await storage.database.db.transaction().execute(async (trx) => {
+    if (pgvector.iterativeScan) await sql`set local hnsw.iterative_scan = relaxed_order`.execute(trx);
+    const vector = `[${Array.from(probe).join(",")}]`;
+    const result = await sql<
+      Record<string, string>
+    >`explain select id from ${sql.table(`vector_store_vec_${dims}`)}
+      where vector_store_id = ${storeId}
+      order by embedding operator(${sql.id(pgvector.schema)}.<=>) ${vector}::${sql.id(pgvector.schema)}.vector limit 10`.execute(
+      trx,
+    );
+    return result.rows.map((r) => Object.values(r)[0]).join("\n");
+  });
+  progress(`  pgvector ${pgvector.version} plan:\n${plan}`);
+  return plan.includes("_hnsw") ? "hnsw" : "sorted exactly";
+}
+
 async function measure(storage: Storage, name: string, size: number): Promise<string[][]> {
   progress(`${name}: filling ${size} chunks of ${dims} dims`);
   const { storeId, writeRate, fileIds } = await fill(storage, size);
@@ -253,9 +281,16 @@ async function measure(storage: Storage, name: string, size: number): Promise<st
   const probes = Array.from({ length: queries }, () => randomUnit(next));
   const index = storage.chunkIndex;
   const hasIndex = index.vectorIndex !== "exact";
+  // PGlite runs no autovacuum: the statistics a server's autovacuum gathers after the bulk insert.
+  if (name === "pglite") await sql`analyze`.execute(storage.database.db);
+  // pgvector answers once it knows its tables hold every chunk (a no-op on a fresh database).
+  await index.prepareIndex?.();
   // Half the files: a search with attribute filters that leave half the store.
   const someFiles = fileIds.slice(0, Math.max(1, Math.floor(fileIds.length / 2)));
-  const quantized = hasIndex && !values["skip-quantized"] ? await quantizedTables(storage, storeId) : [];
+  const quantized =
+    index.vectorIndex === "sqlite-vec" && !values["skip-quantized"]
+      ? await quantizedTables(storage, storeId)
+      : [];
   const kinds: { what: string; run: (probe: Float32Array) => Promise<{ chunkId: number }[]> }[] = [
     {
       what: "vector in memory (exact)",
@@ -264,7 +299,10 @@ async function measure(storage: Storage, name: string, size: number): Promise<st
   ];
   if (hasIndex)
     kinds.push({
-      what: "vector sqlite-vec float",
+      what:
+        index.vectorIndex === "pgvector"
+          ? `vector pgvector (${await pgvectorPlan(storage, storeId, probes[0] as Float32Array)})`
+          : "vector sqlite-vec float",
       run: (probe) => index.vectorSearch(storeId, probe, null, 10, { via: "index" }),
     });
   for (const table of quantized)
@@ -288,6 +326,8 @@ async function measure(storage: Storage, name: string, size: number): Promise<st
   const filteredTimes: number[] = [];
   let filteredRecall = 0;
   const keywordTimes: number[] = [];
+  // pgvector: the filtered search is its exact ordering of the files' rows in the database.
+  const filteredVia = index.vectorIndex === "pgvector" ? "index" : "memory";
   for (const [i, probe] of probes.entries()) {
     let truth: number[] | undefined;
     if (i < exactQueries) {
@@ -300,7 +340,9 @@ async function measure(storage: Storage, name: string, size: number): Promise<st
       times[j]?.push(result.ms);
       if (truth) recalls[j] = (recalls[j] as number) + recallOf(result.value, truth);
     }
-    const filtered = await timed(() => index.vectorSearch(storeId, probe, someFiles, 10, { via: "memory" }));
+    const filtered = await timed(() =>
+      index.vectorSearch(storeId, probe, someFiles, 10, { via: filteredVia }),
+    );
     filteredTimes.push(filtered.ms);
     if (i < exactQueries) {
       const exact = await index.vectorSearch(storeId, probe, someFiles, 10, { via: "scan" });
@@ -329,7 +371,7 @@ async function measure(storage: Storage, name: string, size: number): Promise<st
     rows.push(row(kind.what, times[j] as number[], fmt((recalls[j] as number) / exactQueries, 3)));
   rows.push(
     row(
-      `vector in memory, ${someFiles.length}/${fileIds.length} files`,
+      `vector ${filteredVia === "index" ? "pgvector (exact order)" : "in memory"}, ${someFiles.length}/${fileIds.length} files`,
       filteredTimes,
       fmt(filteredRecall / exactQueries, 3),
     ),
@@ -360,11 +402,24 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "sb-bench-vectors-"));
   try {
     for (const size of sizes) {
-      const storage = await openStorage({ url: join(dir, `bench-${size}.db`) });
-      try {
-        rows.push(...(await measure(storage, "sqlite", size)));
-      } finally {
-        await storage.close();
+      if (!values["skip-sqlite"]) {
+        const storage = await openStorage({ url: join(dir, `bench-${size}.db`) });
+        try {
+          rows.push(...(await measure(storage, "sqlite", size)));
+        } finally {
+          await storage.close();
+        }
+      }
+      if (values.pglite) {
+        const { startPgliteServer } = await import("../test/helpers/pglite-server.js");
+        const server = await startPgliteServer();
+        const storage = await openStorage({ url: server.url, poolSize: 4 });
+        try {
+          rows.push(...(await measure(storage, "pglite", size)));
+        } finally {
+          await storage.close();
+          await server.stop();
+        }
       }
       if (values.postgres) {
         const schema = `bench_${randomId(8).toLowerCase()}`;
@@ -392,8 +447,9 @@ async function main(): Promise<void> {
   const indexed = at("sqlite", largest, "vector sqlite-vec float");
   const pgMemory = at("postgres", largest, "vector in memory (exact)");
   const pgScan = at("postgres", largest, "vector exact scan");
+  const pgvector = at("postgres", largest, "vector pgvector") ?? at("pglite", largest, "vector pgvector");
   console.log(
-    `summary vector-search: at ${largest} chunks × ${dims} dims, SQLite in memory p99 ${memory?.[5] ?? "-"} ms (recall@10 ${memory?.[6] ?? "-"}) vs sqlite-vec p99 ${indexed?.[5] ?? "-"} ms; Postgres in memory p99 ${pgMemory?.[5] ?? "-"} ms vs database scan p99 ${pgScan?.[5] ?? "-"} ms`,
+    `summary vector-search: at ${largest} chunks × ${dims} dims, SQLite in memory p99 ${memory?.[5] ?? "-"} ms (recall@10 ${memory?.[6] ?? "-"}) vs sqlite-vec p99 ${indexed?.[5] ?? "-"} ms; Postgres in memory p99 ${pgMemory?.[5] ?? "-"} ms vs database scan p99 ${pgScan?.[5] ?? "-"} ms; pgvector (${pgvector?.[0] ?? "-"}) p99 ${pgvector?.[5] ?? "-"} ms (recall@10 ${pgvector?.[6] ?? "-"})`,
   );
 }
 

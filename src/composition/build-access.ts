@@ -49,6 +49,7 @@ export async function buildAccess(
   const storage = await openStorage({
     url: databaseUrl(config),
     vectorCacheBytes: config.vector_stores.cache_bytes,
+    vectorIndex: config.vector_stores.index,
   });
   // The Redis client is loaded only when Redis is configured.
   const limitStore: LimitStore = config.redis

@@ -124,8 +124,9 @@ export function buildFiles(
 /**
  * The chunk index vector stores search with, and the start-up notice saying how it searches
  * vectors: exactly over stores' copies in memory (within vector_stores.cache_bytes), and for a store
- * that does not fit, sqlite-vec's index or an exact scan read from the database (Postgres, where
- * pgvector is not used; a SQLite where sqlite-vec does not load; `vector_stores.index: exact`).
+ * that does not fit, sqlite-vec's index, pgvector's (Postgres where the extension is enabled), or
+ * an exact scan read from the database (Postgres without pgvector; a SQLite where sqlite-vec does
+ * not load; `vector_stores.index: exact`). pgvector's index is readied (backfilled) in the background.
  */
 export function vectorIndexFor(config: Config, storage: Storage, logger: Logger): ChunkIndex {
   const { index: setting, cache_bytes: budget } = config.vector_stores;
@@ -145,6 +146,27 @@ export function vectorIndexFor(config: Config, storage: Storage, logger: Logger)
     logger.warn(
       { vectorSearch: "exact", cacheBytes: budget },
       `Vector stores: ${reason}. Vector search is exact: ${memory}; a store that does not fit is read from the database for every search (bench/RESULTS.md: 1–2 s at 100,000 chunks of 384 dimensions on Postgres).`,
+    );
+  } else if (index.vectorIndex === "pgvector") {
+    const pgvector = storage.database.pgvector;
+    logger.info(
+      { vectorSearch: "pgvector", pgvectorVersion: pgvector?.version, cacheBytes: budget },
+      `vector stores: vector search is exact: ${memory}; pgvector ${pgvector?.version ?? ""} (HNSW, cosine${pgvector?.iterativeScan ? ", iterative scans" : "; before 0.8 no iterative scans, so each store's rows are ordered exactly in the database"}) answers for a store that does not fit, and while a copy loads`,
+    );
+    const started = Date.now();
+    index.prepareIndex?.().then(
+      (indexed) => {
+        if (indexed > 0)
+          logger.info(
+            { pgvectorBackfill: indexed, ms: Date.now() - started },
+            `vector stores: pgvector now indexes ${indexed} chunks written before it was enabled`,
+          );
+      },
+      (err: Error) =>
+        logger.warn(
+          { err: err.message },
+          "vector stores: pgvector's index could not be filled with the existing chunks; searches that do not fit in memory scan the database until a restart",
+        ),
     );
   } else {
     logger.info(

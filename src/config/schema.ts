@@ -300,7 +300,10 @@ export const configSchema = z
         embedding_model: z.string().min(1).max(256).optional(),
         /** A chat model that rewrites queries when a search asks (rewrite_query); without it that is a 400. */
         rewrite_model: z.string().min(1).max(256).optional(),
-        /** `auto`: sqlite-vec on SQLite where it loads, else an exact scan; `exact`: never sqlite-vec. */
+        /**
+         * `auto`: sqlite-vec on SQLite where it loads, pgvector on Postgres where the server has it
+         * (created at start where allowed), else an exact scan; `exact`: neither.
+         */
         index: z.enum(["auto", "exact"]).default("auto"),
         /**
          * Bytes of stores' vectors this instance keeps in memory for exact search (least recently

@@ -5,6 +5,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from "kysely";
 import type pg from "pg";
 import * as sqliteVec from "sqlite-vec";
 import { MIGRATIONS } from "./migrations/all.js";
+import { detectPgvector, type Pgvector } from "./pgvector.js";
 import type { DatabaseSchema } from "./schema.js";
 
 export type Dialect = "sqlite" | "postgres";
@@ -13,10 +14,15 @@ export interface Database {
   db: Kysely<DatabaseSchema>;
   dialect: Dialect;
   /**
-   * Why there is no vector index (vector search is an exact scan), or null when sqlite-vec is
-   * loaded (SQLite). Postgres: pgvector is not used, so always a reason.
+   * Why there is no vector index (vector search is an exact scan), or null when there is one:
+   * sqlite-vec loaded (SQLite), pgvector enabled (Postgres).
    */
   exactVectorSearchReason: string | null;
+  /**
+   * pgvector where this Postgres database has it enabled (even with vector_stores.index exact:
+   * its index tables are then still kept in step with chunk writes); null elsewhere.
+   */
+  pgvector: Pgvector | null;
   /**
    * Gives the pages of deleted rows back to the file system where the database does that:
    * SQLite files created with incremental auto-vacuum (older files keep them for new rows until a
@@ -33,6 +39,8 @@ export interface OpenDatabaseOptions {
   poolSize?: number;
   /** Postgres schema to use (tests isolate runs this way); created when missing. */
   schema?: string;
+  /** vector_stores.index: `exact` never enables pgvector (default `auto`). */
+  vectorIndex?: "auto" | "exact";
 }
 
 // bigint (20) and numeric (1700: SUM over bigint) arrive as strings from pg; our values fit in a
@@ -78,6 +86,7 @@ function openSqlite(path: string): Database {
     db,
     dialect: "sqlite",
     exactVectorSearchReason: loadVectorExtension(sqlite),
+    pgvector: null,
     // exec, not a prepared statement: each step of incremental_vacuum frees one page, and exec
     // steps to the end. Under kysely's connection, so it never lands inside a transaction.
     reclaimSpace: () =>
@@ -120,32 +129,22 @@ async function openPostgres(options: OpenDatabaseOptions): Promise<Database> {
     ...(schema ? { options: `-c search_path=${schema}` } : {}),
   });
   const db = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
+  let vectors: Awaited<ReturnType<typeof detectPgvector>>;
+  try {
+    vectors = await detectPgvector(db, options.vectorIndex !== "exact");
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
   return {
     db,
     dialect: "postgres",
-    exactVectorSearchReason: await pgvectorNotice(db),
+    exactVectorSearchReason:
+      vectors.reason === null ? null : `on Postgres there is no vector index (${vectors.reason})`,
+    pgvector: vectors.pgvector,
     reclaimSpace: async () => {},
     close: () => db.destroy(),
   };
-}
-
-/** Why Postgres has no vector index: Switchboard does not use pgvector; says whether the server has it. */
-async function pgvectorNotice(db: Kysely<DatabaseSchema>): Promise<string> {
-  let available: boolean | undefined;
-  try {
-    const result = await sql<{ n: number }>`select count(*) as n from pg_available_extensions
-      where name = 'vector'`.execute(db);
-    available = Number(result.rows[0]?.n ?? 0) > 0;
-  } catch {
-    // Only the wording depends on it.
-  }
-  const pgvector =
-    available === undefined
-      ? "pgvector is not used"
-      : available
-        ? "pgvector is installed on this server but Switchboard does not use it"
-        : "pgvector is not installed on this server (nor used by Switchboard)";
-  return `on Postgres there is no vector index (${pgvector})`;
 }
 
 async function currentSchema(database: Database): Promise<string> {

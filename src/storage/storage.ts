@@ -44,9 +44,10 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     files: new KyselyFileRepository(database.db),
     uploads: new KyselyUploadRepository(database.db),
     batches: new KyselyBatchRepository(database.db, database.dialect),
-    vectorStores: new KyselyVectorStoreRepository(database.db, database.dialect),
+    vectorStores: new KyselyVectorStoreRepository(database.db, database.dialect, database.pgvector),
     chunkIndex: new KyselyChunkIndex(database.db, database.dialect, {
       exactOnly: database.exactVectorSearchReason !== null,
+      pgvector: database.pgvector,
       ...(options.vectorCacheBytes === undefined ? {} : { memoryBudgetBytes: options.vectorCacheBytes }),
     }),
     close: () => database.close(),

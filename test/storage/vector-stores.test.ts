@@ -90,7 +90,7 @@ describe.each(databases)("vector store storage on $name", (database: TestDatabas
   });
 
   it("creates stores with their first files, pages them both ways, and hides them from other projects", async () => {
-    // sqlite-vec loads on SQLite here; Postgres scans (pgvector is not used).
+    // sqlite-vec loads on SQLite here; the test Postgres has no pgvector, so it scans (pgvector.test.ts has one).
     expect(storage.chunkIndex.vectorIndex).toBe(database.name === "sqlite" ? "sqlite-vec" : "exact");
     const repo = storage.vectorStores;
     for (let i = 0; i < 5; i++) await repo.create(store(`vs_page${i}`, "proj_p", { createdAt: T0 + i }), []);

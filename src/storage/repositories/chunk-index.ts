@@ -1,6 +1,14 @@
 import { type Kysely, sql } from "kysely";
 import type { Dialect } from "../database.js";
+import {
+  backfillPgvector,
+  PGVECTOR_MAX_DIMENSIONS,
+  type Pgvector,
+  pgvectorTableName,
+  pgvectorTables,
+} from "../pgvector.js";
 import type { DatabaseSchema } from "../schema.js";
+import { pgvectorSearch } from "./pgvector-search.js";
 import { postgresKeywordSearch } from "./postgres-keyword-search.js";
 import { StoreVectorCache } from "./store-vector-cache.js";
 import { StoreVectorReader } from "./store-vector-reader.js";
@@ -17,21 +25,28 @@ export const DEFAULT_VECTOR_CACHE_BYTES = 512 * 1024 * 1024;
  * (ts_rank_cd), any of the terms matching. Vectors: an exact cosine scan of the store's vectors
  * held in memory (StoreVectorCache) where they fit in the budget; else sqlite-vec's vec0 tables
  * (one per vector size, partitioned by store: a search reads only its store's vectors) where
- * loaded; else an exact cosine scan read from the database.
+ * loaded, or pgvector's tables (one per vector size, HNSW) once prepareIndex() has filled them;
+ * else an exact cosine scan read from the database.
  */
 export class KyselyChunkIndex implements ChunkIndex {
-  readonly vectorIndex: "sqlite-vec" | "exact";
+  readonly vectorIndex: "sqlite-vec" | "pgvector" | "exact";
   readonly memoryBudgetBytes: number;
   private readonly cache: StoreVectorCache | undefined;
   private readonly reader: StoreVectorReader;
+  private readonly pgvector: Pgvector | null;
+  /** Set once every searchable chunk is known to be in pgvector's tables (prepareIndex). */
+  private pgvectorReady = false;
+  private preparing: Promise<number> | undefined;
   private knownTables: Set<string> | undefined;
 
   constructor(
     private readonly db: Kysely<DatabaseSchema>,
     private readonly dialect: Dialect,
-    options: { exactOnly: boolean; memoryBudgetBytes?: number },
+    options: { exactOnly: boolean; memoryBudgetBytes?: number; pgvector?: Pgvector | null },
   ) {
-    this.vectorIndex = dialect === "sqlite" && !options.exactOnly ? "sqlite-vec" : "exact";
+    this.pgvector = dialect === "postgres" && !options.exactOnly ? (options.pgvector ?? null) : null;
+    this.vectorIndex =
+      dialect === "sqlite" && !options.exactOnly ? "sqlite-vec" : this.pgvector ? "pgvector" : "exact";
     this.memoryBudgetBytes = options.memoryBudgetBytes ?? DEFAULT_VECTOR_CACHE_BYTES;
     this.cache = this.memoryBudgetBytes > 0 ? new StoreVectorCache(this.memoryBudgetBytes) : undefined;
     this.reader = new StoreVectorReader(db, dialect);
@@ -76,15 +91,50 @@ export class KyselyChunkIndex implements ChunkIndex {
     if (fileIds?.length === 0 || limit <= 0) return [];
     const via = options.via ?? "auto";
     const indexed = this.vectorIndex === "sqlite-vec" && fileIds === null;
+    // pgvector also answers with a file filter: an exact ordering of the store's rows in the database.
+    const pgIndexed = this.pgvector !== null && this.pgvectorReady && query.length <= PGVECTOR_MAX_DIMENSIONS;
     if (this.cache && (via === "auto" || via === "memory")) {
       const hits = await this.memorySearch(this.cache, storeId, query, fileIds, limit, {
-        // sqlite-vec answers (in tens of ms) while a cold copy loads; without it the load is the scan.
-        answerMeanwhile: via === "auto" && indexed,
+        // The index answers (in tens of ms) while a cold copy loads; without one the load is the scan.
+        answerMeanwhile: via === "auto" && (indexed || pgIndexed),
       });
       if (hits) return hits;
     }
     if (indexed && via !== "scan") return this.indexSearch(storeId, query, limit);
+    if (pgIndexed && this.pgvector && via !== "scan") {
+      if (!(await this.hasTable(pgvectorTableName(query.length)))) return [];
+      return pgvectorSearch(this.db, this.pgvector, storeId, query, fileIds, limit);
+    }
     return this.reader.scan(storeId, query, fileIds, limit);
+  }
+
+  /**
+   * Postgres with pgvector: indexes the searchable chunks its tables lack (written before it was
+   * enabled, or by an instance not using it), then lets searches use it; until then they scan.
+   * Resolves to how many chunks it indexed (0 without pgvector); a failure leaves searches scanning.
+   */
+  prepareIndex(): Promise<number> {
+    const pgvector = this.pgvector;
+    if (!pgvector) return Promise.resolve(0);
+    this.preparing ??= backfillPgvector(this.db, pgvector).then(
+      (indexed) => {
+        this.pgvectorReady = true;
+        return indexed;
+      },
+      (err) => {
+        this.preparing = undefined;
+        throw err;
+      },
+    );
+    return this.preparing;
+  }
+
+  /** Whether an index table exists; tables appear when the first vectors of a size complete, so a miss looks again. */
+  private async hasTable(name: string): Promise<boolean> {
+    if (this.knownTables?.has(name)) return true;
+    const tables = this.dialect === "postgres" ? await pgvectorTables(this.db) : await vectorTables(this.db);
+    this.knownTables = new Set(tables);
+    return this.knownTables.has(name);
   }
 
   async chunks(ids: readonly number[]): Promise<StoredChunk[]> {
@@ -105,11 +155,7 @@ export class KyselyChunkIndex implements ChunkIndex {
 
   private async indexSearch(storeId: string, query: Float32Array, limit: number): Promise<ChunkHit[]> {
     const name = vectorTableName(query.length);
-    if (!this.knownTables?.has(name)) {
-      // Tables appear when the first file with vectors of a size completes; look again on a miss.
-      this.knownTables = new Set(await vectorTables(this.db));
-      if (!this.knownTables.has(name)) return [];
-    }
+    if (!(await this.hasTable(name))) return [];
     const k = Math.max(1, Math.min(4096, Math.floor(limit)));
     const rows = await sql<{ id: number; distance: number }>`
       select rowid as id, distance from ${sql.table(name)}

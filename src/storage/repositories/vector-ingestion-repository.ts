@@ -1,5 +1,6 @@
 import { type Kysely, sql, type Transaction } from "kysely";
 import type { Dialect } from "../database.js";
+import { type ChunkVectorRow, indexChunkVectors, type Pgvector } from "../pgvector.js";
 import type { DatabaseSchema } from "../schema.js";
 import {
   chunkingColumn,
@@ -30,6 +31,8 @@ export class KyselyVectorIngestion {
   constructor(
     protected readonly db: Kysely<DatabaseSchema>,
     protected readonly dialect: Dialect,
+    /** Where set (Postgres with pgvector), completed files' vectors go into its index tables. */
+    protected readonly pgvector: Pgvector | null = null,
   ) {}
 
   async claimIngestion(
@@ -174,6 +177,7 @@ export class KyselyVectorIngestion {
           .execute();
       }
       if (this.dialect === "sqlite") await this.indexForSqlite(trx, storeId, fileId);
+      else if (this.pgvector) await this.indexForPgvector(trx, this.pgvector, storeId, fileId);
       await trx
         .updateTable("vector_store_chunks")
         .set({ searchable: 1 })
@@ -271,6 +275,26 @@ export class KyselyVectorIngestion {
         select id, vector_store_id, embedding from vector_store_chunks
         where ${scope} and length(embedding) / 4 = ${Number(dims)}`.execute(trx);
     }
+  }
+
+  /**
+   * The file's vectors into pgvector's index table of their size (created on first use), in the
+   * transaction that makes them searchable; they leave it with their chunks (on delete cascade).
+   */
+  private async indexForPgvector(
+    trx: Transaction<DatabaseSchema>,
+    pgvector: Pgvector,
+    storeId: string,
+    fileId: string,
+  ): Promise<void> {
+    const rows = await trx
+      .selectFrom("vector_store_chunks")
+      .select(["id", "embedding"])
+      .where("vector_store_id", "=", storeId)
+      .where("file_id", "=", fileId)
+      .where("searchable", "=", 0)
+      .execute();
+    await indexChunkVectors(trx, pgvector, rows as ChunkVectorRow[]);
   }
 
   /**

@@ -159,7 +159,8 @@ export async function touchStoreVectors(
 
 /**
  * Removes chunks (all of a store, or of some of its files) with their index rows and stored text.
- * On SQLite the keyword and vector indexes are tables of their own and are cleaned here. The store's
+ * On SQLite the keyword and vector indexes are tables of their own and are cleaned here; pgvector's
+ * tables (Postgres) lose their rows with the chunks (on delete cascade). The store's
  * vectors_version is raised (on Postgres, callers touch it before locking any file row).
  */
 export async function dropChunks(

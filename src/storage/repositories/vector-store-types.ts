@@ -238,16 +238,16 @@ export interface VectorStoreRepository {
 
 /**
  * How a vector search is answered. `auto`: the store's vectors in memory where they fit the budget
- * (while a cold copy loads, sqlite-vec answers where it can), else sqlite-vec, else the database
- * scan. `memory`: as auto, but waits for a cold copy to load. `index`: sqlite-vec where it can,
- * else the database scan. `scan`: the exact scan read from the database (the reference).
+ * (while a cold copy loads, the index answers where it can), else the index (sqlite-vec, pgvector),
+ * else the database scan. `memory`: as auto, but waits for a cold copy to load. `index`: the index
+ * where it can, else the database scan. `scan`: the exact scan read from the database (the reference).
  */
 export type VectorSearchPath = "auto" | "memory" | "index" | "scan";
 
 /** Keyword and vector retrieval over the searchable chunks of one store. */
 export interface ChunkIndex {
-  /** Which vector index the database has: `sqlite-vec`, or `exact` (none: vectors are scanned). */
-  readonly vectorIndex: "sqlite-vec" | "exact";
+  /** Which vector index the database has: `sqlite-vec`, `pgvector`, or `exact` (none: vectors are scanned). */
+  readonly vectorIndex: "sqlite-vec" | "pgvector" | "exact";
   /** Bytes of stores' vectors searches may hold in memory (0: every search reads the database). */
   readonly memoryBudgetBytes: number;
   /** What is held in memory now (undefined when the budget is 0). */
@@ -268,4 +268,9 @@ export interface ChunkIndex {
     options?: { via?: VectorSearchPath },
   ): Promise<ChunkHit[]>;
   chunks(ids: readonly number[]): Promise<StoredChunk[]>;
+  /**
+   * Readies the vector index where it needs it (pgvector: indexes chunks written before it was
+   * enabled); searches scan until it resolves. Resolves to how many chunks it indexed.
+   */
+  prepareIndex?(): Promise<number>;
 }
