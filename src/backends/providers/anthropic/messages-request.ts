@@ -78,7 +78,7 @@ export function anthropicMessagesBody(
     // would no longer hold) or silently run without thinking.
     if (maxTokens <= MIN_THINKING_BUDGET) {
       throw invalidRequest(
-        `reasoning_effort needs max_tokens (or max_completion_tokens) above ${MIN_THINKING_BUDGET} for this model: its extended thinking takes at least ${MIN_THINKING_BUDGET} of them; got ${maxTokens}.`,
+        `A reasoning effort needs a token cap (max_tokens, max_completion_tokens, or max_output_tokens in the Responses API) above ${MIN_THINKING_BUDGET} for this model: its extended thinking takes at least ${MIN_THINKING_BUDGET} of them; got ${maxTokens}.`,
         "reasoning_effort",
       );
     }
