@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { DecodeStepBarrier } from "../../src/backends/local/engines/in-process/decode-step-barrier.js";
+import {
+  DecodeStepBarrier,
+  MAX_BATCH_HELD_STEPS,
+} from "../../src/backends/local/engines/in-process/decode-step-barrier.js";
 import { settledSoon } from "../helpers/wait-for.js";
 
 describe("DecodeStepBarrier", () => {
@@ -82,6 +85,37 @@ describe("DecodeStepBarrier", () => {
     prompt.afterDecode();
     expect(await settledSoon(batchWait)).toBe(true);
     expect(await settledSoon(batchAgain)).toBe(true);
+  });
+
+  it("holds batch generations back for a bounded number of steps while interactive prompts keep coming", async () => {
+    const barrier = new DecodeStepBarrier();
+    let prompt = barrier.turn("interactive");
+    expect(prompt.beforeDecode()).toBeUndefined();
+    const batch = barrier.turn("batch");
+    const batchWait = batch.beforeDecode();
+    let heldSteps = 0;
+    for (;;) {
+      // The next interactive request's prompt is waiting when the current one's step ends.
+      const next = barrier.turn("interactive");
+      const nextWait = next.beforeDecode();
+      prompt.afterDecode();
+      expect(await settledSoon(nextWait)).toBe(true);
+      prompt = next;
+      if (await settledSoon(batchWait)) break;
+      heldSteps++;
+      expect(heldSteps).toBeLessThanOrEqual(MAX_BATCH_HELD_STEPS);
+    }
+    expect(heldSteps).toBe(MAX_BATCH_HELD_STEPS);
+    // Having had its turn, the batch line is held again by the prompts that follow.
+    batch.afterDecode();
+    const again = batch.beforeDecode();
+    const later = barrier.turn("interactive");
+    const laterWait = later.beforeDecode();
+    prompt.afterDecode();
+    expect(await settledSoon(laterWait)).toBe(true);
+    expect(await settledSoon(again)).toBe(false);
+    later.afterDecode();
+    expect(await settledSoon(again)).toBe(true);
   });
 
   it("lets batch work go on when an interactive request is abandoned before its first token", async () => {

@@ -22,8 +22,13 @@ import type { RequestPriority } from "../../../../core/generation.js";
  * Batch work yields to interactive requests here: while an interactive generation's prompt is
  * waiting or being decoded, batch generations ask for no decode, so the prompt is evaluated in a
  * step of its own (at most after the step in flight) instead of beside their tokens, and the
- * interactive request's first token comes about as soon as on an idle engine.
+ * interactive request's first token comes about as soon as on an idle engine. They sit out at most
+ * `MAX_BATCH_HELD_STEPS` steps in a row, so interactive prompts arriving back to back slow a batch
+ * down but never stop it (a prompt is one step, or a few when it is longer than a decode batch).
  */
+/** Steps in a row that batch generations wait out for interactive prompts before they go anyway. */
+export const MAX_BATCH_HELD_STEPS = 8;
+
 export class DecodeStepBarrier {
   /** Decodes queued or running: each will bring a token. */
   private outstanding = 0;
@@ -31,6 +36,8 @@ export class DecodeStepBarrier {
   private interactivePrompts = 0;
   private waiting: Waiter[] = [];
   private releaseScheduled = false;
+  /** Consecutive steps that went without the batch generations waiting for one. */
+  private batchHeldSteps = 0;
 
   /** One generation's use of the barrier; `close()` it when the generation ends, however it ends. */
   turn(priority: RequestPriority = "interactive"): DecodeTurn {
@@ -74,9 +81,13 @@ export class DecodeStepBarrier {
       this.releaseScheduled = false;
       // While an interactive prompt is on its way, batch generations keep waiting: its first token
       // comes from a decode of its own prompt, not one shared with their tokens.
-      const holdBatch = this.interactivePrompts > 0;
+      let holdBatch = this.interactivePrompts > 0 && this.waiting.some((w) => w.batch);
+      if (holdBatch && this.batchHeldSteps >= MAX_BATCH_HELD_STEPS) holdBatch = false;
       const released = holdBatch ? this.waiting.filter((w) => !w.batch) : this.waiting;
       this.waiting = holdBatch ? this.waiting.filter((w) => w.batch) : [];
+      // A step counts as held only when it goes (someone released) without the batch waiters.
+      if (!holdBatch) this.batchHeldSteps = 0;
+      else if (released.length > 0) this.batchHeldSteps++;
       for (const waiter of released) waiter.go();
     });
   }
