@@ -12,13 +12,14 @@
  * With --keep the throwaway schema is left in place (its name is printed) so a later build can be
  * measured on the same data with --schema; drop it afterwards (`drop schema … cascade`).
  */
+
 import { parseArgs } from "node:util";
 import { sql } from "kysely";
 import pg from "pg";
 import { randomId } from "../src/core/ids.js";
-import { NO_LIMITS } from "../src/storage/repositories/types.js";
 import type { NewChunk, StoredVectorStoreFile } from "../src/storage/repositories/vector-store-types.js";
 import { openStorage, type Storage } from "../src/storage/storage.js";
+import { storedFileRow } from "../test/helpers/vector-store-rows.js";
 import { fmt, formatTable, percentile, progress } from "./harness.js";
 
 const { values } = parseArgs({
@@ -75,20 +76,7 @@ function chunkText(next: () => number): string {
 }
 
 function benchFile(storeId: string, i: number): StoredVectorStoreFile {
-  return {
-    vectorStoreId: storeId,
-    fileId: `file-kw${i}`,
-    projectId: "proj_default",
-    batchId: null,
-    filename: `kw-${i}.txt`,
-    status: "in_progress" as const,
-    lastError: null,
-    chunking: { maxChunkSizeTokens: 800, chunkOverlapTokens: 400 },
-    attributes: null,
-    usageBytes: 0,
-    caller: { keyId: null, allowedModels: null, keyLimits: NO_LIMITS, projectLimits: NO_LIMITS },
-    createdAt: Date.now(),
-  };
+  return storedFileRow(storeId, `file-kw${i}`, { projectId: "proj_default", filename: `kw-${i}.txt` });
 }
 
 async function fill(storage: Storage, storeId: string, size: number, seed: number): Promise<void> {

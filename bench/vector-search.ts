@@ -20,6 +20,7 @@
  * The chunks' words come from a vocabulary of 14, so a keyword query matches almost every chunk
  * (the keyword side's worst case).
  */
+
 import { mkdtempSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -28,10 +29,10 @@ import { parseArgs } from "node:util";
 import { sql } from "kysely";
 import pg from "pg";
 import { randomId } from "../src/core/ids.js";
-import { NO_LIMITS } from "../src/storage/repositories/types.js";
 import { float32Bytes, float32FromBytes } from "../src/storage/repositories/vector-ingestion-repository.js";
 import type { NewChunk, StoredVectorStoreFile } from "../src/storage/repositories/vector-store-types.js";
 import { openStorage, type Storage } from "../src/storage/storage.js";
+import { storedFileRow } from "../test/helpers/vector-store-rows.js";
 import { fmt, formatTable, progress } from "./harness.js";
 
 const { values } = parseArgs({
@@ -92,20 +93,11 @@ async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; value: T 
 }
 
 function benchFile(storeId: string, i: number, now: number): StoredVectorStoreFile {
-  return {
-    vectorStoreId: storeId,
-    fileId: `file-bench${i}`,
+  return storedFileRow(storeId, `file-bench${i}`, {
     projectId: "proj_default",
-    batchId: null,
     filename: `bench-${i}.txt`,
-    status: "in_progress" as const,
-    lastError: null,
-    chunking: { maxChunkSizeTokens: 800, chunkOverlapTokens: 400 },
-    attributes: null,
-    usageBytes: 0,
-    caller: { keyId: null, allowedModels: null, keyLimits: NO_LIMITS, projectLimits: NO_LIMITS },
     createdAt: now,
-  };
+  });
 }
 
 /** Attaches one more file of `count` chunks and ingests it (its vectors from `next`). */

@@ -3,7 +3,6 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sweepExpiredVectorStores } from "../../src/api/vector-stores/expiry.js";
 import { KyselyChunkIndex } from "../../src/storage/repositories/chunk-index.js";
-import { NO_LIMITS } from "../../src/storage/repositories/types.js";
 import { KyselyVectorStoreRepository } from "../../src/storage/repositories/vector-store-repository.js";
 import type {
   ChunkHit,
@@ -12,6 +11,7 @@ import type {
 } from "../../src/storage/repositories/vector-store-types.js";
 import { openStorage, type Storage } from "../../src/storage/storage.js";
 import { type PgliteServer, startPgliteServer } from "../helpers/pglite-server.js";
+import { storedFileRow } from "../helpers/vector-store-rows.js";
 
 const T0 = Date.UTC(2026, 10, 20, 12, 0, 0);
 const DAY = 86_400_000;
@@ -35,20 +35,7 @@ function store(id: string, extra: Partial<NewVectorStore> = {}): NewVectorStore 
 }
 
 function file(storeId: string, fileId: string): StoredVectorStoreFile {
-  return {
-    vectorStoreId: storeId,
-    fileId,
-    projectId: "proj_a",
-    batchId: null,
-    filename: `${fileId}.txt`,
-    status: "in_progress",
-    lastError: null,
-    chunking: { maxChunkSizeTokens: 800, chunkOverlapTokens: 400 },
-    attributes: null,
-    usageBytes: 0,
-    caller: { keyId: null, allowedModels: null, keyLimits: NO_LIMITS, projectLimits: NO_LIMITS },
-    createdAt: T0,
-  };
+  return storedFileRow(storeId, fileId, { createdAt: T0 });
 }
 
 /** Deterministic vectors in [-1, 1), not unit length. */

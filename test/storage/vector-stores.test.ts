@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sweepExpiredVectorStores } from "../../src/api/vector-stores/expiry.js";
 import { postgresKeywordSearch } from "../../src/storage/repositories/postgres-keyword-search.js";
 import { rowBytes } from "../../src/storage/repositories/store-vectors.js";
-import { NO_LIMITS } from "../../src/storage/repositories/types.js";
 import type {
   NewChunk,
   NewVectorStore,
@@ -11,6 +10,7 @@ import type {
 } from "../../src/storage/repositories/vector-store-types.js";
 import { openStorage, type Storage } from "../../src/storage/storage.js";
 import { type TestDatabase, testDatabases } from "../helpers/databases.js";
+import { storedFileRow } from "../helpers/vector-store-rows.js";
 
 const databases = await testDatabases();
 const T0 = Date.UTC(2026, 10, 20, 12, 0, 0);
@@ -37,21 +37,7 @@ function file(
   fileId: string,
   extra: Partial<StoredVectorStoreFile> = {},
 ): StoredVectorStoreFile {
-  return {
-    vectorStoreId: storeId,
-    fileId,
-    projectId: "proj_a",
-    batchId: null,
-    filename: `${fileId}.txt`,
-    status: "in_progress",
-    lastError: null,
-    chunking: { maxChunkSizeTokens: 800, chunkOverlapTokens: 400 },
-    attributes: { year: 2024, lang: "en" },
-    usageBytes: 0,
-    caller: { keyId: null, allowedModels: null, keyLimits: NO_LIMITS, projectLimits: NO_LIMITS },
-    createdAt: T0,
-    ...extra,
-  };
+  return storedFileRow(storeId, fileId, { attributes: { year: 2024, lang: "en" }, createdAt: T0, ...extra });
 }
 
 /** A unit vector along axis `i` of 8, nudged by `j` toward the next axis. */
