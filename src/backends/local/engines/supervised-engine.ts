@@ -14,9 +14,9 @@ import {
   type TokenGeneration,
 } from "../engine.js";
 import { SlotScheduler } from "../slot-scheduler.js";
+import type { EngineModelOptions } from "./engine-model-options.js";
 import type { SupervisedEngine } from "./engine-status.js";
 import { checkGrammar } from "./grammar-check.js";
-import type { GpuMode } from "./in-process/llama-instance.js";
 import { ModelLoad } from "./model-load.js";
 import {
   type EngineProcess,
@@ -30,22 +30,8 @@ import { SlotCacheMirror } from "./slot-cache-mirror.js";
 import { TokenizeCache } from "./tokenize-cache.js";
 
 /** What every engine that runs its model in a supervised child process is configured with. */
-export interface SupervisedEngineOptions {
+export interface SupervisedEngineOptions extends EngineModelOptions {
   modelId: string;
-  /** Where the GGUF file is; resolved at load time (it may need a download first). */
-  modelPath: () => Promise<string>;
-  /** Tokens per slot; undefined = the model's training context, capped at contextSizeCap. */
-  contextSize?: number;
-  /** engines.default_context_cap */
-  contextSizeCap: number;
-  /** engines.gpu, for the engine process (the runner's node-llama-cpp). */
-  gpu: GpuMode;
-  slots: number;
-  threads: number;
-  gpuLayers: "auto" | "max" | number;
-  maxQueue: number;
-  /** Slots batch generations leave free for interactive ones (SlotScheduler); default 1 with parallel > 1. */
-  interactiveReserve?: number;
   /** Stop the engine process after this long unused; undefined = never. */
   idleTtlMs?: number;
   /** Where pid records of engine processes live. */

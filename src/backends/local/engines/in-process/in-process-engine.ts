@@ -32,6 +32,7 @@ import {
 import { SlotScheduler } from "../../slot-scheduler.js";
 import { longestCommonPrefix } from "../../token-prefix.js";
 import { TokenSampler } from "../../token-sampler.js";
+import type { EngineModelOptions } from "../engine-model-options.js";
 import { fimTokensOf } from "../fim-tokens.js";
 import { longestTokenBytes } from "../gguf-facts.js";
 import { GrammarParser } from "../grammar-check.js";
@@ -39,23 +40,9 @@ import { ModelLoad } from "../model-load.js";
 import { longestPrefixSlot } from "../slot-cache-mirror.js";
 import { DecodeStepBarrier } from "./decode-step-barrier.js";
 import { GrammarRun, grammarBinding } from "./grammar-run.js";
-import { type GpuMode, sharedLlama } from "./llama-instance.js";
+import { sharedLlama } from "./llama-instance.js";
 
-export interface InProcessEngineOptions {
-  /** Where the GGUF file is; resolved at load time (it may need a download first). */
-  modelPath: () => Promise<string>;
-  /** Tokens per sequence; undefined = the model's training context, capped at contextSizeCap. */
-  contextSize?: number;
-  /** engines.default_context_cap: a large trained context would allocate gigabytes of KV cache per slot. */
-  contextSizeCap: number;
-  /** engines.gpu */
-  gpu: GpuMode;
-  slots: number;
-  threads: number;
-  gpuLayers: "auto" | "max" | number;
-  maxQueue: number;
-  /** Slots batch generations leave free for interactive ones (SlotScheduler); default 1 with parallel > 1. */
-  interactiveReserve?: number;
+export interface InProcessEngineOptions extends EngineModelOptions {
   logger: Logger;
   /** Load the model to embed (an embedding context instead of generation sequences). */
   embedding?: EmbeddingMode;
