@@ -19,7 +19,7 @@ import pg from "pg";
 import { randomId } from "../src/core/ids.js";
 import type { NewChunk, StoredVectorStoreFile } from "../src/storage/repositories/vector-store-types.js";
 import { openStorage, type Storage } from "../src/storage/storage.js";
-import { storedFileRow } from "../test/helpers/vector-store-rows.js";
+import { newStoreRow, storedFileRow } from "../test/helpers/vector-store-rows.js";
 import { fmt, formatTable, percentile, progress } from "./harness.js";
 
 const { values } = parseArgs({
@@ -82,20 +82,8 @@ function benchFile(storeId: string, i: number): StoredVectorStoreFile {
 async function fill(storage: Storage, storeId: string, size: number, seed: number): Promise<void> {
   const fileCount = Math.max(1, Math.ceil(size / 5000));
   const files = Array.from({ length: fileCount }, (_, i) => benchFile(storeId, i));
-  const now = Date.now();
   await storage.vectorStores.create(
-    {
-      id: storeId,
-      projectId: "proj_default",
-      name: "keyword bench",
-      description: null,
-      metadata: null,
-      embeddingModel: "bench",
-      expiresAfterDays: null,
-      expiresAt: null,
-      lastActiveAt: now,
-      createdAt: now,
-    },
+    newStoreRow(storeId, { projectId: "proj_default", name: "keyword bench", embeddingModel: "bench" }),
     files,
   );
   const owner = `w_${storeId}`;

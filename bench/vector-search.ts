@@ -32,7 +32,7 @@ import { randomId } from "../src/core/ids.js";
 import { float32Bytes, float32FromBytes } from "../src/storage/repositories/vector-ingestion-repository.js";
 import type { NewChunk, StoredVectorStoreFile } from "../src/storage/repositories/vector-store-types.js";
 import { openStorage, type Storage } from "../src/storage/storage.js";
-import { storedFileRow } from "../test/helpers/vector-store-rows.js";
+import { newStoreRow, storedFileRow } from "../test/helpers/vector-store-rows.js";
 import { fmt, formatTable, progress } from "./harness.js";
 
 const { values } = parseArgs({
@@ -122,18 +122,13 @@ async function fill(
   const now = Date.now();
   const files = Array.from({ length: fileCount }, (_, i) => benchFile(storeId, i, now));
   await storage.vectorStores.create(
-    {
-      id: storeId,
+    newStoreRow(storeId, {
       projectId,
       name: "bench",
-      description: null,
-      metadata: null,
       embeddingModel: "bench",
-      expiresAfterDays: null,
-      expiresAt: null,
       lastActiveAt: now,
       createdAt: now,
-    },
+    }),
     files,
   );
   const owner = "w_bench";

@@ -1,5 +1,8 @@
 import { NO_LIMITS } from "../../src/storage/repositories/types.js";
-import type { StoredVectorStoreFile } from "../../src/storage/repositories/vector-store-types.js";
+import type {
+  NewVectorStore,
+  StoredVectorStoreFile,
+} from "../../src/storage/repositories/vector-store-types.js";
 
 /**
  * A vector store file row as the attach path writes it (in progress, default chunking, attached by
@@ -23,6 +26,24 @@ export function storedFileRow(
     usageBytes: 0,
     caller: { keyId: null, allowedModels: null, keyLimits: NO_LIMITS, projectLimits: NO_LIMITS },
     createdAt: Date.now(),
+    ...extra,
+  };
+}
+
+/** A new vector store row (no expiry, embedding model `embed`), for the same tests and benchmarks. */
+export function newStoreRow(id: string, extra: Partial<NewVectorStore> = {}): NewVectorStore {
+  const now = Date.now();
+  return {
+    id,
+    projectId: "proj_a",
+    name: id,
+    description: null,
+    metadata: null,
+    embeddingModel: "embed",
+    expiresAfterDays: null,
+    expiresAt: null,
+    lastActiveAt: now,
+    createdAt: now,
     ...extra,
   };
 }

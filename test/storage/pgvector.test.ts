@@ -11,7 +11,7 @@ import type {
 } from "../../src/storage/repositories/vector-store-types.js";
 import { openStorage, type Storage } from "../../src/storage/storage.js";
 import { type PgliteServer, startPgliteServer } from "../helpers/pglite-server.js";
-import { storedFileRow } from "../helpers/vector-store-rows.js";
+import { newStoreRow, storedFileRow } from "../helpers/vector-store-rows.js";
 
 const T0 = Date.UTC(2026, 10, 20, 12, 0, 0);
 const DAY = 86_400_000;
@@ -19,19 +19,7 @@ const LEASE = 60_000;
 const DIMS = 16;
 
 function store(id: string, extra: Partial<NewVectorStore> = {}): NewVectorStore {
-  return {
-    id,
-    projectId: "proj_a",
-    name: id,
-    description: null,
-    metadata: null,
-    embeddingModel: "embed",
-    expiresAfterDays: null,
-    expiresAt: null,
-    lastActiveAt: T0,
-    createdAt: T0,
-    ...extra,
-  };
+  return newStoreRow(id, { lastActiveAt: T0, createdAt: T0, ...extra });
 }
 
 function file(storeId: string, fileId: string): StoredVectorStoreFile {

@@ -10,26 +10,14 @@ import type {
 } from "../../src/storage/repositories/vector-store-types.js";
 import { openStorage, type Storage } from "../../src/storage/storage.js";
 import { type TestDatabase, testDatabases } from "../helpers/databases.js";
-import { storedFileRow } from "../helpers/vector-store-rows.js";
+import { newStoreRow, storedFileRow } from "../helpers/vector-store-rows.js";
 
 const databases = await testDatabases();
 const T0 = Date.UTC(2026, 10, 20, 12, 0, 0);
 const LEASE = 60_000;
 
 function store(id: string, projectId = "proj_a", extra: Partial<NewVectorStore> = {}): NewVectorStore {
-  return {
-    id,
-    projectId,
-    name: id,
-    description: null,
-    metadata: { team: "x" },
-    embeddingModel: "embed",
-    expiresAfterDays: null,
-    expiresAt: null,
-    lastActiveAt: T0,
-    createdAt: T0,
-    ...extra,
-  };
+  return newStoreRow(id, { projectId, metadata: { team: "x" }, lastActiveAt: T0, createdAt: T0, ...extra });
 }
 
 function file(
