@@ -6,6 +6,9 @@
  *   node build/bench/upstream-ab.js --builds before=/path/to/old/build/bench,after=build/bench \
  *     [--c 16] [--slices 24] [--seconds 1] [--stream] [--prof after]
  *
+ * A build may name its own node flags after its folder, each after a `|`
+ * (`--builds 'small=build/bench|--max-semi-space-size=4,default=build/bench|'`: the second runs
+ * with none); without them it runs with the flags `switchboard serve` has.
  * Each name=dir is a compiled bench folder holding upstream.js (run with --role gateway); the mock
  * upstream is the first build's. Slices alternate in order and in reverse order. Per build: requests
  * per CPU-second of its Switchboard process over all slices (and the median slice), wrk's median
@@ -103,9 +106,12 @@ function latencyMs(output: string, percent: string): number {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 const builds = (values.builds ?? "").split(",").map((entry) => {
-  const [name, dir] = entry.split("=");
-  if (!name || !dir) throw new Error("--builds name=dir,name=dir");
-  return { name, dir: resolve(dir) };
+  const [name, rest] = entry.split(/=(.*)/s);
+  const [dir, ...flags] = (rest ?? "").split("|");
+  if (!name || !dir) throw new Error("--builds name=dir[|node-flag…],name=dir");
+  // Node flags after the folder replace the ones `switchboard serve` runs with (one build twice
+  // with two heap settings, say).
+  return { name, dir: resolve(dir), flags: flags.length > 0 ? flags.filter(Boolean) : [...SERVE_NODE_FLAGS] };
 });
 const concurrency = Number(values.c);
 const first = builds[0];
@@ -113,7 +119,7 @@ if (!first) throw new Error("--builds name=dir,name=dir");
 const mock = await start(join(first.dir, "upstream.js"), ["--role", "upstream"], []);
 const gateways: Gateway[] = [];
 for (const build of builds) {
-  const execArgv = [...SERVE_NODE_FLAGS, "--expose-gc"];
+  const execArgv = [...build.flags, "--expose-gc"];
   if (values.prof === build.name) execArgv.push("--cpu-prof", `--cpu-prof-dir=${resolve("bench/out/prof")}`);
   const args = ["--role", "gateway", "--upstream", mock.ready.url];
   const started = await start(join(build.dir, "upstream.js"), args, execArgv);

@@ -48,6 +48,14 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "5" },
     /** redis://… : limits and the router's circuits and caps in Redis, as several instances run. */
     redis: { type: "string", default: "" },
+    /**
+     * Pin Switchboard (and the floor proxy) to CPU 0 and everything else (the mock upstream, this
+     * driver and wrk) to CPU 1 (Linux, taskset): "one core" taken literally, and no neighbour
+     * scheduled on the gateway's core.
+     */
+    pin: { type: "boolean", default: false },
+    /** Also run the floor: a minimal Node proxy in front of the same mock, loaded the same way. */
+    floor: { type: "boolean", default: true },
   },
 });
 
@@ -120,6 +128,48 @@ async function runMockUpstream(): Promise<Ready> {
   let connections = 0;
   server.on("connection", () => connections++);
   process.on("message", () => process.send?.({ connections }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+// ── the floor: the least a Node proxy can do ─────────────────────────────────────────────────
+
+/**
+ * What any proxy written in Node pays on this machine: node:http in, the body parsed (a proxy must
+ * read the model) and written again, one undici request upstream on a keep-alive pool, the answer
+ * piped back unread. No auth, limits, usage, metrics, routing or translation. Switchboard's added
+ * latency and CPU are read against this, so the machine's own cost (two loopback hops, the
+ * wake-ups of one more process) is not taken for Switchboard's.
+ */
+async function runFloorProxy(upstream: string): Promise<Ready> {
+  const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTimeout: 60_000 });
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = JSON.stringify(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+      pool
+        .request({
+          path: req.url ?? "/",
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+        })
+        .then(
+          (answer) => {
+            res.writeHead(answer.statusCode, {
+              "content-type": String(answer.headers["content-type"] ?? "application/json"),
+            });
+            answer.body.pipe(res);
+          },
+          () => {
+            res.writeHead(502);
+            res.end();
+          },
+        );
+    });
+  });
+  server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
@@ -208,8 +258,10 @@ function startChild(args: string[]): Promise<{ child: ChildProcess; ready: Ready
   const file = fileURLToPath(import.meta.url);
   const gateway = args.includes("gateway");
   const execArgv = [
-    // The gateway runs with the node flags `switchboard serve` has (its young generation size).
+    // The gateway runs with the node flags `switchboard serve` has (its young generation size);
+    // the floor proxy too, so the two differ only in their code.
     ...(gateway ? [...SERVE_NODE_FLAGS, "--expose-gc"] : []),
+    ...(args.includes("floor") ? SERVE_NODE_FLAGS : []),
     ...(values["cpu-prof"] && gateway ? ["--cpu-prof", "--cpu-prof-dir=build/bench-prof"] : []),
   ];
   const child = fork(file, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
@@ -359,6 +411,16 @@ async function loadWithWrk(target: Ready, concurrency: number, pid?: number): Pr
   };
 }
 
+const requestsPerCpuSecond = (s: Sample) => (s.cpuSeconds ? s.requests / s.cpuSeconds : Number.NaN);
+
+/** Every thread of these processes on one CPU (threads made later inherit it). Linux only. */
+function pinTo(cpu: number, ...pids: (number | undefined)[]): void {
+  for (const pid of pids) {
+    if (pid !== undefined)
+      execFileSync("taskset", ["-a", "-p", "-c", String(cpu), String(pid)], { stdio: "ignore" });
+  }
+}
+
 /** Switchboard's heap after a full GC, in MiB. */
 function heapAfterGc(child: ChildProcess): Promise<number> {
   return new Promise((resolve) => {
@@ -384,29 +446,42 @@ async function drive(): Promise<void> {
     mock.ready.url,
     ...(values.redis ? ["--redis", values.redis] : []),
   ]);
-  ownPids = [mock.child.pid, gateway.child.pid].filter((pid): pid is number => pid !== undefined);
+  const floor = values.floor
+    ? await startChild(["--role", "floor", "--upstream", mock.ready.url])
+    : undefined;
+  ownPids = [mock.child.pid, gateway.child.pid, floor?.child.pid].filter(
+    (pid): pid is number => pid !== undefined,
+  );
+  if (values.pin) {
+    pinTo(0, gateway.child.pid, floor?.child.pid);
+    pinTo(1, mock.child.pid, process.pid);
+  }
   process.stderr.write(
     `upstream benchmark: ${wrk ? `non-stream: wrk, ${values.seconds} s per run; stream: ` : ""}` +
       `${requests} requests per run (undici) after ${warmup} warm-up, ${reps} repetitions, ` +
-      `concurrency ${levels.join("/")}${values.redis ? "; limits and router state in Redis" : ""}\n`,
+      `concurrency ${levels.join("/")}${values.redis ? "; limits and router state in Redis" : ""}` +
+      `${values.pin ? "; Switchboard and the floor pinned to CPU 0, the rest to CPU 1" : ""}\n`,
   );
   // The heap with the gateway started and warmed up once, before the measured load.
   await load(gateway.ready, false, 1, warmup, warmup, gateway.child.pid);
+  if (floor) await load(floor.ready, false, 1, warmup, warmup, floor.child.pid);
   const heapAtStart = await heapAfterGc(gateway.child);
   let served = 0;
   const fmt = (n: number) => n.toFixed(3);
   const lines: string[] = [
-    "| mode | c | direct p50 | direct p99 | via p50 | via p99 | added p50 | added p99 | direct req/s | via req/s | via req/CPU-s | other CPU % |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| mode | c | direct p50 | direct p99 | via p50 | via p99 | added p50 | added p99 | direct req/s | via req/s | via req/CPU-s | floor added p50 | floor added p99 | floor req/CPU-s | other CPU % |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   const summary: Record<string, number> = {};
   for (const stream of [false, true]) {
     for (const c of levels) {
       const direct: Sample[] = [];
       const via: Sample[] = [];
+      const floored: Sample[] = [];
       for (let r = 0; r < reps; r++) {
-        // Interleaved, so drift on a shared machine hits both alike.
+        // Interleaved, so drift on a shared machine hits each alike.
         direct.push(await load(mock.ready, stream, c, requests, warmup));
+        if (floor) floored.push(await load(floor.ready, stream, c, requests, warmup, floor.child.pid));
         const sample = await load(gateway.ready, stream, c, requests, warmup, gateway.child.pid);
         via.push(sample);
         served += sample.requests + warmup;
@@ -415,16 +490,25 @@ async function drive(): Promise<void> {
       const d99 = median(direct.map((s) => s.p99));
       const v50 = median(via.map((s) => s.p50));
       const v99 = median(via.map((s) => s.p99));
-      const perCpu = median(via.map((s) => (s.cpuSeconds ? s.requests / s.cpuSeconds : Number.NaN)));
+      const perCpu = median(via.map(requestsPerCpuSecond));
       const mode = stream ? "stream (first event)" : "non-stream";
+      const floorCells = floor
+        ? `${fmt(median(floored.map((s) => s.p50)) - d50)} | ${fmt(median(floored.map((s) => s.p99)) - d99)} | ` +
+          `${median(floored.map(requestsPerCpuSecond)).toFixed(0)}`
+        : "– | – | –";
       lines.push(
         `| ${mode} | ${c} | ${fmt(d50)} | ${fmt(d99)} | ${fmt(v50)} | ${fmt(v99)} | ${fmt(v50 - d50)} | ${fmt(v99 - d99)} | ` +
           `${median(direct.map((s) => s.rps)).toFixed(0)} | ${median(via.map((s) => s.rps)).toFixed(0)} | ${perCpu.toFixed(0)} | ` +
-          `${median(via.map((s) => s.otherCpuPercent)).toFixed(0)} |`,
+          `${floorCells} | ${median(via.map((s) => s.otherCpuPercent)).toFixed(0)} |`,
       );
       summary[`${stream ? "s" : "n"}${c}p50`] = v50 - d50;
       summary[`${stream ? "s" : "n"}${c}p99`] = v99 - d99;
       summary[`${stream ? "s" : "n"}${c}cpu`] = perCpu;
+      if (floor) {
+        summary[`${stream ? "s" : "n"}${c}floor50`] = median(floored.map((s) => s.p50)) - d50;
+        summary[`${stream ? "s" : "n"}${c}floor99`] = median(floored.map((s) => s.p99)) - d99;
+        summary[`${stream ? "s" : "n"}${c}floorcpu`] = median(floored.map(requestsPerCpuSecond));
+      }
     }
   }
   const memory = rssOf(gateway.child.pid);
@@ -434,6 +518,7 @@ async function drive(): Promise<void> {
     mock.child.send("stats");
   });
   gateway.child.kill("SIGTERM");
+  floor?.child.kill("SIGTERM");
   mock.child.kill("SIGTERM");
   console.log(lines.join("\n"));
   console.log(`connections the mock upstream accepted (direct and via Switchboard): ${opened.connections}`);
@@ -448,13 +533,25 @@ async function drive(): Promise<void> {
       `${best.toFixed(0)} req per Switchboard CPU-second (target ≥ 5000); ` +
       `first streamed event +${fmt(summary.s1p50 ?? Number.NaN)} ms p50 at c=1 (target ≤ 0.5)`,
   );
+  if (floor) {
+    const bestFloor = Math.max(...levels.map((c) => summary[`n${c}floorcpu`] ?? 0));
+    console.log(
+      `the floor (a bare Node proxy, same mock and load): added p50 at c=1 ${fmt(summary.n1floor50 ?? Number.NaN)} ms; ` +
+        `added p99 at c=64 ${fmt(summary.n64floor99 ?? Number.NaN)} ms; ${bestFloor.toFixed(0)} req per CPU-second; ` +
+        `first streamed event +${fmt(summary.s1floor50 ?? Number.NaN)} ms p50 at c=1`,
+    );
+  }
 }
 
 // ── entry ────────────────────────────────────────────────────────────────────────────────────
 
-if (values.role === "upstream" || values.role === "gateway") {
+if (values.role === "upstream" || values.role === "gateway" || values.role === "floor") {
   const ready =
-    values.role === "upstream" ? await runMockUpstream() : await runSwitchboard(values.upstream ?? "");
+    values.role === "upstream"
+      ? await runMockUpstream()
+      : values.role === "floor"
+        ? await runFloorProxy(values.upstream ?? "")
+        : await runSwitchboard(values.upstream ?? "");
   process.send?.(ready);
   // --cpu-prof writes its profile on a normal exit.
   process.on("SIGTERM", () => process.exit(0));
