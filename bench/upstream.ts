@@ -34,6 +34,8 @@ import { type CpuSnapshot, snapshot } from "./cpu-monitor.js";
 import { chatRequestProblem } from "./mock-chat-check.js";
 
 const { values } = parseArgs({
+  // --no-floor
+  allowNegative: true,
   options: {
     role: { type: "string", default: "driver" },
     upstream: { type: "string" },
