@@ -229,8 +229,8 @@ class ChildServerSession extends HttpSession {
         dataDir,
       );
       session.enginePid = await engineProcessPid(baseUrl);
-      // Before any request: what the server holds at rest with its model loaded.
-      session.idleRss = readProcStatus(child.pid as number).VmRSS ?? "?";
+      // Before any request: what the server holds just after loading its model.
+      session.rssAtReady = readProcStatus(child.pid as number).VmRSS ?? "?";
       return session;
     } catch (err) {
       child.kill("SIGKILL");
@@ -240,7 +240,7 @@ class ChildServerSession extends HttpSession {
 
   /** The server's engine process (llama-server), when its engine runs in one. */
   enginePid: number | undefined;
-  idleRss = "?";
+  rssAtReady = "?";
 
   serverPid(): number | undefined {
     // With the engine in the server process its CPU is the engine's: nothing of the server's own to tell apart.
@@ -251,7 +251,9 @@ class ChildServerSession extends HttpSession {
     const status = readProcStatus(this.child.pid as number);
     const engine = this.enginePid === undefined ? undefined : readProcStatus(this.enginePid);
     return {
-      "server child RSS at idle (model loaded, before any request)": this.idleRss,
+      // Read as soon as /ready answers: V8's memory reducer has not run yet (it brings an idle
+      // server ~35 MiB lower some 15-20 s later).
+      "server child RSS right after /ready (before any request)": this.rssAtReady,
       "server child RSS": status.VmRSS ?? "?",
       "server child peak RSS": status.VmHWM ?? "?",
       ...(engine && {
