@@ -17,6 +17,7 @@ import { estimateEmbedding } from "../../core/token-estimate.js";
 import { estimatePromptTokens } from "./prompt-estimate.js";
 import type { ProviderAdapter, UpstreamCall } from "./provider-adapter.js";
 import type { UpstreamClient } from "./upstream-client.js";
+import { upstreamProtocolError } from "./upstream-errors.js";
 import { UpstreamParts } from "./upstream-parts.js";
 
 export interface UpstreamBackendOptions {
@@ -105,7 +106,10 @@ export class UpstreamBackend implements ModelBackend {
     const call = embeddingCall.call(this.adapter, req, this.options.upstreamModel);
     this.inFlight++;
     try {
-      const body = await this.client.postJson(call.path, call.body, signal);
+      const body = await this.client.postJson(call.path, call.body, signal).catch((err: unknown) => {
+        // A 200 whose body does not parse is the upstream's fault (a 502 another attempt may get past), not ours.
+        throw err instanceof SyntaxError ? upstreamProtocolError("embeddings that are not JSON") : err;
+      });
       return readEmbeddings.call(this.adapter, body, req);
     } finally {
       this.inFlight--;
