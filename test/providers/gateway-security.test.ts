@@ -27,7 +27,7 @@ function loadGatewayConfig(upstreamUrl: string) {
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the config file's own ${VAR} syntax
     api_key: "${SB_GWSEC_UPSTREAM_KEY}",
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the config file's own ${VAR} syntax
-    headers: { "x-gateway-token": "${SB_GWSEC_GATEWAY_TOKEN}" },
+    headers: { "x-gateway-token": "${SB_GWSEC_GATEWAY_TOKEN}", "x-client-version": "2" },
     model: "upstream-model",
     max_retries: 0,
   };
@@ -164,11 +164,13 @@ describe("what a client can make the gateway send upstream, and what comes back"
         "content-length",
         "content-type",
         "host",
+        "x-client-version",
         "x-gateway-token",
       ]);
       expect(request.headers).toMatchObject({
         authorization: `Bearer ${UPSTREAM_KEY}`,
         "x-gateway-token": GATEWAY_TOKEN,
+        "x-client-version": "2",
         "content-type": "application/json",
         host: new URL(upstream.url).host,
       });
@@ -185,12 +187,15 @@ describe("what a client can make the gateway send upstream, and what comes back"
     };
     const headersOf = (response: Response) => JSON.stringify([...response.headers.entries()]);
 
-    it("has both redacted from the message a 4xx passes on to the client", async () => {
-      upstream.faults.push({ status: 400, body: { error: { message: echo } } });
+    it("has both redacted from the message a 4xx passes on to the client, but not a short header value", async () => {
+      upstream.faults.push({ status: 400, body: { error: { message: `${echo} for client version 2` } } });
       const response = await post("/v1/chat/completions", chat());
       const text = await response.text();
       expect(response.status).toBe(400);
-      expect(text).toContain("Incorrect API key provided: [redacted] (token [redacted])");
+      // x-client-version: "2" is too short to be a secret: blanking every "2" would only garble the message.
+      expect(text).toContain(
+        "Incorrect API key provided: [redacted] (token [redacted]) for client version 2",
+      );
       expectClean(text + headersOf(response));
     });
 
