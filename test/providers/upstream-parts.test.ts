@@ -46,6 +46,7 @@ async function setUp(answer: (res: ServerResponse) => void) {
   const backend = new UpstreamBackend(new OpenAiCompatibleAdapter("max_tokens"), client, {
     upstreamModel: "upstream",
     defaultMaxTokens: 16,
+    secrets: [],
   });
   const close = async () => {
     await client.close();

@@ -15,8 +15,10 @@ import type {
 } from "../../core/generation.js";
 import { estimateEmbedding } from "../../core/token-estimate.js";
 import { estimatePromptTokens } from "./prompt-estimate.js";
-import type { ProviderAdapter, UpstreamCall } from "./provider-adapter.js";
+import type { ProviderAdapter, StreamDecoder, UpstreamCall } from "./provider-adapter.js";
+import { redactingDecoder } from "./secret-redaction.js";
 import type { UpstreamClient } from "./upstream-client.js";
+import { upstreamProtocolError } from "./upstream-errors.js";
 import { UpstreamParts } from "./upstream-parts.js";
 
 export interface UpstreamBackendOptions {
@@ -26,6 +28,8 @@ export interface UpstreamBackendOptions {
   defaultMaxTokens: number;
   /** Embedding models: the most tokens one input may hold (the deployment's max_input_tokens). */
   maxInputTokens?: number;
+  /** What must never reach a message: the key and the configured header values (longest first). */
+  secrets: readonly string[];
 }
 
 class UpstreamPreparedGeneration implements PreparedGeneration {
@@ -79,7 +83,7 @@ export class UpstreamBackend implements ModelBackend {
     const call = (prepared as UpstreamPreparedGeneration).call;
     return new UpstreamParts({
       send: () => this.client.post(call.path, call.body, signal, call.query),
-      decoder: this.adapter.decoder(prepared.request),
+      decoder: this.decoderFor(prepared.request),
       progress: prepared.progress,
       promptTokens: prepared.estimate.promptTokens,
       signal,
@@ -105,11 +109,20 @@ export class UpstreamBackend implements ModelBackend {
     const call = embeddingCall.call(this.adapter, req, this.options.upstreamModel);
     this.inFlight++;
     try {
-      const body = await this.client.postJson(call.path, call.body, signal);
+      const body = await this.client.postJson(call.path, call.body, signal).catch((err: unknown) => {
+        // A 200 whose body does not parse is the upstream's fault (a 502 another attempt may get past), not ours.
+        throw err instanceof SyntaxError ? upstreamProtocolError("embeddings that are not JSON") : err;
+      });
       return readEmbeddings.call(this.adapter, body, req);
     } finally {
       this.inFlight--;
     }
+  }
+
+  private decoderFor(request: GenerationRequest): StreamDecoder {
+    const decoder = this.adapter.decoder(request);
+    // Errors before the stream began were cleaned by the client; these come from inside the stream.
+    return this.options.secrets.length > 0 ? redactingDecoder(decoder, this.options.secrets) : decoder;
   }
 
   embeddingInputLimit(): number {

@@ -1,4 +1,4 @@
-import { createServer } from "node:http";
+import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { RecordedRequest } from "./mock-openai-upstream.js";
 import {
@@ -16,12 +16,27 @@ import {
  * (`thoughtSignature`) and answers 400 when a function call of the current turn comes back without
  * its signature. Every body is checked first against the request type put together from
  * @google/genai's types (test/providers/schemas/provider-request-types.ts): one that does not
- * match is answered 400, as Gemini would, and recorded in `violations`.
+ * match is answered 400, as Gemini would, and recorded in `violations`. Each request takes the
+ * next fault from `faults` (none: a normal answer), so tests can count calls and break things.
  */
+export type GeminiFault =
+  /** An error status with Google's error body (and headers, such as retry-after). */
+  | { status: number; message: string; headers?: Record<string, string> }
+  /** Accept the connection and never answer. */
+  | { hang: true }
+  /** Send this many chunks of the answer, then destroy the socket. */
+  | { disconnectAfter: number }
+  /** Streams: an event whose data is not JSON. Embeddings: a 200 whose body is not JSON. */
+  | { malformed: true }
+  /** Send every chunk but the last (the one with the finish reason), then end the stream cleanly. */
+  | { truncated: true }
+  /** Send each chunk this long after the previous one (a slow but live stream). */
+  | { eventDelayMs: number };
+
 export interface MockGemini extends SchemaCheckedUpstream {
   url: string;
   requests: RecordedRequest[];
-  faults: { status: number; message: string }[];
+  faults: GeminiFault[];
   close(): Promise<void>;
 }
 
@@ -64,12 +79,14 @@ function missingSignature(
 
 export async function startMockGeminiUpstream(): Promise<MockGemini> {
   prepareSdkRequestValidators("gemini-generate-content", "gemini-batch-embed-contents");
+  const hanging = new Set<ServerResponse>();
   const mock: MockGemini = {
     url: "",
     requests: [],
     faults: [],
     violations: [],
     close: async () => {
+      for (const res of hanging) res.destroy();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },
@@ -84,9 +101,11 @@ export async function startMockGeminiUpstream(): Promise<MockGemini> {
       ? "gemini-batch-embed-contents"
       : "gemini-generate-content";
     const mismatch = checkUpstreamRequest(mock, { method: req.method, path, body }, schema);
-    const fault = mismatch ? { status: 400, message: mismatch } : mock.faults.shift();
-    if (fault) {
-      res.writeHead(fault.status, { "content-type": "application/json" });
+    const fault: GeminiFault | undefined = mismatch
+      ? { status: 400, message: mismatch }
+      : mock.faults.shift();
+    if (fault && "status" in fault) {
+      res.writeHead(fault.status, { "content-type": "application/json", ...fault.headers });
       res.end(
         JSON.stringify({
           error: {
@@ -98,9 +117,17 @@ export async function startMockGeminiUpstream(): Promise<MockGemini> {
       );
       return;
     }
+    if (fault && "hang" in fault) {
+      hanging.add(res);
+      return;
+    }
     if (req.url?.includes(":batchEmbedContents")) {
       const requests = body.requests as unknown[];
       res.writeHead(200, { "content-type": "application/json" });
+      if (fault && "malformed" in fault) {
+        res.end('{"embeddings": [{"values": [0.5,');
+        return;
+      }
       res.end(JSON.stringify({ embeddings: requests.map((_, i) => ({ values: [i, 0.5, -0.25] })) }));
       return;
     }
@@ -118,7 +145,22 @@ export async function startMockGeminiUpstream(): Promise<MockGemini> {
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream" });
-    for (const chunk of answerChunks(body)) res.write(`data: ${JSON.stringify(chunk)}\r\n\r\n`);
+    if (fault && "malformed" in fault) {
+      res.end("data: {not json\r\n\r\n");
+      return;
+    }
+    const answer = answerChunks(body);
+    if (fault && "truncated" in fault) answer.pop();
+    for (const [i, chunk] of answer.entries()) {
+      if (fault && "disconnectAfter" in fault && i === fault.disconnectAfter) {
+        res.destroy();
+        return;
+      }
+      if (fault && "eventDelayMs" in fault)
+        await new Promise((resolve) => setTimeout(resolve, fault.eventDelayMs));
+      // Flushed before going on, so a disconnect comes after these bytes, never instead of them.
+      await new Promise((resolve) => res.write(`data: ${JSON.stringify(chunk)}\r\n\r\n`, resolve));
+    }
     res.end();
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

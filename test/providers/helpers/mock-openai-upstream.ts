@@ -22,7 +22,9 @@ export type Fault =
   /** Send the answer, then hang without [DONE]. */
   | { stallBeforeDone: true }
   /** Send each event this long after the previous one (a slow but live stream). */
-  | { eventDelayMs: number };
+  | { eventDelayMs: number }
+  /** Send this many events, then an error event with this message (as OpenAI reports trouble mid-stream). */
+  | { errorEventAfter: number; message: string };
 
 export interface RecordedRequest {
   path: string;
@@ -106,6 +108,10 @@ export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
     for (const [i, event] of events.entries()) {
       if (fault && "disconnectAfter" in fault && i === fault.disconnectAfter) {
         res.destroy();
+        return;
+      }
+      if (fault && "errorEventAfter" in fault && i === fault.errorEventAfter) {
+        res.end(`data: ${JSON.stringify({ error: { message: fault.message, type: "server_error" } })}\n\n`);
         return;
       }
       if (fault && "eventDelayMs" in fault)
