@@ -25,6 +25,11 @@ export const pricingSchema = z
 const httpUrl = z
   .url()
   .refine((value) => /^https?:\/\//i.test(value), "use an http:// or https:// URL")
+  // Requests go to the URL's origin: a user and password in it would be dropped without a word.
+  .refine((value) => {
+    const url = new URL(value);
+    return url.username === "" && url.password === "";
+  }, "no user or password in the URL: send credentials with api_key or headers")
   .transform((value) => value.replace(/\/+$/, ""));
 
 /** What every deployment has, whatever serves it. */

@@ -120,6 +120,21 @@ describe("config defaults", () => {
     ).toThrow(/sampling_defaults/);
   });
 
+  it("refuses an upstream base_url carrying a user or password (requests go to its origin, which would drop them)", () => {
+    const deployment = { provider: "openai-compatible", model: "m" };
+    for (const base_url of ["http://user:secret@127.0.0.1:9/v1", "https://token@api.example.com/v1"]) {
+      expect(() =>
+        validateConfig({ routed_models: [{ id: "up", deployments: [{ ...deployment, base_url }] }] }),
+      ).toThrow(/api_key or headers/);
+    }
+    const config = validateConfig({
+      routed_models: [
+        { id: "up", deployments: [{ ...deployment, base_url: "https://api.example.com/v1/" }] },
+      ],
+    });
+    expect(config.routed_models[0]?.deployments[0]).toMatchObject({ base_url: "https://api.example.com/v1" });
+  });
+
   it("takes an upstream deployment's max_input_tokens (what vector store chunks are fitted to), a positive count", () => {
     const deployment = { provider: "openai-compatible", base_url: "http://127.0.0.1:9/v1", model: "bge" };
     const config = validateConfig({
