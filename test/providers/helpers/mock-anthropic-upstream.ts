@@ -39,7 +39,9 @@ export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
     const path = req.url ?? "";
     mock.requests.push({ path, headers: req.headers, body });
-    const mismatch = checkUpstreamRequest(mock, { method: req.method, path, body }, "anthropic-messages");
+    const mismatch =
+      checkUpstreamRequest(mock, { method: req.method, path, body }, "anthropic-messages") ??
+      conversationProblem(mock, body);
     const fault = mismatch
       ? { status: 400, type: "invalid_request_error", message: mismatch }
       : mock.faults.shift();
@@ -98,4 +100,22 @@ export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   mock.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return mock;
+}
+
+/**
+ * Rules of the Messages API that its request types cannot say, as Anthropic words its 400s. A
+ * broken rule is recorded in `violations` too: the test fails where it happened.
+ */
+function conversationProblem(mock: MockAnthropic, body: Record<string, unknown>): string | undefined {
+  const messages = (body.messages ?? []) as { role: string; content: unknown }[];
+  const problem = messages
+    .map((message, i) => {
+      const finalAssistant = i === messages.length - 1 && message.role === "assistant";
+      return Array.isArray(message.content) && message.content.length === 0 && !finalAssistant
+        ? `messages.${i}: all messages must have non-empty content except for the optional final assistant message`
+        : undefined;
+    })
+    .find((found) => found !== undefined);
+  if (problem) mock.violations.push(problem);
+  return problem;
 }

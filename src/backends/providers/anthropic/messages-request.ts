@@ -56,7 +56,8 @@ export function anthropicMessagesBody(
         if (part.type === "text") system.push({ type: "text", text: part.text });
       continue;
     }
-    appendTurn(messages, toTurn(message, i));
+    const turn = toTurn(message, i);
+    if (turn) appendTurn(messages, turn);
   }
   const maxTokens = req.maxTokens ?? defaultMaxTokens;
   const body: Record<string, unknown> = {
@@ -131,7 +132,16 @@ function appendTurn(messages: WireMessage[], turn: WireMessage): void {
   else messages.push(turn);
 }
 
-function toTurn(message: Exclude<ChatMessage, { role: "system" | "developer" }>, index: number): WireMessage {
+/**
+ * One message as a turn; undefined for an assistant message that said nothing (no text, refusal
+ * or tool call). Anthropic refuses a turn with no content blocks, and an empty assistant turn
+ * carries nothing the model could read: leaving it out keeps the conversation's meaning, and the
+ * user turns around it merge into one.
+ */
+function toTurn(
+  message: Exclude<ChatMessage, { role: "system" | "developer" }>,
+  index: number,
+): WireMessage | undefined {
   if (message.role === "tool") {
     return {
       role: "user",
@@ -140,12 +150,13 @@ function toTurn(message: Exclude<ChatMessage, { role: "system" | "developer" }>,
   }
   if (message.role === "assistant") {
     const content: Block[] = [];
-    const text = textOf(message.content);
+    // A refusal is what the model said on that turn, when it said nothing else.
+    const text = textOf(message.content) || message.refusal;
     if (text) content.push({ type: "text", text });
     for (const call of message.toolCalls ?? []) {
       content.push({ type: "tool_use", id: call.id, name: call.name, input: parseArguments(call.arguments) });
     }
-    return { role: "assistant", content };
+    return content.length > 0 ? { role: "assistant", content } : undefined;
   }
   return {
     role: "user",
