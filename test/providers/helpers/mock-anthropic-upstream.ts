@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { RecordedRequest } from "./mock-openai-upstream.js";
@@ -69,26 +70,48 @@ export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
     });
     send("ping", {});
     const tools = body.tools as { name: string }[] | undefined;
-    if (tools?.length) {
-      send("content_block_start", { index: 0, content_block: { type: "text", text: "" } });
-      send("content_block_delta", { index: 0, delta: { type: "text_delta", text: "Checking." } });
-      send("content_block_stop", { index: 0 });
+    const thinking = (body.thinking as { type?: string } | undefined)?.type === "enabled";
+    let index = 0;
+    const sendThinking = (pieces: string[]) => {
       send("content_block_start", {
-        index: 1,
+        index,
+        content_block: { type: "thinking", thinking: "", signature: "" },
+      });
+      for (const piece of pieces)
+        send("content_block_delta", { index, delta: { type: "thinking_delta", thinking: piece } });
+      const signature = mockThinkingSignature(pieces.join(""));
+      send("content_block_delta", { index, delta: { type: "signature_delta", signature } });
+      send("content_block_stop", { index: index++ });
+    };
+    const sendText = (pieces: string[]) => {
+      send("content_block_start", { index, content_block: { type: "text", text: "" } });
+      for (const text of pieces) send("content_block_delta", { index, delta: { type: "text_delta", text } });
+      send("content_block_stop", { index: index++ });
+    };
+    if (tools?.length && !answersToolResults(body)) {
+      if (thinking) {
+        sendThinking(["I should look", " up the weather."]);
+        send("content_block_start", {
+          index,
+          content_block: { type: "redacted_thinking", data: MOCK_REDACTED_THINKING },
+        });
+        send("content_block_stop", { index: index++ });
+      }
+      sendText(["Checking."]);
+      send("content_block_start", {
+        index,
         content_block: { type: "tool_use", id: "toolu_1", name: tools[0]?.name, input: {} },
       });
       for (const partial_json of ['{"city":', ' "Paris"}'])
-        send("content_block_delta", { index: 1, delta: { type: "input_json_delta", partial_json } });
-      send("content_block_stop", { index: 1 });
+        send("content_block_delta", { index, delta: { type: "input_json_delta", partial_json } });
+      send("content_block_stop", { index: index++ });
       send("message_delta", { delta: { stop_reason: "tool_use" }, usage: { output_tokens: 9 } });
+    } else if (tools?.length) {
+      sendText(["It is sunny", " in Paris."]);
+      send("message_delta", { delta: { stop_reason: "end_turn" }, usage: { output_tokens: 6 } });
     } else {
-      send("content_block_start", { index: 0, content_block: { type: "thinking", thinking: "" } });
-      send("content_block_delta", { index: 0, delta: { type: "thinking_delta", thinking: "Hmm." } });
-      send("content_block_stop", { index: 0 });
-      send("content_block_start", { index: 1, content_block: { type: "text", text: "" } });
-      for (const text of ["Hello", " from", " Claude"])
-        send("content_block_delta", { index: 1, delta: { type: "text_delta", text } });
-      send("content_block_stop", { index: 1 });
+      sendThinking(["Hmm."]);
+      sendText(["Hello", " from", " Claude"]);
       send("message_delta", {
         delta: { stop_reason: "end_turn", stop_sequence: null },
         usage: { output_tokens: 6 },
@@ -102,20 +125,66 @@ export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
   return mock;
 }
 
+/** The opaque data of the redacted_thinking block the mock sends with its tool calls. */
+export const MOCK_REDACTED_THINKING = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIw";
+
+/** The signature the mock gives a thinking text (Anthropic's is opaque; this one can be checked). */
+export function mockThinkingSignature(thinking: string): string {
+  return createHash("sha256").update(`mock thinking: ${thinking}`).digest("base64");
+}
+
+type WireMessage = { role: string; content: unknown };
+type WireBlock = { type?: string; thinking?: string; signature?: string; data?: string };
+
+/** The request's last turn is a user turn that answers tool calls. */
+function answersToolResults(body: Record<string, unknown>): boolean {
+  const last = ((body.messages ?? []) as WireMessage[]).at(-1);
+  return (
+    last?.role === "user" &&
+    Array.isArray(last.content) &&
+    (last.content as WireBlock[]).some((block) => block.type === "tool_result")
+  );
+}
+
 /**
- * Rules of the Messages API that its request types cannot say, as Anthropic words its 400s. A
- * broken rule is recorded in `violations` too: the test fails where it happened.
+ * Rules of the Messages API that its request types cannot say, as Anthropic words its 400s: no
+ * turn without content but a final assistant one; thinking blocks come back as they were sent
+ * (the signature checks the text); with thinking on, a last assistant turn with tool calls opens
+ * with its thinking. A broken rule is recorded in `violations` too: the test fails where it
+ * happened.
  */
 function conversationProblem(mock: MockAnthropic, body: Record<string, unknown>): string | undefined {
-  const messages = (body.messages ?? []) as { role: string; content: unknown }[];
-  const problem = messages
-    .map((message, i) => {
-      const finalAssistant = i === messages.length - 1 && message.role === "assistant";
-      return Array.isArray(message.content) && message.content.length === 0 && !finalAssistant
-        ? `messages.${i}: all messages must have non-empty content except for the optional final assistant message`
-        : undefined;
-    })
-    .find((found) => found !== undefined);
-  if (problem) mock.violations.push(problem);
+  const messages = (body.messages ?? []) as WireMessage[];
+  const problems: string[] = [];
+  for (const [i, message] of messages.entries()) {
+    if (!Array.isArray(message.content)) continue;
+    const finalAssistant = i === messages.length - 1 && message.role === "assistant";
+    if (message.content.length === 0 && !finalAssistant) {
+      problems.push(
+        `messages.${i}: all messages must have non-empty content except for the optional final assistant message`,
+      );
+    }
+    for (const [j, block] of (message.content as WireBlock[]).entries()) {
+      const forged =
+        (block.type === "thinking" && block.signature !== mockThinkingSignature(block.thinking ?? "")) ||
+        (block.type === "redacted_thinking" && block.data !== MOCK_REDACTED_THINKING);
+      if (forged)
+        problems.push(`messages.${i}.content.${j}: Invalid \`signature\` in \`${block.type}\` block`);
+    }
+  }
+  const thinking = (body.thinking as { type?: string } | undefined)?.type === "enabled";
+  const lastAssistant = messages.findLastIndex((message) => message.role === "assistant");
+  const turn = (messages[lastAssistant]?.content ?? []) as WireBlock[];
+  if (thinking && turn.some((block) => block.type === "tool_use")) {
+    const first = turn[0]?.type;
+    if (first !== "thinking" && first !== "redacted_thinking") {
+      problems.push(
+        `messages.${lastAssistant}.content.0.type: Expected \`thinking\` or \`redacted_thinking\`, but found \`${first}\`. When \`thinking\` is enabled, a final \`assistant\` message must start with a thinking block.`,
+      );
+    }
+  }
+  if (problems.length === 0) return undefined;
+  const problem = problems.join("; ");
+  mock.violations.push(problem);
   return problem;
 }
