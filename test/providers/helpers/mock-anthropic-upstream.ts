@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createServer } from "node:http";
+import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { RecordedRequest } from "./mock-openai-upstream.js";
 import {
@@ -10,26 +10,47 @@ import {
 
 /**
  * An Anthropic-shaped upstream on loopback, after the Messages API reference: POST /v1/messages
- * streamed as message_start, content blocks (text, or tool_use with input_json_delta pieces),
- * message_delta with the stop reason and usage, message_stop. `faults` are error statuses. Every
- * body is checked against the SDK's MessageCreateParamsStreaming first: one that does not match
- * is answered 400, as Anthropic would, and recorded in `violations`.
+ * streamed as message_start, content blocks (thinking with its signature, text, or tool_use with
+ * input_json_delta pieces), message_delta with the stop reason and usage, message_stop. Each
+ * request takes the next fault from `faults` (none: a normal answer), so tests can count calls and
+ * break things. Every body is checked against the SDK's MessageCreateParamsStreaming first: one
+ * that does not match is answered 400, as Anthropic would, and recorded in `violations`.
  */
+export type AnthropicFault =
+  /** An error status with Anthropic's error body (`type` e.g. rate_limit_error, overloaded_error). */
+  | { status: number; type?: string; message?: string; headers?: Record<string, string> }
+  /** Accept the connection and never answer. */
+  | { hang: true }
+  /** Send this many events, then destroy the socket. */
+  | { disconnectAfter: number }
+  /** Send this many events, then end the response cleanly: a stream cut short without message_stop. */
+  | { endAfter: number }
+  /** Send an event whose data is not JSON. */
+  | { malformed: true }
+  /** Send this many events, then Anthropic's mid-stream `event: error` (and end the stream). */
+  | { errorAfter: number; error: { type: string; message: string } }
+  /** Send the answer up to message_stop, then hang. */
+  | { stallBeforeStop: true }
+  /** Send each event this long after the previous one (a slow but live stream). */
+  | { eventDelayMs: number };
+
 export interface MockAnthropic extends SchemaCheckedUpstream {
   url: string;
   requests: RecordedRequest[];
-  faults: { status: number; type: string; message: string }[];
+  faults: AnthropicFault[];
   close(): Promise<void>;
 }
 
 export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
   prepareSdkRequestValidators("anthropic-messages");
+  const hanging = new Set<ServerResponse>();
   const mock: MockAnthropic = {
     url: "",
     requests: [],
     faults: [],
     violations: [],
     close: async () => {
+      for (const res of hanging) res.destroy();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },
@@ -43,17 +64,27 @@ export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
     const mismatch =
       checkUpstreamRequest(mock, { method: req.method, path, body }, "anthropic-messages") ??
       conversationProblem(mock, body);
-    const fault = mismatch
+    const fault: AnthropicFault | undefined = mismatch
       ? { status: 400, type: "invalid_request_error", message: mismatch }
       : mock.faults.shift();
-    if (fault) {
-      res.writeHead(fault.status, { "content-type": "application/json" });
-      res.end(JSON.stringify({ type: "error", error: { type: fault.type, message: fault.message } }));
+    if (fault && "status" in fault) {
+      res.writeHead(fault.status, { "content-type": "application/json", ...fault.headers });
+      const error = { type: fault.type ?? "api_error", message: fault.message ?? `injected ${fault.status}` };
+      res.end(JSON.stringify({ type: "error", error }));
+      return;
+    }
+    if (fault && "hang" in fault) {
+      hanging.add(res);
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream" });
+    if (fault && "malformed" in fault) {
+      res.end("event: message_start\ndata: {not json\n\n");
+      return;
+    }
+    const events: string[] = [];
     const send = (type: string, data: Record<string, unknown>) =>
-      res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+      events.push(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
     send("message_start", {
       message: {
         id: "msg_1",
@@ -118,11 +149,43 @@ export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
       });
     }
     send("message_stop", {});
-    res.end();
+    await writeEvents(res, events, fault, hanging);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   mock.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return mock;
+}
+
+/** Writes an answer's events, broken as `fault` says. */
+async function writeEvents(
+  res: ServerResponse,
+  events: string[],
+  fault: AnthropicFault | undefined,
+  hanging: Set<ServerResponse>,
+): Promise<void> {
+  for (const [i, event] of events.entries()) {
+    if (fault && "disconnectAfter" in fault && i === fault.disconnectAfter) {
+      res.destroy();
+      return;
+    }
+    if (fault && "endAfter" in fault && i === fault.endAfter) {
+      res.end();
+      return;
+    }
+    if (fault && "errorAfter" in fault && i === fault.errorAfter) {
+      res.end(`event: error\ndata: ${JSON.stringify({ type: "error", error: fault.error })}\n\n`);
+      return;
+    }
+    if (fault && "stallBeforeStop" in fault && i === events.length - 1) {
+      hanging.add(res);
+      return;
+    }
+    if (fault && "eventDelayMs" in fault)
+      await new Promise((resolve) => setTimeout(resolve, fault.eventDelayMs));
+    // Flushed before going on, so a disconnect comes after these bytes, never instead of them.
+    await new Promise((resolve) => res.write(event, resolve));
+  }
+  res.end();
 }
 
 /** The opaque data of the redacted_thinking block the mock sends with its tool calls. */
