@@ -100,7 +100,11 @@ export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
       },
     });
     send("ping", {});
-    const tools = body.tools as { name: string }[] | undefined;
+    const tools = body.tools as { name: string; input_schema: { properties?: object } }[] | undefined;
+    const choice = body.tool_choice as { type?: string; name?: string } | undefined;
+    // A forced call (tool_choice tool or any) comes with no text before it, as Claude answers one.
+    const forced = choice?.type === "tool" || choice?.type === "any";
+    const called = tools?.find((tool) => tool.name === choice?.name) ?? tools?.[0];
     const thinking = (body.thinking as { type?: string } | undefined)?.type === "enabled";
     let index = 0;
     const sendThinking = (pieces: string[]) => {
@@ -128,12 +132,16 @@ export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
         });
         send("content_block_stop", { index: index++ });
       }
-      sendText(["Checking."]);
+      if (!forced) sendText(["Checking."]);
       send("content_block_start", {
         index,
-        content_block: { type: "tool_use", id: "toolu_1", name: tools[0]?.name, input: {} },
+        content_block: { type: "tool_use", id: "toolu_1", name: called?.name, input: {} },
       });
-      for (const partial_json of ['{"city":', ' "Paris"}'])
+      const input =
+        called?.input_schema.properties && "city" in called.input_schema.properties
+          ? ['{"city":', ' "Paris"}']
+          : ['{"answer":', ' 42, "unit": "m"}'];
+      for (const partial_json of input)
         send("content_block_delta", { index, delta: { type: "input_json_delta", partial_json } });
       send("content_block_stop", { index: index++ });
       send("message_delta", { delta: { stop_reason: "tool_use" }, usage: { output_tokens: 9 } });

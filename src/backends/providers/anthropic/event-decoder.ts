@@ -56,9 +56,13 @@ interface AnthropicUsage {
  * as the finish, and usage (cache reads and writes counted as prompt tokens) at message_stop.
  * Thinking and redacted_thinking blocks are also kept whole, signature included, until the next
  * tool call, whose id carries them (see thinking-in-call-id.ts).
+ * With a JSON response format, the call of the format's tool is the answer: its input is the
+ * message's text, and its stop is a plain stop.
  */
 export class AnthropicEventDecoder implements StreamDecoder {
   complete = false;
+  /** Content blocks that are the call of the response format's tool. */
+  private readonly formatBlocks = new Set<number>();
   /** Content block index → tool call index, for blocks that are tool calls. */
   private readonly toolCalls = new Map<number, number>();
   /** Content block index → a thinking block being streamed. */
@@ -75,6 +79,9 @@ export class AnthropicEventDecoder implements StreamDecoder {
     cache_creation_input_tokens: 0,
   };
 
+  /** `formatTool`: the tool a JSON response format was asked for through, if one was. */
+  constructor(private readonly formatTool?: string) {}
+
   read(event: EventSourceMessage): GenerationPart[] {
     const data = parseEventJson(event.data) as AnthropicEvent | undefined;
     if (!data || typeof data !== "object") throw upstreamProtocolError("an event that is not JSON");
@@ -89,7 +96,9 @@ export class AnthropicEventDecoder implements StreamDecoder {
       case "message_delta": {
         this.addUsage(data.usage);
         const reason = data.delta?.stop_reason;
-        return reason ? [{ type: "finish", choice: 0, reason: STOP_REASONS[reason] ?? "stop" }] : [];
+        if (!reason) return [];
+        const finish = reason === "tool_use" && this.formatTool ? "stop" : (STOP_REASONS[reason] ?? "stop");
+        return [{ type: "finish", choice: 0, reason: finish }];
       }
       case "message_stop":
         this.complete = true;
@@ -123,6 +132,11 @@ export class AnthropicEventDecoder implements StreamDecoder {
         this.keepSigned({ type: "redacted_thinking", data: block.data }, block.data.length);
       return [];
     }
+    if (this.formatTool) {
+      // Forced, the call is all the answer: any text around it would break the JSON.
+      if (block?.type === "tool_use" && block.name === this.formatTool) this.formatBlocks.add(index);
+      return [];
+    }
     if (block?.type === "tool_use") {
       const call = this.toolCalls.size;
       this.toolCalls.set(index, call);
@@ -148,7 +162,7 @@ export class AnthropicEventDecoder implements StreamDecoder {
   private blockDelta(index: number, delta: AnthropicDelta | undefined): GenerationPart[] {
     switch (delta?.type) {
       case "text_delta":
-        return delta.text ? [{ type: "text", choice: 0, text: delta.text }] : [];
+        return delta.text && !this.formatTool ? [{ type: "text", choice: 0, text: delta.text }] : [];
       case "thinking_delta": {
         if (typeof delta.thinking !== "string" || !delta.thinking) return [];
         const block = this.thinkingBlocks.get(index);
@@ -167,6 +181,9 @@ export class AnthropicEventDecoder implements StreamDecoder {
         return [];
       }
       case "input_json_delta": {
+        if (this.formatBlocks.has(index)) {
+          return delta.partial_json ? [{ type: "text", choice: 0, text: delta.partial_json }] : [];
+        }
         const call = this.toolCalls.get(index);
         if (call === undefined) throw upstreamProtocolError("tool input for a block that is not a tool call");
         return delta.partial_json

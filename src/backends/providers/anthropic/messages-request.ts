@@ -37,9 +37,41 @@ export function checkAnthropicRequest(req: GenerationRequest): void {
     throw unsupportedParameter("repetition_penalty", "This model has no repetition penalty.");
   if (s.logitBias && s.logitBias.size > 0)
     throw unsupportedParameter("logit_bias", "This model has no logit bias.");
-  if (req.constraint?.tools?.choice.mode === "allowed") {
+  const tools = req.constraint?.tools;
+  if (tools?.choice.mode === "allowed") {
     throw unsupportedParameter("tool_choice", "allowed_tools is not available for this model.");
   }
+  const thinking = req.reasoningEffort !== undefined && THINKING_BUDGET[req.reasoningEffort] !== undefined;
+  // Anthropic refuses extended thinking with a tool_choice that forces a tool call.
+  if (thinking && (tools?.choice.mode === "required" || tools?.choice.mode === "named")) {
+    throw invalidRequest(
+      "This model cannot think (reasoning_effort) while tool_choice forces a tool call: use tool_choice auto or none, or leave out reasoning_effort.",
+      "tool_choice",
+    );
+  }
+  const format = req.constraint?.format;
+  if (format && tools) {
+    throw unsupportedParameter(
+      format.param,
+      "This model answers a JSON response format through a tool call of its own, so it cannot take tools in the same request.",
+    );
+  }
+  if (format && thinking) {
+    throw invalidRequest(
+      `This model answers a JSON response format through a forced tool call, which its extended thinking cannot be combined with: leave out reasoning_effort or ${format.param}.`,
+      "reasoning_effort",
+    );
+  }
+}
+
+/**
+ * The tool a JSON response format is asked for through (Anthropic's way to structured output: one
+ * tool whose input schema is the format's schema, its call forced); undefined without a format.
+ */
+export function formatToolName(req: GenerationRequest): string | undefined {
+  const format = req.constraint?.format?.value;
+  if (!format) return undefined;
+  return format.type === "json_schema" ? format.name : "json_object";
 }
 
 export function anthropicMessagesBody(
@@ -91,6 +123,22 @@ export function anthropicMessagesBody(
     if (thinking) body.thinking = { type: "enabled", budget_tokens: Math.min(budget, maxTokens - 1) };
   }
   const tools = req.constraint?.tools;
+  const format = req.constraint?.format;
+  if (format) {
+    const name = formatToolName(req) as string;
+    const schema =
+      format.value.type === "json_schema"
+        ? inputSchema(format.value.schema, format.schemaParam ?? `${format.param}.json_schema.schema`)
+        : { type: "object" };
+    body.tools = [
+      {
+        name,
+        description: "Give your answer as this tool's input, which must match its schema.",
+        input_schema: schema,
+      },
+    ];
+    body.tool_choice = { type: "tool", name, disable_parallel_tool_use: true };
+  }
   if (tools) {
     body.tools = tools.definitions.map((tool, i) => ({
       name: tool.name,
