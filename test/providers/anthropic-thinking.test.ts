@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { deflateRawSync } from "node:zlib";
 import type OpenAI from "openai";
 import { describe, expect, it } from "vitest";
+import { AnthropicEventDecoder } from "../../src/backends/providers/anthropic/event-decoder.js";
+import { anthropicMessagesBody } from "../../src/backends/providers/anthropic/messages-request.js";
 import {
   idWithThinking,
   MAX_CARRYING_ID,
@@ -9,6 +11,7 @@ import {
   thinkingOf,
   upstreamCallId,
 } from "../../src/backends/providers/anthropic/thinking-in-call-id.js";
+import type { GenerationPart, GenerationRequest } from "../../src/core/generation.js";
 import {
   MOCK_REDACTED_THINKING,
   mockThinkingSignature,
@@ -74,6 +77,95 @@ describe("Anthropic's signed thinking in tool-call ids", () => {
       expect(upstreamCallId(id)).toBe("toolu_1");
     }
     expect(thinkingOf(payloadId(Buffer.alloc(4 << 20, 0x20)))).toEqual([]);
+  });
+});
+
+/** The decoder's parts for these Messages API events. */
+function decode(events: Record<string, unknown>[]): GenerationPart[] {
+  const decoder = new AnthropicEventDecoder();
+  const parts = events.flatMap((data, i) =>
+    decoder.read({ event: String(data.type), data: JSON.stringify(data), id: String(i) }),
+  );
+  return [...parts, ...decoder.finish()];
+}
+
+const thinkingEvents = (index: number, thinking: string, signature: string | undefined) => [
+  { type: "content_block_start", index, content_block: { type: "thinking", thinking: "", signature: "" } },
+  { type: "content_block_delta", index, delta: { type: "thinking_delta", thinking } },
+  ...(signature === undefined
+    ? []
+    : [{ type: "content_block_delta", index, delta: { type: "signature_delta", signature } }]),
+  { type: "content_block_stop", index },
+];
+const callEvents = (index: number, id: string) => [
+  { type: "content_block_start", index, content_block: { type: "tool_use", id, name: "f", input: {} } },
+  { type: "content_block_delta", index, delta: { type: "input_json_delta", partial_json: "{}" } },
+  { type: "content_block_stop", index },
+];
+const END = [
+  { type: "message_delta", delta: { stop_reason: "tool_use" }, usage: { output_tokens: 3 } },
+  { type: "message_stop" },
+];
+const idsOf = (parts: GenerationPart[]) =>
+  parts.flatMap((part) => (part.type === "tool-call" && part.id !== undefined ? [part.id] : []));
+
+describe("the decoder and the request builder with signed thinking", () => {
+  it("gives each call the thinking since the call before it (interleaved thinking), and puts it back there", () => {
+    const parts = decode([
+      { type: "message_start", message: { usage: { input_tokens: 1 } } },
+      ...thinkingEvents(0, "First.", "sig-1"),
+      ...callEvents(1, "toolu_a"),
+      ...thinkingEvents(2, "Second.", "sig-2"),
+      ...callEvents(3, "toolu_b"),
+      ...callEvents(4, "toolu_c"),
+      ...END,
+    ]);
+    const [a, b, c] = idsOf(parts);
+    expect(thinkingOf(a as string)).toEqual([{ type: "thinking", thinking: "First.", signature: "sig-1" }]);
+    expect(thinkingOf(b as string)).toEqual([{ type: "thinking", thinking: "Second.", signature: "sig-2" }]);
+    expect(c).toBe("toolu_c");
+
+    const req = {
+      model: "claude",
+      input: {
+        kind: "chat",
+        messages: [
+          { role: "user", content: [{ type: "text", text: "Go" }] },
+          {
+            role: "assistant",
+            content: [],
+            toolCalls: [a, b, c].map((id) => ({ id: id as string, name: "f", arguments: "{}" })),
+          },
+          ...[a, b, c].map((id) => ({ role: "tool", toolCallId: id as string, content: [] })),
+        ],
+      },
+      sampling: { temperature: 1, topP: 1, presencePenalty: 0, frequencyPenalty: 0 },
+      stop: [],
+      n: 1,
+      reasoningEffort: "low",
+    } as unknown as GenerationRequest;
+    const body = anthropicMessagesBody(req, "claude-test", 4096) as { messages: { content: unknown[] }[] };
+    expect(body.messages[1]?.content).toEqual([
+      { type: "thinking", thinking: "First.", signature: "sig-1" },
+      { type: "tool_use", id: "toolu_a", name: "f", input: {} },
+      { type: "thinking", thinking: "Second.", signature: "sig-2" },
+      { type: "tool_use", id: "toolu_b", name: "f", input: {} },
+      { type: "tool_use", id: "toolu_c", name: "f", input: {} },
+    ]);
+    expect(body.messages[2]?.content).toEqual(
+      ["toolu_a", "toolu_b", "toolu_c"].map((id) => ({ type: "tool_result", tool_use_id: id, content: "" })),
+    );
+  });
+
+  it("carries nothing when a thinking block never got its signature", () => {
+    const parts = decode([
+      { type: "message_start", message: { usage: { input_tokens: 1 } } },
+      ...thinkingEvents(0, "Unsigned.", undefined),
+      ...callEvents(1, "toolu_a"),
+      ...END,
+    ]);
+    expect(idsOf(parts)).toEqual(["toolu_a"]);
+    expect(parts).toContainEqual({ type: "reasoning", choice: 0, text: "Unsigned." });
   });
 });
 
