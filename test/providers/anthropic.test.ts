@@ -81,7 +81,8 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
       .finalChatCompletion();
     const message = final.choices[0]?.message;
     expect(final.choices[0]?.finish_reason).toBe("tool_calls");
-    expect(message?.content).toBe("Checking.");
+    // A forced call comes without text before it (the thinking tests cover text and calls together).
+    expect(message?.content).toBeNull();
     expect(message?.tool_calls).toEqual([
       { id: "toolu_1", type: "function", function: { name: "get_weather", arguments: '{"city": "Paris"}' } },
     ]);
@@ -117,6 +118,57 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
       },
       { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: "Sunny" }] },
     ]);
+  });
+
+  it("leaves out an assistant turn that said nothing, and sends a refusal-only turn as its text", async () => {
+    await env.gateway.client.chat.completions.create({
+      model: "claude",
+      messages: [
+        { role: "user", content: "Hi" },
+        { role: "assistant", content: "" },
+        { role: "user", content: "Still there?" },
+        { role: "assistant", content: null, refusal: "I can't help with that." },
+        { role: "user", content: "Why?" },
+        { role: "assistant", content: [] },
+      ],
+    });
+    expect(env.upstream.requests[0]?.body.messages).toEqual([
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "Hi" },
+          { type: "text", text: "Still there?" },
+        ],
+      },
+      { role: "assistant", content: [{ type: "text", text: "I can't help with that." }] },
+      { role: "user", content: [{ type: "text", text: "Why?" }] },
+    ]);
+  });
+
+  it("has a mock that refuses a turn with no content, except a final assistant turn, as Anthropic does", async () => {
+    const send = (messages: unknown[]) =>
+      fetch(`${env.upstream.url}/v1/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "claude-test", max_tokens: 10, stream: true, messages }),
+      });
+    const refused = await send([
+      { role: "user", content: [{ type: "text", text: "Hi" }] },
+      { role: "assistant", content: [] },
+      { role: "user", content: [{ type: "text", text: "Hi" }] },
+    ]);
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain(
+      "messages.1: all messages must have non-empty content",
+    );
+    const prefill = await send([
+      { role: "user", content: [{ type: "text", text: "Hi" }] },
+      { role: "assistant", content: [] },
+    ]);
+    expect(prefill.status).toBe(200);
+    await prefill.text();
+    // The refusal above was this test's own doing.
+    env.upstream.violations.length = 0;
   });
 
   it("sends tools whose parameters leave out `type`, or that have none, as the object schemas Anthropic requires", async () => {

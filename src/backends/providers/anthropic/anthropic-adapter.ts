@@ -1,14 +1,14 @@
 import type { BackendCapabilities, GenerationRequest } from "../../../core/generation.js";
 import type { ProviderAdapter, StreamDecoder, UpstreamCall } from "../provider-adapter.js";
 import { AnthropicEventDecoder } from "./event-decoder.js";
-import { anthropicMessagesBody } from "./messages-request.js";
+import { anthropicMessagesBody, formatToolName } from "./messages-request.js";
 
 const CAPABILITIES: BackendCapabilities = {
   chat: true,
   completions: false,
   embeddings: false,
   tools: true,
-  structuredOutputs: false,
+  structuredOutputs: true,
   vision: true,
   audioInput: false,
   fileInput: false,
@@ -30,8 +30,8 @@ export class AnthropicAdapter implements ProviderAdapter {
     return { path: "/v1/messages", body: anthropicMessagesBody(req, upstreamModel, defaultMaxTokens) };
   }
 
-  decoder(): StreamDecoder {
-    return new AnthropicEventDecoder();
+  decoder(req: GenerationRequest): StreamDecoder {
+    return new AnthropicEventDecoder(formatToolName(req));
   }
 
   errorMessage(body: unknown): string | undefined {

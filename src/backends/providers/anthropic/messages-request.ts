@@ -1,6 +1,7 @@
 import { invalidRequest, unsupportedParameter } from "../../../core/errors.js";
 import type { ChatMessage, ContentPart, GenerationRequest } from "../../../core/generation.js";
 import type { JsonSchema, ToolChoice } from "../../../core/messages.js";
+import { type SignedThinking, thinkingOf, upstreamCallId } from "./thinking-in-call-id.js";
 
 /**
  * Our chat request as an Anthropic Messages API request. What the Messages API has no place for
@@ -36,9 +37,41 @@ export function checkAnthropicRequest(req: GenerationRequest): void {
     throw unsupportedParameter("repetition_penalty", "This model has no repetition penalty.");
   if (s.logitBias && s.logitBias.size > 0)
     throw unsupportedParameter("logit_bias", "This model has no logit bias.");
-  if (req.constraint?.tools?.choice.mode === "allowed") {
+  const tools = req.constraint?.tools;
+  if (tools?.choice.mode === "allowed") {
     throw unsupportedParameter("tool_choice", "allowed_tools is not available for this model.");
   }
+  const thinking = req.reasoningEffort !== undefined && THINKING_BUDGET[req.reasoningEffort] !== undefined;
+  // Anthropic refuses extended thinking with a tool_choice that forces a tool call.
+  if (thinking && (tools?.choice.mode === "required" || tools?.choice.mode === "named")) {
+    throw invalidRequest(
+      "This model cannot think (reasoning_effort) while tool_choice forces a tool call: use tool_choice auto or none, or leave out reasoning_effort.",
+      "tool_choice",
+    );
+  }
+  const format = req.constraint?.format;
+  if (format && tools) {
+    throw unsupportedParameter(
+      format.param,
+      "This model answers a JSON response format through a tool call of its own, so it cannot take tools in the same request.",
+    );
+  }
+  if (format && thinking) {
+    throw invalidRequest(
+      `This model answers a JSON response format through a forced tool call, which its extended thinking cannot be combined with: leave out reasoning_effort or ${format.param}.`,
+      "reasoning_effort",
+    );
+  }
+}
+
+/**
+ * The tool a JSON response format is asked for through (Anthropic's way to structured output: one
+ * tool whose input schema is the format's schema, its call forced); undefined without a format.
+ */
+export function formatToolName(req: GenerationRequest): string | undefined {
+  const format = req.constraint?.format?.value;
+  if (!format) return undefined;
+  return format.type === "json_schema" ? format.name : "json_object";
 }
 
 export function anthropicMessagesBody(
@@ -49,16 +82,22 @@ export function anthropicMessagesBody(
   checkAnthropicRequest(req);
   const input = req.input as Extract<GenerationRequest["input"], { kind: "chat" }>;
   const system: Block[] = [];
-  const messages: WireMessage[] = [];
-  for (const [i, message] of input.messages.entries()) {
+  for (const message of input.messages) {
     if (message.role === "system" || message.role === "developer") {
       for (const part of message.content)
         if (part.type === "text") system.push({ type: "text", text: part.text });
-      continue;
     }
-    appendTurn(messages, toTurn(message, i));
   }
   const maxTokens = req.maxTokens ?? defaultMaxTokens;
+  const budget = req.reasoningEffort ? THINKING_BUDGET[req.reasoningEffort] : undefined;
+  let messages = wireMessages(input.messages, budget !== undefined);
+  // With thinking on, Anthropic refuses a last assistant turn whose tool calls come without the
+  // signed thinking they were made with (calls made by another model, ids rewritten or too large
+  // to carry it). Such a request goes without thinking instead, so the caller's tool loop still
+  // completes; thinking comes back once the conversation's last assistant turn is not of that kind.
+  const thinking =
+    budget !== undefined && !lacksSignedThinking(messages.findLast((m) => m.role === "assistant"));
+  if (budget !== undefined && !thinking) messages = wireMessages(input.messages, false);
   const body: Record<string, unknown> = {
     model: upstreamModel,
     max_tokens: maxTokens,
@@ -70,7 +109,6 @@ export function anthropicMessagesBody(
   if (req.sampling.topP !== 1) body.top_p = req.sampling.topP;
   if (req.sampling.topK) body.top_k = req.sampling.topK;
   if (req.stop.length > 0) body.stop_sequences = req.stop;
-  const budget = req.reasoningEffort ? THINKING_BUDGET[req.reasoningEffort] : undefined;
   if (budget !== undefined) {
     // Thinking spends max_tokens too (as reasoning tokens count against OpenAI's completion cap),
     // and its budget must be at least 1024 and below max_tokens. A cap that leaves no room is
@@ -82,9 +120,25 @@ export function anthropicMessagesBody(
         "reasoning_effort",
       );
     }
-    body.thinking = { type: "enabled", budget_tokens: Math.min(budget, maxTokens - 1) };
+    if (thinking) body.thinking = { type: "enabled", budget_tokens: Math.min(budget, maxTokens - 1) };
   }
   const tools = req.constraint?.tools;
+  const format = req.constraint?.format;
+  if (format) {
+    const name = formatToolName(req) as string;
+    const schema =
+      format.value.type === "json_schema"
+        ? inputSchema(format.value.schema, format.schemaParam ?? `${format.param}.json_schema.schema`)
+        : { type: "object" };
+    body.tools = [
+      {
+        name,
+        description: "Give your answer as this tool's input, which must match its schema.",
+        input_schema: schema,
+      },
+    ];
+    body.tool_choice = { type: "tool", name, disable_parallel_tool_use: true };
+  }
   if (tools) {
     body.tools = tools.definitions.map((tool, i) => ({
       name: tool.name,
@@ -124,6 +178,24 @@ function toolChoice(choice: ToolChoice): Block {
   }
 }
 
+/** The conversation's turns; `thinking`: the signed thinking tool-call ids carry goes back. */
+function wireMessages(chat: readonly ChatMessage[], thinking: boolean): WireMessage[] {
+  const messages: WireMessage[] = [];
+  for (const [i, message] of chat.entries()) {
+    if (message.role === "system" || message.role === "developer") continue;
+    const turn = toTurn(message, i, thinking);
+    if (turn) appendTurn(messages, turn);
+  }
+  return messages;
+}
+
+/** An assistant turn with tool calls that does not open with signed thinking. */
+function lacksSignedThinking(turn: WireMessage | undefined): boolean {
+  if (!turn?.content.some((block) => block.type === "tool_use")) return false;
+  const first = turn.content[0]?.type;
+  return first !== "thinking" && first !== "redacted_thinking";
+}
+
 /** Anthropic wants user and assistant turns to alternate: consecutive ones (tool results) merge. */
 function appendTurn(messages: WireMessage[], turn: WireMessage): void {
   const last = messages.at(-1);
@@ -131,26 +203,62 @@ function appendTurn(messages: WireMessage[], turn: WireMessage): void {
   else messages.push(turn);
 }
 
-function toTurn(message: Exclude<ChatMessage, { role: "system" | "developer" }>, index: number): WireMessage {
+/**
+ * One message as a turn; undefined for an assistant message that said nothing (no text, refusal
+ * or tool call). Anthropic refuses a turn with no content blocks, and an empty assistant turn
+ * carries nothing the model could read: leaving it out keeps the conversation's meaning, and the
+ * user turns around it merge into one.
+ */
+function toTurn(
+  message: Exclude<ChatMessage, { role: "system" | "developer" }>,
+  index: number,
+  thinking: boolean,
+): WireMessage | undefined {
   if (message.role === "tool") {
     return {
       role: "user",
-      content: [{ type: "tool_result", tool_use_id: message.toolCallId, content: textOf(message.content) }],
+      content: [
+        {
+          type: "tool_result",
+          tool_use_id: upstreamCallId(message.toolCallId),
+          content: textOf(message.content),
+        },
+      ],
     };
   }
   if (message.role === "assistant") {
     const content: Block[] = [];
-    const text = textOf(message.content);
+    const calls = message.toolCalls ?? [];
+    // Each call's id carries the signed thinking that came before it: the first call's opens the turn.
+    const signedBefore = (j: number): Block[] => {
+      const call = calls[j];
+      return thinking && call ? thinkingOf(call.id).map(thinkingBlock) : [];
+    };
+    content.push(...signedBefore(0));
+    // A refusal is what the model said on that turn, when it said nothing else.
+    const text = textOf(message.content) || message.refusal;
     if (text) content.push({ type: "text", text });
-    for (const call of message.toolCalls ?? []) {
-      content.push({ type: "tool_use", id: call.id, name: call.name, input: parseArguments(call.arguments) });
+    for (const [j, call] of calls.entries()) {
+      if (j > 0) content.push(...signedBefore(j));
+      content.push({
+        type: "tool_use",
+        id: upstreamCallId(call.id),
+        name: call.name,
+        input: parseArguments(call.arguments),
+      });
     }
-    return { role: "assistant", content };
+    return content.length > 0 ? { role: "assistant", content } : undefined;
   }
   return {
     role: "user",
     content: message.content.map((part, j) => userBlock(part, `messages[${index}].content[${j}]`)),
   };
+}
+
+function thinkingBlock(block: SignedThinking): Block {
+  return block.type === "thinking"
+    ? { type: "thinking", thinking: block.thinking, signature: block.signature }
+    : { type: "redacted_thinking", data: block.data };
 }
 
 function userBlock(part: ContentPart, param: string): Block {
