@@ -145,6 +145,33 @@ describe("an Anthropic upstream behind the OpenAI API", () => {
     ]);
   });
 
+  it("leaves out empty texts, which Anthropic refuses and OpenAI takes: an empty user message goes like an empty turn", async () => {
+    const requests = env.upstream.requests.length;
+    await env.gateway.client.chat.completions.create({
+      model: "claude",
+      messages: [
+        { role: "system", content: "" },
+        { role: "user", content: "Hi" },
+        { role: "assistant", content: "Hello?" },
+        { role: "user", content: "" },
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "" },
+            { type: "text", text: "Still there?" },
+          ],
+        },
+      ],
+    });
+    const body = env.upstream.requests[requests]?.body;
+    expect(body?.system).toBeUndefined();
+    expect(body?.messages).toEqual([
+      { role: "user", content: [{ type: "text", text: "Hi" }] },
+      { role: "assistant", content: [{ type: "text", text: "Hello?" }] },
+      { role: "user", content: [{ type: "text", text: "Still there?" }] },
+    ]);
+  });
+
   it("has a mock that refuses a turn with no content, except a final assistant turn, as Anthropic does", async () => {
     const send = (messages: unknown[]) =>
       fetch(`${env.upstream.url}/v1/messages`, {

@@ -205,7 +205,7 @@ export function mockThinkingSignature(thinking: string): string {
 }
 
 type WireMessage = { role: string; content: unknown };
-type WireBlock = { type?: string; thinking?: string; signature?: string; data?: string };
+type WireBlock = { type?: string; text?: string; thinking?: string; signature?: string; data?: string };
 
 /** The request's last turn is a user turn that answers tool calls. */
 function answersToolResults(body: Record<string, unknown>): boolean {
@@ -227,6 +227,11 @@ function answersToolResults(body: Record<string, unknown>): boolean {
 function conversationProblem(mock: MockAnthropic, body: Record<string, unknown>): string | undefined {
   const messages = (body.messages ?? []) as WireMessage[];
   const problems: string[] = [];
+  if (
+    Array.isArray(body.system) &&
+    (body.system as WireBlock[]).some((b) => b.type === "text" && b.text === "")
+  )
+    problems.push("system: text content blocks must be non-empty");
   for (const [i, message] of messages.entries()) {
     if (!Array.isArray(message.content)) continue;
     const finalAssistant = i === messages.length - 1 && message.role === "assistant";
@@ -236,6 +241,8 @@ function conversationProblem(mock: MockAnthropic, body: Record<string, unknown>)
       );
     }
     for (const [j, block] of (message.content as WireBlock[]).entries()) {
+      if (block.type === "text" && block.text === "")
+        problems.push(`messages.${i}.content.${j}: text content blocks must be non-empty`);
       const forged =
         (block.type === "thinking" && block.signature !== mockThinkingSignature(block.thinking ?? "")) ||
         (block.type === "redacted_thinking" && block.data !== MOCK_REDACTED_THINKING);

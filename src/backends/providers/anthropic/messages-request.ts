@@ -84,8 +84,9 @@ export function anthropicMessagesBody(
   const system: Block[] = [];
   for (const message of input.messages) {
     if (message.role === "system" || message.role === "developer") {
+      // Anthropic refuses empty text blocks; an empty one says nothing anyway.
       for (const part of message.content)
-        if (part.type === "text") system.push({ type: "text", text: part.text });
+        if (part.type === "text" && part.text !== "") system.push({ type: "text", text: part.text });
     }
   }
   const maxTokens = req.maxTokens ?? defaultMaxTokens;
@@ -204,8 +205,8 @@ function appendTurn(messages: WireMessage[], turn: WireMessage): void {
 }
 
 /**
- * One message as a turn; undefined for an assistant message that said nothing (no text, refusal
- * or tool call). Anthropic refuses a turn with no content blocks, and an empty assistant turn
+ * One message as a turn; undefined for a message that said nothing (a user message of empty text,
+ * an assistant message with no text, refusal or tool call). Anthropic refuses a turn with no content blocks, and an empty assistant turn
  * carries nothing the model could read: leaving it out keeps the conversation's meaning, and the
  * user turns around it merge into one.
  */
@@ -249,10 +250,14 @@ function toTurn(
     }
     return content.length > 0 ? { role: "assistant", content } : undefined;
   }
-  return {
-    role: "user",
-    content: message.content.map((part, j) => userBlock(part, `messages[${index}].content[${j}]`)),
-  };
+  // Anthropic refuses empty text blocks (OpenAI takes them): an empty text says nothing and is left
+  // out, and a user message left with nothing goes the way of an empty assistant turn.
+  const content: Block[] = [];
+  for (const [j, part] of message.content.entries()) {
+    if (part.type === "text" && part.text === "") continue;
+    content.push(userBlock(part, `messages[${index}].content[${j}]`));
+  }
+  return content.length > 0 ? { role: "user", content } : undefined;
 }
 
 function thinkingBlock(block: SignedThinking): Block {
