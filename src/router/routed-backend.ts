@@ -13,7 +13,7 @@ import type {
 } from "../core/generation.js";
 import { estimateEmbedding } from "../core/token-estimate.js";
 import { canServe, type DeploymentTarget, orderTargets, unionOf } from "./deployment-target.js";
-import { backoffMs, isCallerFault, isRetryable, requestedDelayMs } from "./retry-delay.js";
+import { backoffMs, isCallerFault, isOwnBug, isRetryable, requestedDelayMs } from "./retry-delay.js";
 import type { RoutedCall } from "./routed-call.js";
 import { RoutedPreparedGeneration, RoutedStream } from "./routed-generation.js";
 
@@ -127,7 +127,7 @@ export class RoutedBackend implements ModelBackend {
         return result;
       } catch (err) {
         target.state.settle(admission, 0);
-        if (signal.aborted || isCallerFault(err)) {
+        if (signal.aborted || isCallerFault(err) || isOwnBug(err)) {
           target.state.released(admission);
           throw err;
         }
@@ -173,7 +173,7 @@ export class RoutedBackend implements ModelBackend {
           try {
             prepared = await call.prepareFor(target.backend);
           } catch (err) {
-            if (signal.aborted) throw err;
+            if (signal.aborted || isOwnBug(err)) throw err;
             if (isCallerFault(err)) refusal ??= err;
             else lastError = err;
             break;
@@ -205,7 +205,8 @@ export class RoutedBackend implements ModelBackend {
               target.attempts.failed++;
               throw deadlineExceeded();
             }
-            if (isCallerFault(err)) {
+            // The caller's mistake, or ours: no deployment would answer otherwise, and this one is not to blame.
+            if (isCallerFault(err) || isOwnBug(err)) {
               target.state.released(admission);
               throw err;
             }
@@ -232,7 +233,7 @@ export class RoutedBackend implements ModelBackend {
             clearTimeout(timer);
             return answer;
           } catch (err) {
-            if (signal.aborted) throw err;
+            if (signal.aborted || isOwnBug(err)) throw err;
             if (deadlineHit) throw deadlineExceeded();
             if (isCallerFault(err)) refusal ??= err;
             else lastError = err;
