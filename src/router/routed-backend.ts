@@ -15,6 +15,7 @@ import { estimateEmbedding } from "../core/token-estimate.js";
 import { canServe, type DeploymentTarget, orderTargets, unionOf } from "./deployment-target.js";
 import { backoffMs, isCallerFault, isOwnBug, isRetryable, requestedDelayMs } from "./retry-delay.js";
 import type { RoutedCall } from "./routed-call.js";
+import { RoutedEmbedding } from "./routed-embedding.js";
 import { RoutedPreparedGeneration, RoutedStream } from "./routed-generation.js";
 
 /** Time as the router uses it; tests give their own, so no test waits on a real clock. */
@@ -70,7 +71,8 @@ const noDeployment = (model: string) =>
  * retryable failure is retried with backoff (or the wait the upstream asked for) up to the
  * deployment's max_retries, then the next deployment, then the fallback models — all inside the
  * deadline. Once the first part is out, the answer is committed: a later failure ends the stream
- * with an error, never a second answer spliced onto the first.
+ * with an error, never a second answer spliced onto the first. Embeddings go the same way; their
+ * answer is one body, so it is committed only once it is whole.
  */
 export class RoutedBackend implements ModelBackend {
   readonly capabilities: BackendCapabilities;
@@ -111,34 +113,9 @@ export class RoutedBackend implements ModelBackend {
     return { request: req, estimate: estimateEmbedding(req) };
   }
 
-  async embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
-    let lastError: unknown;
-    for (const target of orderTargets(this.targets, this.options.balance, this.options.timing.random)) {
-      const backend = target.backend;
-      if (!backend.capabilities.embeddings || !backend.embed || !backend.prepareEmbedding) continue;
-      const admission = await target.state.admit(prepared.estimate.promptTokens);
-      if (!admission.admitted) continue;
-      target.inFlight++;
-      try {
-        const result = await backend.embed(await backend.prepareEmbedding(prepared.request), signal);
-        target.state.succeeded(admission);
-        target.attempts.succeeded++;
-        target.state.settle(admission, result.promptTokens);
-        return result;
-      } catch (err) {
-        target.state.settle(admission, 0);
-        if (signal.aborted || isCallerFault(err) || isOwnBug(err)) {
-          target.state.released(admission);
-          throw err;
-        }
-        await target.state.failed(admission);
-        target.attempts.failed++;
-        lastError = err;
-      } finally {
-        target.inFlight--;
-      }
-    }
-    throw lastError ?? noDeployment(this.options.id);
+  /** One non-streamed answer: retries go on until it is whole. */
+  embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
+    return this.route(new RoutedEmbedding(prepared.request, prepared.estimate.promptTokens), signal, true);
   }
 
   /**
@@ -191,6 +168,7 @@ export class RoutedBackend implements ModelBackend {
             target.attempts.succeeded++;
             clearTimeout(timer);
             // The caller's signal keeps reaching a committed stream through `attempts`.
+            if (!call.streamed) signal.removeEventListener("abort", onAbort);
             return answer;
           } catch (err) {
             target.inFlight--;
@@ -231,6 +209,7 @@ export class RoutedBackend implements ModelBackend {
           try {
             const answer = await this.viaFallback(fallback, call, attempts.signal);
             clearTimeout(timer);
+            if (!call.streamed) signal.removeEventListener("abort", onAbort);
             return answer;
           } catch (err) {
             if (signal.aborted || isOwnBug(err)) throw err;

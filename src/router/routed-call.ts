@@ -18,6 +18,12 @@ export interface RoutedCall<P, R> {
   readonly reservedTokens: number;
   /** A batch line: it may take only its share of a deployment's rpm / tpm caps. */
   readonly batch: boolean;
+  /**
+   * The answer goes on after `send` resolves (a stream): the caller's signal must keep reaching it.
+   * Otherwise the router lets go of the signal once the answer is in (a worker's signal outlives
+   * many calls).
+   */
+  readonly streamed: boolean;
   /** Whether the backend has every capability the request needs; one without it is never asked. */
   serves(backend: ModelBackend): boolean;
   /** The request as this backend takes it; a backend that cannot take it refuses (a caller fault). */

@@ -46,6 +46,9 @@ export class RoutedPreparedGeneration
   get batch(): boolean {
     return this.request.priority === "batch";
   }
+  get streamed(): boolean {
+    return true;
+  }
 
   serves(backend: ModelBackend): boolean {
     return canServe(backend.capabilities, this.request);
