@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
 import { failureOf, type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
 import { type MockAnthropic, startMockAnthropicUpstream } from "./helpers/mock-anthropic-upstream.js";
+import { type MockGemini, startMockGeminiUpstream } from "./helpers/mock-gemini-upstream.js";
 import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
 import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
 
@@ -11,27 +12,32 @@ import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
  */
 describe("a model whose deployments translate a request differently", () => {
   let claude: MockAnthropic;
+  let gemini: MockGemini;
   let openai: MockUpstream;
   let gateway: Gateway | undefined;
 
   beforeAll(async () => {
     claude = await startMockAnthropicUpstream();
+    gemini = await startMockGeminiUpstream();
     openai = await startMockOpenAiUpstream();
   });
   afterAll(async () => {
     await claude?.close();
+    await gemini?.close();
     await openai?.close();
   });
   beforeEach(() => {
     claude.requests.length = 0;
     claude.faults.length = 0;
+    gemini.requests.length = 0;
+    gemini.faults.length = 0;
     openai.requests.length = 0;
     openai.faults.length = 0;
   });
   afterEach(async () => {
     await gateway?.stop();
     gateway = undefined;
-    expectRequestsConform(claude, openai);
+    expectRequestsConform(claude, gemini, openai);
   });
 
   const anthropicDeployment = (fields: Record<string, unknown> = {}) => ({
@@ -54,7 +60,7 @@ describe("a model whose deployments translate a request differently", () => {
     gateway = await startGateway({ routed_models: models }, manualTiming());
     return gateway;
   };
-  const claudeTarget = (g: Gateway) =>
+  const firstDeployment = (g: Gateway) =>
     (g.server.registry.resolve("mixed").backend as RoutedBackend).health().deployments?.[0];
 
   it("skips a deployment that refuses the request (n: 2, seed, temperature 1.5) for one that can serve it", async () => {
@@ -69,8 +75,8 @@ describe("a model whose deployments translate a request differently", () => {
     }
     expect([claude.requests.length, openai.requests.length]).toEqual([0, 3]);
     // Not tried, so not a failure of its own: its circuit stays closed and nothing is counted.
-    expect(claudeTarget(g)).toMatchObject({ circuit: "closed", consecutiveFailures: 0 });
-    expect(claudeTarget(g)?.attempts).toEqual({ succeeded: 0, failed: 0 });
+    expect(firstDeployment(g)).toMatchObject({ circuit: "closed", consecutiveFailures: 0 });
+    expect(firstDeployment(g)?.attempts).toEqual({ succeeded: 0, failed: 0 });
   });
 
   it("after a retryable failure, passes over a refusing deployment to the fallback model", async () => {
@@ -122,6 +128,31 @@ describe("a model whose deployments translate a request differently", () => {
     expect(error.status).toBe(400);
     expect(error.param).toBe("n");
     expect(claude.requests).toHaveLength(0);
-    expect(claudeTarget(g)?.attempts).toEqual({ succeeded: 0, failed: 0 });
+    expect(firstDeployment(g)?.attempts).toEqual({ succeeded: 0, failed: 0 });
+  });
+
+  it("embeds token ids on the deployment that takes them, passing over Gemini (text only)", async () => {
+    const g = await start([
+      {
+        id: "mixed",
+        deployments: [
+          {
+            name: "gemini",
+            provider: "gemini",
+            base_url: `${gemini.url}/v1beta`,
+            api_key: "k",
+            model: "gemini-test",
+          },
+          openAiDeployment(),
+        ],
+      },
+    ]);
+    const result = await g.client.embeddings.create({ model: "mixed", input: [[1, 2, 3]] });
+    expect(result.data.map((d) => d.embedding)).toEqual([[0, 0.5, -0.25]]);
+    expect([gemini.requests.length, openai.requests.length]).toEqual([0, 1]);
+    expect(firstDeployment(g)?.attempts).toEqual({ succeeded: 0, failed: 0 });
+    // Text goes to the first deployment as configured.
+    await g.client.embeddings.create({ model: "mixed", input: ["a"] });
+    expect([gemini.requests.length, openai.requests.length]).toEqual([1, 1]);
   });
 });
