@@ -136,7 +136,9 @@ export class RoutedBackend implements ModelBackend {
       attempts.abort(deadlineExceeded());
     }, this.options.deadlineMs);
     let lastError: unknown;
+    // The refusal the client hears if no deployment takes the request: the first configured one's.
     let refusal: unknown;
+    let refusalAt = Number.POSITIVE_INFINITY;
     // Some deployment took the request: one that answers nothing now is no reason for a 400.
     let accepted = false;
     try {
@@ -151,8 +153,11 @@ export class RoutedBackend implements ModelBackend {
             prepared = await call.prepareFor(target.backend);
           } catch (err) {
             if (signal.aborted || isOwnBug(err)) throw err;
-            if (isCallerFault(err)) refusal ??= err;
-            else lastError = err;
+            if (!isCallerFault(err)) lastError = err;
+            else if (this.targets.indexOf(target) < refusalAt) {
+              refusal = err;
+              refusalAt = this.targets.indexOf(target);
+            }
             break;
           }
           accepted = true;

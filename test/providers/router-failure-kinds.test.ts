@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { ServiceError } from "../../src/core/errors.js";
+import { invalidRequest, ServiceError } from "../../src/core/errors.js";
 import type {
   BackendCapabilities,
+  EmbeddingRequest,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
@@ -121,5 +122,66 @@ describe("how the router tells an upstream's failure from a bug of its own", () 
     );
     expect(isOwnBug(protocol)).toBe(false);
     expect(isRetryable(protocol)).toBe(true);
+  });
+});
+
+describe("a request every deployment refuses", () => {
+  it("answers the first configured deployment's refusal, whichever deployment the balance drew first", async () => {
+    const refusing = (param: string) =>
+      ({
+        capabilities: caps,
+        prepareEmbedding: async () => {
+          throw invalidRequest(`refused on ${param}`, param);
+        },
+        embed: async () => {
+          throw new Error("never sent");
+        },
+      }) as unknown as ModelBackend;
+    const state = () =>
+      new MemoryDeploymentState({ breakerFailures: 5, breakerCooldownMs: 1, probeTtlMs: 1 }, () => 0);
+    const targets = [
+      new DeploymentTarget(
+        {
+          name: "first",
+          provider: "test",
+          backend: refusing("input"),
+          weight: 1,
+          maxRetries: 0,
+          owned: false,
+        },
+        state(),
+      ),
+      new DeploymentTarget(
+        {
+          name: "heavy",
+          provider: "test",
+          backend: refusing("dimensions"),
+          weight: 9,
+          maxRetries: 0,
+          owned: false,
+        },
+        state(),
+      ),
+    ];
+    const routed = new RoutedBackend(targets, {
+      id: "routed",
+      balance: "weighted",
+      deadlineMs: 60_000,
+      retryBaseMs: 10,
+      retryMaxMs: 100,
+      batchRateShare: 0.5,
+      fallbacks: () => [],
+      // A constant draw puts the heavier deployment first.
+      timing: manualTiming(),
+    });
+    const req: EmbeddingRequest = { model: "routed", input: { kind: "text", texts: ["a"] } };
+    const err = await routed
+      .embed(await routed.prepareEmbedding(req), new AbortController().signal)
+      .catch((e) => e);
+    expect(err).toMatchObject({ kind: "invalid_request", param: "input" });
+    expect(targets.map((t) => t.attempts)).toEqual([
+      { succeeded: 0, failed: 0 },
+      { succeeded: 0, failed: 0 },
+    ]);
   });
 });
