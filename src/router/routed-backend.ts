@@ -150,7 +150,8 @@ export class RoutedBackend implements ModelBackend {
           // Prepared before admission: a refusal takes no request from the caps and no probe.
           let prepared: P;
           try {
-            prepared = await call.prepareFor(target.backend);
+            const pending = call.prepareFor(target.backend);
+            prepared = pending instanceof Promise ? await pending : pending;
           } catch (err) {
             if (signal.aborted || isOwnBug(err)) throw err;
             if (!isCallerFault(err)) lastError = err;

@@ -26,8 +26,11 @@ export interface RoutedCall<P, R> {
   readonly streamed: boolean;
   /** Whether the backend has every capability the request needs; one without it is never asked. */
   serves(backend: ModelBackend): boolean;
-  /** The request as this backend takes it; a backend that cannot take it refuses (a caller fault). */
-  prepareFor(backend: ModelBackend): Promise<P>;
+  /**
+   * The request as this backend takes it; a backend that cannot take it refuses (a caller fault).
+   * A plain value where it is at hand already (a generation's first attempt), so that needs no await.
+   */
+  prepareFor(backend: ModelBackend): P | Promise<P>;
   /**
    * One attempt: resolves once the answer is committed (it can no longer be retried). `served` is
    * the deployment's books, absent where a fallback model answers outside of any deployment.

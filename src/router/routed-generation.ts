@@ -54,8 +54,8 @@ export class RoutedPreparedGeneration
     return canServe(backend.capabilities, this.request);
   }
 
-  prepareFor(backend: ModelBackend): Promise<PreparedGeneration> {
-    if (this.firstUnused && backend === this.first.backend) return Promise.resolve(this.first.prepared);
+  prepareFor(backend: ModelBackend): PreparedGeneration | Promise<PreparedGeneration> {
+    if (this.firstUnused && backend === this.first.backend) return this.first.prepared;
     return backend.prepare(this.request);
   }
 
