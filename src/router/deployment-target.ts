@@ -83,8 +83,9 @@ export function unionOf(all: readonly BackendCapabilities[]): BackendCapabilitie
 
 /**
  * The order to try deployments in. least_in_flight: fewest requests in flight per unit of weight
- * first (ties in random order); weighted: a random order in which each deployment comes first in
- * proportion to its weight. Weight 0 deployments are standbys: they come last.
+ * first, ties broken by the weighted draw (at low load everything ties, and the weights must still
+ * hold); weighted: a random order in which each deployment comes first in proportion to its weight.
+ * Weight 0 deployments are standbys: they come last.
  */
 export function orderTargets(
   targets: readonly DeploymentTarget[],
@@ -94,9 +95,10 @@ export function orderTargets(
   if (targets.length === 1) return targets;
   const keyed = targets.map((target) => {
     if (target.weight === 0) return { target, key: Number.POSITIVE_INFINITY, tie: random() };
-    if (balance === "least_in_flight") return { target, key: target.inFlight / target.weight, tie: random() };
     // Weighted sampling without replacement: the smallest -ln(u)/w comes first.
-    return { target, key: -Math.log(1 - random()) / target.weight, tie: 0 };
+    const draw = -Math.log(1 - random()) / target.weight;
+    if (balance === "least_in_flight") return { target, key: target.inFlight / target.weight, tie: draw };
+    return { target, key: draw, tie: 0 };
   });
   keyed.sort((a, b) => a.key - b.key || a.tie - b.tie);
   return keyed.map((k) => k.target);

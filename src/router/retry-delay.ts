@@ -29,7 +29,37 @@ export function isCallerFault(err: unknown): boolean {
   );
 }
 
-/** Failures another attempt may get past: connection errors, 408, 409, 429, 5xx (x-should-retry). */
+/**
+ * Failures another attempt may get past: connection errors, 408, 409, 429, 5xx (x-should-retry).
+ * A bug of our own is not one of them: it would fail again, and it says nothing about the upstream.
+ */
 export function isRetryable(err: unknown): boolean {
-  return err instanceof ServiceError ? err.retryable : true;
+  return err instanceof ServiceError ? err.retryable : !isOwnBug(err);
+}
+
+/**
+ * A programming error in this server (a TypeError from reading what is not there, and the like),
+ * as opposed to a network or system error, which carries a code (ECONNRESET, UND_ERR_SOCKET) on
+ * itself or its cause — fetch's TypeError("fetch failed") among them. Node's own argument errors
+ * carry an ERR_ code: those are ours too.
+ */
+export function isOwnBug(err: unknown): boolean {
+  if (
+    !(
+      err instanceof TypeError ||
+      err instanceof RangeError ||
+      err instanceof ReferenceError ||
+      err instanceof SyntaxError
+    )
+  )
+    return false;
+  return !isSystemCode((err as { code?: unknown }).code) && !isSystemCode(codeOf(err.cause));
+}
+
+function codeOf(cause: unknown): unknown {
+  return typeof cause === "object" && cause !== null ? (cause as { code?: unknown }).code : undefined;
+}
+
+function isSystemCode(code: unknown): boolean {
+  return typeof code === "string" && !code.startsWith("ERR_");
 }

@@ -3,7 +3,6 @@ import type {
   BackendCapabilities,
   BackendHealth,
   BackendStats,
-  CostEstimate,
   EmbeddingRequest,
   EmbeddingResult,
   GenerationPart,
@@ -11,12 +10,13 @@ import type {
   ModelBackend,
   PreparedEmbedding,
   PreparedGeneration,
-  UsageCounts,
 } from "../core/generation.js";
 import { estimateEmbedding } from "../core/token-estimate.js";
-import type { Admitted } from "./deployment-state.js";
 import { canServe, type DeploymentTarget, orderTargets, unionOf } from "./deployment-target.js";
-import { backoffMs, isCallerFault, isRetryable, requestedDelayMs } from "./retry-delay.js";
+import { backoffMs, isCallerFault, isOwnBug, isRetryable, requestedDelayMs } from "./retry-delay.js";
+import type { RoutedCall } from "./routed-call.js";
+import { RoutedEmbedding } from "./routed-embedding.js";
+import { RoutedPreparedGeneration, RoutedStream } from "./routed-generation.js";
 
 /** Time as the router uses it; tests give their own, so no test waits on a real clock. */
 export interface RouterTiming {
@@ -54,37 +54,6 @@ export interface RoutedModelOptions {
   timing: RouterTiming;
 }
 
-/** A request prepared against one deployment; the attempt that serves it may prepare again elsewhere. */
-class RoutedPreparedGeneration implements PreparedGeneration {
-  current: PreparedGeneration;
-  /** The first prepared request is used by at most one attempt; a retry prepares afresh. */
-  firstUnused = true;
-  constructor(
-    readonly request: GenerationRequest,
-    readonly first: { backend: ModelBackend; prepared: PreparedGeneration },
-  ) {
-    this.current = first.prepared;
-  }
-  get estimate(): CostEstimate {
-    return this.first.prepared.estimate;
-  }
-  get progress(): UsageCounts {
-    return this.current.progress;
-  }
-}
-
-interface OpenedStream {
-  first: IteratorResult<GenerationPart>;
-  rest: AsyncIterator<GenerationPart>;
-  /** The deployment answering and its admission; none when a fallback model answers. */
-  served?: { target: DeploymentTarget; admission: Admitted };
-}
-
-/** Tokens a request may use at most: what the tpm caps reserve up front. */
-function reservedTokens(estimate: CostEstimate): number {
-  return estimate.promptTokens + estimate.maxTokensPerChoice * estimate.choices;
-}
-
 const deadlineExceeded = () =>
   new ServiceError("gateway_timeout", "No deployment of the model answered within its deadline.", {
     code: "upstream_timeout",
@@ -102,7 +71,8 @@ const noDeployment = (model: string) =>
  * retryable failure is retried with backoff (or the wait the upstream asked for) up to the
  * deployment's max_retries, then the next deployment, then the fallback models — all inside the
  * deadline. Once the first part is out, the answer is committed: a later failure ends the stream
- * with an error, never a second answer spliced onto the first.
+ * with an error, never a second answer spliced onto the first. Embeddings go the same way; their
+ * answer is one body, so it is committed only once it is whole.
  */
 export class RoutedBackend implements ModelBackend {
   readonly capabilities: BackendCapabilities;
@@ -115,7 +85,8 @@ export class RoutedBackend implements ModelBackend {
   }
 
   async prepare(request: GenerationRequest): Promise<PreparedGeneration> {
-    let firstError: unknown;
+    // Where every deployment refuses, the client hears the first configured one, whatever the draw.
+    let refusal: { at: number; err: unknown } | undefined;
     const ordered = orderTargets(this.targets, this.options.balance, this.options.timing.random);
     for (const target of ordered) {
       if (!canServe(target.backend.capabilities, request)) continue;
@@ -123,30 +94,36 @@ export class RoutedBackend implements ModelBackend {
         const prepared = await target.backend.prepare(request);
         return new RoutedPreparedGeneration(request, { backend: target.backend, prepared });
       } catch (err) {
-        firstError ??= err;
+        const at = this.targets.indexOf(target);
+        if (!refusal || at < refusal.at) refusal = { at, err };
       }
     }
-    throw firstError ?? noDeployment(this.options.id);
+    throw refusal ? refusal.err : noDeployment(this.options.id);
   }
 
   generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterableIterator<GenerationPart> {
-    return new RoutedStream((p) => this.open(p, signal, true), prepared as RoutedPreparedGeneration, signal);
+    return new RoutedStream(
+      (routed) => this.route(routed, signal, true),
+      prepared as RoutedPreparedGeneration,
+      signal,
+    );
   }
 
-  /** This model's own deployments, without its fallbacks (when it is itself a fallback). */
-  generateWithoutFallbacks(
-    prepared: PreparedGeneration,
-    signal: AbortSignal,
-  ): AsyncIterableIterator<GenerationPart> {
-    return new RoutedStream((p) => this.open(p, signal, false), prepared as RoutedPreparedGeneration, signal);
+  async prepareEmbedding(req: EmbeddingRequest): Promise<PreparedEmbedding> {
+    return { request: req, estimate: estimateEmbedding(req) };
   }
 
-  /** Tries deployments (then fallbacks) until one yields a first part; throws the last failure. */
-  private async open(
-    routed: RoutedPreparedGeneration,
-    signal: AbortSignal,
-    withFallbacks: boolean,
-  ): Promise<OpenedStream> {
+  /** One non-streamed answer: retries go on until it is whole. */
+  embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
+    return this.route(new RoutedEmbedding(prepared.request, prepared.estimate.promptTokens), signal, true);
+  }
+
+  /**
+   * Tries deployments (then fallbacks) until one commits an answer; throws the last failure. A
+   * deployment that refuses the request (its provider has no place for `n`, `seed`, …) is passed
+   * over without counting against it: the client sees the refusal only if every deployment refused.
+   */
+  private async route<P, R>(call: RoutedCall<P, R>, signal: AbortSignal, withFallbacks: boolean): Promise<R> {
     const { timing } = this.options;
     const deadlineAt = timing.now() + this.options.deadlineMs;
     // Attempts are cut at the deadline; the committed answer is not (the controller is dropped).
@@ -158,35 +135,47 @@ export class RoutedBackend implements ModelBackend {
       deadlineHit = true;
       attempts.abort(deadlineExceeded());
     }, this.options.deadlineMs);
-    const committed = (stream: OpenedStream): OpenedStream => {
-      clearTimeout(timer);
-      // The caller's signal keeps reaching the committed attempt through `attempts`.
-      return stream;
-    };
-    const request = routed.request;
     let lastError: unknown;
+    // The refusal the client hears if no deployment takes the request: the first configured one's.
+    let refusal: unknown;
+    let refusalAt = Number.POSITIVE_INFINITY;
+    // Some deployment took the request: one that answers nothing now is no reason for a 400.
+    let accepted = false;
     try {
       for (const target of orderTargets(this.targets, this.options.balance, timing.random)) {
-        if (!canServe(target.backend.capabilities, request)) continue;
+        if (!call.serves(target.backend)) continue;
         for (let attempt = 0; ; attempt++) {
           if (signal.aborted) throw signal.reason;
           if (deadlineHit || timing.now() >= deadlineAt) throw lastError ?? deadlineExceeded();
+          // Prepared before admission: a refusal takes no request from the caps and no probe.
+          let prepared: P;
+          try {
+            const pending = call.prepareFor(target.backend);
+            prepared = pending instanceof Promise ? await pending : pending;
+          } catch (err) {
+            if (signal.aborted || isOwnBug(err)) throw err;
+            if (!isCallerFault(err)) lastError = err;
+            else if (this.targets.indexOf(target) < refusalAt) {
+              refusal = err;
+              refusalAt = this.targets.indexOf(target);
+            }
+            break;
+          }
+          accepted = true;
           // Batch lines may take only their share of a deployment's rpm / tpm: the rest stays for online traffic.
-          const share = request.priority === "batch" ? this.options.batchRateShare : 1;
-          const admission = await target.state.admit(reservedTokens(routed.estimate), share);
+          const share = call.batch ? this.options.batchRateShare : 1;
+          const admission = await target.state.admit(call.reservedTokens, share);
           // Open, probed by another request, or at its cap: the next deployment may answer now.
           if (!admission.admitted) break;
           target.inFlight++;
           try {
-            const reuse = routed.firstUnused && routed.first.backend === target.backend;
-            routed.firstUnused = false;
-            const prepared = reuse ? routed.first.prepared : await target.backend.prepare(request);
-            routed.current = prepared;
-            const rest = target.backend.generate(prepared, attempts.signal)[Symbol.asyncIterator]();
-            const first = await rest.next();
+            const answer = await call.send(target.backend, prepared, attempts.signal, { target, admission });
             target.state.succeeded(admission);
             target.attempts.succeeded++;
-            return committed({ first, rest, served: { target, admission } });
+            clearTimeout(timer);
+            // The caller's signal keeps reaching a committed stream through `attempts`.
+            if (!call.streamed) signal.removeEventListener("abort", onAbort);
+            return answer;
           } catch (err) {
             target.inFlight--;
             // Nothing was answered: the tokens reserved against the tpm cap go back.
@@ -200,7 +189,8 @@ export class RoutedBackend implements ModelBackend {
               target.attempts.failed++;
               throw deadlineExceeded();
             }
-            if (isCallerFault(err)) {
+            // The caller's mistake, or ours: no deployment would answer otherwise, and this one is not to blame.
+            if (isCallerFault(err) || isOwnBug(err)) {
               target.state.released(admission);
               throw err;
             }
@@ -219,25 +209,23 @@ export class RoutedBackend implements ModelBackend {
       }
       if (withFallbacks) {
         for (const fallback of this.options.fallbacks()) {
+          if (!(fallback instanceof RoutedBackend) && !call.serves(fallback)) continue;
           if (signal.aborted) throw signal.reason;
           if (deadlineHit || timing.now() >= deadlineAt) throw lastError ?? deadlineExceeded();
           try {
-            const prepared = await fallback.prepare(request);
-            routed.current = prepared;
-            const parts =
-              fallback instanceof RoutedBackend
-                ? fallback.generateWithoutFallbacks(prepared, attempts.signal)
-                : fallback.generate(prepared, attempts.signal);
-            const rest = parts[Symbol.asyncIterator]();
-            return committed({ first: await rest.next(), rest });
+            const answer = await this.viaFallback(fallback, call, attempts.signal);
+            clearTimeout(timer);
+            if (!call.streamed) signal.removeEventListener("abort", onAbort);
+            return answer;
           } catch (err) {
-            if (signal.aborted) throw err;
+            if (signal.aborted || isOwnBug(err)) throw err;
             if (deadlineHit) throw deadlineExceeded();
-            lastError = err;
+            if (isCallerFault(err)) refusal ??= err;
+            else lastError = err;
           }
         }
       }
-      throw lastError ?? noDeployment(this.options.id);
+      throw lastError ?? (accepted ? undefined : refusal) ?? noDeployment(this.options.id);
     } catch (err) {
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
@@ -245,38 +233,14 @@ export class RoutedBackend implements ModelBackend {
     }
   }
 
-  async prepareEmbedding(req: EmbeddingRequest): Promise<PreparedEmbedding> {
-    return { request: req, estimate: estimateEmbedding(req) };
-  }
-
-  async embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
-    let lastError: unknown;
-    for (const target of orderTargets(this.targets, this.options.balance, this.options.timing.random)) {
-      const backend = target.backend;
-      if (!backend.capabilities.embeddings || !backend.embed || !backend.prepareEmbedding) continue;
-      const admission = await target.state.admit(prepared.estimate.promptTokens);
-      if (!admission.admitted) continue;
-      target.inFlight++;
-      try {
-        const result = await backend.embed(await backend.prepareEmbedding(prepared.request), signal);
-        target.state.succeeded(admission);
-        target.attempts.succeeded++;
-        target.state.settle(admission, result.promptTokens);
-        return result;
-      } catch (err) {
-        target.state.settle(admission, 0);
-        if (signal.aborted || isCallerFault(err)) {
-          target.state.released(admission);
-          throw err;
-        }
-        await target.state.failed(admission);
-        target.attempts.failed++;
-        lastError = err;
-      } finally {
-        target.inFlight--;
-      }
-    }
-    throw lastError ?? noDeployment(this.options.id);
+  /** A fallback model: a routed one over its own deployments (not its fallbacks), another as it is. */
+  private async viaFallback<P, R>(
+    fallback: ModelBackend,
+    call: RoutedCall<P, R>,
+    signal: AbortSignal,
+  ): Promise<R> {
+    if (fallback instanceof RoutedBackend) return fallback.route(call, signal, false);
+    return call.send(fallback, await call.prepareFor(fallback), signal, undefined);
   }
 
   /** The smallest of the embedding deployments' limits (any may answer); unknown while one is. */
@@ -311,79 +275,5 @@ export class RoutedBackend implements ModelBackend {
 
   async close(): Promise<void> {
     await Promise.allSettled(this.targets.filter((t) => t.owned).map((t) => t.backend.close()));
-  }
-}
-
-/**
- * The parts of a routed answer: the first part of the attempt that answered (the answer is then
- * committed), then the rest of that attempt's parts. Its end — whole, failed or given up by the
- * consumer — settles the deployment's books once: in flight, the circuit (a break after the answer
- * began is still the deployment's failure) and the tokens reserved against its tpm cap. An iterator
- * written out rather than an async generator: it passes each part on without a generator step of
- * its own.
- */
-class RoutedStream implements AsyncIterableIterator<GenerationPart> {
-  private opened: OpenedStream | undefined;
-  private firstSent = false;
-  private ended = false;
-
-  constructor(
-    private readonly open: (routed: RoutedPreparedGeneration) => Promise<OpenedStream>,
-    private readonly routed: RoutedPreparedGeneration,
-    private readonly signal: AbortSignal,
-  ) {}
-
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-
-  next(): Promise<IteratorResult<GenerationPart>> {
-    if (this.ended) return Promise.resolve({ done: true, value: undefined });
-    // Past the first part (every part but one), promise callbacks rather than an async function.
-    if (this.opened && this.firstSent) return this.opened.rest.next().then(this.passOn, this.failed);
-    return this.first();
-  }
-
-  private async first(): Promise<IteratorResult<GenerationPart>> {
-    if (!this.opened) this.opened = await this.open(this.routed);
-    const opened = this.opened;
-    if (!this.firstSent) {
-      this.firstSent = true;
-      if (!opened.first.done) return opened.first;
-      await this.end(false);
-      return opened.first;
-    }
-    return this.opened.rest.next().then(this.passOn, this.failed);
-  }
-
-  private readonly passOn = (
-    next: IteratorResult<GenerationPart>,
-  ): IteratorResult<GenerationPart> | Promise<IteratorResult<GenerationPart>> =>
-    next.done ? this.end(false).then(() => next) : next;
-
-  private readonly failed = async (err: unknown): Promise<never> => {
-    await this.end(!this.signal.aborted);
-    throw err;
-  };
-
-  async return(): Promise<IteratorResult<GenerationPart>> {
-    if (this.opened && !this.ended) await this.end(false);
-    this.ended = true;
-    return { done: true, value: undefined };
-  }
-
-  private async end(failed: boolean): Promise<void> {
-    if (this.ended) return;
-    this.ended = true;
-    const opened = this.opened as OpenedStream;
-    await opened.rest.return?.(undefined);
-    const served = opened.served;
-    if (!served) return;
-    const { target, admission } = served;
-    target.inFlight--;
-    // Its probe, if it was one, already closed the circuit when the answer began.
-    if (failed) await target.state.failed({ ...admission, probe: false });
-    const used = this.routed.current.progress;
-    target.state.settle(admission, used.promptTokens + used.completionTokens);
   }
 }

@@ -404,4 +404,14 @@ describe("a Gemini upstream behind the OpenAI API", () => {
       ],
     });
   });
+
+  it("refuses token-id input to embeddings with a 400 naming input, sending nothing", async () => {
+    const error = await failureOf(
+      env.gateway.client.embeddings.create({ model: "gemini", input: [[1, 2, 3]] }),
+    );
+    expect(error.status).toBe(400);
+    expect(error.param).toBe("input");
+    expect(error.message).toContain("text only");
+    expect(env.upstream.requests).toHaveLength(0);
+  });
 });

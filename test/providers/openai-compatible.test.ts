@@ -413,6 +413,25 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
     expect(error.status).toBe(502);
   });
 
+  it("answers embeddings that are not JSON with a 502 upstream_protocol_error in our error envelope", async () => {
+    env.upstream.faults.push({ malformed: true });
+    const response = await fetch(`${env.gateway.url}/v1/embeddings`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "remote", input: "a" }),
+    });
+    expect(response.status).toBe(502);
+    expect(response.headers.get("x-should-retry")).toBe("true");
+    const body = (await response.json()) as { error: Record<string, unknown> };
+    expect(Object.keys(body)).toEqual(["error"]);
+    expect(body.error).toMatchObject({
+      type: "server_error",
+      param: null,
+      code: "upstream_protocol_error",
+      message: "The upstream provider sent an answer that is not JSON.",
+    });
+  });
+
   it("answers 504 when the upstream hangs past the attempt's timeout", async () => {
     env.upstream.faults.push({ hang: true });
     const error = await failureOf(

@@ -3,7 +3,14 @@ import { DeploymentTarget, orderTargets } from "../../src/router/deployment-targ
 import { MemoryDeploymentState } from "../../src/router/memory-deployment-state.js";
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
 import { chatLine, downloadLines, jsonl, uploadBatchFile, waitForBatch } from "../helpers/batches.js";
-import { failureOf, type Gateway, manualTiming, readRawStream, startGateway } from "./helpers/gateway.js";
+import {
+  failureOf,
+  type Gateway,
+  manualTiming,
+  readRawStream,
+  seededRandom,
+  startGateway,
+} from "./helpers/gateway.js";
 import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
 import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
 
@@ -217,6 +224,23 @@ describe("the router across deployments", () => {
     (backend.targets[0] as DeploymentTarget).inFlight = 0;
   });
 
+  it("least_in_flight with nothing in flight: a 3:1 weight split sends about 3 of 4 requests to the heavy one", async () => {
+    timing = manualTiming(seededRandom(7));
+    const g = await start([
+      {
+        id: "routed",
+        balance: "least_in_flight",
+        deployments: [deployment(a, { weight: 3 }), deployment(b, { weight: 1 })],
+      },
+    ]);
+    // One after another: every request finds nothing in flight, so only the tie-break decides.
+    for (let i = 0; i < 400; i++) await ask(g);
+    const heavy = a.requests.length / 400;
+    expect(a.requests.length + b.requests.length).toBe(400);
+    expect(heavy).toBeGreaterThan(0.65);
+    expect(heavy).toBeLessThan(0.85);
+  });
+
   it("passes over a deployment at its requests-per-minute cap", async () => {
     const g = await start([
       { id: "routed", deployments: [deployment(a, { rpm: 1 }), deployment(b, { weight: 0 })] },
@@ -314,11 +338,7 @@ describe("balancing order", () => {
 
   it("weighted: each deployment comes first in proportion to its weight", () => {
     const targets = [target("heavy", 3), target("light", 1), target("standby", 0)];
-    let seed = 1;
-    const random = () => {
-      seed = (seed * 16807) % 2147483647;
-      return seed / 2147483647;
-    };
+    const random = seededRandom(1);
     const firsts = new Map<string, number>();
     for (let i = 0; i < 4000; i++) {
       const order = orderTargets(targets, "weighted", random);
@@ -329,5 +349,22 @@ describe("balancing order", () => {
     const share = (firsts.get("heavy") ?? 0) / 4000;
     expect(share).toBeGreaterThan(0.7);
     expect(share).toBeLessThan(0.8);
+  });
+
+  it("least_in_flight: ties in load go to each deployment in proportion to its weight, the least loaded first", () => {
+    const targets = [target("heavy", 3), target("light", 1), target("standby", 0)];
+    const random = seededRandom(3);
+    let heavyFirst = 0;
+    for (let i = 0; i < 4000; i++) {
+      const order = orderTargets(targets, "least_in_flight", random);
+      expect(order.at(-1)?.name).toBe("standby");
+      if (order[0]?.name === "heavy") heavyFirst++;
+    }
+    expect(heavyFirst / 4000).toBeGreaterThan(0.7);
+    expect(heavyFirst / 4000).toBeLessThan(0.8);
+    // Load still comes first: 3 in flight at weight 3 is 1 per unit, more than the idle light one.
+    (targets[0] as DeploymentTarget).inFlight = 3;
+    for (let i = 0; i < 100; i++)
+      expect(orderTargets(targets, "least_in_flight", random)[0]?.name).toBe("light");
   });
 });

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { UpstreamClient } from "../../src/backends/providers/upstream-client.js";
+import { ServiceError } from "../../src/core/errors.js";
 
 /** An upstream whose handler each test writes; it counts connections and requests. */
 async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => void) {
@@ -138,5 +139,17 @@ describe("the upstream client", () => {
     });
     const body = await client.postJson("/embeddings", {}, new AbortController().signal);
     expect(body).toEqual({ data: [{ embedding: [0.5, 1] }], usage: { prompt_tokens: 2 } });
+  });
+
+  it("answers a JSON answer that is not JSON with our 502 upstream_protocol_error, which a retry may get past", async () => {
+    const { client } = await setUp((_req, res) => res.end('{"data":[{"embedding":[0.5,'));
+    const err = await client.postJson("/embeddings", {}, new AbortController().signal).catch((e) => e);
+    expect(err).toBeInstanceOf(ServiceError);
+    expect(err).toMatchObject({
+      kind: "bad_gateway",
+      status: 502,
+      code: "upstream_protocol_error",
+      retryable: true,
+    });
   });
 });

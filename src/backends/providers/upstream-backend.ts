@@ -42,6 +42,13 @@ class UpstreamPreparedGeneration implements PreparedGeneration {
   ) {}
 }
 
+interface UpstreamPreparedEmbedding extends PreparedEmbedding {
+  /** The upstream request, built (and checked) once. */
+  readonly call: UpstreamCall;
+}
+
+const notAnEmbeddingModel = () => invalidRequest("This model does not create embeddings.", "model");
+
 /**
  * A model served by an upstream provider. The provider's adapter translates; this class owns
  * what every provider shares: one streaming request per generation (a non-streaming answer is the
@@ -97,16 +104,19 @@ export class UpstreamBackend implements ModelBackend {
   }
 
   async prepareEmbedding(req: EmbeddingRequest): Promise<PreparedEmbedding> {
-    return { request: req, estimate: estimateEmbedding(req) };
+    // As for generation: building the upstream's request refuses what the provider cannot embed
+    // (Gemini and token ids), before anything is sent, so a router can pass this deployment over.
+    if (!this.adapter.embeddingCall || !this.adapter.readEmbeddings) throw notAnEmbeddingModel();
+    const call = this.adapter.embeddingCall(req, this.options.upstreamModel);
+    const prepared: UpstreamPreparedEmbedding = { request: req, estimate: estimateEmbedding(req), call };
+    return prepared;
   }
 
   async embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
     const req = prepared.request;
-    const { embeddingCall, readEmbeddings } = this.adapter;
-    if (!embeddingCall || !readEmbeddings) {
-      throw invalidRequest(`This model does not create embeddings.`, "model");
-    }
-    const call = embeddingCall.call(this.adapter, req, this.options.upstreamModel);
+    const { readEmbeddings } = this.adapter;
+    if (!readEmbeddings) throw notAnEmbeddingModel();
+    const call = (prepared as UpstreamPreparedEmbedding).call;
     this.inFlight++;
     try {
       const body = await this.client.postJson(call.path, call.body, signal).catch((err: unknown) => {

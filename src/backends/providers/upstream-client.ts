@@ -1,5 +1,10 @@
 import { Pool } from "undici";
-import { retryAfterMs, upstreamStatusError, upstreamTransportError } from "./upstream-errors.js";
+import {
+  retryAfterMs,
+  upstreamProtocolError,
+  upstreamStatusError,
+  upstreamTransportError,
+} from "./upstream-errors.js";
 import { type ResponseHead, UpstreamResponse } from "./upstream-response.js";
 
 export interface UpstreamClientOptions {
@@ -81,7 +86,12 @@ export class UpstreamClient {
       if (signal.aborted) throw err;
       throw upstreamTransportError(err);
     }
-    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    } catch {
+      // The upstream's fault, as a malformed event in a stream is: a 502 another attempt may get past.
+      throw upstreamProtocolError("an answer that is not JSON");
+    }
   }
 
   close(): Promise<void> {

@@ -67,14 +67,19 @@ export async function failureOf(call: Promise<unknown>): Promise<InstanceType<ty
   throw new Error("expected the call to fail");
 }
 
-/** A router clock that moves only when the test moves it, and sleeps that return at once (and are recorded). */
-export function manualTiming(): RouterTiming & { sleeps: number[]; advance(ms: number): void } {
+/**
+ * A router clock that moves only when the test moves it, and sleeps that return at once (and are
+ * recorded). Its random is a constant unless the test gives one (a seeded sequence).
+ */
+export function manualTiming(
+  random: () => number = () => 0.5,
+): RouterTiming & { sleeps: number[]; advance(ms: number): void } {
   let now = 1_000_000;
   const sleeps: number[] = [];
   return {
     sleeps,
     now: () => now,
-    random: () => 0.5,
+    random,
     sleep: async (ms) => {
       sleeps.push(ms);
       now += ms;
@@ -82,5 +87,14 @@ export function manualTiming(): RouterTiming & { sleeps: number[]; advance(ms: n
     advance: (ms) => {
       now += ms;
     },
+  };
+}
+
+/** A seeded pseudo-random sequence in (0, 1) (Park–Miller), for draws a test can repeat. */
+export function seededRandom(seed = 1): () => number {
+  let state = seed;
+  return () => {
+    state = (state * 16807) % 2147483647;
+    return state / 2147483647;
   };
 }

@@ -17,7 +17,7 @@ export type Fault =
   | { hang: true }
   /** Send this many content chunks, then destroy the socket. */
   | { disconnectAfter: number }
-  /** Send an event whose data is not JSON. */
+  /** Send an event whose data is not JSON (embeddings: an answer that is not JSON). */
   | { malformed: true }
   /** Send the answer, then hang without [DONE]. */
   | { stallBeforeDone: true }
@@ -93,7 +93,14 @@ export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
       hanging.add(res);
       return;
     }
-    if (req.url?.endsWith("/embeddings")) return embeddings(body, res);
+    if (req.url?.endsWith("/embeddings")) {
+      if (fault && "malformed" in fault) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end('{"object":"list","data":[{"embedding":[0.1,');
+        return;
+      }
+      return embeddings(body, res);
+    }
     const events = answerEvents(body, mock.answer);
     if (body.stream !== true) {
       res.writeHead(500, { "content-type": "application/json" });

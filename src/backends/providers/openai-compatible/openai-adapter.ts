@@ -62,10 +62,13 @@ export class OpenAiCompatibleAdapter implements ProviderAdapter {
     const answer = body as {
       data?: { index?: number; embedding?: unknown }[];
       usage?: { prompt_tokens?: number };
-    };
+    } | null;
     const expected = req.input.kind === "text" ? req.input.texts.length : req.input.tokens.length;
     const vectors: Float32Array[] = new Array(expected);
-    for (const [i, item] of (answer.data ?? []).entries()) {
+    const data = answer?.data;
+    if (!Array.isArray(data)) throw upstreamProtocolError("embeddings in an unexpected shape");
+    for (const [i, item] of data.entries()) {
+      if (!item || typeof item !== "object") throw upstreamProtocolError("embeddings in an unexpected shape");
       const index = item.index ?? i;
       if (!Array.isArray(item.embedding) || index < 0 || index >= expected) {
         throw upstreamProtocolError("embeddings in an unexpected shape");
@@ -73,7 +76,7 @@ export class OpenAiCompatibleAdapter implements ProviderAdapter {
       vectors[index] = Float32Array.from(item.embedding as number[]);
     }
     if (vectors.filter(Boolean).length !== expected) throw upstreamProtocolError("too few embeddings");
-    return { vectors, promptTokens: answer.usage?.prompt_tokens ?? 0 };
+    return { vectors, promptTokens: answer?.usage?.prompt_tokens ?? 0 };
   }
 
   errorMessage(body: unknown): string | undefined {

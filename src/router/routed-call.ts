@@ -1,0 +1,39 @@
+import type { ModelBackend } from "../core/generation.js";
+import type { Admitted } from "./deployment-state.js";
+import type { DeploymentTarget } from "./deployment-target.js";
+
+/** The deployment answering a routed call, and the admission it was let in with. */
+export interface Served {
+  target: DeploymentTarget;
+  admission: Admitted;
+}
+
+/**
+ * One kind of request as the router's retry loop sends it (a chat's first part, a whole embedding
+ * answer), so every kind shares one loop: balance order, refusals, retries with backoff, the
+ * deadline, fallbacks and circuits. `P` is the request prepared for one backend; `R` the answer.
+ */
+export interface RoutedCall<P, R> {
+  /** Tokens reserved against a deployment's tpm cap while the request runs. */
+  readonly reservedTokens: number;
+  /** A batch line: it may take only its share of a deployment's rpm / tpm caps. */
+  readonly batch: boolean;
+  /**
+   * The answer goes on after `send` resolves (a stream): the caller's signal must keep reaching it.
+   * Otherwise the router lets go of the signal once the answer is in (a worker's signal outlives
+   * many calls).
+   */
+  readonly streamed: boolean;
+  /** Whether the backend has every capability the request needs; one without it is never asked. */
+  serves(backend: ModelBackend): boolean;
+  /**
+   * The request as this backend takes it; a backend that cannot take it refuses (a caller fault).
+   * A plain value where it is at hand already (a generation's first attempt), so that needs no await.
+   */
+  prepareFor(backend: ModelBackend): P | Promise<P>;
+  /**
+   * One attempt: resolves once the answer is committed (it can no longer be retried). `served` is
+   * the deployment's books, absent where a fallback model answers outside of any deployment.
+   */
+  send(backend: ModelBackend, prepared: P, signal: AbortSignal, served: Served | undefined): Promise<R>;
+}
