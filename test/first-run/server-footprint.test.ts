@@ -29,7 +29,9 @@ describe("the server process's footprint", () => {
   it("runs with the same node flags from the `switchboard` command and from npm start", () => {
     const shebang = readFileSync(new URL("../../src/main.ts", import.meta.url), "utf8").split("\n")[0];
     const node = ["node", ...SERVE_NODE_FLAGS].join(" ");
-    expect(shebang).toBe(SERVE_NODE_FLAGS.length > 0 ? `#!/usr/bin/env -S ${node}` : `#!/usr/bin/env ${node}`);
+    expect(shebang).toBe(
+      SERVE_NODE_FLAGS.length > 0 ? `#!/usr/bin/env -S ${node}` : `#!/usr/bin/env ${node}`,
+    );
     const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
       scripts: Record<string, string>;
     };
