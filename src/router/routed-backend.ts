@@ -60,6 +60,17 @@ const deadlineExceeded = () =>
     hints: { "x-should-retry": "true" },
   });
 
+/** The order with the deployment whose backend the request is prepared for moved to the front. */
+function preferredFirst(
+  order: readonly DeploymentTarget[],
+  preferred: ModelBackend | undefined,
+): readonly DeploymentTarget[] {
+  if (preferred === undefined || order[0]?.backend === preferred) return order;
+  const at = order.findIndex((target) => target.backend === preferred);
+  if (at < 0) return order;
+  return [order[at] as DeploymentTarget, ...order.slice(0, at), ...order.slice(at + 1)];
+}
+
 const noDeployment = (model: string) =>
   new ServiceError("unavailable", `No deployment of the model '${model}' can take the request now.`, {
     code: "no_deployment_available",
@@ -142,7 +153,8 @@ export class RoutedBackend implements ModelBackend {
     // Some deployment took the request: one that answers nothing now is no reason for a 400.
     let accepted = false;
     try {
-      for (const target of orderTargets(this.targets, this.options.balance, timing.random)) {
+      const order = orderTargets(this.targets, this.options.balance, timing.random);
+      for (const target of preferredFirst(order, call.preferred)) {
         if (!call.serves(target.backend)) continue;
         for (let attempt = 0; ; attempt++) {
           if (signal.aborted) throw signal.reason;

@@ -24,6 +24,12 @@ export interface RoutedCall<P, R> {
    * many calls).
    */
   readonly streamed: boolean;
+  /**
+   * The backend the request is prepared for already, while that preparation is unused: the router
+   * tries it first (the balance was drawn when it was prepared; a second draw would often prepare
+   * the request again elsewhere).
+   */
+  readonly preferred?: ModelBackend;
   /** Whether the backend has every capability the request needs; one without it is never asked. */
   serves(backend: ModelBackend): boolean;
   /**

@@ -49,6 +49,9 @@ export class RoutedPreparedGeneration
   get streamed(): boolean {
     return true;
   }
+  get preferred(): ModelBackend | undefined {
+    return this.firstUnused ? this.first.backend : undefined;
+  }
 
   serves(backend: ModelBackend): boolean {
     return canServe(backend.capabilities, this.request);

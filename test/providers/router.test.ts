@@ -241,6 +241,25 @@ describe("the router across deployments", () => {
     expect(heavy).toBeLessThan(0.85);
   });
 
+  it("prepares a request once: the deployment it was prepared for is tried first, whatever a second draw says", async () => {
+    timing = manualTiming(seededRandom(11));
+    const g = await start([{ id: "routed", deployments: [deployment(a), deployment(b)] }]);
+    const backend = g.server.registry.resolve("routed").backend as RoutedBackend;
+    let prepares = 0;
+    for (const target of backend.targets) {
+      const own = target.backend.prepare.bind(target.backend);
+      target.backend.prepare = (request) => {
+        prepares++;
+        return own(request);
+      };
+    }
+    for (let i = 0; i < 60; i++) await ask(g);
+    expect(prepares).toBe(60);
+    // Both deployments still take their share.
+    expect(a.requests.length).toBeGreaterThan(15);
+    expect(b.requests.length).toBeGreaterThan(15);
+  });
+
   it("passes over a deployment at its requests-per-minute cap", async () => {
     const g = await start([
       { id: "routed", deployments: [deployment(a, { rpm: 1 }), deployment(b, { weight: 0 })] },
