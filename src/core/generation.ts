@@ -274,6 +274,15 @@ export interface DeploymentReport {
   attempts: { succeeded: number; failed: number };
 }
 
+export interface GenerateOptions {
+  /**
+   * The caller takes the answer only once it is whole (a response body, a batch line): nothing
+   * reaches its client before the end, so a backend that retries (the router) may retry a failure
+   * anywhere before the end, not only before the first part.
+   */
+  whole?: boolean;
+}
+
 export interface ModelBackend {
   readonly capabilities: BackendCapabilities;
   /** Validates and measures a request (400 context_length_exceeded and the like are thrown here). */
@@ -282,7 +291,11 @@ export interface ModelBackend {
    * Yields parts for every choice interleaved. Admission failures (overload) are thrown before
    * the first part so the edge can still answer with a JSON error.
    */
-  generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterable<GenerationPart>;
+  generate(
+    prepared: PreparedGeneration,
+    signal: AbortSignal,
+    options?: GenerateOptions,
+  ): AsyncIterable<GenerationPart>;
   /**
    * Embeddings, for backends whose capabilities say so: prepareEmbedding() validates and counts
    * the input (400s naming the item are thrown there), embed() computes every vector.

@@ -4,6 +4,7 @@ import { invalidRequest, ServiceError, serviceUnavailable, statusOf } from "../c
 import type {
   EmbeddingRequest,
   EmbeddingResult,
+  GenerateOptions,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
@@ -78,14 +79,21 @@ export interface Generation {
   readonly request: GenerationRequest;
   /** x-ratelimit-* and the like, for the caller's client. */
   readonly hints: Readonly<Record<string, string>>;
-  /** The backend's parts; iterate once. The signal stops them. */
+  /** The backend's parts; iterate once, these or wholeParts(). The signal stops them. */
   readonly parts: AsyncIterable<GenerationPart>;
+  /**
+   * The same parts for a caller that takes the answer only once it is whole (collectGeneration):
+   * the backend may then retry a failure anywhere before the end (GenerateOptions.whole).
+   */
+  wholeParts(): AsyncIterable<GenerationPart>;
   /**
    * Settles limits and records usage (what was really used, or what a cut-short call consumed).
    * Call exactly once, whatever happened; `error` is what ended the call, if anything did.
    */
   end(outcome?: { error?: unknown }): Promise<void>;
 }
+
+const TAKEN_WHOLE: GenerateOptions = { whole: true };
 
 const CAPABILITY_NAMES: Readonly<Record<GenerationCapability, string>> = {
   chat: "chat completions",
@@ -166,7 +174,8 @@ export class GenerationService {
     let ended = false;
     const observer = this.deps.observer;
     const parts = new ObservedParts(
-      () => backend.generate(prepared, call.signal)[Symbol.asyncIterator](),
+      (whole) =>
+        backend.generate(prepared, call.signal, whole ? TAKEN_WHOLE : undefined)[Symbol.asyncIterator](),
       (part) => {
         if (telemetry.timeToFirstTokenMs === undefined && part.type !== "usage") {
           telemetry.timeToFirstTokenMs = performance.now() - startedAt;
@@ -180,6 +189,10 @@ export class GenerationService {
       request,
       hints: metered.hints,
       parts,
+      wholeParts: () => {
+        parts.whole = true;
+        return parts;
+      },
       end: async (outcome = {}) => {
         if (ended) return;
         ended = true;
@@ -290,6 +303,8 @@ export class GenerationService {
  * generator's would.
  */
 class ObservedParts implements AsyncIterableIterator<GenerationPart> {
+  /** The caller takes the answer whole; set before the first next(). */
+  whole = false;
   private source: AsyncIterator<GenerationPart> | undefined;
   private finished = false;
   /** next() calls not yet settled, and the last of them. */
@@ -297,7 +312,7 @@ class ObservedParts implements AsyncIterableIterator<GenerationPart> {
   private last: Promise<IteratorResult<GenerationPart>> | undefined;
 
   constructor(
-    private readonly open: () => AsyncIterator<GenerationPart>,
+    private readonly open: (whole: boolean) => AsyncIterator<GenerationPart>,
     private readonly see: (part: GenerationPart) => void,
   ) {}
 
@@ -331,7 +346,7 @@ class ObservedParts implements AsyncIterableIterator<GenerationPart> {
     }
     let pending: Promise<IteratorResult<GenerationPart>>;
     try {
-      this.source ??= this.open();
+      this.source ??= this.open(this.whole);
       pending = this.source.next();
     } catch (err) {
       this.running--;
@@ -381,7 +396,7 @@ export async function collectGeneration<T>(
   collect: (parts: AsyncIterable<GenerationPart>) => Promise<T>,
 ): Promise<T> {
   try {
-    const result = await collect(generation.parts);
+    const result = await collect(generation.wholeParts());
     // A cut generation (caller gone, or shutdown out of patience) must not pass for a success.
     if (signal.aborted) throw serviceUnavailable("The request was cancelled before it completed.");
     await generation.end();

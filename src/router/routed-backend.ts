@@ -5,6 +5,7 @@ import type {
   BackendStats,
   EmbeddingRequest,
   EmbeddingResult,
+  GenerateOptions,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
@@ -12,6 +13,7 @@ import type {
   PreparedGeneration,
 } from "../core/generation.js";
 import { estimateEmbedding } from "../core/token-estimate.js";
+import { DeadlineClock } from "./deadline-clock.js";
 import { canServe, type DeploymentTarget, orderTargets, unionOf } from "./deployment-target.js";
 import { backoffMs, isCallerFault, isOwnBug, isRetryable, requestedDelayMs } from "./retry-delay.js";
 import type { RoutedCall } from "./routed-call.js";
@@ -82,8 +84,9 @@ const noDeployment = (model: string) =>
  * retryable failure is retried with backoff (or the wait the upstream asked for) up to the
  * deployment's max_retries, then the next deployment, then the fallback models — all inside the
  * deadline. Once the first part is out, the answer is committed: a later failure ends the stream
- * with an error, never a second answer spliced onto the first. Embeddings go the same way; their
- * answer is one body, so it is committed only once it is whole.
+ * with an error, never a second answer spliced onto the first. A caller that takes the answer
+ * whole (GenerateOptions.whole) sees nothing before the end, so its answer is committed only once
+ * it is whole, as embeddings' one body is: any failure before that may be retried.
  */
 export class RoutedBackend implements ModelBackend {
   readonly capabilities: BackendCapabilities;
@@ -112,12 +115,14 @@ export class RoutedBackend implements ModelBackend {
     throw refusal ? refusal.err : noDeployment(this.options.id);
   }
 
-  generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterableIterator<GenerationPart> {
-    return new RoutedStream(
-      (routed) => this.route(routed, signal, true),
-      prepared as RoutedPreparedGeneration,
-      signal,
-    );
+  generate(
+    prepared: PreparedGeneration,
+    signal: AbortSignal,
+    options?: GenerateOptions,
+  ): AsyncIterableIterator<GenerationPart> {
+    const routed = prepared as RoutedPreparedGeneration;
+    if (options?.whole) routed.takenWhole = true;
+    return new RoutedStream((call) => this.route(call, signal, true), routed, signal);
   }
 
   async prepareEmbedding(req: EmbeddingRequest): Promise<PreparedEmbedding> {
@@ -134,18 +139,27 @@ export class RoutedBackend implements ModelBackend {
    * deployment that refuses the request (its provider has no place for `n`, `seed`, …) is passed
    * over without counting against it: the client sees the refusal only if every deployment refused.
    */
-  private async route<P, R>(call: RoutedCall<P, R>, signal: AbortSignal, withFallbacks: boolean): Promise<R> {
+  private async route<P, R>(
+    call: RoutedCall<P, R>,
+    signal: AbortSignal,
+    withFallbacks: boolean,
+    callerClock?: DeadlineClock,
+  ): Promise<R> {
     const { timing } = this.options;
-    const deadlineAt = timing.now() + this.options.deadlineMs;
     // Attempts are cut at the deadline; the committed answer is not (the controller is dropped).
     const attempts = new AbortController();
     const onAbort = () => attempts.abort(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
     let deadlineHit = false;
-    const timer = setTimeout(() => {
-      deadlineHit = true;
-      attempts.abort(deadlineExceeded());
-    }, this.options.deadlineMs);
+    const clock = new DeadlineClock(
+      this.options.deadlineMs,
+      timing.now,
+      () => {
+        deadlineHit = true;
+        attempts.abort(deadlineExceeded());
+      },
+      callerClock,
+    );
     let lastError: unknown;
     // The refusal the client hears if no deployment takes the request: the first configured one's.
     let refusal: unknown;
@@ -158,7 +172,7 @@ export class RoutedBackend implements ModelBackend {
         if (!call.serves(target.backend)) continue;
         for (let attempt = 0; ; attempt++) {
           if (signal.aborted) throw signal.reason;
-          if (deadlineHit || timing.now() >= deadlineAt) throw lastError ?? deadlineExceeded();
+          if (deadlineHit || clock.passed()) throw lastError ?? deadlineExceeded();
           // Prepared before admission: a refusal takes no request from the caps and no probe.
           let prepared: P;
           try {
@@ -181,17 +195,20 @@ export class RoutedBackend implements ModelBackend {
           if (!admission.admitted) break;
           target.inFlight++;
           try {
-            const answer = await call.send(target.backend, prepared, attempts.signal, { target, admission });
+            const served = { target, admission };
+            const answer = await call.send(target.backend, prepared, attempts.signal, served, clock.stop);
             target.state.succeeded(admission);
             target.attempts.succeeded++;
-            clearTimeout(timer);
+            clock.clear();
             // The caller's signal keeps reaching a committed stream through `attempts`.
             if (!call.streamed) signal.removeEventListener("abort", onAbort);
             return answer;
           } catch (err) {
+            clock.resume();
             target.inFlight--;
-            // Nothing was answered: the tokens reserved against the tpm cap go back.
-            target.state.settle(admission, 0);
+            // Nothing was answered: the tokens reserved against the tpm cap go back, all but those
+            // the attempt used up there (an answer taken whole may fail after it generated).
+            target.state.settle(admission, call.spent(prepared));
             if (signal.aborted) {
               target.state.released(admission);
               throw err;
@@ -214,7 +231,7 @@ export class RoutedBackend implements ModelBackend {
               requestedDelayMs(err) ??
               backoffMs(attempt, this.options.retryBaseMs, this.options.retryMaxMs, timing.random);
             // A wait that would outlast the deadline is not waited: the next deployment may answer now.
-            if (timing.now() + delay >= deadlineAt) break;
+            if (clock.passed(delay)) break;
             await timing.sleep(delay, attempts.signal);
           }
         }
@@ -223,13 +240,14 @@ export class RoutedBackend implements ModelBackend {
         for (const fallback of this.options.fallbacks()) {
           if (!(fallback instanceof RoutedBackend) && !call.serves(fallback)) continue;
           if (signal.aborted) throw signal.reason;
-          if (deadlineHit || timing.now() >= deadlineAt) throw lastError ?? deadlineExceeded();
+          if (deadlineHit || clock.passed()) throw lastError ?? deadlineExceeded();
           try {
-            const answer = await this.viaFallback(fallback, call, attempts.signal);
-            clearTimeout(timer);
+            const answer = await this.viaFallback(fallback, call, attempts.signal, clock);
+            clock.clear();
             if (!call.streamed) signal.removeEventListener("abort", onAbort);
             return answer;
           } catch (err) {
+            clock.resume();
             if (signal.aborted || isOwnBug(err)) throw err;
             if (deadlineHit) throw deadlineExceeded();
             if (isCallerFault(err)) refusal ??= err;
@@ -239,7 +257,7 @@ export class RoutedBackend implements ModelBackend {
       }
       throw lastError ?? (accepted ? undefined : refusal) ?? noDeployment(this.options.id);
     } catch (err) {
-      clearTimeout(timer);
+      clock.clear();
       signal.removeEventListener("abort", onAbort);
       throw err;
     }
@@ -250,9 +268,10 @@ export class RoutedBackend implements ModelBackend {
     fallback: ModelBackend,
     call: RoutedCall<P, R>,
     signal: AbortSignal,
+    clock: DeadlineClock,
   ): Promise<R> {
-    if (fallback instanceof RoutedBackend) return fallback.route(call, signal, false);
-    return call.send(fallback, await call.prepareFor(fallback), signal, undefined);
+    if (fallback instanceof RoutedBackend) return fallback.route(call, signal, false, clock);
+    return call.send(fallback, await call.prepareFor(fallback), signal, undefined, clock.stop);
   }
 
   /** The smallest of the embedding deployments' limits (any may answer); unknown while one is. */

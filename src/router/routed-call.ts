@@ -9,9 +9,10 @@ export interface Served {
 }
 
 /**
- * One kind of request as the router's retry loop sends it (a chat's first part, a whole embedding
- * answer), so every kind shares one loop: balance order, refusals, retries with backoff, the
- * deadline, fallbacks and circuits. `P` is the request prepared for one backend; `R` the answer.
+ * One kind of request as the router's retry loop sends it (a streamed chat's first part, the whole
+ * answer of a chat whose caller takes it whole, a whole embedding answer), so every kind shares one
+ * loop: balance order, refusals, retries with backoff, the deadline, fallbacks and circuits. `P` is
+ * the request prepared for one backend; `R` the answer.
  */
 export interface RoutedCall<P, R> {
   /** Tokens reserved against a deployment's tpm cap while the request runs. */
@@ -40,6 +41,16 @@ export interface RoutedCall<P, R> {
   /**
    * One attempt: resolves once the answer is committed (it can no longer be retried). `served` is
    * the deployment's books, absent where a fallback model answers outside of any deployment.
+   * `begun` is called where an answer begins before it is committed (a generation taken whole):
+   * the deadline bounds beginning an answer, not finishing it.
    */
-  send(backend: ModelBackend, prepared: P, signal: AbortSignal, served: Served | undefined): Promise<R>;
+  send(
+    backend: ModelBackend,
+    prepared: P,
+    signal: AbortSignal,
+    served: Served | undefined,
+    begun: () => void,
+  ): Promise<R>;
+  /** Tokens a failed attempt used at its deployment, which its tpm cap keeps. */
+  spent(prepared: P): number;
 }

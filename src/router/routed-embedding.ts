@@ -33,6 +33,11 @@ export class RoutedEmbedding implements RoutedCall<PreparedEmbedding, EmbeddingR
     return backend.prepareEmbedding(this.request);
   }
 
+  /** A failed embedding answered nothing to count. */
+  spent(): number {
+    return 0;
+  }
+
   async send(
     backend: ModelBackend,
     prepared: PreparedEmbedding,

@@ -1,5 +1,6 @@
 import type {
   CostEstimate,
+  GenerateOptions,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
@@ -12,13 +13,19 @@ import type { RoutedCall, Served } from "./routed-call.js";
 export interface OpenedStream {
   first: IteratorResult<GenerationPart>;
   rest: AsyncIterator<GenerationPart>;
+  /** `rest` where the attempt was gathered whole: its parts are at hand. */
+  inHand?: PartsInHand;
   /** The deployment answering and its admission; none when a fallback model answers outside the router. */
   served?: Served;
 }
 
+const TAKEN_WHOLE: GenerateOptions = { whole: true };
+
 /**
  * A request prepared against one deployment; the attempt that serves it may prepare again
- * elsewhere. It is also the router's call for a generation: an attempt is committed by its first part.
+ * elsewhere. It is also the router's call for a generation: an attempt is committed by its first
+ * part, or, for a caller that takes the answer whole (nothing reaches its client before the end),
+ * by its last: its parts are gathered first, so a failure anywhere before the end is retried.
  */
 export class RoutedPreparedGeneration
   implements PreparedGeneration, RoutedCall<PreparedGeneration, OpenedStream>
@@ -26,6 +33,10 @@ export class RoutedPreparedGeneration
   current: PreparedGeneration;
   /** The first prepared request is used by at most one attempt; a retry prepares afresh. */
   private firstUnused = true;
+  /** The caller takes the answer whole (GenerateOptions.whole); set before the first attempt. */
+  takenWhole = false;
+  /** What the client is charged for the current attempt, where it failed gathered whole. */
+  private failedCharge: UsageCounts | undefined;
   constructor(
     readonly request: GenerationRequest,
     readonly first: { backend: ModelBackend; prepared: PreparedGeneration },
@@ -35,8 +46,13 @@ export class RoutedPreparedGeneration
   get estimate(): CostEstimate {
     return this.first.prepared.estimate;
   }
+  /**
+   * What the request used, as the client is charged for it: the attempt answering. A failed
+   * attempt gathered whole is charged as one that failed before its first part (its prompt, if the
+   * upstream took it), never for what it generated: nothing of that reached the client.
+   */
   get progress(): UsageCounts {
-    return this.current.progress;
+    return this.failedCharge ?? this.current.progress;
   }
   /** Tokens the request may use at most. */
   get reservedTokens(): number {
@@ -46,8 +62,9 @@ export class RoutedPreparedGeneration
   get batch(): boolean {
     return this.request.priority === "batch";
   }
+  /** Taken whole, the answer is all in when an attempt commits: the caller's signal has no more to reach. */
   get streamed(): boolean {
-    return true;
+    return !this.takenWhole;
   }
   get preferred(): ModelBackend | undefined {
     return this.firstUnused ? this.first.backend : undefined;
@@ -62,17 +79,85 @@ export class RoutedPreparedGeneration
     return backend.prepare(this.request);
   }
 
-  async send(
+  /** Only an attempt gathered whole can fail having used more than nothing at its deployment. */
+  spent(prepared: PreparedGeneration): number {
+    if (!this.takenWhole) return 0;
+    const used = prepared.progress;
+    return used.promptTokens + used.completionTokens;
+  }
+
+  send(
+    backend: ModelBackend,
+    prepared: PreparedGeneration,
+    signal: AbortSignal,
+    served: Served | undefined,
+    begun: () => void,
+  ): Promise<OpenedStream> {
+    if (prepared === this.first.prepared) this.firstUnused = false;
+    this.current = prepared;
+    this.failedCharge = undefined;
+    if (this.takenWhole) return this.gather(backend, prepared, signal, served, begun);
+    return this.openStream(backend, prepared, signal, served);
+  }
+
+  private async openStream(
     backend: ModelBackend,
     prepared: PreparedGeneration,
     signal: AbortSignal,
     served: Served | undefined,
   ): Promise<OpenedStream> {
-    if (prepared === this.first.prepared) this.firstUnused = false;
-    this.current = prepared;
     const rest = backend.generate(prepared, signal)[Symbol.asyncIterator]();
     const first = await rest.next();
     return { first, rest, served };
+  }
+
+  /**
+   * The attempt's parts, all of them, before it is committed. They are bounded by what the request
+   * may generate (its max tokens), and the caller holds the same answer whole anyway.
+   */
+  private async gather(
+    backend: ModelBackend,
+    prepared: PreparedGeneration,
+    signal: AbortSignal,
+    served: Served | undefined,
+    begun: () => void,
+  ): Promise<OpenedStream> {
+    const parts: GenerationPart[] = [];
+    try {
+      const source = backend.generate(prepared, signal, TAKEN_WHOLE)[Symbol.asyncIterator]();
+      let next = await source.next();
+      if (!next.done) begun();
+      for (; !next.done; next = await source.next()) parts.push(next.value);
+    } catch (err) {
+      // Cut by the caller or the deadline, it is charged for what it used, as any call cut short.
+      if (!signal.aborted) this.failedCharge = promptOnly(prepared.progress);
+      throw err;
+    }
+    // A backend cut by the signal may end early without an error: that answer is not whole.
+    if (signal.aborted) throw signal.reason;
+    const inHand = new PartsInHand(parts);
+    return { first: inHand.take(), rest: inHand, inHand, served };
+  }
+}
+
+function promptOnly(used: UsageCounts): UsageCounts {
+  return { promptTokens: used.promptTokens, completionTokens: 0, cachedTokens: used.cachedTokens };
+}
+
+const DONE: IteratorResult<GenerationPart> = { done: true, value: undefined };
+
+/** Parts gathered already, handed on one by one. */
+class PartsInHand implements AsyncIterator<GenerationPart> {
+  private at = 0;
+  constructor(private readonly parts: readonly GenerationPart[]) {}
+
+  take(): IteratorResult<GenerationPart> {
+    if (this.at >= this.parts.length) return DONE;
+    return { done: false, value: this.parts[this.at++] as GenerationPart };
+  }
+
+  next(): Promise<IteratorResult<GenerationPart>> {
+    return Promise.resolve(this.take());
   }
 }
 
@@ -102,8 +187,18 @@ export class RoutedStream implements AsyncIterableIterator<GenerationPart> {
   next(): Promise<IteratorResult<GenerationPart>> {
     if (this.ended) return Promise.resolve({ done: true, value: undefined });
     // Past the first part (every part but one), promise callbacks rather than an async function.
-    if (this.opened && this.firstSent) return this.opened.rest.next().then(this.passOn, this.failed);
+    if (this.opened && this.firstSent) {
+      const inHand = this.opened.inHand;
+      if (inHand !== undefined) return this.fromHand(inHand);
+      return this.opened.rest.next().then(this.passOn, this.failed);
+    }
     return this.first();
+  }
+
+  /** Parts gathered whole: one settled promise each, no callback step. */
+  private fromHand(inHand: PartsInHand): Promise<IteratorResult<GenerationPart>> {
+    const next = inHand.take();
+    return next.done ? this.end(false).then(() => next) : Promise.resolve(next);
   }
 
   private async first(): Promise<IteratorResult<GenerationPart>> {

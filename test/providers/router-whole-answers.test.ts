@@ -1,0 +1,198 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { DeploymentTarget } from "../../src/router/deployment-target.js";
+import type { RoutedBackend } from "../../src/router/routed-backend.js";
+import { chatLine, downloadLines, jsonl, uploadBatchFile, waitForBatch } from "../helpers/batches.js";
+import { failureOf, type Gateway, manualTiming, readRawStream, startGateway } from "./helpers/gateway.js";
+import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
+import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
+
+/**
+ * A caller that does not stream sees nothing before its answer is whole, so an upstream that
+ * breaks mid-answer is retried for it like one that failed before its first part; a streamed
+ * answer is committed by its first part and never retried.
+ */
+
+const deployment = (upstream: MockUpstream, fields: Record<string, unknown> = {}) => ({
+  provider: "openai-compatible",
+  base_url: `${upstream.url}/v1`,
+  model: "m",
+  timeout_ms: 5_000,
+  ...fields,
+});
+
+const ask = (gateway: Gateway) =>
+  gateway.client.chat.completions.create({ model: "routed", messages: [{ role: "user", content: "Hi" }] });
+
+const targetsOf = (gateway: Gateway) =>
+  (gateway.server.registry.resolve("routed").backend as RoutedBackend).targets as DeploymentTarget[];
+
+/** The tokens each attempt settled against the deployment's tpm cap, in order. */
+function watchSettles(target: DeploymentTarget): number[] {
+  const settled: number[] = [];
+  const own = target.state.settle.bind(target.state);
+  target.state.settle = (admission, used) => {
+    settled.push(used);
+    own(admission, used);
+  };
+  return settled;
+}
+
+describe("the router, for a caller that takes the answer whole", () => {
+  let a: MockUpstream;
+  let b: MockUpstream;
+  let gateway: Gateway | undefined;
+  let timing: ReturnType<typeof manualTiming>;
+
+  beforeAll(async () => {
+    a = await startMockOpenAiUpstream();
+    b = await startMockOpenAiUpstream();
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+  });
+  beforeEach(() => {
+    for (const upstream of [a, b]) {
+      upstream.requests.length = 0;
+      upstream.faults.length = 0;
+    }
+    timing = manualTiming();
+  });
+  afterEach(async () => {
+    await gateway?.stop();
+    gateway = undefined;
+    expectRequestsConform(a, b);
+  });
+
+  const start = async (
+    models: Record<string, unknown>[],
+    router: Record<string, unknown> = {},
+    more: Record<string, unknown> = {},
+  ) => {
+    gateway = await startGateway({ routed_models: models, router, ...more }, timing);
+    return gateway;
+  };
+
+  it("retries a chat whose upstream disconnects mid-answer, after backoff, and answers it whole", async () => {
+    const g = await start(
+      [{ id: "routed", deployments: [deployment(a, { max_retries: 2, tpm: 100_000 })] }],
+      { retry_base_ms: 100 },
+    );
+    const settled = watchSettles(targetsOf(g)[0] as DeploymentTarget);
+    a.faults.push({ disconnectAfter: 3 });
+    const completion = await ask(g);
+    expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
+    expect(completion.usage).toMatchObject({ prompt_tokens: 11, completion_tokens: 7 });
+    expect(a.requests).toHaveLength(2);
+    expect(timing.sleeps).toEqual([50]);
+    const report = g.server.registry.resolve("routed").backend.health().deployments?.[0];
+    expect(report?.attempts).toEqual({ succeeded: 1, failed: 1 });
+    expect(report?.inFlight).toBe(0);
+    // The broken attempt keeps at the deployment what it used there (its prompt, what it
+    // generated); the answer settles with the upstream's own count.
+    expect(settled).toHaveLength(2);
+    expect(settled[0]).toBeGreaterThan(0);
+    expect(settled[1]).toBe(18);
+  });
+
+  it("moves on to the next deployment when the first breaks mid-answer with an error event", async () => {
+    const g = await start([
+      {
+        id: "routed",
+        deployments: [deployment(a, { max_retries: 0, name: "a" }), deployment(b, { weight: 0, name: "b" })],
+      },
+    ]);
+    a.faults.push({ errorEventAfter: 2, message: "overloaded mid-answer" });
+    const completion = await ask(g);
+    expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
+    expect([a.requests.length, b.requests.length]).toEqual([1, 1]);
+    const metrics = await (await fetch(`${g.url}/metrics`)).text();
+    expect(metrics).toContain(
+      'switchboard_deployment_attempts_total{model="routed",deployment="a",outcome="failed"} 1',
+    );
+    expect(metrics).toContain(
+      'switchboard_deployment_attempts_total{model="routed",deployment="b",outcome="succeeded"} 1',
+    );
+    expect(g.server.registry.resolve("routed").backend.health().deployments?.[0]?.consecutiveFailures).toBe(
+      1,
+    );
+  });
+
+  it("records usage once, for the answer the client got", async () => {
+    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }]);
+    a.faults.push({ disconnectAfter: 3 });
+    await ask(g);
+    const metrics = await (await fetch(`${g.url}/metrics`)).text();
+    expect(metrics).toContain('switchboard_tokens_total{model="routed",kind="prompt"} 11');
+    expect(metrics).toContain('switchboard_tokens_total{model="routed",kind="completion"} 7');
+  });
+
+  it("answers with the last failure (502) when every attempt breaks mid-answer", async () => {
+    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 2 })] }]);
+    a.faults.push({ disconnectAfter: 3 }, { errorEventAfter: 2, message: "gone" }, { disconnectAfter: 2 });
+    const error = await failureOf(ask(g));
+    expect(error.status).toBe(502);
+    expect(a.requests).toHaveLength(3);
+    const report = g.server.registry.resolve("routed").backend.health().deployments?.[0];
+    expect(report?.attempts).toEqual({ succeeded: 0, failed: 3 });
+    expect(report?.inFlight).toBe(0);
+  });
+
+  it("retries a Responses API answer (not streamed) that broke mid-answer", async () => {
+    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }]);
+    a.faults.push({ disconnectAfter: 3 });
+    const response = await g.client.responses.create({ model: "routed", input: "Hi", store: false });
+    expect(response.output_text).toBe("Hello from upstream");
+    expect(a.requests).toHaveLength(2);
+  });
+
+  it("retries a batch line that broke mid-answer within the router, not as another try of the line", async () => {
+    const g = await start(
+      [{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }],
+      {},
+      {
+        // One try of the line: only the router's retry can answer it.
+        batches: { concurrency: 1, poll_interval_ms: 20, max_attempts: 1 },
+      },
+    );
+    a.faults.push({ disconnectAfter: 3 });
+    const line = { ...chatLine("w1"), body: { ...chatLine("w1").body, model: "routed" } };
+    const batch = await g.client.batches.create({
+      input_file_id: await uploadBatchFile(g.client, jsonl([line])),
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    const done = await waitForBatch(g.client, batch.id, undefined, 30_000);
+    expect(done.request_counts).toEqual({ total: 1, completed: 1, failed: 0 });
+    const output = await downloadLines(g.client, done.output_file_id);
+    expect(output[0]?.response.status_code).toBe(200);
+    expect(output[0]?.response.body.choices[0].message.content).toBe("Hello from upstream");
+    expect(a.requests).toHaveLength(2);
+  });
+
+  it("is not cut by the deadline once its answer began: the deadline bounds beginning an answer", async () => {
+    const g = await start([{ id: "routed", deadline_ms: 150, deployments: [deployment(a)] }]);
+    a.faults.push({ eventDelayMs: 60 });
+    const completion = await ask(g);
+    expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
+    expect(a.requests).toHaveLength(1);
+  });
+
+  it("still never retries a streamed answer that broke: an error event, no [DONE], one upstream call", async () => {
+    const g = await start([
+      { id: "routed", deployments: [deployment(a, { max_retries: 3 }), deployment(b, { weight: 0 })] },
+    ]);
+    a.faults.push({ errorEventAfter: 2, message: "overloaded mid-answer" });
+    const response = await fetch(`${g.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "routed", messages: [{ role: "user", content: "Hi" }], stream: true }),
+    });
+    const { events, done } = await readRawStream(response);
+    expect(done).toBe(false);
+    expect(JSON.parse(events.at(-1) ?? "{}")).toHaveProperty("error");
+    expect([a.requests.length, b.requests.length]).toEqual([1, 0]);
+    const report = g.server.registry.resolve("routed").backend.health().deployments?.[0];
+    expect(report?.attempts).toEqual({ succeeded: 1, failed: 0 });
+  });
+});
