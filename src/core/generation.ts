@@ -281,6 +281,11 @@ export interface GenerateOptions {
    * anywhere before the end, not only before the first part.
    */
   whole?: boolean;
+  /**
+   * Called when an attempt's first part arrives, where parts are handed on only at the end (taken
+   * whole): the time to first token is measured there, not when the gathered parts come out.
+   */
+  firstPart?: () => void;
 }
 
 export interface ModelBackend {

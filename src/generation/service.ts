@@ -93,8 +93,6 @@ export interface Generation {
   end(outcome?: { error?: unknown }): Promise<void>;
 }
 
-const TAKEN_WHOLE: GenerateOptions = { whole: true };
-
 const CAPABILITY_NAMES: Readonly<Record<GenerationCapability, string>> = {
   chat: "chat completions",
   completions: "text completions",
@@ -173,9 +171,16 @@ export class GenerationService {
     let usage: UsageCounts | undefined;
     let ended = false;
     const observer = this.deps.observer;
+    // Taken whole, a routed answer's parts come out at its end: its first token is timed on arrival.
+    const takenWhole = (): GenerateOptions => ({
+      whole: true,
+      firstPart: () => {
+        telemetry.timeToFirstTokenMs = performance.now() - startedAt;
+      },
+    });
     const parts = new ObservedParts(
       (whole) =>
-        backend.generate(prepared, call.signal, whole ? TAKEN_WHOLE : undefined)[Symbol.asyncIterator](),
+        backend.generate(prepared, call.signal, whole ? takenWhole() : undefined)[Symbol.asyncIterator](),
       (part) => {
         if (telemetry.timeToFirstTokenMs === undefined && part.type !== "usage") {
           telemetry.timeToFirstTokenMs = performance.now() - startedAt;

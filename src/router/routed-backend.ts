@@ -121,7 +121,10 @@ export class RoutedBackend implements ModelBackend {
     options?: GenerateOptions,
   ): AsyncIterableIterator<GenerationPart> {
     const routed = prepared as RoutedPreparedGeneration;
-    if (options?.whole) routed.takenWhole = true;
+    if (options?.whole) {
+      routed.takenWhole = true;
+      routed.onFirstPart = options.firstPart;
+    }
     return new RoutedStream((call) => this.route(call, signal, true), routed, signal);
   }
 

@@ -35,6 +35,8 @@ export class RoutedPreparedGeneration
   private firstUnused = true;
   /** The caller takes the answer whole (GenerateOptions.whole); set before the first attempt. */
   takenWhole = false;
+  /** Told when an attempt gathered whole gets its first part (GenerateOptions.firstPart). */
+  onFirstPart: (() => void) | undefined;
   /** What the client is charged for the current attempt, where it failed gathered whole. */
   private failedCharge: UsageCounts | undefined;
   constructor(
@@ -126,7 +128,10 @@ export class RoutedPreparedGeneration
     try {
       const source = backend.generate(prepared, signal, TAKEN_WHOLE)[Symbol.asyncIterator]();
       let next = await source.next();
-      if (!next.done) begun();
+      if (!next.done) {
+        begun();
+        this.onFirstPart?.();
+      }
       for (; !next.done; next = await source.next()) parts.push(next.value);
     } catch (err) {
       // Cut by the caller or the deadline, it is charged for what it used, as any call cut short.

@@ -170,12 +170,21 @@ describe("the router, for a caller that takes the answer whole", () => {
     expect(a.requests).toHaveLength(2);
   });
 
-  it("is not cut by the deadline once its answer began: the deadline bounds beginning an answer", async () => {
+  it("is not cut by the deadline once its answer began, and times its first token on arrival, not at the end", async () => {
     const g = await start([{ id: "routed", deadline_ms: 150, deployments: [deployment(a)] }]);
     a.faults.push({ eventDelayMs: 60 });
     const completion = await ask(g);
     expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
     expect(a.requests).toHaveLength(1);
+    // The time to first token is the first part's arrival, not when the gathered parts came out:
+    // the four events after the first came at least 60 ms apart.
+    const metrics = await (await fetch(`${g.url}/metrics`)).text();
+    const sum = (name: string) =>
+      Number(new RegExp(`${name}_sum\\{[^}]*\\} ([\\d.e+-]+)`).exec(metrics)?.[1]);
+    const total = sum("switchboard_http_request_duration_seconds");
+    const firstToken = sum("switchboard_time_to_first_token_seconds");
+    expect(firstToken).toBeGreaterThan(0);
+    expect(total - firstToken).toBeGreaterThan(0.2);
   });
 
   it("still never retries a streamed answer that broke: an error event, no [DONE], one upstream call", async () => {
