@@ -1,4 +1,5 @@
 import { Pool } from "undici";
+import { redactSecrets } from "./secret-redaction.js";
 import {
   retryAfterMs,
   upstreamProtocolError,
@@ -108,10 +109,7 @@ export class UpstreamClient {
   }
 
   private redact(message: string | undefined): string | undefined {
-    if (message === undefined) return undefined;
-    let clean = message;
-    for (const secret of this.options.secrets) if (secret) clean = clean.split(secret).join("[redacted]");
-    return clean;
+    return message === undefined ? undefined : redactSecrets(message, this.options.secrets);
   }
 }
 
