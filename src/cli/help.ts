@@ -57,7 +57,10 @@ ${CONFIG_OPTIONS}
 const MODELS = `Usage: switchboard models list|pull [options]
 
   list   the configured models (or the demo model): id, aliases, source, the file and its size
-         or download state, the engine that would run it, and the context size
+         or download state, the engine that would run it, and the context size; routed models'
+         deployments, with their circuits when Redis is configured or --server is given
+         --server URL   also ask this running server for its deployments' circuits (GET
+                        /admin/models, with admin_key or SWITCHBOARD_ADMIN_KEY when set)
   pull   download every configured hf: model now (resumable, checksum-verified)
 
 Options:

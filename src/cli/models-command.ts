@@ -9,6 +9,7 @@ import {
 } from "../composition/build-registry.js";
 import { deploymentNames } from "../config/routed-model-schema.js";
 import type { Config, LocalModelConfig } from "../config/schema.js";
+import type { DeploymentReport } from "../core/generation.js";
 import { findLlamaServer } from "../engine-build/find-llama-server.js";
 import { hfCachePath, parseModelSource } from "../models/model-source.js";
 import { resolveModelFile } from "../models/resolve-model-file.js";
@@ -22,9 +23,11 @@ type Logger = ReturnType<typeof createCommandLogger>;
 
 /** `switchboard models list|pull`. */
 export async function modelsCommand(args: string[], out: Print): Promise<number> {
-  const [sub, ...rest] = args;
+  const [sub, ...given] = args;
   if (sub !== "list" && sub !== "pull")
     throw new UsageError(`Unknown models command '${sub ?? ""}': use 'list' or 'pull' (see models --help).`);
+  const { server, rest } = takeServerOption(given);
+  if (server !== undefined && sub !== "list") throw new UsageError("--server goes with 'models list' only.");
   const { config, file } = loadCliConfig(rest);
   const logger = createCommandLogger(
     config.log_level === "info" ? "warn" : config.log_level,
@@ -32,7 +35,13 @@ export async function modelsCommand(args: string[], out: Print): Promise<number>
   );
   if (sub === "list") {
     out(describeConfigFile(file));
-    await listModels(config, out, logger);
+    const live = server === undefined ? undefined : await readServerCircuits(server, config.admin_key);
+    await listModels(config, out, logger, live);
+    if (live && !live.ok) {
+      out("");
+      out(`Circuit states from ${live.server}: not read (${live.problem}).`);
+      return 1;
+    }
     return 0;
   }
   for (const m of config.models) {
@@ -42,9 +51,75 @@ export async function modelsCommand(args: string[], out: Print): Promise<number>
   return 0;
 }
 
+/**
+ * `--server URL` (or `--server=URL`): a running server to ask for its deployments' circuits, which
+ * without Redis only that server knows. Taken out before the config flags are parsed.
+ */
+function takeServerOption(args: string[]): { server: string | undefined; rest: string[] } {
+  const rest: string[] = [];
+  let server: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--server") {
+      server = args[++i];
+      if (server === undefined || server.startsWith("-")) throw new UsageError("--server needs a URL.");
+    } else if (arg.startsWith("--server=")) {
+      server = arg.slice("--server=".length);
+    } else {
+      rest.push(arg);
+    }
+  }
+  if (server !== undefined && !/^https?:\/\/[^/]/i.test(server)) {
+    throw new UsageError(`--server takes the server's http:// or https:// URL, not '${server}'.`);
+  }
+  return { server: server?.replace(/\/+$/, ""), rest };
+}
+
+/** Circuits a running server reports, by model id and deployment name; or why they could not be read. */
+type ServerCircuits =
+  | { ok: true; server: string; models: Map<string, Map<string, DeploymentReport>> }
+  | { ok: false; server: string; problem: string };
+
+/** GET /admin/models with the configured admin key (none: a server without keys, on loopback). */
+async function readServerCircuits(server: string, adminKey: string | undefined): Promise<ServerCircuits> {
+  let response: Response;
+  try {
+    response = await fetch(`${server}/admin/models`, {
+      headers: adminKey ? { authorization: `Bearer ${adminKey}` } : {},
+      signal: AbortSignal.timeout(SERVER_TIMEOUT_MS),
+    });
+  } catch (err) {
+    return { ok: false, server, problem: (err as Error).message };
+  }
+  if (!response.ok) {
+    await response.body?.cancel();
+    const hint =
+      response.status === 401 || response.status === 403 ? ": set admin_key (or SWITCHBOARD_ADMIN_KEY)" : "";
+    return { ok: false, server, problem: `HTTP ${response.status}${hint}` };
+  }
+  const body = (await response.json().catch(() => undefined)) as
+    | { data?: { id?: unknown; deployments?: DeploymentReport[] }[] }
+    | undefined;
+  if (!Array.isArray(body?.data))
+    return { ok: false, server, problem: "not a Switchboard /admin/models answer" };
+  const models = new Map<string, Map<string, DeploymentReport>>();
+  for (const model of body.data) {
+    if (typeof model.id !== "string" || !Array.isArray(model.deployments)) continue;
+    models.set(model.id, new Map(model.deployments.map((d) => [d.name, d])));
+  }
+  return { ok: true, server, models };
+}
+
+const SERVER_TIMEOUT_MS = 5_000;
+
 /** Each model the server would serve: names, source, file and its state, engine, context. */
-async function listModels(config: Config, out: Print, logger: Logger): Promise<void> {
-  await listRoutedModels(config, out, logger);
+async function listModels(
+  config: Config,
+  out: Print,
+  logger: Logger,
+  live: ServerCircuits | undefined,
+): Promise<void> {
+  await listRoutedModels(config, out, logger, live);
   if (config.models.length === 0 && config.routed_models.length > 0) return;
   const demo = config.models.length === 0;
   if (demo && !config.demo_model) {
@@ -70,11 +145,18 @@ async function listModels(config: Config, out: Print, logger: Logger): Promise<v
 
 /**
  * Each routed model and its deployments as configured: provider, upstream model and host, and
- * whether its key is set (never the key); with Redis configured, each circuit as every instance
- * shares it. Without Redis, circuits live in each running server (/ready, /admin/models).
+ * whether its key is set (never the key); each circuit as a running server reports it (--server),
+ * or with Redis configured as every instance shares it. Without either, circuits live in each
+ * running server (/ready, /admin/models).
  */
-async function listRoutedModels(config: Config, out: Print, logger: Logger): Promise<void> {
+async function listRoutedModels(
+  config: Config,
+  out: Print,
+  logger: Logger,
+  live: ServerCircuits | undefined,
+): Promise<void> {
   if (config.routed_models.length === 0) return;
+  const reported = live?.ok ? live.models : undefined;
   const states = await openDeploymentStates(config, logger);
   try {
     for (const model of config.routed_models) {
@@ -84,9 +166,11 @@ async function listRoutedModels(config: Config, out: Print, logger: Logger): Pro
       const names = deploymentNames(model.deployments);
       for (const [j, d] of model.deployments.entries()) {
         const name = names[j] as string;
-        const state = states.shared
-          ? `  ${circuitText(await states.forDeployment(model.id, name, deploymentStateSettings(config, model, d)).read())}`
-          : "";
+        const state = reported
+          ? `  ${reportedCircuitText(reported.get(model.id)?.get(name))}`
+          : states.shared
+            ? `  ${circuitText(await states.forDeployment(model.id, name, deploymentStateSettings(config, model, d)).read())}`
+            : "";
         if (d.provider === "local") {
           out(`  deployment ${name}  local model '${d.model}'  weight ${d.weight}${state}`);
           continue;
@@ -99,10 +183,13 @@ async function listRoutedModels(config: Config, out: Print, logger: Logger): Pro
       }
       if (model.fallbacks.length) out(`  fallbacks  ${model.fallbacks.join(", ")}`);
     }
-    if (!states.shared) {
+    if (live?.ok) {
+      out("");
+      out(`Circuit states as ${live.server} reports them.`);
+    } else if (!states.shared && !live) {
       out("");
       out(
-        "Circuit states are kept by each running server: GET /ready or /admin/models (with redis: set, here too).",
+        "Circuit states are kept by each running server: GET /ready or /admin/models, or --server URL here (with redis: set, here too).",
       );
     }
   } finally {
@@ -112,8 +199,18 @@ async function listRoutedModels(config: Config, out: Print, logger: Logger): Pro
 
 function circuitText(state: DeploymentSnapshot | undefined): string {
   if (!state) return "circuit unknown (Redis does not answer)";
-  const streak = state.consecutiveFailures;
-  return `circuit ${state.circuit}${streak > 0 ? ` (${streak} failure${streak === 1 ? "" : "s"} in a row)` : ""}`;
+  return circuitLine(state.circuit, state.consecutiveFailures);
+}
+
+/** A deployment as a running server reports it: circuit, streak, and what is in flight. */
+function reportedCircuitText(report: DeploymentReport | undefined): string {
+  if (!report) return "circuit unknown (the server does not serve this deployment: another config?)";
+  const inFlight = report.inFlight > 0 ? `, ${report.inFlight} in flight` : "";
+  return `${circuitLine(report.circuit, report.consecutiveFailures)}${inFlight}`;
+}
+
+function circuitLine(circuit: string, streak: number): string {
+  return `circuit ${circuit}${streak > 0 ? ` (${streak} failure${streak === 1 ? "" : "s"} in a row)` : ""}`;
 }
 
 function demoNote(model: LocalModelConfig): string {

@@ -2,13 +2,17 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { modelsCommand } from "../../src/cli/models-command.js";
 import { FAIL_FAST_REDIS_OPTIONS } from "../../src/limits/redis-limit-store.js";
 import { RedisDeploymentStateStore } from "../../src/router/redis-deployment-state.js";
 import { deleteRedisKeys, hasRedis, REDIS_URL, redisTestPrefix } from "../helpers/redis.js";
+import { manualTiming, startGateway } from "./helpers/gateway.js";
+import { startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
 
 const withRedis = await hasRedis();
+const CLI_ADMIN_KEY = "sk-sb-models-list-cli-admin-01";
 
 describe("switchboard models list with routed models", () => {
   afterEach(() => {
@@ -109,6 +113,89 @@ describe("switchboard models list with routed models", () => {
       await store.close();
       await deleteRedisKeys(prefix);
     }
+  });
+
+  it("asks a running server for its circuits with --server and the configured admin key", async () => {
+    const upstream = await startMockOpenAiUpstream();
+    const config = {
+      admin_key: CLI_ADMIN_KEY,
+      router: { breaker_failures: 2, breaker_cooldown_ms: 600_000 },
+      routed_models: [
+        {
+          id: "smart",
+          deployments: [
+            {
+              provider: "openai-compatible",
+              name: "flaky",
+              base_url: `${upstream.url}/v1`,
+              model: "m",
+              max_retries: 0,
+            },
+            {
+              provider: "openai-compatible",
+              name: "steady",
+              base_url: `${upstream.url}/v1`,
+              model: "m",
+              weight: 0,
+            },
+          ],
+        },
+      ],
+    };
+    const gateway = await startGateway(config, manualTiming());
+    try {
+      const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: CLI_ADMIN_KEY, maxRetries: 0 });
+      // Two failures in a row on "flaky" (the standby answers each time): its circuit opens.
+      for (let i = 0; i < 2; i++) {
+        upstream.faults.push({ status: 500 });
+        await client.chat.completions.create({ model: "smart", messages: [{ role: "user", content: "Hi" }] });
+      }
+      const file = join(mkdtempSync(join(tmpdir(), "sb-list-")), "switchboard.yaml");
+      writeFileSync(file, JSON.stringify({ demo_model: false, ...config }));
+      const lines: string[] = [];
+      const code = await modelsCommand(["list", "--config", file, `--server=${gateway.url}/`], (line) =>
+        lines.push(line),
+      );
+      const text = lines.join("\n");
+      expect(code).toBe(0);
+      expect(text).toMatch(/deployment flaky .* circuit open \(2 failures in a row\)/);
+      expect(text).toMatch(/deployment steady .* circuit closed/);
+      expect(text).toContain(`Circuit states as ${gateway.url} reports them.`);
+      expect(text).not.toContain(CLI_ADMIN_KEY);
+
+      // Without the admin key the server refuses, and the command says so and fails.
+      writeFileSync(file, JSON.stringify({ demo_model: false, ...config, admin_key: undefined }));
+      const refused: string[] = [];
+      expect(
+        await modelsCommand(["list", "--config", file, "--server", gateway.url], (l) => refused.push(l)),
+      ).toBe(1);
+      expect(refused.join("\n")).toContain(
+        `Circuit states from ${gateway.url}: not read (HTTP 401: set admin_key`,
+      );
+    } finally {
+      await gateway.stop();
+      await upstream.close();
+    }
+  });
+
+  it("says when --server cannot be reached, and refuses a --server that is not an http(s) URL", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "sb-list-")), "switchboard.yaml");
+    writeFileSync(
+      file,
+      "demo_model: false\nrouted_models:\n  - id: a\n    deployments:\n      - provider: openai-compatible\n        base_url: http://x.test/v1\n        model: m\n",
+    );
+    const lines: string[] = [];
+    // Port 9 on loopback (discard): nothing listens there.
+    expect(
+      await modelsCommand(["list", "--config", file, "--server", "http://127.0.0.1:9"], (l) => lines.push(l)),
+    ).toBe(1);
+    expect(lines.join("\n")).toContain("Circuit states from http://127.0.0.1:9: not read (");
+    await expect(modelsCommand(["list", "--config", file, "--server", "ftp://x"], () => {})).rejects.toThrow(
+      "--server takes the server's http:// or https:// URL",
+    );
+    await expect(
+      modelsCommand(["pull", "--config", file, "--server", "http://x.test"], () => {}),
+    ).rejects.toThrow("--server goes with 'models list' only");
   });
 
   it("names replicas of one upstream model apart by host", async () => {
