@@ -149,7 +149,14 @@ async function runFloorProxy(upstream: string): Promise<Ready> {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      const body = JSON.stringify(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+      let body: string;
+      try {
+        body = JSON.stringify(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+      } catch {
+        res.writeHead(400);
+        res.end();
+        return;
+      }
       pool
         .request({
           path: req.url ?? "/",
