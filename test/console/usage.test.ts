@@ -18,9 +18,14 @@ describe.skipIf(!executable)("the console's usage page, in Chromium", () => {
     const { key } = await suite.server.admin.projectWithKey();
     for (let i = 0; i < 3; i++)
       expect((await chat(suite.server.url, key.secret, { max_tokens: 3 })).status).toBe(200);
+    // Usage is written in batches (every second): wait until all three requests are in, not just
+    // a first batch that a flush between two requests may have written.
     await expect
-      .poll(async () => (await suite.server.admin.usage("group_by=model")).length)
-      .toBeGreaterThan(0);
+      .poll(async () => {
+        const rows = (await suite.server.admin.usage("group_by=model")) as { requests: number }[];
+        return rows.reduce((sum, row) => sum + row.requests, 0);
+      })
+      .toBe(3);
 
     const { page, problems } = await consolePage(suite.browser);
     await page.goto(`${suite.server.url}/console/#/usage`);
