@@ -1,45 +1,22 @@
 import { getEventListeners } from "node:events";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { EmbeddingRequest } from "../../src/core/generation.js";
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
 import { failureOf, type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
-import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
-import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
-
-const deployment = (upstream: MockUpstream, fields: Record<string, unknown> = {}) => ({
-  provider: "openai-compatible",
-  base_url: `${upstream.url}/v1`,
-  model: "m",
-  timeout_ms: 5_000,
-  ...fields,
-});
+import { mockDeployment, mockUpstreamPair } from "./helpers/router-suite.js";
 
 /** Embeddings take the router's one path: retries, waits, deadline, next deployment, fallback models. */
 describe("embeddings through the router", () => {
-  let a: MockUpstream;
-  let b: MockUpstream;
+  const [a, b] = mockUpstreamPair();
   let gateway: Gateway | undefined;
   let timing: ReturnType<typeof manualTiming>;
 
-  beforeAll(async () => {
-    a = await startMockOpenAiUpstream();
-    b = await startMockOpenAiUpstream();
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-  });
   beforeEach(() => {
-    for (const upstream of [a, b]) {
-      upstream.requests.length = 0;
-      upstream.faults.length = 0;
-    }
     timing = manualTiming();
   });
   afterEach(async () => {
     await gateway?.stop();
     gateway = undefined;
-    expectRequestsConform(a, b);
   });
 
   const start = async (models: Record<string, unknown>[], router: Record<string, unknown> = {}) => {
@@ -55,7 +32,7 @@ describe("embeddings through the router", () => {
     ]);
 
   it("retries a 500 on the same deployment after a jittered backoff, and the SDK gets the vectors", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 2 })] }], {
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a, { max_retries: 2 })] }], {
       retry_base_ms: 100,
     });
     a.faults.push({ status: 500 });
@@ -68,7 +45,7 @@ describe("embeddings through the router", () => {
   });
 
   it("waits what the upstream's retry-after asks for on a 429", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }]);
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a, { max_retries: 1 })] }]);
     a.faults.push({ status: 429, headers: { "retry-after": "2" } });
     expectVectors(await embed(g));
     expect(a.requests).toHaveLength(2);
@@ -76,7 +53,7 @@ describe("embeddings through the router", () => {
   });
 
   it("retries an answer that is not JSON: the upstream's fault, like a 5xx", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }]);
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a, { max_retries: 1 })] }]);
     a.faults.push({ malformed: true });
     expectVectors(await embed(g));
     expect(a.requests).toHaveLength(2);
@@ -87,7 +64,7 @@ describe("embeddings through the router", () => {
       {
         id: "routed",
         deadline_ms: 1_000,
-        deployments: [deployment(a, { max_retries: 1 }), deployment(b, { weight: 0 })],
+        deployments: [mockDeployment(a, { max_retries: 1 }), mockDeployment(b, { weight: 0 })],
       },
     ]);
     a.faults.push({ status: 503 }, { status: 502 });
@@ -101,8 +78,8 @@ describe("embeddings through the router", () => {
 
   it("falls back to a configured fallback model when every deployment failed", async () => {
     const g = await start([
-      { id: "routed", fallbacks: ["backup"], deployments: [deployment(a, { max_retries: 0 })] },
-      { id: "backup", deployments: [deployment(b)] },
+      { id: "routed", fallbacks: ["backup"], deployments: [mockDeployment(a, { max_retries: 0 })] },
+      { id: "backup", deployments: [mockDeployment(b)] },
     ]);
     a.faults.push({ status: 500 });
     const result = await embed(g);
@@ -116,7 +93,7 @@ describe("embeddings through the router", () => {
       {
         id: "routed",
         deadline_ms: 300,
-        deployments: [deployment(a, { max_retries: 3, timeout_ms: 10_000 })],
+        deployments: [mockDeployment(a, { max_retries: 3, timeout_ms: 10_000 })],
       },
     ]);
     a.faults.push({ hang: true });
@@ -131,8 +108,8 @@ describe("embeddings through the router", () => {
   it("does not retry the caller's own mistake (a 400) and does not hold it against the deployment", async () => {
     const g = await start(
       [
-        { id: "routed", fallbacks: ["backup"], deployments: [deployment(a, { max_retries: 2 })] },
-        { id: "backup", deployments: [deployment(b)] },
+        { id: "routed", fallbacks: ["backup"], deployments: [mockDeployment(a, { max_retries: 2 })] },
+        { id: "backup", deployments: [mockDeployment(b)] },
       ],
       { breaker_failures: 1 },
     );
@@ -145,7 +122,7 @@ describe("embeddings through the router", () => {
   });
 
   it("lets go of the caller's signal once the answer is in: a worker's signal outlives many calls", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a)] }]);
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a)] }]);
     const backend = g.server.registry.resolve("routed").backend as RoutedBackend;
     const request: EmbeddingRequest = { model: "routed", input: { kind: "text", texts: ["a"] } };
     const worker = new AbortController();

@@ -1,33 +1,19 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { deleteRedisKeys, hasRedis, REDIS_URL, redisTestPrefix } from "../helpers/redis.js";
 import { type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
-import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
-import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
+import { mockUpstreamPair } from "./helpers/router-suite.js";
 
 interface ReadyBody {
   models: { id: string; deployments?: { name: string; circuit: string; consecutiveFailures?: number }[] }[];
 }
 
 describe.runIf(await hasRedis())("two Switchboard instances sharing one Redis", () => {
-  let a: MockUpstream;
-  let b: MockUpstream;
+  const [a, b] = mockUpstreamPair();
   let first: Gateway | undefined;
   let second: Gateway | undefined;
   let prefix: string;
 
-  beforeAll(async () => {
-    a = await startMockOpenAiUpstream();
-    b = await startMockOpenAiUpstream();
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-  });
   beforeEach(() => {
-    for (const upstream of [a, b]) {
-      upstream.requests.length = 0;
-      upstream.faults.length = 0;
-    }
     prefix = redisTestPrefix();
   });
   afterEach(async () => {
@@ -35,7 +21,6 @@ describe.runIf(await hasRedis())("two Switchboard instances sharing one Redis", 
     await second?.stop();
     first = second = undefined;
     await deleteRedisKeys(prefix);
-    expectRequestsConform(a, b);
   });
 
   /** Both instances with the same config and the same Redis prefix, as behind a load balancer. */

@@ -1,24 +1,15 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { DeploymentTarget } from "../../src/router/deployment-target.js";
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
 import { chatLine, downloadLines, jsonl, uploadBatchFile, waitForBatch } from "../helpers/batches.js";
 import { failureOf, type Gateway, manualTiming, readRawStream, startGateway } from "./helpers/gateway.js";
-import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
-import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
+import { mockDeployment, mockUpstreamPair } from "./helpers/router-suite.js";
 
 /**
  * A caller that does not stream sees nothing before its answer is whole, so an upstream that
  * breaks mid-answer is retried for it like one that failed before its first part; a streamed
  * answer is committed by its first part and never retried.
  */
-
-const deployment = (upstream: MockUpstream, fields: Record<string, unknown> = {}) => ({
-  provider: "openai-compatible",
-  base_url: `${upstream.url}/v1`,
-  model: "m",
-  timeout_ms: 5_000,
-  ...fields,
-});
 
 const ask = (gateway: Gateway) =>
   gateway.client.chat.completions.create({ model: "routed", messages: [{ role: "user", content: "Hi" }] });
@@ -38,30 +29,16 @@ function watchSettles(target: DeploymentTarget): number[] {
 }
 
 describe("the router, for a caller that takes the answer whole", () => {
-  let a: MockUpstream;
-  let b: MockUpstream;
+  const [a, b] = mockUpstreamPair();
   let gateway: Gateway | undefined;
   let timing: ReturnType<typeof manualTiming>;
 
-  beforeAll(async () => {
-    a = await startMockOpenAiUpstream();
-    b = await startMockOpenAiUpstream();
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-  });
   beforeEach(() => {
-    for (const upstream of [a, b]) {
-      upstream.requests.length = 0;
-      upstream.faults.length = 0;
-    }
     timing = manualTiming();
   });
   afterEach(async () => {
     await gateway?.stop();
     gateway = undefined;
-    expectRequestsConform(a, b);
   });
 
   const start = async (
@@ -75,7 +52,7 @@ describe("the router, for a caller that takes the answer whole", () => {
 
   it("retries a chat whose upstream disconnects mid-answer, after backoff, and answers it whole", async () => {
     const g = await start(
-      [{ id: "routed", deployments: [deployment(a, { max_retries: 2, tpm: 100_000 })] }],
+      [{ id: "routed", deployments: [mockDeployment(a, { max_retries: 2, tpm: 100_000 })] }],
       { retry_base_ms: 100 },
     );
     const settled = watchSettles(targetsOf(g)[0] as DeploymentTarget);
@@ -99,7 +76,10 @@ describe("the router, for a caller that takes the answer whole", () => {
     const g = await start([
       {
         id: "routed",
-        deployments: [deployment(a, { max_retries: 0, name: "a" }), deployment(b, { weight: 0, name: "b" })],
+        deployments: [
+          mockDeployment(a, { max_retries: 0, name: "a" }),
+          mockDeployment(b, { weight: 0, name: "b" }),
+        ],
       },
     ]);
     a.faults.push({ errorEventAfter: 2, message: "overloaded mid-answer" });
@@ -119,7 +99,7 @@ describe("the router, for a caller that takes the answer whole", () => {
   });
 
   it("records usage once, for the answer the client got", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }]);
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a, { max_retries: 1 })] }]);
     a.faults.push({ disconnectAfter: 3 });
     await ask(g);
     const metrics = await (await fetch(`${g.url}/metrics`)).text();
@@ -128,7 +108,7 @@ describe("the router, for a caller that takes the answer whole", () => {
   });
 
   it("answers with the last failure (502) when every attempt breaks mid-answer", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 2 })] }]);
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a, { max_retries: 2 })] }]);
     a.faults.push({ disconnectAfter: 3 }, { errorEventAfter: 2, message: "gone" }, { disconnectAfter: 2 });
     const error = await failureOf(ask(g));
     expect(error.status).toBe(502);
@@ -139,7 +119,7 @@ describe("the router, for a caller that takes the answer whole", () => {
   });
 
   it("retries a Responses API answer (not streamed) that broke mid-answer", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }]);
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a, { max_retries: 1 })] }]);
     a.faults.push({ disconnectAfter: 3 });
     const response = await g.client.responses.create({ model: "routed", input: "Hi", store: false });
     expect(response.output_text).toBe("Hello from upstream");
@@ -148,7 +128,7 @@ describe("the router, for a caller that takes the answer whole", () => {
 
   it("retries a batch line that broke mid-answer within the router, not as another try of the line", async () => {
     const g = await start(
-      [{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }],
+      [{ id: "routed", deployments: [mockDeployment(a, { max_retries: 1 })] }],
       {},
       {
         // One try of the line: only the router's retry can answer it.
@@ -171,7 +151,7 @@ describe("the router, for a caller that takes the answer whole", () => {
   });
 
   it("is not cut by the deadline once its answer began, and times its first token on arrival, not at the end", async () => {
-    const g = await start([{ id: "routed", deadline_ms: 150, deployments: [deployment(a)] }]);
+    const g = await start([{ id: "routed", deadline_ms: 150, deployments: [mockDeployment(a)] }]);
     a.faults.push({ eventDelayMs: 60 });
     const completion = await ask(g);
     expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
@@ -189,7 +169,10 @@ describe("the router, for a caller that takes the answer whole", () => {
 
   it("still never retries a streamed answer that broke: an error event, no [DONE], one upstream call", async () => {
     const g = await start([
-      { id: "routed", deployments: [deployment(a, { max_retries: 3 }), deployment(b, { weight: 0 })] },
+      {
+        id: "routed",
+        deployments: [mockDeployment(a, { max_retries: 3 }), mockDeployment(b, { weight: 0 })],
+      },
     ]);
     a.faults.push({ errorEventAfter: 2, message: "overloaded mid-answer" });
     const response = await fetch(`${g.url}/v1/chat/completions`, {

@@ -12,44 +12,23 @@ import {
   startGateway,
 } from "./helpers/gateway.js";
 import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
+import { mockDeployment, mockUpstreamPair } from "./helpers/router-suite.js";
 import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
-
-const deployment = (upstream: MockUpstream, fields: Record<string, unknown> = {}) => ({
-  provider: "openai-compatible",
-  base_url: `${upstream.url}/v1`,
-  model: "m",
-  timeout_ms: 5_000,
-  ...fields,
-});
 
 const ask = (gateway: Gateway, model = "routed") =>
   gateway.client.chat.completions.create({ model, messages: [{ role: "user", content: "Hi" }] });
 
 describe("the router across deployments", () => {
-  let a: MockUpstream;
-  let b: MockUpstream;
+  const [a, b] = mockUpstreamPair();
   let gateway: Gateway | undefined;
   let timing: ReturnType<typeof manualTiming>;
 
-  beforeAll(async () => {
-    a = await startMockOpenAiUpstream();
-    b = await startMockOpenAiUpstream();
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-  });
   beforeEach(() => {
-    for (const upstream of [a, b]) {
-      upstream.requests.length = 0;
-      upstream.faults.length = 0;
-    }
     timing = manualTiming();
   });
   afterEach(async () => {
     await gateway?.stop();
     gateway = undefined;
-    expectRequestsConform(a, b);
   });
 
   const start = async (models: Record<string, unknown>[], router: Record<string, unknown> = {}) => {
@@ -58,7 +37,7 @@ describe("the router across deployments", () => {
   };
 
   it("retries a 500 on the same deployment after a jittered backoff", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 2 })] }], {
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a, { max_retries: 2 })] }], {
       retry_base_ms: 100,
     });
     a.faults.push({ status: 500 });
@@ -70,7 +49,7 @@ describe("the router across deployments", () => {
   });
 
   it("waits what the upstream's retry-after-ms asks for on a 429", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }]);
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a, { max_retries: 1 })] }]);
     a.faults.push({ status: 429, headers: { "retry-after-ms": "1500", "retry-after": "2" } });
     await ask(g);
     expect(a.requests).toHaveLength(2);
@@ -83,7 +62,7 @@ describe("the router across deployments", () => {
         id: "routed",
         balance: "least_in_flight",
         deadline_ms: 1_000,
-        deployments: [deployment(a, { max_retries: 3 }), deployment(b, { weight: 0 })],
+        deployments: [mockDeployment(a, { max_retries: 3 }), mockDeployment(b, { weight: 0 })],
       },
     ]);
     a.faults.push({ status: 429, headers: { "retry-after": "30" } });
@@ -95,7 +74,10 @@ describe("the router across deployments", () => {
 
   it("falls back to the next deployment once the retries are spent", async () => {
     const g = await start([
-      { id: "routed", deployments: [deployment(a, { max_retries: 1 }), deployment(b, { weight: 0 })] },
+      {
+        id: "routed",
+        deployments: [mockDeployment(a, { max_retries: 1 }), mockDeployment(b, { weight: 0 })],
+      },
     ]);
     a.faults.push({ status: 503 }, { status: 502 });
     const completion = await ask(g);
@@ -105,8 +87,8 @@ describe("the router across deployments", () => {
 
   it("falls back to a configured fallback model when every deployment failed", async () => {
     const g = await start([
-      { id: "routed", fallbacks: ["backup"], deployments: [deployment(a, { max_retries: 0 })] },
-      { id: "backup", deployments: [deployment(b)] },
+      { id: "routed", fallbacks: ["backup"], deployments: [mockDeployment(a, { max_retries: 0 })] },
+      { id: "backup", deployments: [mockDeployment(b)] },
     ]);
     a.faults.push({ status: 500 });
     const completion = await ask(g);
@@ -116,8 +98,12 @@ describe("the router across deployments", () => {
 
   it("does not retry or fall back on the caller's own mistake (a 400)", async () => {
     const g = await start([
-      { id: "routed", fallbacks: ["backup"], deployments: [deployment(a), deployment(b, { weight: 0 })] },
-      { id: "backup", deployments: [deployment(b)] },
+      {
+        id: "routed",
+        fallbacks: ["backup"],
+        deployments: [mockDeployment(a), mockDeployment(b, { weight: 0 })],
+      },
+      { id: "backup", deployments: [mockDeployment(b)] },
     ]);
     a.faults.push({ status: 400, body: { error: { message: "bad tool schema" } } });
     const error = await failureOf(ask(g));
@@ -126,7 +112,7 @@ describe("the router across deployments", () => {
   });
 
   it("answers with the last failure when everything failed, and says a retry may help", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a, { max_retries: 1 })] }]);
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a, { max_retries: 1 })] }]);
     a.faults.push({ status: 500 }, { status: 500 });
     const error = await failureOf(ask(g));
     expect(error.status).toBe(502);
@@ -139,9 +125,9 @@ describe("the router across deployments", () => {
       {
         id: "routed",
         fallbacks: ["backup"],
-        deployments: [deployment(a, { max_retries: 3 }), deployment(b, { weight: 0 })],
+        deployments: [mockDeployment(a, { max_retries: 3 }), mockDeployment(b, { weight: 0 })],
       },
-      { id: "backup", deployments: [deployment(b)] },
+      { id: "backup", deployments: [mockDeployment(b)] },
     ]);
     a.faults.push({ disconnectAfter: 2 });
     const response = await fetch(`${g.url}/v1/chat/completions`, {
@@ -161,8 +147,8 @@ describe("the router across deployments", () => {
         {
           id: "routed",
           deployments: [
-            deployment(a, { max_retries: 0, name: "a" }),
-            deployment(b, { weight: 0, name: "b" }),
+            mockDeployment(a, { max_retries: 0, name: "a" }),
+            mockDeployment(b, { weight: 0, name: "b" }),
           ],
         },
       ],
@@ -201,7 +187,12 @@ describe("the router across deployments", () => {
 
   it("re-opens the circuit when the half-open probe fails", async () => {
     const g = await start(
-      [{ id: "routed", deployments: [deployment(a, { max_retries: 0 }), deployment(b, { weight: 0 })] }],
+      [
+        {
+          id: "routed",
+          deployments: [mockDeployment(a, { max_retries: 0 }), mockDeployment(b, { weight: 0 })],
+        },
+      ],
       { breaker_failures: 1, breaker_cooldown_ms: 10_000 },
     );
     a.faults.push({ status: 500 });
@@ -216,7 +207,7 @@ describe("the router across deployments", () => {
   });
 
   it("sends a request to the deployment with the fewest in flight per unit of weight", async () => {
-    const g = await start([{ id: "routed", deployments: [deployment(a), deployment(b)] }]);
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a), mockDeployment(b)] }]);
     const backend = g.server.registry.resolve("routed").backend as RoutedBackend;
     (backend.targets[0] as DeploymentTarget).inFlight = 1;
     await ask(g);
@@ -230,7 +221,7 @@ describe("the router across deployments", () => {
       {
         id: "routed",
         balance: "least_in_flight",
-        deployments: [deployment(a, { weight: 3 }), deployment(b, { weight: 1 })],
+        deployments: [mockDeployment(a, { weight: 3 }), mockDeployment(b, { weight: 1 })],
       },
     ]);
     // One after another: every request finds nothing in flight, so only the tie-break decides.
@@ -243,7 +234,7 @@ describe("the router across deployments", () => {
 
   it("prepares a request once: the deployment it was prepared for is tried first, whatever a second draw says", async () => {
     timing = manualTiming(seededRandom(11));
-    const g = await start([{ id: "routed", deployments: [deployment(a), deployment(b)] }]);
+    const g = await start([{ id: "routed", deployments: [mockDeployment(a), mockDeployment(b)] }]);
     const backend = g.server.registry.resolve("routed").backend as RoutedBackend;
     let prepares = 0;
     for (const target of backend.targets) {
@@ -262,7 +253,7 @@ describe("the router across deployments", () => {
 
   it("passes over a deployment at its requests-per-minute cap", async () => {
     const g = await start([
-      { id: "routed", deployments: [deployment(a, { rpm: 1 }), deployment(b, { weight: 0 })] },
+      { id: "routed", deployments: [mockDeployment(a, { rpm: 1 }), mockDeployment(b, { weight: 0 })] },
     ]);
     await ask(g);
     await ask(g);
@@ -291,7 +282,7 @@ describe("batch lines and a deployment's rate caps", () => {
     const timing = manualTiming();
     gateway = await startGateway(
       {
-        routed_models: [{ id: "routed", deployments: [deployment(upstream, { rpm: 2 })] }],
+        routed_models: [{ id: "routed", deployments: [mockDeployment(upstream, { rpm: 2 })] }],
         router: { batch_rate_share: 0.5 },
         // One attempt: a deferral that counted as one would answer the line with an error.
         batches: { concurrency: 1, poll_interval_ms: 20, max_attempts: 1 },

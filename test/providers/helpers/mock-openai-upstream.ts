@@ -52,11 +52,22 @@ function requestSchema(path: string): SpecRequestSchemaName | undefined {
 }
 
 export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
-  // The spec's first parse blocks for seconds: done now, before any server is listening.
-  prepareSpecRequestValidators();
+  const mock = createMockOpenAiUpstream();
+  await mock.listen();
+  return mock;
+}
+
+/** A mock not listening yet (its url is set by listen()): a suite can hold it before its hooks run. */
+export function createMockOpenAiUpstream(): MockUpstream & { listen(): Promise<void> } {
   const hanging = new Set<ServerResponse>();
-  const mock: MockUpstream = {
+  const mock: MockUpstream & { listen(): Promise<void> } = {
     url: "",
+    listen: async () => {
+      // The spec's first parse blocks for seconds: done now, before the server is listening.
+      prepareSpecRequestValidators();
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      mock.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    },
     requests: [],
     faults: [],
     answer: ["Hello", " from", " upstream"],
@@ -135,8 +146,6 @@ export async function startMockOpenAiUpstream(): Promise<MockUpstream> {
   server.on("connection", () => {
     mock.connections++;
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  mock.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return mock;
 }
 
