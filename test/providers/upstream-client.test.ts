@@ -87,6 +87,34 @@ describe("the upstream client", () => {
     expect(state).toMatchObject({ requests: 2, closed: 0 });
   });
 
+  it("holds a large answer back while the reader is behind, then gives every byte in order", async () => {
+    // 2 MiB in 16 KiB writes: far over the 64 KiB held for the reader, so the body is paused and
+    // resumed many times; a resume that never came would leave the read below waiting forever.
+    const pieces = Array.from({ length: 128 }, (_, i) =>
+      String.fromCharCode(65 + (i % 26)).repeat(16 * 1024),
+    );
+    const { client, state } = await setUp((_req, res) => {
+      res.setHeader("content-length", pieces.length * 16 * 1024);
+      const write = (i: number) => {
+        while (i < pieces.length) {
+          if (!res.write(pieces[i++])) return void res.once("drain", () => write(i));
+        }
+        res.end();
+      };
+      write(0);
+    });
+    const response = await client.post("/chat/completions", {}, new AbortController().signal);
+    const received: Buffer[] = [];
+    for (let chunk = await response.read(); chunk; chunk = await response.read()) {
+      received.push(chunk);
+      // A slow reader: the upstream's chunks pile up between two reads.
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    expect(Buffer.concat(received).toString("latin1")).toBe(pieces.join(""));
+    response.release();
+    expect(state).toMatchObject({ requests: 1, closed: 0 });
+  });
+
   it("cuts a released answer off instead of reading more than 64 KiB of it", async () => {
     const { client, state } = await setUp((_req, res) => {
       res.write("data: [DONE]\n\n");

@@ -6,7 +6,7 @@ import {
   upstreamStatusError,
   upstreamTransportError,
 } from "./upstream-errors.js";
-import { type ResponseHead, UpstreamResponse } from "./upstream-response.js";
+import { headerValue, type ResponseHead, UpstreamResponse } from "./upstream-response.js";
 
 export interface UpstreamClientOptions {
   /** The API root; requests go to paths under it. */
@@ -68,10 +68,7 @@ export class UpstreamClient {
       throw upstreamTransportError(err);
     }
     if (head.statusCode < 400) return response;
-    const header = (name: string) => {
-      const value = head.headers[name];
-      return Array.isArray(value) ? value[0] : value;
-    };
+    const header = (name: string) => headerValue(head.rawHeaders, name);
     const text = await readBounded(response, 64 * 1024).catch(() => "");
     throw upstreamStatusError(head.statusCode, this.redact(this.messageOf(text)), retryAfterMs(header));
   }

@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from "node:http";
 import { type Dispatcher, errors } from "undici";
 
 /** Body bytes held for the reader before the upstream's socket is paused (a stream's high-water mark). */
@@ -8,7 +7,19 @@ const TAIL_LIMIT_BYTES = 64 * 1024;
 
 export interface ResponseHead {
   statusCode: number;
-  headers: IncomingHttpHeaders;
+  /** The headers as they came: name, value, name, value… (read with headerValue). */
+  rawHeaders: readonly Buffer[];
+}
+
+/** A header's first value in raw headers, by its lower-case name; undefined when absent. */
+export function headerValue(rawHeaders: readonly Buffer[], name: string): string | undefined {
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const key = rawHeaders[i] as Buffer;
+    if (key.length === name.length && key.toString("latin1").toLowerCase() === name) {
+      return (rawHeaders[i + 1] as Buffer).toString("latin1");
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -16,6 +27,12 @@ export interface ResponseHead {
  * chunks and the end arrive as calls and wait here for the one reader. undici's request() wraps
  * the same calls in a Readable stream per response, read through the stream's async iterator;
  * for the small answers a gateway mostly relays that machinery cost more than the HTTP itself.
+ *
+ * It implements undici's own handler interface (onConnect, onHeaders, onData, onComplete, onError):
+ * the one its connections call. A handler written to the newer onRequestStart / onResponseStart
+ * interface is wrapped into this one, and the wrapper parses every response's headers into an
+ * object first (~2.5% of the gateway's CPU): this class reads the two or three headers it needs
+ * from the raw ones, and only when it needs them.
  *
  * It behaves as request() with a signal did: aborted by the caller's signal at any point (with
  * its reason), a failure drops what was not read yet, `release()` reads the rest of a whole
@@ -27,7 +44,13 @@ export class UpstreamResponse implements Dispatcher.DispatchHandler {
   readonly head: Promise<ResponseHead>;
   private resolveHead!: (head: ResponseHead) => void;
   private rejectHead!: (err: unknown) => void;
-  private controller: Dispatcher.DispatchController | undefined;
+  /** Cuts the exchange (undici's abort, from onConnect). */
+  private abortExchange: ((reason: Error) => void) | undefined;
+  /** Starts the body flowing again after onData asked for a pause (from onHeaders). */
+  private resumeBody: (() => void) | undefined;
+  private paused = false;
+  /** The exchange was cut by us (abort, release of a long body, abandon). */
+  private cut = false;
   /** Why the caller's signal aborted, when it did before the request was on a connection. */
   private abortedBy: Error | undefined;
   private readonly stopListening: (() => void) | undefined;
@@ -64,7 +87,7 @@ export class UpstreamResponse implements Dispatcher.DispatchHandler {
       const chunk = this.queue.shift();
       if (chunk) {
         this.queuedBytes -= chunk.length;
-        if (this.controller?.paused && this.queuedBytes < HIGH_WATER_BYTES) this.controller.resume();
+        if (this.paused && this.queuedBytes < HIGH_WATER_BYTES) this.resume();
         return chunk;
       }
       if (this.ended) return undefined;
@@ -83,57 +106,57 @@ export class UpstreamResponse implements Dispatcher.DispatchHandler {
     this.drop();
     if (this.ended || this.failure) return;
     if ((this.contentLength ?? 0) > TAIL_LIMIT_BYTES || this.bytesRead > TAIL_LIMIT_BYTES) {
-      this.controller?.abort(new errors.RequestAbortedError());
+      this.cutExchange(new errors.RequestAbortedError());
       return;
     }
-    if (this.controller?.paused) this.controller.resume();
+    if (this.paused) this.resume();
   }
 
   /** The answer is not wanted (failed, or the caller left): the body and its connection are dropped. */
   abandon(): void {
     this.drop();
     if (this.ended || this.failure) return;
-    this.controller?.abort(new errors.RequestAbortedError());
+    this.cutExchange(new errors.RequestAbortedError());
   }
 
   // ── undici's handler calls ───────────────────────────────────────────────────────────────────
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.abortedBy) controller.abort(this.abortedBy);
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortExchange = abort;
+    if (this.abortedBy) this.cutExchange(this.abortedBy);
   }
 
-  onResponseStart(
-    _controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-  ): void {
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     // Informational (1xx) heads come before the final one.
-    if (statusCode < 200) return;
-    const length = Number(headers["content-length"]);
+    if (statusCode < 200) return true;
+    this.resumeBody = resume;
+    const length = Number(headerValue(rawHeaders, "content-length"));
     if (Number.isFinite(length)) this.contentLength = length;
-    this.resolveHead({ statusCode, headers });
+    this.resolveHead({ statusCode, rawHeaders });
+    return true;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onData(chunk: Buffer): boolean {
     this.bytesRead += chunk.length;
     if (this.settled) {
-      if (this.bytesRead > TAIL_LIMIT_BYTES) controller.abort(new errors.RequestAbortedError());
-      return;
+      if (this.bytesRead > TAIL_LIMIT_BYTES) this.cutExchange(new errors.RequestAbortedError());
+      return true;
     }
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
-    if (this.queuedBytes >= HIGH_WATER_BYTES) controller.pause();
     this.notify();
+    if (this.queuedBytes < HIGH_WATER_BYTES) return true;
+    this.paused = true;
+    return false;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     this.ended = true;
     this.stopListening?.();
     this.notify();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
+  onError(error: Error): void {
     this.failure = { error };
     this.queue.length = 0;
     this.queuedBytes = 0;
@@ -143,8 +166,20 @@ export class UpstreamResponse implements Dispatcher.DispatchHandler {
   }
 
   private abort(reason: Error): void {
-    if (this.controller) this.controller.abort(reason);
+    if (this.abortExchange) this.cutExchange(reason);
     else this.abortedBy = reason;
+  }
+
+  /** Cuts the exchange once; undici then reports it through onError. */
+  private cutExchange(reason: Error): void {
+    if (this.cut) return;
+    this.cut = true;
+    this.abortExchange?.(reason);
+  }
+
+  private resume(): void {
+    this.paused = false;
+    this.resumeBody?.();
   }
 
   private drop(): void {
