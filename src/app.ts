@@ -39,7 +39,7 @@ import { createClientErrorHandler, installErrorHandling } from "./http/error-han
 import { hostNotAllowed, toErrorResponse } from "./http/errors.js";
 import { HostGuard } from "./http/host-guard.js";
 import { processingMs } from "./http/request-context.js";
-import { applyStreamPolicy, type StreamPolicy } from "./http/sse.js";
+import type { StreamPolicy } from "./http/sse.js";
 import { createLogger } from "./observability/logger.js";
 import { Metrics } from "./observability/metrics.js";
 import type { ModelRegistry } from "./router/model-registry.js";
@@ -177,6 +177,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     },
   });
 
+  fastify.decorate("streamPolicy", streamPolicy);
   fastify.decorateRequest("telemetry", null as never);
   fastify.decorateRequest("startedAt", 0);
   fastify.decorateRequest("principal", null as never);
@@ -186,7 +187,6 @@ export function buildApp(config: Config, deps: AppDeps): App {
     request.startedAt = performance.now();
     request.telemetry = {};
     reply.header("x-request-id", request.id);
-    applyStreamPolicy(reply.raw, streamPolicy);
     // A client that goes away (or is cut off) before the response ends gets no 'finish', so
     // Fastify's onResponse never runs: the request is still logged and counted, as 499.
     // 'close' comes once per response: on() spares the wrapper once() would allocate.

@@ -2,8 +2,8 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import type { GenerationPart } from "../core/generation.js";
 import type { Generation } from "../generation/service.js";
 import { streamErrorBody } from "./errors.js";
-import { pendingHeaders } from "./request-context.js";
-import { SseWriter } from "./sse.js";
+import { openEventStream } from "./request-context.js";
+import type { SseWriter } from "./sse.js";
 
 /** Writes a generation's parts as events; `first` is the part already read (if any). */
 export type PartWriter = (
@@ -50,7 +50,7 @@ export async function streamGeneration(
     await generation.end({ error: err });
     throw err;
   }
-  const sse = new SseWriter(reply.raw, { headers: pendingHeaders(request, reply) });
+  const sse = openEventStream(request, reply);
   reply.hijack();
   sse.open();
   let failure: unknown;

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { SseWriter, type StreamPolicy } from "./sse.js";
 
 /** What a route learnt about a request, for the one log line and the metrics written at its end. */
 export interface RequestTelemetry {
@@ -14,6 +15,10 @@ declare module "fastify" {
   interface FastifyRequest {
     telemetry: RequestTelemetry;
     startedAt: number;
+  }
+  interface FastifyInstance {
+    /** The server's stream settings, which every event stream a route opens follows. */
+    streamPolicy: StreamPolicy;
   }
 }
 
@@ -54,6 +59,18 @@ export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): 
     if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
   });
   return controller.signal;
+}
+
+/**
+ * The event stream a route writes its response as: the server's stream policy, and the headers
+ * the reply holds so far. (The policy is read from the server when a stream opens, not attached
+ * to every response: a per-response WeakMap entry cost ~1 µs on requests that never stream.)
+ */
+export function openEventStream(request: FastifyRequest, reply: FastifyReply): SseWriter {
+  return new SseWriter(reply.raw, {
+    ...request.server.streamPolicy,
+    headers: pendingHeaders(request, reply),
+  });
 }
 
 export function processingMs(request: FastifyRequest): string {

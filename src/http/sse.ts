@@ -17,19 +17,12 @@ export interface SseOptions {
 
 /**
  * Server-wide stream settings (from the config: sse_keep_alive_ms, sse_drain_timeout_ms): the app
- * attaches them to every response, so each route's writer follows them.
+ * holds them (request.server.streamPolicy) and every route's writer is made with them.
  */
 export interface StreamPolicy {
   keepAliveMs: number;
   drainTimeoutMs: number;
   cancel?: AbortSignal;
-}
-
-const policies = new WeakMap<ServerResponse, StreamPolicy>();
-
-/** Called by the app for each response; options given to the writer itself still win. */
-export function applyStreamPolicy(res: ServerResponse, policy: StreamPolicy): void {
-  policies.set(res, policy);
 }
 
 const CANCELLED_FRAME = `data: ${JSON.stringify(SHUTDOWN_STREAM_ERROR)}\n\n`;
@@ -68,17 +61,13 @@ export class SseWriter {
     private readonly options: SseOptions = {},
   ) {
     this.res = res;
-    const policy = policies.get(res);
-    const keepAliveMs = options.keepAliveMs ?? policy?.keepAliveMs;
-    const drainTimeoutMs = options.drainTimeoutMs ?? policy?.drainTimeoutMs;
-    // The config is the one place these are set: a writer outside the app must be given them.
+    const { keepAliveMs, drainTimeoutMs } = options;
+    // The config is the one place these are set: a writer is given them (the app's stream policy).
     if (keepAliveMs === undefined || drainTimeoutMs === undefined)
-      throw new Error(
-        "SseWriter needs keepAliveMs and drainTimeoutMs: from its options or the app's stream policy",
-      );
+      throw new Error("SseWriter needs keepAliveMs and drainTimeoutMs: the app's stream policy");
     this.keepAliveMs = keepAliveMs;
     this.drainTimeoutMs = drainTimeoutMs;
-    this.cancelSignal = options.cancel ?? policy?.cancel;
+    this.cancelSignal = options.cancel;
     const cancelling = this.cancelSignal && SseWriter.openOn(this.cancelSignal);
     cancelling?.add(this);
     res.on("close", () => {

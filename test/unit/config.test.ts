@@ -16,7 +16,8 @@ import {
   validateConfig,
 } from "../../src/config/load.js";
 import type { Config } from "../../src/config/schema.js";
-import { SseWriter } from "../../src/http/sse.js";
+import { openEventStream } from "../../src/http/request-context.js";
+import type { SseWriter } from "../../src/http/sse.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { ModelRegistry } from "../../src/router/model-registry.js";
 
@@ -609,8 +610,8 @@ describe("timings and limits come from the config", () => {
   function streamingApp(config: Config, mode: "quiet" | "firehose", ms: number) {
     const app = buildApp(config, { registry: new ModelRegistry(), logger: createLogger("silent") });
     const writers: SseWriter[] = [];
-    app.fastify.get("/test-stream", async (_request, reply) => {
-      const sse = new SseWriter(reply.raw);
+    app.fastify.get("/test-stream", async (request, reply) => {
+      const sse = openEventStream(request, reply);
       writers.push(sse);
       reply.hijack();
       sse.open();

@@ -5,8 +5,8 @@ import type { IdGenerator } from "../../core/ids.js";
 import type { Generation, GenerationService } from "../../generation/service.js";
 import { streamErrorBody } from "../../http/errors.js";
 import { type StreamEnding, streamGeneration } from "../../http/generation-stream.js";
-import { pendingHeaders, requestAbortSignal } from "../../http/request-context.js";
-import { SseWriter } from "../../http/sse.js";
+import { openEventStream, requestAbortSignal } from "../../http/request-context.js";
+import type { SseWriter } from "../../http/sse.js";
 import { parseBody } from "../../http/validation.js";
 import type { ConversationRepository, ResponseRepository } from "../../storage/repositories/types.js";
 import { type BackgroundRun, BackgroundRuns } from "./background-runs.js";
@@ -202,7 +202,7 @@ export async function responseRoutes(app: FastifyInstance, opts: ResponseRouteOp
 
   /** Streams a background run's events after `after` (its sequence number), following it live. */
   async function streamRun(request: FastifyRequest, reply: FastifyReply, run: BackgroundRun, after: number) {
-    const sse = new SseWriter(reply.raw, { headers: pendingHeaders(request, reply) });
+    const sse = openEventStream(request, reply);
     reply.hijack();
     sse.open();
     // Leaving stops the stream, never the run.
