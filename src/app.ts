@@ -224,11 +224,11 @@ export function buildApp(config: Config, deps: AppDeps): App {
     logged.add(request);
     const route = request.routeOptions.url ?? "unknown";
     const seconds = (performance.now() - request.startedAt) / 1000;
-    metrics.requests.inc({ method: request.method, route, status: String(status) });
-    metrics.latency.observe({ route }, seconds);
+    metrics.requests.labels(request.method, route, String(status)).inc();
+    metrics.latency.labels(route).observe(seconds);
     const t = request.telemetry;
     if (t.model && t.timeToFirstTokenMs !== undefined)
-      metrics.timeToFirstToken.observe({ model: t.model }, t.timeToFirstTokenMs / 1000);
+      metrics.timeToFirstToken.labels(t.model).observe(t.timeToFirstTokenMs / 1000);
     // One line per request; never bodies, prompts or completions. Who called is the key's id and
     // project (absent before authentication, or on public routes), never the secret.
     // The line's fields are gathered only when it is written (not at warn, error or silent).

@@ -1,5 +1,6 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { type BackendStats, ENGINE_STATES, type ModelBackend } from "../core/generation.js";
+import { LabeledCounter, LabeledHistogram } from "./labeled-metrics.js";
 import { residentBytes } from "./process-memory.js";
 
 /** The models whose state the metrics report (the model registry). */
@@ -9,13 +10,17 @@ export interface ServedModels {
 
 const EVENT_LOOP_SAMPLE_MS = 100;
 
-/** Prometheus metrics for one app instance (a registry of its own, so tests can run many apps). */
+/**
+ * Prometheus metrics for one app instance (a registry of its own, so tests can run many apps).
+ * What every request writes (requests, latency, time to first token, tokens) uses the label-bound
+ * series of labeled-metrics.ts; the rest is prom-client's.
+ */
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests: Counter<"method" | "route" | "status">;
-  readonly latency: Histogram<"route">;
-  readonly tokens: Counter<"model" | "kind">;
-  readonly timeToFirstToken: Histogram<"model">;
+  readonly requests: LabeledCounter<readonly ["method", "route", "status"]>;
+  readonly latency: LabeledHistogram<readonly ["route"]>;
+  readonly tokens: LabeledCounter<readonly ["model", "kind"]>;
+  readonly timeToFirstToken: LabeledHistogram<readonly ["model"]>;
   /** Vector store ingestion: seconds by stage (extract, chunk, embed, store), chunks written, bytes of completed files. */
   readonly ingestionSeconds: Counter<"stage">;
   readonly ingestedChunks: Counter;
@@ -31,26 +36,26 @@ export class Metrics {
       // at 85 tokens/s. Ten samples a second still catch any stall that lasts 100 ms.
       eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS,
     });
-    this.requests = new Counter({
+    this.requests = new LabeledCounter({
       name: "switchboard_http_requests_total",
       help: "HTTP requests by route and status",
       labelNames: ["method", "route", "status"],
       registers,
     });
-    this.latency = new Histogram({
+    this.latency = new LabeledHistogram({
       name: "switchboard_http_request_duration_seconds",
       help: "Time from request to the end of the response",
       labelNames: ["route"],
       buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
       registers,
     });
-    this.tokens = new Counter({
+    this.tokens = new LabeledCounter({
       name: "switchboard_tokens_total",
       help: "Tokens processed, by model and kind (prompt, cached, completion)",
       labelNames: ["model", "kind"],
       registers,
     });
-    this.timeToFirstToken = new Histogram({
+    this.timeToFirstToken = new LabeledHistogram({
       name: "switchboard_time_to_first_token_seconds",
       help: "Time from request to the first generated text",
       labelNames: ["model"],
@@ -187,8 +192,8 @@ export class Metrics {
     model: string,
     usage: { promptTokens: number; completionTokens: number; cachedTokens: number },
   ): void {
-    this.tokens.inc({ model, kind: "prompt" }, usage.promptTokens);
-    this.tokens.inc({ model, kind: "cached" }, usage.cachedTokens);
-    this.tokens.inc({ model, kind: "completion" }, usage.completionTokens);
+    this.tokens.labels(model, "prompt").inc(usage.promptTokens);
+    this.tokens.labels(model, "cached").inc(usage.cachedTokens);
+    this.tokens.labels(model, "completion").inc(usage.completionTokens);
   }
 }
