@@ -181,28 +181,10 @@ export function buildApp(config: Config, deps: AppDeps): App {
   fastify.decorateRequest("telemetry", null as never);
   fastify.decorateRequest("startedAt", 0);
   fastify.decorateRequest("principal", null as never);
-  /** Requests whose one log line is written (a response that never finishes is logged on close). */
-  const logged = new WeakSet<FastifyRequest>();
-  fastify.addHook("onRequest", async (request, reply) => {
-    request.startedAt = performance.now();
-    request.telemetry = {};
-    reply.header("x-request-id", request.id);
-    // A client that goes away (or is cut off) before the response ends gets no 'finish', so
-    // Fastify's onResponse never runs: the request is still logged and counted, as 499.
-    // 'close' comes once per response: on() spares the wrapper once() would allocate.
-    reply.raw.on("close", () => {
-      if (!logged.has(request)) finish(request, 499, true);
-    });
-    if (closing) {
-      const response = toErrorResponse(serviceUnavailable("The server is shutting down; retry the request."));
-      return reply
-        .code(response.status)
-        .header("connection", "close")
-        .type("application/json")
-        .send(response.body);
-    }
-    if (isPublicRoute(request.routeOptions.url ?? "")) return;
-    const authenticator = deps.access?.authenticator;
+  fastify.decorateRequest("logged", false);
+  const authenticator = deps.access?.authenticator;
+  /** Auth, unless the caller is known at once: the host guard, preflights, the key looked up. */
+  const admit = async (request: FastifyRequest) => {
     // Without keys, the Host header is the guard against DNS rebinding (auth off means loopback).
     const authOn = authenticator ? await authenticator.required() : false;
     if (!authOn && !hostGuard.allows(request.headers.host)) throw hostNotAllowed();
@@ -210,6 +192,32 @@ export function buildApp(config: Config, deps: AppDeps): App {
     if (request.method === "OPTIONS") return;
     // Authenticate before the body is read: a caller without a key costs no parsing.
     request.principal = authenticator ? await authenticator.authenticate(request.headers) : OPEN_PRINCIPAL;
+  };
+  // A callback hook: a key whose verdict is cached (nearly every request) is admitted without
+  // a promise; an async hook costs one, and a tick, per request.
+  fastify.addHook("onRequest", (request, reply, done) => {
+    request.startedAt = performance.now();
+    request.telemetry = {};
+    reply.header("x-request-id", request.id);
+    // A client that goes away (or is cut off) before the response ends gets no 'finish', so
+    // Fastify's onResponse never runs: the request is still logged and counted, as 499.
+    // 'close' comes once per response: on() spares the wrapper once() would allocate.
+    reply.raw.on("close", () => {
+      if (!request.logged) finish(request, 499, true);
+    });
+    if (closing) {
+      const response = toErrorResponse(serviceUnavailable("The server is shutting down; retry the request."));
+      // A hook that answers does not call done().
+      reply.code(response.status).header("connection", "close").type("application/json").send(response.body);
+      return;
+    }
+    if (isPublicRoute(request.routeOptions.url ?? "")) return done();
+    const known = request.method === "OPTIONS" ? undefined : authenticator?.cachedPrincipal(request.headers);
+    if (known) {
+      request.principal = known;
+      return done();
+    }
+    admit(request).then(() => done(), done);
   });
   fastify.addHook("preClose", async () => {
     closing = true;
@@ -221,7 +229,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   });
 
   const finish = (request: FastifyRequest, status: number, clientGone = false) => {
-    logged.add(request);
+    request.logged = true;
     const route = request.routeOptions.url ?? "unknown";
     const seconds = (performance.now() - request.startedAt) / 1000;
     metrics.requests.labels(request.method, route, String(status)).inc();

@@ -82,6 +82,24 @@ export class Authenticator {
     return this.verify(secret);
   }
 
+  /**
+   * The caller, when that is known at once: keys are required (always, or counted recently) and
+   * the presented key's cached verdict admits it. undefined: ask authenticate(), which also gives
+   * every refusal. The hot path of a busy server, with no promise in it.
+   */
+  cachedPrincipal(headers: Record<string, string | string[] | undefined>): Principal | undefined {
+    const now = this.now();
+    if (this.options.loopbackOnly && !this.bootstrapHash) {
+      const count = this.keyCount;
+      if (!count || count.expires <= now || count.value === 0) return undefined;
+    }
+    const secret = presentedSecret(headers);
+    if (!secret) return undefined;
+    const entry = this.cache.get(hashKeySecret(secret));
+    if (!entry || entry.expires <= now || "refused" in entry.verdict) return undefined;
+    return entry.verdict;
+  }
+
   /** Forget cached verdicts, e.g. after a key was revoked or changed on this instance. */
   invalidate(): void {
     this.cache.clear();

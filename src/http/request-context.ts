@@ -15,6 +15,8 @@ declare module "fastify" {
   interface FastifyRequest {
     telemetry: RequestTelemetry;
     startedAt: number;
+    /** Its one log line is written (a response that never finishes is logged on close). */
+    logged: boolean;
   }
   interface FastifyInstance {
     /** The server's stream settings, which every event stream a route opens follows. */
