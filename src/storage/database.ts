@@ -7,6 +7,7 @@ import * as sqliteVec from "sqlite-vec";
 import { MIGRATIONS } from "./migrations/all.js";
 import { detectPgvector, type Pgvector } from "./pgvector.js";
 import type { DatabaseSchema } from "./schema.js";
+import { SqliteStatementCache } from "./sqlite-statement-cache.js";
 
 export type Dialect = "sqlite" | "postgres";
 
@@ -81,7 +82,9 @@ function openSqlite(path: string): Database {
   // Reads through a memory map instead of a read() per page: a vector search scans a store's
   // vectors, which a page cache of a few MiB cannot hold (bench/RESULTS.md).
   sqlite.pragma("mmap_size = 268435456");
-  const db = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  // Pragmas, extensions and exec go to the handle itself; kysely's queries through the cache.
+  const statements = new SqliteStatementCache(sqlite);
+  const db = new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: statements }) });
   return {
     db,
     dialect: "sqlite",

@@ -195,6 +195,48 @@ describe.each(databases)("storage on $name", (database: TestDatabase) => {
     expect((await storage.usage.monthTotals({ projectId: "proj_b" }, "2026-10")).tokens).toBe(0);
   });
 
+  it("writes usage flushes of any size whole: every record once, with its own values", async () => {
+    const sizes = [1, 3, 199, 200, 457, 3, 1];
+    let n = 0;
+    for (const size of sizes) {
+      const batch = Array.from({ length: size }, () => {
+        n += 1;
+        return {
+          projectId: "proj_flush",
+          keyId: n % 2 === 0 ? "key_even" : null,
+          model: "tiny",
+          deployment: "tiny",
+          endpoint: "chat.completions",
+          promptTokens: n,
+          completionTokens: 2 * n,
+          cachedTokens: 0,
+          costUsd: 0,
+          latencyMs: 1,
+          status: 200,
+          createdAt: T0 + n,
+        };
+      });
+      await storage.usage.insertMany(batch);
+    }
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const [summary] = await storage.usage.summarize({ projectId: "proj_flush", groupBy: [] });
+    expect(summary).toMatchObject({
+      requests: total,
+      promptTokens: (total * (total + 1)) / 2,
+      completionTokens: total * (total + 1),
+    });
+    const byKey = await storage.usage.summarize({ projectId: "proj_flush", groupBy: ["key"] });
+    const evens = Math.floor(total / 2);
+    // Where NULL sorts differs between the databases.
+    expect(byKey).toHaveLength(2);
+    expect(byKey).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ keyId: null, requests: total - evens }),
+        expect.objectContaining({ keyId: "key_even", requests: evens, promptTokens: evens * (evens + 1) }),
+      ]),
+    );
+  });
+
   it("stores responses per project: another project sees none, delete removes it", async () => {
     const response = {
       id: "resp_1",
