@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=32
 // The node flags of a server: SERVE_NODE_FLAGS in cli/node-flags.ts says why.
 import { readFileSync } from "node:fs";
 import { COMMANDS, helpFor, SUBCOMMANDS, wantsHelp } from "./cli/help.js";
