@@ -4,7 +4,7 @@
  * bench's separate runs cannot give when other work comes and goes.
  *
  *   node build/bench/upstream-ab.js --builds before=/path/to/old/build/bench,after=build/bench \
- *     [--c 16] [--slices 24] [--seconds 1] [--stream] [--prof after]
+ *     [--c 16] [--slices 24] [--seconds 1] [--stream] [--prof after] [--pin]
  *
  * A build may name its own node flags after its folder, each after a `|`
  * (`--builds 'small=build/bench|--max-semi-space-size=4,default=build/bench|'`: the second runs
@@ -14,8 +14,11 @@
  * per CPU-second of its Switchboard process over all slices (and the median slice), wrk's median
  * p50 and p99, and the load average before and after. --prof writes a CPU profile of that build's
  * process to bench/out/prof. Non-streamed or streamed (wrk reads the whole stream: no first byte).
+ * --pin (Linux, taskset): every build's Switchboard on CPU 0, the mock, this driver and wrk on
+ * CPU 1, so the build under load has a core to itself and never competes with the load for it:
+ * on a 2-core VM the spread between two processes of one build is then smaller.
  */
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "1" },
     prof: { type: "string", default: "" },
     stream: { type: "boolean", default: false },
+    pin: { type: "boolean", default: false },
   },
 });
 
@@ -86,8 +90,11 @@ function wrk(gateway: Gateway, concurrency: number, seconds: string): Promise<st
     ].join("\n"),
   );
   const args = ["-t1", `-c${concurrency}`, `-d${seconds}s`, "--latency", "-s", script];
+  const command = [...args, `${gateway.ready.url}/v1/chat/completions`];
   return new Promise((done, fail) => {
-    const child = spawn("wrk", [...args, `${gateway.ready.url}/v1/chat/completions`]);
+    const child = values.pin
+      ? spawn("taskset", ["-c", String(LOAD_CPU), "wrk", ...command])
+      : spawn("wrk", command);
     let text = "";
     child.stdout.on("data", (chunk: Buffer) => {
       text += chunk.toString("utf8");
@@ -101,6 +108,14 @@ function latencyMs(output: string, percent: string): number {
   const match = new RegExp(`\\s${percent}%\\s+([\\d.]+)(us|ms|s)`).exec(output);
   if (!match) throw new Error(`no ${percent}% latency in wrk's output:\n${output}`);
   return Number(match[1]) * { us: 0.001, ms: 1, s: 1000 }[match[2] as "us" | "ms" | "s"];
+}
+
+const GATEWAY_CPU = 0;
+const LOAD_CPU = 1;
+
+function pinTo(cpu: number, pid: number | undefined): void {
+  if (pid !== undefined)
+    execFileSync("taskset", ["-a", "-p", "-c", String(cpu), String(pid)], { stdio: "ignore" });
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -124,6 +139,11 @@ for (const build of builds) {
   const args = ["--role", "gateway", "--upstream", mock.ready.url];
   const started = await start(join(build.dir, "upstream.js"), args, execArgv);
   gateways.push({ name: build.name, ...started, requests: 0, cpu: 0, perCpu: [], p50: [], p99: [] });
+}
+if (values.pin) {
+  for (const gateway of gateways) pinTo(GATEWAY_CPU, gateway.child.pid);
+  pinTo(LOAD_CPU, mock.child.pid);
+  pinTo(LOAD_CPU, process.pid);
 }
 for (const gateway of gateways) await wrk(gateway, concurrency, "2");
 const loadBefore = loadavg()[0] as number;
