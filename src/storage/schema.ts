@@ -59,6 +59,11 @@ export interface ApiKeysTable extends LimitColumns {
   last_used_at: number | null;
 }
 
+/**
+ * One row per (project, key, model, deployment, endpoint, status, UTC minute) and flush: the
+ * requests of that group in that minute, summed (rows written before 008 are one request each).
+ * A minute's group may have several rows (several flushes or instances); readers sum them.
+ */
 export interface UsageRecordsTable {
   id: string;
   project_id: string;
@@ -70,8 +75,12 @@ export interface UsageRecordsTable {
   completion_tokens: number;
   cached_tokens: number;
   cost_usd: number;
+  /** Summed over the row's requests: their mean latency is latency_ms / requests. */
   latency_ms: number;
   status: number;
+  /** Requests the row sums. */
+  requests: number;
+  /** Start of the row's UTC minute. */
   created_at: number;
   /** UTC day (YYYY-MM-DD), for daily reports without date functions that differ per dialect. */
   day: string;

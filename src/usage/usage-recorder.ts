@@ -9,14 +9,16 @@ export interface UsageRecorderOptions {
   flushIntervalMs?: number;
   /** …or as soon as this many are waiting. */
   maxBatch?: number;
-  /** Beyond this many unwritten records (storage down), the oldest are dropped and counted. */
+  /** Beyond this many unwritten records (requests; storage down), the oldest are dropped and counted. */
   maxBuffered?: number;
   now?: () => number;
 }
 
 /**
  * Writes usage records in batches off the request path: a request only appends to an array.
- * Keys' last-used times are written with the same flush. close() writes what is left.
+ * Each flush is stored rolled up (a row per group and minute, see UsageRepository.insertMany);
+ * the bounds here count requests. Keys' last-used times are written with the same flush.
+ * close() writes what is left.
  */
 export class UsageRecorder {
   private buffer: UsageRecord[] = [];

@@ -6,6 +6,7 @@ import * as blobHousekeeping from "./004-blob-housekeeping.js";
 import * as vectorStores from "./005-vector-stores.js";
 import * as vectorStoreExpiry from "./006-vector-store-expiry.js";
 import * as vectorStoreVersions from "./007-vector-store-versions.js";
+import * as usageRollup from "./008-usage-rollup.js";
 
 /** Every migration, in order. A static list (no directory scan) works from source and build alike. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -16,4 +17,5 @@ export const MIGRATIONS: Record<string, Migration> = {
   "005-vector-stores": vectorStores,
   "006-vector-store-expiry": vectorStoreExpiry,
   "007-vector-store-versions": vectorStoreVersions,
+  "008-usage-rollup": usageRollup,
 };

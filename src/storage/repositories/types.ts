@@ -41,6 +41,7 @@ export interface ApiKey {
   limits: Limits;
 }
 
+/** One request's usage, as the recorder receives it; stored rolled up (see UsageRepository). */
 export interface UsageRecord {
   projectId: string;
   keyId: string | null;
@@ -124,6 +125,10 @@ export interface ApiKeyRepository {
 }
 
 export interface UsageRepository {
+  /**
+   * Stores these requests' usage rolled up: one row per (project, key, model, deployment,
+   * endpoint, status, UTC minute) of this call, beside any rows of the same minute already stored.
+   */
   insertMany(records: readonly UsageRecord[]): Promise<void>;
   summarize(query: UsageQuery): Promise<UsageSummaryRow[]>;
   /** Tokens and cost this month for a project, or for one key of it. */

@@ -2,6 +2,7 @@ import { CompiledQuery, type Kysely, sql } from "kysely";
 import { timeOrderedId } from "../../core/ids.js";
 import type { DatabaseSchema } from "../schema.js";
 import type { UsageGroup, UsageQuery, UsageRecord, UsageRepository, UsageSummaryRow } from "./types.js";
+import { rollUpUsage, type UsageRollup } from "./usage-rollup.js";
 
 const GROUP_COLUMNS = { project: "project_id", key: "key_id", model: "model", day: "day" } as const;
 /** Rows per INSERT statement: well under SQLite's and Postgres' parameter limits. */
@@ -16,13 +17,13 @@ function chunkRows(remaining: number): number {
   return remaining >= INSERT_CHUNK ? INSERT_CHUNK : 2 ** Math.floor(Math.log2(remaining));
 }
 
-/** A usage row, as stored. */
-function usageRow(r: UsageRecord) {
-  const iso = new Date(r.createdAt).toISOString();
+/** A usage row, as stored: one group's requests in one minute. */
+function usageRow(r: UsageRollup) {
+  const iso = new Date(r.minute).toISOString();
   return {
     // In time order: a random key would make each insert rewrite a random page of the
     // primary-key index (SQLite: ~20-25 µs per row at 60k rows, ~14 µs in time order).
-    id: `usage_${timeOrderedId(r.createdAt)}`,
+    id: `usage_${timeOrderedId(r.minute)}`,
     project_id: r.projectId,
     key_id: r.keyId,
     model: r.model,
@@ -34,7 +35,8 @@ function usageRow(r: UsageRecord) {
     cost_usd: r.costUsd,
     latency_ms: Math.round(r.latencyMs),
     status: r.status,
-    created_at: r.createdAt,
+    requests: r.requests,
+    created_at: r.minute,
     day: iso.slice(0, 10),
     month: iso.slice(0, 7),
   };
@@ -59,6 +61,7 @@ const USAGE_COLUMNS: readonly (keyof UsageRow)[] = [
   "cost_usd",
   "latency_ms",
   "status",
+  "requests",
   "created_at",
   "day",
   "month",
@@ -80,10 +83,11 @@ export class KyselyUsageRepository implements UsageRepository {
 
   async insertMany(records: readonly UsageRecord[]) {
     if (records.length === 0) return;
+    const rollups = rollUpUsage(records);
     await this.db.transaction().execute(async (trx) => {
-      for (let i = 0; i < records.length; ) {
-        const size = chunkRows(records.length - i);
-        const rows = records.slice(i, i + size).map(usageRow);
+      for (let i = 0; i < rollups.length; ) {
+        const size = chunkRows(rollups.length - i);
+        const rows = rollups.slice(i, i + size).map(usageRow);
         i += size;
         const values = rows.flatMap((row) => USAGE_COLUMNS.map((column) => row[column]));
         const text = this.insertTexts.get(rows.length);
@@ -106,8 +110,8 @@ export class KyselyUsageRepository implements UsageRepository {
     let q = this.db
       .selectFrom("usage_records")
       .select(columns)
-      .select((eb) => [
-        eb.fn.countAll<number>().as("requests"),
+      .select([
+        sql<number>`coalesce(sum(requests), 0)`.as("requests"),
         sql<number>`coalesce(sum(prompt_tokens), 0)`.as("prompt_tokens"),
         sql<number>`coalesce(sum(completion_tokens), 0)`.as("completion_tokens"),
         sql<number>`coalesce(sum(cached_tokens), 0)`.as("cached_tokens"),
