@@ -131,16 +131,18 @@ export class CounterSeries {
   }
 }
 
-/** A counter with labels, exposed as prom-client's Counter exposes one. */
-export class LabeledCounter<const Names extends readonly string[]> {
-  readonly type = "counter";
+/**
+ * What both metrics share: the name, help and label names, the series by label values, and
+ * registration. `makeSeries` builds a series for a label combination (and the unlisted overflow one).
+ */
+abstract class LabeledMetric<const Names extends readonly string[], S> {
   readonly aggregator = "sum";
   readonly name: string;
   readonly help: string;
   readonly labelNames: Names;
-  private readonly series: SeriesTable<CounterSeries>;
+  protected readonly series: SeriesTable<S>;
 
-  constructor(config: LabeledConfig<Names>) {
+  constructor(config: LabeledConfig<Names>, makeSeries: (labels: Readonly<Record<string, string>>) => S) {
     checkNames(config.name, config.labelNames);
     this.name = config.name;
     this.help = config.help;
@@ -149,19 +151,31 @@ export class LabeledCounter<const Names extends readonly string[]> {
       config.name,
       config.labelNames,
       config.maxSeries ?? DEFAULT_MAX_SERIES,
-      (labels) => new CounterSeries(labels),
-      new CounterSeries({}),
+      makeSeries,
+      makeSeries({}),
     );
-    register(this, config.registers);
   }
 
   /** The series for these label values; the same object on every call. */
-  labels(...values: LabelValues<Names>): CounterSeries {
+  labels(...values: LabelValues<Names>): S {
     return this.series.get(values);
   }
 
   reset(): void {
     this.series.clear();
+  }
+}
+
+/** A counter with labels, exposed as prom-client's Counter exposes one. */
+export class LabeledCounter<const Names extends readonly string[]> extends LabeledMetric<
+  Names,
+  CounterSeries
+> {
+  readonly type = "counter";
+
+  constructor(config: LabeledConfig<Names>) {
+    super(config, (labels) => new CounterSeries(labels));
+    register(this, config.registers);
   }
 
   async get() {
@@ -204,42 +218,22 @@ export class HistogramSeries {
 }
 
 /** A histogram with labels, exposed as prom-client's Histogram exposes one. */
-export class LabeledHistogram<const Names extends readonly string[]> {
+export class LabeledHistogram<const Names extends readonly string[]> extends LabeledMetric<
+  Names,
+  HistogramSeries
+> {
   readonly type = "histogram";
-  readonly aggregator = "sum";
-  readonly name: string;
-  readonly help: string;
-  readonly labelNames: Names;
   readonly upperBounds: readonly number[];
-  private readonly series: SeriesTable<HistogramSeries>;
 
   constructor(config: LabeledConfig<Names> & { buckets: readonly number[] }) {
-    checkNames(config.name, config.labelNames);
     if (config.labelNames.includes("le")) throw new Error("le is a reserved label keyword");
     for (let i = 1; i < config.buckets.length; i++)
       if (!((config.buckets[i] as number) > (config.buckets[i - 1] as number)))
         throw new Error(`${config.name}: buckets must increase`);
-    this.name = config.name;
-    this.help = config.help;
-    this.labelNames = config.labelNames;
-    this.upperBounds = Object.freeze([...config.buckets]);
-    this.series = new SeriesTable(
-      config.name,
-      config.labelNames,
-      config.maxSeries ?? DEFAULT_MAX_SERIES,
-      (labels) => new HistogramSeries(labels, this.upperBounds),
-      new HistogramSeries({}, this.upperBounds),
-    );
+    const upperBounds = Object.freeze([...config.buckets]);
+    super(config, (labels) => new HistogramSeries(labels, upperBounds));
+    this.upperBounds = upperBounds;
     register(this, config.registers);
-  }
-
-  /** The series for these label values; the same object on every call. */
-  labels(...values: LabelValues<Names>): HistogramSeries {
-    return this.series.get(values);
-  }
-
-  reset(): void {
-    this.series.clear();
   }
 
   /**
