@@ -1,28 +1,15 @@
 import { getEventListeners } from "node:events";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { EmbeddingRequest } from "../../src/core/generation.js";
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
-import { failureOf, type Gateway, manualTiming, startGateway } from "./helpers/gateway.js";
-import { mockDeployment, mockUpstreamPair } from "./helpers/router-suite.js";
+import { failureOf, type Gateway } from "./helpers/gateway.js";
+import { mockDeployment, mockUpstreamPair, routedGateways } from "./helpers/router-suite.js";
 
 /** Embeddings take the router's one path: retries, waits, deadline, next deployment, fallback models. */
 describe("embeddings through the router", () => {
   const [a, b] = mockUpstreamPair();
-  let gateway: Gateway | undefined;
-  let timing: ReturnType<typeof manualTiming>;
-
-  beforeEach(() => {
-    timing = manualTiming();
-  });
-  afterEach(async () => {
-    await gateway?.stop();
-    gateway = undefined;
-  });
-
-  const start = async (models: Record<string, unknown>[], router: Record<string, unknown> = {}) => {
-    gateway = await startGateway({ routed_models: models, router }, timing);
-    return gateway;
-  };
+  const routed = routedGateways();
+  const start = routed.start;
   // The official SDK, as a client would call it (it asks for base64 and decodes the floats).
   const embed = (g: Gateway, model = "routed") => g.client.embeddings.create({ model, input: ["a", "b"] });
   const expectVectors = (result: Awaited<ReturnType<typeof embed>>) =>
@@ -41,7 +28,7 @@ describe("embeddings through the router", () => {
     expect(result.model).toBe("routed");
     expect(result.usage.prompt_tokens).toBe(6);
     expect(a.requests).toHaveLength(2);
-    expect(timing.sleeps).toEqual([50]);
+    expect(routed.timing.sleeps).toEqual([50]);
   });
 
   it("waits what the upstream's retry-after asks for on a 429", async () => {
@@ -49,7 +36,7 @@ describe("embeddings through the router", () => {
     a.faults.push({ status: 429, headers: { "retry-after": "2" } });
     expectVectors(await embed(g));
     expect(a.requests).toHaveLength(2);
-    expect(timing.sleeps).toEqual([2000]);
+    expect(routed.timing.sleeps).toEqual([2000]);
   });
 
   it("retries an answer that is not JSON: the upstream's fault, like a 5xx", async () => {
@@ -73,7 +60,7 @@ describe("embeddings through the router", () => {
     a.faults.push({ status: 429, headers: { "retry-after": "30" } });
     expectVectors(await embed(g));
     expect([a.requests.length, b.requests.length]).toEqual([3, 2]);
-    expect(timing.sleeps).toHaveLength(1);
+    expect(routed.timing.sleeps).toHaveLength(1);
   });
 
   it("falls back to a configured fallback model when every deployment failed", async () => {

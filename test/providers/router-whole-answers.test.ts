@@ -1,9 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { DeploymentTarget } from "../../src/router/deployment-target.js";
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
 import { chatLine, downloadLines, jsonl, uploadBatchFile, waitForBatch } from "../helpers/batches.js";
-import { failureOf, type Gateway, manualTiming, readRawStream, startGateway } from "./helpers/gateway.js";
-import { mockDeployment, mockUpstreamPair } from "./helpers/router-suite.js";
+import { failureOf, type Gateway, readRawStream } from "./helpers/gateway.js";
+import { mockDeployment, mockUpstreamPair, routedGateways } from "./helpers/router-suite.js";
 
 /**
  * A caller that does not stream sees nothing before its answer is whole, so an upstream that
@@ -30,25 +30,8 @@ function watchSettles(target: DeploymentTarget): number[] {
 
 describe("the router, for a caller that takes the answer whole", () => {
   const [a, b] = mockUpstreamPair();
-  let gateway: Gateway | undefined;
-  let timing: ReturnType<typeof manualTiming>;
-
-  beforeEach(() => {
-    timing = manualTiming();
-  });
-  afterEach(async () => {
-    await gateway?.stop();
-    gateway = undefined;
-  });
-
-  const start = async (
-    models: Record<string, unknown>[],
-    router: Record<string, unknown> = {},
-    more: Record<string, unknown> = {},
-  ) => {
-    gateway = await startGateway({ routed_models: models, router, ...more }, timing);
-    return gateway;
-  };
+  const routed = routedGateways();
+  const start = routed.start;
 
   it("retries a chat whose upstream disconnects mid-answer, after backoff, and answers it whole", async () => {
     const g = await start(
@@ -61,7 +44,7 @@ describe("the router, for a caller that takes the answer whole", () => {
     expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
     expect(completion.usage).toMatchObject({ prompt_tokens: 11, completion_tokens: 7 });
     expect(a.requests).toHaveLength(2);
-    expect(timing.sleeps).toEqual([50]);
+    expect(routed.timing.sleeps).toEqual([50]);
     const report = g.server.registry.resolve("routed").backend.health().deployments?.[0];
     expect(report?.attempts).toEqual({ succeeded: 1, failed: 1 });
     expect(report?.inFlight).toBe(0);

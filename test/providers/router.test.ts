@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DeploymentTarget, orderTargets } from "../../src/router/deployment-target.js";
 import { MemoryDeploymentState } from "../../src/router/memory-deployment-state.js";
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
@@ -12,7 +12,7 @@ import {
   startGateway,
 } from "./helpers/gateway.js";
 import { type MockUpstream, startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
-import { mockDeployment, mockUpstreamPair } from "./helpers/router-suite.js";
+import { mockDeployment, mockUpstreamPair, routedGateways } from "./helpers/router-suite.js";
 import { expectRequestsConform } from "./helpers/upstream-request-schemas.js";
 
 const ask = (gateway: Gateway, model = "routed") =>
@@ -20,21 +20,8 @@ const ask = (gateway: Gateway, model = "routed") =>
 
 describe("the router across deployments", () => {
   const [a, b] = mockUpstreamPair();
-  let gateway: Gateway | undefined;
-  let timing: ReturnType<typeof manualTiming>;
-
-  beforeEach(() => {
-    timing = manualTiming();
-  });
-  afterEach(async () => {
-    await gateway?.stop();
-    gateway = undefined;
-  });
-
-  const start = async (models: Record<string, unknown>[], router: Record<string, unknown> = {}) => {
-    gateway = await startGateway({ routed_models: models, router }, timing);
-    return gateway;
-  };
+  const routed = routedGateways();
+  const start = routed.start;
 
   it("retries a 500 on the same deployment after a jittered backoff", async () => {
     const g = await start([{ id: "routed", deployments: [mockDeployment(a, { max_retries: 2 })] }], {
@@ -45,7 +32,7 @@ describe("the router across deployments", () => {
     expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
     expect(a.requests).toHaveLength(2);
     // Full jitter: random (0.5 here) × base × 2^0.
-    expect(timing.sleeps).toEqual([50]);
+    expect(routed.timing.sleeps).toEqual([50]);
   });
 
   it("waits what the upstream's retry-after-ms asks for on a 429", async () => {
@@ -53,7 +40,7 @@ describe("the router across deployments", () => {
     a.faults.push({ status: 429, headers: { "retry-after-ms": "1500", "retry-after": "2" } });
     await ask(g);
     expect(a.requests).toHaveLength(2);
-    expect(timing.sleeps).toEqual([1500]);
+    expect(routed.timing.sleeps).toEqual([1500]);
   });
 
   it("moves on to the next deployment at once when the asked-for wait would outlast the deadline", async () => {
@@ -69,7 +56,7 @@ describe("the router across deployments", () => {
     await ask(g);
     expect(a.requests).toHaveLength(1);
     expect(b.requests).toHaveLength(1);
-    expect(timing.sleeps).toEqual([]);
+    expect(routed.timing.sleeps).toEqual([]);
   });
 
   it("falls back to the next deployment once the retries are spent", async () => {
@@ -178,7 +165,7 @@ describe("the router across deployments", () => {
     );
 
     // Half-open after the cooldown: one probe, which succeeds and closes the circuit.
-    timing.advance(10_000);
+    routed.timing.advance(10_000);
     await ask(g);
     expect([a.requests.length, b.requests.length]).toEqual([3, 3]);
     const backend = g.server.registry.resolve("routed").backend as RoutedBackend;
@@ -197,7 +184,7 @@ describe("the router across deployments", () => {
     );
     a.faults.push({ status: 500 });
     await ask(g);
-    timing.advance(10_000);
+    routed.timing.advance(10_000);
     a.faults.push({ status: 500 });
     await ask(g);
     await ask(g);
@@ -216,7 +203,7 @@ describe("the router across deployments", () => {
   });
 
   it("least_in_flight with nothing in flight: a 3:1 weight split sends about 3 of 4 requests to the heavy one", async () => {
-    timing = manualTiming(seededRandom(7));
+    routed.timing = manualTiming(seededRandom(7));
     const g = await start([
       {
         id: "routed",
@@ -233,7 +220,7 @@ describe("the router across deployments", () => {
   });
 
   it("prepares a request once: the deployment it was prepared for is tried first, whatever a second draw says", async () => {
-    timing = manualTiming(seededRandom(11));
+    routed.timing = manualTiming(seededRandom(11));
     const g = await start([{ id: "routed", deployments: [mockDeployment(a), mockDeployment(b)] }]);
     const backend = g.server.registry.resolve("routed").backend as RoutedBackend;
     let prepares = 0;
@@ -258,7 +245,7 @@ describe("the router across deployments", () => {
     await ask(g);
     await ask(g);
     expect([a.requests.length, b.requests.length]).toEqual([1, 1]);
-    timing.advance(60_000);
+    routed.timing.advance(60_000);
     await ask(g);
     expect([a.requests.length, b.requests.length]).toEqual([2, 1]);
   });

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach } from "vitest";
+import { type Gateway, manualTiming, startGateway } from "./gateway.js";
 import { createMockOpenAiUpstream, type MockUpstream } from "./mock-openai-upstream.js";
 import { expectRequestsConform } from "./upstream-request-schemas.js";
 
@@ -35,4 +36,36 @@ export function mockUpstreamPair(): [MockUpstream, MockUpstream] {
   });
   afterEach(() => expectRequestsConform(...pair));
   return pair;
+}
+
+/** A routed models test's gateway and its manual router clock. */
+export interface RoutedGateways {
+  /** This test's clock: a new one before each test; a test may replace it before start(). */
+  timing: ReturnType<typeof manualTiming>;
+  /** Starts this test's gateway over `models` (stopped after the test). */
+  start(
+    models: Record<string, unknown>[],
+    router?: Record<string, unknown>,
+    more?: Record<string, unknown>,
+  ): Promise<Gateway>;
+}
+
+/** A gateway per test for the describe block that calls this, on a manual router clock. */
+export function routedGateways(): RoutedGateways {
+  let gateway: Gateway | undefined;
+  const suite: RoutedGateways = {
+    timing: manualTiming(),
+    start: async (models, router = {}, more = {}) => {
+      gateway = await startGateway({ routed_models: models, router, ...more }, suite.timing);
+      return gateway;
+    },
+  };
+  beforeEach(() => {
+    suite.timing = manualTiming();
+  });
+  afterEach(async () => {
+    await gateway?.stop();
+    gateway = undefined;
+  });
+  return suite;
 }
