@@ -62,17 +62,22 @@ function routedOver(backend: ReturnType<typeof scriptedBackend>) {
     },
     new MemoryDeploymentState({ breakerFailures: 5, breakerCooldownMs: 60_000, probeTtlMs: 60_000 }, () => 0),
   );
-  const routed = new RoutedBackend([target], {
+  const routed = new RoutedBackend([target], routerOptions("least_in_flight"));
+  return { routed, target };
+}
+
+/** A routed model's options for these tests: no fallbacks, short backoff, a manual clock. */
+function routerOptions(balance: "weighted" | "least_in_flight") {
+  return {
     id: "routed",
-    balance: "least_in_flight",
+    balance,
     deadlineMs: 60_000,
     retryBaseMs: 10,
     retryMaxMs: 100,
     batchRateShare: 0.5,
     fallbacks: () => [],
     timing: manualTiming(),
-  });
-  return { routed, target };
+  };
 }
 
 async function firstPart(routed: RoutedBackend): Promise<unknown> {
@@ -163,17 +168,8 @@ describe("a request every deployment refuses", () => {
         state(),
       ),
     ];
-    const routed = new RoutedBackend(targets, {
-      id: "routed",
-      balance: "weighted",
-      deadlineMs: 60_000,
-      retryBaseMs: 10,
-      retryMaxMs: 100,
-      batchRateShare: 0.5,
-      fallbacks: () => [],
-      // A constant draw puts the heavier deployment first.
-      timing: manualTiming(),
-    });
+    // A constant draw puts the heavier deployment first.
+    const routed = new RoutedBackend(targets, routerOptions("weighted"));
     const req: EmbeddingRequest = { model: "routed", input: { kind: "text", texts: ["a"] } };
     const err = await routed
       .embed(await routed.prepareEmbedding(req), new AbortController().signal)
