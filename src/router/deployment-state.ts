@@ -15,7 +15,8 @@ export interface DeploymentStateSettings {
   /**
    * How long a probe holds the half-open circuit before another may go: the longest an attempt
    * can take to start an answer (the model's deadline), so an instance that died mid-probe does not
-   * keep the circuit half-open forever.
+   * keep the circuit half-open forever. A probe may outlive it (an answer taken whole is committed
+   * only at its end); then the next probe goes, and the late one's end leaves that one's hold alone.
    */
   probeTtlMs: number;
   /** Requests per minute (a bucket of this many, refilled evenly over a minute). */
@@ -30,6 +31,12 @@ export type Admission =
       admitted: true;
       /** This request is the half-open circuit's one probe. */
       probe: boolean;
+      /**
+       * The probe's hold on the half-open circuit (until when it holds it, as the store wrote it).
+       * A probe that outlived its hold may end after the next probe took the circuit: its end then
+       * frees only its own hold, never the next probe's.
+       */
+      probeHold?: string;
       /** Tokens taken from the tpm cap (0 without one). */
       tokens: number;
       /** Failures in a row counted when it was admitted: a success then has something to reset. */

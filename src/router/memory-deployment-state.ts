@@ -57,6 +57,7 @@ export class MemoryDeploymentState implements DeploymentState {
     return {
       admitted: true,
       probe,
+      ...(probe && { probeHold: String(this.probeUntil) }),
       tokens: tpm === undefined ? 0 : tokens,
       failuresBefore: this.failures,
       via: this.via,
@@ -80,7 +81,7 @@ export class MemoryDeploymentState implements DeploymentState {
 
   failNow(admission: Admitted): void {
     this.failures++;
-    if (admission.probe) this.probeUntil = undefined;
+    this.endProbe(admission);
     // A failure while open (a request let in before it opened) starts the cooldown again.
     if (this.openedAt !== undefined || this.failures >= this.settings.breakerFailures) {
       this.openedAt = this.now();
@@ -88,7 +89,12 @@ export class MemoryDeploymentState implements DeploymentState {
   }
 
   released(admission: Admitted): void {
-    if (admission.probe) this.probeUntil = undefined;
+    this.endProbe(admission);
+  }
+
+  /** A probe's end frees the half-open circuit, if the hold is still its own. */
+  private endProbe(admission: Admitted): void {
+    if (admission.probe && admission.probeHold === String(this.probeUntil)) this.probeUntil = undefined;
   }
 
   settle(admission: Admitted, usedTokens: number): void {

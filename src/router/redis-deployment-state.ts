@@ -35,7 +35,7 @@ end
 `;
 
 // ARGV: cooldown, probe ttl, rpm (0: none), tpm (0: none), tokens, key ttl, share of the caps (0-1].
-// Reply: {admitted, probe (admitted) or capped (refused), failures, opened ago}.
+// Reply: {admitted, probe (admitted) or capped (refused), failures, opened ago, the probe's hold}.
 const ADMIT = `${PRELUDE}
 local now = now_ms()
 local s = redis.call('HMGET', KEYS[1], 'failures', 'opened', 'probe', 'rq', 'rq_at', 'tk', 'tk_at')
@@ -62,16 +62,27 @@ if tpm > 0 then
 end
 if rpm > 0 then redis.call('HSET', KEYS[1], 'rq', num(rq - 1), 'rq_at', num(now)) end
 if tpm > 0 then redis.call('HSET', KEYS[1], 'tk', num(tk - tokens), 'tk_at', num(now)) end
-if probe == 1 then redis.call('HSET', KEYS[1], 'probe', num(now + probe_ttl)) end
+local hold = ''
+if probe == 1 then
+  hold = num(now + probe_ttl)
+  redis.call('HSET', KEYS[1], 'probe', hold)
+end
 if rpm > 0 or tpm > 0 or probe == 1 then redis.call('PEXPIRE', KEYS[1], ttl) end
-return {1, probe, failures, ago(opened, now)}
+return {1, probe, failures, ago(opened, now), hold}
 `;
 
-// ARGV: failures that open, was the probe (1/0), key ttl. Reply: {failures, opened ago}.
-const FAILED = `${PRELUDE}
+// A probe's end frees the half-open circuit only while the hold is its own (ARGV[n]: '' for none).
+const END_PROBE = `
+local function end_probe(hold)
+  if hold ~= '' and redis.call('HGET', KEYS[1], 'probe') == hold then redis.call('HDEL', KEYS[1], 'probe') end
+end
+`;
+
+// ARGV: failures that open, the probe's hold ('' for none), key ttl. Reply: {failures, opened ago}.
+const FAILED = `${PRELUDE}${END_PROBE}
 local now = now_ms()
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'probe') end
+end_probe(ARGV[2])
 local opened = tonumber(redis.call('HGET', KEYS[1], 'opened'))
 if opened ~= nil or failures >= tonumber(ARGV[1]) then
   opened = now
@@ -93,6 +104,12 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 `;
 
+// ARGV: the probe's hold.
+const RELEASED = `${END_PROBE}
+end_probe(ARGV[1])
+return 1
+`;
+
 const READ = `${PRELUDE}
 local s = redis.call('HMGET', KEYS[1], 'failures', 'opened')
 return {tonumber(s[1]) or 0, ago(tonumber(s[2]), now_ms())}
@@ -110,8 +127,9 @@ interface RouterScripts {
     tokens: number,
     ttlMs: number,
     share: number,
-  ): Promise<[number, number, number, number]>;
-  sbRouterFailed(key: string, failures: number, probe: number, ttlMs: number): Promise<Reply>;
+  ): Promise<[number, number, number, number, string]>;
+  sbRouterFailed(key: string, failures: number, probeHold: string, ttlMs: number): Promise<Reply>;
+  sbRouterReleased(key: string, probeHold: string): Promise<number>;
   sbRouterSettle(key: string, tpm: number, unused: number, ttlMs: number): Promise<number>;
   sbRouterRead(key: string): Promise<Reply>;
 }
@@ -165,6 +183,7 @@ export class RedisDeploymentStateStore implements DeploymentStateStore {
     client.on("error", () => {});
     client.defineCommand("sbRouterAdmit", { numberOfKeys: 1, lua: ADMIT });
     client.defineCommand("sbRouterFailed", { numberOfKeys: 1, lua: FAILED });
+    client.defineCommand("sbRouterReleased", { numberOfKeys: 1, lua: RELEASED });
     client.defineCommand("sbRouterSettle", { numberOfKeys: 1, lua: SETTLE });
     client.defineCommand("sbRouterRead", { numberOfKeys: 1, lua: READ });
     this.scripts = client as unknown as RouterScripts;
@@ -236,6 +255,10 @@ export class RedisDeploymentStateStore implements DeploymentStateStore {
   }
 }
 
+function probeHoldOf(admission: Admitted): string {
+  return admission.probe ? (admission.probeHold ?? "") : "";
+}
+
 class RedisDeploymentState implements DeploymentState {
   private readonly local: MemoryDeploymentState;
   private failures = 0;
@@ -259,12 +282,13 @@ class RedisDeploymentState implements DeploymentState {
       s.sbRouterAdmit(this.key, breakerCooldownMs, probeTtlMs, rpm ?? 0, tpm ?? 0, tokens, KEY_TTL_MS, share),
     );
     if (!reply) return this.local.admitNow(tokens, share);
-    const [admitted, flag, failures, openedAgo] = reply;
+    const [admitted, flag, failures, openedAgo, hold] = reply;
     this.saw(failures, openedAgo);
     if (admitted !== 1) return { admitted: false, reason: flag === 1 ? "capped" : "open" };
     return {
       admitted: true,
       probe: flag === 1,
+      ...(flag === 1 && { probeHold: hold }),
       tokens: tpm === undefined ? 0 : tokens,
       failuresBefore: failures,
       via: "shared",
@@ -289,7 +313,7 @@ class RedisDeploymentState implements DeploymentState {
     }
     const { breakerFailures } = this.settings;
     const reply = await this.store.run((s) =>
-      s.sbRouterFailed(this.key, breakerFailures, admission.probe ? 1 : 0, KEY_TTL_MS),
+      s.sbRouterFailed(this.key, breakerFailures, probeHoldOf(admission), KEY_TTL_MS),
     );
     if (reply) this.saw(reply[0], reply[1]);
   }
@@ -299,7 +323,7 @@ class RedisDeploymentState implements DeploymentState {
       this.local.released(admission);
       return;
     }
-    if (admission.probe) void this.store.run((_, client) => client.hdel(this.key, "probe"));
+    if (admission.probe) void this.store.run((s) => s.sbRouterReleased(this.key, probeHoldOf(admission)));
   }
 
   settle(admission: Admitted, usedTokens: number): void {

@@ -122,6 +122,31 @@ describe.each(variants)("deployment state in $name", (variant) => {
     expect(third.probe).toBe(true);
   });
 
+  it("lets a probe that outlived its hold end without freeing the next probe's hold", async () => {
+    // Holds outlast the cooldown, so the circuit re-opened by the first probe's failure is
+    // half-open again while the second probe still holds it.
+    const state = deployment({ breakerFailures: 1, probeTtlMs: COOLDOWN_MS * 3 });
+    state.failed(admitted(await state.admit(1)));
+    await sleep(COOLDOWN_MS + 50);
+    const late = admitted(await state.admit(1));
+    expect(late.probe).toBe(true);
+    await sleep(COOLDOWN_MS * 3 + 50);
+    // The first probe's hold ran out: the next one goes.
+    const next = admitted(await state.admit(1));
+    expect(next.probe).toBe(true);
+    state.released(late);
+    await flushed(state);
+    expect(await state.admit(1)).toEqual({ admitted: false, reason: "open" });
+    // The late probe fails after all: the circuit re-opens, and once the cooldown is out it is
+    // still the second probe's.
+    await state.failed(late);
+    await sleep(COOLDOWN_MS + 50);
+    expect(await state.admit(1)).toEqual({ admitted: false, reason: "open" });
+    // The second probe's own end frees the circuit for the next.
+    state.released(next);
+    expect(admitted(await state.admit(1)).probe).toBe(true);
+  });
+
   it("passes over a deployment at its requests-per-minute cap", async () => {
     const state = deployment({ rpm: 3 });
     for (let i = 0; i < 3; i++) admitted(await state.admit(1));
