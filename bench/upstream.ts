@@ -4,7 +4,7 @@
  * project key with every limit set, limits in memory), at several concurrencies, non-streamed
  * (whole answer) and streamed (time to the first event), a few repetitions each.
  *
- *   npm run bench:upstream [-- --requests 4000 --reps 3 --concurrency 1,16,64 --redis redis://127.0.0.1:6379]
+ *   npm run bench:upstream [-- --requests 4000 --reps 3 --concurrency 1,16,64 --modes non-stream,stream --redis redis://127.0.0.1:6379]
  *
  * Three processes, so none measures itself: one child runs the mock upstream, one runs Switchboard
  * (with the node flags `switchboard serve` runs with), and the load comes from outside them. Non-streamed rows use wrk (Debian's `wrk` package, a load
@@ -43,6 +43,8 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "500" },
     reps: { type: "string", default: "3" },
     concurrency: { type: "string", default: "1,16,64" },
+    /** Which rows: non-stream, stream, or both (a profile of one kind of request). */
+    modes: { type: "string", default: "non-stream,stream" },
     "cpu-prof": { type: "boolean", default: false },
     /** wrk (non-streamed rows, when installed) or undici (every row). */
     generator: { type: "string", default: "wrk" },
@@ -482,7 +484,9 @@ async function drive(): Promise<void> {
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   const summary: Record<string, number> = {};
+  const modes = values.modes.split(",");
   for (const stream of [false, true]) {
+    if (!modes.includes(stream ? "stream" : "non-stream")) continue;
     for (const c of levels) {
       const direct: Sample[] = [];
       const via: Sample[] = [];

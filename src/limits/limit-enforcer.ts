@@ -1,7 +1,7 @@
 import type { Principal } from "../auth/principal.js";
 import { ServiceError } from "../core/errors.js";
 import type { Limits, UsageRepository } from "../storage/repositories/types.js";
-import type { BucketResult, LimitStore } from "./limit-store.js";
+import type { BucketResult, LimitClaim, LimitStore } from "./limit-store.js";
 import { rateLimitHeaders, retryHeaders } from "./rate-limit-headers.js";
 
 const MINUTE = 60_000;
@@ -87,51 +87,70 @@ export class LimitEnforcer {
     const month = this.monthOf(this.now());
     await this.checkBudgets(principal, scopes, month);
 
-    const rollback: (() => Promise<void>)[] = [];
-    const undo = () => Promise.allSettled(rollback.map((f) => f()));
+    const claims: LimitClaim[] = [];
+    /** Per claim, the limit it stands for: what a refusal says, and which headers it feeds. */
+    const kinds: ("requests" | "tokens" | "concurrent")[] = [];
+    for (const scope of scopes) {
+      const { requestsPerMinute: rpm, tokensPerMinute: tpm, maxConcurrent } = scope.limits;
+      if (rpm !== null) {
+        claims.push({ kind: "bucket", scope: scope.rpm, capacity: rpm, windowMs: MINUTE, cost: 1 });
+        kinds.push("requests");
+      }
+      if (tpm !== null) {
+        claims.push({
+          kind: "bucket",
+          scope: scope.tpm,
+          capacity: tpm,
+          windowMs: MINUTE,
+          cost: estimatedTokens,
+        });
+        kinds.push("tokens");
+      }
+      if (maxConcurrent !== null) {
+        claims.push({
+          kind: "lease",
+          scope: scope.conc,
+          max: maxConcurrent,
+          leaseId,
+          ttlMs: CONCURRENCY_LEASE_MS,
+        });
+        kinds.push("concurrent");
+      }
+    }
     let requests: WindowState | undefined;
     let tokens: WindowState | undefined;
-    try {
-      for (const scope of scopes) {
-        const rpm = scope.limits.requestsPerMinute;
-        if (rpm !== null) {
-          const result = await this.store.take(scope.rpm, rpm, MINUTE, 1);
-          if (!result.allowed) throw tooMany("requests", rpm, result);
-          rollback.push(() => this.store.adjust(scope.rpm, rpm, MINUTE, 1));
-          requests = tighter(requests, { limit: rpm, result });
-        }
-        const tpm = scope.limits.tokensPerMinute;
-        if (tpm !== null) {
-          const result = await this.store.take(scope.tpm, tpm, MINUTE, estimatedTokens);
-          if (!result.allowed) throw tooMany("tokens", tpm, result, estimatedTokens);
-          rollback.push(() => this.store.adjust(scope.tpm, tpm, MINUTE, estimatedTokens));
-          tokens = tighter(tokens, { limit: tpm, result });
-        }
-        const concurrent = scope.limits.maxConcurrent;
-        if (concurrent !== null) {
-          const ok = await this.store.acquireConcurrency(
-            scope.conc,
-            concurrent,
-            leaseId,
-            CONCURRENCY_LEASE_MS,
-          );
-          if (!ok) {
-            throw new ServiceError(
-              "rate_limited",
-              `Too many concurrent requests: the limit is ${concurrent} at a time.`,
-              {
-                code: "rate_limit_exceeded",
-                // The per-minute limits checked so far still describe the caller's standing.
-                hints: { ...retryHeaders(1000), ...windowHeaders(requests, tokens) },
-              },
-            );
-          }
-          rollback.push(() => this.store.releaseConcurrency(scope.conc, leaseId));
-        }
+    if (claims.length > 0) {
+      const outcome = await this.store.claimAll(claims);
+      const { results } = outcome;
+      // The windows looked at: on a refusal, those before it still describe the caller's standing.
+      const looked = outcome.allowed ? results.length : results.length - 1;
+      for (let i = 0; i < looked; i++) {
+        const claim = claims[i] as LimitClaim;
+        if (claim.kind !== "bucket") continue;
+        const state = { limit: claim.capacity, result: results[i] as BucketResult };
+        if (kinds[i] === "requests") requests = tighter(requests, state);
+        else tokens = tighter(tokens, state);
       }
-    } catch (err) {
-      await undo();
-      throw err;
+      if (!outcome.allowed) {
+        const claim = claims[looked] as LimitClaim;
+        if (claim.kind === "lease") {
+          throw new ServiceError(
+            "rate_limited",
+            `Too many concurrent requests: the limit is ${claim.max} at a time.`,
+            {
+              code: "rate_limit_exceeded",
+              hints: { ...retryHeaders(1000), ...windowHeaders(requests, tokens) },
+            },
+          );
+        }
+        const kind = kinds[looked] === "requests" ? "requests" : "tokens";
+        throw tooMany(
+          kind,
+          claim.capacity,
+          results[looked] as BucketResult,
+          kind === "tokens" ? estimatedTokens : undefined,
+        );
+      }
     }
 
     const headers = windowHeaders(requests, tokens);

@@ -23,6 +23,14 @@ export interface LimitStore {
    * crashed instance cannot hold places forever.
    */
   acquireConcurrency(scope: string, max: number, leaseId: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Takes every claim or none, in one atomic step (one script in Redis): the claims are looked at
+   * in order, and the first one refused ends the look with nothing taken. One call instead of a
+   * take or an acquire per limit and a rollback of those taken when a later one refuses: one
+   * round trip to Redis, and no moment where another instance sees a half-taken reservation.
+   * Each claim names its own scope (two claims on one scope are not supported).
+   */
+  claimAll(claims: readonly LimitClaim[]): Promise<ClaimOutcome>;
   releaseConcurrency(scope: string, leaseId: string): Promise<void>;
   /** Adds to a running total that resets at `periodKey` changes (monthly budgets); returns the new total. */
   addToTotal(scope: string, periodKey: string, amount: number): Promise<number>;
@@ -41,4 +49,20 @@ export interface BucketResult {
   resetMs: number;
   /** When refused: milliseconds until `cost` units will be available (Infinity if cost > capacity). */
   retryAfterMs: number;
+}
+
+/** One limit a request is admitted under: units from a bucket (as `take`), or a lease (as `acquireConcurrency`). */
+export type LimitClaim =
+  | { kind: "bucket"; scope: string; capacity: number; windowMs: number; cost: number }
+  | { kind: "lease"; scope: string; max: number; leaseId: string; ttlMs: number };
+
+/** What `claimAll` found. */
+export interface ClaimOutcome {
+  /** Every claim was taken. */
+  allowed: boolean;
+  /**
+   * Each claim's outcome, in order, up to the refused one where one was refused (it is the last):
+   * a bucket's result as `take` reports it, or whether the lease was held.
+   */
+  results: (BucketResult | boolean)[];
 }

@@ -1,4 +1,4 @@
-import type { BucketResult, LimitStore } from "./limit-store.js";
+import type { BucketResult, ClaimOutcome, LimitClaim, LimitStore } from "./limit-store.js";
 
 /**
  * The result every bucket operation reports, from the bucket's level after the operation.
@@ -100,26 +100,7 @@ export class MemoryLimitStore implements LimitStore {
 
   take(scope: string, capacity: number, windowMs: number, cost: number): Promise<BucketResult> {
     try {
-      checkTakeArgs(capacity, windowMs, cost);
-      const now = this.now();
-      this.countOp();
-      let bucket = this.buckets.get(scope);
-      let tokens = bucket ? refilled(bucket, capacity, windowMs, now) : capacity;
-      const allowed = cost <= capacity && tokens >= cost;
-      if (allowed && cost !== 0) {
-        tokens -= cost;
-        if (bucket) {
-          // A clock stepping back must not make the next refill count the same time twice.
-          const at = Math.max(bucket.updatedAt, now);
-          bucket.tokens = tokens;
-          bucket.updatedAt = at;
-          bucket.fullAt = fullAt(tokens, capacity, windowMs, at);
-        } else {
-          bucket = { tokens, updatedAt: now, fullAt: fullAt(tokens, capacity, windowMs, now) };
-          this.buckets.set(scope, bucket);
-        }
-      }
-      return Promise.resolve(bucketResult(allowed, tokens, capacity, windowMs, cost));
+      return Promise.resolve(this.takeNow(scope, capacity, windowMs, cost));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -127,27 +108,84 @@ export class MemoryLimitStore implements LimitStore {
 
   adjust(scope: string, capacity: number, windowMs: number, units: number): Promise<void> {
     try {
-      checkBucketArgs(capacity, windowMs, units);
-      const now = this.now();
-      this.countOp();
-      const bucket = this.buckets.get(scope);
-      const tokens = Math.min(
-        capacity,
-        (bucket ? refilled(bucket, capacity, windowMs, now) : capacity) + units,
-      );
-      if (tokens >= capacity) {
-        this.buckets.delete(scope);
-      } else if (bucket) {
+      this.adjustNow(scope, capacity, windowMs, units);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Synchronous throughout: the claims are taken (or rolled back) with nothing else in between. */
+  claimAll(claims: readonly LimitClaim[]): Promise<ClaimOutcome> {
+    try {
+      const results: (BucketResult | boolean)[] = [];
+      for (const claim of claims) {
+        const result =
+          claim.kind === "bucket"
+            ? this.takeNow(claim.scope, claim.capacity, claim.windowMs, claim.cost)
+            : this.acquireNow(claim.scope, claim.max, claim.leaseId, claim.ttlMs);
+        results.push(result);
+        if (result === false || (result !== true && !result.allowed)) {
+          this.giveBack(claims, results.length - 1);
+          return Promise.resolve({ allowed: false, results });
+        }
+      }
+      return Promise.resolve({ allowed: true, results });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Undoes the first `count` claims, all taken. */
+  private giveBack(claims: readonly LimitClaim[], count: number): void {
+    for (let i = 0; i < count; i++) {
+      const claim = claims[i] as LimitClaim;
+      if (claim.kind === "bucket") this.adjustNow(claim.scope, claim.capacity, claim.windowMs, claim.cost);
+      else this.releaseNow(claim.scope, claim.leaseId);
+    }
+  }
+
+  private takeNow(scope: string, capacity: number, windowMs: number, cost: number): BucketResult {
+    checkTakeArgs(capacity, windowMs, cost);
+    const now = this.now();
+    this.countOp();
+    let bucket = this.buckets.get(scope);
+    let tokens = bucket ? refilled(bucket, capacity, windowMs, now) : capacity;
+    const allowed = cost <= capacity && tokens >= cost;
+    if (allowed && cost !== 0) {
+      tokens -= cost;
+      if (bucket) {
+        // A clock stepping back must not make the next refill count the same time twice.
         const at = Math.max(bucket.updatedAt, now);
         bucket.tokens = tokens;
         bucket.updatedAt = at;
         bucket.fullAt = fullAt(tokens, capacity, windowMs, at);
       } else {
-        this.buckets.set(scope, { tokens, updatedAt: now, fullAt: fullAt(tokens, capacity, windowMs, now) });
+        bucket = { tokens, updatedAt: now, fullAt: fullAt(tokens, capacity, windowMs, now) };
+        this.buckets.set(scope, bucket);
       }
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
+    }
+    return bucketResult(allowed, tokens, capacity, windowMs, cost);
+  }
+
+  private adjustNow(scope: string, capacity: number, windowMs: number, units: number): void {
+    checkBucketArgs(capacity, windowMs, units);
+    const now = this.now();
+    this.countOp();
+    const bucket = this.buckets.get(scope);
+    const tokens = Math.min(
+      capacity,
+      (bucket ? refilled(bucket, capacity, windowMs, now) : capacity) + units,
+    );
+    if (tokens >= capacity) {
+      this.buckets.delete(scope);
+    } else if (bucket) {
+      const at = Math.max(bucket.updatedAt, now);
+      bucket.tokens = tokens;
+      bucket.updatedAt = at;
+      bucket.fullAt = fullAt(tokens, capacity, windowMs, at);
+    } else {
+      this.buckets.set(scope, { tokens, updatedAt: now, fullAt: fullAt(tokens, capacity, windowMs, now) });
     }
   }
 
@@ -165,28 +203,36 @@ export class MemoryLimitStore implements LimitStore {
 
   /** Holding `leaseId` already renews it (and succeeds) rather than taking a second place. */
   acquireConcurrency(scope: string, max: number, leaseId: string, ttlMs: number): Promise<boolean> {
+    return Promise.resolve(this.acquireNow(scope, max, leaseId, ttlMs));
+  }
+
+  releaseConcurrency(scope: string, leaseId: string): Promise<void> {
+    this.releaseNow(scope, leaseId);
+    return Promise.resolve();
+  }
+
+  private acquireNow(scope: string, max: number, leaseId: string, ttlMs: number): boolean {
     const now = this.now();
     this.countOp();
     let held = this.leases.get(scope);
     if (!held) {
-      if (max < 1) return Promise.resolve(false);
+      if (max < 1) return false;
       held = new Map();
       this.leases.set(scope, held);
     } else if (held.size >= max) {
       const mine = held.get(leaseId);
       if (mine === undefined || mine <= now) {
         for (const [id, expiresAt] of held) if (expiresAt <= now) held.delete(id);
-        if (held.size >= max) return Promise.resolve(false);
+        if (held.size >= max) return false;
       }
     }
     held.set(leaseId, now + ttlMs);
-    return Promise.resolve(true);
+    return true;
   }
 
-  releaseConcurrency(scope: string, leaseId: string): Promise<void> {
+  private releaseNow(scope: string, leaseId: string): void {
     const held = this.leases.get(scope);
     if (held?.delete(leaseId) && held.size === 0) this.leases.delete(scope);
-    return Promise.resolve();
   }
 
   addToTotal(scope: string, periodKey: string, amount: number): Promise<number> {

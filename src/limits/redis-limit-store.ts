@@ -1,5 +1,5 @@
 import { Redis, type RedisOptions } from "ioredis";
-import type { BucketResult, LimitStore } from "./limit-store.js";
+import type { BucketResult, ClaimOutcome, LimitClaim, LimitStore } from "./limit-store.js";
 import { bucketResult, checkBucketArgs, checkTakeArgs } from "./memory-limit-store.js";
 
 /**
@@ -96,6 +96,53 @@ if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], math.ce
 return 1
 `;
 
+// Every claim or none. KEYS: one per claim; ARGV: four per claim, 'b' capacity window cost (a
+// bucket) or 'l' max lease ttl (a lease). Every claim is looked at before anything is written,
+// on one clock reading; the first refused one ends the look. Reply: {taken (1/0), {per claim as
+// looked at: {taken, level ('' for a lease)}}}.
+const CLAIM = `${PRELUDE}
+local now = now_ms()
+local looked = {}
+local plans = {}
+for i = 1, #KEYS do
+  local at = (i - 1) * 4
+  if ARGV[at + 1] == 'b' then
+    local capacity, window, cost = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+    local tokens, ts = level(KEYS[i], capacity, window, now)
+    if cost > capacity or tokens < cost then
+      looked[i] = {0, num(tokens)}
+      return {0, looked}
+    end
+    plans[i] = {tokens - cost, ts, capacity, window, cost}
+    looked[i] = {1, num(tokens - cost)}
+  else
+    local max, lease = tonumber(ARGV[at + 2]), ARGV[at + 3]
+    local mine = tonumber(redis.call('ZSCORE', KEYS[i], lease))
+    if mine == nil or mine <= now then
+      -- Expired leases go whatever the outcome: they hold no place.
+      redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', num(now))
+      if redis.call('ZCARD', KEYS[i]) >= max then
+        looked[i] = {0, ''}
+        return {0, looked}
+      end
+    end
+    looked[i] = {1, ''}
+  end
+end
+for i = 1, #KEYS do
+  local plan = plans[i]
+  if plan then
+    if plan[5] ~= 0 then save(KEYS[i], plan[1], plan[2], plan[3], plan[4]) end
+  else
+    local at = (i - 1) * 4
+    local lease, ttl = ARGV[at + 3], tonumber(ARGV[at + 4])
+    redis.call('ZADD', KEYS[i], num(now + ttl), lease)
+    if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], math.ceil(ttl)) end
+  end
+end
+return {1, looked}
+`;
+
 const ADD_TOTAL = `
 local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -113,6 +160,7 @@ interface LimitScripts {
   sbLimitPeek(key: string, capacity: number, windowMs: number): Promise<string>;
   sbLimitAdjust(key: string, capacity: number, windowMs: number, units: number): Promise<number>;
   sbLimitAcquire(key: string, max: number, leaseId: string, ttlMs: number): Promise<number>;
+  sbLimitClaim(...keysThenArgs: (string | number)[]): Promise<[number, [number, string][]]>;
   sbLimitAddTotal(key: string, amount: number, ttlSeconds: number): Promise<string>;
   sbLimitSeedTotal(key: string, value: number, ttlSeconds: number): Promise<string>;
 }
@@ -164,6 +212,7 @@ export class RedisLimitStore implements LimitStore {
     define("sbLimitPeek", 1, PEEK);
     define("sbLimitAdjust", 1, ADJUST);
     define("sbLimitAcquire", 1, ACQUIRE);
+    this.client.defineCommand("sbLimitClaim", { lua: CLAIM });
     define("sbLimitAddTotal", 1, ADD_TOTAL);
     define("sbLimitSeedTotal", 1, SEED_TOTAL);
     this.scripts = this.client as unknown as LimitScripts;
@@ -195,6 +244,33 @@ export class RedisLimitStore implements LimitStore {
   async acquireConcurrency(scope: string, max: number, leaseId: string, ttlMs: number): Promise<boolean> {
     const ok = await this.run(() => this.scripts.sbLimitAcquire(this.leaseKey(scope), max, leaseId, ttlMs));
     return ok === 1;
+  }
+
+  /**
+   * One script over every claim's key: a standalone Redis (or keys of one cluster slot), as the
+   * client this store is given is.
+   */
+  async claimAll(claims: readonly LimitClaim[]): Promise<ClaimOutcome> {
+    if (claims.length === 0) return { allowed: true, results: [] };
+    const keys: string[] = [];
+    const args: (string | number)[] = [];
+    for (const claim of claims) {
+      if (claim.kind === "bucket") {
+        checkTakeArgs(claim.capacity, claim.windowMs, claim.cost);
+        keys.push(this.bucketKey(claim.scope));
+        args.push("b", claim.capacity, claim.windowMs, claim.cost);
+      } else {
+        keys.push(this.leaseKey(claim.scope));
+        args.push("l", claim.max, claim.leaseId, claim.ttlMs);
+      }
+    }
+    const [taken, looked] = await this.run(() => this.scripts.sbLimitClaim(keys.length, ...keys, ...args));
+    const results = looked.map(([ok, level], i): BucketResult | boolean => {
+      const claim = claims[i] as LimitClaim;
+      if (claim.kind === "lease") return ok === 1;
+      return bucketResult(ok === 1, Number(level), claim.capacity, claim.windowMs, claim.cost);
+    });
+    return { allowed: taken === 1, results };
   }
 
   async releaseConcurrency(scope: string, leaseId: string): Promise<void> {

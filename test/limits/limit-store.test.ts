@@ -7,6 +7,7 @@ import { RedisLimitStore } from "../../src/limits/redis-limit-store.js";
 import { countRedisKeys, deleteRedisKeys, hasRedis, REDIS_URL, redisTestPrefix } from "../helpers/redis.js";
 
 const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
 
 interface StoreVariant {
   name: string;
@@ -212,6 +213,57 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
     expect(await store.acquireConcurrency(s, 1, "third", MINUTE)).toBe(false);
   });
 
+  it("takes every claim at once, in order, each reported as take and acquire report it", async () => {
+    const [rpm, tpm, conc] = [scope(), scope(), scope()];
+    const outcome = await store.claimAll([
+      { kind: "bucket", scope: rpm, capacity: 5, windowMs: MINUTE, cost: 1 },
+      { kind: "bucket", scope: tpm, capacity: 1000, windowMs: MINUTE, cost: 300 },
+      { kind: "lease", scope: conc, max: 1, leaseId: "first", ttlMs: MINUTE },
+    ]);
+    expect(outcome.allowed).toBe(true);
+    expect(outcome.results).toHaveLength(3);
+    expect(outcome.results[0]).toMatchObject({ allowed: true, remaining: 4, retryAfterMs: 0 });
+    expect(outcome.results[1]).toMatchObject({ allowed: true, remaining: 700 });
+    expect(outcome.results[2]).toBe(true);
+    expect((await store.peek(tpm, 1000, MINUTE)).remaining).toBe(700);
+    expect(await store.acquireConcurrency(conc, 1, "other", MINUTE)).toBe(false);
+    expect(await store.claimAll([])).toEqual({ allowed: true, results: [] });
+  });
+
+  it("takes nothing when a claim is refused: the results stop at the refused one", async () => {
+    const [rpm, tpm, conc] = [scope(), scope(), scope()];
+    expect(await store.acquireConcurrency(conc, 1, "holder", MINUTE)).toBe(true);
+    const claims = (cost: number, leaseId: string) =>
+      [
+        { kind: "bucket", scope: rpm, capacity: 5, windowMs: MINUTE, cost: 1 },
+        { kind: "bucket", scope: tpm, capacity: 1000, windowMs: MINUTE, cost },
+        { kind: "lease", scope: conc, max: 1, leaseId, ttlMs: MINUTE },
+      ] as const;
+    // Refused by the lease, the last claim: both buckets are as they were.
+    const byLease = await store.claimAll(claims(300, "second"));
+    expect(byLease.allowed).toBe(false);
+    expect(byLease.results).toHaveLength(3);
+    expect(byLease.results[0]).toMatchObject({ allowed: true, remaining: 4 });
+    expect(byLease.results[2]).toBe(false);
+    expect((await store.peek(rpm, 5, MINUTE)).remaining).toBe(5);
+    expect((await store.peek(tpm, 1000, MINUTE)).remaining).toBe(1000);
+
+    // Refused by a bucket in the middle: the look ends there, and the lease is not taken either.
+    await store.releaseConcurrency(conc, "holder");
+    const byBucket = await store.claimAll(claims(2000, "third"));
+    expect(byBucket.allowed).toBe(false);
+    expect(byBucket.results).toHaveLength(2);
+    expect(byBucket.results[1]).toMatchObject({ allowed: false, remaining: 0, retryAfterMs: Infinity });
+    expect((await store.peek(rpm, 5, MINUTE)).remaining).toBe(5);
+    expect(await store.acquireConcurrency(conc, 1, "fourth", MINUTE)).toBe(true);
+  });
+
+  it("rejects a claim whose bucket arithmetic would be meaningless", async () => {
+    await expect(
+      store.claimAll([{ kind: "bucket", scope: scope(), capacity: 0, windowMs: MINUTE, cost: 1 }]),
+    ).rejects.toThrow(RangeError);
+  });
+
   it("adds up period totals and starts again in a new period", async () => {
     const s = scope();
     expect(await store.getTotal(s, "2026-11")).toBeUndefined();
@@ -279,6 +331,21 @@ describe.runIf(variants.length > 1)("redis limit store across instances", () => 
     const holder = results.findIndex(Boolean);
     await (holder % 2 === 0 ? b : a).releaseConcurrency("key:conc", `lease_${holder}`);
     expect(await a.acquireConcurrency("key:conc", 5, "late", MINUTE)).toBe(true);
+  });
+
+  it("claims all or nothing across instances: 10 concurrent claims against a lease limit of 3", async () => {
+    const claims = (i: number) =>
+      [
+        { kind: "bucket", scope: "key:claimed-rpm", capacity: 100, windowMs: HOUR, cost: 1 },
+        { kind: "lease", scope: "key:claimed-conc", max: 3, leaseId: `lease_${i}`, ttlMs: MINUTE },
+      ] as const;
+    const outcomes = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).claimAll(claims(i))),
+    );
+    expect(outcomes.filter((o) => o.allowed)).toHaveLength(3);
+    // Only the three that were let in took from the bucket.
+    // (A unit comes back every 36 s: none did meanwhile.)
+    expect((await a.peek("key:claimed-rpm", 100, HOUR)).remaining).toBe(97);
   });
 
   it("shares period totals", async () => {
