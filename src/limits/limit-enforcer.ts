@@ -1,7 +1,7 @@
 import type { Principal } from "../auth/principal.js";
 import { ServiceError } from "../core/errors.js";
 import type { Limits, UsageRepository } from "../storage/repositories/types.js";
-import type { BucketResult, LimitClaim, LimitStore } from "./limit-store.js";
+import type { BucketResult, LimitClaim, LimitSettlement, LimitStore } from "./limit-store.js";
 import { rateLimitHeaders, retryHeaders } from "./rate-limit-headers.js";
 
 const MINUTE = 60_000;
@@ -160,22 +160,38 @@ export class LimitEnforcer {
       settle: async (used) => {
         if (settled) return;
         settled = true;
-        const work: Promise<unknown>[] = [];
+        const settlements: LimitSettlement[] = [];
         for (const scope of scopes) {
-          const tpm = scope.limits.tokensPerMinute;
+          const {
+            tokensPerMinute: tpm,
+            maxConcurrent,
+            monthlyTokenBudget,
+            monthlyCostBudgetUsd,
+          } = scope.limits;
           if (tpm !== null && used.tokens !== estimatedTokens) {
-            work.push(this.store.adjust(scope.tpm, tpm, MINUTE, estimatedTokens - used.tokens));
+            const units = estimatedTokens - used.tokens;
+            settlements.push({ kind: "bucket", scope: scope.tpm, capacity: tpm, windowMs: MINUTE, units });
           }
-          if (scope.limits.maxConcurrent !== null)
-            work.push(this.store.releaseConcurrency(scope.conc, leaseId));
-          if (scope.limits.monthlyTokenBudget !== null && used.tokens > 0) {
-            work.push(this.store.addToTotal(scope.monthTokens, month, used.tokens));
+          if (maxConcurrent !== null) settlements.push({ kind: "lease", scope: scope.conc, leaseId });
+          if (monthlyTokenBudget !== null && used.tokens > 0) {
+            settlements.push({
+              kind: "total",
+              scope: scope.monthTokens,
+              periodKey: month,
+              amount: used.tokens,
+            });
           }
-          if (scope.limits.monthlyCostBudgetUsd !== null && used.costUsd > 0) {
-            work.push(this.store.addToTotal(scope.monthCost, month, used.costUsd));
+          if (monthlyCostBudgetUsd !== null && used.costUsd > 0) {
+            settlements.push({
+              kind: "total",
+              scope: scope.monthCost,
+              periodKey: month,
+              amount: used.costUsd,
+            });
           }
         }
-        await Promise.allSettled(work);
+        // A store that cannot settle now loses this request's refund and totals, never the response.
+        if (settlements.length > 0) await this.store.settleAll(settlements).catch(() => {});
       },
     };
   }

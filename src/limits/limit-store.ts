@@ -6,34 +6,21 @@
  * `scope` is an opaque string such as `key:key_abc` or `project:proj_x`.
  */
 export interface LimitStore {
-  /**
-   * Token bucket of `capacity` units refilled evenly over `windowMs` (capacity per minute for a
-   * per-minute limit). Takes `cost` units if available. A cost above capacity can never pass.
-   */
-  take(scope: string, capacity: number, windowMs: number, cost: number): Promise<BucketResult>;
-  /**
-   * Adjusts a bucket after the fact: a positive `units` refunds (capped at capacity), a negative
-   * one charges more (the bucket may go into debt, delaying later requests).
-   */
-  adjust(scope: string, capacity: number, windowMs: number, units: number): Promise<void>;
-  /** Reads a bucket without changing it (for x-ratelimit-* headers on other responses). */
+  /** Reads a bucket without changing it: `allowed` says whether one unit is available. */
   peek(scope: string, capacity: number, windowMs: number): Promise<BucketResult>;
   /**
-   * Holds one of `max` concurrent places under `leaseId`. Leases expire after `ttlMs` so a
-   * crashed instance cannot hold places forever.
-   */
-  acquireConcurrency(scope: string, max: number, leaseId: string, ttlMs: number): Promise<boolean>;
-  /**
    * Takes every claim or none, in one atomic step (one script in Redis): the claims are looked at
-   * in order, and the first one refused ends the look with nothing taken. One call instead of a
-   * take or an acquire per limit and a rollback of those taken when a later one refuses: one
-   * round trip to Redis, and no moment where another instance sees a half-taken reservation.
-   * Each claim names its own scope (two claims on one scope are not supported).
+   * in order, and the first one refused ends the look with nothing taken: one round trip to
+   * Redis per request, and no moment where another instance sees a half-taken reservation. Each
+   * claim names its own scope (two claims on one scope are not supported).
    */
   claimAll(claims: readonly LimitClaim[]): Promise<ClaimOutcome>;
-  releaseConcurrency(scope: string, leaseId: string): Promise<void>;
-  /** Adds to a running total that resets at `periodKey` changes (monthly budgets); returns the new total. */
-  addToTotal(scope: string, periodKey: string, amount: number): Promise<number>;
+  /**
+   * Settles what a request took, in one step (one script in Redis): refunds (or further charges)
+   * to buckets, leases given up, amounts added to period totals. Arguments that would make the
+   * arithmetic meaningless are refused (RangeError) before any of them applies.
+   */
+  settleAll(settlements: readonly LimitSettlement[]): Promise<void>;
   /** The total for the period, or undefined when this store has not seen it (seed from storage then). */
   getTotal(scope: string, periodKey: string): Promise<number | undefined>;
   /** Seeds a period total from storage if it is not known yet; returns the total now in force. */
@@ -51,7 +38,13 @@ export interface BucketResult {
   retryAfterMs: number;
 }
 
-/** One limit a request is admitted under: units from a bucket (as `take`), or a lease (as `acquireConcurrency`). */
+/**
+ * One limit a request is admitted under.
+ * - bucket: `cost` units from a token bucket of `capacity` units refilled evenly over `windowMs`
+ *   (capacity per minute for a per-minute limit). A cost above capacity can never pass.
+ * - lease: one of `max` concurrent places, held under `leaseId` (holding it already renews it).
+ *   Leases expire after `ttlMs`, so a crashed instance cannot hold places forever.
+ */
 export type LimitClaim =
   | { kind: "bucket"; scope: string; capacity: number; windowMs: number; cost: number }
   | { kind: "lease"; scope: string; max: number; leaseId: string; ttlMs: number };
@@ -62,7 +55,20 @@ export interface ClaimOutcome {
   allowed: boolean;
   /**
    * Each claim's outcome, in order, up to the refused one where one was refused (it is the last):
-   * a bucket's result as `take` reports it, or whether the lease was held.
+   * a bucket's result (refused: `remaining` 0 and the wait for its cost), or whether the lease was held.
    */
   results: (BucketResult | boolean)[];
 }
+
+/**
+ * One thing a request gives back or adds when it ends.
+ * - bucket: `units` back to a bucket (capped at capacity), or, negative, charged to it (the bucket
+ *   may go into debt, delaying later requests).
+ * - lease: the place held under `leaseId` is free again (releasing what is not held is harmless).
+ * - total: `amount` added to a running total that starts again when `periodKey` changes (monthly
+ *   budgets).
+ */
+export type LimitSettlement =
+  | { kind: "bucket"; scope: string; capacity: number; windowMs: number; units: number }
+  | { kind: "lease"; scope: string; leaseId: string }
+  | { kind: "total"; scope: string; periodKey: string; amount: number };

@@ -1,4 +1,4 @@
-import type { BucketResult, ClaimOutcome, LimitClaim, LimitStore } from "./limit-store.js";
+import type { BucketResult, ClaimOutcome, LimitClaim, LimitSettlement, LimitStore } from "./limit-store.js";
 
 /**
  * The result every bucket operation reports, from the bucket's level after the operation.
@@ -30,10 +30,26 @@ export function checkBucketArgs(capacity: number, windowMs: number, units: numbe
   if (!Number.isFinite(units)) throw new RangeError(`units must be finite, got ${units}`);
 }
 
-/** A take's cost: a negative one would fill the bucket past capacity (refunds go through adjust). */
+/** A claim's cost: a negative one would fill the bucket past capacity (refunds are settlements). */
 export function checkTakeArgs(capacity: number, windowMs: number, cost: number): void {
   checkBucketArgs(capacity, windowMs, cost);
   if (cost < 0) throw new RangeError(`cost must be >= 0, got ${cost}`);
+}
+
+/** Claims' arguments, all checked before any is taken. */
+export function checkClaims(claims: readonly LimitClaim[]): void {
+  for (const claim of claims)
+    if (claim.kind === "bucket") checkTakeArgs(claim.capacity, claim.windowMs, claim.cost);
+}
+
+/** Settlements' arguments, all checked before any applies. */
+export function checkSettlements(settlements: readonly LimitSettlement[]): void {
+  for (const settlement of settlements) {
+    if (settlement.kind === "bucket")
+      checkBucketArgs(settlement.capacity, settlement.windowMs, settlement.units);
+    else if (settlement.kind === "total" && !Number.isFinite(settlement.amount))
+      throw new RangeError(`amount must be finite, got ${settlement.amount}`);
+  }
 }
 
 interface Bucket {
@@ -98,26 +114,10 @@ export class MemoryLimitStore implements LimitStore {
     return { buckets: this.buckets.size, leaseScopes: this.leases.size, totals: this.totals.size };
   }
 
-  take(scope: string, capacity: number, windowMs: number, cost: number): Promise<BucketResult> {
-    try {
-      return Promise.resolve(this.takeNow(scope, capacity, windowMs, cost));
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-
-  adjust(scope: string, capacity: number, windowMs: number, units: number): Promise<void> {
-    try {
-      this.adjustNow(scope, capacity, windowMs, units);
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-
   /** Synchronous throughout: the claims are taken (or rolled back) with nothing else in between. */
   claimAll(claims: readonly LimitClaim[]): Promise<ClaimOutcome> {
     try {
+      checkClaims(claims);
       const results: (BucketResult | boolean)[] = [];
       for (const claim of claims) {
         const result =
@@ -131,6 +131,22 @@ export class MemoryLimitStore implements LimitStore {
         }
       }
       return Promise.resolve({ allowed: true, results });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  settleAll(settlements: readonly LimitSettlement[]): Promise<void> {
+    try {
+      checkSettlements(settlements);
+      for (const settlement of settlements) {
+        if (settlement.kind === "bucket") {
+          const { scope, capacity, windowMs, units } = settlement;
+          this.adjustNow(scope, capacity, windowMs, units);
+        } else if (settlement.kind === "lease") this.releaseNow(settlement.scope, settlement.leaseId);
+        else this.addToTotalNow(settlement.scope, settlement.periodKey, settlement.amount);
+      }
+      return Promise.resolve();
     } catch (err) {
       return Promise.reject(err);
     }
@@ -189,7 +205,7 @@ export class MemoryLimitStore implements LimitStore {
     }
   }
 
-  /** As `take` with a cost of 1, without taking: `allowed` says whether one unit is available. */
+  /** As a claim of one unit, without taking: `allowed` says whether one unit is available. */
   peek(scope: string, capacity: number, windowMs: number): Promise<BucketResult> {
     try {
       checkBucketArgs(capacity, windowMs, 0);
@@ -202,15 +218,6 @@ export class MemoryLimitStore implements LimitStore {
   }
 
   /** Holding `leaseId` already renews it (and succeeds) rather than taking a second place. */
-  acquireConcurrency(scope: string, max: number, leaseId: string, ttlMs: number): Promise<boolean> {
-    return Promise.resolve(this.acquireNow(scope, max, leaseId, ttlMs));
-  }
-
-  releaseConcurrency(scope: string, leaseId: string): Promise<void> {
-    this.releaseNow(scope, leaseId);
-    return Promise.resolve();
-  }
-
   private acquireNow(scope: string, max: number, leaseId: string, ttlMs: number): boolean {
     const now = this.now();
     this.countOp();
@@ -235,11 +242,11 @@ export class MemoryLimitStore implements LimitStore {
     if (held?.delete(leaseId) && held.size === 0) this.leases.delete(scope);
   }
 
-  addToTotal(scope: string, periodKey: string, amount: number): Promise<number> {
+  private addToTotalNow(scope: string, periodKey: string, amount: number): number {
     const entry = this.totals.get(scope);
     if (entry && entry.periodKey === periodKey) {
       entry.total += amount;
-      return Promise.resolve(entry.total);
+      return entry.total;
     }
     if (entry) {
       entry.periodKey = periodKey;
@@ -247,7 +254,7 @@ export class MemoryLimitStore implements LimitStore {
     } else {
       this.totals.set(scope, { periodKey, total: amount });
     }
-    return Promise.resolve(amount);
+    return amount;
   }
 
   getTotal(scope: string, periodKey: string): Promise<number | undefined> {

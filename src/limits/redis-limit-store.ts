@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from "ioredis";
-import type { BucketResult, ClaimOutcome, LimitClaim, LimitStore } from "./limit-store.js";
-import { bucketResult, checkBucketArgs, checkTakeArgs } from "./memory-limit-store.js";
+import type { BucketResult, ClaimOutcome, LimitClaim, LimitSettlement, LimitStore } from "./limit-store.js";
+import { bucketResult, checkBucketArgs, checkClaims, checkSettlements } from "./memory-limit-store.js";
 
 /**
  * Connection options for a limit store: a dead or hung Redis must fail a request within about
@@ -54,46 +54,10 @@ local function save(key, tokens, at, capacity, window)
 end
 `;
 
-const TAKE = `${PRELUDE}
-local capacity, window, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tokens, at = level(KEYS[1], capacity, window, now_ms())
-local allowed = 0
-if cost <= capacity and tokens >= cost then
-  allowed = 1
-  if cost ~= 0 then
-    tokens = tokens - cost
-    save(KEYS[1], tokens, at, capacity, window)
-  end
-end
-return {allowed, num(tokens)}
-`;
-
 const PEEK = `${PRELUDE}
 local capacity, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tokens = level(KEYS[1], capacity, window, now_ms())
 return num(tokens)
-`;
-
-const ADJUST = `${PRELUDE}
-local capacity, window, units = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tokens, at = level(KEYS[1], capacity, window, now_ms())
-tokens = math.min(capacity, tokens + units)
-save(KEYS[1], tokens, at, capacity, window)
-return 1
-`;
-
-// A sorted set of lease id -> expiry (server ms). Holding the lease already renews it.
-const ACQUIRE = `${PRELUDE}
-local max, lease, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local now = now_ms()
-local mine = tonumber(redis.call('ZSCORE', KEYS[1], lease))
-if mine == nil or mine <= now then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', num(now))
-  if redis.call('ZCARD', KEYS[1]) >= max then return 0 end
-end
-redis.call('ZADD', KEYS[1], num(now + ttl), lease)
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], math.ceil(ttl)) end
-return 1
 `;
 
 // Every claim or none. KEYS: one per claim; ARGV: four per claim, 'b' capacity window cost (a
@@ -143,10 +107,27 @@ end
 return {1, looked}
 `;
 
-const ADD_TOTAL = `
-local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return total
+// KEYS: one per settlement; ARGV: the total keys' ttl, then four per settlement: 'b' capacity
+// window units (a bucket's refund or charge), 'l' lease (a lease given up), 't' amount (added to
+// a period total), the short ones padded with ''.
+const SETTLE = `${PRELUDE}
+local now = now_ms()
+local total_ttl = ARGV[1]
+for i = 1, #KEYS do
+  local at = 1 + (i - 1) * 4
+  local kind = ARGV[at + 1]
+  if kind == 'b' then
+    local capacity, window, units = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+    local tokens, ts = level(KEYS[i], capacity, window, now)
+    save(KEYS[i], math.min(capacity, tokens + units), ts, capacity, window)
+  elseif kind == 'l' then
+    redis.call('ZREM', KEYS[i], ARGV[at + 2])
+  else
+    redis.call('INCRBYFLOAT', KEYS[i], ARGV[at + 2])
+    redis.call('EXPIRE', KEYS[i], total_ttl)
+  end
+end
+return 1
 `;
 
 const SEED_TOTAL = `
@@ -156,12 +137,9 @@ return redis.call('GET', KEYS[1])
 
 /** The commands `defineCommand` adds; ioredis sends them by EVALSHA (EVAL once per connection). */
 interface LimitScripts {
-  sbLimitTake(key: string, capacity: number, windowMs: number, cost: number): Promise<[number, string]>;
   sbLimitPeek(key: string, capacity: number, windowMs: number): Promise<string>;
-  sbLimitAdjust(key: string, capacity: number, windowMs: number, units: number): Promise<number>;
-  sbLimitAcquire(key: string, max: number, leaseId: string, ttlMs: number): Promise<number>;
   sbLimitClaim(...keysThenArgs: (string | number)[]): Promise<[number, [number, string][]]>;
-  sbLimitAddTotal(key: string, amount: number, ttlSeconds: number): Promise<string>;
+  sbLimitSettle(...keysThenArgs: (string | number)[]): Promise<number>;
   sbLimitSeedTotal(key: string, value: number, ttlSeconds: number): Promise<string>;
 }
 
@@ -208,30 +186,15 @@ export class RedisLimitStore implements LimitStore {
     });
     const define = (name: keyof LimitScripts, numberOfKeys: number, lua: string) =>
       this.client.defineCommand(name, { numberOfKeys, lua });
-    define("sbLimitTake", 1, TAKE);
     define("sbLimitPeek", 1, PEEK);
-    define("sbLimitAdjust", 1, ADJUST);
-    define("sbLimitAcquire", 1, ACQUIRE);
+    // Claims and settlements name as many keys as they have entries: the count goes first.
     this.client.defineCommand("sbLimitClaim", { lua: CLAIM });
-    define("sbLimitAddTotal", 1, ADD_TOTAL);
+    this.client.defineCommand("sbLimitSettle", { lua: SETTLE });
     define("sbLimitSeedTotal", 1, SEED_TOTAL);
     this.scripts = this.client as unknown as LimitScripts;
   }
 
-  async take(scope: string, capacity: number, windowMs: number, cost: number): Promise<BucketResult> {
-    checkTakeArgs(capacity, windowMs, cost);
-    const [allowed, tokens] = await this.run(() =>
-      this.scripts.sbLimitTake(this.bucketKey(scope), capacity, windowMs, cost),
-    );
-    return bucketResult(allowed === 1, Number(tokens), capacity, windowMs, cost);
-  }
-
-  async adjust(scope: string, capacity: number, windowMs: number, units: number): Promise<void> {
-    checkBucketArgs(capacity, windowMs, units);
-    await this.run(() => this.scripts.sbLimitAdjust(this.bucketKey(scope), capacity, windowMs, units));
-  }
-
-  /** As `take` with a cost of 1, without taking: `allowed` says whether one unit is available. */
+  /** As a claim of one unit, without taking: `allowed` says whether one unit is available. */
   async peek(scope: string, capacity: number, windowMs: number): Promise<BucketResult> {
     checkBucketArgs(capacity, windowMs, 0);
     const tokens = Number(
@@ -240,23 +203,17 @@ export class RedisLimitStore implements LimitStore {
     return bucketResult(tokens >= 1 && capacity >= 1, tokens, capacity, windowMs, 1);
   }
 
-  /** Holding `leaseId` already renews it (and succeeds) rather than taking a second place. */
-  async acquireConcurrency(scope: string, max: number, leaseId: string, ttlMs: number): Promise<boolean> {
-    const ok = await this.run(() => this.scripts.sbLimitAcquire(this.leaseKey(scope), max, leaseId, ttlMs));
-    return ok === 1;
-  }
-
   /**
    * One script over every claim's key: a standalone Redis (or keys of one cluster slot), as the
    * client this store is given is.
    */
   async claimAll(claims: readonly LimitClaim[]): Promise<ClaimOutcome> {
     if (claims.length === 0) return { allowed: true, results: [] };
+    checkClaims(claims);
     const keys: string[] = [];
     const args: (string | number)[] = [];
     for (const claim of claims) {
       if (claim.kind === "bucket") {
-        checkTakeArgs(claim.capacity, claim.windowMs, claim.cost);
         keys.push(this.bucketKey(claim.scope));
         args.push("b", claim.capacity, claim.windowMs, claim.cost);
       } else {
@@ -273,17 +230,24 @@ export class RedisLimitStore implements LimitStore {
     return { allowed: taken === 1, results };
   }
 
-  async releaseConcurrency(scope: string, leaseId: string): Promise<void> {
-    // One command is already atomic; no script needed.
-    await this.run(() => this.client.zrem(this.leaseKey(scope), leaseId));
-  }
-
-  async addToTotal(scope: string, periodKey: string, amount: number): Promise<number> {
-    if (!Number.isFinite(amount)) throw new RangeError(`amount must be finite, got ${amount}`);
-    const total = await this.run(() =>
-      this.scripts.sbLimitAddTotal(this.totalKey(scope, periodKey), amount, TOTAL_TTL_SECONDS),
-    );
-    return Number(total);
+  async settleAll(settlements: readonly LimitSettlement[]): Promise<void> {
+    if (settlements.length === 0) return;
+    checkSettlements(settlements);
+    const keys: string[] = [];
+    const args: (string | number)[] = [TOTAL_TTL_SECONDS];
+    for (const settlement of settlements) {
+      if (settlement.kind === "bucket") {
+        keys.push(this.bucketKey(settlement.scope));
+        args.push("b", settlement.capacity, settlement.windowMs, settlement.units);
+      } else if (settlement.kind === "lease") {
+        keys.push(this.leaseKey(settlement.scope));
+        args.push("l", settlement.leaseId, "", "");
+      } else {
+        keys.push(this.totalKey(settlement.scope, settlement.periodKey));
+        args.push("t", settlement.amount, "", "");
+      }
+    }
+    await this.run(() => this.scripts.sbLimitSettle(keys.length, ...keys, ...args));
   }
 
   async getTotal(scope: string, periodKey: string): Promise<number | undefined> {

@@ -1,7 +1,7 @@
 import { createServer } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { LimitStore } from "../../src/limits/limit-store.js";
+import type { BucketResult, LimitStore } from "../../src/limits/limit-store.js";
 import { MemoryLimitStore } from "../../src/limits/memory-limit-store.js";
 import { RedisLimitStore } from "../../src/limits/redis-limit-store.js";
 import { countRedisKeys, deleteRedisKeys, hasRedis, REDIS_URL, redisTestPrefix } from "../helpers/redis.js";
@@ -49,6 +49,30 @@ const variants = (await hasRedis()) ? [memoryVariant(), redisVariant()] : [memor
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** One bucket claimed alone: what the enforcer's claims do for each limit. */
+async function take(store: LimitStore, scope: string, capacity: number, windowMs: number, cost: number) {
+  const outcome = await store.claimAll([{ kind: "bucket", scope, capacity, windowMs, cost }]);
+  return outcome.results[0] as BucketResult;
+}
+
+function adjust(store: LimitStore, scope: string, capacity: number, windowMs: number, units: number) {
+  return store.settleAll([{ kind: "bucket", scope, capacity, windowMs, units }]);
+}
+
+async function acquire(store: LimitStore, scope: string, max: number, leaseId: string, ttlMs: number) {
+  return (await store.claimAll([{ kind: "lease", scope, max, leaseId, ttlMs }])).allowed;
+}
+
+function release(store: LimitStore, scope: string, leaseId: string) {
+  return store.settleAll([{ kind: "lease", scope, leaseId }]);
+}
+
+/** Adds to a period total, and reads the total back. */
+async function addToTotal(store: LimitStore, scope: string, periodKey: string, amount: number) {
+  await store.settleAll([{ kind: "total", scope, periodKey, amount }]);
+  return store.getTotal(scope, periodKey);
+}
+
 describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
   let store: LimitStore;
   let n = 0;
@@ -82,13 +106,13 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
     const s = scope();
     const remaining: number[] = [];
     for (let i = 0; i < 5; i++) {
-      const result = await store.take(s, 5, MINUTE, 1);
+      const result = await take(store, s, 5, MINUTE, 1);
       expect(result.allowed).toBe(true);
       expect(result.retryAfterMs).toBe(0);
       remaining.push(result.remaining);
     }
     expect(remaining).toEqual([4, 3, 2, 1, 0]);
-    const refused = await store.take(s, 5, MINUTE, 1);
+    const refused = await take(store, s, 5, MINUTE, 1);
     expect(refused.allowed).toBe(false);
     expect(refused.remaining).toBe(0);
     // One unit refills every 12 s; a little of that may already have passed on a real clock.
@@ -100,46 +124,46 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
 
   it("makes a cost of several units wait until that many are back", async () => {
     const s = scope();
-    expect(await store.take(s, 5, MINUTE, 3)).toMatchObject({ allowed: true, remaining: 2 });
-    const refused = await store.take(s, 5, MINUTE, 3);
+    expect(await take(store, s, 5, MINUTE, 3)).toMatchObject({ allowed: true, remaining: 2 });
+    const refused = await take(store, s, 5, MINUTE, 3);
     expect(refused.allowed).toBe(false);
     expect(refused.retryAfterMs).toBeGreaterThan(11_000);
     expect(refused.retryAfterMs).toBeLessThanOrEqual(12_000);
     // A refused take takes nothing.
-    expect(await store.take(s, 5, MINUTE, 2)).toMatchObject({ allowed: true, remaining: 0 });
+    expect(await take(store, s, 5, MINUTE, 2)).toMatchObject({ allowed: true, remaining: 0 });
   });
 
   it("refills evenly over the window", async () => {
     const s = scope();
     // Capacity 2 over 200 ms: one unit every 100 ms.
-    expect((await store.take(s, 2, 200, 2)).allowed).toBe(true);
-    expect((await store.take(s, 2, 200, 1)).allowed).toBe(false);
-    await holdsAfter(100, async () => (await store.take(s, 2, 200, 1)).allowed);
+    expect((await take(store, s, 2, 200, 2)).allowed).toBe(true);
+    expect((await take(store, s, 2, 200, 1)).allowed).toBe(false);
+    await holdsAfter(100, async () => (await take(store, s, 2, 200, 1)).allowed);
     await holdsAfter(200, async () => (await store.peek(s, 2, 200)).remaining === 2);
   });
 
   it("refuses a cost above capacity for good, taking nothing", async () => {
     const s = scope();
-    const result = await store.take(s, 5, MINUTE, 6);
+    const result = await take(store, s, 5, MINUTE, 6);
     expect(result).toMatchObject({ allowed: false, remaining: 0, retryAfterMs: Number.POSITIVE_INFINITY });
     expect((await store.peek(s, 5, MINUTE)).remaining).toBe(5);
   });
 
   it("refunds up to capacity and charges into debt with adjust", async () => {
     const s = scope();
-    expect((await store.take(s, 5, MINUTE, 3)).remaining).toBe(2);
-    await store.adjust(s, 5, MINUTE, 2);
+    expect((await take(store, s, 5, MINUTE, 3)).remaining).toBe(2);
+    await adjust(store, s, 5, MINUTE, 2);
     expect((await store.peek(s, 5, MINUTE)).remaining).toBe(4);
-    await store.adjust(s, 5, MINUTE, 100);
+    await adjust(store, s, 5, MINUTE, 100);
     expect(await store.peek(s, 5, MINUTE)).toMatchObject({ allowed: true, remaining: 5, resetMs: 0 });
 
-    await store.adjust(s, 5, MINUTE, -10);
+    await adjust(store, s, 5, MINUTE, -10);
     const inDebt = await store.peek(s, 5, MINUTE);
     expect(inDebt).toMatchObject({ allowed: false, remaining: 0 });
     // -5 units: the bucket is full again after 10 units' worth of refill (2 minutes).
     expect(inDebt.resetMs).toBeGreaterThan(119_000);
     expect(inDebt.resetMs).toBeLessThanOrEqual(120_000);
-    const refused = await store.take(s, 5, MINUTE, 1);
+    const refused = await take(store, s, 5, MINUTE, 1);
     expect(refused.allowed).toBe(false);
     expect(refused.retryAfterMs).toBeGreaterThan(71_000);
     expect(refused.retryAfterMs).toBeLessThanOrEqual(72_000);
@@ -147,7 +171,7 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
 
   it("charges a scope it has not seen from a full bucket", async () => {
     const s = scope();
-    await store.adjust(s, 5, MINUTE, -2);
+    await adjust(store, s, 5, MINUTE, -2);
     expect((await store.peek(s, 5, MINUTE)).remaining).toBe(3);
   });
 
@@ -159,58 +183,58 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
       resetMs: 0,
       retryAfterMs: 0,
     });
-    expect((await store.take(fresh, 5, MINUTE, 1)).remaining).toBe(4);
+    expect((await take(store, fresh, 5, MINUTE, 1)).remaining).toBe(4);
 
     const s = scope();
-    await store.take(s, 5, MINUTE, 2);
+    await take(store, s, 5, MINUTE, 2);
     for (let i = 0; i < 3; i++) expect((await store.peek(s, 5, MINUTE)).remaining).toBe(3);
-    expect((await store.take(s, 5, MINUTE, 1)).remaining).toBe(2);
+    expect((await take(store, s, 5, MINUTE, 1)).remaining).toBe(2);
 
     const empty = scope();
-    await store.take(empty, 5, MINUTE, 5);
+    await take(store, empty, 5, MINUTE, 5);
     const peeked = await store.peek(empty, 5, MINUTE);
     expect(peeked).toMatchObject({ allowed: false, remaining: 0 });
     expect(peeked.retryAfterMs).toBeGreaterThan(11_000);
-    expect((await store.take(empty, 5, MINUTE, 1)).allowed).toBe(false);
+    expect((await take(store, empty, 5, MINUTE, 1)).allowed).toBe(false);
   });
 
   it("keeps scopes apart", async () => {
     const a = scope();
     const b = scope();
-    await store.take(a, 5, MINUTE, 5);
-    expect((await store.take(b, 5, MINUTE, 1)).remaining).toBe(4);
+    await take(store, a, 5, MINUTE, 5);
+    expect((await take(store, b, 5, MINUTE, 1)).remaining).toBe(4);
   });
 
   it("rejects a capacity or window that is not positive, and a negative cost", async () => {
-    await expect(store.take(scope(), 0, MINUTE, 1)).rejects.toThrow(RangeError);
+    await expect(take(store, scope(), 0, MINUTE, 1)).rejects.toThrow(RangeError);
     await expect(store.peek(scope(), 5, 0)).rejects.toThrow(RangeError);
-    await expect(store.adjust(scope(), 5, MINUTE, Number.NaN)).rejects.toThrow(RangeError);
-    await expect(store.take(scope(), 5, MINUTE, -1)).rejects.toThrow(RangeError);
+    await expect(adjust(store, scope(), 5, MINUTE, Number.NaN)).rejects.toThrow(RangeError);
+    await expect(take(store, scope(), 5, MINUTE, -1)).rejects.toThrow(RangeError);
   });
 
   it("holds at most max concurrent leases, and a release frees a place", async () => {
     const s = scope();
-    expect(await store.acquireConcurrency(s, 2, "a", MINUTE)).toBe(true);
-    expect(await store.acquireConcurrency(s, 2, "b", MINUTE)).toBe(true);
-    expect(await store.acquireConcurrency(s, 2, "c", MINUTE)).toBe(false);
+    expect(await acquire(store, s, 2, "a", MINUTE)).toBe(true);
+    expect(await acquire(store, s, 2, "b", MINUTE)).toBe(true);
+    expect(await acquire(store, s, 2, "c", MINUTE)).toBe(false);
     // Acquiring a lease already held renews it instead of being refused.
-    expect(await store.acquireConcurrency(s, 2, "a", MINUTE)).toBe(true);
-    await store.releaseConcurrency(s, "a");
-    expect(await store.acquireConcurrency(s, 2, "c", MINUTE)).toBe(true);
-    expect(await store.acquireConcurrency(s, 2, "d", MINUTE)).toBe(false);
+    expect(await acquire(store, s, 2, "a", MINUTE)).toBe(true);
+    await release(store, s, "a");
+    expect(await acquire(store, s, 2, "c", MINUTE)).toBe(true);
+    expect(await acquire(store, s, 2, "d", MINUTE)).toBe(false);
     // Releasing what is not held is harmless.
-    await store.releaseConcurrency(s, "nope");
-    await store.releaseConcurrency(scope(), "nope");
-    expect(await store.acquireConcurrency(s, 2, "d", MINUTE)).toBe(false);
+    await release(store, s, "nope");
+    await release(store, scope(), "nope");
+    expect(await acquire(store, s, 2, "d", MINUTE)).toBe(false);
   });
 
   it("frees the place of a lease that expired", async () => {
     const s = scope();
     const ttl = variant.shortTtlMs;
-    expect(await store.acquireConcurrency(s, 1, "crashed", ttl)).toBe(true);
-    expect(await store.acquireConcurrency(s, 1, "next", MINUTE)).toBe(false);
-    await holdsAfter(ttl, () => store.acquireConcurrency(s, 1, "next", MINUTE));
-    expect(await store.acquireConcurrency(s, 1, "third", MINUTE)).toBe(false);
+    expect(await acquire(store, s, 1, "crashed", ttl)).toBe(true);
+    expect(await acquire(store, s, 1, "next", MINUTE)).toBe(false);
+    await holdsAfter(ttl, () => acquire(store, s, 1, "next", MINUTE));
+    expect(await acquire(store, s, 1, "third", MINUTE)).toBe(false);
   });
 
   it("takes every claim at once, in order, each reported as take and acquire report it", async () => {
@@ -226,13 +250,13 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
     expect(outcome.results[1]).toMatchObject({ allowed: true, remaining: 700 });
     expect(outcome.results[2]).toBe(true);
     expect((await store.peek(tpm, 1000, MINUTE)).remaining).toBe(700);
-    expect(await store.acquireConcurrency(conc, 1, "other", MINUTE)).toBe(false);
+    expect(await acquire(store, conc, 1, "other", MINUTE)).toBe(false);
     expect(await store.claimAll([])).toEqual({ allowed: true, results: [] });
   });
 
   it("takes nothing when a claim is refused: the results stop at the refused one", async () => {
     const [rpm, tpm, conc] = [scope(), scope(), scope()];
-    expect(await store.acquireConcurrency(conc, 1, "holder", MINUTE)).toBe(true);
+    expect(await acquire(store, conc, 1, "holder", MINUTE)).toBe(true);
     const claims = (cost: number, leaseId: string) =>
       [
         { kind: "bucket", scope: rpm, capacity: 5, windowMs: MINUTE, cost: 1 },
@@ -249,32 +273,73 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
     expect((await store.peek(tpm, 1000, MINUTE)).remaining).toBe(1000);
 
     // Refused by a bucket in the middle: the look ends there, and the lease is not taken either.
-    await store.releaseConcurrency(conc, "holder");
+    await release(store, conc, "holder");
     const byBucket = await store.claimAll(claims(2000, "third"));
     expect(byBucket.allowed).toBe(false);
     expect(byBucket.results).toHaveLength(2);
     expect(byBucket.results[1]).toMatchObject({ allowed: false, remaining: 0, retryAfterMs: Infinity });
     expect((await store.peek(rpm, 5, MINUTE)).remaining).toBe(5);
-    expect(await store.acquireConcurrency(conc, 1, "fourth", MINUTE)).toBe(true);
+    expect(await acquire(store, conc, 1, "fourth", MINUTE)).toBe(true);
   });
 
-  it("rejects a claim whose bucket arithmetic would be meaningless", async () => {
+  it("settles refunds, leases and totals in one call", async () => {
+    const [tpm, conc, total] = [scope(), scope(), scope()];
+    const outcome = await store.claimAll([
+      { kind: "bucket", scope: tpm, capacity: 1000, windowMs: HOUR, cost: 600 },
+      { kind: "lease", scope: conc, max: 1, leaseId: "request", ttlMs: MINUTE },
+    ]);
+    expect(outcome.allowed).toBe(true);
+    await store.settleAll([
+      // It used 100 of the 600 reserved.
+      { kind: "bucket", scope: tpm, capacity: 1000, windowMs: HOUR, units: 500 },
+      { kind: "lease", scope: conc, leaseId: "request" },
+      { kind: "total", scope: total, periodKey: "2026-12", amount: 100 },
+      { kind: "total", scope: total, periodKey: "2026-12", amount: 0.5 },
+    ]);
+    expect((await store.peek(tpm, 1000, HOUR)).remaining).toBe(900);
+    expect(await acquire(store, conc, 1, "next", MINUTE)).toBe(true);
+    expect(await store.getTotal(total, "2026-12")).toBe(100.5);
+    await store.settleAll([]);
+  });
+
+  it("refuses a settlement with meaningless arithmetic before applying any", async () => {
+    const total = scope();
     await expect(
-      store.claimAll([{ kind: "bucket", scope: scope(), capacity: 0, windowMs: MINUTE, cost: 1 }]),
+      store.settleAll([
+        { kind: "total", scope: total, periodKey: "2026-12", amount: 1 },
+        { kind: "bucket", scope: scope(), capacity: 10, windowMs: MINUTE, units: Number.NaN },
+      ]),
     ).rejects.toThrow(RangeError);
+    await expect(
+      store.settleAll([
+        { kind: "total", scope: total, periodKey: "2026-12", amount: Number.POSITIVE_INFINITY },
+      ]),
+    ).rejects.toThrow(RangeError);
+    expect(await store.getTotal(total, "2026-12")).toBeUndefined();
+  });
+
+  it("refuses claims with meaningless bucket arithmetic before taking any", async () => {
+    const first = scope();
+    await expect(
+      store.claimAll([
+        { kind: "bucket", scope: first, capacity: 5, windowMs: MINUTE, cost: 1 },
+        { kind: "bucket", scope: scope(), capacity: 0, windowMs: MINUTE, cost: 1 },
+      ]),
+    ).rejects.toThrow(RangeError);
+    expect((await store.peek(first, 5, MINUTE)).remaining).toBe(5);
   });
 
   it("adds up period totals and starts again in a new period", async () => {
     const s = scope();
     expect(await store.getTotal(s, "2026-11")).toBeUndefined();
-    expect(await store.addToTotal(s, "2026-11", 1.5)).toBe(1.5);
-    expect(await store.addToTotal(s, "2026-11", 2.25)).toBe(3.75);
-    expect(await store.addToTotal(s, "2026-11", 0.1)).toBeCloseTo(3.85, 10);
+    expect(await addToTotal(store, s, "2026-11", 1.5)).toBe(1.5);
+    expect(await addToTotal(store, s, "2026-11", 2.25)).toBe(3.75);
+    expect(await addToTotal(store, s, "2026-11", 0.1)).toBeCloseTo(3.85, 10);
     expect(await store.getTotal(s, "2026-11")).toBeCloseTo(3.85, 10);
     expect(await store.getTotal(scope(), "2026-11")).toBeUndefined();
 
     expect(await store.getTotal(s, "2026-12")).toBeUndefined();
-    expect(await store.addToTotal(s, "2026-12", 1)).toBe(1);
+    expect(await addToTotal(store, s, "2026-12", 1)).toBe(1);
     expect(await store.getTotal(s, "2026-12")).toBe(1);
   });
 
@@ -282,13 +347,13 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
     const s = scope();
     expect(await store.seedTotal(s, "2026-11", 10)).toBe(10);
     expect(await store.seedTotal(s, "2026-11", 99)).toBe(10);
-    expect(await store.addToTotal(s, "2026-11", 1)).toBe(11);
+    expect(await addToTotal(store, s, "2026-11", 1)).toBe(11);
     expect(await store.seedTotal(s, "2026-11", 99)).toBe(11);
     expect(await store.getTotal(s, "2026-11")).toBe(11);
 
     // What this store counted itself is not overwritten by a seed that arrives later.
     const counted = scope();
-    await store.addToTotal(counted, "2026-11", 2);
+    await addToTotal(store, counted, "2026-11", 2);
     expect(await store.seedTotal(counted, "2026-11", 50)).toBe(2);
   });
 });
@@ -315,7 +380,7 @@ describe.runIf(variants.length > 1)("redis limit store across instances", () => 
 
   it("shares one bucket: 10 concurrent takes against capacity 5 let exactly 5 through", async () => {
     const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).take("key:shared", 5, MINUTE, 1)),
+      Array.from({ length: 10 }, (_, i) => take(i % 2 === 0 ? a : b, "key:shared", 5, MINUTE, 1)),
     );
     expect(results.filter((r) => r.allowed)).toHaveLength(5);
     expect((await b.peek("key:shared", 5, MINUTE)).remaining).toBe(0);
@@ -323,14 +388,12 @@ describe.runIf(variants.length > 1)("redis limit store across instances", () => 
 
   it("shares one concurrency limit across instances", async () => {
     const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) =>
-        (i % 2 === 0 ? a : b).acquireConcurrency("key:conc", 5, `lease_${i}`, MINUTE),
-      ),
+      Array.from({ length: 10 }, (_, i) => acquire(i % 2 === 0 ? a : b, "key:conc", 5, `lease_${i}`, MINUTE)),
     );
     expect(results.filter(Boolean)).toHaveLength(5);
     const holder = results.findIndex(Boolean);
-    await (holder % 2 === 0 ? b : a).releaseConcurrency("key:conc", `lease_${holder}`);
-    expect(await a.acquireConcurrency("key:conc", 5, "late", MINUTE)).toBe(true);
+    await release(holder % 2 === 0 ? b : a, "key:conc", `lease_${holder}`);
+    expect(await acquire(a, "key:conc", 5, "late", MINUTE)).toBe(true);
   });
 
   it("claims all or nothing across instances: 10 concurrent claims against a lease limit of 3", async () => {
@@ -349,8 +412,8 @@ describe.runIf(variants.length > 1)("redis limit store across instances", () => 
   });
 
   it("shares period totals", async () => {
-    await a.addToTotal("project:p", "2026-11", 2);
-    await b.addToTotal("project:p", "2026-11", 3);
+    await addToTotal(a, "project:p", "2026-11", 2);
+    await addToTotal(b, "project:p", "2026-11", 3);
     expect(await a.getTotal("project:p", "2026-11")).toBe(5);
     expect(await b.seedTotal("project:p", "2026-11", 100)).toBe(5);
   });
@@ -360,17 +423,17 @@ describe.runIf(variants.length > 1)("redis limit store across instances", () => 
     const store = new RedisLimitStore(REDIS_URL, { prefix: own });
     const probe = new Redis(REDIS_URL);
     try {
-      await store.take("key:x", 5, MINUTE, 2);
+      await take(store, "key:x", 5, MINUTE, 2);
       const ttl = await probe.pttl(`${own}bucket:key:x`);
       // Full again after 2 units (24 s), plus one window of slack.
       expect(ttl).toBeGreaterThan(80_000);
       expect(ttl).toBeLessThanOrEqual(84_000);
-      await store.adjust("key:x", 5, MINUTE, 2);
+      await adjust(store, "key:x", 5, MINUTE, 2);
       expect(await countRedisKeys(own)).toBe(0);
 
-      await store.acquireConcurrency("key:x", 2, "l", 5000);
+      await acquire(store, "key:x", 2, "l", 5000);
       expect(await probe.pttl(`${own}conc:key:x`)).toBeLessThanOrEqual(5000);
-      await store.addToTotal("key:x", "2026-11", 1);
+      await addToTotal(store, "key:x", "2026-11", 1);
       expect(await probe.ttl(`${own}total:key:x:2026-11`)).toBeGreaterThan(39 * 86_400);
     } finally {
       await store.close();
@@ -386,12 +449,12 @@ describe("redis limit store without a Redis", () => {
     const store = new RedisLimitStore(`redis://127.0.0.1:${port}`);
     try {
       const started = Date.now();
-      await expect(store.take("key:x", 5, MINUTE, 1)).rejects.toThrow(
+      await expect(take(store, "key:x", 5, MINUTE, 1)).rejects.toThrow(
         /Redis is unreachable at 127\.0\.0\.1:\d+/,
       );
       // Later calls, made while ioredis is reconnecting, fail at once too.
-      await expect(store.acquireConcurrency("key:x", 1, "l", MINUTE)).rejects.toThrow(/Redis is unreachable/);
-      await expect(store.addToTotal("key:x", "2026-11", 1)).rejects.toThrow(/Redis is unreachable/);
+      await expect(acquire(store, "key:x", 1, "l", MINUTE)).rejects.toThrow(/Redis is unreachable/);
+      await expect(addToTotal(store, "key:x", "2026-11", 1)).rejects.toThrow(/Redis is unreachable/);
       expect(Date.now() - started).toBeLessThan(2000);
     } finally {
       await store.close();
@@ -406,7 +469,7 @@ describe("memory limit store bounds", () => {
     let largest = 0;
     for (let i = 0; i < 200_000; i++) {
       // Each scope is used once; its bucket is full again 100 ms later.
-      await store.take(`ip:${i}`, 10, 100, 1);
+      await take(store, `ip:${i}`, 10, 100, 1);
       clock += 1;
       largest = Math.max(largest, store.size.buckets);
     }
@@ -418,16 +481,16 @@ describe("memory limit store bounds", () => {
   it("keeps what a sweep must not lose: buckets in debt, live leases, totals", async () => {
     let clock = 0;
     const store = new MemoryLimitStore(() => clock, { sweepIntervalMs: 0 });
-    await store.take("used", 5, 1000, 1);
-    await store.adjust("debt", 5, 1000, -20);
-    await store.acquireConcurrency("live", 1, "l", 10_000);
-    await store.acquireConcurrency("dead", 1, "l", 10);
-    await store.addToTotal("total", "2026-11", 3);
+    await take(store, "used", 5, 1000, 1);
+    await adjust(store, "debt", 5, 1000, -20);
+    await acquire(store, "live", 1, "l", 10_000);
+    await acquire(store, "dead", 1, "l", 10);
+    await addToTotal(store, "total", "2026-11", 3);
     clock += 1000;
     store.sweep();
     expect(store.size).toEqual({ buckets: 1, leaseScopes: 1, totals: 1 });
     expect((await store.peek("debt", 5, 1000)).allowed).toBe(false);
-    expect(await store.acquireConcurrency("live", 1, "other", 10_000)).toBe(false);
+    expect(await acquire(store, "live", 1, "other", 10_000)).toBe(false);
     expect(await store.getTotal("total", "2026-11")).toBe(3);
     await store.close();
   });
