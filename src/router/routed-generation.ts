@@ -81,9 +81,11 @@ export class RoutedPreparedGeneration
     return backend.prepare(this.request);
   }
 
-  /** Only an attempt gathered whole can fail having used more than nothing at its deployment. */
+  /**
+   * What a failed attempt used at its deployment: its prompt once the upstream accepted it (a
+   * streamed attempt that broke before its first part too), and, gathered whole, what it generated.
+   */
   spent(prepared: PreparedGeneration): number {
-    if (!this.takenWhole) return 0;
     const used = prepared.progress;
     return used.promptTokens + used.completionTokens;
   }

@@ -171,3 +171,32 @@ describe("the router, for a caller that takes the answer whole", () => {
     expect(report?.attempts).toEqual({ succeeded: 1, failed: 0 });
   });
 });
+
+describe("the router, for a streamed attempt that breaks before its first part", () => {
+  const [a] = mockUpstreamPair();
+  const routed = routedGateways();
+  const start = routed.start;
+
+  it("retries it, and keeps its prompt counted against the deployment's tpm cap", async () => {
+    const g = await start(
+      [{ id: "routed", deployments: [mockDeployment(a, { max_retries: 1, tpm: 100_000 })] }],
+      { retry_base_ms: 100 },
+    );
+    const settled = watchSettles(targetsOf(g)[0] as DeploymentTarget);
+    // The upstream accepts the request, says who speaks (no part yet) and is gone.
+    a.faults.push({ disconnectAfter: 1 });
+    const stream = await g.client.chat.completions.create({
+      model: "routed",
+      messages: [{ role: "user", content: "Hi" }],
+      stream: true,
+    });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    expect(text).toBe("Hello from upstream");
+    expect(a.requests).toHaveLength(2);
+    // The broken attempt's prompt (as estimated) stays counted; the answer settles with the upstream's count.
+    expect(settled).toHaveLength(2);
+    expect(settled[0]).toBeGreaterThan(0);
+    expect(settled[1]).toBe(18);
+  });
+});
