@@ -223,18 +223,36 @@ export class LimitEnforcer {
     return scopes;
   }
 
+  /**
+   * Refuses a request once the key's or the project's monthly budget is spent. Every total the
+   * scopes need is read at once (one round trip to Redis); a scope whose totals this store has
+   * not seen this period is seeded from storage first.
+   */
   private async checkBudgets(principal: Principal, scopes: Scope[], month: string): Promise<void> {
-    for (const scope of scopes) {
+    const budgeted = scopes.filter(
+      (scope) => scope.limits.monthlyTokenBudget !== null || scope.limits.monthlyCostBudgetUsd !== null,
+    );
+    if (budgeted.length === 0) return;
+    const totals = await this.store.getTotals(
+      budgeted.flatMap((scope) => [scope.monthTokens, scope.monthCost]),
+      month,
+    );
+    for (const [i, scope] of budgeted.entries()) {
       const { monthlyTokenBudget, monthlyCostBudgetUsd } = scope.limits;
-      if (monthlyTokenBudget === null && monthlyCostBudgetUsd === null) continue;
       const isKey = scope.id.startsWith("key:");
-      const storageScope = isKey
-        ? { projectId: principal.projectId, keyId: principal.keyId ?? undefined }
-        : { projectId: principal.projectId };
-      const spent = await this.monthTotals(scope, month, storageScope);
+      let tokens = totals[2 * i];
+      let costUsd = totals[2 * i + 1];
+      if (tokens === undefined || costUsd === undefined) {
+        const storageScope = isKey
+          ? { projectId: principal.projectId, keyId: principal.keyId ?? undefined }
+          : { projectId: principal.projectId };
+        const stored = await this.usage.monthTotals(storageScope, month);
+        tokens = await this.store.seedTotal(scope.monthTokens, month, stored.tokens);
+        costUsd = await this.store.seedTotal(scope.monthCost, month, stored.costUsd);
+      }
       const over =
-        (monthlyTokenBudget !== null && spent.tokens >= monthlyTokenBudget) ||
-        (monthlyCostBudgetUsd !== null && spent.costUsd >= monthlyCostBudgetUsd);
+        (monthlyTokenBudget !== null && tokens >= monthlyTokenBudget) ||
+        (monthlyCostBudgetUsd !== null && costUsd >= monthlyCostBudgetUsd);
       if (over) {
         throw new ServiceError(
           "quota_exceeded",
@@ -244,22 +262,6 @@ export class LimitEnforcer {
         );
       }
     }
-  }
-
-  /** Monthly totals live in the limit store; the first look in a period seeds them from storage. */
-  private async monthTotals(
-    scope: Scope,
-    month: string,
-    storageScope: { projectId: string; keyId?: string },
-  ): Promise<{ tokens: number; costUsd: number }> {
-    let tokens = await this.store.getTotal(scope.monthTokens, month);
-    let costUsd = await this.store.getTotal(scope.monthCost, month);
-    if (tokens === undefined || costUsd === undefined) {
-      const stored = await this.usage.monthTotals(storageScope, month);
-      tokens = await this.store.seedTotal(scope.monthTokens, month, stored.tokens);
-      costUsd = await this.store.seedTotal(scope.monthCost, month, stored.costUsd);
-    }
-    return { tokens, costUsd };
   }
 }
 

@@ -21,8 +21,11 @@ export interface LimitStore {
    * arithmetic meaningless are refused (RangeError) before any of them applies.
    */
   settleAll(settlements: readonly LimitSettlement[]): Promise<void>;
-  /** The total for the period, or undefined when this store has not seen it (seed from storage then). */
-  getTotal(scope: string, periodKey: string): Promise<number | undefined>;
+  /**
+   * Each scope's total for the period, in order (one read, MGET in Redis); undefined where this
+   * store has not seen it (seed it from storage then).
+   */
+  getTotals(scopes: readonly string[], periodKey: string): Promise<(number | undefined)[]>;
   /** Seeds a period total from storage if it is not known yet; returns the total now in force. */
   seedTotal(scope: string, periodKey: string, value: number): Promise<number>;
   close(): Promise<void>;

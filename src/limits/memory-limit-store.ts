@@ -257,9 +257,13 @@ export class MemoryLimitStore implements LimitStore {
     return amount;
   }
 
-  getTotal(scope: string, periodKey: string): Promise<number | undefined> {
-    const entry = this.totals.get(scope);
-    return Promise.resolve(entry && entry.periodKey === periodKey ? entry.total : undefined);
+  getTotals(scopes: readonly string[], periodKey: string): Promise<(number | undefined)[]> {
+    return Promise.resolve(
+      scopes.map((scope) => {
+        const entry = this.totals.get(scope);
+        return entry && entry.periodKey === periodKey ? entry.total : undefined;
+      }),
+    );
   }
 
   seedTotal(scope: string, periodKey: string, value: number): Promise<number> {

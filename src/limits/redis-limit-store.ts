@@ -250,9 +250,12 @@ export class RedisLimitStore implements LimitStore {
     await this.run(() => this.scripts.sbLimitSettle(keys.length, ...keys, ...args));
   }
 
-  async getTotal(scope: string, periodKey: string): Promise<number | undefined> {
-    const total = await this.run(() => this.client.get(this.totalKey(scope, periodKey)));
-    return total === null ? undefined : Number(total);
+  async getTotals(scopes: readonly string[], periodKey: string): Promise<(number | undefined)[]> {
+    if (scopes.length === 0) return [];
+    const totals = await this.run(() =>
+      this.client.mget(scopes.map((scope) => this.totalKey(scope, periodKey))),
+    );
+    return totals.map((total) => (total === null ? undefined : Number(total)));
   }
 
   async seedTotal(scope: string, periodKey: string, value: number): Promise<number> {

@@ -67,10 +67,14 @@ function release(store: LimitStore, scope: string, leaseId: string) {
   return store.settleAll([{ kind: "lease", scope, leaseId }]);
 }
 
+async function getTotal(store: LimitStore, scope: string, periodKey: string) {
+  return (await store.getTotals([scope], periodKey))[0];
+}
+
 /** Adds to a period total, and reads the total back. */
 async function addToTotal(store: LimitStore, scope: string, periodKey: string, amount: number) {
   await store.settleAll([{ kind: "total", scope, periodKey, amount }]);
-  return store.getTotal(scope, periodKey);
+  return getTotal(store, scope, periodKey);
 }
 
 describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
@@ -298,7 +302,7 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
     ]);
     expect((await store.peek(tpm, 1000, HOUR)).remaining).toBe(900);
     expect(await acquire(store, conc, 1, "next", MINUTE)).toBe(true);
-    expect(await store.getTotal(total, "2026-12")).toBe(100.5);
+    expect(await getTotal(store, total, "2026-12")).toBe(100.5);
     await store.settleAll([]);
   });
 
@@ -315,7 +319,7 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
         { kind: "total", scope: total, periodKey: "2026-12", amount: Number.POSITIVE_INFINITY },
       ]),
     ).rejects.toThrow(RangeError);
-    expect(await store.getTotal(total, "2026-12")).toBeUndefined();
+    expect(await getTotal(store, total, "2026-12")).toBeUndefined();
   });
 
   it("refuses claims with meaningless bucket arithmetic before taking any", async () => {
@@ -331,16 +335,25 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
 
   it("adds up period totals and starts again in a new period", async () => {
     const s = scope();
-    expect(await store.getTotal(s, "2026-11")).toBeUndefined();
+    expect(await getTotal(store, s, "2026-11")).toBeUndefined();
     expect(await addToTotal(store, s, "2026-11", 1.5)).toBe(1.5);
     expect(await addToTotal(store, s, "2026-11", 2.25)).toBe(3.75);
     expect(await addToTotal(store, s, "2026-11", 0.1)).toBeCloseTo(3.85, 10);
-    expect(await store.getTotal(s, "2026-11")).toBeCloseTo(3.85, 10);
-    expect(await store.getTotal(scope(), "2026-11")).toBeUndefined();
+    expect(await getTotal(store, s, "2026-11")).toBeCloseTo(3.85, 10);
+    expect(await getTotal(store, scope(), "2026-11")).toBeUndefined();
 
-    expect(await store.getTotal(s, "2026-12")).toBeUndefined();
+    expect(await getTotal(store, s, "2026-12")).toBeUndefined();
     expect(await addToTotal(store, s, "2026-12", 1)).toBe(1);
-    expect(await store.getTotal(s, "2026-12")).toBe(1);
+    expect(await getTotal(store, s, "2026-12")).toBe(1);
+  });
+
+  it("reads several totals at once, in order, unseen ones undefined", async () => {
+    const [seen, unseen, other] = [scope(), scope(), scope()];
+    await addToTotal(store, seen, "2026-11", 4);
+    await addToTotal(store, other, "2026-11", 0.25);
+    expect(await store.getTotals([seen, unseen, other], "2026-11")).toEqual([4, undefined, 0.25]);
+    expect(await store.getTotals([seen], "2026-10")).toEqual([undefined]);
+    expect(await store.getTotals([], "2026-11")).toEqual([]);
   });
 
   it("seeds a period total only once", async () => {
@@ -349,7 +362,7 @@ describe.each(variants)("limit store on $name", (variant: StoreVariant) => {
     expect(await store.seedTotal(s, "2026-11", 99)).toBe(10);
     expect(await addToTotal(store, s, "2026-11", 1)).toBe(11);
     expect(await store.seedTotal(s, "2026-11", 99)).toBe(11);
-    expect(await store.getTotal(s, "2026-11")).toBe(11);
+    expect(await getTotal(store, s, "2026-11")).toBe(11);
 
     // What this store counted itself is not overwritten by a seed that arrives later.
     const counted = scope();
@@ -414,7 +427,7 @@ describe.runIf(variants.length > 1)("redis limit store across instances", () => 
   it("shares period totals", async () => {
     await addToTotal(a, "project:p", "2026-11", 2);
     await addToTotal(b, "project:p", "2026-11", 3);
-    expect(await a.getTotal("project:p", "2026-11")).toBe(5);
+    expect(await getTotal(a, "project:p", "2026-11")).toBe(5);
     expect(await b.seedTotal("project:p", "2026-11", 100)).toBe(5);
   });
 
@@ -491,7 +504,7 @@ describe("memory limit store bounds", () => {
     expect(store.size).toEqual({ buckets: 1, leaseScopes: 1, totals: 1 });
     expect((await store.peek("debt", 5, 1000)).allowed).toBe(false);
     expect(await acquire(store, "live", 1, "other", 10_000)).toBe(false);
-    expect(await store.getTotal("total", "2026-11")).toBe(3);
+    expect(await getTotal(store, "total", "2026-11")).toBe(3);
     await store.close();
   });
 });
