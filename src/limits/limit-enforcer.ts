@@ -87,36 +87,7 @@ export class LimitEnforcer {
     const month = this.monthOf(this.now());
     await this.checkBudgets(principal, scopes, month);
 
-    const claims: LimitClaim[] = [];
-    /** Per claim, the limit it stands for: what a refusal says, and which headers it feeds. */
-    const kinds: ("requests" | "tokens" | "concurrent")[] = [];
-    for (const scope of scopes) {
-      const { requestsPerMinute: rpm, tokensPerMinute: tpm, maxConcurrent } = scope.limits;
-      if (rpm !== null) {
-        claims.push({ kind: "bucket", scope: scope.rpm, capacity: rpm, windowMs: MINUTE, cost: 1 });
-        kinds.push("requests");
-      }
-      if (tpm !== null) {
-        claims.push({
-          kind: "bucket",
-          scope: scope.tpm,
-          capacity: tpm,
-          windowMs: MINUTE,
-          cost: estimatedTokens,
-        });
-        kinds.push("tokens");
-      }
-      if (maxConcurrent !== null) {
-        claims.push({
-          kind: "lease",
-          scope: scope.conc,
-          max: maxConcurrent,
-          leaseId,
-          ttlMs: CONCURRENCY_LEASE_MS,
-        });
-        kinds.push("concurrent");
-      }
-    }
+    const { claims, kinds } = claimsOf(scopes, estimatedTokens, leaseId);
     let requests: WindowState | undefined;
     let tokens: WindowState | undefined;
     if (claims.length > 0) {
@@ -160,36 +131,7 @@ export class LimitEnforcer {
       settle: async (used) => {
         if (settled) return;
         settled = true;
-        const settlements: LimitSettlement[] = [];
-        for (const scope of scopes) {
-          const {
-            tokensPerMinute: tpm,
-            maxConcurrent,
-            monthlyTokenBudget,
-            monthlyCostBudgetUsd,
-          } = scope.limits;
-          if (tpm !== null && used.tokens !== estimatedTokens) {
-            const units = estimatedTokens - used.tokens;
-            settlements.push({ kind: "bucket", scope: scope.tpm, capacity: tpm, windowMs: MINUTE, units });
-          }
-          if (maxConcurrent !== null) settlements.push({ kind: "lease", scope: scope.conc, leaseId });
-          if (monthlyTokenBudget !== null && used.tokens > 0) {
-            settlements.push({
-              kind: "total",
-              scope: scope.monthTokens,
-              periodKey: month,
-              amount: used.tokens,
-            });
-          }
-          if (monthlyCostBudgetUsd !== null && used.costUsd > 0) {
-            settlements.push({
-              kind: "total",
-              scope: scope.monthCost,
-              periodKey: month,
-              amount: used.costUsd,
-            });
-          }
-        }
+        const settlements = settlementsOf(scopes, estimatedTokens, used, leaseId, month);
         // A store that cannot settle now loses this request's refund and totals, never the response.
         if (settlements.length > 0) await this.store.settleAll(settlements).catch(() => {});
       },
@@ -263,6 +205,73 @@ export class LimitEnforcer {
       }
     }
   }
+}
+
+/** What a claim stands for: what its refusal says, and which x-ratelimit-* headers it feeds. */
+type ClaimKind = "requests" | "tokens" | "concurrent";
+
+/** A request's claims on its key's and then its project's limits, in that order. */
+function claimsOf(
+  scopes: readonly Scope[],
+  estimatedTokens: number,
+  leaseId: string,
+): { claims: LimitClaim[]; kinds: ClaimKind[] } {
+  const claims: LimitClaim[] = [];
+  const kinds: ClaimKind[] = [];
+  for (const scope of scopes) {
+    const { requestsPerMinute: rpm, tokensPerMinute: tpm, maxConcurrent } = scope.limits;
+    if (rpm !== null) {
+      claims.push({ kind: "bucket", scope: scope.rpm, capacity: rpm, windowMs: MINUTE, cost: 1 });
+      kinds.push("requests");
+    }
+    if (tpm !== null) {
+      claims.push({
+        kind: "bucket",
+        scope: scope.tpm,
+        capacity: tpm,
+        windowMs: MINUTE,
+        cost: estimatedTokens,
+      });
+      kinds.push("tokens");
+    }
+    if (maxConcurrent !== null) {
+      claims.push({
+        kind: "lease",
+        scope: scope.conc,
+        max: maxConcurrent,
+        leaseId,
+        ttlMs: CONCURRENCY_LEASE_MS,
+      });
+      kinds.push("concurrent");
+    }
+  }
+  return { claims, kinds };
+}
+
+/** What a request gives back and adds when it ends: its tpm refund, its leases, its monthly totals. */
+function settlementsOf(
+  scopes: readonly Scope[],
+  estimatedTokens: number,
+  used: { tokens: number; costUsd: number },
+  leaseId: string,
+  month: string,
+): LimitSettlement[] {
+  const settlements: LimitSettlement[] = [];
+  for (const scope of scopes) {
+    const { tokensPerMinute: tpm, maxConcurrent, monthlyTokenBudget, monthlyCostBudgetUsd } = scope.limits;
+    if (tpm !== null && used.tokens !== estimatedTokens) {
+      const units = estimatedTokens - used.tokens;
+      settlements.push({ kind: "bucket", scope: scope.tpm, capacity: tpm, windowMs: MINUTE, units });
+    }
+    if (maxConcurrent !== null) settlements.push({ kind: "lease", scope: scope.conc, leaseId });
+    if (monthlyTokenBudget !== null && used.tokens > 0) {
+      settlements.push({ kind: "total", scope: scope.monthTokens, periodKey: month, amount: used.tokens });
+    }
+    if (monthlyCostBudgetUsd !== null && used.costUsd > 0) {
+      settlements.push({ kind: "total", scope: scope.monthCost, periodKey: month, amount: used.costUsd });
+    }
+  }
+  return settlements;
 }
 
 /** A per-minute limit that applies to a request, and where its bucket stands after taking it. */
