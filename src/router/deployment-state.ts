@@ -60,9 +60,8 @@ export interface DeploymentSnapshot {
 export interface DeploymentState {
   /**
    * May a request of `tokens` (estimated) go now? If so it is counted against the caps at once and,
-   * when the circuit is half-open, it becomes the probe. Atomic across instances in a shared store.
-   */
-  /**
+   * when the circuit is half-open, it becomes the probe. Atomic across instances in a shared store
+   * (which may answer from a picture under a second old for a healthy deployment without caps).
    * `share` (0–1] of the rpm / tpm caps this request may use: below 1 (batch lines) it is admitted
    * only while more than the rest of each cap is left, so online traffic always finds that much.
    */

@@ -259,6 +259,15 @@ function probeHoldOf(admission: Admitted): string {
   return admission.probe ? (admission.probeHold ?? "") : "";
 }
 
+/** Admitted on this instance's own fresh picture of a healthy, uncapped deployment. */
+const HEALTHY_ADMISSION: Admitted = Object.freeze({
+  admitted: true,
+  probe: false,
+  tokens: 0,
+  failuresBefore: 0,
+  via: "shared",
+});
+
 class RedisDeploymentState implements DeploymentState {
   private readonly local: MemoryDeploymentState;
   private failures = 0;
@@ -278,6 +287,7 @@ class RedisDeploymentState implements DeploymentState {
 
   async admit(tokens: number, share = 1): Promise<Admission> {
     const { breakerCooldownMs, probeTtlMs, rpm, tpm } = this.settings;
+    if (this.healthyAsSeen(rpm === undefined && tpm === undefined)) return HEALTHY_ADMISSION;
     const reply = await this.store.run((s) =>
       s.sbRouterAdmit(this.key, breakerCooldownMs, probeTtlMs, rpm ?? 0, tpm ?? 0, tokens, KEY_TTL_MS, share),
     );
@@ -311,6 +321,8 @@ class RedisDeploymentState implements DeploymentState {
       this.local.failNow(admission);
       return;
     }
+    // Until Redis answers with the streak, this instance stops admitting on its own picture.
+    this.failures++;
     const { breakerFailures } = this.settings;
     const reply = await this.store.run((s) =>
       s.sbRouterFailed(this.key, breakerFailures, probeHoldOf(admission), KEY_TTL_MS),
@@ -344,6 +356,25 @@ class RedisDeploymentState implements DeploymentState {
     if (this.openedAt === undefined) return { circuit: "closed", consecutiveFailures: this.failures };
     const open = now - this.openedAt < this.settings.breakerCooldownMs;
     return { circuit: open ? "open" : "half_open", consecutiveFailures: this.failures };
+  }
+
+  /**
+   * Whether a request may go without asking Redis: the deployment has no caps to count against,
+   * and this instance saw its circuit closed with no failure in the streak less than a refresh
+   * ago. Redis would only say the same, at a round trip per request. What this instance may
+   * miss meanwhile is another instance's failures: its own next failure reports the shared
+   * picture (and every admission after it asks Redis), and the picture is asked for again once
+   * it is older than the refresh interval. A circuit it sees open or half-open, a streak, or caps
+   * always go through Redis, so a probe is still one across all instances.
+   */
+  private healthyAsSeen(uncapped: boolean): boolean {
+    return (
+      uncapped &&
+      this.openedAt === undefined &&
+      this.failures === 0 &&
+      this.store.available &&
+      this.now() - this.seenAt < SNAPSHOT_REFRESH_MS
+    );
   }
 
   /** Reads the shared picture now (the health reports call snapshot(), which refreshes lazily). */

@@ -208,6 +208,43 @@ describe.runIf(withRedis)("deployment state shared through Redis", () => {
     expect(admitted(await onB.admit(1)).probe).toBe(false);
   });
 
+  it("admits to a healthy uncapped deployment on a picture under a second old, until its own failure or the picture's age", async () => {
+    const onA = a.forDeployment("m", "seen-healthy", settings());
+    const onB = b.forDeployment("m", "seen-healthy", settings());
+    // A asks Redis once: closed, no streak.
+    onA.succeeded(admitted(await onA.admit(1)));
+    onB.failed(admitted(await onB.admit(1)));
+    onB.failed(admitted(await onB.admit(1)));
+    await flushed(onB);
+    expect(await onB.admit(1)).toEqual({ admitted: false, reason: "open" });
+    // A has not heard yet: its fresh picture says healthy.
+    const stale = admitted(await onA.admit(1));
+    // Its own failure there brings the shared picture, and from then on it asks Redis.
+    await onA.failed(stale);
+    expect(await onA.admit(1)).toEqual({ admitted: false, reason: "open" });
+    expect(onA.snapshot().circuit).toBe("open");
+
+    // Without a failure of its own, the picture's age sends it back to Redis.
+    const onA2 = a.forDeployment("m", "aged", settings({ breakerCooldownMs: 60_000 }));
+    const onB2 = b.forDeployment("m", "aged", settings({ breakerCooldownMs: 60_000 }));
+    onA2.succeeded(admitted(await onA2.admit(1)));
+    onB2.failed(admitted(await onB2.admit(1)));
+    onB2.failed(admitted(await onB2.admit(1)));
+    await flushed(onB2);
+    await sleep(1100);
+    expect(await onA2.admit(1)).toEqual({ admitted: false, reason: "open" });
+  });
+
+  it("asks Redis for every admission to a deployment with caps", async () => {
+    const onA = a.forDeployment("m", "capped-health", settings({ rpm: 1000 }));
+    const onB = b.forDeployment("m", "capped-health", settings({ rpm: 1000 }));
+    onA.succeeded(admitted(await onA.admit(1)));
+    onB.failed(admitted(await onB.admit(1)));
+    onB.failed(admitted(await onB.admit(1)));
+    await flushed(onB);
+    expect(await onA.admit(1)).toEqual({ admitted: false, reason: "open" });
+  });
+
   it("shares one cap: 10 concurrent admissions against rpm 4 let exactly 4 through", async () => {
     const onA = a.forDeployment("m", "capped", settings({ rpm: 4 }));
     const onB = b.forDeployment("m", "capped", settings({ rpm: 4 }));
