@@ -208,40 +208,39 @@ describe.runIf(withRedis)("deployment state shared through Redis", () => {
     expect(admitted(await onB.admit(1)).probe).toBe(false);
   });
 
-  it("admits to a healthy uncapped deployment on a picture under a second old, until its own failure or the picture's age", async () => {
-    const onA = a.forDeployment("m", "seen-healthy", settings());
-    const onB = b.forDeployment("m", "seen-healthy", settings());
-    // A asks Redis once: closed, no streak.
+  /**
+   * One deployment on both instances: A sees it healthy (one admission through Redis, a success),
+   * then B fails it twice, which opens its circuit in Redis.
+   */
+  async function openedBehindA(name: string, more: Partial<DeploymentStateSettings> = {}) {
+    const onA = a.forDeployment("m", name, settings(more));
+    const onB = b.forDeployment("m", name, settings(more));
     onA.succeeded(admitted(await onA.admit(1)));
     onB.failed(admitted(await onB.admit(1)));
     onB.failed(admitted(await onB.admit(1)));
     await flushed(onB);
     expect(await onB.admit(1)).toEqual({ admitted: false, reason: "open" });
+    return onA;
+  }
+
+  it("admits to a healthy uncapped deployment on a picture under a second old, until its own failure there", async () => {
+    const onA = await openedBehindA("seen-healthy");
     // A has not heard yet: its fresh picture says healthy.
     const stale = admitted(await onA.admit(1));
     // Its own failure there brings the shared picture, and from then on it asks Redis.
     await onA.failed(stale);
     expect(await onA.admit(1)).toEqual({ admitted: false, reason: "open" });
     expect(onA.snapshot().circuit).toBe("open");
+  });
 
-    // Without a failure of its own, the picture's age sends it back to Redis.
-    const onA2 = a.forDeployment("m", "aged", settings({ breakerCooldownMs: 60_000 }));
-    const onB2 = b.forDeployment("m", "aged", settings({ breakerCooldownMs: 60_000 }));
-    onA2.succeeded(admitted(await onA2.admit(1)));
-    onB2.failed(admitted(await onB2.admit(1)));
-    onB2.failed(admitted(await onB2.admit(1)));
-    await flushed(onB2);
+  it("asks Redis again once its picture is a second old", async () => {
+    const onA = await openedBehindA("aged", { breakerCooldownMs: 60_000 });
     await sleep(1100);
-    expect(await onA2.admit(1)).toEqual({ admitted: false, reason: "open" });
+    expect(await onA.admit(1)).toEqual({ admitted: false, reason: "open" });
   });
 
   it("asks Redis for every admission to a deployment with caps", async () => {
-    const onA = a.forDeployment("m", "capped-health", settings({ rpm: 1000 }));
-    const onB = b.forDeployment("m", "capped-health", settings({ rpm: 1000 }));
-    onA.succeeded(admitted(await onA.admit(1)));
-    onB.failed(admitted(await onB.admit(1)));
-    onB.failed(admitted(await onB.admit(1)));
-    await flushed(onB);
+    const onA = await openedBehindA("capped-health", { rpm: 1000 });
     expect(await onA.admit(1)).toEqual({ admitted: false, reason: "open" });
   });
 
