@@ -42,6 +42,7 @@ import { processingMs } from "./http/request-context.js";
 import type { StreamPolicy } from "./http/sse.js";
 import { createLogger } from "./observability/logger.js";
 import { Metrics } from "./observability/metrics.js";
+import { RequestLogger } from "./observability/request-logger.js";
 import type { ModelRegistry } from "./router/model-registry.js";
 import type {
   BatchRepository,
@@ -136,9 +137,8 @@ export function buildApp(config: Config, deps: AppDeps): App {
     loggerInstance: logger as FastifyBaseLogger,
     // Our own onResponse line replaces Fastify's per-request lines.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "requestId" }),
-    // No child logger per request (a pino child costs its bindings' serialisation, ~1 µs): the
-    // few lines written about a request name it themselves (requestId).
-    childLoggerFactory: (logger) => logger,
+    // A request's logger binds its id only when a line is written through it (RequestLogger).
+    childLoggerFactory: (logger, bindings, options) => new RequestLogger(logger, bindings, options),
     bodyLimit: config.body_limit_bytes,
     requestTimeout: config.request_timeout_ms,
     connectionTimeout: 0,
@@ -243,9 +243,11 @@ export function buildApp(config: Config, deps: AppDeps): App {
     // One line per request; never bodies, prompts or completions. Who called is the key's id and
     // project (absent before authentication, or on public routes), never the secret.
     // The line's fields are gathered only when it is written (not at warn, error or silent).
-    if (!(request.log as Logger).isLevelEnabled("info")) return;
+    // The server's logger: the line names its request itself, and binds no child to do it.
+    const log = fastify.log as Logger;
+    if (!log.isLevelEnabled("info")) return;
     const principal = request.principal as Principal | null;
-    request.log.info(
+    log.info(
       {
         requestId: request.id,
         method: request.method,

@@ -6,7 +6,7 @@ import { type ErrorBody, errorBody, toErrorResponse } from "./errors.js";
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const response = toErrorResponse(err);
-    if (response.status >= 500) request.log.error({ err, requestId: request.id }, "request failed");
+    if (response.status >= 500) request.log.error({ err }, "request failed");
     if (reply.sent || reply.raw.headersSent) return;
     void reply.code(response.status).headers(response.headers).type("application/json").send(response.body);
   });

@@ -60,7 +60,7 @@ export async function streamGeneration(
     else await ending.done(sse);
   } catch (err) {
     failure = err;
-    request.log.error({ err, requestId: request.id }, "stream failed after it began");
+    request.log.error({ err }, "stream failed after it began");
     await ending.fail(sse, err);
   } finally {
     // Whatever ended the stream (client gone, writer cut off, error), the generation stops.
