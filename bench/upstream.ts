@@ -63,6 +63,12 @@ const { values } = parseArgs({
   },
 });
 
+/** The rows to run; anything else is refused before a process starts. */
+const MODES = values.modes.split(",");
+if (MODES.some((mode) => mode !== "non-stream" && mode !== "stream")) {
+  throw new Error(`--modes takes non-stream and/or stream, comma-separated; got '${values.modes}'`);
+}
+
 const CHAT_BODY = { model: "bench", messages: [{ role: "user", content: "hi" }], max_tokens: 8 };
 
 /** Where a child says what it listens on. */
@@ -484,9 +490,8 @@ async function drive(): Promise<void> {
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   const summary: Record<string, number> = {};
-  const modes = values.modes.split(",");
   for (const stream of [false, true]) {
-    if (!modes.includes(stream ? "stream" : "non-stream")) continue;
+    if (!MODES.includes(stream ? "stream" : "non-stream")) continue;
     for (const c of levels) {
       const direct: Sample[] = [];
       const via: Sample[] = [];

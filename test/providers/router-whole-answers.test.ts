@@ -3,7 +3,13 @@ import type { DeploymentTarget } from "../../src/router/deployment-target.js";
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
 import { chatLine, downloadLines, jsonl, uploadBatchFile, waitForBatch } from "../helpers/batches.js";
 import { failureOf, type Gateway, readRawStream } from "./helpers/gateway.js";
-import { mockDeployment, mockUpstreamPair, routedGateways } from "./helpers/router-suite.js";
+import type { MockUpstream } from "./helpers/mock-openai-upstream.js";
+import {
+  mockDeployment,
+  mockUpstreamPair,
+  type RoutedGateways,
+  routedGateways,
+} from "./helpers/router-suite.js";
 
 /**
  * A caller that does not stream sees nothing before its answer is whole, so an upstream that
@@ -28,17 +34,22 @@ function watchSettles(target: DeploymentTarget): number[] {
   return settled;
 }
 
+/** A gateway over one tpm-capped deployment of `upstream`, and the tokens each attempt there settles. */
+async function cappedGateway(start: RoutedGateways["start"], upstream: MockUpstream, maxRetries: number) {
+  const g = await start(
+    [{ id: "routed", deployments: [mockDeployment(upstream, { max_retries: maxRetries, tpm: 100_000 })] }],
+    { retry_base_ms: 100 },
+  );
+  return { g, settled: watchSettles(targetsOf(g)[0] as DeploymentTarget) };
+}
+
 describe("the router, for a caller that takes the answer whole", () => {
   const [a, b] = mockUpstreamPair();
   const routed = routedGateways();
   const start = routed.start;
 
   it("retries a chat whose upstream disconnects mid-answer, after backoff, and answers it whole", async () => {
-    const g = await start(
-      [{ id: "routed", deployments: [mockDeployment(a, { max_retries: 2, tpm: 100_000 })] }],
-      { retry_base_ms: 100 },
-    );
-    const settled = watchSettles(targetsOf(g)[0] as DeploymentTarget);
+    const { g, settled } = await cappedGateway(start, a, 2);
     a.faults.push({ disconnectAfter: 3 });
     const completion = await ask(g);
     expect(completion.choices[0]?.message.content).toBe("Hello from upstream");
@@ -178,11 +189,7 @@ describe("the router, for a streamed attempt that breaks before its first part",
   const start = routed.start;
 
   it("retries it, and keeps its prompt counted against the deployment's tpm cap", async () => {
-    const g = await start(
-      [{ id: "routed", deployments: [mockDeployment(a, { max_retries: 1, tpm: 100_000 })] }],
-      { retry_base_ms: 100 },
-    );
-    const settled = watchSettles(targetsOf(g)[0] as DeploymentTarget);
+    const { g, settled } = await cappedGateway(start, a, 1);
     // The upstream accepts the request, says who speaks (no part yet) and is gone.
     a.faults.push({ disconnectAfter: 1 });
     const stream = await g.client.chat.completions.create({
