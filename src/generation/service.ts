@@ -1,5 +1,6 @@
 import { assertMayUseModel } from "../auth/model-access.js";
 import type { Principal } from "../auth/principal.js";
+import { type DrainableParts, drainParts } from "../core/drain-parts.js";
 import { invalidRequest, ServiceError, serviceUnavailable, statusOf } from "../core/errors.js";
 import type {
   EmbeddingRequest,
@@ -82,10 +83,11 @@ export interface Generation {
   /** The backend's parts; iterate once, these or wholeParts(). The signal stops them. */
   readonly parts: AsyncIterable<GenerationPart>;
   /**
-   * The same parts for a caller that takes the answer only once it is whole (collectGeneration):
-   * the backend may then retry a failure anywhere before the end (GenerateOptions.whole).
+   * The same parts, all of them, for a caller that takes the answer only once it is whole
+   * (collectGeneration): the backend may then retry a failure anywhere before the end
+   * (GenerateOptions.whole), and the parts come in one array rather than a promise each.
    */
-  wholeParts(): AsyncIterable<GenerationPart>;
+  wholeParts(): Promise<GenerationPart[]>;
   /**
    * Settles limits and records usage (what was really used, or what a cut-short call consumed).
    * Call exactly once, whatever happened; `error` is what ended the call, if anything did.
@@ -196,7 +198,7 @@ export class GenerationService {
       parts,
       wholeParts: () => {
         parts.whole = true;
-        return parts;
+        return parts.drain();
       },
       end: async (outcome = {}) => {
         if (ended) return;
@@ -307,7 +309,7 @@ export class GenerationService {
  * each yielded part) per part. Calls made while a next() is pending wait for it, as a
  * generator's would.
  */
-class ObservedParts implements AsyncIterableIterator<GenerationPart> {
+class ObservedParts implements AsyncIterableIterator<GenerationPart>, DrainableParts {
   /** The caller takes the answer whole; set before the first next(). */
   whole = false;
   private source: AsyncIterator<GenerationPart> | undefined;
@@ -341,6 +343,30 @@ class ObservedParts implements AsyncIterableIterator<GenerationPart> {
       await this.source?.return?.(undefined);
     }
     return { done: true, value: undefined };
+  }
+
+  /**
+   * Every part, to the end, in place of next() (DrainableParts): drained from the backend where it
+   * can, each part seen as next() would. The first is seen as it arrives (its time is the time to
+   * first token) and again with the rest: seeing a part twice changes nothing.
+   */
+  async drain(first?: (part: GenerationPart) => void): Promise<GenerationPart[]> {
+    if (this.running > 0) await this.last?.catch(() => {});
+    if (this.finished) return [];
+    this.running++;
+    let all: GenerationPart[];
+    try {
+      this.source ??= this.open(this.whole);
+      all = await drainParts(this.source, (part) => {
+        this.see(part);
+        first?.(part);
+      });
+    } finally {
+      this.running--;
+      this.finished = true;
+    }
+    for (const part of all) this.see(part);
+    return all;
   }
 
   /** Promise callbacks rather than an async function: one promise per part, no async frame. */
@@ -398,10 +424,10 @@ function statusFor(error: unknown): number {
 export async function collectGeneration<T>(
   generation: Generation,
   signal: AbortSignal,
-  collect: (parts: AsyncIterable<GenerationPart>) => Promise<T>,
+  collect: (parts: readonly GenerationPart[]) => T,
 ): Promise<T> {
   try {
-    const result = await collect(generation.wholeParts());
+    const result = collect(await generation.wholeParts());
     // A cut generation (caller gone, or shutdown out of patience) must not pass for a success.
     if (signal.aborted) throw serviceUnavailable("The request was cancelled before it completed.");
     await generation.end();

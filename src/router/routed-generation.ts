@@ -1,3 +1,4 @@
+import { type DrainableParts, drainParts } from "../core/drain-parts.js";
 import type {
   CostEstimate,
   GenerateOptions,
@@ -126,15 +127,13 @@ export class RoutedPreparedGeneration
     served: Served | undefined,
     begun: () => void,
   ): Promise<OpenedStream> {
-    const parts: GenerationPart[] = [];
+    let parts: GenerationPart[];
     try {
       const source = backend.generate(prepared, signal, TAKEN_WHOLE)[Symbol.asyncIterator]();
-      let next = await source.next();
-      if (!next.done) {
+      parts = await drainParts(source, () => {
         begun();
         this.onFirstPart?.();
-      }
-      for (; !next.done; next = await source.next()) parts.push(next.value);
+      });
     } catch (err) {
       // Cut by the caller or the deadline, it is charged for what it used, as any call cut short.
       if (!signal.aborted) this.failedCharge = promptOnly(prepared.progress);
@@ -163,6 +162,11 @@ class PartsInHand implements AsyncIterator<GenerationPart> {
     return { done: false, value: this.parts[this.at++] as GenerationPart };
   }
 
+  /** Every part not taken yet, added to `into`. */
+  takeRest(into: GenerationPart[]): void {
+    while (this.at < this.parts.length) into.push(this.parts[this.at++] as GenerationPart);
+  }
+
   next(): Promise<IteratorResult<GenerationPart>> {
     return Promise.resolve(this.take());
   }
@@ -176,7 +180,7 @@ class PartsInHand implements AsyncIterator<GenerationPart> {
  * written out rather than an async generator: it passes each part on without a generator step of
  * its own.
  */
-export class RoutedStream implements AsyncIterableIterator<GenerationPart> {
+export class RoutedStream implements AsyncIterableIterator<GenerationPart>, DrainableParts {
   private opened: OpenedStream | undefined;
   private firstSent = false;
   private ended = false;
@@ -200,6 +204,26 @@ export class RoutedStream implements AsyncIterableIterator<GenerationPart> {
       return this.opened.rest.next().then(this.passOn, this.failed);
     }
     return this.first();
+  }
+
+  /**
+   * Every part left, to the end (DrainableParts). An attempt gathered whole hands its parts over
+   * at once; a streamed one passes them on one next() at a time.
+   */
+  async drain(first?: (part: GenerationPart) => void): Promise<GenerationPart[]> {
+    const all: GenerationPart[] = [];
+    const next = await this.next();
+    if (next.done) return all;
+    first?.(next.value);
+    all.push(next.value);
+    const inHand = this.opened?.inHand;
+    if (inHand === undefined) {
+      for (let more = await this.next(); !more.done; more = await this.next()) all.push(more.value);
+      return all;
+    }
+    inHand.takeRest(all);
+    await this.end(false);
+    return all;
   }
 
   /** Parts gathered whole: one settled promise each, no callback step. */

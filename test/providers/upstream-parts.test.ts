@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { OpenAiCompatibleAdapter } from "../../src/backends/providers/openai-compatible/openai-adapter.js";
 import { UpstreamBackend } from "../../src/backends/providers/upstream-backend.js";
 import { UpstreamClient } from "../../src/backends/providers/upstream-client.js";
+import { drainParts } from "../../src/core/drain-parts.js";
 import type { GenerationPart, GenerationRequest } from "../../src/core/generation.js";
 import { textContent } from "../../src/core/messages.js";
 
@@ -154,6 +155,57 @@ describe("an upstream answer's parts", () => {
       { type: "finish", choice: 0, reason: "stop" },
       undefined,
     ]);
+    expect(up.backend.stats().busySlots).toBe(0);
+  });
+
+  it("drain to the end in one call: the same parts, counted, the first told as it arrives", async () => {
+    const usage = `data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 } })}\n\n`;
+    const rest = `${chunk({ content: "lo" })}${chunk({}, "stop")}${usage}data: [DONE]\n\n`;
+    let sendRest: (() => void) | undefined;
+    const up = await setUp((res) => {
+      // Two writes: the rest only once the first part was told, so drain reads the body twice.
+      res.write(chunk({ role: "assistant", content: "Hel" }));
+      sendRest = () => res.end(rest);
+    });
+    cleanup.push(up.close);
+    const prepared = await up.backend.prepare(REQUEST);
+    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    const firsts: GenerationPart[] = [];
+    // An upstream answer drains itself (not one next() at a time).
+    expect("drain" in parts).toBe(true);
+    const drained = await drainParts(parts, (part) => {
+      firsts.push(part);
+      sendRest?.();
+    });
+    expect(firsts).toEqual([{ type: "text", choice: 0, text: "Hel" }]);
+    expect(drained).toEqual([
+      { type: "text", choice: 0, text: "Hel" },
+      { type: "text", choice: 0, text: "lo" },
+      { type: "finish", choice: 0, reason: "stop" },
+      { type: "usage", promptTokens: 7, completionTokens: 3, cachedTokens: 0 },
+    ]);
+    expect(prepared.progress).toEqual({ promptTokens: 7, completionTokens: 3, cachedTokens: 0 });
+    expect(up.backend.stats().busySlots).toBe(0);
+    expect(await parts.next()).toEqual({ done: true, value: undefined });
+    expect(up.state.closed).toBe(0);
+  });
+
+  it("drain the rest after parts taken one by one, and fail as next() would on an upstream error", async () => {
+    const up = await setUp((res) =>
+      res.end(
+        `${chunk({ content: "one" })}${chunk({ content: "two" })}data: ${JSON.stringify({ error: { message: "overloaded" } })}\n\n`,
+      ),
+    );
+    cleanup.push(up.close);
+    const prepared = await up.backend.prepare(REQUEST);
+    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    expect((await parts.next()).value).toEqual({ type: "text", choice: 0, text: "one" });
+    await expect(drainParts(parts)).rejects.toMatchObject({ code: "upstream_error" });
+    expect(up.backend.stats().busySlots).toBe(0);
+    expect(await parts.next()).toEqual({ done: true, value: undefined });
+
+    const again = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    await expect(drainParts(again)).rejects.toMatchObject({ code: "upstream_error" });
     expect(up.backend.stats().busySlots).toBe(0);
   });
 });

@@ -59,9 +59,9 @@ function call(signal: AbortSignal, overrides: Partial<GenerationCall> = {}): Gen
   };
 }
 
-const textOf = async (parts: AsyncIterable<GenerationPart>) => {
+const textOf = (parts: readonly GenerationPart[]) => {
   let text = "";
-  for await (const part of parts) if (part.type === "text") text += part.text;
+  for (const part of parts) if (part.type === "text") text += part.text;
   return text;
 };
 

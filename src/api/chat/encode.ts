@@ -98,16 +98,16 @@ class ChoiceAccumulator {
 }
 
 /** Non-streaming: the same parts the stream would carry, collected into one chat.completion. */
-export async function collectChatCompletion(
-  parts: AsyncIterable<GenerationPart>,
+export function collectChatCompletion(
+  parts: readonly GenerationPart[],
   meta: ChatResponseMeta,
   n: number,
   wantLogprobs: boolean,
-): Promise<{ body: object; usage: UsageCounts | undefined }> {
+): { body: object; usage: UsageCounts | undefined } {
   const choices: ChoiceAccumulator[] = [];
   for (let i = 0; i < n; i++) choices.push(new ChoiceAccumulator());
   let usage: UsageCounts | undefined;
-  for await (const part of parts) {
+  for (const part of parts) {
     if (part.type === "usage") usage = part;
     else choices[part.choice]?.add(part);
   }

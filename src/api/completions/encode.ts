@@ -72,18 +72,18 @@ const sumLogprob = (choice: GeneratedChoice) =>
  * Non-streaming: every choice collected; with best_of, each prompt keeps its `n` choices of the
  * highest summed log probability, in that order.
  */
-export async function collectCompletion(
-  parts: AsyncIterable<GenerationPart>,
+export function collectCompletion(
+  parts: readonly GenerationPart[],
   meta: CompletionMeta,
   shape: CompletionShape,
-): Promise<{ body: object; usage: UsageCounts | undefined }> {
+): { body: object; usage: UsageCounts | undefined } {
   const generated: GeneratedChoice[] = Array.from({ length: shape.prompts * shape.bestOf }, () => ({
     text: "",
     logprobs: [],
     finish: null,
   }));
   let usage: UsageCounts | undefined;
-  for await (const part of parts) {
+  for (const part of parts) {
     if (part.type === "usage") usage = part;
     else if (part.type === "text") {
       const choice = generated[part.choice] as GeneratedChoice;

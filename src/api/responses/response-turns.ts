@@ -174,8 +174,8 @@ export class ResponseTurns {
     onStarted?.(generation);
     const builder = new ResponseBuilder(turn.meta, generation.request.logprobs !== undefined);
     turn.addSearch(builder);
-    const response = await collectGeneration(generation, signal, async (parts) => {
-      for await (const part of parts) builder.add(part);
+    const response = await collectGeneration(generation, signal, (parts) => {
+      for (const part of parts) builder.add(part);
       return builder.snapshot(builder.status, Math.floor(this.options.now() / 1000));
     });
     await turn.save(response);

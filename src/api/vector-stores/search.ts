@@ -186,9 +186,9 @@ export class VectorStoreSearch {
   }
 }
 
-async function collectText(parts: AsyncIterable<GenerationPart>): Promise<string> {
+function collectText(parts: readonly GenerationPart[]): string {
   let text = "";
-  for await (const part of parts) if (part.type === "text" && part.choice === 0) text += part.text;
+  for (const part of parts) if (part.type === "text" && part.choice === 0) text += part.text;
   return text;
 }
 

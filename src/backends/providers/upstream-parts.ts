@@ -1,3 +1,4 @@
+import type { DrainableParts } from "../../core/drain-parts.js";
 import type { GenerationPart, UsageCounts } from "../../core/generation.js";
 import { charsToTokens } from "./prompt-estimate.js";
 import type { StreamDecoder } from "./provider-adapter.js";
@@ -30,7 +31,7 @@ const DONE: IteratorResult<GenerationPart> = Object.freeze({ done: true, value: 
  * the same parts, errors, early leave (return() drops the body and its connection) and order of
  * calls — without a generator step and its promises per part: most parts come out of an array.
  */
-export class UpstreamParts implements AsyncIterableIterator<GenerationPart> {
+export class UpstreamParts implements AsyncIterableIterator<GenerationPart>, DrainableParts {
   /** new → reading (the body) → closing (the decoder's last parts) → done. */
   private phase: "new" | "reading" | "closing" | "done" = "new";
   private response: UpstreamResponse | undefined;
@@ -114,22 +115,12 @@ export class UpstreamParts implements AsyncIterableIterator<GenerationPart> {
 
   /** The next event's parts, reading the body as far as needed; then the answer's close. */
   private async read(): Promise<IteratorResult<GenerationPart>> {
-    const { decoder, signal } = this.source;
     const response = this.response as UpstreamResponse;
     try {
-      while (!decoder.complete) {
-        if (this.eventAt < this.events.length) {
-          const event = this.events[this.eventAt++] as EventSourceMessage;
-          const parts = decoder.read(event);
-          for (const part of parts) countProgress(this.source.progress, part);
-          if (parts.length > 0) {
-            this.parts = parts;
-            this.partAt = 1;
-            return { done: false, value: parts[0] as GenerationPart };
-          }
-          continue;
-        }
-        if (this.bodyEnded) break;
+      for (;;) {
+        const decoded = this.decodeInHand();
+        if (decoded) return decoded;
+        if (this.source.decoder.complete || this.bodyEnded) break;
         const chunk = await response.read();
         this.eventAt = 0;
         if (chunk) this.events = this.reader.feed(chunk);
@@ -140,22 +131,43 @@ export class UpstreamParts implements AsyncIterableIterator<GenerationPart> {
         }
       }
     } catch (err) {
-      response.abandon();
-      this.end();
-      if (signal.aborted || isServiceError(err)) throw err;
-      throw upstreamTransportError(err);
+      this.fail(err);
     }
+    return this.close();
+  }
+
+  /**
+   * The next part from the events read already, decoding as few of them as it takes (each one's
+   * parts counted into the live usage as it is decoded); undefined when they hold no more.
+   */
+  private decodeInHand(): IteratorResult<GenerationPart> | undefined {
+    const { decoder, progress } = this.source;
+    while (!decoder.complete && this.eventAt < this.events.length) {
+      const parts = decoder.read(this.events[this.eventAt++] as EventSourceMessage);
+      for (const part of parts) countProgress(progress, part);
+      if (parts.length > 0) {
+        this.parts = parts;
+        this.partAt = 1;
+        return { done: false, value: parts[0] as GenerationPart };
+      }
+    }
+    return undefined;
+  }
+
+  /** The body is read to its end (or the decoder is complete): the decoder's closing parts follow. */
+  private close(): Promise<IteratorResult<GenerationPart>> {
+    const response = this.response as UpstreamResponse;
     // The answer is whole unless the caller's signal cut it.
-    if (signal.aborted) {
+    if (this.source.signal.aborted) {
       response.abandon();
       this.end();
-      return DONE;
+      return Promise.resolve(DONE);
     }
     response.release();
     this.phase = "closing";
     let closing: GenerationPart[];
     try {
-      closing = decoder.finish();
+      closing = this.source.decoder.finish();
     } catch (err) {
       this.end();
       throw err;
@@ -163,6 +175,49 @@ export class UpstreamParts implements AsyncIterableIterator<GenerationPart> {
     this.parts = closing;
     this.partAt = 0;
     return this.step();
+  }
+
+  /** A failure while reading: the body is dropped, and an error of the connection's is named so. */
+  private fail(err: unknown): never {
+    (this.response as UpstreamResponse).abandon();
+    this.end();
+    if (this.source.signal.aborted || isServiceError(err)) throw err;
+    throw upstreamTransportError(err);
+  }
+
+  /**
+   * Every part left, to the answer's end (DrainableParts): the parts of the events in hand are
+   * taken without a promise each; only a read of the body (or the request) is waited for.
+   */
+  async drain(first?: (part: GenerationPart) => void): Promise<GenerationPart[]> {
+    const all: GenerationPart[] = [];
+    let next = await this.next();
+    if (!next.done) first?.(next.value);
+    while (!next.done) {
+      all.push(next.value);
+      next = this.takeInHand() ?? (await this.next());
+    }
+    return all;
+  }
+
+  /** What next() would settle with, where it needs no read: undefined where it does. */
+  private takeInHand(): IteratorResult<GenerationPart> | undefined {
+    if (this.running > 0) return undefined;
+    if (this.partAt < this.parts.length) {
+      const part = this.parts[this.partAt++] as GenerationPart;
+      if (this.phase === "closing") countProgress(this.source.progress, part);
+      return { done: false, value: part };
+    }
+    if (this.phase === "closing") {
+      this.end();
+      return DONE;
+    }
+    if (this.phase !== "reading") return undefined;
+    try {
+      return this.decodeInHand();
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   private end(): void {
