@@ -25,6 +25,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import Fastify from "fastify";
 import { Pool } from "undici";
 import { SERVE_NODE_FLAGS } from "../src/cli/node-flags.js";
 import { validateConfig } from "../src/config/load.js";
@@ -58,10 +59,21 @@ const { values } = parseArgs({
      * scheduled on the gateway's core.
      */
     pin: { type: "boolean", default: false },
-    /** Also run the floor: a minimal Node proxy in front of the same mock, loaded the same way. */
+    /** Also run the floors (--floors) in front of the same mock, loaded the same way; --no-floor: none. */
     floor: { type: "boolean", default: true },
+    /**
+     * Which floors: node (node:http relaying the body and the answer) and fastify (Fastify and
+     * undici reading the upstream's stream and answering a chat.completion, no feature of ours).
+     */
+    floors: { type: "string", default: "node,fastify" },
   },
 });
+
+/** The floors to run; anything else is refused before a process starts. */
+const FLOOR_KINDS = values.floor ? values.floors.split(",").filter((kind) => kind !== "") : [];
+if (FLOOR_KINDS.some((kind) => kind !== "node" && kind !== "fastify")) {
+  throw new Error(`--floors takes node and/or fastify, comma-separated; got '${values.floors}'`);
+}
 
 /** The rows to run; anything else is refused before a process starts. */
 const MODES = values.modes.split(",");
@@ -191,6 +203,58 @@ async function runFloorProxy(upstream: string): Promise<Ready> {
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
+/**
+ * What a gateway on Switchboard's own stack pays before any feature of its own: Fastify in (its
+ * router, JSON body parser and serializer), one undici request upstream on a keep-alive pool
+ * asking for the stream with its usage (as Switchboard asks), the events read and each parsed,
+ * and a chat.completion built from them. A streamed request gets the upstream's events passed
+ * through as they come. No auth, limits, usage, metrics, routing, validation or translation
+ * beyond that: Switchboard's cost over this floor is its features and its layers, not its stack.
+ */
+async function runFastifyFloor(upstream: string): Promise<Ready> {
+  const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTimeout: 60_000 });
+  const app = Fastify({ logger: false });
+  app.post("/v1/chat/completions", async (request, reply) => {
+    const body = request.body as { model: string; stream?: boolean };
+    const answer = await pool.request({
+      path: "/v1/chat/completions",
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(
+        body.stream ? body : { ...body, stream: true, stream_options: { include_usage: true } },
+      ),
+    });
+    if (body.stream) {
+      reply.code(answer.statusCode).header("content-type", "text/event-stream");
+      return reply.send(answer.body);
+    }
+    let content = "";
+    let finish: string | null = null;
+    let usage: unknown;
+    for (const line of (await answer.body.text()).split("\n")) {
+      if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
+      const event = JSON.parse(line.slice(6)) as {
+        choices: { delta: { content?: string }; finish_reason: string | null }[];
+        usage?: unknown;
+      };
+      if (event.usage) usage = event.usage;
+      const choice = event.choices[0];
+      if (choice?.delta.content) content += choice.delta.content;
+      if (choice?.finish_reason) finish = choice.finish_reason;
+    }
+    return {
+      id: "chatcmpl-floor",
+      object: "chat.completion",
+      created: Math.floor(Date.now() / 1000),
+      model: body.model,
+      choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: finish }],
+      usage,
+    };
+  });
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
+}
+
 // ── Switchboard ──────────────────────────────────────────────────────────────────────────────
 
 async function runSwitchboard(upstream: string): Promise<Ready> {
@@ -278,7 +342,7 @@ function startChild(args: string[]): Promise<{ child: ChildProcess; ready: Ready
     // The gateway runs with the node flags `switchboard serve` has (its young generation size);
     // the floor proxy too, so the two differ only in their code.
     ...(gateway ? [...SERVE_NODE_FLAGS, "--expose-gc"] : []),
-    ...(args.includes("floor") ? SERVE_NODE_FLAGS : []),
+    ...(args.includes("floor") || args.includes("floor-fastify") ? SERVE_NODE_FLAGS : []),
     ...(values["cpu-prof"] && gateway ? ["--cpu-prof", "--cpu-prof-dir=build/bench-prof"] : []),
   ];
   const child = fork(file, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
@@ -463,14 +527,21 @@ async function drive(): Promise<void> {
     mock.ready.url,
     ...(values.redis ? ["--redis", values.redis] : []),
   ]);
-  const floor = values.floor
-    ? await startChild(["--role", "floor", "--upstream", mock.ready.url])
-    : undefined;
-  ownPids = [mock.child.pid, gateway.child.pid, floor?.child.pid].filter(
+  const floors: { kind: string; child: ChildProcess; ready: Ready }[] = [];
+  for (const kind of FLOOR_KINDS) {
+    const started = await startChild([
+      "--role",
+      kind === "node" ? "floor" : "floor-fastify",
+      "--upstream",
+      mock.ready.url,
+    ]);
+    floors.push({ kind, ...started });
+  }
+  ownPids = [mock.child.pid, gateway.child.pid, ...floors.map((f) => f.child.pid)].filter(
     (pid): pid is number => pid !== undefined,
   );
   if (values.pin) {
-    pinTo(0, gateway.child.pid, floor?.child.pid);
+    pinTo(0, gateway.child.pid, ...floors.map((f) => f.child.pid));
     pinTo(1, mock.child.pid, process.pid);
   }
   process.stderr.write(
@@ -481,13 +552,16 @@ async function drive(): Promise<void> {
   );
   // The heap with the gateway started and warmed up once, before the measured load.
   await load(gateway.ready, false, 1, warmup, warmup, gateway.child.pid);
-  if (floor) await load(floor.ready, false, 1, warmup, warmup, floor.child.pid);
+  for (const floor of floors) await load(floor.ready, false, 1, warmup, warmup, floor.child.pid);
   const heapAtStart = await heapAfterGc(gateway.child);
   let served = 0;
   const fmt = (n: number) => n.toFixed(3);
+  const floorHeads = floors.map(
+    ({ kind }) => ` ${kind} floor added p50 | ${kind} floor added p99 | ${kind} floor req/CPU-s |`,
+  );
   const lines: string[] = [
-    "| mode | c | direct p50 | direct p99 | via p50 | via p99 | added p50 | added p99 | direct req/s | via req/s | via req/CPU-s | floor added p50 | floor added p99 | floor req/CPU-s | other CPU % |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    `| mode | c | direct p50 | direct p99 | via p50 | via p99 | added p50 | added p99 | direct req/s | via req/s | via req/CPU-s |${floorHeads.join("")} other CPU % |`,
+    `|---|---|---|---|---|---|---|---|---|---|---|${"---|---|---|".repeat(floors.length)}---|`,
   ];
   const summary: Record<string, number> = {};
   for (const stream of [false, true]) {
@@ -495,11 +569,13 @@ async function drive(): Promise<void> {
     for (const c of levels) {
       const direct: Sample[] = [];
       const via: Sample[] = [];
-      const floored: Sample[] = [];
+      const floored: Sample[][] = floors.map(() => []);
       for (let r = 0; r < reps; r++) {
         // Interleaved, so drift on a shared machine hits each alike.
         direct.push(await load(mock.ready, stream, c, requests, warmup));
-        if (floor) floored.push(await load(floor.ready, stream, c, requests, warmup, floor.child.pid));
+        for (const [i, floor] of floors.entries()) {
+          floored[i]?.push(await load(floor.ready, stream, c, requests, warmup, floor.child.pid));
+        }
         const sample = await load(gateway.ready, stream, c, requests, warmup, gateway.child.pid);
         via.push(sample);
         served += sample.requests + warmup;
@@ -510,23 +586,23 @@ async function drive(): Promise<void> {
       const v99 = median(via.map((s) => s.p99));
       const perCpu = median(via.map(requestsPerCpuSecond));
       const mode = stream ? "stream (first event)" : "non-stream";
-      const floorCells = floor
-        ? `${fmt(median(floored.map((s) => s.p50)) - d50)} | ${fmt(median(floored.map((s) => s.p99)) - d99)} | ` +
-          `${median(floored.map(requestsPerCpuSecond)).toFixed(0)}`
-        : "– | – | –";
+      const row = `${stream ? "s" : "n"}${c}`;
+      let floorCells = "";
+      for (const [i, { kind }] of floors.entries()) {
+        const samples = floored[i] ?? [];
+        summary[`${row}${kind}50`] = median(samples.map((s) => s.p50)) - d50;
+        summary[`${row}${kind}99`] = median(samples.map((s) => s.p99)) - d99;
+        summary[`${row}${kind}cpu`] = median(samples.map(requestsPerCpuSecond));
+        floorCells += ` ${fmt(summary[`${row}${kind}50`] as number)} | ${fmt(summary[`${row}${kind}99`] as number)} | ${(summary[`${row}${kind}cpu`] as number).toFixed(0)} |`;
+      }
       lines.push(
         `| ${mode} | ${c} | ${fmt(d50)} | ${fmt(d99)} | ${fmt(v50)} | ${fmt(v99)} | ${fmt(v50 - d50)} | ${fmt(v99 - d99)} | ` +
-          `${median(direct.map((s) => s.rps)).toFixed(0)} | ${median(via.map((s) => s.rps)).toFixed(0)} | ${perCpu.toFixed(0)} | ` +
-          `${floorCells} | ${median(via.map((s) => s.otherCpuPercent)).toFixed(0)} |`,
+          `${median(direct.map((s) => s.rps)).toFixed(0)} | ${median(via.map((s) => s.rps)).toFixed(0)} | ${perCpu.toFixed(0)} |` +
+          `${floorCells} ${median(via.map((s) => s.otherCpuPercent)).toFixed(0)} |`,
       );
-      summary[`${stream ? "s" : "n"}${c}p50`] = v50 - d50;
-      summary[`${stream ? "s" : "n"}${c}p99`] = v99 - d99;
-      summary[`${stream ? "s" : "n"}${c}cpu`] = perCpu;
-      if (floor) {
-        summary[`${stream ? "s" : "n"}${c}floor50`] = median(floored.map((s) => s.p50)) - d50;
-        summary[`${stream ? "s" : "n"}${c}floor99`] = median(floored.map((s) => s.p99)) - d99;
-        summary[`${stream ? "s" : "n"}${c}floorcpu`] = median(floored.map(requestsPerCpuSecond));
-      }
+      summary[`${row}p50`] = v50 - d50;
+      summary[`${row}p99`] = v99 - d99;
+      summary[`${row}cpu`] = perCpu;
     }
   }
   const memory = rssOf(gateway.child.pid);
@@ -536,7 +612,7 @@ async function drive(): Promise<void> {
     mock.child.send("stats");
   });
   gateway.child.kill("SIGTERM");
-  floor?.child.kill("SIGTERM");
+  for (const floor of floors) floor.child.kill("SIGTERM");
   mock.child.kill("SIGTERM");
   console.log(lines.join("\n"));
   console.log(`connections the mock upstream accepted (direct and via Switchboard): ${opened.connections}`);
@@ -551,25 +627,28 @@ async function drive(): Promise<void> {
       `${best.toFixed(0)} req per Switchboard CPU-second (target ≥ 5000); ` +
       `first streamed event +${fmt(summary.s1p50 ?? Number.NaN)} ms p50 at c=1 (target ≤ 0.5)`,
   );
-  if (floor) {
-    const bestFloor = Math.max(...levels.map((c) => summary[`n${c}floorcpu`] ?? 0));
+  for (const { kind } of floors) {
+    const bestFloor = Math.max(...levels.map((c) => summary[`n${c}${kind}cpu`] ?? 0));
+    const what = kind === "node" ? "a bare Node proxy" : "a Fastify and undici gateway with no features";
     console.log(
-      `the floor (a bare Node proxy, same mock and load): added p50 at c=1 ${fmt(summary.n1floor50 ?? Number.NaN)} ms; ` +
-        `added p99 at c=64 ${fmt(summary.n64floor99 ?? Number.NaN)} ms; ${bestFloor.toFixed(0)} req per CPU-second; ` +
-        `first streamed event +${fmt(summary.s1floor50 ?? Number.NaN)} ms p50 at c=1`,
+      `the ${kind} floor (${what}, same mock and load): added p50 at c=1 ${fmt(summary[`n1${kind}50`] ?? Number.NaN)} ms; ` +
+        `added p99 at c=64 ${fmt(summary[`n64${kind}99`] ?? Number.NaN)} ms; ${bestFloor.toFixed(0)} req per CPU-second; ` +
+        `first streamed event +${fmt(summary[`s1${kind}50`] ?? Number.NaN)} ms p50 at c=1`,
     );
   }
 }
 
 // ── entry ────────────────────────────────────────────────────────────────────────────────────
 
-if (values.role === "upstream" || values.role === "gateway" || values.role === "floor") {
-  const ready =
-    values.role === "upstream"
-      ? await runMockUpstream()
-      : values.role === "floor"
-        ? await runFloorProxy(values.upstream ?? "")
-        : await runSwitchboard(values.upstream ?? "");
+const CHILD_ROLES: Record<string, () => Promise<Ready>> = {
+  upstream: runMockUpstream,
+  gateway: () => runSwitchboard(values.upstream ?? ""),
+  floor: () => runFloorProxy(values.upstream ?? ""),
+  "floor-fastify": () => runFastifyFloor(values.upstream ?? ""),
+};
+const childRole = CHILD_ROLES[values.role];
+if (childRole) {
+  const ready = await childRole();
   process.send?.(ready);
   // --cpu-prof writes its profile on a normal exit.
   process.on("SIGTERM", () => process.exit(0));
