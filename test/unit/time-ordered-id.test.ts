@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { timeOrderedId } from "../../src/core/ids.js";
+import { randomId, timeOrderedId } from "../../src/core/ids.js";
 
 describe("time-ordered ids", () => {
   it("sort as text in the order of their times, however far apart", () => {
@@ -22,5 +22,17 @@ describe("time-ordered ids", () => {
     const at = Date.now();
     const ids = new Set(Array.from({ length: 1000 }, () => timeOrderedId(at)));
     expect(ids.size).toBe(1000);
+  });
+});
+
+describe("random ids", () => {
+  it("are base62 of the length asked for, distinct, across refills of the random pool", () => {
+    // 24 characters each: 400 ids draw 9,600 random bytes, more than two refills of the 4 KiB pool.
+    const ids = Array.from({ length: 400 }, () => randomId());
+    for (const id of ids) expect(id).toMatch(/^[0-9A-Za-z]{24}$/);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(randomId(7)).toMatch(/^[0-9A-Za-z]{7}$/);
+    // Every character of the alphabet turns up (the codes are read right, not one shifted).
+    expect(new Set(ids.join("")).size).toBe(62);
   });
 });
