@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
-import { createServer, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { ServerResponse } from "node:http";
 import type { RecordedRequest } from "./mock-openai-upstream.js";
+import { startRecordingServer } from "./recording-server.js";
 import {
   checkUpstreamRequest,
   prepareSdkRequestValidators,
@@ -43,24 +43,8 @@ export interface MockAnthropic extends SchemaCheckedUpstream {
 
 export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
   prepareSdkRequestValidators("anthropic-messages");
-  const hanging = new Set<ServerResponse>();
-  const mock: MockAnthropic = {
-    url: "",
-    requests: [],
-    faults: [],
-    violations: [],
-    close: async () => {
-      for (const res of hanging) res.destroy();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-  const server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
-    const path = req.url ?? "";
-    mock.requests.push({ path, headers: req.headers, body });
+  const mock: MockAnthropic = { url: "", requests: [], faults: [], violations: [], close: async () => {} };
+  const server = await startRecordingServer(mock.requests, async ({ path, body }, req, res, hanging) => {
     const mismatch =
       checkUpstreamRequest(mock, { method: req.method, path, body }, "anthropic-messages") ??
       conversationProblem(mock, body);
@@ -159,8 +143,8 @@ export async function startMockAnthropicUpstream(): Promise<MockAnthropic> {
     send("message_stop", {});
     await writeEvents(res, events, fault, hanging);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  mock.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  mock.url = server.url;
+  mock.close = server.close;
   return mock;
 }
 

@@ -1,6 +1,5 @@
-import { createServer, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import type { RecordedRequest } from "./mock-openai-upstream.js";
+import { startRecordingServer } from "./recording-server.js";
 import {
   checkUpstreamRequest,
   prepareSdkRequestValidators,
@@ -79,24 +78,8 @@ function missingSignature(
 
 export async function startMockGeminiUpstream(): Promise<MockGemini> {
   prepareSdkRequestValidators("gemini-generate-content", "gemini-batch-embed-contents");
-  const hanging = new Set<ServerResponse>();
-  const mock: MockGemini = {
-    url: "",
-    requests: [],
-    faults: [],
-    violations: [],
-    close: async () => {
-      for (const res of hanging) res.destroy();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-  const server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
-    const path = req.url ?? "";
-    mock.requests.push({ path, headers: req.headers, body });
+  const mock: MockGemini = { url: "", requests: [], faults: [], violations: [], close: async () => {} };
+  const server = await startRecordingServer(mock.requests, async ({ path, body }, req, res, hanging) => {
     const schema: UpstreamRequestSchema = path.includes(":batchEmbedContents")
       ? "gemini-batch-embed-contents"
       : "gemini-generate-content";
@@ -163,8 +146,8 @@ export async function startMockGeminiUpstream(): Promise<MockGemini> {
     }
     res.end();
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  mock.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  mock.url = server.url;
+  mock.close = server.close;
   return mock;
 }
 
