@@ -340,7 +340,7 @@ function startChild(args: string[]): Promise<{ child: ChildProcess; ready: Ready
   const gateway = args.includes("gateway");
   const execArgv = [
     // The gateway runs with the node flags `switchboard serve` has (its young generation size);
-    // the floor proxy too, so the two differ only in their code.
+    // the floors too, so they differ only in their code.
     ...(gateway ? [...SERVE_NODE_FLAGS, "--expose-gc"] : []),
     ...(args.includes("floor") || args.includes("floor-fastify") ? SERVE_NODE_FLAGS : []),
     ...(values["cpu-prof"] && gateway ? ["--cpu-prof", "--cpu-prof-dir=build/bench-prof"] : []),
