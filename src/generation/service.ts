@@ -348,7 +348,7 @@ class ObservedParts implements AsyncIterableIterator<GenerationPart>, DrainableP
   /**
    * Every part, to the end, in place of next() (DrainableParts): drained from the backend where it
    * can, each part seen as next() would. The first is seen as it arrives (its time is the time to
-   * first token) and again with the rest: seeing a part twice changes nothing.
+   * first token), the rest once they are all in.
    */
   async drain(first?: (part: GenerationPart) => void): Promise<GenerationPart[]> {
     if (this.running > 0) await this.last?.catch(() => {});
@@ -365,7 +365,8 @@ class ObservedParts implements AsyncIterableIterator<GenerationPart>, DrainableP
       this.running--;
       this.finished = true;
     }
-    for (const part of all) this.see(part);
+    // The first part (all[0]: a drain tells of it as it arrives) was seen already.
+    for (let i = 1; i < all.length; i++) this.see(all[i] as GenerationPart);
     return all;
   }
 

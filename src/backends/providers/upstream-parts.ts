@@ -80,24 +80,30 @@ export class UpstreamParts implements AsyncIterableIterator<GenerationPart>, Dra
   };
 
   private readonly step = (): Promise<IteratorResult<GenerationPart>> => {
-    if (this.partAt < this.parts.length) {
-      const part = this.parts[this.partAt++] as GenerationPart;
-      // The closing parts are counted as they go out, the body's as their event is read.
-      if (this.phase === "closing") countProgress(this.source.progress, part);
-      return Promise.resolve({ done: false, value: part });
-    }
+    const ready = this.fromArray();
+    if (ready) return Promise.resolve(ready);
     switch (this.phase) {
       case "new":
         return this.track(this.open());
       case "reading":
         return this.track(this.read());
-      case "closing":
-        this.end();
-        return Promise.resolve(DONE);
       default:
         return Promise.resolve(DONE);
     }
   };
+
+  /** The next part of the array in hand, or the end once the closing parts are out; else undefined. */
+  private fromArray(): IteratorResult<GenerationPart> | undefined {
+    if (this.partAt < this.parts.length) {
+      const part = this.parts[this.partAt++] as GenerationPart;
+      // The closing parts are counted as they go out, the body's as their event is read.
+      if (this.phase === "closing") countProgress(this.source.progress, part);
+      return { done: false, value: part };
+    }
+    if (this.phase !== "closing") return undefined;
+    this.end();
+    return DONE;
+  }
 
   private async open(): Promise<IteratorResult<GenerationPart>> {
     this.phase = "reading";
@@ -203,16 +209,8 @@ export class UpstreamParts implements AsyncIterableIterator<GenerationPart>, Dra
   /** What next() would settle with, where it needs no read: undefined where it does. */
   private takeInHand(): IteratorResult<GenerationPart> | undefined {
     if (this.running > 0) return undefined;
-    if (this.partAt < this.parts.length) {
-      const part = this.parts[this.partAt++] as GenerationPart;
-      if (this.phase === "closing") countProgress(this.source.progress, part);
-      return { done: false, value: part };
-    }
-    if (this.phase === "closing") {
-      this.end();
-      return DONE;
-    }
-    if (this.phase !== "reading") return undefined;
+    const ready = this.fromArray();
+    if (ready || this.phase !== "reading") return ready;
     try {
       return this.decodeInHand();
     } catch (err) {
