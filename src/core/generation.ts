@@ -286,6 +286,13 @@ export interface GenerateOptions {
    * whole): the time to first token is measured there, not when the gathered parts come out.
    */
   firstPart?: () => void;
+  /**
+   * The controller of the signal generate() was given, where that signal serves this one call (a
+   * request's own, never a worker's that outlives many calls). A backend that must cut its own
+   * work (the router, at its deadline) may abort it, with its own reason, rather than derive a
+   * signal of its own: on Node 20 each AbortSignal costs several microseconds to make.
+   */
+  signalOwner?: AbortController;
 }
 
 export interface ModelBackend {

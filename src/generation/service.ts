@@ -44,6 +44,12 @@ export interface GenerationCall {
   toRequest(deployment: Deployment): GenerationRequest;
   /** Aborted when the caller goes away or the server stops waiting. */
   signal: AbortSignal;
+  /**
+   * The signal's controller, where the signal serves this call alone (an HTTP request's): the
+   * backend may then cut its work through it (GenerateOptions.signalOwner). A reader of `signal`
+   * tells why it aborted by its reason; a batch worker's signal, shared by its lines, has none here.
+   */
+  signalOwner?: AbortController;
   /** Default interactive; batch lines run as batch, behind interactive requests. */
   priority?: RequestPriority;
   /** performance.now() when the call arrived; time to first token counts from it. */
@@ -174,15 +180,18 @@ export class GenerationService {
     let ended = false;
     const observer = this.deps.observer;
     // Taken whole, a routed answer's parts come out at its end: its first token is timed on arrival.
+    const signalOwner = call.signalOwner;
     const takenWhole = (): GenerateOptions => ({
       whole: true,
       firstPart: () => {
         telemetry.timeToFirstTokenMs = performance.now() - startedAt;
       },
+      signalOwner,
     });
+    const streamed = signalOwner ? { signalOwner } : undefined;
     const parts = new ObservedParts(
       (whole) =>
-        backend.generate(prepared, call.signal, whole ? takenWhole() : undefined)[Symbol.asyncIterator](),
+        backend.generate(prepared, call.signal, whole ? takenWhole() : streamed)[Symbol.asyncIterator](),
       (part) => {
         if (telemetry.timeToFirstTokenMs === undefined && part.type !== "usage") {
           telemetry.timeToFirstTokenMs = performance.now() - startedAt;

@@ -51,8 +51,19 @@ function inFlightOf(shutdown: AbortSignal): Set<AbortController> {
  * registration on the long-lived shutdown signal per request.
  */
 export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
-  if (shutdown.aborted) return AbortSignal.abort(shutdown.reason);
+  return requestAbortController(reply, shutdown).signal;
+}
+
+/**
+ * requestAbortSignal's controller, for a route that lets the generation service cut the request's
+ * work through the same signal (GenerationCall.signalOwner) rather than make a second one.
+ */
+export function requestAbortController(reply: FastifyReply, shutdown: AbortSignal): AbortController {
   const controller = new AbortController();
+  if (shutdown.aborted) {
+    controller.abort(shutdown.reason);
+    return controller;
+  }
   const inFlight = inFlightOf(shutdown);
   inFlight.add(controller);
   // 'close' comes once per response: on() spares the wrapper once() would allocate.
@@ -60,7 +71,7 @@ export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): 
     inFlight.delete(controller);
     if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
   });
-  return controller.signal;
+  return controller;
 }
 
 /**

@@ -125,7 +125,8 @@ export class RoutedBackend implements ModelBackend {
       routed.takenWhole = true;
       routed.onFirstPart = options.firstPart;
     }
-    return new RoutedStream((call) => this.route(call, signal, true), routed, signal);
+    const owner = options?.signalOwner;
+    return new RoutedStream((call) => this.route(call, signal, true, undefined, owner), routed, signal);
   }
 
   async prepareEmbedding(req: EmbeddingRequest): Promise<PreparedEmbedding> {
@@ -147,13 +148,20 @@ export class RoutedBackend implements ModelBackend {
     signal: AbortSignal,
     withFallbacks: boolean,
     callerClock?: DeadlineClock,
+    signalOwner?: AbortController,
   ): Promise<R> {
     const { timing } = this.options;
-    // Attempts are cut at the deadline; the committed answer is not (the controller is dropped).
-    const attempts = new AbortController();
-    const onAbort = () => attempts.abort(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
+    // Attempts are cut at the deadline; the committed answer is not (the clock is cleared). Where
+    // the caller's signal serves this call alone, the deadline cuts it: no second signal to make.
+    const attempts = signalOwner?.signal === signal ? signalOwner : new AbortController();
+    const onAbort = attempts.signal === signal ? undefined : () => attempts.abort(signal.reason);
+    if (onAbort) signal.addEventListener("abort", onAbort, { once: true });
+    const letGo = () => {
+      if (onAbort) signal.removeEventListener("abort", onAbort);
+    };
     let deadlineHit = false;
+    /** The caller went away (or shutdown gave up): not the deadline, which may abort `signal` too. */
+    const callerGone = () => signal.aborted && !deadlineHit;
     const clock = new DeadlineClock(
       this.options.deadlineMs,
       timing.now,
@@ -174,15 +182,15 @@ export class RoutedBackend implements ModelBackend {
       for (const target of preferredFirst(order, call.preferred)) {
         if (!call.serves(target.backend)) continue;
         for (let attempt = 0; ; attempt++) {
-          if (signal.aborted) throw signal.reason;
           if (deadlineHit || clock.passed()) throw lastError ?? deadlineExceeded();
+          if (signal.aborted) throw signal.reason;
           // Prepared before admission: a refusal takes no request from the caps and no probe.
           let prepared: P;
           try {
             const pending = call.prepareFor(target.backend);
             prepared = pending instanceof Promise ? await pending : pending;
           } catch (err) {
-            if (signal.aborted || isOwnBug(err)) throw err;
+            if (callerGone() || isOwnBug(err)) throw err;
             if (!isCallerFault(err)) lastError = err;
             else if (this.targets.indexOf(target) < refusalAt) {
               refusal = err;
@@ -204,7 +212,7 @@ export class RoutedBackend implements ModelBackend {
             target.attempts.succeeded++;
             clock.clear();
             // The caller's signal keeps reaching a committed stream through `attempts`.
-            if (!call.streamed) signal.removeEventListener("abort", onAbort);
+            if (!call.streamed) letGo();
             return answer;
           } catch (err) {
             clock.resume();
@@ -212,7 +220,7 @@ export class RoutedBackend implements ModelBackend {
             // Nothing was answered: the tokens reserved against the tpm cap go back, all but those
             // the attempt used up there (an answer taken whole may fail after it generated).
             target.state.settle(admission, call.spent(prepared));
-            if (signal.aborted) {
+            if (callerGone()) {
               target.state.released(admission);
               throw err;
             }
@@ -242,16 +250,16 @@ export class RoutedBackend implements ModelBackend {
       if (withFallbacks) {
         for (const fallback of this.options.fallbacks()) {
           if (!(fallback instanceof RoutedBackend) && !call.serves(fallback)) continue;
-          if (signal.aborted) throw signal.reason;
           if (deadlineHit || clock.passed()) throw lastError ?? deadlineExceeded();
+          if (signal.aborted) throw signal.reason;
           try {
             const answer = await this.viaFallback(fallback, call, attempts.signal, clock);
             clock.clear();
-            if (!call.streamed) signal.removeEventListener("abort", onAbort);
+            if (!call.streamed) letGo();
             return answer;
           } catch (err) {
             clock.resume();
-            if (signal.aborted || isOwnBug(err)) throw err;
+            if (callerGone() || isOwnBug(err)) throw err;
             if (deadlineHit) throw deadlineExceeded();
             if (isCallerFault(err)) refusal ??= err;
             else lastError = err;
@@ -261,7 +269,7 @@ export class RoutedBackend implements ModelBackend {
       throw lastError ?? (accepted ? undefined : refusal) ?? noDeployment(this.options.id);
     } catch (err) {
       clock.clear();
-      signal.removeEventListener("abort", onAbort);
+      letGo();
       throw err;
     }
   }

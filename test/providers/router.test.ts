@@ -107,6 +107,38 @@ describe("the router across deployments", () => {
     expect(a.requests).toHaveLength(2);
   });
 
+  it("gives up at the model's deadline on an upstream that hangs, streamed or not: a 504 held against the deployment", async () => {
+    const g = await start([
+      {
+        id: "routed",
+        deadline_ms: 300,
+        deployments: [mockDeployment(a, { max_retries: 3, timeout_ms: 10_000, name: "a" })],
+      },
+    ]);
+    a.faults.push({ hang: true });
+    const error = await failureOf(ask(g));
+    expect(error.status).toBe(504);
+    expect(error.code).toBe("upstream_timeout");
+    expect(error.headers?.get("x-should-retry")).toBe("true");
+
+    a.faults.push({ hang: true });
+    const streamed = await fetch(`${g.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "routed", messages: [{ role: "user", content: "Hi" }], stream: true }),
+    });
+    expect(streamed.status).toBe(504);
+    expect(((await streamed.json()) as { error: { code: string } }).error.code).toBe("upstream_timeout");
+    expect(a.requests).toHaveLength(2);
+
+    // Both were the deployment's failures, not callers that went away; the next request is answered.
+    const metrics = await (await fetch(`${g.url}/metrics`)).text();
+    expect(metrics).toContain(
+      'switchboard_deployment_attempts_total{model="routed",deployment="a",outcome="failed"} 2',
+    );
+    expect((await ask(g)).choices[0]?.message.content).toBe("Hello from upstream");
+  });
+
   it("never retries once the answer began: the stream ends with an error event and no [DONE]", async () => {
     const g = await start([
       {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { IdGenerator } from "../../core/ids.js";
 import { collectGeneration, type GenerationService } from "../../generation/service.js";
 import { streamGeneration } from "../../http/generation-stream.js";
-import { requestAbortSignal } from "../../http/request-context.js";
+import { requestAbortController } from "../../http/request-context.js";
 import { parseBody } from "../../http/validation.js";
 import { CompletionChunkEncoder, collectCompletion, streamCompletion } from "./encode.js";
 import { completionRequestSchema } from "./schema.js";
@@ -20,7 +20,9 @@ export interface CompletionRouteOptions {
 export async function completionRoutes(app: FastifyInstance, opts: CompletionRouteOptions): Promise<void> {
   app.post("/v1/completions", async (request, reply) => {
     const body = parseBody(completionRequestSchema, request.body);
-    const signal = requestAbortSignal(reply, opts.shutdown);
+    // The request's one signal: the router cuts it at its deadline, so it need not make another.
+    const owner = requestAbortController(reply, opts.shutdown);
+    const signal = owner.signal;
     request.telemetry.stream = body.stream === true;
     let shape: CompletionShape | undefined;
     const generation = await opts.generation.start({
@@ -34,6 +36,7 @@ export async function completionRoutes(app: FastifyInstance, opts: CompletionRou
         return mapped.request;
       },
       signal,
+      signalOwner: owner,
       startedAt: request.startedAt,
       telemetry: request.telemetry,
     });
