@@ -297,8 +297,12 @@ export interface GenerateOptions {
 
 export interface ModelBackend {
   readonly capabilities: BackendCapabilities;
-  /** Validates and measures a request (400 context_length_exceeded and the like are thrown here). */
-  prepare(req: GenerationRequest): Promise<PreparedGeneration>;
+  /**
+   * Validates and measures a request (400 context_length_exceeded and the like are thrown here).
+   * A plain value where nothing had to be awaited (an upstream's request is built at once): the
+   * request path then makes no promise for it.
+   */
+  prepare(req: GenerationRequest): PreparedGeneration | Promise<PreparedGeneration>;
   /**
    * Yields parts for every choice interleaved. Admission failures (overload) are thrown before
    * the first part so the edge can still answer with a JSON error.

@@ -173,7 +173,8 @@ export class GenerationService {
     const telemetry = call.telemetry ?? {};
     telemetry.model = deployment.id;
 
-    const prepared = await backend.prepare(request);
+    const preparing = backend.prepare(request);
+    const prepared = preparing instanceof Promise ? await preparing : preparing;
     const metered = await this.deps.metering.start(call.principal, deployment, prepared, call.endpoint);
     const startedAt = call.startedAt ?? performance.now();
     let usage: UsageCounts | undefined;

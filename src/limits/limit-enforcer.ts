@@ -85,7 +85,8 @@ export class LimitEnforcer {
   ): Promise<Reservation> {
     const scopes = this.scopesOf(principal);
     const month = this.monthOf(this.now());
-    await this.checkBudgets(principal, scopes, month);
+    // Most keys and projects have no monthly budget: then there is nothing to read, and no call.
+    if (scopes.some(hasBudget)) await this.checkBudgets(principal, scopes, month);
 
     const { claims, kinds } = claimsOf(scopes, estimatedTokens, leaseId);
     let requests: WindowState | undefined;
@@ -171,9 +172,7 @@ export class LimitEnforcer {
    * not seen this period is seeded from storage first.
    */
   private async checkBudgets(principal: Principal, scopes: Scope[], month: string): Promise<void> {
-    const budgeted = scopes.filter(
-      (scope) => scope.limits.monthlyTokenBudget !== null || scope.limits.monthlyCostBudgetUsd !== null,
-    );
+    const budgeted = scopes.filter(hasBudget);
     if (budgeted.length === 0) return;
     const totals = await this.store.getTotals(
       budgeted.flatMap((scope) => [scope.monthTokens, scope.monthCost]),
@@ -205,6 +204,10 @@ export class LimitEnforcer {
       }
     }
   }
+}
+
+function hasBudget(scope: Scope): boolean {
+  return scope.limits.monthlyTokenBudget !== null || scope.limits.monthlyCostBudgetUsd !== null;
 }
 
 /** What a claim stands for: what its refusal says, and which x-ratelimit-* headers it feeds. */

@@ -98,14 +98,38 @@ export class RoutedBackend implements ModelBackend {
     this.capabilities = unionOf(targets.map((t) => t.backend.capabilities));
   }
 
-  async prepare(request: GenerationRequest): Promise<PreparedGeneration> {
+  /** Prepared for the first deployment in balance order that takes the request. */
+  prepare(request: GenerationRequest): PreparedGeneration | Promise<PreparedGeneration> {
+    const ordered = orderTargets(this.targets, this.options.balance, this.options.timing.random);
+    const at = ordered.findIndex((target) => canServe(target.backend.capabilities, request));
+    if (at < 0) throw noDeployment(this.options.id);
+    const target = ordered[at] as DeploymentTarget;
+    let prepared: PreparedGeneration | Promise<PreparedGeneration>;
+    try {
+      prepared = target.backend.prepare(request);
+    } catch (err) {
+      prepared = Promise.reject(err);
+    }
+    // Prepared at once (an upstream deployment): no promise on the request's path.
+    if (!(prepared instanceof Promise))
+      return new RoutedPreparedGeneration(request, { backend: target.backend, prepared });
+    return this.prepareInOrder(request, ordered, at, prepared);
+  }
+
+  /** From `ordered[from]` on (its preparation under way), until a deployment takes the request. */
+  private async prepareInOrder(
+    request: GenerationRequest,
+    ordered: readonly DeploymentTarget[],
+    from: number,
+    pending: Promise<PreparedGeneration>,
+  ): Promise<PreparedGeneration> {
     // Where every deployment refuses, the client hears the first configured one, whatever the draw.
     let refusal: { at: number; err: unknown } | undefined;
-    const ordered = orderTargets(this.targets, this.options.balance, this.options.timing.random);
-    for (const target of ordered) {
+    for (let i = from; i < ordered.length; i++) {
+      const target = ordered[i] as DeploymentTarget;
       if (!canServe(target.backend.capabilities, request)) continue;
       try {
-        const prepared = await target.backend.prepare(request);
+        const prepared = await (i === from ? pending : target.backend.prepare(request));
         return new RoutedPreparedGeneration(request, { backend: target.backend, prepared });
       } catch (err) {
         const at = this.targets.indexOf(target);

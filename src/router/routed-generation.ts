@@ -222,14 +222,15 @@ export class RoutedStream implements AsyncIterableIterator<GenerationPart>, Drai
       return all;
     }
     inHand.takeRest(all);
-    await this.end(false);
+    const ending = this.end(false);
+    if (ending) await ending;
     return all;
   }
 
   /** Parts gathered whole: one settled promise each, no callback step. */
   private fromHand(inHand: PartsInHand): Promise<IteratorResult<GenerationPart>> {
     const next = inHand.take();
-    return next.done ? this.end(false).then(() => next) : Promise.resolve(next);
+    return next.done ? this.endWith(next) : Promise.resolve(next);
   }
 
   private async first(): Promise<IteratorResult<GenerationPart>> {
@@ -247,7 +248,13 @@ export class RoutedStream implements AsyncIterableIterator<GenerationPart>, Drai
   private readonly passOn = (
     next: IteratorResult<GenerationPart>,
   ): IteratorResult<GenerationPart> | Promise<IteratorResult<GenerationPart>> =>
-    next.done ? this.end(false).then(() => next) : next;
+    next.done ? this.endWith(next) : next;
+
+  /** The end, then `last` (the source's own end). */
+  private endWith(last: IteratorResult<GenerationPart>): Promise<IteratorResult<GenerationPart>> {
+    const ending = this.end(false);
+    return ending ? ending.then(() => last) : Promise.resolve(last);
+  }
 
   private readonly failed = async (err: unknown): Promise<never> => {
     await this.end(!this.signal.aborted);
@@ -260,18 +267,37 @@ export class RoutedStream implements AsyncIterableIterator<GenerationPart>, Drai
     return { done: true, value: undefined };
   }
 
-  private async end(failed: boolean): Promise<void> {
-    if (this.ended) return;
+  /**
+   * Settles the deployment's books, once. A promise only where there is something to wait for (a
+   * source to close, a failure to record): parts gathered whole end without a tick.
+   */
+  private end(failed: boolean): Promise<void> | undefined {
+    if (this.ended) return undefined;
     this.ended = true;
     const opened = this.opened as OpenedStream;
-    await opened.rest.return?.(undefined);
-    const served = opened.served;
-    if (!served) return;
+    const closing = opened.rest.return?.(undefined);
+    if (closing || failed) return this.endAfter(closing, failed);
+    this.settleBooks(false);
+    return undefined;
+  }
+
+  private async endAfter(closing: Promise<unknown> | undefined, failed: boolean): Promise<void> {
+    await closing;
+    await this.settleBooks(failed);
+  }
+
+  private settleBooks(failed: boolean): Promise<void> | undefined {
+    const served = (this.opened as OpenedStream).served;
+    if (!served) return undefined;
     const { target, admission } = served;
     target.inFlight--;
-    // Its probe, if it was one, already closed the circuit when the answer began.
-    if (failed) await target.state.failed({ ...admission, probe: false });
     const used = this.routed.current.progress;
-    target.state.settle(admission, used.promptTokens + used.completionTokens);
+    const settle = () => target.state.settle(admission, used.promptTokens + used.completionTokens);
+    if (!failed) {
+      settle();
+      return undefined;
+    }
+    // Its probe, if it was one, already closed the circuit when the answer began.
+    return target.state.failed({ ...admission, probe: false }).then(settle);
   }
 }

@@ -66,7 +66,7 @@ export class UpstreamBackend implements ModelBackend {
     this.capabilities = adapter.capabilities;
   }
 
-  async prepare(request: GenerationRequest): Promise<PreparedGeneration> {
+  prepare(request: GenerationRequest): PreparedGeneration {
     // Building the upstream's request is what refuses what the provider cannot do; it is sent as built.
     const call = this.adapter.generationCall(
       request,
