@@ -46,8 +46,9 @@ export interface GenerationCall {
   signal: AbortSignal;
   /**
    * The signal's controller, where the signal serves this call alone (an HTTP request's): the
-   * backend may then cut its work through it (GenerateOptions.signalOwner). A reader of `signal`
-   * tells why it aborted by its reason; a batch worker's signal, shared by its lines, has none here.
+   * backend may then cut its work through it (GenerateOptions.signalOwner), and a reader of
+   * `signal` tells why it aborted by its reason. Never a signal that outlives the call (a batch
+   * worker's, shared by its lines).
    */
   signalOwner?: AbortController;
   /** Default interactive; batch lines run as batch, behind interactive requests. */

@@ -184,14 +184,20 @@ export class RoutedBackend implements ModelBackend {
       if (onAbort) signal.removeEventListener("abort", onAbort);
     };
     let deadlineHit = false;
-    /** The caller went away (or shutdown gave up): not the deadline, which may abort `signal` too. */
-    const callerGone = () => signal.aborted && !deadlineHit;
+    /** What the deadline aborted the attempts with, once it passed. */
+    let expired: ServiceError | undefined;
+    /**
+     * The caller went away (or shutdown gave up). Where the deadline cuts the caller's own signal,
+     * the reason tells the two apart: whichever came first aborted it.
+     */
+    const callerGone = () => signal.aborted && signal.reason !== expired;
     const clock = new DeadlineClock(
       this.options.deadlineMs,
       timing.now,
       () => {
         deadlineHit = true;
-        attempts.abort(deadlineExceeded());
+        expired = deadlineExceeded();
+        attempts.abort(expired);
       },
       callerClock,
     );
@@ -206,8 +212,8 @@ export class RoutedBackend implements ModelBackend {
       for (const target of preferredFirst(order, call.preferred)) {
         if (!call.serves(target.backend)) continue;
         for (let attempt = 0; ; attempt++) {
+          if (callerGone()) throw signal.reason;
           if (deadlineHit || clock.passed()) throw lastError ?? deadlineExceeded();
-          if (signal.aborted) throw signal.reason;
           // Prepared before admission: a refusal takes no request from the caps and no probe.
           let prepared: P;
           try {
@@ -274,8 +280,8 @@ export class RoutedBackend implements ModelBackend {
       if (withFallbacks) {
         for (const fallback of this.options.fallbacks()) {
           if (!(fallback instanceof RoutedBackend) && !call.serves(fallback)) continue;
+          if (callerGone()) throw signal.reason;
           if (deadlineHit || clock.passed()) throw lastError ?? deadlineExceeded();
-          if (signal.aborted) throw signal.reason;
           try {
             const answer = await this.viaFallback(fallback, call, attempts.signal, clock);
             clock.clear();
