@@ -3,6 +3,7 @@ import { invalidRequest, ServiceError } from "../../src/core/errors.js";
 import type {
   BackendCapabilities,
   EmbeddingRequest,
+  GenerateOptions,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
@@ -28,11 +29,16 @@ const caps: BackendCapabilities = {
 
 const request = { input: { kind: "chat", messages: [] }, n: 1 } as unknown as GenerationRequest;
 
-/** A backend whose attempts fail with the given errors in turn, then answer one text part. */
+/** In a script, an attempt that never answers: it waits for its signal and fails with the reason. */
+const HANG = Symbol("hang");
+
+/** A backend whose attempts fail with the given errors in turn (or hang), then answer one text part. */
 function scriptedBackend(failures: unknown[]) {
   const backend = {
     capabilities: caps,
     calls: 0,
+    /** The signal each attempt was given. */
+    signals: [] as AbortSignal[],
     async prepare(req: GenerationRequest): Promise<PreparedGeneration> {
       return {
         request: req,
@@ -40,8 +46,15 @@ function scriptedBackend(failures: unknown[]) {
         progress: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 },
       };
     },
-    async *generate(): AsyncGenerator<GenerationPart> {
+    async *generate(_prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
+      backend.signals.push(signal);
       const failure = failures[backend.calls++];
+      if (failure === HANG) {
+        await new Promise<never>((_, reject) => {
+          if (signal.aborted) reject(signal.reason);
+          signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+        });
+      }
       if (failure !== undefined) throw failure;
       yield { type: "text", choice: 0, text: "ok" };
     },
@@ -50,7 +63,7 @@ function scriptedBackend(failures: unknown[]) {
   return backend;
 }
 
-function routedOver(backend: ReturnType<typeof scriptedBackend>) {
+function routedOver(backend: ReturnType<typeof scriptedBackend>, deadlineMs = 60_000) {
   const target = new DeploymentTarget(
     {
       name: "d",
@@ -62,16 +75,16 @@ function routedOver(backend: ReturnType<typeof scriptedBackend>) {
     },
     new MemoryDeploymentState({ breakerFailures: 5, breakerCooldownMs: 60_000, probeTtlMs: 60_000 }, () => 0),
   );
-  const routed = new RoutedBackend([target], routerOptions("least_in_flight"));
+  const routed = new RoutedBackend([target], routerOptions("least_in_flight", deadlineMs));
   return { routed, target };
 }
 
 /** A routed model's options for these tests: no fallbacks, short backoff, a manual clock. */
-function routerOptions(balance: "weighted" | "least_in_flight") {
+function routerOptions(balance: "weighted" | "least_in_flight", deadlineMs = 60_000) {
   return {
     id: "routed",
     balance,
-    deadlineMs: 60_000,
+    deadlineMs,
     retryBaseMs: 10,
     retryMaxMs: 100,
     batchRateShare: 0.5,
@@ -80,8 +93,12 @@ function routerOptions(balance: "weighted" | "least_in_flight") {
   };
 }
 
-async function firstPart(routed: RoutedBackend): Promise<unknown> {
-  const parts = routed.generate(await routed.prepare(request), new AbortController().signal);
+async function firstPart(
+  routed: RoutedBackend,
+  signal = new AbortController().signal,
+  options?: GenerateOptions,
+): Promise<unknown> {
+  const parts = routed.generate(await routed.prepare(request), signal, options);
   return (await parts.next()).value;
 }
 
@@ -127,6 +144,48 @@ describe("how the router tells an upstream's failure from a bug of its own", () 
     );
     expect(isOwnBug(protocol)).toBe(false);
     expect(isRetryable(protocol)).toBe(true);
+  });
+});
+
+describe("a caller's signal the router may cut (GenerateOptions.signalOwner)", () => {
+  const timeout = { kind: "gateway_timeout", code: "upstream_timeout" };
+
+  it("is the attempts' own signal, and the deadline cuts it: a 504 held against the deployment", async () => {
+    const backend = scriptedBackend([HANG]);
+    const { routed, target } = routedOver(backend, 50);
+    const owner = new AbortController();
+    const failure = await firstPart(routed, owner.signal, { signalOwner: owner }).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(ServiceError);
+    expect(failure).toMatchObject(timeout);
+    expect(backend.signals).toEqual([owner.signal]);
+    expect(owner.signal.reason).toMatchObject(timeout);
+    expect(target.attempts).toEqual({ succeeded: 0, failed: 1 });
+    expect(target.report()).toMatchObject({ consecutiveFailures: 1 });
+  });
+
+  it("aborted by the caller, it stops the attempt without holding it against the deployment or retrying", async () => {
+    const backend = scriptedBackend([HANG]);
+    const { routed, target } = routedOver(backend, 50);
+    const owner = new AbortController();
+    const gone = new Error("client disconnected");
+    const pending = firstPart(routed, owner.signal, { signalOwner: owner });
+    setImmediate(() => owner.abort(gone));
+    await expect(pending).rejects.toBe(gone);
+    expect(backend.calls).toBe(1);
+    expect(target.attempts).toEqual({ succeeded: 0, failed: 0 });
+    expect(target.report()).toMatchObject({ circuit: "closed", consecutiveFailures: 0 });
+  });
+
+  it("without its controller, the router cuts a signal of its own and leaves the caller's alone", async () => {
+    const backend = scriptedBackend([HANG]);
+    const { routed, target } = routedOver(backend, 50);
+    const shared = new AbortController();
+    const failure = await firstPart(routed, shared.signal).catch((e: unknown) => e);
+    expect(failure).toMatchObject(timeout);
+    expect(backend.signals).toHaveLength(1);
+    expect(backend.signals[0]).not.toBe(shared.signal);
+    expect(shared.signal.aborted).toBe(false);
+    expect(target.attempts).toEqual({ succeeded: 0, failed: 1 });
   });
 });
 
