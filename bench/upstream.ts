@@ -32,6 +32,7 @@ import { validateConfig } from "../src/config/load.js";
 import { createLogger } from "../src/observability/logger.js";
 import { startServer } from "../src/server.js";
 import { type CpuSnapshot, snapshot } from "./cpu-monitor.js";
+import { ScavengeLog, type ScavengeTotals } from "./gc-trace.js";
 import { chatRequestProblem } from "./mock-chat-check.js";
 
 const { values } = parseArgs({
@@ -66,6 +67,11 @@ const { values } = parseArgs({
      * undici reading the upstream's stream and answering a chat.completion, no feature of ours).
      */
     floors: { type: "string", default: "node,fastify" },
+    /**
+     * Trace the scavenges of Switchboard and the floors (--trace-gc-nvp): per row, the young
+     * generation's bytes that survive per request and the mean scavenge pause.
+     */
+    gc: { type: "boolean", default: false },
   },
 });
 
@@ -345,11 +351,47 @@ function startChild(args: string[]): Promise<{ child: ChildProcess; ready: Ready
     ...(args.includes("floor") || args.includes("floor-fastify") ? SERVE_NODE_FLAGS : []),
     ...(values["cpu-prof"] && gateway ? ["--cpu-prof", "--cpu-prof-dir=build/bench-prof"] : []),
   ];
-  const child = fork(file, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
+  const traced = values.gc && !args.includes("upstream");
+  if (traced) execArgv.push("--trace-gc-nvp");
+  const child = fork(file, args, {
+    stdio: ["ignore", traced ? "pipe" : "inherit", "inherit", "ipc"],
+    execArgv,
+  });
+  if (traced && child.stdout && child.pid !== undefined)
+    scavengeLogs.set(child.pid, new ScavengeLog(child.stdout));
   return new Promise((resolve, reject) => {
     child.once("message", (ready) => resolve({ child, ready: ready as Ready }));
     child.once("exit", (code) => reject(new Error(`child ${args.join(" ")} exited with ${code}`)));
   });
+}
+
+/** Per traced child (--gc), by pid: the scavenges it reported. */
+const scavengeLogs = new Map<number, ScavengeLog>();
+
+/** Runs a load against a traced child and adds its scavenges to `into`; the load's result. */
+async function traced(
+  pid: number | undefined,
+  into: ScavengeTotals[],
+  run: () => Promise<Sample>,
+): Promise<Sample> {
+  const log = pid === undefined ? undefined : scavengeLogs.get(pid);
+  const mark = log?.mark() ?? 0;
+  const sample = await run();
+  if (log) {
+    // The trace comes through a pipe: let the last lines of the run arrive.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    into.push(log.since(mark));
+  }
+  return sample;
+}
+
+/** Bytes surviving per request and the mean pause, over runs that served `requests` in all. */
+function scavengeCell(runs: ScavengeTotals[], requests: number): string {
+  const scavenges = runs.reduce((n, r) => n + r.scavenges, 0);
+  if (scavenges === 0) return "– | –";
+  const survived = runs.reduce((n, r) => n + r.survivedBytes, 0);
+  const pause = runs.reduce((n, r) => n + r.meanPauseMs * r.scavenges, 0) / scavenges;
+  return `${(survived / requests).toFixed(0)} | ${pause.toFixed(2)}`;
 }
 
 /** utime + stime of a process, in seconds (Linux); undefined elsewhere. */
@@ -564,22 +606,43 @@ async function drive(): Promise<void> {
     `|---|---|---|---|---|---|---|---|---|---|---|${"---|---|---|".repeat(floors.length)}---|`,
   ];
   const summary: Record<string, number> = {};
+  const gcLines: string[] = [
+    `| mode | c | via survived B/request | via scavenge pause ms |${floors.map(({ kind }) => ` ${kind} floor survived B/request | ${kind} floor pause ms |`).join("")}`,
+    `|---|---|---|---|${"---|---|".repeat(floors.length)}`,
+  ];
   for (const stream of [false, true]) {
     if (!MODES.includes(stream ? "stream" : "non-stream")) continue;
     for (const c of levels) {
       const direct: Sample[] = [];
       const via: Sample[] = [];
       const floored: Sample[][] = floors.map(() => []);
+      const viaScavenges: ScavengeTotals[] = [];
+      const floorScavenges: ScavengeTotals[][] = floors.map(() => []);
       for (let r = 0; r < reps; r++) {
         // Interleaved, so drift on a shared machine hits each alike.
         direct.push(await load(mock.ready, stream, c, requests, warmup));
         for (const [i, floor] of floors.entries()) {
-          floored[i]?.push(await load(floor.ready, stream, c, requests, warmup, floor.child.pid));
+          const pid = floor.child.pid;
+          const sample = await traced(pid, floorScavenges[i] ?? [], () =>
+            load(floor.ready, stream, c, requests, warmup, pid),
+          );
+          floored[i]?.push(sample);
         }
-        const sample = await load(gateway.ready, stream, c, requests, warmup, gateway.child.pid);
+        const pid = gateway.child.pid;
+        const sample = await traced(pid, viaScavenges, () =>
+          load(gateway.ready, stream, c, requests, warmup, pid),
+        );
         via.push(sample);
         served += sample.requests + warmup;
       }
+      // Every run served its warm-up too, and its scavenges count them.
+      const servedBy = (samples: Sample[]) => samples.reduce((n, s) => n + s.requests + warmup, 0);
+      gcLines.push(
+        `| ${stream ? "stream" : "non-stream"} | ${c} | ${scavengeCell(viaScavenges, servedBy(via))} |` +
+          floors
+            .map((_, i) => ` ${scavengeCell(floorScavenges[i] ?? [], servedBy(floored[i] ?? []))} |`)
+            .join(""),
+      );
       const d50 = median(direct.map((s) => s.p50));
       const d99 = median(direct.map((s) => s.p99));
       const v50 = median(via.map((s) => s.p50));
@@ -615,6 +678,7 @@ async function drive(): Promise<void> {
   for (const floor of floors) floor.child.kill("SIGTERM");
   mock.child.kill("SIGTERM");
   console.log(lines.join("\n"));
+  if (values.gc) console.log(`\nScavenges during the runs (--trace-gc-nvp):\n${gcLines.join("\n")}`);
   console.log(`connections the mock upstream accepted (direct and via Switchboard): ${opened.connections}`);
   console.log(
     `Switchboard RSS after the runs: ${memory ? `${memory.rss.toFixed(0)} MiB (peak ${memory.peak.toFixed(0)} MiB)` : "unknown"}; ` +
