@@ -290,7 +290,9 @@ export interface GenerateOptions {
    * The controller of the signal generate() was given, where that signal serves this one call (a
    * request's own, never a worker's that outlives many calls). A backend that must cut its own
    * work (the router, at its deadline) may abort it, with its own reason, rather than derive a
-   * signal of its own: on Node 20 each AbortSignal costs several microseconds to make.
+   * signal of its own: on Node 20 each AbortSignal costs several microseconds to make. A backend
+   * that must hear of the abort (an upstream exchange to cut) may take the controller's hooks
+   * (core/abort-hooks, whenAborted) rather than add a listener to the signal.
    */
   signalOwner?: AbortController;
 }

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { HookedAbortController } from "../core/abort-hooks.js";
 import { SseWriter, type StreamPolicy } from "./sse.js";
 
 /** What a route learnt about a request, for the one log line and the metrics written at its end. */
@@ -58,8 +59,9 @@ export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): 
  * requestAbortSignal's controller, for a route that lets the generation service cut the request's
  * work through the same signal (GenerationCall.signalOwner) rather than make a second one.
  */
-export function requestAbortController(reply: FastifyReply, shutdown: AbortSignal): AbortController {
-  const controller = new AbortController();
+export function requestAbortController(reply: FastifyReply, shutdown: AbortSignal): HookedAbortController {
+  // Hooked: the upstream exchange it starts is cut through the controller, not a listener.
+  const controller = new HookedAbortController();
   if (shutdown.aborted) {
     controller.abort(shutdown.reason);
     return controller;

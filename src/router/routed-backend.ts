@@ -1,3 +1,4 @@
+import { HookedAbortController } from "../core/abort-hooks.js";
 import { ServiceError } from "../core/errors.js";
 import type {
   BackendCapabilities,
@@ -177,7 +178,7 @@ export class RoutedBackend implements ModelBackend {
     const { timing } = this.options;
     // Attempts are cut at the deadline; the committed answer is not (the clock is cleared). Where
     // the caller's signal serves this call alone, the deadline cuts it: no second signal to make.
-    const attempts = signalOwner?.signal === signal ? signalOwner : new AbortController();
+    const attempts = signalOwner?.signal === signal ? signalOwner : new HookedAbortController();
     const onAbort = attempts.signal === signal ? undefined : () => attempts.abort(signal.reason);
     if (onAbort) signal.addEventListener("abort", onAbort, { once: true });
     const letGo = () => {
@@ -237,7 +238,7 @@ export class RoutedBackend implements ModelBackend {
           target.inFlight++;
           try {
             const served = { target, admission };
-            const answer = await call.send(target.backend, prepared, attempts.signal, served, clock.stop);
+            const answer = await call.send(target.backend, prepared, attempts, served, clock.stop);
             target.state.succeeded(admission);
             target.attempts.succeeded++;
             clock.clear();
@@ -283,7 +284,7 @@ export class RoutedBackend implements ModelBackend {
           if (callerGone()) throw signal.reason;
           if (deadlineHit || clock.passed()) throw lastError ?? deadlineExceeded();
           try {
-            const answer = await this.viaFallback(fallback, call, attempts.signal, clock);
+            const answer = await this.viaFallback(fallback, call, attempts, clock);
             clock.clear();
             if (!call.streamed) letGo();
             return answer;
@@ -308,11 +309,11 @@ export class RoutedBackend implements ModelBackend {
   private async viaFallback<P, R>(
     fallback: ModelBackend,
     call: RoutedCall<P, R>,
-    signal: AbortSignal,
+    attempts: AbortController,
     clock: DeadlineClock,
   ): Promise<R> {
-    if (fallback instanceof RoutedBackend) return fallback.route(call, signal, false, clock);
-    return call.send(fallback, await call.prepareFor(fallback), signal, undefined, clock.stop);
+    if (fallback instanceof RoutedBackend) return fallback.route(call, attempts.signal, false, clock);
+    return call.send(fallback, await call.prepareFor(fallback), attempts, undefined, clock.stop);
   }
 
   /** The smallest of the embedding deployments' limits (any may answer); unknown while one is. */

@@ -42,12 +42,14 @@ export interface RoutedCall<P, R> {
    * One attempt: resolves once the answer is committed (it can no longer be retried). `served` is
    * the deployment's books, absent where a fallback model answers outside of any deployment.
    * `begun` is called where an answer begins before it is committed (a generation taken whole):
-   * the deadline bounds beginning an answer, not finishing it.
+   * the deadline bounds beginning an answer, not finishing it. `attempts` is the controller of the
+   * signal that cuts the attempt (its `signal`): a backend may take its hooks for its own cancelling
+   * (GenerateOptions.signalOwner).
    */
   send(
     backend: ModelBackend,
     prepared: P,
-    signal: AbortSignal,
+    attempts: AbortController,
     served: Served | undefined,
     begun: () => void,
   ): Promise<R>;

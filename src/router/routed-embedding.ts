@@ -41,11 +41,11 @@ export class RoutedEmbedding implements RoutedCall<PreparedEmbedding, EmbeddingR
   async send(
     backend: ModelBackend,
     prepared: PreparedEmbedding,
-    signal: AbortSignal,
+    attempts: AbortController,
     served: Served | undefined,
   ): Promise<EmbeddingResult> {
     if (!backend.embed) throw notAnEmbeddingModel();
-    const result = await backend.embed(prepared, signal);
+    const result = await backend.embed(prepared, attempts.signal);
     // The answer is whole: the deployment's books close here, not at the end of a stream.
     if (served) {
       served.target.inFlight--;

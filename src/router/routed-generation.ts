@@ -20,8 +20,6 @@ export interface OpenedStream {
   served?: Served;
 }
 
-const TAKEN_WHOLE: GenerateOptions = { whole: true };
-
 /**
  * A request prepared against one deployment; the attempt that serves it may prepare again
  * elsewhere. It is also the router's call for a generation: an attempt is committed by its first
@@ -94,24 +92,25 @@ export class RoutedPreparedGeneration
   send(
     backend: ModelBackend,
     prepared: PreparedGeneration,
-    signal: AbortSignal,
+    attempts: AbortController,
     served: Served | undefined,
     begun: () => void,
   ): Promise<OpenedStream> {
     if (prepared === this.first.prepared) this.firstUnused = false;
     this.current = prepared;
     this.failedCharge = undefined;
-    if (this.takenWhole) return this.gather(backend, prepared, signal, served, begun);
-    return this.openStream(backend, prepared, signal, served);
+    if (this.takenWhole) return this.gather(backend, prepared, attempts, served, begun);
+    return this.openStream(backend, prepared, attempts, served);
   }
 
   private async openStream(
     backend: ModelBackend,
     prepared: PreparedGeneration,
-    signal: AbortSignal,
+    attempts: AbortController,
     served: Served | undefined,
   ): Promise<OpenedStream> {
-    const rest = backend.generate(prepared, signal)[Symbol.asyncIterator]();
+    const options: GenerateOptions = { signalOwner: attempts };
+    const rest = backend.generate(prepared, attempts.signal, options)[Symbol.asyncIterator]();
     const first = await rest.next();
     return { first, rest, served };
   }
@@ -123,13 +122,15 @@ export class RoutedPreparedGeneration
   private async gather(
     backend: ModelBackend,
     prepared: PreparedGeneration,
-    signal: AbortSignal,
+    attempts: AbortController,
     served: Served | undefined,
     begun: () => void,
   ): Promise<OpenedStream> {
+    const signal = attempts.signal;
     let parts: GenerationPart[];
     try {
-      const source = backend.generate(prepared, signal, TAKEN_WHOLE)[Symbol.asyncIterator]();
+      const options: GenerateOptions = { whole: true, signalOwner: attempts };
+      const source = backend.generate(prepared, signal, options)[Symbol.asyncIterator]();
       parts = await drainParts(source, () => {
         begun();
         this.onFirstPart?.();

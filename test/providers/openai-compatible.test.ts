@@ -402,6 +402,39 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
     expect(JSON.parse(events.at(-1) ?? "{}")).toMatchObject({ error: { type: "server_error" } });
   });
 
+  it("lets go of the upstream's answer when the client leaves mid-stream", async () => {
+    env.upstream.faults.push({ eventDelayMs: 300 });
+    const before = env.upstream.cutShort;
+    const client = new AbortController();
+    const response = await fetch(`${env.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }], stream: true }),
+      signal: client.signal,
+    });
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("data:");
+    client.abort();
+    await expect.poll(() => env.upstream.cutShort, { timeout: 5_000 }).toBe(before + 1);
+  });
+
+  it("lets go of an answer being gathered whole when the client leaves before it ends", async () => {
+    env.upstream.faults.push({ hang: true });
+    const before = { cut: env.upstream.cutShort, requests: env.upstream.requests.length };
+    const client = new AbortController();
+    const answered = fetch(`${env.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "remote", messages: [{ role: "user", content: "Hi" }] }),
+      signal: client.signal,
+    }).catch((err: unknown) => err);
+    await expect.poll(() => env.upstream.requests.length).toBe(before.requests + 1);
+    client.abort();
+    expect(await answered).toMatchObject({ name: "AbortError" });
+    // Well before the attempt's 2 s timeout would have cut it.
+    await expect.poll(() => env.upstream.cutShort, { timeout: 1_000 }).toBe(before.cut + 1);
+  });
+
   it("refuses malformed upstream events with a 502, not a crash", async () => {
     env.upstream.faults.push({ malformed: true });
     const error = await failureOf(

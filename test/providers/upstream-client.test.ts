@@ -1,8 +1,9 @@
-import { once } from "node:events";
+import { getEventListeners, once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { UpstreamClient } from "../../src/backends/providers/upstream-client.js";
+import { HookedAbortController } from "../../src/core/abort-hooks.js";
 import { ServiceError } from "../../src/core/errors.js";
 
 /** An upstream whose handler each test writes; it counts connections and requests. */
@@ -132,6 +133,20 @@ describe("the upstream client", () => {
     const caller = new AbortController();
     const response = await client.post("/chat/completions", {}, caller.signal);
     expect(String(await response.read())).toBe("data: one\n\n");
+    const reason = new Error("client disconnected");
+    const next = response.read();
+    caller.abort(reason);
+    await expect(next).rejects.toBe(reason);
+    response.abandon();
+    await until(() => state.closed === 1);
+  });
+
+  it("is cut through the hooks of the signal's controller where the caller hands it over, with no listener on the signal", async () => {
+    const { client, state } = await setUp((_req, res) => res.write("data: one\n\n"));
+    const caller = new HookedAbortController();
+    const response = await client.post("/chat/completions", {}, caller.signal, "", caller);
+    expect(String(await response.read())).toBe("data: one\n\n");
+    expect(getEventListeners(caller.signal, "abort")).toHaveLength(0);
     const reason = new Error("client disconnected");
     const next = response.read();
     caller.abort(reason);

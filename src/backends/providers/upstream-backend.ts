@@ -6,6 +6,7 @@ import type {
   CostEstimate,
   EmbeddingRequest,
   EmbeddingResult,
+  GenerateOptions,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
@@ -86,10 +87,16 @@ export class UpstreamBackend implements ModelBackend {
     );
   }
 
-  generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncIterableIterator<GenerationPart> {
+  generate(
+    prepared: PreparedGeneration,
+    signal: AbortSignal,
+    options?: GenerateOptions,
+  ): AsyncIterableIterator<GenerationPart> {
     const call = (prepared as UpstreamPreparedGeneration).call;
+    // The signal's controller, where it is handed on, cuts the exchange through its hooks.
+    const owner = options?.signalOwner;
     return new UpstreamParts({
-      send: () => this.client.post(call.path, call.body, signal, call.query),
+      send: () => this.client.post(call.path, call.body, signal, call.query, owner),
       decoder: this.decoderFor(prepared.request),
       progress: prepared.progress,
       promptTokens: prepared.estimate.promptTokens,

@@ -48,9 +48,17 @@ export class UpstreamClient {
   /**
    * POSTs JSON and returns the response body to read; an error status is read (bounded), mapped
    * to our errors and thrown. `query` is appended as it is (the caller builds it from config).
+   * `signalOwner`, the signal's controller where the caller has it, cuts the exchange through its
+   * hooks rather than a listener of the signal (core/abort-hooks).
    */
-  async post(path: string, body: unknown, signal: AbortSignal, query = ""): Promise<UpstreamResponse> {
-    const response = new UpstreamResponse(signal);
+  async post(
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+    query = "",
+    signalOwner?: AbortController,
+  ): Promise<UpstreamResponse> {
+    const response = new UpstreamResponse(signal, signalOwner);
     let head: ResponseHead;
     try {
       this.pool.dispatch(

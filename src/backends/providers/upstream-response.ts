@@ -1,4 +1,5 @@
 import { type Dispatcher, errors } from "undici";
+import { whenAborted } from "../../core/abort-hooks.js";
 
 /** Body bytes held for the reader before the upstream's socket is paused (a stream's high-water mark). */
 const HIGH_WATER_BYTES = 64 * 1024;
@@ -65,7 +66,8 @@ export class UpstreamResponse implements Dispatcher.DispatchHandler {
   /** Released or abandoned: what still arrives is dropped. */
   private settled = false;
 
-  constructor(signal: AbortSignal) {
+  /** `owner`: the signal's controller, where the caller has it (see whenAborted). */
+  constructor(signal: AbortSignal, owner?: AbortController) {
     this.head = new Promise<ResponseHead>((resolve, reject) => {
       this.resolveHead = resolve;
       this.rejectHead = reject;
@@ -74,9 +76,11 @@ export class UpstreamResponse implements Dispatcher.DispatchHandler {
       this.abortedBy = signal.reason ?? new errors.RequestAbortedError();
       return;
     }
-    const onAbort = () => this.abort(signal.reason ?? new errors.RequestAbortedError());
-    signal.addEventListener("abort", onAbort, { once: true });
-    this.stopListening = () => signal.removeEventListener("abort", onAbort);
+    this.stopListening = whenAborted(
+      signal,
+      () => this.abort(signal.reason ?? new errors.RequestAbortedError()),
+      owner,
+    );
   }
 
   /** The next chunk of the body; undefined at its end. Throws what ended the exchange, if it failed. */

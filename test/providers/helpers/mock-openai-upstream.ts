@@ -40,6 +40,8 @@ export interface MockUpstream extends SchemaCheckedUpstream {
   answer: string[];
   /** Connections accepted so far (keep-alive at work: far fewer than requests). */
   connections: number;
+  /** Answers whose exchange was cut before they ended (the gateway let go of it). */
+  cutShort: number;
   close(): Promise<void>;
 }
 
@@ -72,6 +74,7 @@ export function createMockOpenAiUpstream(): MockUpstream & { listen(): Promise<v
     faults: [],
     answer: ["Hello", " from", " upstream"],
     connections: 0,
+    cutShort: 0,
     violations: [],
     close: async () => {
       for (const res of hanging) res.destroy();
@@ -80,6 +83,9 @@ export function createMockOpenAiUpstream(): MockUpstream & { listen(): Promise<v
     },
   };
   const server: Server = createServer(async (req, res) => {
+    res.on("close", () => {
+      if (!res.writableFinished) mock.cutShort++;
+    });
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString("utf8");
