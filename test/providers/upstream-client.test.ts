@@ -128,32 +128,26 @@ describe("the upstream client", () => {
     await until(() => state.closed === 1);
   });
 
-  it("stops when the caller's signal aborts mid-answer: the reason is thrown and the connection dropped", async () => {
-    const { client, state } = await setUp((_req, res) => res.write("data: one\n\n"));
-    const caller = new AbortController();
-    const response = await client.post("/chat/completions", {}, caller.signal);
-    expect(String(await response.read())).toBe("data: one\n\n");
-    const reason = new Error("client disconnected");
-    const next = response.read();
-    caller.abort(reason);
-    await expect(next).rejects.toBe(reason);
-    response.abandon();
-    await until(() => state.closed === 1);
-  });
-
-  it("is cut through the hooks of the signal's controller where the caller hands it over, with no listener on the signal", async () => {
-    const { client, state } = await setUp((_req, res) => res.write("data: one\n\n"));
-    const caller = new HookedAbortController();
-    const response = await client.post("/chat/completions", {}, caller.signal, "", caller);
-    expect(String(await response.read())).toBe("data: one\n\n");
-    expect(getEventListeners(caller.signal, "abort")).toHaveLength(0);
-    const reason = new Error("client disconnected");
-    const next = response.read();
-    caller.abort(reason);
-    await expect(next).rejects.toBe(reason);
-    response.abandon();
-    await until(() => state.closed === 1);
-  });
+  it.each([
+    { through: "a listener of its signal", handedOver: false, listeners: 1 },
+    { through: "the hooks of its controller, handed over", handedOver: true, listeners: 0 },
+  ])(
+    "stops when the caller aborts mid-answer, through $through: the reason is thrown and the connection dropped",
+    async ({ handedOver, listeners }) => {
+      const { client, state } = await setUp((_req, res) => res.write("data: one\n\n"));
+      const caller = new HookedAbortController();
+      const owner = handedOver ? caller : undefined;
+      const response = await client.post("/chat/completions", {}, caller.signal, "", owner);
+      expect(String(await response.read())).toBe("data: one\n\n");
+      expect(getEventListeners(caller.signal, "abort")).toHaveLength(listeners);
+      const reason = new Error("client disconnected");
+      const next = response.read();
+      caller.abort(reason);
+      await expect(next).rejects.toBe(reason);
+      response.abandon();
+      await until(() => state.closed === 1);
+    },
+  );
 
   it("sends nothing for a signal that aborted before the request, and throws its reason", async () => {
     const { client, state } = await setUp((_req, res) => res.end("never"));
