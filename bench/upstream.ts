@@ -351,13 +351,13 @@ function startChild(args: string[]): Promise<{ child: ChildProcess; ready: Ready
     ...(args.includes("floor") || args.includes("floor-fastify") ? SERVE_NODE_FLAGS : []),
     ...(values["cpu-prof"] && gateway ? ["--cpu-prof", "--cpu-prof-dir=build/bench-prof"] : []),
   ];
-  const traced = values.gc && !args.includes("upstream");
-  if (traced) execArgv.push("--trace-gc-nvp");
+  const gcTraced = values.gc && !args.includes("upstream");
+  if (gcTraced) execArgv.push("--trace-gc-nvp");
   const child = fork(file, args, {
-    stdio: ["ignore", traced ? "pipe" : "inherit", "inherit", "ipc"],
+    stdio: ["ignore", gcTraced ? "pipe" : "inherit", "inherit", "ipc"],
     execArgv,
   });
-  if (traced && child.stdout && child.pid !== undefined)
+  if (gcTraced && child.stdout && child.pid !== undefined)
     scavengeLogs.set(child.pid, new ScavengeLog(child.stdout));
   return new Promise((resolve, reject) => {
     child.once("message", (ready) => resolve({ child, ready: ready as Ready }));
@@ -369,7 +369,7 @@ function startChild(args: string[]): Promise<{ child: ChildProcess; ready: Ready
 const scavengeLogs = new Map<number, ScavengeLog>();
 
 /** Runs a load against a traced child and adds its scavenges to `into`; the load's result. */
-async function traced(
+async function withScavenges(
   pid: number | undefined,
   into: ScavengeTotals[],
   run: () => Promise<Sample>,
@@ -623,13 +623,13 @@ async function drive(): Promise<void> {
         direct.push(await load(mock.ready, stream, c, requests, warmup));
         for (const [i, floor] of floors.entries()) {
           const pid = floor.child.pid;
-          const sample = await traced(pid, floorScavenges[i] ?? [], () =>
+          const sample = await withScavenges(pid, floorScavenges[i] ?? [], () =>
             load(floor.ready, stream, c, requests, warmup, pid),
           );
           floored[i]?.push(sample);
         }
         const pid = gateway.child.pid;
-        const sample = await traced(pid, viaScavenges, () =>
+        const sample = await withScavenges(pid, viaScavenges, () =>
           load(gateway.ready, stream, c, requests, warmup, pid),
         );
         via.push(sample);
