@@ -4,6 +4,7 @@
  * so chat completions, completions, responses and assistant runs share one generation core.
  */
 
+import type { Cancellation } from "./cancellation.js";
 import type { ChatMessage, OutputConstraint } from "./messages.js";
 
 export type { ChatMessage, ContentPart, Role, ToolCall } from "./messages.js";
@@ -286,15 +287,6 @@ export interface GenerateOptions {
    * whole): the time to first token is measured there, not when the gathered parts come out.
    */
   firstPart?: () => void;
-  /**
-   * The controller of the signal generate() was given, where that signal serves this one call (a
-   * request's own, never a worker's that outlives many calls). A backend that must cut its own
-   * work (the router, at its deadline) may abort it, with its own reason, rather than derive a
-   * signal of its own: on Node 20 each AbortSignal costs several microseconds to make. A backend
-   * that must hear of the abort (an upstream exchange to cut) may take the controller's hooks
-   * (core/abort-hooks, whenAborted) rather than add a listener to the signal.
-   */
-  signalOwner?: AbortController;
 }
 
 export interface ModelBackend {
@@ -307,11 +299,13 @@ export interface ModelBackend {
   prepare(req: GenerationRequest): PreparedGeneration | Promise<PreparedGeneration>;
   /**
    * Yields parts for every choice interleaved. Admission failures (overload) are thrown before
-   * the first part so the edge can still answer with a JSON error.
+   * the first part so the edge can still answer with a JSON error. `cancel` stops the work: a
+   * backend that must hear of it (an upstream exchange to cut) takes a hook, and one that needs an
+   * AbortSignal (a local engine) asks it for one.
    */
   generate(
     prepared: PreparedGeneration,
-    signal: AbortSignal,
+    cancel: Cancellation,
     options?: GenerateOptions,
   ): AsyncIterable<GenerationPart>;
   /**
@@ -319,7 +313,7 @@ export interface ModelBackend {
    * the input (400s naming the item are thrown there), embed() computes every vector.
    */
   prepareEmbedding?(req: EmbeddingRequest): Promise<PreparedEmbedding>;
-  embed?(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult>;
+  embed?(prepared: PreparedEmbedding, cancel: Cancellation): Promise<EmbeddingResult>;
   /**
    * Embedding models: the most tokens one input may hold, as the model's tokenizer counts plain
    * text (the start and end tokens it adds are already taken off); Infinity where no bound is

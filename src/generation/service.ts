@@ -1,5 +1,6 @@
 import { assertMayUseModel } from "../auth/model-access.js";
 import type { Principal } from "../auth/principal.js";
+import { type CancelInput, type Cancellation, cancellationOf } from "../core/cancellation.js";
 import { type DrainableParts, drainParts } from "../core/drain-parts.js";
 import { invalidRequest, ServiceError, serviceUnavailable, statusOf } from "../core/errors.js";
 import type {
@@ -42,15 +43,12 @@ export interface GenerationCall {
   model: string;
   /** Builds the internal request once the deployment is known (its id names the model). */
   toRequest(deployment: Deployment): GenerationRequest;
-  /** Aborted when the caller goes away or the server stops waiting. */
-  signal: AbortSignal;
   /**
-   * The signal's controller, where the signal serves this call alone (an HTTP request's): the
-   * backend may then cut its work through it (GenerateOptions.signalOwner), and a reader of
-   * `signal` tells why it aborted by its reason. Never a signal that outlives the call (a batch
-   * worker's, shared by its lines).
+   * Cut when the caller goes away or the server stops waiting: a worker's AbortSignal, or a
+   * request's own Cancellation (an HTTP request's: no AbortSignal is made for it on the way to an
+   * upstream).
    */
-  signalOwner?: AbortController;
+  signal: CancelInput;
   /** Default interactive; batch lines run as batch, behind interactive requests. */
   priority?: RequestPriority;
   /** performance.now() when the call arrived; time to first token counts from it. */
@@ -67,7 +65,8 @@ export interface EmbeddingCall {
   model: string;
   /** Builds the internal request once the deployment is known (its id names the model). */
   toRequest(deployment: Deployment): EmbeddingRequest;
-  signal: AbortSignal;
+  /** As GenerationCall's. */
+  signal: CancelInput;
   /** Default interactive; batch lines run as batch, behind interactive requests. */
   priority?: RequestPriority;
   startedAt?: number;
@@ -181,19 +180,16 @@ export class GenerationService {
     let usage: UsageCounts | undefined;
     let ended = false;
     const observer = this.deps.observer;
+    const cancel = cancellationOf(call.signal);
     // Taken whole, a routed answer's parts come out at its end: its first token is timed on arrival.
-    const signalOwner = call.signalOwner;
     const takenWhole = (): GenerateOptions => ({
       whole: true,
       firstPart: () => {
         telemetry.timeToFirstTokenMs = performance.now() - startedAt;
       },
-      signalOwner,
     });
-    const streamed = signalOwner ? { signalOwner } : undefined;
     const parts = new ObservedParts(
-      (whole) =>
-        backend.generate(prepared, call.signal, whole ? takenWhole() : streamed)[Symbol.asyncIterator](),
+      (whole) => backend.generate(prepared, cancel, whole ? takenWhole() : undefined)[Symbol.asyncIterator](),
       (part) => {
         if (telemetry.timeToFirstTokenMs === undefined && part.type !== "usage") {
           telemetry.timeToFirstTokenMs = performance.now() - startedAt;
@@ -254,9 +250,10 @@ export class GenerationService {
     const startedAt = call.startedAt ?? performance.now();
     let usage: UsageCounts | undefined;
     let status = 200;
+    const cancel = cancellationOf(call.signal);
     try {
-      const result = await backend.embed(prepared, call.signal);
-      if (call.signal.aborted) throw serviceUnavailable("The request was cancelled before it completed.");
+      const result = await backend.embed(prepared, cancel);
+      if (cancel.aborted) throw serviceUnavailable("The request was cancelled before it completed.");
       usage = { promptTokens: result.promptTokens, completionTokens: 0, cachedTokens: 0 };
       telemetry.promptTokens = usage.promptTokens;
       telemetry.completionTokens = 0;
@@ -268,7 +265,7 @@ export class GenerationService {
     } finally {
       // A caller that went away may have had its input evaluated already: it is charged as counted.
       // A failure of the engine is not charged.
-      const charged = call.signal.aborted ? prepared.estimate.promptTokens : 0;
+      const charged = cancel.aborted ? prepared.estimate.promptTokens : 0;
       await metered.finish({
         status,
         usage: usage ?? { promptTokens: charged, completionTokens: 0, cachedTokens: 0 },
@@ -435,7 +432,7 @@ function statusFor(error: unknown): number {
  */
 export async function collectGeneration<T>(
   generation: Generation,
-  signal: AbortSignal,
+  signal: Pick<Cancellation, "aborted">,
   collect: (parts: readonly GenerationPart[]) => T,
 ): Promise<T> {
   try {

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import type { Cancellation } from "../core/cancellation.js";
 import type { GenerationPart } from "../core/generation.js";
 import type { Generation } from "../generation/service.js";
 import { streamErrorBody } from "./errors.js";
@@ -37,7 +38,7 @@ export async function streamGeneration(
   request: FastifyRequest,
   reply: FastifyReply,
   generation: Generation,
-  signal: AbortSignal,
+  signal: Pick<Cancellation, "aborted">,
   write: PartWriter,
   ending: StreamEnding = DONE_ENDING,
 ): Promise<void> {

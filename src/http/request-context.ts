@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { HookedAbortController } from "../core/abort-hooks.js";
+import { CancelSource } from "../core/cancellation.js";
 import { SseWriter, type StreamPolicy } from "./sse.js";
 
 /** What a route learnt about a request, for the one log line and the metrics written at its end. */
@@ -25,17 +25,17 @@ declare module "fastify" {
   }
 }
 
-/** Per shutdown signal: the controllers of requests in flight, aborted together when it fires. */
-const inFlightByShutdown = new WeakMap<AbortSignal, Set<AbortController>>();
+/** Per shutdown signal: the cancellations of requests in flight, cut together when it fires. */
+const inFlightByShutdown = new WeakMap<AbortSignal, Set<CancelSource>>();
 
-function inFlightOf(shutdown: AbortSignal): Set<AbortController> {
+function inFlightOf(shutdown: AbortSignal): Set<CancelSource> {
   let inFlight = inFlightByShutdown.get(shutdown);
   if (!inFlight) {
-    const requests = new Set<AbortController>();
+    const requests = new Set<CancelSource>();
     shutdown.addEventListener(
       "abort",
       () => {
-        for (const controller of requests) controller.abort(shutdown.reason);
+        for (const cancel of requests) cancel.abort(shutdown.reason);
       },
       { once: true },
     );
@@ -47,33 +47,32 @@ function inFlightOf(shutdown: AbortSignal): Set<AbortController> {
 
 /**
  * An AbortSignal for the work a request starts: aborted when the client disconnects before the
- * response is complete, or when shutdown gives up waiting. One controller per request, and one
- * shutdown listener for all of them: AbortSignal.any() would cost a composite signal and a
- * registration on the long-lived shutdown signal per request.
+ * response is complete, or when shutdown gives up waiting.
  */
 export function requestAbortSignal(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
-  return requestAbortController(reply, shutdown).signal;
+  return requestCancellation(reply, shutdown).signal;
 }
 
 /**
- * requestAbortSignal's controller, for a route that lets the generation service cut the request's
- * work through the same signal (GenerationCall.signalOwner) rather than make a second one.
+ * The same, as a Cancellation: a route that hands it to the generation service makes no
+ * AbortSignal unless a backend asks for one (a local engine; an upstream takes a hook). One per
+ * request, and one shutdown listener for all of them: AbortSignal.any() would cost a composite
+ * signal and a registration on the long-lived shutdown signal per request.
  */
-export function requestAbortController(reply: FastifyReply, shutdown: AbortSignal): HookedAbortController {
-  // Hooked: the upstream exchange it starts is cut through the controller, not a listener.
-  const controller = new HookedAbortController();
+export function requestCancellation(reply: FastifyReply, shutdown: AbortSignal): CancelSource {
+  const cancel = new CancelSource();
   if (shutdown.aborted) {
-    controller.abort(shutdown.reason);
-    return controller;
+    cancel.abort(shutdown.reason);
+    return cancel;
   }
   const inFlight = inFlightOf(shutdown);
-  inFlight.add(controller);
+  inFlight.add(cancel);
   // 'close' comes once per response: on() spares the wrapper once() would allocate.
   reply.raw.on("close", () => {
-    inFlight.delete(controller);
-    if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
+    inFlight.delete(cancel);
+    if (!reply.raw.writableFinished) cancel.abort(new Error("client disconnected"));
   });
-  return controller;
+  return cancel;
 }
 
 /**

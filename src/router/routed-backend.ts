@@ -1,4 +1,4 @@
-import { HookedAbortController } from "../core/abort-hooks.js";
+import { type Cancellation, CancelSource } from "../core/cancellation.js";
 import { ServiceError } from "../core/errors.js";
 import type {
   BackendCapabilities,
@@ -24,23 +24,24 @@ import { RoutedPreparedGeneration, RoutedStream } from "./routed-generation.js";
 /** Time as the router uses it; tests give their own, so no test waits on a real clock. */
 export interface RouterTiming {
   now(): number;
-  sleep(ms: number, signal: AbortSignal): Promise<void>;
+  /** Returns early when `cancel` is cut. */
+  sleep(ms: number, cancel: Cancellation): Promise<void>;
   random(): number;
 }
 
 export const realTiming: RouterTiming = {
   now: Date.now,
   random: Math.random,
-  sleep: (ms, signal) =>
+  sleep: (ms, cancel) =>
     new Promise((resolve) => {
-      if (signal.aborted) return resolve();
+      if (cancel.aborted) return resolve();
       const timer = setTimeout(done, ms);
+      const unhook = cancel.onAbort(done);
       function done() {
         clearTimeout(timer);
-        signal.removeEventListener("abort", done);
+        unhook();
         resolve();
       }
-      signal.addEventListener("abort", done, { once: true });
     }),
 };
 
@@ -56,6 +57,8 @@ export interface RoutedModelOptions {
   fallbacks: () => ModelBackend[];
   timing: RouterTiming;
 }
+
+const noop = (): void => {};
 
 const deadlineExceeded = () =>
   new ServiceError("gateway_timeout", "No deployment of the model answered within its deadline.", {
@@ -142,7 +145,7 @@ export class RoutedBackend implements ModelBackend {
 
   generate(
     prepared: PreparedGeneration,
-    signal: AbortSignal,
+    cancel: Cancellation,
     options?: GenerateOptions,
   ): AsyncIterableIterator<GenerationPart> {
     const routed = prepared as RoutedPreparedGeneration;
@@ -150,8 +153,7 @@ export class RoutedBackend implements ModelBackend {
       routed.takenWhole = true;
       routed.onFirstPart = options.firstPart;
     }
-    const owner = options?.signalOwner;
-    return new RoutedStream((call) => this.route(call, signal, true, undefined, owner), routed, signal);
+    return new RoutedStream((call) => this.route(call, cancel, true), routed, cancel);
   }
 
   async prepareEmbedding(req: EmbeddingRequest): Promise<PreparedEmbedding> {
@@ -159,8 +161,8 @@ export class RoutedBackend implements ModelBackend {
   }
 
   /** One non-streamed answer: retries go on until it is whole. */
-  embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
-    return this.route(new RoutedEmbedding(prepared.request, prepared.estimate.promptTokens), signal, true);
+  embed(prepared: PreparedEmbedding, cancel: Cancellation): Promise<EmbeddingResult> {
+    return this.route(new RoutedEmbedding(prepared.request, prepared.estimate.promptTokens), cancel, true);
   }
 
   /**
@@ -170,35 +172,24 @@ export class RoutedBackend implements ModelBackend {
    */
   private async route<P, R>(
     call: RoutedCall<P, R>,
-    signal: AbortSignal,
+    caller: Cancellation,
     withFallbacks: boolean,
     callerClock?: DeadlineClock,
-    signalOwner?: AbortController,
   ): Promise<R> {
     const { timing } = this.options;
-    // Attempts are cut at the deadline; the committed answer is not (the clock is cleared). Where
-    // the caller's signal serves this call alone, the deadline cuts it: no second signal to make.
-    const attempts = signalOwner?.signal === signal ? signalOwner : new HookedAbortController();
-    const onAbort = attempts.signal === signal ? undefined : () => attempts.abort(signal.reason);
-    if (onAbort) signal.addEventListener("abort", onAbort, { once: true });
-    const letGo = () => {
-      if (onAbort) signal.removeEventListener("abort", onAbort);
-    };
+    // Attempts are cut by the caller and at the deadline; the committed answer only by the caller
+    // (the clock is cleared). A CancelSource makes no AbortSignal: a hook on the caller's is all.
+    const attempts = new CancelSource();
+    const letGo = caller.aborted ? noop : caller.onAbort(() => attempts.abort(caller.reason));
     let deadlineHit = false;
-    /** What the deadline aborted the attempts with, once it passed. */
-    let expired: ServiceError | undefined;
-    /**
-     * The caller went away (or shutdown gave up). Where the deadline cuts the caller's own signal,
-     * the reason tells the two apart: whichever came first aborted it.
-     */
-    const callerGone = () => signal.aborted && signal.reason !== expired;
+    /** The caller went away (or shutdown gave up). */
+    const callerGone = () => caller.aborted;
     const clock = new DeadlineClock(
       this.options.deadlineMs,
       timing.now,
       () => {
         deadlineHit = true;
-        expired = deadlineExceeded();
-        attempts.abort(expired);
+        attempts.abort(deadlineExceeded());
       },
       callerClock,
     );
@@ -213,7 +204,7 @@ export class RoutedBackend implements ModelBackend {
       for (const target of preferredFirst(order, call.preferred)) {
         if (!call.serves(target.backend)) continue;
         for (let attempt = 0; ; attempt++) {
-          if (callerGone()) throw signal.reason;
+          if (callerGone()) throw caller.reason;
           if (deadlineHit || clock.passed()) throw lastError ?? deadlineExceeded();
           // Prepared before admission: a refusal takes no request from the caps and no probe.
           let prepared: P;
@@ -242,7 +233,7 @@ export class RoutedBackend implements ModelBackend {
             target.state.succeeded(admission);
             target.attempts.succeeded++;
             clock.clear();
-            // The caller's signal keeps reaching a committed stream through `attempts`.
+            // The caller keeps reaching a committed stream through `attempts`.
             if (!call.streamed) letGo();
             return answer;
           } catch (err) {
@@ -274,14 +265,14 @@ export class RoutedBackend implements ModelBackend {
               backoffMs(attempt, this.options.retryBaseMs, this.options.retryMaxMs, timing.random);
             // A wait that would outlast the deadline is not waited: the next deployment may answer now.
             if (clock.passed(delay)) break;
-            await timing.sleep(delay, attempts.signal);
+            await timing.sleep(delay, attempts);
           }
         }
       }
       if (withFallbacks) {
         for (const fallback of this.options.fallbacks()) {
           if (!(fallback instanceof RoutedBackend) && !call.serves(fallback)) continue;
-          if (callerGone()) throw signal.reason;
+          if (callerGone()) throw caller.reason;
           if (deadlineHit || clock.passed()) throw lastError ?? deadlineExceeded();
           try {
             const answer = await this.viaFallback(fallback, call, attempts, clock);
@@ -309,10 +300,10 @@ export class RoutedBackend implements ModelBackend {
   private async viaFallback<P, R>(
     fallback: ModelBackend,
     call: RoutedCall<P, R>,
-    attempts: AbortController,
+    attempts: Cancellation,
     clock: DeadlineClock,
   ): Promise<R> {
-    if (fallback instanceof RoutedBackend) return fallback.route(call, attempts.signal, false, clock);
+    if (fallback instanceof RoutedBackend) return fallback.route(call, attempts, false, clock);
     return call.send(fallback, await call.prepareFor(fallback), attempts, undefined, clock.stop);
   }
 

@@ -1,3 +1,4 @@
+import type { Cancellation } from "../core/cancellation.js";
 import type { ModelBackend } from "../core/generation.js";
 import type { Admitted } from "./deployment-state.js";
 import type { DeploymentTarget } from "./deployment-target.js";
@@ -20,9 +21,9 @@ export interface RoutedCall<P, R> {
   /** A batch line: it may take only its share of a deployment's rpm / tpm caps. */
   readonly batch: boolean;
   /**
-   * The answer goes on after `send` resolves (a stream): the caller's signal must keep reaching it.
-   * Otherwise the router lets go of the signal once the answer is in (a worker's signal outlives
-   * many calls).
+   * The answer goes on after `send` resolves (a stream): the caller's cancellation must keep
+   * reaching it. Otherwise the router lets go of it once the answer is in (a worker's signal
+   * outlives many calls).
    */
   readonly streamed: boolean;
   /**
@@ -42,14 +43,13 @@ export interface RoutedCall<P, R> {
    * One attempt: resolves once the answer is committed (it can no longer be retried). `served` is
    * the deployment's books, absent where a fallback model answers outside of any deployment.
    * `begun` is called where an answer begins before it is committed (a generation taken whole):
-   * the deadline bounds beginning an answer, not finishing it. `attempts` is the controller of the
-   * signal that cuts the attempt (its `signal`): a backend may take its hooks for its own cancelling
-   * (GenerateOptions.signalOwner).
+   * the deadline bounds beginning an answer, not finishing it. `attempts` cuts the attempt: the
+   * caller left, or the deadline passed.
    */
   send(
     backend: ModelBackend,
     prepared: P,
-    attempts: AbortController,
+    attempts: Cancellation,
     served: Served | undefined,
     begun: () => void,
   ): Promise<R>;

@@ -1,3 +1,4 @@
+import type { Cancellation } from "../core/cancellation.js";
 import { invalidRequest } from "../core/errors.js";
 import type {
   EmbeddingRequest,
@@ -41,11 +42,11 @@ export class RoutedEmbedding implements RoutedCall<PreparedEmbedding, EmbeddingR
   async send(
     backend: ModelBackend,
     prepared: PreparedEmbedding,
-    attempts: AbortController,
+    attempts: Cancellation,
     served: Served | undefined,
   ): Promise<EmbeddingResult> {
     if (!backend.embed) throw notAnEmbeddingModel();
-    const result = await backend.embed(prepared, attempts.signal);
+    const result = await backend.embed(prepared, attempts);
     // The answer is whole: the deployment's books close here, not at the end of a stream.
     if (served) {
       served.target.inFlight--;

@@ -1,3 +1,4 @@
+import type { Cancellation } from "../core/cancellation.js";
 import { type DrainableParts, drainParts } from "../core/drain-parts.js";
 import type {
   CostEstimate,
@@ -63,7 +64,7 @@ export class RoutedPreparedGeneration
   get batch(): boolean {
     return this.request.priority === "batch";
   }
-  /** Taken whole, the answer is all in when an attempt commits: the caller's signal has no more to reach. */
+  /** Taken whole, the answer is all in when an attempt commits: the caller's cancellation has no more to reach. */
   get streamed(): boolean {
     return !this.takenWhole;
   }
@@ -92,7 +93,7 @@ export class RoutedPreparedGeneration
   send(
     backend: ModelBackend,
     prepared: PreparedGeneration,
-    attempts: AbortController,
+    attempts: Cancellation,
     served: Served | undefined,
     begun: () => void,
   ): Promise<OpenedStream> {
@@ -106,11 +107,10 @@ export class RoutedPreparedGeneration
   private async openStream(
     backend: ModelBackend,
     prepared: PreparedGeneration,
-    attempts: AbortController,
+    attempts: Cancellation,
     served: Served | undefined,
   ): Promise<OpenedStream> {
-    const options: GenerateOptions = { signalOwner: attempts };
-    const rest = backend.generate(prepared, attempts.signal, options)[Symbol.asyncIterator]();
+    const rest = backend.generate(prepared, attempts)[Symbol.asyncIterator]();
     const first = await rest.next();
     return { first, rest, served };
   }
@@ -122,30 +122,31 @@ export class RoutedPreparedGeneration
   private async gather(
     backend: ModelBackend,
     prepared: PreparedGeneration,
-    attempts: AbortController,
+    attempts: Cancellation,
     served: Served | undefined,
     begun: () => void,
   ): Promise<OpenedStream> {
-    const signal = attempts.signal;
     let parts: GenerationPart[];
     try {
-      const options: GenerateOptions = { whole: true, signalOwner: attempts };
-      const source = backend.generate(prepared, signal, options)[Symbol.asyncIterator]();
+      const source = backend.generate(prepared, attempts, WHOLE)[Symbol.asyncIterator]();
       parts = await drainParts(source, () => {
         begun();
         this.onFirstPart?.();
       });
     } catch (err) {
       // Cut by the caller or the deadline, it is charged for what it used, as any call cut short.
-      if (!signal.aborted) this.failedCharge = promptOnly(prepared.progress);
+      if (!attempts.aborted) this.failedCharge = promptOnly(prepared.progress);
       throw err;
     }
-    // A backend cut by the signal may end early without an error: that answer is not whole.
-    if (signal.aborted) throw signal.reason;
+    // A backend that was cut may end early without an error: that answer is not whole.
+    if (attempts.aborted) throw attempts.reason;
     const inHand = new PartsInHand(parts);
     return { first: inHand.take(), rest: inHand, inHand, served };
   }
 }
+
+/** The options of an attempt gathered whole; its first part is reported through drainParts. */
+const WHOLE: GenerateOptions = { whole: true };
 
 function promptOnly(used: UsageCounts): UsageCounts {
   return { promptTokens: used.promptTokens, completionTokens: 0, cachedTokens: used.cachedTokens };
@@ -189,7 +190,7 @@ export class RoutedStream implements AsyncIterableIterator<GenerationPart>, Drai
   constructor(
     private readonly open: (routed: RoutedPreparedGeneration) => Promise<OpenedStream>,
     private readonly routed: RoutedPreparedGeneration,
-    private readonly signal: AbortSignal,
+    private readonly cancel: Cancellation,
   ) {}
 
   [Symbol.asyncIterator](): this {
@@ -258,7 +259,7 @@ export class RoutedStream implements AsyncIterableIterator<GenerationPart>, Drai
   }
 
   private readonly failed = async (err: unknown): Promise<never> => {
-    await this.end(!this.signal.aborted);
+    await this.end(!this.cancel.aborted);
     throw err;
   };
 

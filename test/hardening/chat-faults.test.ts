@@ -8,6 +8,7 @@ import OpenAI, { APIUserAbortError } from "openai";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { buildRegistry } from "../../src/composition/build-registry.js";
 import { validateConfig } from "../../src/config/load.js";
+import type { Cancellation } from "../../src/core/cancellation.js";
 import type { ModelBackend } from "../../src/core/generation.js";
 import { createLogger } from "../../src/observability/logger.js";
 import type { Deployment, ModelRegistry } from "../../src/router/model-registry.js";
@@ -28,10 +29,10 @@ const TINY = "tiny";
 /** A generation far longer than it takes a test to cancel it, on the test engine. */
 const LONG = inFlightTokens(400);
 
-/** What a wrapped deployment saw: parts handed to the route and the signals it was given. */
+/** What a wrapped deployment saw: parts handed to the route and the cancellations it was given. */
 interface Observed {
   parts: number;
-  signals: AbortSignal[];
+  signals: Cancellation[];
 }
 
 interface Harness {
@@ -39,7 +40,7 @@ interface Harness {
   url: string;
   client: OpenAI;
   logs: string[];
-  /** Parts each wrapped deployment has handed to the route, and the signals it was given. */
+  /** Parts each wrapped deployment has handed to the route, and the cancellations it was given. */
   seen: Map<string, Observed>;
   busySlots(): Promise<number>;
   stop(): Promise<void>;

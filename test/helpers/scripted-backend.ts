@@ -1,3 +1,4 @@
+import type { Cancellation } from "../../src/core/cancellation.js";
 import type {
   BackendCapabilities,
   GenerationPart,
@@ -48,9 +49,9 @@ export class ScriptedBackend implements ModelBackend {
     };
   }
 
-  async *generate(_prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
+  async *generate(_prepared: PreparedGeneration, cancel: Cancellation): AsyncGenerator<GenerationPart> {
     for (const step of this.script) {
-      if (signal.aborted) return;
+      if (cancel.aborted) return;
       await new Promise((resolve) => setImmediate(resolve));
       if ("throw" in step) throw step.throw;
       yield step;

@@ -1,3 +1,4 @@
+import { type IncomingMessage, request } from "node:http";
 import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
 import { describe, expect, it } from "vitest";
 import { failureOf, readRawStream } from "./helpers/gateway.js";
@@ -5,6 +6,18 @@ import { startMockOpenAiUpstream } from "./helpers/mock-openai-upstream.js";
 import { useMockProviderGateway } from "./helpers/mock-provider-gateway.js";
 
 const SECRET = "sk-upstream-secret-0123456789";
+
+/** POSTs JSON over node:http (which makes no AbortSignal of its own) and reads the whole answer. */
+async function postPlain(url: string, body: unknown): Promise<string> {
+  const response = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = request(url, { method: "POST", headers: { "content-type": "application/json" } }, resolve);
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+  let text = "";
+  for await (const chunk of response) text += chunk;
+  return text;
+}
 
 describe("an OpenAI-compatible upstream behind the gateway", () => {
   const env = useMockProviderGateway({
@@ -416,6 +429,30 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
     expect(new TextDecoder().decode((await reader.read()).value)).toContain("data:");
     client.abort();
     await expect.poll(() => env.upstream.cutShort, { timeout: 5_000 }).toBe(before + 1);
+  });
+
+  it("makes no AbortSignal for a relayed request, streamed or not: the client's leaving is a hook", async () => {
+    const made = { count: 0 };
+    const Original = globalThis.AbortController;
+    globalThis.AbortController = class extends Original {
+      constructor() {
+        super();
+        made.count++;
+      }
+    };
+    try {
+      for (const stream of [false, true]) {
+        const body = await postPlain(`${env.gateway.url}/v1/chat/completions`, {
+          model: "remote",
+          messages: [{ role: "user", content: "Hi" }],
+          stream,
+        });
+        expect(body).toContain(stream ? "data: [DONE]" : '"chat.completion"');
+      }
+    } finally {
+      globalThis.AbortController = Original;
+    }
+    expect(made.count).toBe(0);
   });
 
   it("lets go of an answer being gathered whole when the client leaves before it ends", async () => {

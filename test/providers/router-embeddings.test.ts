@@ -1,5 +1,6 @@
 import { getEventListeners } from "node:events";
 import { describe, expect, it } from "vitest";
+import { cancellationOf } from "../../src/core/cancellation.js";
 import type { EmbeddingRequest } from "../../src/core/generation.js";
 import type { RoutedBackend } from "../../src/router/routed-backend.js";
 import { failureOf, type Gateway } from "./helpers/gateway.js";
@@ -114,7 +115,7 @@ describe("embeddings through the router", () => {
     const request: EmbeddingRequest = { model: "routed", input: { kind: "text", texts: ["a"] } };
     const worker = new AbortController();
     for (let i = 0; i < 20; i++) {
-      await backend.embed(await backend.prepareEmbedding(request), worker.signal);
+      await backend.embed(await backend.prepareEmbedding(request), cancellationOf(worker.signal));
     }
     expect(a.requests).toHaveLength(20);
     expect(getEventListeners(worker.signal, "abort")).toHaveLength(0);

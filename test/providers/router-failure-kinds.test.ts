@@ -1,9 +1,10 @@
+import { getEventListeners } from "node:events";
 import { describe, expect, it } from "vitest";
+import { type Cancellation, CancelSource, cancellationOf } from "../../src/core/cancellation.js";
 import { invalidRequest, ServiceError } from "../../src/core/errors.js";
 import type {
   BackendCapabilities,
   EmbeddingRequest,
-  GenerateOptions,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
@@ -37,8 +38,8 @@ function scriptedBackend(failures: unknown[]) {
   const backend = {
     capabilities: caps,
     calls: 0,
-    /** The signal each attempt was given. */
-    signals: [] as AbortSignal[],
+    /** The cancellation each attempt was given. */
+    signals: [] as Cancellation[],
     async prepare(req: GenerationRequest): Promise<PreparedGeneration> {
       return {
         request: req,
@@ -46,13 +47,13 @@ function scriptedBackend(failures: unknown[]) {
         progress: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 },
       };
     },
-    async *generate(_prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
-      backend.signals.push(signal);
+    async *generate(_prepared: PreparedGeneration, cancel: Cancellation): AsyncGenerator<GenerationPart> {
+      backend.signals.push(cancel);
       const failure = failures[backend.calls++];
       if (failure === HANG) {
         await new Promise<never>((_, reject) => {
-          if (signal.aborted) reject(signal.reason);
-          signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+          if (cancel.aborted) reject(cancel.reason);
+          cancel.onAbort(() => reject(cancel.reason));
         });
       }
       if (failure !== undefined) throw failure;
@@ -93,12 +94,8 @@ function routerOptions(balance: "weighted" | "least_in_flight", deadlineMs = 60_
   };
 }
 
-async function firstPart(
-  routed: RoutedBackend,
-  signal = new AbortController().signal,
-  options?: GenerateOptions,
-): Promise<unknown> {
-  const parts = routed.generate(await routed.prepare(request), signal, options);
+async function firstPart(routed: RoutedBackend, caller: Cancellation = new CancelSource()): Promise<unknown> {
+  const parts = routed.generate(await routed.prepare(request), caller);
   return (await parts.next()).value;
 }
 
@@ -147,44 +144,46 @@ describe("how the router tells an upstream's failure from a bug of its own", () 
   });
 });
 
-describe("a caller's signal the router may cut (GenerateOptions.signalOwner)", () => {
+describe("the caller's cancellation and the router's deadline", () => {
   const timeout = { kind: "gateway_timeout", code: "upstream_timeout" };
 
-  it("is the attempts' own signal, and the deadline cuts it: a 504 held against the deployment", async () => {
+  it("the deadline cuts the attempts, not the caller: a 504 held against the deployment", async () => {
     const backend = scriptedBackend([HANG]);
     const { routed, target } = routedOver(backend, 50);
-    const owner = new AbortController();
-    const failure = await firstPart(routed, owner.signal, { signalOwner: owner }).catch((e: unknown) => e);
+    const caller = new CancelSource();
+    const failure = await firstPart(routed, caller).catch((e: unknown) => e);
     expect(failure).toBeInstanceOf(ServiceError);
     expect(failure).toMatchObject(timeout);
-    expect(backend.signals).toEqual([owner.signal]);
-    expect(owner.signal.reason).toMatchObject(timeout);
+    expect(backend.signals).toHaveLength(1);
+    expect(backend.signals[0]).not.toBe(caller);
+    expect(backend.signals[0]?.reason).toMatchObject(timeout);
+    expect(caller.aborted).toBe(false);
     expect(target.attempts).toEqual({ succeeded: 0, failed: 1 });
     expect(target.report()).toMatchObject({ consecutiveFailures: 1 });
   });
 
-  it("aborted by the caller, it stops the attempt without holding it against the deployment or retrying", async () => {
+  it("cut by the caller, it stops the attempt without holding it against the deployment or retrying", async () => {
     const backend = scriptedBackend([HANG]);
     const { routed, target } = routedOver(backend, 50);
-    const owner = new AbortController();
+    const caller = new CancelSource();
     const gone = new Error("client disconnected");
-    const pending = firstPart(routed, owner.signal, { signalOwner: owner });
-    setImmediate(() => owner.abort(gone));
+    const pending = firstPart(routed, caller);
+    setImmediate(() => caller.abort(gone));
     await expect(pending).rejects.toBe(gone);
+    expect(backend.signals[0]?.reason).toBe(gone);
     expect(backend.calls).toBe(1);
     expect(target.attempts).toEqual({ succeeded: 0, failed: 0 });
     expect(target.report()).toMatchObject({ circuit: "closed", consecutiveFailures: 0 });
   });
 
-  it("without its controller, the router cuts a signal of its own and leaves the caller's alone", async () => {
+  it("a worker's AbortSignal is left alone by the deadline, and let go of once the call failed", async () => {
     const backend = scriptedBackend([HANG]);
     const { routed, target } = routedOver(backend, 50);
     const shared = new AbortController();
-    const failure = await firstPart(routed, shared.signal).catch((e: unknown) => e);
+    const failure = await firstPart(routed, cancellationOf(shared.signal)).catch((e: unknown) => e);
     expect(failure).toMatchObject(timeout);
-    expect(backend.signals).toHaveLength(1);
-    expect(backend.signals[0]).not.toBe(shared.signal);
     expect(shared.signal.aborted).toBe(false);
+    expect(getEventListeners(shared.signal, "abort")).toHaveLength(0);
     expect(target.attempts).toEqual({ succeeded: 0, failed: 1 });
   });
 });
@@ -230,9 +229,7 @@ describe("a request every deployment refuses", () => {
     // A constant draw puts the heavier deployment first.
     const routed = new RoutedBackend(targets, routerOptions("weighted"));
     const req: EmbeddingRequest = { model: "routed", input: { kind: "text", texts: ["a"] } };
-    const err = await routed
-      .embed(await routed.prepareEmbedding(req), new AbortController().signal)
-      .catch((e) => e);
+    const err = await routed.embed(await routed.prepareEmbedding(req), new CancelSource()).catch((e) => e);
     expect(err).toMatchObject({ kind: "invalid_request", param: "input" });
     expect(targets.map((t) => t.attempts)).toEqual([
       { succeeded: 0, failed: 0 },

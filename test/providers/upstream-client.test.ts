@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { UpstreamClient } from "../../src/backends/providers/upstream-client.js";
-import { HookedAbortController } from "../../src/core/abort-hooks.js";
+import { CancelSource, cancellationOf } from "../../src/core/cancellation.js";
 import { ServiceError } from "../../src/core/errors.js";
 
 /** An upstream whose handler each test writes; it counts connections and requests. */
@@ -61,7 +61,7 @@ describe("the upstream client", () => {
   it("reads a whole answer and keeps its connection open", async () => {
     const { client, state } = await setUp((_req, res) => res.end("data: one\n\ndata: [DONE]\n\n"));
     for (let i = 0; i < 3; i++) {
-      const response = await client.post("/chat/completions", { i }, new AbortController().signal);
+      const response = await client.post("/chat/completions", { i }, new CancelSource());
       let text = "";
       for (let chunk = await response.read(); chunk; chunk = await response.read()) text += chunk;
       expect(text).toBe("data: one\n\ndata: [DONE]\n\n");
@@ -77,10 +77,10 @@ describe("the upstream client", () => {
       res.write("data: [DONE]\n\n");
       setImmediate(() => res.end(": trailing comment\n\n", () => ended++));
     });
-    const response = await client.post("/chat/completions", {}, new AbortController().signal);
+    const response = await client.post("/chat/completions", {}, new CancelSource());
     expect(String(await response.read())).toBe("data: [DONE]\n\n");
     response.release();
-    const next = await client.post("/chat/completions", {}, new AbortController().signal);
+    const next = await client.post("/chat/completions", {}, new CancelSource());
     expect(String(await next.read())).toBe("data: [DONE]\n\n");
     next.release();
     await until(() => ended === 2);
@@ -104,7 +104,7 @@ describe("the upstream client", () => {
       };
       write(0);
     });
-    const response = await client.post("/chat/completions", {}, new AbortController().signal);
+    const response = await client.post("/chat/completions", {}, new CancelSource());
     const received: Buffer[] = [];
     for (let chunk = await response.read(); chunk; chunk = await response.read()) {
       received.push(chunk);
@@ -122,39 +122,57 @@ describe("the upstream client", () => {
       res.write("x".repeat(70 * 1024));
       // Never ends: only cutting the connection ends this exchange.
     });
-    const response = await client.post("/chat/completions", {}, new AbortController().signal);
+    const response = await client.post("/chat/completions", {}, new CancelSource());
     await response.read();
     response.release();
     await until(() => state.closed === 1);
   });
 
   it.each([
-    { through: "a listener of its signal", handedOver: false, listeners: 1 },
-    { through: "the hooks of its controller, handed over", handedOver: true, listeners: 0 },
+    {
+      through: "a hook of its own cancellation (no AbortSignal made)",
+      caller: () => {
+        const cancel = new CancelSource();
+        return { cancel, abort: (reason: Error) => cancel.abort(reason), listeners: () => 0 };
+      },
+      listening: 0,
+    },
+    {
+      through: "a listener of a worker's AbortSignal",
+      caller: () => {
+        const controller = new AbortController();
+        return {
+          cancel: cancellationOf(controller.signal),
+          abort: (reason: Error) => controller.abort(reason),
+          listeners: () => getEventListeners(controller.signal, "abort").length,
+        };
+      },
+      listening: 1,
+    },
   ])(
     "stops when the caller aborts mid-answer, through $through: the reason is thrown and the connection dropped",
-    async ({ handedOver, listeners }) => {
+    async ({ caller, listening }) => {
       const { client, state } = await setUp((_req, res) => res.write("data: one\n\n"));
-      const caller = new HookedAbortController();
-      const owner = handedOver ? caller : undefined;
-      const response = await client.post("/chat/completions", {}, caller.signal, "", owner);
+      const { cancel, abort, listeners } = caller();
+      const response = await client.post("/chat/completions", {}, cancel);
       expect(String(await response.read())).toBe("data: one\n\n");
-      expect(getEventListeners(caller.signal, "abort")).toHaveLength(listeners);
+      expect(listeners()).toBe(listening);
       const reason = new Error("client disconnected");
       const next = response.read();
-      caller.abort(reason);
+      abort(reason);
       await expect(next).rejects.toBe(reason);
       response.abandon();
+      expect(listeners()).toBe(0);
       await until(() => state.closed === 1);
     },
   );
 
-  it("sends nothing for a signal that aborted before the request, and throws its reason", async () => {
+  it("sends nothing for a caller that cancelled before the request, and throws its reason", async () => {
     const { client, state } = await setUp((_req, res) => res.end("never"));
     const reason = new Error("gone before it began");
-    const caller = new AbortController();
+    const caller = new CancelSource();
     caller.abort(reason);
-    await expect(client.post("/chat/completions", {}, caller.signal)).rejects.toBe(reason);
+    await expect(client.post("/chat/completions", {}, caller)).rejects.toBe(reason);
     expect(state.requests).toBe(0);
   });
 
@@ -163,7 +181,7 @@ describe("the upstream client", () => {
       res.writeHead(429, { "content-type": "application/json", "retry-after-ms": "1500" });
       res.end(JSON.stringify({ error: { message: "slow down, sk-secret" } }));
     });
-    const err = await client.post("/chat/completions", {}, new AbortController().signal).catch((e) => e);
+    const err = await client.post("/chat/completions", {}, new CancelSource()).catch((e) => e);
     expect(err).toMatchObject({ kind: "rate_limited", code: "upstream_rate_limited" });
     expect(err.message).toBe("The upstream provider is rate limiting requests: slow down, [redacted]");
     expect(err.hints).toMatchObject({ "retry-after-ms": "1500", "retry-after": "2" });
@@ -174,13 +192,13 @@ describe("the upstream client", () => {
       res.write('{"data":[{"embedding":[0.5,');
       setImmediate(() => res.end('1]}],"usage":{"prompt_tokens":2}}'));
     });
-    const body = await client.postJson("/embeddings", {}, new AbortController().signal);
+    const body = await client.postJson("/embeddings", {}, new CancelSource());
     expect(body).toEqual({ data: [{ embedding: [0.5, 1] }], usage: { prompt_tokens: 2 } });
   });
 
   it("answers a JSON answer that is not JSON with our 502 upstream_protocol_error, which a retry may get past", async () => {
     const { client } = await setUp((_req, res) => res.end('{"data":[{"embedding":[0.5,'));
-    const err = await client.postJson("/embeddings", {}, new AbortController().signal).catch((e) => e);
+    const err = await client.postJson("/embeddings", {}, new CancelSource()).catch((e) => e);
     expect(err).toBeInstanceOf(ServiceError);
     expect(err).toMatchObject({
       kind: "bad_gateway",

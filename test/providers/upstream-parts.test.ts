@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { OpenAiCompatibleAdapter } from "../../src/backends/providers/openai-compatible/openai-adapter.js";
 import { UpstreamBackend } from "../../src/backends/providers/upstream-backend.js";
 import { UpstreamClient } from "../../src/backends/providers/upstream-client.js";
+import { CancelSource } from "../../src/core/cancellation.js";
 import { drainParts } from "../../src/core/drain-parts.js";
 import type { GenerationPart, GenerationRequest } from "../../src/core/generation.js";
 import { textContent } from "../../src/core/messages.js";
@@ -75,7 +76,7 @@ describe("an upstream answer's parts", () => {
     );
     cleanup.push(up.close);
     const prepared = await up.backend.prepare(REQUEST);
-    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    const parts = up.backend.generate(prepared, new CancelSource())[Symbol.asyncIterator]();
     expect(up.state.requests).toBe(0);
     const seen: GenerationPart[] = [];
     for (let next = await parts.next(); !next.done; next = await parts.next()) {
@@ -100,7 +101,7 @@ describe("an upstream answer's parts", () => {
     );
     cleanup.push(up.close);
     const prepared = await up.backend.prepare(REQUEST);
-    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    const parts = up.backend.generate(prepared, new CancelSource())[Symbol.asyncIterator]();
     expect((await parts.next()).value).toEqual({ type: "text", choice: 0, text: "partial" });
     await expect(parts.next()).rejects.toMatchObject({ code: "upstream_error" });
     expect(await parts.next()).toEqual({ done: true, value: undefined });
@@ -111,7 +112,7 @@ describe("an upstream answer's parts", () => {
     const up = await setUp((res) => res.write(chunk({ content: "a long answer begins" })));
     cleanup.push(up.close);
     const prepared = await up.backend.prepare(REQUEST);
-    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    const parts = up.backend.generate(prepared, new CancelSource())[Symbol.asyncIterator]();
     expect((await parts.next()).value).toMatchObject({ text: "a long answer begins" });
     await parts.return?.(undefined);
     expect(up.backend.stats().busySlots).toBe(0);
@@ -121,12 +122,12 @@ describe("an upstream answer's parts", () => {
     expect(await parts.next()).toEqual({ done: true, value: undefined });
   });
 
-  it("end without the decoder's closing check when the caller's signal cut the answer", async () => {
+  it("end without the decoder's closing check when the caller cut the answer", async () => {
     const up = await setUp((res) => res.write(chunk({ content: "never finished" })));
     cleanup.push(up.close);
     const prepared = await up.backend.prepare(REQUEST);
-    const caller = new AbortController();
-    const parts = up.backend.generate(prepared, caller.signal)[Symbol.asyncIterator]();
+    const caller = new CancelSource();
+    const parts = up.backend.generate(prepared, caller)[Symbol.asyncIterator]();
     await parts.next();
     const reason = new Error("client disconnected");
     const pending = parts.next();
@@ -141,13 +142,13 @@ describe("an upstream answer's parts", () => {
     );
     cleanup.push(up.close);
     const prepared = await up.backend.prepare(REQUEST);
-    const unused = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    const unused = up.backend.generate(prepared, new CancelSource())[Symbol.asyncIterator]();
     expect(await unused.return?.(undefined)).toEqual({ done: true, value: undefined });
     expect(await unused.next()).toEqual({ done: true, value: undefined });
     expect(up.state.requests).toBe(0);
     expect(up.backend.stats().busySlots).toBe(0);
 
-    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    const parts = up.backend.generate(prepared, new CancelSource())[Symbol.asyncIterator]();
     const together = await Promise.all([parts.next(), parts.next(), parts.next(), parts.next()]);
     expect(together.map((r) => r.value)).toEqual([
       { type: "text", choice: 0, text: "one" },
@@ -169,7 +170,7 @@ describe("an upstream answer's parts", () => {
     });
     cleanup.push(up.close);
     const prepared = await up.backend.prepare(REQUEST);
-    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    const parts = up.backend.generate(prepared, new CancelSource())[Symbol.asyncIterator]();
     const firsts: GenerationPart[] = [];
     // An upstream answer drains itself (not one next() at a time).
     expect("drain" in parts).toBe(true);
@@ -198,13 +199,13 @@ describe("an upstream answer's parts", () => {
     );
     cleanup.push(up.close);
     const prepared = await up.backend.prepare(REQUEST);
-    const parts = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    const parts = up.backend.generate(prepared, new CancelSource())[Symbol.asyncIterator]();
     expect((await parts.next()).value).toEqual({ type: "text", choice: 0, text: "one" });
     await expect(drainParts(parts)).rejects.toMatchObject({ code: "upstream_error" });
     expect(up.backend.stats().busySlots).toBe(0);
     expect(await parts.next()).toEqual({ done: true, value: undefined });
 
-    const again = up.backend.generate(prepared, new AbortController().signal)[Symbol.asyncIterator]();
+    const again = up.backend.generate(prepared, new CancelSource())[Symbol.asyncIterator]();
     await expect(drainParts(again)).rejects.toMatchObject({ code: "upstream_error" });
     expect(up.backend.stats().busySlots).toBe(0);
   });

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { IdGenerator } from "../../core/ids.js";
 import { collectGeneration, type GenerationService } from "../../generation/service.js";
 import { streamGeneration } from "../../http/generation-stream.js";
-import { requestAbortController } from "../../http/request-context.js";
+import { requestCancellation } from "../../http/request-context.js";
 import { parseBody } from "../../http/validation.js";
 import { ChatChunkEncoder, collectChatCompletion, streamChatCompletion } from "./encode.js";
 import { chatRequestSchema } from "./schema.js";
@@ -34,9 +34,8 @@ export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): 
 
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = parseBody(chatRequestSchema, request.body);
-    // The request's one signal: the router cuts it at its deadline, so it need not make another.
-    const owner = requestAbortController(reply, opts.shutdown);
-    const signal = owner.signal;
+    // Cut when the client leaves: no AbortSignal is made for it on the way to an upstream.
+    const signal = requestCancellation(reply, opts.shutdown);
     request.telemetry.stream = body.stream === true;
     const generation = await opts.generation.start({
       principal: request.principal,
@@ -45,7 +44,6 @@ export async function chatRoutes(app: FastifyInstance, opts: ChatRouteOptions): 
       model: body.model,
       toRequest: (deployment) => toGenerationRequest(body, deployment.id, { maxN: opts.maxN }),
       signal,
-      signalOwner: owner,
       startedAt: request.startedAt,
       telemetry: request.telemetry,
     });

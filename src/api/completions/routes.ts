@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { IdGenerator } from "../../core/ids.js";
 import { collectGeneration, type GenerationService } from "../../generation/service.js";
 import { streamGeneration } from "../../http/generation-stream.js";
-import { requestAbortController } from "../../http/request-context.js";
+import { requestCancellation } from "../../http/request-context.js";
 import { parseBody } from "../../http/validation.js";
 import { CompletionChunkEncoder, collectCompletion, streamCompletion } from "./encode.js";
 import { completionRequestSchema } from "./schema.js";
@@ -20,9 +20,8 @@ export interface CompletionRouteOptions {
 export async function completionRoutes(app: FastifyInstance, opts: CompletionRouteOptions): Promise<void> {
   app.post("/v1/completions", async (request, reply) => {
     const body = parseBody(completionRequestSchema, request.body);
-    // The request's one signal: the router cuts it at its deadline, so it need not make another.
-    const owner = requestAbortController(reply, opts.shutdown);
-    const signal = owner.signal;
+    // Cut when the client leaves: no AbortSignal is made for it on the way to an upstream.
+    const signal = requestCancellation(reply, opts.shutdown);
     request.telemetry.stream = body.stream === true;
     let shape: CompletionShape | undefined;
     const generation = await opts.generation.start({
@@ -36,7 +35,6 @@ export async function completionRoutes(app: FastifyInstance, opts: CompletionRou
         return mapped.request;
       },
       signal,
-      signalOwner: owner,
       startedAt: request.startedAt,
       telemetry: request.telemetry,
     });

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { GenerationService } from "../../generation/service.js";
-import { requestAbortSignal } from "../../http/request-context.js";
+import { requestCancellation } from "../../http/request-context.js";
 import { parseBody } from "../../http/validation.js";
 import { encodeEmbeddings } from "./encode.js";
 import { embeddingRequestSchema } from "./schema.js";
@@ -15,7 +15,7 @@ export interface EmbeddingRouteOptions {
 export async function embeddingRoutes(app: FastifyInstance, opts: EmbeddingRouteOptions): Promise<void> {
   app.post("/v1/embeddings", async (request, reply) => {
     const body = parseBody(embeddingRequestSchema, request.body);
-    const signal = requestAbortSignal(reply, opts.shutdown);
+    const signal = requestCancellation(reply, opts.shutdown);
     const embeddings = await opts.generation.embed({
       principal: request.principal,
       endpoint: "embeddings",

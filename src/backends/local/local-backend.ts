@@ -1,4 +1,5 @@
 import { setMaxListeners } from "node:events";
+import type { Cancellation } from "../../core/cancellation.js";
 import {
   contextLengthExceeded,
   invalidRequest,
@@ -176,8 +177,8 @@ export class LocalBackend implements ModelBackend {
     return this.embedderOf(req.model).prepare(req);
   }
 
-  embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
-    return this.embedderOf(prepared.request.model).embed(prepared, signal);
+  embed(prepared: PreparedEmbedding, cancel: Cancellation): Promise<EmbeddingResult> {
+    return this.embedderOf(prepared.request.model).embed(prepared, cancel.signal);
   }
 
   /** Known once the model is loaded: its context, less the tokens that frame an input. */
@@ -283,8 +284,10 @@ export class LocalBackend implements ModelBackend {
     );
   }
 
-  async *generate(prepared: PreparedGeneration, signal: AbortSignal): AsyncGenerator<GenerationPart> {
+  async *generate(prepared: PreparedGeneration, cancel: Cancellation): AsyncGenerator<GenerationPart> {
     if (!(prepared instanceof LocalPreparedGeneration)) throw new Error("prepared by another backend");
+    // The engines take an AbortSignal: made here, for local work only.
+    const signal = cancel.signal;
     const { request: req, prompts, maxTokensPerChoice } = prepared;
     await this.arrivals.beforeSubmit();
     const meta = this.engine.metadata();

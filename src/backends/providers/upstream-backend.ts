@@ -1,3 +1,4 @@
+import type { Cancellation } from "../../core/cancellation.js";
 import { invalidRequest } from "../../core/errors.js";
 import type {
   BackendCapabilities,
@@ -6,7 +7,6 @@ import type {
   CostEstimate,
   EmbeddingRequest,
   EmbeddingResult,
-  GenerateOptions,
   GenerationPart,
   GenerationRequest,
   ModelBackend,
@@ -87,20 +87,14 @@ export class UpstreamBackend implements ModelBackend {
     );
   }
 
-  generate(
-    prepared: PreparedGeneration,
-    signal: AbortSignal,
-    options?: GenerateOptions,
-  ): AsyncIterableIterator<GenerationPart> {
+  generate(prepared: PreparedGeneration, cancel: Cancellation): AsyncIterableIterator<GenerationPart> {
     const call = (prepared as UpstreamPreparedGeneration).call;
-    // The signal's controller, where it is handed on, cuts the exchange through its hooks.
-    const owner = options?.signalOwner;
     return new UpstreamParts({
-      send: () => this.client.post(call.path, call.body, signal, call.query, owner),
+      send: () => this.client.post(call.path, call.body, cancel, call.query),
       decoder: this.decoderFor(prepared.request),
       progress: prepared.progress,
       promptTokens: prepared.estimate.promptTokens,
-      signal,
+      cancel,
       started: () => {
         this.inFlight++;
       },
@@ -119,14 +113,14 @@ export class UpstreamBackend implements ModelBackend {
     return prepared;
   }
 
-  async embed(prepared: PreparedEmbedding, signal: AbortSignal): Promise<EmbeddingResult> {
+  async embed(prepared: PreparedEmbedding, cancel: Cancellation): Promise<EmbeddingResult> {
     const req = prepared.request;
     const { readEmbeddings } = this.adapter;
     if (!readEmbeddings) throw notAnEmbeddingModel();
     const call = (prepared as UpstreamPreparedEmbedding).call;
     this.inFlight++;
     try {
-      const body = await this.client.postJson(call.path, call.body, signal).catch((err: unknown) => {
+      const body = await this.client.postJson(call.path, call.body, cancel).catch((err: unknown) => {
         // A 200 whose body does not parse is the upstream's fault (a 502 another attempt may get past), not ours.
         throw err instanceof SyntaxError ? upstreamProtocolError("embeddings that are not JSON") : err;
       });

@@ -1,4 +1,5 @@
 import { Pool } from "undici";
+import type { Cancellation } from "../../core/cancellation.js";
 import { redactSecrets } from "./secret-redaction.js";
 import {
   retryAfterMs,
@@ -48,17 +49,10 @@ export class UpstreamClient {
   /**
    * POSTs JSON and returns the response body to read; an error status is read (bounded), mapped
    * to our errors and thrown. `query` is appended as it is (the caller builds it from config).
-   * `signalOwner`, the signal's controller where the caller has it, cuts the exchange through its
-   * hooks rather than a listener of the signal (core/abort-hooks).
+   * `cancel` cuts the exchange at any point.
    */
-  async post(
-    path: string,
-    body: unknown,
-    signal: AbortSignal,
-    query = "",
-    signalOwner?: AbortController,
-  ): Promise<UpstreamResponse> {
-    const response = new UpstreamResponse(signal, signalOwner);
+  async post(path: string, body: unknown, cancel: Cancellation, query = ""): Promise<UpstreamResponse> {
+    const response = new UpstreamResponse(cancel);
     let head: ResponseHead;
     try {
       this.pool.dispatch(
@@ -72,7 +66,7 @@ export class UpstreamClient {
       );
       head = await response.head;
     } catch (err) {
-      if (signal.aborted) throw err;
+      if (cancel.aborted) throw err;
       throw upstreamTransportError(err);
     }
     if (head.statusCode < 400) return response;
@@ -82,14 +76,14 @@ export class UpstreamClient {
   }
 
   /** POSTs JSON and reads a JSON answer (embeddings). */
-  async postJson(path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
-    const response = await this.post(path, body, signal);
+  async postJson(path: string, body: unknown, cancel: Cancellation): Promise<unknown> {
+    const response = await this.post(path, body, cancel);
     const chunks: Buffer[] = [];
     try {
       for (let chunk = await response.read(); chunk; chunk = await response.read()) chunks.push(chunk);
     } catch (err) {
       response.abandon();
-      if (signal.aborted) throw err;
+      if (cancel.aborted) throw err;
       throw upstreamTransportError(err);
     }
     try {

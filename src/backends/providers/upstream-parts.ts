@@ -1,3 +1,4 @@
+import type { Cancellation } from "../../core/cancellation.js";
 import type { DrainableParts } from "../../core/drain-parts.js";
 import type { GenerationPart, UsageCounts } from "../../core/generation.js";
 import { charsToTokens } from "./prompt-estimate.js";
@@ -14,7 +15,7 @@ export interface UpstreamPartsSource {
   progress: UsageCounts;
   /** The prompt as estimated: counted as consumed once the upstream accepts the request. */
   promptTokens: number;
-  signal: AbortSignal;
+  cancel: Cancellation;
   /** The answer starts (at the first next()) and ends (whole, failed or left): in-flight books. */
   started(): void;
   ended(): void;
@@ -163,8 +164,8 @@ export class UpstreamParts implements AsyncIterableIterator<GenerationPart>, Dra
   /** The body is read to its end (or the decoder is complete): the decoder's closing parts follow. */
   private close(): Promise<IteratorResult<GenerationPart>> {
     const response = this.response as UpstreamResponse;
-    // The answer is whole unless the caller's signal cut it.
-    if (this.source.signal.aborted) {
+    // The answer is whole unless the caller cut it.
+    if (this.source.cancel.aborted) {
       response.abandon();
       this.end();
       return Promise.resolve(DONE);
@@ -187,7 +188,7 @@ export class UpstreamParts implements AsyncIterableIterator<GenerationPart>, Dra
   private fail(err: unknown): never {
     (this.response as UpstreamResponse).abandon();
     this.end();
-    if (this.source.signal.aborted || isServiceError(err)) throw err;
+    if (this.source.cancel.aborted || isServiceError(err)) throw err;
     throw upstreamTransportError(err);
   }
 

@@ -1,5 +1,5 @@
 import { type Dispatcher, errors } from "undici";
-import { whenAborted } from "../../core/abort-hooks.js";
+import type { Cancellation } from "../../core/cancellation.js";
 
 /** Body bytes held for the reader before the upstream's socket is paused (a stream's high-water mark). */
 const HIGH_WATER_BYTES = 64 * 1024;
@@ -23,6 +23,11 @@ export function headerValue(rawHeaders: readonly Buffer[], name: string): string
   return undefined;
 }
 
+/** What the exchange is cut with: the caller's reason (an Error, as AbortController.abort() gives). */
+function whyCut(cancel: Cancellation): Error {
+  return (cancel.reason as Error | undefined) ?? new errors.RequestAbortedError();
+}
+
 /**
  * One upstream request and its answer, driven by undici's dispatch handler: the status, the body's
  * chunks and the end arrive as calls and wait here for the one reader. undici's request() wraps
@@ -35,7 +40,7 @@ export function headerValue(rawHeaders: readonly Buffer[], name: string): string
  * object first (~2.5% of the gateway's CPU): this class reads the two or three headers it needs
  * from the raw ones, and only when it needs them.
  *
- * It behaves as request() with a signal did: aborted by the caller's signal at any point (with
+ * It behaves as request() with a signal did: aborted by the caller's cancellation at any point (with
  * its reason), a failure drops what was not read yet, `release()` reads the rest of a whole
  * answer in the background (so the kept-alive connection goes back to the pool) unless the body
  * is over 64 KiB, and `abandon()` drops the body and its connection.
@@ -52,7 +57,7 @@ export class UpstreamResponse implements Dispatcher.DispatchHandler {
   private paused = false;
   /** The exchange was cut by us (abort, release of a long body, abandon). */
   private cut = false;
-  /** Why the caller's signal aborted, when it did before the request was on a connection. */
+  /** Why the caller cancelled, when it did before the request was on a connection. */
   private abortedBy: Error | undefined;
   private readonly stopListening: (() => void) | undefined;
   private readonly queue: Buffer[] = [];
@@ -66,21 +71,17 @@ export class UpstreamResponse implements Dispatcher.DispatchHandler {
   /** Released or abandoned: what still arrives is dropped. */
   private settled = false;
 
-  /** `owner`: the signal's controller, where the caller has it (see whenAborted). */
-  constructor(signal: AbortSignal, owner?: AbortController) {
+  /** Cut through a hook on `cancel` (no 'abort' listener: see core/cancellation). */
+  constructor(cancel: Cancellation) {
     this.head = new Promise<ResponseHead>((resolve, reject) => {
       this.resolveHead = resolve;
       this.rejectHead = reject;
     });
-    if (signal.aborted) {
-      this.abortedBy = signal.reason ?? new errors.RequestAbortedError();
+    if (cancel.aborted) {
+      this.abortedBy = whyCut(cancel);
       return;
     }
-    this.stopListening = whenAborted(
-      signal,
-      () => this.abort(signal.reason ?? new errors.RequestAbortedError()),
-      owner,
-    );
+    this.stopListening = cancel.onAbort(() => this.abort(whyCut(cancel)));
   }
 
   /** The next chunk of the body; undefined at its end. Throws what ended the exchange, if it failed. */
