@@ -28,6 +28,35 @@ export interface StreamPolicy {
 const CANCELLED_FRAME = `data: ${JSON.stringify(SHUTDOWN_STREAM_ERROR)}\n\n`;
 
 const DONE_FRAME = "data: [DONE]\n\n";
+
+/** The stream's own headers: they win over a reply's header of the same name. */
+const STREAM_HEADERS: readonly string[] = [
+  "content-type",
+  "text/event-stream; charset=utf-8",
+  "cache-control",
+  "no-cache",
+  "connection",
+  "keep-alive",
+  "x-accel-buffering",
+  "no",
+];
+const STREAM_HEADER_NAMES: ReadonlySet<string> = new Set(STREAM_HEADERS.filter((_, i) => i % 2 === 0));
+
+/**
+ * The headers of a stream's 200 as one flat list (name, value, name, value…), which writeHead
+ * takes as it is. Not an object spread from the extra headers: on Node 20 that object, made per
+ * stream and handed to writeHead, left ~1.1 KB of every streamed request surviving the young
+ * generation's collections (c=1: ~1,370 B against ~270 B per request with this list; scavenges
+ * paused ~3.6 ms against ~1.7; bench/RESULTS.md, session 8).
+ */
+function headerList(extra: Readonly<Record<string, string>> | undefined): string[] {
+  const list = STREAM_HEADERS.slice();
+  if (!extra) return list;
+  for (const name of Object.keys(extra)) {
+    if (!STREAM_HEADER_NAMES.has(name.toLowerCase())) list.push(name, extra[name] as string);
+  }
+  return list;
+}
 const KEEP_ALIVE_FRAME = ": keep-alive\n\n";
 
 /**
@@ -124,13 +153,7 @@ export class SseWriter {
     // The headers go out with the first frames written in this tick (the stream driver opens
     // once the first part is there), not in a write of their own.
     this.corkForTick();
-    this.res.writeHead(200, {
-      ...this.options.headers,
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache",
-      connection: "keep-alive",
-      "x-accel-buffering": "no",
-    });
+    this.res.writeHead(200, headerList(this.options.headers));
     this.res.flushHeaders();
     this.armKeepAlive();
     if (this.cancelSignal?.aborted) this.cancel();

@@ -44,6 +44,8 @@ class TestServer {
 class RawClient {
   status = 0;
   headers: Record<string, string> = {};
+  /** Every header line's name, lower-cased, in order: a name sent twice appears twice. */
+  headerNames: string[] = [];
   body = "";
   /** The terminating zero-length chunk arrived: the server ended the response. */
   ended = false;
@@ -101,7 +103,9 @@ class RawClient {
       this.status = Number(statusLine.split(" ")[1]);
       for (const line of lines) {
         const colon = line.indexOf(":");
-        this.headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+        const name = line.slice(0, colon).trim().toLowerCase();
+        this.headerNames.push(name);
+        this.headers[name] = line.slice(colon + 1).trim();
       }
       this.headersDone = true;
       this.raw = this.raw.subarray(end + 4);
@@ -164,11 +168,17 @@ describe("SseWriter", () => {
     await sse.done();
   });
 
-  it("extra headers cannot replace the event-stream content type", async () => {
-    const { sse, client } = await start({ headers: { "content-type": "application/json" } });
+  it("extra headers cannot replace the stream's own, nor send them a second time", async () => {
+    const { sse, client } = await start({
+      headers: { "content-type": "application/json", "Cache-Control": "max-age=60", "x-request-id": "req_1" },
+    });
     sse.open();
     await client.waitFor(() => client.status !== 0, "the headers");
     expect(client.headers["content-type"]).toMatch(/^text\/event-stream/);
+    expect(client.headers["cache-control"]).toBe("no-cache");
+    expect(client.headers["x-request-id"]).toBe("req_1");
+    expect(client.headerNames.filter((name) => name === "content-type")).toHaveLength(1);
+    expect(client.headerNames.filter((name) => name === "cache-control")).toHaveLength(1);
     await sse.done();
   });
 
