@@ -431,7 +431,7 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
     await expect.poll(() => env.upstream.cutShort, { timeout: 5_000 }).toBe(before + 1);
   });
 
-  it("makes no AbortSignal for a relayed request, streamed or not: the client's leaving is a hook", async () => {
+  it("makes no AbortSignal for a relayed request (chat streamed or not, embeddings): the client's leaving is a hook", async () => {
     const made = { count: 0 };
     const Original = globalThis.AbortController;
     globalThis.AbortController = class extends Original {
@@ -440,15 +440,18 @@ describe("an OpenAI-compatible upstream behind the gateway", () => {
         made.count++;
       }
     };
+    const chat = (stream: boolean) => ({
+      model: "remote",
+      messages: [{ role: "user", content: "Hi" }],
+      stream,
+    });
     try {
-      for (const stream of [false, true]) {
-        const body = await postPlain(`${env.gateway.url}/v1/chat/completions`, {
-          model: "remote",
-          messages: [{ role: "user", content: "Hi" }],
-          stream,
-        });
-        expect(body).toContain(stream ? "data: [DONE]" : '"chat.completion"');
-      }
+      expect(await postPlain(`${env.gateway.url}/v1/chat/completions`, chat(false))).toContain(
+        '"chat.completion"',
+      );
+      expect(await postPlain(`${env.gateway.url}/v1/chat/completions`, chat(true))).toContain("data: [DONE]");
+      const embedded = await postPlain(`${env.gateway.url}/v1/embeddings`, { model: "remote", input: "a" });
+      expect(JSON.parse(embedded)).toMatchObject({ object: "list", data: [{ object: "embedding" }] });
     } finally {
       globalThis.AbortController = Original;
     }
