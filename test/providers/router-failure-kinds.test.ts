@@ -13,7 +13,7 @@ import type {
 import { DeploymentTarget } from "../../src/router/deployment-target.js";
 import { MemoryDeploymentState } from "../../src/router/memory-deployment-state.js";
 import { isOwnBug, isRetryable } from "../../src/router/retry-delay.js";
-import { RoutedBackend } from "../../src/router/routed-backend.js";
+import { RoutedBackend, realTiming } from "../../src/router/routed-backend.js";
 import { manualTiming } from "./helpers/gateway.js";
 
 const caps: BackendCapabilities = {
@@ -185,6 +185,28 @@ describe("the caller's cancellation and the router's deadline", () => {
     expect(shared.signal.aborted).toBe(false);
     expect(getEventListeners(shared.signal, "abort")).toHaveLength(0);
     expect(target.attempts).toEqual({ succeeded: 0, failed: 1 });
+  });
+});
+
+describe("the router's backoff sleep", () => {
+  it("ends at once when the attempts are cut, and takes its hook back", async () => {
+    const attempts = new CancelSource();
+    const slept = realTiming.sleep(60_000, attempts);
+    attempts.abort(new Error("deadline"));
+    await slept;
+    const worker = new AbortController();
+    const shared = cancellationOf(worker.signal);
+    const long = realTiming.sleep(60_000, shared);
+    expect(getEventListeners(worker.signal, "abort")).toHaveLength(1);
+    worker.abort();
+    await long;
+    expect(getEventListeners(worker.signal, "abort")).toHaveLength(0);
+  });
+
+  it("leaves no listener on a worker's signal once it has slept", async () => {
+    const worker = new AbortController();
+    await realTiming.sleep(1, cancellationOf(worker.signal));
+    expect(getEventListeners(worker.signal, "abort")).toHaveLength(0);
   });
 });
 
