@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import { CancelSource } from "../core/cancellation.js";
 import { type ErrorBody, SHUTDOWN_STREAM_ERROR } from "./errors.js";
 
 export interface SseOptions {
@@ -67,11 +68,11 @@ const KEEP_ALIVE_FRAME = ": keep-alive\n\n";
 export class SseWriter {
   private readonly res: ServerResponse;
   /**
-   * Made only when someone asks for `signal`: an AbortSignal costs microseconds to create on
-   * Node 20, and most streams end without anyone listening. `abortReason` is the state itself.
+   * Cut when the client goes away or stops reading. Its AbortSignal is made only when someone asks
+   * for `signal`: one costs microseconds to create on Node 20, and most streams end without anyone
+   * listening.
    */
-  private abortController: AbortController | undefined;
-  private abortReason: Error | undefined;
+  private readonly cut = new CancelSource();
   private readonly keepAliveMs: number;
   private readonly drainTimeoutMs: number;
   private readonly cancelSignal: AbortSignal | undefined;
@@ -131,20 +132,16 @@ export class SseWriter {
 
   /** Aborted when the client goes away or stops reading. */
   get signal(): AbortSignal {
-    if (!this.abortController) {
-      this.abortController = new AbortController();
-      if (this.abortReason) this.abortController.abort(this.abortReason);
-    }
-    return this.abortController.signal;
+    return this.cut.signal;
   }
 
   /** Whether `signal` is aborted (without making the signal). */
   get aborted(): boolean {
-    return this.abortReason !== undefined;
+    return this.cut.aborted;
   }
 
   get isOpen(): boolean {
-    return this.opened && !this.ended && this.abortReason === undefined;
+    return this.opened && !this.ended && !this.cut.aborted;
   }
 
   open(): void {
@@ -238,7 +235,7 @@ export class SseWriter {
       const finish = () => {
         clearTimeout(timer);
         this.res.off("drain", finish);
-        this.signal.removeEventListener("abort", finish);
+        unhook();
         resolve();
       };
       const timer = setTimeout(() => {
@@ -247,15 +244,13 @@ export class SseWriter {
         finish();
       }, this.drainTimeoutMs);
       this.res.on("drain", finish);
-      this.signal.addEventListener("abort", finish, { once: true });
+      const unhook = this.cut.onAbort(finish);
     });
   }
 
   private abort(reason: string): void {
     this.clearKeepAlive();
-    if (this.abortReason) return;
-    this.abortReason = new Error(reason);
-    this.abortController?.abort(this.abortReason);
+    if (!this.cut.aborted) this.cut.abort(new Error(reason));
   }
 
   /** Pushes the keep-alive back by a full interval; called on every write, so it reuses one timer. */

@@ -21,6 +21,8 @@ export interface OpenedStream {
   served?: Served;
 }
 
+const TAKEN_WHOLE: GenerateOptions = { whole: true };
+
 /**
  * A request prepared against one deployment; the attempt that serves it may prepare again
  * elsewhere. It is also the router's call for a generation: an attempt is committed by its first
@@ -128,7 +130,7 @@ export class RoutedPreparedGeneration
   ): Promise<OpenedStream> {
     let parts: GenerationPart[];
     try {
-      const source = backend.generate(prepared, attempts, WHOLE)[Symbol.asyncIterator]();
+      const source = backend.generate(prepared, attempts, TAKEN_WHOLE)[Symbol.asyncIterator]();
       parts = await drainParts(source, () => {
         begun();
         this.onFirstPart?.();
@@ -144,9 +146,6 @@ export class RoutedPreparedGeneration
     return { first: inHand.take(), rest: inHand, inHand, served };
   }
 }
-
-/** The options of an attempt gathered whole; its first part is reported through drainParts. */
-const WHOLE: GenerateOptions = { whole: true };
 
 function promptOnly(used: UsageCounts): UsageCounts {
   return { promptTokens: used.promptTokens, completionTokens: 0, cachedTokens: used.cachedTokens };
